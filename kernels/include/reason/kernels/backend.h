@@ -1,0 +1,111 @@
+// The one backend interface: every op the engine runs, implemented by the CPU backend
+// (oneDNN matmuls + OpenMP-threaded vectorised loops) and by the CUDA backend (cuBLAS +
+// our kernels). Nothing here knows about models: arguments are raw device pointers,
+// element counts and strides.
+//
+// Ownership: pointers passed to ops are borrowed for the duration of the call.
+// Threads: a Backend object is shared; its ops may be called from several threads at once
+// (the CPU backend's primitive cache is locked; each call parallelises internally).
+// Errors: ops throw reason::kernels::BackendError (a std::runtime_error) naming the op.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "reason/kernels/dtype.h"
+
+namespace reason::kernels {
+
+class BackendError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class DeviceKind : uint8_t { CPU = 0, CUDA = 1 };
+
+// y[m, n] = x[m, k] . w[n, k]^T (+ bias[n]) (+ beta * y).
+// x and y are f32 (row strides ldx, ldy in elements); w is a weight matrix as Hugging Face
+// stores a Linear (out_features rows of in_features), in f32 or bf16. With bf16 weights the
+// rows of x are rounded to bf16 and the product accumulates in f32.
+struct MatmulArgs {
+  const float* x = nullptr;
+  const void* w = nullptr;
+  DType w_dtype = DType::F32;
+  const float* bias = nullptr;  // f32 [n] or null
+  float* y = nullptr;
+  int64_t m = 0, n = 0, k = 0;
+  int64_t ldx = 0, ldy = 0;  // 0 means packed (k and n)
+  float beta = 0.0f;         // 0: overwrite y; 1: accumulate into y
+};
+
+// One sequence's queries against its own KV history (causal).
+// Query token t (absolute position q_pos0 + t) attends to key positions [0, q_pos0 + t].
+// q:   f32, row t at q + t * q_stride, head h at + h * head_dim
+// k,v: f32, position p at k + p * kv_stride, kv head g at + g * head_dim
+// out: f32, same layout as q (n_heads * head_dim per token at out + t * out_stride)
+struct AttnSeq {
+  const float* q = nullptr;
+  float* out = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t n_q = 0;
+  int64_t q_pos0 = 0;
+};
+
+struct AttnArgs {
+  const AttnSeq* seqs = nullptr;
+  int n_seqs = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;  // n_heads % n_kv_heads == 0 (grouped-query attention)
+  int head_dim = 0;
+  int64_t q_stride = 0, out_stride = 0, kv_stride = 0;
+  float scale = 1.0f;  // softmax scale, usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceKind kind() const = 0;
+  virtual const char* name() const = 0;
+
+  // Device memory. alloc throws on failure; dealloc(nullptr) is a no-op.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void dealloc(void* p) = 0;
+  virtual void upload(void* dst_device, const void* src_host, size_t bytes) = 0;
+  virtual void download(void* dst_host, const void* src_device, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  virtual void matmul(const MatmulArgs& a) = 0;
+
+  // y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w   (w f32 [dim]); y may alias x.
+  virtual void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
+                       float eps) = 0;
+
+  // Rotary embedding in the rotate_half (GPT-NeoX) layout on the first rot_dim values of
+  // every head: pairs (i, i + rot_dim/2) rotate by angle pos[t] * inv_freq[i], and cos/sin
+  // are multiplied by attn_factor (YaRN / llama3 attention scaling; 1 otherwise).
+  // x: f32, token t head h at x + t * stride + h * head_dim.
+  virtual void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,
+                    int64_t stride, const int32_t* pos, const float* inv_freq,
+                    float attn_factor) = 0;
+
+  virtual void attention(const AttnArgs& a) = 0;
+
+  // out[i] = silu(gate[i]) * up[i] for i < n (row-strided variants are built from rows).
+  virtual void silu_mul(float* out, const float* gate, const float* up, int64_t n) = 0;
+  // y[i] += x[i]
+  virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
+};
+
+// The process-wide CPU backend. Never null.
+Backend& cpu_backend();
+
+// The CUDA backend on device 0, or nullptr when libreason was built without CUDA, when no
+// driver/GPU is present, or when cuBLAS cannot be loaded. The reason is in *why if given.
+Backend* cuda_backend(std::string* why = nullptr);
+
+// Number of worker threads used by CPU ops (OpenMP). set_cpu_threads(0) restores the default.
+int cpu_threads();
+void set_cpu_threads(int n);
+
+}  // namespace reason::kernels
