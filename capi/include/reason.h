@@ -1,0 +1,254 @@
+/*
+ * libreason — the stable C ABI.
+ *
+ * Conventions (libgit2 / SQLite / ONNX Runtime style):
+ *  - Every exported symbol starts with reason_, every macro with REASON_.
+ *  - Objects are opaque handles created by reason_X_create/load and released by reason_X_free;
+ *    reason_X_free(NULL) is a no-op.
+ *  - Every fallible call returns reason_status (REASON_OK == 0). On failure,
+ *    reason_last_error() returns a message naming what was wrong (file, tensor, field); it is
+ *    thread-local and valid until the next failing call on the same thread.
+ *  - Out-parameters come first. They are written only on success.
+ *  - Options structs begin with uint32_t struct_size; initialise them with their
+ *    REASON_X_OPTIONS_INIT macro or reason_X_options_init() so that old callers keep working
+ *    when fields are added at the end.
+ *  - Memory the library hands out (strings, arrays, results) is released with the matching
+ *    reason_*_free or with reason_free. Pointers given to callbacks are borrowed: valid only
+ *    during the callback.
+ *  - Threads: a reason_model and a reason_tokenizer are immutable after loading and may be
+ *    used from any number of threads at once. There is no global lock. Each call documents
+ *    its own rules below.
+ *  - No C++ exception ever crosses this boundary.
+ */
+#ifndef REASON_H
+#define REASON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reason_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(REASON_BUILDING_LIBRARY)
+#define REASON_API __attribute__((visibility("default")))
+#else
+#define REASON_API
+#endif
+
+/* ---- Status and errors ----------------------------------------------------------------- */
+
+typedef enum reason_status {
+  REASON_OK = 0,
+  REASON_ERR_INVALID_ARGUMENT = 1, /* null handle, bad option, out-of-range token id */
+  REASON_ERR_IO = 2,               /* a file could not be opened, read or written */
+  REASON_ERR_FORMAT = 3,           /* a file is malformed: corrupt, truncated or hostile */
+  REASON_ERR_UNSUPPORTED = 4,      /* valid but unsupported: unknown architecture, dtype */
+  REASON_ERR_OUT_OF_MEMORY = 5,
+  REASON_ERR_BACKEND = 6,          /* a compute backend failed */
+  REASON_ERR_CANCELLED = 7,        /* stopped by a callback (not used for normal stops) */
+  REASON_ERR_INTERNAL = 8
+} reason_status;
+
+/* The message of the last failing call on this thread ("" if none). Borrowed: valid until the
+ * next failing call on this thread. Never NULL. */
+REASON_API const char* reason_last_error(void);
+
+/* A static name for a status code, e.g. "REASON_ERR_FORMAT". Never NULL. */
+REASON_API const char* reason_status_name(reason_status status);
+
+/* ---- Version ------------------------------------------------------------------------------ */
+
+/* The library's version string, "MAJOR.MINOR.PATCH". Static storage. Compare with
+ * REASON_VERSION_STRING to detect a header/library mismatch. */
+REASON_API const char* reason_version(void);
+/* Writes the numeric version. Any pointer may be NULL. */
+REASON_API void reason_version_numbers(int* major, int* minor, int* patch);
+
+/* Frees memory handed out by the library (strings and arrays documented as "free with
+ * reason_free"). NULL is a no-op. */
+REASON_API void reason_free(void* ptr);
+
+/* Number of CPU threads compute uses (default: all cores, or $REASON_NUM_THREADS).
+ * Process-wide; takes effect for calls that start after it returns. 0 restores the default. */
+REASON_API void reason_set_num_threads(int n);
+REASON_API int reason_get_num_threads(void);
+
+/* ---- Tokenizer ---------------------------------------------------------------------------- */
+
+typedef struct reason_tokenizer reason_tokenizer;
+
+/* Loads a Hugging Face tokenizer: `path` is a directory holding tokenizer.json (and optionally
+ * tokenizer_config.json for BOS/EOS and the chat format) or the path of a tokenizer.json.
+ * On success *out owns a new tokenizer; free it with reason_tokenizer_free. Thread-safe. */
+REASON_API reason_status reason_tokenizer_load(reason_tokenizer** out, const char* path);
+REASON_API void reason_tokenizer_free(reason_tokenizer* tok);
+
+/* Encodes UTF-8 text (text_len bytes; text need not be NUL-terminated). With
+ * add_special_tokens != 0 the tokens the tokenizer's post-processor adds (e.g. DeepSeek's BOS)
+ * are added. *out_ids receives an array of *out_n ids: free it with reason_free. */
+REASON_API reason_status reason_tokenizer_encode(int32_t** out_ids, size_t* out_n,
+                                                 const reason_tokenizer* tok, const char* text,
+                                                 size_t text_len, int add_special_tokens);
+
+/* Decodes ids to a NUL-terminated UTF-8 string (free with reason_free). An id outside the
+ * vocabulary is REASON_ERR_INVALID_ARGUMENT naming the id and its index. */
+REASON_API reason_status reason_tokenizer_decode(char** out_text, const reason_tokenizer* tok,
+                                                 const int32_t* ids, size_t n,
+                                                 int skip_special_tokens);
+
+/* Vocabulary size (largest id + 1), or -1 if tok is NULL. */
+REASON_API int32_t reason_tokenizer_vocab_size(const reason_tokenizer* tok);
+/* The end-of-sequence id from tokenizer_config.json, or -1 if none. */
+REASON_API int32_t reason_tokenizer_eos_id(const reason_tokenizer* tok);
+
+typedef struct reason_chat_message {
+  const char* role;    /* "system", "user" or "assistant" */
+  const char* content; /* UTF-8, NUL-terminated */
+} reason_chat_message;
+
+typedef enum reason_chat_format {
+  REASON_CHAT_AUTO = 0,        /* detected from tokenizer_config.json's chat_template */
+  REASON_CHAT_DEEPSEEK_R1 = 1, /* BOS, <｜User｜>, <｜Assistant｜>, forced "<think>\n" */
+  REASON_CHAT_CHATML = 2       /* Qwen: <|im_start|>role\n...<|im_end|>\n */
+} reason_chat_format;
+
+/* Formats a conversation as the model's chat template would, returning the prompt text (free
+ * with reason_free). With add_generation_prompt != 0 the assistant prefix is appended (for
+ * DeepSeek-R1 it includes "<think>\n"). Earlier assistant turns drop their <think> part. */
+REASON_API reason_status reason_tokenizer_apply_chat(char** out_text, const reason_tokenizer* tok,
+                                                     const reason_chat_message* messages,
+                                                     size_t n_messages, int add_generation_prompt,
+                                                     reason_chat_format format);
+
+/* ---- Model -------------------------------------------------------------------------------- */
+
+typedef struct reason_model reason_model;
+
+typedef enum reason_dtype {
+  REASON_DTYPE_AUTO = 0, /* f32 */
+  REASON_DTYPE_F32 = 1,
+  REASON_DTYPE_BF16 = 2 /* bf16 weights, bf16 matmul inputs, f32 accumulation */
+} reason_dtype;
+
+typedef struct reason_model_options {
+  uint32_t struct_size;       /* sizeof(reason_model_options) */
+  reason_dtype compute_dtype; /* weights are converted to this at load */
+  int load_tokenizer;         /* non-zero: also load tokenizer.json from the directory */
+} reason_model_options;
+
+#define REASON_MODEL_OPTIONS_INIT {(uint32_t)sizeof(reason_model_options), REASON_DTYPE_AUTO, 1}
+REASON_API void reason_model_options_init(reason_model_options* opts);
+
+/* Loads a Hugging Face model directory (config.json + model.safetensors or sharded
+ * model.safetensors.index.json). opts may be NULL for defaults. Supported architectures:
+ * LlamaForCausalLM, Qwen2ForCausalLM. Errors name the directory and the file/tensor/field.
+ * On success *out owns the model; free with reason_model_free. The model is immutable and may
+ * be shared by any number of threads. */
+REASON_API reason_status reason_model_load(reason_model** out, const char* dir,
+                                           const reason_model_options* opts);
+REASON_API void reason_model_free(reason_model* model);
+
+/* The tokenizer loaded with the model, or NULL if none. Borrowed: owned by the model and
+ * valid while the model is. */
+REASON_API const reason_tokenizer* reason_model_tokenizer(const reason_model* model);
+
+typedef struct reason_model_info {
+  uint32_t struct_size;
+  const char* architecture; /* borrowed, valid while the model is */
+  int32_t vocab_size;
+  int32_t hidden_size;
+  int32_t n_layers;
+  int32_t n_heads;
+  int32_t n_kv_heads;
+  int32_t head_dim;
+  int32_t max_position_embeddings;
+  int64_t n_params;
+  uint64_t kv_bytes_per_token; /* KV cache bytes per token over all layers */
+  reason_dtype compute_dtype;
+} reason_model_info;
+
+REASON_API reason_status reason_model_get_info(reason_model_info* out, const reason_model* model);
+
+/* ---- Generation --------------------------------------------------------------------------- */
+
+typedef struct reason_sampling_options {
+  uint32_t struct_size;       /* sizeof(reason_sampling_options) */
+  float temperature;          /* 0 = greedy */
+  int32_t top_k;              /* 0 = off */
+  float top_p;                /* 1 = off */
+  float min_p;                /* 0 = off */
+  float repetition_penalty;   /* 1 = off (CTRL-style, over prompt and generated tokens) */
+  int32_t max_new_tokens;     /* >= 1 */
+  uint64_t seed;              /* per request; request i of a batch uses seed + i */
+  const int32_t* stop_token_ids; /* borrowed for the call; EOS is always a stop token */
+  size_t n_stop_token_ids;
+  const char* const* stop_strings; /* borrowed; generation stops when the text ends with one */
+  size_t n_stop_strings;
+  int ignore_eos; /* non-zero: do not stop at EOS (benchmarks) */
+} reason_sampling_options;
+
+#define REASON_SAMPLING_OPTIONS_INIT \
+  {(uint32_t)sizeof(reason_sampling_options), 1.0f, 0, 1.0f, 0.0f, 1.0f, 256, 0, NULL, 0, NULL, 0, 0}
+REASON_API void reason_sampling_options_init(reason_sampling_options* opts);
+/* DeepSeek-R1's recommended settings: temperature 0.6, top-p 0.95, max_new_tokens 32768. */
+REASON_API void reason_sampling_options_r1(reason_sampling_options* opts);
+
+typedef enum reason_finish_reason {
+  REASON_FINISH_LENGTH = 0, /* max_new_tokens reached (the completion is truncated) */
+  REASON_FINISH_STOP = 1,   /* EOS, a stop token or a stop string */
+  REASON_FINISH_CALLBACK = 2 /* the stream callback asked to stop */
+} reason_finish_reason;
+
+/* Called for each generated token of each request, on the calling thread, in order per
+ * request. `text` is the newly completed UTF-8 text of this token (may be "" while a multi-byte
+ * character is incomplete); borrowed. Return 0 to continue, non-zero to stop this request. */
+typedef int (*reason_token_callback)(void* user_data, size_t request_index, int32_t token_id,
+                                     float logprob, const char* text);
+
+/* One finished request. Arrays are owned by the reason_generation that holds them. */
+typedef struct reason_completion {
+  const int32_t* token_ids; /* generated tokens (stop strings included; EOS excluded) */
+  const float* logprobs;    /* logprob of each token under softmax(logits / T) (T = 1 greedy) */
+  size_t n_tokens;
+  const char* text;         /* decoded text, NUL-terminated ("" without a tokenizer) */
+  reason_finish_reason finish_reason;
+} reason_completion;
+
+typedef struct reason_generation reason_generation;
+
+/* Generates completions for a batch of prompts given as token ids, all sequences decoded
+ * together (continuous batching). prompts[i] has prompt_lens[i] ids. The callback may be NULL.
+ * On success *out owns the results: read them with reason_generation_get, free with
+ * reason_generation_free. Many threads may generate with the same model at once. */
+REASON_API reason_status reason_generate(reason_generation** out, const reason_model* model,
+                                         const int32_t* const* prompts, const size_t* prompt_lens,
+                                         size_t n_prompts, const reason_sampling_options* opts,
+                                         reason_token_callback callback, void* user_data);
+
+/* Same, for NUL-terminated UTF-8 prompts encoded with the model's tokenizer (with its special
+ * tokens, e.g. BOS). Requires a model loaded with its tokenizer. */
+REASON_API reason_status reason_generate_text(reason_generation** out, const reason_model* model,
+                                              const char* const* prompts, size_t n_prompts,
+                                              const reason_sampling_options* opts,
+                                              reason_token_callback callback, void* user_data);
+
+REASON_API size_t reason_generation_count(const reason_generation* gen);
+/* Borrowed view of completion i (valid while gen is). NULL if out of range. */
+REASON_API const reason_completion* reason_generation_get(const reason_generation* gen, size_t i);
+REASON_API void reason_generation_free(reason_generation* gen);
+
+/* ---- Scoring ------------------------------------------------------------------------------ */
+
+/* Teacher-forced scoring: out_logprobs[t] = log p(ids[t+1] | ids[0..t]) for t < n-1, computed
+ * at temperature 1. out_logprobs must have room for n-1 floats (caller-owned). n >= 2. */
+REASON_API reason_status reason_score(float* out_logprobs, const reason_model* model,
+                                      const int32_t* ids, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REASON_H */

@@ -1,0 +1,61 @@
+// Internal to the C ABI implementation: exception-to-status translation and allocation of
+// memory handed to callers (malloc'd so that reason_free == free).
+#pragma once
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "core/error.h"
+#include "reason.h"
+#include "reason/kernels/backend.h"
+
+namespace reason::capi {
+
+void set_last_error(std::string msg);
+
+inline reason_status fail_with(reason_status s, std::string msg) {
+  set_last_error(std::move(msg));
+  return s;
+}
+
+// Runs f (which returns void) and converts any exception into a status + message.
+template <typename F>
+reason_status guard(const char* fn, F&& f) noexcept {
+  try {
+    f();
+    return REASON_OK;
+  } catch (const reason::Error& e) {
+    return fail_with(static_cast<reason_status>(static_cast<int>(e.code())), std::string(fn) + ": " + e.what());
+  } catch (const reason::kernels::BackendError& e) {
+    return fail_with(REASON_ERR_BACKEND, std::string(fn) + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    return fail_with(REASON_ERR_OUT_OF_MEMORY, std::string(fn) + ": out of memory");
+  } catch (const std::exception& e) {
+    return fail_with(REASON_ERR_INTERNAL, std::string(fn) + ": " + e.what());
+  } catch (...) {
+    return fail_with(REASON_ERR_INTERNAL, std::string(fn) + ": unknown error");
+  }
+}
+
+#define REASON_CHECK_ARG(cond, fn, msg) \
+  if (!(cond)) return ::reason::capi::fail_with(REASON_ERR_INVALID_ARGUMENT, std::string(fn) + ": " + (msg))
+
+// Copies a string into malloc'd memory the caller frees with reason_free.
+inline char* dup_string(const std::string& s) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!p) throw std::bad_alloc();
+  std::memcpy(p, s.data(), s.size());
+  p[s.size()] = '\0';
+  return p;
+}
+
+template <typename T>
+T* dup_array(const T* src, size_t n) {
+  T* p = static_cast<T*>(std::malloc(n ? n * sizeof(T) : 1));
+  if (!p) throw std::bad_alloc();
+  if (n) std::memcpy(p, src, n * sizeof(T));
+  return p;
+}
+
+}  // namespace reason::capi

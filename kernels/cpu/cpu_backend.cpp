@@ -1,0 +1,83 @@
+// The CPU backend: host memory, oneDNN matmuls for larger m, our own streaming kernels for
+// small m, and OpenMP-threaded loops for everything else.
+#include <omp.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "cpu_ops.h"
+
+namespace reason::kernels {
+
+namespace {
+
+std::atomic<int> g_threads{0};
+
+class CpuBackend final : public Backend {
+ public:
+  DeviceKind kind() const override { return DeviceKind::CPU; }
+  const char* name() const override { return "cpu"; }
+
+  void* alloc(size_t bytes) override {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) throw BackendError("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
+    return p;
+  }
+  void dealloc(void* p) override { std::free(p); }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void synchronize() override {}
+
+  void matmul(const MatmulArgs& a) override {
+    if (!a.x || !a.w || !a.y || a.m < 0 || a.n < 0 || a.k < 0)
+      throw BackendError("cpu matmul: null pointer or negative size");
+    if (a.w_dtype != DType::F32 && a.w_dtype != DType::BF16)
+      throw BackendError(std::string("cpu matmul: unsupported weight dtype ") + dtype_name(a.w_dtype));
+    if (a.m == 0 || a.n == 0) return;
+    if (a.m <= cpu::kSmallM)
+      cpu::matmul_small_m(a);
+    else
+      cpu::matmul_onednn(a);
+  }
+  void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps) override {
+    cpu::rmsnorm(y, x, w, rows, dim, eps);
+  }
+  void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+            const int32_t* pos, const float* inv_freq, float attn_factor) override {
+    if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) throw BackendError("cpu rope: bad rot_dim");
+    cpu::rope(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor);
+  }
+  void attention(const AttnArgs& a) override {
+    if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads) throw BackendError("cpu attention: n_heads % n_kv_heads != 0");
+    cpu::attention(a);
+  }
+  void silu_mul(float* out, const float* gate, const float* up, int64_t n) override { cpu::silu_mul(out, gate, up, n); }
+  void add_inplace(float* y, const float* x, int64_t n) override { cpu::add_inplace(y, x, n); }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+int cpu_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n > 0) return n;
+  static const int dflt = [] {
+    if (const char* e = std::getenv("REASON_NUM_THREADS")) {
+      int v = std::atoi(e);
+      if (v > 0) return v;
+    }
+    return omp_get_num_procs();
+  }();
+  return dflt;
+}
+
+void set_cpu_threads(int n) { g_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+
+}  // namespace reason::kernels

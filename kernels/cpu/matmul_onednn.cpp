@@ -1,0 +1,109 @@
+// oneDNN (v2 desc API) matmul with a per-shape primitive cache.
+// The weight is a Hugging Face Linear weight [n, k] row-major, described to oneDNN as the
+// [k, n] matrix with strides {1, k} so no transpose copy is made. bf16 weights are multiplied
+// with bf16-rounded activations, accumulating into an f32 destination.
+#include <omp.h>
+
+#include <dnnl.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "cpu_ops.h"
+
+namespace reason::kernels::cpu {
+
+namespace {
+
+using dt = dnnl::memory::data_type;
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, bool, bool>;
+
+struct Entry {
+  dnnl::matmul prim;
+  dnnl::memory::desc src, wei, bias, dst, scratch;
+};
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+std::mutex g_mu;
+std::map<Key, std::shared_ptr<Entry>> g_cache;
+
+std::shared_ptr<Entry> get_entry(const MatmulArgs& a, int64_t ldx, int64_t ldy) {
+  bool bf16 = a.w_dtype == DType::BF16;
+  Key key{a.m, a.n, a.k, ldx, ldy, int(a.w_dtype), a.bias != nullptr, a.beta != 0.0f};
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = g_cache.find(key);
+  if (it != g_cache.end()) return it->second;
+  auto e = std::make_shared<Entry>();
+  dt in_t = bf16 ? dt::bf16 : dt::f32;
+  e->src = dnnl::memory::desc({a.m, a.k}, in_t, {bf16 ? a.k : ldx, 1});
+  e->wei = dnnl::memory::desc({a.k, a.n}, in_t, {1, a.k});
+  e->dst = dnnl::memory::desc({a.m, a.n}, dt::f32, {ldy, 1});
+  if (a.bias) e->bias = dnnl::memory::desc({1, a.n}, dt::f32, {a.n, 1});
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (a.beta != 0.0f) {
+    dnnl::post_ops po;
+    po.append_sum(a.beta);
+    attr.set_post_ops(po);
+  }
+  try {
+    auto desc = a.bias ? dnnl::matmul::desc(e->src, e->wei, e->bias, e->dst) : dnnl::matmul::desc(e->src, e->wei, e->dst);
+    dnnl::matmul::primitive_desc pd(desc, attr, engine());
+    e->prim = dnnl::matmul(pd);
+    e->scratch = pd.scratchpad_desc();
+  } catch (const dnnl::error& err) {
+    throw BackendError(std::string("oneDNN matmul primitive creation failed: ") + err.what());
+  }
+  g_cache.emplace(key, e);
+  return e;
+}
+
+}  // namespace
+
+void matmul_onednn(const MatmulArgs& a) {
+  const int64_t ldx = a.ldx ? a.ldx : a.k;
+  const int64_t ldy = a.ldy ? a.ldy : a.n;
+  const bool bf16 = a.w_dtype == DType::BF16;
+  auto e = get_entry(a, ldx, ldy);
+
+  thread_local std::vector<uint16_t> xb;
+  thread_local std::vector<uint8_t> scratch;
+  thread_local std::unique_ptr<dnnl::stream> stream;
+  if (!stream) stream = std::make_unique<dnnl::stream>(engine());
+  omp_set_num_threads(cpu_threads());
+
+  void* src_ptr = const_cast<float*>(a.x);
+  if (bf16) {
+    xb.resize(size_t(a.m * a.k));
+    uint16_t* d = xb.data();
+    const int nt = cpu_threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < a.m; ++i)
+      for (int64_t j = 0; j < a.k; ++j) d[i * a.k + j] = f32_to_bf16(a.x[i * ldx + j]);
+    src_ptr = d;
+  }
+  size_t sbytes = e->scratch.get_size();
+  if (scratch.size() < sbytes) scratch.resize(sbytes);
+  try {
+    auto& eng = engine();
+    dnnl::memory src(e->src, eng, src_ptr);
+    dnnl::memory wei(e->wei, eng, const_cast<void*>(a.w));
+    dnnl::memory dst(e->dst, eng, a.y);
+    dnnl::memory scr(e->scratch, eng, scratch.data());
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scr}};
+    if (a.bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(e->bias, eng, const_cast<float*>(a.bias)));
+    e->prim.execute(*stream, args);
+    stream->wait();
+  } catch (const dnnl::error& err) {
+    throw BackendError(std::string("oneDNN matmul failed: ") + err.what());
+  }
+}
+
+}  // namespace reason::kernels::cpu

@@ -1,0 +1,66 @@
+// Launchers for the CUDA backend's own kernels (everything except the cuBLAS matmul).
+// Each enqueues work on `stream` and returns cudaGetLastError() of the launch (cudaSuccess when
+// there was nothing to do); errors of the asynchronous execution surface at the next
+// synchronisation. All pointers are device pointers; arguments were validated by the caller.
+// Compiled by nvcc (cuda_kernels.cu); this header is plain C++ so host code built by the C++
+// compiler can call it.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace reason::kernels::cuda {
+
+// Writes 0x5eed to *out: proves that this binary carries a kernel image the device can run.
+cudaError_t launch_probe(int* out, cudaStream_t stream);
+
+// dst[r * k + c] = bf16(src[r * ldx + c]) (round to nearest even); dst is packed [m, k].
+cudaError_t launch_f32_to_bf16_rows(uint16_t* dst, const float* src, int64_t m, int64_t k,
+                                    int64_t ldx, cudaStream_t stream);
+
+// y[r * ldy + c] += bias[c] for r < m, c < n.
+cudaError_t launch_add_bias_rows(float* y, const float* bias, int64_t m, int64_t n, int64_t ldy,
+                                 cudaStream_t stream);
+
+// Fused RMSNorm, one block per row; y may alias x.
+cudaError_t launch_rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
+                           float eps, cudaStream_t stream);
+
+// rotate_half RoPE on the first rot_dim (even, <= head_dim) values of every head, in place.
+cudaError_t launch_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,
+                        int64_t stride, const int32_t* pos, const float* inv_freq,
+                        float attn_factor, cudaStream_t stream);
+
+cudaError_t launch_silu_mul(float* out, const float* gate, const float* up, int64_t n,
+                            cudaStream_t stream);
+cudaError_t launch_add_inplace(float* y, const float* x, int64_t n, cudaStream_t stream);
+
+// One sequence of a batched causal attention launch (device pointers; host-side struct).
+struct AttnSeqDev {
+  const float* q;
+  float* out;
+  const float* k;
+  const float* v;
+  int64_t n_q;
+  int64_t q_pos0;
+  int64_t tok0;  // index of this sequence's first query token within the chunk
+};
+
+// Sequences are passed to the kernel by value, kAttnChunk at a time (kernel parameter space).
+constexpr int kAttnChunk = 32;
+struct AttnChunk {
+  AttnSeqDev seq[kAttnChunk];
+  int n_seqs;
+  int64_t n_tokens;  // sum of n_q over the chunk; < 2^31
+};
+
+struct AttnShape {
+  int n_heads, n_kv_heads, head_dim;
+  int64_t q_stride, out_stride, kv_stride;
+  float scale;
+};
+
+// One block per (query token, head) of the chunk; online softmax over the causal keys.
+cudaError_t launch_attention(const AttnChunk& chunk, const AttnShape& shape, cudaStream_t stream);
+
+}  // namespace reason::kernels::cuda
