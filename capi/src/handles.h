@@ -1,0 +1,23 @@
+// The structs behind the C ABI's opaque handles.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "infer/generator.h"
+#include "model/model.h"
+#include "reason.h"
+#include "tokenizer/tokenizer.h"
+
+struct reason_tokenizer {
+  std::shared_ptr<const reason::Tokenizer> tok;
+};
+
+struct reason_model {
+  std::shared_ptr<const reason::Model> model;
+  reason_tokenizer tokenizer;  // empty tok when the model has none
+};
+
+struct reason_generation {
+  std::vector<reason::GenResult> results;
+  std::vector<reason_completion> views;
+};

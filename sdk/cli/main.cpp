@@ -1,0 +1,191 @@
+// The `reason` command-line tool: generate, tokenize, score, info.
+// Errors are one line on stderr ("reason: error: ...") with exit status 1.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "infer/generator.h"
+#include "model/model.h"
+#include "reason/kernels/backend.h"
+#include "tokenizer/tokenizer.h"
+
+using namespace reason;
+using nlohmann::json;
+
+namespace {
+
+struct Common {
+  int threads = 0;
+  std::string dtype = "f32";
+};
+
+LoadOptions load_options(const Common& c) {
+  LoadOptions lo;
+  if (c.dtype == "f32")
+    lo.compute_dtype = DType::F32;
+  else if (c.dtype == "bf16")
+    lo.compute_dtype = DType::BF16;
+  else
+    fail(ErrorCode::InvalidArgument, "--dtype must be f32 or bf16 (got '{}')", c.dtype);
+  return lo;
+}
+
+std::shared_ptr<const Tokenizer> need_tokenizer(const Model& m) {
+  auto t = m.tokenizer();
+  if (!t) fail(ErrorCode::Io, "{}: no tokenizer.json in the model directory", m.dir());
+  return t;
+}
+
+json info_json(const Model& m) {
+  const ModelConfig& c = m.config();
+  json j;
+  j["architecture"] = c.architecture;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.n_layers;
+  j["num_attention_heads"] = c.n_heads;
+  j["num_key_value_heads"] = c.n_kv_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rope_theta"] = c.rope_theta;
+  j["rope_type"] = c.rope_scaling.type;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["stored_dtype"] = c.torch_dtype;
+  j["compute_dtype"] = kernels::dtype_name(m.compute_dtype());
+  j["parameters"] = m.n_params();
+  j["kv_cache_bytes_per_token"] = m.kv_bytes_per_token();
+  j["tokenizer"] = m.tokenizer() ? "tokenizer.json" : "none";
+  if (auto t = m.tokenizer()) j["chat_format"] = t->chat_format() == ChatFormat::DeepSeekR1 ? "deepseek-r1"
+                                                 : t->chat_format() == ChatFormat::ChatML ? "chatml" : "none";
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"reason: run reasoning language models (libreason " LIBREASON_VERSION ")"};
+  app.require_subcommand(1);
+  Common common;
+  app.add_option("--threads", common.threads, "CPU threads (default: all cores or $REASON_NUM_THREADS)");
+
+  // generate
+  auto* gen = app.add_subcommand("generate", "sample completions for a prompt");
+  std::string model_dir, prompt;
+  bool chat = false, as_json = false, r1 = false;
+  SamplingParams sp;
+  int n = 1;
+  gen->add_option("--model", model_dir, "Hugging Face model directory")->required();
+  gen->add_option("--prompt", prompt, "prompt text")->required();
+  gen->add_flag("--chat", chat, "format the prompt as a user turn with the model's chat template");
+  gen->add_flag("--r1", r1, "DeepSeek-R1's recommended sampling (temperature 0.6, top-p 0.95)");
+  gen->add_option("--temperature", sp.temperature, "0 = greedy")->capture_default_str();
+  gen->add_option("--top-p", sp.top_p)->capture_default_str();
+  gen->add_option("--top-k", sp.top_k, "0 = off")->capture_default_str();
+  gen->add_option("--min-p", sp.min_p)->capture_default_str();
+  gen->add_option("--repetition-penalty", sp.repetition_penalty)->capture_default_str();
+  gen->add_option("--max-tokens", sp.max_new_tokens)->capture_default_str();
+  gen->add_option("--seed", sp.seed)->capture_default_str();
+  gen->add_option("--stop", sp.stop_strings, "stop string (repeatable)");
+  gen->add_option("--n", n, "number of samples")->capture_default_str();
+  gen->add_option("--dtype", common.dtype, "compute dtype: f32 or bf16")->capture_default_str();
+  gen->add_flag("--json", as_json, "print completions with token ids and logprobs as JSON");
+
+  // tokenize
+  auto* tokc = app.add_subcommand("tokenize", "print the token ids of a text as a JSON array");
+  std::string tok_dir, text;
+  bool add_special = false;
+  tokc->add_option("--tokenizer", tok_dir, "directory with tokenizer.json, or the file")->required();
+  tokc->add_option("--text", text)->required();
+  tokc->add_flag("--add-special", add_special, "add the tokens the post-processor adds (e.g. BOS)");
+
+  // score
+  auto* scorec = app.add_subcommand("score", "print per-token logprobs of a text as JSON");
+  scorec->add_option("--model", model_dir)->required();
+  scorec->add_option("--text", text)->required();
+  scorec->add_option("--dtype", common.dtype)->capture_default_str();
+
+  // info
+  auto* infoc = app.add_subcommand("info", "print a model's configuration and sizes");
+  infoc->add_option("--model", model_dir)->required();
+  infoc->add_option("--dtype", common.dtype)->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (common.threads > 0) kernels::set_cpu_threads(common.threads);
+    if (*gen) {
+      if (r1) {
+        sp.temperature = 0.6f;
+        sp.top_p = 0.95f;
+      }
+      if (n < 1) fail(ErrorCode::InvalidArgument, "--n must be >= 1");
+      auto m = Model::load(model_dir, load_options(common));
+      auto tok = need_tokenizer(*m);
+      std::vector<int32_t> ids;
+      if (chat) {
+        std::vector<ChatMessage> msgs{{"user", prompt}};
+        ids = tok->encode(apply_chat_template(*tok, msgs, true, ChatFormat::None), false);
+      } else {
+        ids = tok->encode(prompt, true);
+      }
+      std::vector<GenRequest> reqs(size_t(n));
+      for (int i = 0; i < n; ++i) {
+        reqs[size_t(i)].prompt = ids;
+        reqs[size_t(i)].params = sp;
+        reqs[size_t(i)].params.seed = sp.seed + uint64_t(i);
+      }
+      TokenCallback cb;
+      if (n == 1 && !as_json)
+        cb = [](size_t, int32_t, float, std::string_view piece) {
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
+          std::fflush(stdout);
+          return true;
+        };
+      auto res = generate(*m, reqs, cb);
+      if (as_json) {
+        json out = json::array();
+        for (const auto& r : res)
+          out.push_back({{"text", r.text}, {"token_ids", r.tokens}, {"logprobs", r.logprobs},
+                         {"finish_reason", r.finish == FinishReason::Stop ? "stop" : r.finish == FinishReason::Length ? "length" : "callback"}});
+        std::cout << out.dump(2) << "\n";
+      } else if (n == 1) {
+        std::cout << "\n";
+      } else {
+        for (size_t i = 0; i < res.size(); ++i) std::cout << "--- sample " << i << " ---\n" << res[i].text << "\n";
+      }
+    } else if (*tokc) {
+      auto tok = Tokenizer::load(tok_dir);
+      std::cout << json(tok->encode(text, add_special)).dump() << "\n";
+    } else if (*scorec) {
+      auto m = Model::load(model_dir, load_options(common));
+      auto tok = need_tokenizer(*m);
+      auto ids = tok->encode(text, true);
+      if (ids.size() < 2) fail(ErrorCode::InvalidArgument, "--text must encode to at least 2 tokens (got {})", ids.size());
+      auto lp = score(*m, ids);
+      json toks = json::array();
+      for (size_t t = 1; t < ids.size(); ++t) {
+        std::vector<int32_t> one{ids[t]};
+        toks.push_back({{"id", ids[t]}, {"token", tok->decode(one)}, {"logprob", lp[t - 1]}});
+      }
+      double total = 0;
+      for (float v : lp) total += v;
+      std::cout << json{{"tokens", toks}, {"sum_logprob", total}}.dump(2) << "\n";
+    } else if (*infoc) {
+      auto m = Model::load(model_dir, load_options(common));
+      std::cout << info_json(*m).dump(2) << "\n";
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "reason: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

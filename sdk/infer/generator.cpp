@@ -1,0 +1,164 @@
+#include "infer/generator.h"
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "core/error.h"
+#include "tokenizer/tokenizer.h"
+
+namespace reason {
+
+namespace {
+
+struct Active {
+  size_t req = 0;
+  int slot = -1;
+  int64_t prefilled = 0;  // prompt tokens already in the cache
+  std::vector<int32_t> history;  // prompt + generated
+  int32_t pending = -1;          // last sampled token, not yet in the cache
+  Rng rng{0};
+  std::optional<StreamDecoder> stream;
+  bool done = false;
+};
+
+bool ends_request(const std::vector<int32_t>& eos, const SamplingParams& p, int32_t tok) {
+  if (!p.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end()) return true;
+  return std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), tok) != p.stop_token_ids.end();
+}
+
+}  // namespace
+
+std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> requests,
+                                const TokenCallback& callback, const GenerateOptions& opts) {
+  const ModelConfig& c = model.config();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const GenRequest& r = requests[i];
+    if (r.prompt.empty()) fail(ErrorCode::InvalidArgument, "generate: request {} has an empty prompt", i);
+    for (size_t t = 0; t < r.prompt.size(); ++t)
+      if (r.prompt[t] < 0 || r.prompt[t] >= c.vocab_size)
+        fail(ErrorCode::InvalidArgument, "generate: request {}: token id {} at position {} is outside the vocabulary [0, {})",
+             i, r.prompt[t], t, c.vocab_size);
+    r.params.validate();
+  }
+  std::vector<int32_t> eos = c.eos_token_ids;
+  auto tok = model.tokenizer();
+  if (tok && tok->eos_id()) eos.push_back(*tok->eos_id());
+
+  std::vector<GenResult> results(requests.size());
+  KVCache cache = model.make_cache();
+  ForwardScratch scratch;
+  SamplerScratch sscratch;
+  std::vector<float> logits;
+  std::deque<size_t> waiting;
+  for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
+  std::vector<std::unique_ptr<Active>> active;
+  const int64_t V = c.vocab_size;
+
+  auto finish = [&](Active& a, FinishReason why) {
+    a.done = true;
+    results[a.req].finish = why;
+    if (a.stream) results[a.req].text += a.stream->flush();
+    cache.remove_sequence(a.slot);
+  };
+
+  while (!waiting.empty() || !active.empty()) {
+    while (!waiting.empty() && int(active.size()) < std::max(1, opts.max_active)) {
+      auto a = std::make_unique<Active>();
+      a->req = waiting.front();
+      waiting.pop_front();
+      a->slot = cache.add_sequence();
+      a->history = requests[a->req].prompt;
+      a->rng = Rng(requests[a->req].params.seed);
+      if (tok) a->stream.emplace(*tok);
+      active.push_back(std::move(a));
+    }
+    // One step: decode tokens for sequences past their prompt, prompt chunks for the others.
+    std::vector<SeqChunk> chunks;
+    std::vector<Active*> owners;
+    int64_t budget = std::max<int64_t>(1, opts.prefill_token_budget);
+    for (auto& ap : active) {
+      Active& a = *ap;
+      const auto& prompt = requests[a.req].prompt;
+      if (a.prefilled < int64_t(prompt.size())) {
+        if (budget <= 0) continue;
+        const int64_t n = std::min<int64_t>(budget, int64_t(prompt.size()) - a.prefilled);
+        chunks.push_back(SeqChunk{a.slot, prompt.data() + a.prefilled, n, false});
+        budget -= n;
+      } else {
+        chunks.push_back(SeqChunk{a.slot, &a.pending, 1, false});
+      }
+      owners.push_back(&a);
+    }
+    model.forward(chunks, cache, logits, scratch);
+
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      Active& a = *owners[i];
+      const GenRequest& rq = requests[a.req];
+      if (a.prefilled < int64_t(rq.prompt.size())) {
+        a.prefilled += chunks[i].n;
+        if (a.prefilled < int64_t(rq.prompt.size())) continue;  // more prompt to go
+      }
+      std::span<const float> row(logits.data() + i * size_t(V), size_t(V));
+      const Sampled sm = sample(row, rq.params, a.history, a.rng, sscratch);
+      GenResult& res = results[a.req];
+      res.tokens.push_back(sm.token);
+      res.logprobs.push_back(sm.logprob);
+      a.history.push_back(sm.token);
+      a.pending = sm.token;
+
+      const bool is_end = ends_request(eos, rq.params, sm.token);
+      std::string piece;
+      // Ids past the tokenizer's vocabulary (padding rows of the embedding) decode to nothing.
+      if (a.stream && !is_end && sm.token < tok->vocab_size()) piece = a.stream->push(sm.token);
+      // Stop strings: cut the text before the first stop string found in the new region.
+      bool stop_string = false;
+      if (!piece.empty() && !rq.params.stop_strings.empty()) {
+        const size_t old_len = res.text.size();
+        std::string combined = res.text + piece;
+        size_t cut = std::string::npos;
+        for (const auto& ss : rq.params.stop_strings) {
+          const size_t from = old_len >= ss.size() ? old_len - ss.size() + 1 : 0;
+          const size_t at = combined.find(ss, from);
+          if (at != std::string::npos) cut = std::min(cut, at);
+        }
+        if (cut != std::string::npos) {
+          stop_string = true;
+          piece = cut > old_len ? combined.substr(old_len, cut - old_len) : std::string();
+          res.text.resize(std::min(old_len, cut));
+        }
+      }
+      res.text += piece;
+      bool keep_going = true;
+      if (callback) keep_going = callback(a.req, sm.token, sm.logprob, piece);
+      if (is_end || stop_string) {
+        if (a.stream && stop_string) a.stream.reset();  // text already cut at the stop string
+        finish(a, FinishReason::Stop);
+      } else if (!keep_going) {
+        finish(a, FinishReason::Callback);
+      } else if (int64_t(res.tokens.size()) >= rq.params.max_new_tokens) {
+        finish(a, FinishReason::Length);
+      }
+    }
+    active.erase(std::remove_if(active.begin(), active.end(), [](const auto& a) { return a->done; }), active.end());
+  }
+  return results;
+}
+
+std::vector<float> score(const Model& model, std::span<const int32_t> ids) {
+  if (ids.size() < 2) fail(ErrorCode::InvalidArgument, "score: need at least 2 tokens (got {})", ids.size());
+  KVCache cache = model.make_cache();
+  ForwardScratch scratch;
+  std::vector<float> logits;
+  const int slot = cache.add_sequence();
+  SeqChunk ch{slot, ids.data(), int64_t(ids.size()), true};
+  model.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, scratch);
+  const size_t V = size_t(model.config().vocab_size);
+  std::vector<float> out(ids.size() - 1);
+  for (size_t t = 0; t + 1 < ids.size(); ++t)
+    out[t] = token_logprob(std::span<const float>(logits.data() + t * V, V), ids[t + 1], 1.0f);
+  return out;
+}
+
+}  // namespace reason

@@ -1,0 +1,53 @@
+// Batched generation with continuous batching: prompts are prefilled (in chunks bounded by a
+// token budget) and decoded together; a sequence that finishes frees its slot for the next
+// waiting prompt. Each request has its own sampling parameters and seeded RNG, so its output
+// does not depend on which other requests run beside it (for a fixed build and thread count,
+// up to floating-point differences of the batched matmul shape).
+//
+// Threads: generate() runs on the calling thread (compute is parallelised inside); the model
+// may be shared by concurrent generate() calls. The callback is called on the calling thread.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "infer/sampler.h"
+#include "model/model.h"
+
+namespace reason {
+
+enum class FinishReason { Length = 0, Stop = 1, Callback = 2 };
+
+struct GenRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+};
+
+struct GenResult {
+  std::vector<int32_t> tokens;   // generated ids, including the EOS/stop token that ended it
+  std::vector<float> logprobs;   // one per token: log softmax(logits / T)[token]
+  std::string text;              // decoded text, without EOS and cut before a stop string
+  FinishReason finish = FinishReason::Length;
+};
+
+// Called once per generated token; `text` is the newly completed UTF-8 text (may be empty).
+// Return false to stop that request (finish reason Callback).
+using TokenCallback = std::function<bool(size_t request, int32_t token, float logprob, std::string_view text)>;
+
+struct GenerateOptions {
+  int max_active = 64;              // sequences decoded together
+  int64_t prefill_token_budget = 512;  // prompt tokens per forward step
+};
+
+// Throws InvalidArgument for empty prompts, out-of-range ids or bad sampling parameters
+// (checked before any work starts).
+std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> requests,
+                                const TokenCallback& callback = {}, const GenerateOptions& opts = {});
+
+// Teacher-forced per-token logprobs: out[t] = log p(ids[t+1] | ids[..t]) at temperature 1.
+std::vector<float> score(const Model& model, std::span<const int32_t> ids);
+
+}  // namespace reason

@@ -1,0 +1,62 @@
+// Token sampling: repetition penalty, temperature, top-k, top-p, min-p, with a seeded
+// per-request random generator, and the logprob of the chosen token.
+// Pure functions plus a small RNG value type: a Rng belongs to one request (one thread).
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace reason {
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 = greedy (argmax)
+  int32_t top_k = 0;         // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  float min_p = 0.0f;        // 0 = off: drop tokens with p < min_p * p_max
+  float repetition_penalty = 1.0f;  // CTRL: logit/penalty if > 0 else logit*penalty, once per distinct token
+  int32_t max_new_tokens = 256;
+  uint64_t seed = 0;
+  std::vector<int32_t> stop_token_ids;   // in addition to the model's EOS ids
+  std::vector<std::string> stop_strings;
+  bool ignore_eos = false;
+
+  // DeepSeek-R1's recommended settings (temperature 0.6, top-p 0.95).
+  static SamplingParams r1();
+  // Throws InvalidArgument naming the field when a value is out of range.
+  void validate() const;
+};
+
+// xoshiro256** seeded by splitmix64: the same seed gives the same stream on every platform.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  // Uniform in [0, 1) with 53 bits.
+  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
+
+ private:
+  uint64_t s_[4];
+};
+
+struct Sampled {
+  int32_t token = 0;
+  float logprob = 0.0f;  // log softmax(logits / T)[token], T = 1 when greedy; before penalties and truncation
+};
+
+// Reusable buffers for sample(); one per thread.
+struct SamplerScratch {
+  std::vector<float> logits;
+  std::vector<int32_t> idx;
+  std::vector<float> probs;
+};
+
+// Picks the next token from raw logits [vocab]. `history` = prompt + generated so far (used by
+// the repetition penalty).
+Sampled sample(std::span<const float> logits, const SamplingParams& p, std::span<const int32_t> history,
+               Rng& rng, SamplerScratch& scratch);
+
+// log softmax(logits / temperature)[token] computed stably (temperature 0 is treated as 1).
+float token_logprob(std::span<const float> logits, int32_t token, float temperature);
+
+}  // namespace reason

@@ -1,0 +1,151 @@
+#include "model/config.h"
+
+#include "core/error.h"
+
+namespace reason {
+
+namespace {
+
+using nlohmann::json;
+
+int64_t get_int(const json& j, const char* key, const std::string& src, std::optional<int64_t> dflt = std::nullopt) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (dflt) return *dflt;
+    fail(ErrorCode::Format, "{}: missing required field '{}'", src, key);
+  }
+  if (!it->is_number_integer()) fail(ErrorCode::Format, "{}: field '{}' must be an integer", src, key);
+  int64_t v = it->get<int64_t>();
+  if (v < 0 || v > (int64_t(1) << 40)) fail(ErrorCode::Format, "{}: field '{}' = {} is out of range", src, key, v);
+  return v;
+}
+
+float get_float(const json& j, const char* key, const std::string& src, float dflt) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return dflt;
+  if (!it->is_number()) fail(ErrorCode::Format, "{}: field '{}' must be a number", src, key);
+  return it->get<float>();
+}
+
+bool get_bool(const json& j, const char* key, const std::string& src, bool dflt) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return dflt;
+  if (!it->is_boolean()) fail(ErrorCode::Format, "{}: field '{}' must be true or false", src, key);
+  return it->get<bool>();
+}
+
+void require_positive(int64_t v, const char* key, const std::string& src) {
+  if (v <= 0) fail(ErrorCode::Format, "{}: field '{}' must be positive (got {})", src, key, v);
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
+  if (!j.is_object()) fail(ErrorCode::Format, "{}: not a JSON object", src);
+  ModelConfig c;
+  auto archs = j.find("architectures");
+  if (archs == j.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string())
+    fail(ErrorCode::Format, "{}: missing 'architectures' (e.g. [\"Qwen2ForCausalLM\"])", src);
+  c.architecture = (*archs)[0].get<std::string>();
+  if (c.architecture == "LlamaForCausalLM") {
+    c.arch = Arch::Llama;
+  } else if (c.architecture == "Qwen2ForCausalLM") {
+    c.arch = Arch::Qwen2;
+  } else {
+    fail(ErrorCode::Unsupported, "{}: unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM)", src,
+         c.architecture);
+  }
+  c.vocab_size = get_int(j, "vocab_size", src);
+  c.hidden_size = get_int(j, "hidden_size", src);
+  c.intermediate_size = get_int(j, "intermediate_size", src);
+  c.n_layers = get_int(j, "num_hidden_layers", src);
+  c.n_heads = get_int(j, "num_attention_heads", src);
+  c.n_kv_heads = get_int(j, "num_key_value_heads", src, c.n_heads);
+  for (auto [v, k] : {std::pair{c.vocab_size, "vocab_size"}, {c.hidden_size, "hidden_size"},
+                      {c.intermediate_size, "intermediate_size"}, {c.n_layers, "num_hidden_layers"},
+                      {c.n_heads, "num_attention_heads"}, {c.n_kv_heads, "num_key_value_heads"}})
+    require_positive(v, k, src);
+  if (c.vocab_size > (int64_t(1) << 31) - 1) fail(ErrorCode::Format, "{}: vocab_size {} does not fit int32 token ids", src, c.vocab_size);
+  if (c.n_heads % c.n_kv_heads)
+    fail(ErrorCode::Format, "{}: num_attention_heads ({}) is not a multiple of num_key_value_heads ({})", src, c.n_heads,
+         c.n_kv_heads);
+  if (j.contains("head_dim") && !j["head_dim"].is_null()) {
+    c.head_dim = get_int(j, "head_dim", src);
+  } else {
+    if (c.hidden_size % c.n_heads)
+      fail(ErrorCode::Format, "{}: hidden_size ({}) is not a multiple of num_attention_heads ({})", src, c.hidden_size,
+           c.n_heads);
+    c.head_dim = c.hidden_size / c.n_heads;
+  }
+  require_positive(c.head_dim, "head_dim", src);
+  if (c.head_dim % 2) fail(ErrorCode::Format, "{}: head_dim {} must be even for rotary embeddings", src, c.head_dim);
+  c.max_position_embeddings = get_int(j, "max_position_embeddings", src, 4096);
+  c.rms_norm_eps = get_float(j, "rms_norm_eps", src, 1e-6f);
+  c.rope_theta = get_float(j, "rope_theta", src, 10000.0f);
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", src, false);
+  if (c.arch == Arch::Qwen2) {
+    c.attention_bias = true;  // Qwen2 always has q/k/v biases, never an o bias
+  } else {
+    c.attention_bias = get_bool(j, "attention_bias", src, false);
+    c.o_bias = c.attention_bias;
+    c.mlp_bias = get_bool(j, "mlp_bias", src, false);
+  }
+  // RoPE settings: transformers v4 writes a top-level rope_theta plus an optional
+  // rope_scaling object; v5 writes one rope_parameters object holding rope_theta and the
+  // scaling fields. Both are accepted.
+  const json* rs = nullptr;
+  if (auto rp = j.find("rope_parameters"); rp != j.end() && !rp->is_null()) {
+    if (!rp->is_object()) fail(ErrorCode::Format, "{}: 'rope_parameters' must be an object", src);
+    c.rope_theta = get_float(*rp, "rope_theta", src, c.rope_theta);
+    rs = &*rp;
+  } else if (auto sc = j.find("rope_scaling"); sc != j.end() && !sc->is_null()) {
+    if (!sc->is_object()) fail(ErrorCode::Format, "{}: 'rope_scaling' must be an object", src);
+    rs = &*sc;
+  }
+  if (!(c.rope_theta > 0)) fail(ErrorCode::Format, "{}: rope_theta must be positive", src);
+  if (rs) {
+    std::string type = "default";
+    if (rs->contains("rope_type") && (*rs)["rope_type"].is_string())
+      type = (*rs)["rope_type"].get<std::string>();
+    else if (rs->contains("type") && (*rs)["type"].is_string())
+      type = (*rs)["type"].get<std::string>();
+    c.rope_scaling.type = type;
+    c.rope_scaling.factor = get_float(*rs, "factor", src, 1.0f);
+    if (type == "llama3") {
+      c.rope_scaling.low_freq_factor = get_float(*rs, "low_freq_factor", src, 1.0f);
+      c.rope_scaling.high_freq_factor = get_float(*rs, "high_freq_factor", src, 4.0f);
+      c.rope_scaling.original_max_position_embeddings = get_int(*rs, "original_max_position_embeddings", src);
+      require_positive(c.rope_scaling.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings", src);
+      if (!(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
+        fail(ErrorCode::Format, "{}: rope_scaling high_freq_factor must exceed low_freq_factor", src);
+    } else if (type == "linear" || type == "default") {
+    } else {
+      fail(ErrorCode::Unsupported, "{}: rope type '{}' is not supported (default, linear, llama3)", src, type);
+    }
+    if (!(c.rope_scaling.factor > 0)) fail(ErrorCode::Format, "{}: rope_scaling factor must be positive", src);
+  }
+  if (c.arch == Arch::Qwen2 && get_bool(j, "use_sliding_window", src, false))
+    fail(ErrorCode::Unsupported, "{}: Qwen2 sliding-window attention (use_sliding_window) is not supported", src);
+  auto read_ids = [&](const char* key) {
+    std::vector<int32_t> ids;
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return ids;
+    auto add = [&](const json& v) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.vocab_size)
+        fail(ErrorCode::Format, "{}: '{}' has an id outside the vocabulary", src, key);
+      ids.push_back(int32_t(v.get<int64_t>()));
+    };
+    if (it->is_array())
+      for (auto& v : *it) add(v);
+    else
+      add(*it);
+    return ids;
+  };
+  c.eos_token_ids = read_ids("eos_token_id");
+  if (auto b = read_ids("bos_token_id"); !b.empty()) c.bos_token_id = b[0];
+  for (const char* k : {"torch_dtype", "dtype"})
+    if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
+  return c;
+}
+
+}  // namespace reason

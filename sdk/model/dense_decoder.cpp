@@ -1,0 +1,143 @@
+// Forward pass of the dense decoder shared by Llama and Qwen2 (Qwen2 = Llama with q/k/v
+// biases): embeddings -> N x [RMSNorm -> GQA attention with RoPE -> residual -> RMSNorm ->
+// SwiGLU -> residual] -> RMSNorm -> LM head. All tokens of all chunks go through each matmul
+// together (one [T, d] activation matrix), attention runs per sequence against its cache.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "reason/kernels/backend.h"
+
+namespace reason {
+
+using kernels::AttnArgs;
+using kernels::AttnSeq;
+using kernels::Backend;
+using kernels::MatmulArgs;
+
+void Model::linear(const Linear& l, const float* x, float* y, int64_t m) const {
+  MatmulArgs a;
+  a.x = x;
+  a.w = l.w.raw();
+  a.w_dtype = l.w.dtype();
+  a.bias = l.b.raw() ? l.b.data<float>() : nullptr;
+  a.y = y;
+  a.m = m;
+  a.n = l.w.dim(0);
+  a.k = l.w.dim(1);
+  kernels::cpu_backend().matmul(a);
+}
+
+void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
+                    ForwardScratch& s) const {
+  Backend& be = kernels::cpu_backend();
+  const ModelConfig& c = cfg_;
+  const int64_t d = c.hidden_size, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  const int64_t qd = nh * hd, kvd = nkv * hd, ffn = c.intermediate_size, V = c.vocab_size;
+
+  // Validate and lay out the tokens.
+  int64_t T = 0, n_out = 0;
+  std::vector<int64_t> pos0(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const SeqChunk& ch = chunks[i];
+    if (ch.n <= 0 || !ch.tokens) fail(ErrorCode::InvalidArgument, "forward: chunk {} is empty", i);
+    for (int64_t t = 0; t < ch.n; ++t)
+      if (ch.tokens[t] < 0 || ch.tokens[t] >= V)
+        fail(ErrorCode::InvalidArgument, "token id {} at position {} is outside the vocabulary [0, {})", ch.tokens[t], t, V);
+    pos0[i] = cache.length(ch.slot);
+    T += ch.n;
+    n_out += ch.all_logits ? ch.n : 1;
+  }
+  s.x.resize(size_t(T * d));
+  s.h.resize(size_t(T * d));
+  s.q.resize(size_t(T * qd));
+  s.k.resize(size_t(T * kvd));
+  s.v.resize(size_t(T * kvd));
+  s.att.resize(size_t(T * qd));
+  s.tmp.resize(size_t(T * d));
+  s.gate.resize(size_t(T * ffn));
+  s.up.resize(size_t(T * ffn));
+  s.pos.resize(size_t(T));
+
+  // Embedding lookup, positions, cache growth.
+  {
+    int64_t r = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const SeqChunk& ch = chunks[i];
+      for (int64_t t = 0; t < ch.n; ++t, ++r) {
+        const size_t row = size_t(ch.tokens[t]) * size_t(d);
+        if (embed_.dtype() == DType::F32)
+          std::memcpy(&s.x[size_t(r * d)], embed_.data<float>() + row, size_t(d) * 4);
+        else
+          kernels::convert_to_f32(&s.x[size_t(r * d)], embed_.data<uint16_t>() + row, embed_.dtype(), size_t(d));
+        s.pos[size_t(r)] = int32_t(pos0[i] + t);
+      }
+      cache.resize(ch.slot, pos0[i] + ch.n);
+    }
+  }
+
+  std::vector<AttnSeq> seqs(chunks.size());
+  const float scale = 1.0f / std::sqrt(float(hd));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const DenseLayer& ly = layers_[size_t(l)];
+    be.rmsnorm(s.h.data(), s.x.data(), ly.attn_norm.data<float>(), T, d, c.rms_norm_eps);
+    linear(ly.q, s.h.data(), s.q.data(), T);
+    linear(ly.k, s.h.data(), s.k.data(), T);
+    linear(ly.v, s.h.data(), s.v.data(), T);
+    be.rope(s.q.data(), T, int(nh), int(hd), int(hd), qd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
+    be.rope(s.k.data(), T, int(nkv), int(hd), int(hd), kvd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
+    int64_t r = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const SeqChunk& ch = chunks[i];
+      float* kc = cache.k(ch.slot, l);
+      float* vc = cache.v(ch.slot, l);
+      std::memcpy(kc + pos0[i] * kvd, &s.k[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
+      std::memcpy(vc + pos0[i] * kvd, &s.v[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
+      seqs[i] = AttnSeq{&s.q[size_t(r * qd)], &s.att[size_t(r * qd)], kc, vc, ch.n, pos0[i]};
+      r += ch.n;
+    }
+    AttnArgs aa;
+    aa.seqs = seqs.data();
+    aa.n_seqs = int(seqs.size());
+    aa.n_heads = int(nh);
+    aa.n_kv_heads = int(nkv);
+    aa.head_dim = int(hd);
+    aa.q_stride = qd;
+    aa.out_stride = qd;
+    aa.kv_stride = kvd;
+    aa.scale = scale;
+    be.attention(aa);
+    linear(ly.o, s.att.data(), s.tmp.data(), T);
+    be.add_inplace(s.x.data(), s.tmp.data(), T * d);
+
+    be.rmsnorm(s.h.data(), s.x.data(), ly.mlp_norm.data<float>(), T, d, c.rms_norm_eps);
+    linear(ly.gate, s.h.data(), s.gate.data(), T);
+    linear(ly.up, s.h.data(), s.up.data(), T);
+    be.silu_mul(s.gate.data(), s.gate.data(), s.up.data(), T * ffn);
+    linear(ly.down, s.gate.data(), s.tmp.data(), T);
+    be.add_inplace(s.x.data(), s.tmp.data(), T * d);
+  }
+
+  // Final norm and LM head on the rows that need logits only.
+  {
+    int64_t r = 0, o = 0;
+    for (const SeqChunk& ch : chunks) {
+      if (ch.all_logits) {
+        std::memmove(&s.h[size_t(o * d)], &s.x[size_t(r * d)], size_t(ch.n * d) * 4);
+        o += ch.n;
+      } else {
+        std::memmove(&s.h[size_t(o * d)], &s.x[size_t((r + ch.n - 1) * d)], size_t(d) * 4);
+        o += 1;
+      }
+      r += ch.n;
+    }
+  }
+  be.rmsnorm(s.h.data(), s.h.data(), final_norm_.data<float>(), n_out, d, c.rms_norm_eps);
+  logits.resize(size_t(n_out * V));
+  Linear head{lm_head_, Tensor()};
+  linear(head, s.h.data(), logits.data(), n_out);
+}
+
+}  // namespace reason

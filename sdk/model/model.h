@@ -1,0 +1,98 @@
+// A loaded causal language model (weights + config) and its forward pass over a batch of
+// sequence chunks with a KV cache.
+//
+// Ownership: Model::load returns a shared_ptr<const Model>; the model keeps the memory-mapped
+// weight files alive for as long as any tensor views them.
+// Threads: a Model is immutable after load. forward() is const and may run concurrently from
+// many threads as long as each call uses its own KVCache and ForwardScratch.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "infer/kv_cache.h"
+#include "model/config.h"
+#include "model/rope.h"
+
+namespace reason {
+
+class Tokenizer;
+
+struct LoadOptions {
+  DType compute_dtype = DType::F32;  // F32 or BF16: matmul weights are converted to this
+  bool load_tokenizer = true;        // load tokenizer.json from the directory when present
+};
+
+// A Linear layer: weight [out, in] in the compute dtype, optional f32 bias [out].
+struct Linear {
+  Tensor w;
+  Tensor b;
+};
+
+// One decoder block of Llama/Qwen2: pre-norm GQA attention and a pre-norm SwiGLU MLP.
+struct DenseLayer {
+  Tensor attn_norm;  // f32 [d]
+  Linear q, k, v, o; // q [n_heads*hd, d], k/v [n_kv*hd, d] (+bias for Qwen2), o [d, n_heads*hd]
+  Tensor mlp_norm;   // f32 [d]
+  Linear gate, up;   // [ffn, d]
+  Linear down;       // [d, ffn]
+};
+
+// A run of consecutive positions [pos0, pos0 + n) of the sequence in cache slot `slot`.
+struct SeqChunk {
+  int slot = 0;
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+  bool all_logits = false;  // logits for every position (scoring) or only the last (generation)
+};
+
+// Activation buffers reused across forward calls (sized on demand).
+struct ForwardScratch {
+  std::vector<float> x, h, q, k, v, att, tmp, gate, up;
+  std::vector<int32_t> pos;
+};
+
+class Model {
+ public:
+  // Loads config.json + safetensors weights from a Hugging Face directory.
+  // Throws reason::Error naming the directory and the offending file/tensor/field.
+  static std::shared_ptr<const Model> load(const std::string& dir, const LoadOptions& opts = {});
+
+  const ModelConfig& config() const { return cfg_; }
+  DType compute_dtype() const { return compute_dtype_; }
+  const std::string& dir() const { return dir_; }
+  // The tokenizer found in the directory, or null.
+  std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
+  int64_t n_params() const { return n_params_; }
+  // KV cache bytes per token over all layers (K and V, f32).
+  size_t kv_bytes_per_token() const;
+
+  KVCache make_cache() const { return KVCache(cfg_.n_layers, cfg_.n_kv_heads * cfg_.head_dim); }
+
+  // Runs the chunks through the model, appending their keys/values to `cache` (each chunk's
+  // positions continue its slot's current length). Writes f32 logits, chunk by chunk: n rows
+  // for an all_logits chunk, else 1 row (its last position); `logits` is resized to rows x vocab.
+  // Throws InvalidArgument for a token id outside [0, vocab_size).
+  void forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
+               ForwardScratch& scratch) const;
+
+ private:
+  Model() = default;
+  void linear(const Linear& l, const float* x, float* y, int64_t m) const;
+
+  ModelConfig cfg_;
+  std::string dir_;
+  DType compute_dtype_ = DType::F32;
+  Tensor embed_;    // [vocab, d] compute dtype
+  Tensor lm_head_;  // [vocab, d] compute dtype (shares storage with embed_ when tied)
+  Tensor final_norm_;
+  std::vector<DenseLayer> layers_;
+  RopeTable rope_;
+  int64_t n_params_ = 0;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+};
+
+}  // namespace reason

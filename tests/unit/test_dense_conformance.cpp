@@ -1,0 +1,187 @@
+// Conformance of the dense decoder (Llama, Qwen2) against transformers: logits of whole
+// prompts (prefill), logits of each KV-cache decode step, greedy generations token for token,
+// and teacher-forced logprobs. Fixtures: tests/fixtures/make_dense_fixtures.py.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "infer/generator.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+
+using namespace reason;
+
+namespace {
+
+const std::string kDir = std::string(REASON_FIXTURES_DIR) + "/dense/";
+
+struct Expected {
+  std::shared_ptr<const SafetensorsFile> f;
+  std::vector<int32_t> ids(const std::string& name) const {
+    const auto* e = f->find(name);
+    REQUIRE(e != nullptr);
+    REQUIRE(e->dtype_name == "I64");
+    std::vector<int32_t> out(size_t(e->numel));
+    for (int64_t i = 0; i < e->numel; ++i) {
+      int64_t v;
+      std::memcpy(&v, e->data + i * 8, 8);
+      out[size_t(i)] = int32_t(v);
+    }
+    return out;
+  }
+  std::vector<float> floats(const std::string& name) const {
+    const auto* e = f->find(name);
+    REQUIRE(e != nullptr);
+    REQUIRE(e->dtype_name == "F32");
+    std::vector<float> out(size_t(e->numel));
+    std::memcpy(out.data(), e->data, out.size() * 4);
+    return out;
+  }
+};
+
+Expected expected(const std::string& model) { return Expected{SafetensorsFile::open(kDir + model + "/expected.safetensors")}; }
+
+float max_abs_diff(const float* a, const float* b, size_t n) {
+  float m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+std::vector<float> prefill_logits(const Model& m, const std::vector<int32_t>& ids) {
+  KVCache cache = m.make_cache();
+  ForwardScratch s;
+  std::vector<float> logits;
+  SeqChunk ch{cache.add_sequence(), ids.data(), int64_t(ids.size()), true};
+  m.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
+  return logits;
+}
+
+const char* kF32Models[] = {"llama_mha", "llama_gqa2_llama3rope", "llama_gqa4_odd", "qwen2_tied", "qwen2_odd_untied",
+                            "qwen2_sharded", "qwen2_bf16"};
+
+}  // namespace
+
+TEST_CASE("prefill logits match transformers within 1e-4 (f32)", "[conformance]") {
+  for (const char* name : kF32Models) {
+    INFO("model " << name);
+    auto m = Model::load(kDir + name);
+    auto ex = expected(name);
+    const int64_t V = m->config().vocab_size;
+    for (int i = 0; i < 4; ++i) {
+      auto ids = ex.ids("prompt_" + std::to_string(i));
+      auto want = ex.floats("logits_" + std::to_string(i));
+      auto got = prefill_logits(*m, ids);
+      REQUIRE(got.size() == want.size());
+      REQUIRE(int64_t(got.size()) == int64_t(ids.size()) * V);
+      CHECK(max_abs_diff(got.data(), want.data(), got.size()) < 1e-4f);
+    }
+  }
+}
+
+TEST_CASE("batched prefill of several sequences equals one at a time", "[conformance]") {
+  auto m = Model::load(kDir + "llama_gqa4_odd");
+  auto ex = expected("llama_gqa4_odd");
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 4; ++i) prompts.push_back(ex.ids("prompt_" + std::to_string(i)));
+  KVCache cache = m->make_cache();
+  ForwardScratch s;
+  std::vector<SeqChunk> chunks;
+  for (auto& p : prompts) chunks.push_back(SeqChunk{cache.add_sequence(), p.data(), int64_t(p.size()), true});
+  std::vector<float> logits;
+  m->forward(chunks, cache, logits, s);
+  size_t off = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto want = ex.floats("logits_" + std::to_string(i));
+    CHECK(max_abs_diff(logits.data() + off, want.data(), want.size()) < 1e-4f);
+    off += want.size();
+  }
+}
+
+TEST_CASE("KV-cache decode logits and greedy tokens match transformers generate", "[conformance]") {
+  for (const char* name : kF32Models) {
+    INFO("model " << name);
+    auto m = Model::load(kDir + name);
+    auto ex = expected(name);
+    const size_t V = size_t(m->config().vocab_size);
+    std::vector<GenRequest> reqs(4);
+    for (int i = 0; i < 4; ++i) {
+      reqs[size_t(i)].prompt = ex.ids("prompt_" + std::to_string(i));
+      reqs[size_t(i)].params.temperature = 0.0f;
+      reqs[size_t(i)].params.max_new_tokens = 12;
+      reqs[size_t(i)].params.ignore_eos = true;
+    }
+    // All four prompts decode together (continuous batching) and must still match.
+    auto res = generate(*m, reqs);
+    for (int i = 0; i < 4; ++i) {
+      INFO("prompt " << i);
+      auto want = ex.ids("greedy_" + std::to_string(i));
+      CHECK(res[size_t(i)].tokens == want);
+      // Decode-step logits, one KV-cache step at a time, fed with the oracle's tokens.
+      auto dl = ex.floats("decode_logits_" + std::to_string(i));
+      KVCache cache = m->make_cache();
+      ForwardScratch s;
+      std::vector<float> logits;
+      const int slot = cache.add_sequence();
+      SeqChunk ch{slot, reqs[size_t(i)].prompt.data(), int64_t(reqs[size_t(i)].prompt.size()), false};
+      m->forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
+      for (size_t step = 0; step < want.size(); ++step) {
+        CHECK(max_abs_diff(logits.data(), dl.data() + step * V, V) < 1e-4f);
+        SeqChunk next{slot, &want[step], 1, false};
+        m->forward(std::span<const SeqChunk>(&next, 1), cache, logits, s);
+      }
+    }
+  }
+}
+
+TEST_CASE("teacher-forced logprobs match transformers", "[conformance]") {
+  auto m = Model::load(kDir + "qwen2_tied");
+  auto ex = expected("qwen2_tied");
+  for (int i = 0; i < 4; ++i) {
+    auto ids = ex.ids("prompt_" + std::to_string(i));
+    auto want = ex.floats("logprobs_" + std::to_string(i));
+    auto got = score(*m, ids);
+    REQUIRE(got.size() == want.size());
+    CHECK(max_abs_diff(got.data(), want.data(), got.size()) < 1e-4f);
+  }
+}
+
+TEST_CASE("bf16 compute stays within the stated tolerance of transformers", "[conformance][bf16]") {
+  // bf16 weights, bf16-rounded matmul inputs, f32 accumulation and f32 activations.
+  // Tolerance against the f32 oracle over the same bf16 weights: 0.1 absolute on logits of
+  // std ~2 (the rounding of activations to bf16 before each matmul). Against transformers'
+  // all-bf16 run (activations stored in bf16 too) the distance is larger; we only require
+  // that ours is closer to the exact f32 result than transformers' bf16 run is.
+  LoadOptions lo;
+  lo.compute_dtype = DType::BF16;
+  auto m = Model::load(kDir + "qwen2_bf16", lo);
+  auto ex = expected("qwen2_bf16");
+  for (int i = 0; i < 4; ++i) {
+    auto ids = ex.ids("prompt_" + std::to_string(i));
+    auto exact = ex.floats("logits_f32_of_bf16_weights_" + std::to_string(i));
+    auto hf_bf16 = ex.floats("logits_bf16_" + std::to_string(i));
+    auto got = prefill_logits(*m, ids);
+    const float ours = max_abs_diff(got.data(), exact.data(), got.size());
+    const float theirs = max_abs_diff(hf_bf16.data(), exact.data(), got.size());
+    INFO("prompt " << i << ": ours " << ours << " vs transformers bf16 " << theirs);
+    CHECK(ours < 0.1f);
+    CHECK(ours < theirs);
+  }
+}
+
+TEST_CASE("out-of-range token ids are rejected with a clear error", "[conformance][errors]") {
+  auto m = Model::load(kDir + "qwen2_tied");
+  std::vector<int32_t> ids{1, 2, 512};
+  try {
+    prefill_logits(*m, ids);
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::InvalidArgument);
+    CHECK(std::string(e.what()).find("512") != std::string::npos);
+  }
+  std::vector<int32_t> neg{-1};
+  CHECK_THROWS_AS(prefill_logits(*m, neg), Error);
+}
