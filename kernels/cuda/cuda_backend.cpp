@@ -1,0 +1,362 @@
+// CudaBackend: host side (validation, streams, cuBLAS) and the cuda_backend() factory.
+#include "cuda_backend.h"
+
+#include <climits>
+#include <string>
+#include <vector>
+
+#include "cublas_loader.h"
+#include "cuda_kernels.h"
+
+#ifndef REASON_CUDA_ARCHITECTURES
+#define REASON_CUDA_ARCHITECTURES "?"
+#endif
+
+namespace reason::kernels {
+
+namespace cuda {
+
+namespace {
+
+std::string cuda_error_text(cudaError_t e) {
+  return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")";
+}
+
+std::string cuda_version_text(int v) {  // 13000 -> "13.0"
+  return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+}
+
+[[noreturn]] void fail(const char* op, const std::string& what) {
+  throw BackendError(std::string("cuda ") + op + ": " + what);
+}
+
+void check(cudaError_t e, const char* op, const char* call) {
+  if (e != cudaSuccess) fail(op, std::string(call) + " failed: " + cuda_error_text(e));
+}
+
+// Makes `device` current for the calling thread and restores the previous device afterwards
+// (ops may be called from threads that use another device for something else).
+class DeviceGuard {
+ public:
+  DeviceGuard(int device, const char* op) {
+    check(cudaGetDevice(&prev_), op, "cudaGetDevice");
+    if (prev_ != device) {
+      check(cudaSetDevice(device), op, "cudaSetDevice");
+    } else {
+      prev_ = -1;
+    }
+  }
+  ~DeviceGuard() {
+    if (prev_ >= 0) cudaSetDevice(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = -1;
+};
+
+int to_int(int64_t v, const char* op, const char* what) {
+  if (v < 0 || v > INT_MAX) fail(op, std::string(what) + " = " + std::to_string(v) + " out of range");
+  return int(v);
+}
+
+void need(bool ok, const char* op, const char* what) {
+  if (!ok) fail(op, std::string("invalid argument: ") + what);
+}
+
+}  // namespace
+
+std::unique_ptr<CudaBackend> CudaBackend::open(int device, std::string* why) {
+  auto give_up = [&](std::string r) -> std::unique_ptr<CudaBackend> {
+    cudaGetLastError();  // leave no (non-sticky) error behind for other CUDA users
+    if (why) *why = std::move(r);
+    return nullptr;
+  };
+
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0))
+    return give_up("no CUDA device found (" + (e == cudaSuccess ? std::string("0 devices")
+                                                                 : cuda_error_text(e)) + ")");
+  if (e == cudaErrorInsufficientDriver) {
+    int driver = 0;
+    cudaDriverGetVersion(&driver);  // 0 when no driver library could be loaded
+    return give_up(
+        (driver == 0 ? std::string("no NVIDIA driver (libcuda.so.1 not found)")
+                     : "the NVIDIA driver supports CUDA " + cuda_version_text(driver) +
+                           ", older than libreason's CUDA runtime " +
+                           cuda_version_text(CUDART_VERSION)) +
+        ": " + cuda_error_text(e));
+  }
+  if (e != cudaSuccess) return give_up("cudaGetDeviceCount failed: " + cuda_error_text(e));
+  if (device < 0 || device >= count)
+    return give_up("CUDA device " + std::to_string(device) + " does not exist (" +
+                   std::to_string(count) + " found)");
+
+  cudaDeviceProp prop{};
+  if ((e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
+    return give_up("cudaGetDeviceProperties failed: " + cuda_error_text(e));
+  if ((e = cudaSetDevice(device)) != cudaSuccess)
+    return give_up("cudaSetDevice(" + std::to_string(device) + ") failed: " + cuda_error_text(e));
+
+  std::unique_ptr<CudaBackend> b(new CudaBackend());
+  b->device_ = device;
+  b->name_ = "cuda:" + std::to_string(device) + " (" + prop.name + ", sm_" +
+             std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+  if ((e = cudaStreamCreate(&b->stream_)) != cudaSuccess)
+    return give_up("cudaStreamCreate failed: " + cuda_error_text(e));
+
+  // Probe: our kernels are built for REASON_CUDA_ARCHITECTURES only; an older GPU fails here
+  // (cudaErrorNoKernelImageForDevice) rather than at the first real op.
+  {
+    void* d = nullptr;
+    int h = 0;
+    e = cudaMalloc(&d, sizeof(int));
+    if (e == cudaSuccess) e = launch_probe(static_cast<int*>(d), b->stream_);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(&h, d, sizeof(int), cudaMemcpyDeviceToHost, b->stream_);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(b->stream_);
+    if (d) cudaFree(d);
+    if (e != cudaSuccess || h != 0x5eed)
+      return give_up("cannot run kernels on " + b->name_ + " (libreason is built for CUDA "
+                     "architectures " REASON_CUDA_ARCHITECTURES "): " +
+                     (e != cudaSuccess ? cuda_error_text(e) : std::string("probe kernel wrote nothing")));
+  }
+
+  std::string cublas_why;
+  b->api_ = cublas_api(&cublas_why);
+  if (!b->api_) return give_up(cublas_why);
+  cublasHandle_t handle = nullptr;
+  cublasStatus_t s = b->api_->create(&handle);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    return give_up(b->api_->library + ": cublasCreate failed: " + b->api_->status_string(s));
+  b->cublas_ = handle;
+  if ((s = b->api_->set_stream(handle, b->stream_)) != CUBLAS_STATUS_SUCCESS)
+    return give_up("cublasSetStream failed: " + b->api_->status_string(s));
+  // Full f32 arithmetic for f32 GEMMs (no TF32): CPU parity to ~1e-5.
+  if ((s = b->api_->set_math_mode(handle, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
+    return give_up("cublasSetMathMode failed: " + b->api_->status_string(s));
+  if (why) why->clear();
+  return b;
+}
+
+CudaBackend::~CudaBackend() {
+  int prev = -1;
+  cudaGetDevice(&prev);
+  cudaSetDevice(device_);
+  if (stream_) cudaStreamSynchronize(stream_);
+  if (cublas_ && api_) api_->destroy(cublas_);
+  if (scratch_) cudaFree(scratch_);
+  if (stream_) cudaStreamDestroy(stream_);
+  if (prev >= 0 && prev != device_) cudaSetDevice(prev);
+  cudaGetLastError();
+}
+
+void* CudaBackend::alloc(size_t bytes) {
+  DeviceGuard g(device_, "alloc");
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // out-of-memory is not sticky; clear it
+    fail("alloc", std::to_string(bytes) + " bytes: " + cuda_error_text(e));
+  }
+  return p;
+}
+
+void CudaBackend::dealloc(void* p) {
+  if (!p) return;
+  int prev = -1;
+  cudaGetDevice(&prev);
+  if (prev != device_) cudaSetDevice(device_);
+  cudaStreamSynchronize(stream_);  // kernels still using p finish first
+  cudaFree(p);
+  if (prev >= 0 && prev != device_) cudaSetDevice(prev);
+}
+
+void CudaBackend::upload(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  need(dst && src, "upload", "null pointer");
+  DeviceGuard g(device_, "upload");
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "upload",
+        "cudaMemcpyAsync");
+  // The caller may reuse `src` as soon as we return.
+  check(cudaStreamSynchronize(stream_), "upload", "cudaStreamSynchronize");
+}
+
+void CudaBackend::download(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  need(dst && src, "download", "null pointer");
+  DeviceGuard g(device_, "download");
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download",
+        "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(stream_), "download", "cudaStreamSynchronize");
+}
+
+void CudaBackend::synchronize() {
+  DeviceGuard g(device_, "synchronize");
+  check(cudaStreamSynchronize(stream_), "synchronize", "cudaStreamSynchronize");
+}
+
+void* CudaBackend::scratch(size_t bytes) {
+  if (bytes <= scratch_bytes_) return scratch_;
+  if (scratch_) {
+    // Earlier matmuls on the stream may still read the old buffer.
+    check(cudaStreamSynchronize(stream_), "matmul", "cudaStreamSynchronize");
+    cudaFree(scratch_);
+    scratch_ = nullptr;
+    scratch_bytes_ = 0;
+  }
+  size_t want = bytes + bytes / 4;  // some headroom for slightly larger batches
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, want);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    fail("matmul", "scratch of " + std::to_string(want) + " bytes: " + cuda_error_text(e));
+  }
+  scratch_ = p;
+  scratch_bytes_ = want;
+  return p;
+}
+
+void CudaBackend::matmul(const MatmulArgs& a) {
+  const char* op = "matmul";
+  need(a.m >= 0 && a.n >= 0 && a.k >= 0, op, "negative size");
+  if (a.m == 0 || a.n == 0) return;
+  need(a.w_dtype == DType::F32 || a.w_dtype == DType::BF16, op,
+       "weights must be f32 or bf16");
+  const int64_t ldx = a.ldx ? a.ldx : a.k;
+  const int64_t ldy = a.ldy ? a.ldy : a.n;
+  need(ldx >= a.k && ldy >= a.n, op, "leading dimension smaller than the row");
+  need(a.x && a.w && a.y, op, "null pointer");
+  const int m = to_int(a.m, op, "m"), n = to_int(a.n, op, "n"), k = to_int(a.k, op, "k");
+  const int ildy = to_int(ldy, op, "ldy");
+  int ildx = to_int(ldx, op, "ldx");
+
+  DeviceGuard g(device_, op);
+  std::lock_guard<std::mutex> lock(mu_);
+  const void* B = a.x;
+  cudaDataType ab_type = CUDA_R_32F;
+  if (a.w_dtype == DType::BF16) {
+    // x rounded to bf16 (packed [m, k]); bf16 x bf16 products accumulate in f32.
+    auto* xb = static_cast<uint16_t*>(scratch(size_t(m) * size_t(k) * 2 + 2));
+    check(launch_f32_to_bf16_rows(xb, a.x, a.m, a.k, ldx, stream_), op, "f32->bf16 kernel");
+    B = xb;
+    ildx = k;
+    ab_type = CUDA_R_16BF;
+  }
+  // Row-major y[m,n] = x[m,k] . w[n,k]^T is column-major y^T[n,m] = w^T^T[n,k] . x^T[k,m]:
+  // A = w viewed as column-major [k, n] (lda = k) with op T, B = x^T column-major [k, m].
+  const float alpha = 1.0f, beta = a.beta;
+  cublasStatus_t s = api_->gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, a.w,
+                                   ab_type, k > 0 ? k : 1, B, ab_type, ildx > 0 ? ildx : 1,
+                                   &beta, a.y, CUDA_R_32F, ildy, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    fail(op, std::string("cublasGemmEx (m=") + std::to_string(m) + " n=" + std::to_string(n) +
+                 " k=" + std::to_string(k) + ", " + dtype_name(a.w_dtype) +
+                 ") failed: " + api_->status_string(s));
+  if (a.bias) check(launch_add_bias_rows(a.y, a.bias, a.m, a.n, ldy, stream_), op, "bias kernel");
+}
+
+void CudaBackend::rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
+                          float eps) {
+  const char* op = "rmsnorm";
+  need(rows >= 0 && dim >= 0, op, "negative size");
+  if (rows == 0 || dim == 0) return;
+  need(y && x && w, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_rmsnorm(y, x, w, rows, dim, eps, stream_), op, "kernel launch");
+}
+
+void CudaBackend::rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,
+                       int64_t stride, const int32_t* pos, const float* inv_freq,
+                       float attn_factor) {
+  const char* op = "rope";
+  need(n_tokens >= 0 && n_heads >= 0 && head_dim >= 0, op, "negative size");
+  need(rot_dim >= 0 && rot_dim <= head_dim && rot_dim % 2 == 0, op,
+       "rot_dim must be even and <= head_dim");
+  if (n_tokens == 0 || n_heads == 0 || rot_dim == 0) return;
+  need(stride >= 0, op, "negative stride");
+  need(x && pos && inv_freq, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_rope(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor,
+                    stream_),
+        op, "kernel launch");
+}
+
+void CudaBackend::attention(const AttnArgs& a) {
+  const char* op = "attention";
+  need(a.n_seqs >= 0, op, "negative n_seqs");
+  if (a.n_seqs == 0) return;
+  need(a.seqs != nullptr, op, "null seqs");
+  need(a.n_heads > 0 && a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, op,
+       "n_heads must be a positive multiple of n_kv_heads");
+  need(a.n_heads <= 65535, op, "n_heads > 65535");
+  need(a.head_dim > 0 && a.head_dim <= 16384, op, "head_dim out of range");
+  need(a.q_stride >= 0 && a.out_stride >= 0 && a.kv_stride >= 0, op, "negative stride");
+
+  AttnShape shape{a.n_heads, a.n_kv_heads, a.head_dim, a.q_stride, a.out_stride, a.kv_stride,
+                  a.scale};
+  DeviceGuard g(device_, op);
+  AttnChunk chunk{};
+  auto flush = [&] {
+    if (chunk.n_seqs == 0) return;
+    check(launch_attention(chunk, shape, stream_), op, "kernel launch");
+    chunk = AttnChunk{};
+  };
+  for (int i = 0; i < a.n_seqs; ++i) {
+    const AttnSeq& s = a.seqs[i];
+    need(s.n_q >= 0 && s.q_pos0 >= 0, op, "negative n_q or q_pos0");
+    if (s.n_q == 0) continue;
+    need(s.q && s.out && s.k && s.v, op, "null pointer in a sequence");
+    need(s.n_q <= INT_MAX, op, "n_q too large");
+    if (chunk.n_seqs == kAttnChunk || chunk.n_tokens + s.n_q > INT_MAX) flush();
+    chunk.seq[chunk.n_seqs++] = AttnSeqDev{s.q, s.out, s.k, s.v, s.n_q, s.q_pos0, chunk.n_tokens};
+    chunk.n_tokens += s.n_q;
+  }
+  flush();
+}
+
+void CudaBackend::silu_mul(float* out, const float* gate, const float* up, int64_t n) {
+  const char* op = "silu_mul";
+  need(n >= 0, op, "negative size");
+  if (n == 0) return;
+  need(out && gate && up, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_silu_mul(out, gate, up, n, stream_), op, "kernel launch");
+}
+
+void CudaBackend::add_inplace(float* y, const float* x, int64_t n) {
+  const char* op = "add_inplace";
+  need(n >= 0, op, "negative size");
+  if (n == 0) return;
+  need(y && x, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_add_inplace(y, x, n, stream_), op, "kernel launch");
+}
+
+}  // namespace cuda
+
+// The process-wide CUDA backend on device 0, opened on first use (thread-safe) and kept for the
+// life of the process. It is deliberately never destroyed: at exit the statically linked CUDA
+// runtime may already be torn down, and freeing device memory then fails or crashes.
+Backend* cuda_backend(std::string* why) {
+  struct Opened {
+    Backend* backend = nullptr;
+    std::string why;
+  };
+  static const Opened opened = [] {
+    Opened o;
+    try {
+      o.backend = cuda::CudaBackend::open(0, &o.why).release();
+    } catch (const std::exception& e) {
+      o.why = std::string("cuda backend: ") + e.what();
+    }
+    if (!o.backend && o.why.empty()) o.why = "cuda backend: unknown failure";
+    return o;
+  }();
+  if (why) *why = opened.backend ? std::string() : opened.why;
+  return opened.backend;
+}
+
+}  // namespace reason::kernels

@@ -1,0 +1,72 @@
+// The CUDA backend: cuBLAS (loaded with dlopen, see cublas_loader.h) for matmuls and our own
+// kernels (cuda_kernels.cu) for everything else. Implements reason::kernels::Backend; the
+// process-wide instance on device 0 comes from reason::kernels::cuda_backend().
+//
+// Streams: every op is enqueued on the backend's one stream (a blocking stream, so it also
+// orders with work on the legacy default stream); upload, download, synchronize and dealloc
+// wait for it. Ops are therefore executed in the order they were called.
+// Threads: ops may be called from several threads at once (matmul serialises on a mutex that
+// guards the cuBLAS handle and the bf16 scratch buffer; other ops only enqueue kernels).
+// Errors: ops throw BackendError("cuda <op>: ... <cudaError name> (<message>)"), or the cuBLAS
+// status for matmul. Asynchronous kernel faults surface at the next call that synchronises.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "reason/kernels/backend.h"
+
+struct cublasContext;  // = *cublasHandle_t
+
+namespace reason::kernels::cuda {
+
+struct CublasApi;
+
+class CudaBackend final : public Backend {
+ public:
+  // Opens `device`: checks the driver and the device, that our kernels run on it (a probe
+  // launch), loads cuBLAS and creates the stream and the cuBLAS handle. Returns nullptr and
+  // sets *why when any of that fails. Does not throw.
+  static std::unique_ptr<CudaBackend> open(int device, std::string* why);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  DeviceKind kind() const override { return DeviceKind::CUDA; }
+  const char* name() const override { return name_.c_str(); }  // "cuda:0 (<device name>)"
+
+  void* alloc(size_t bytes) override;
+  void dealloc(void* p) override;  // waits for the stream; never throws
+  void upload(void* dst_device, const void* src_host, size_t bytes) override;
+  void download(void* dst_host, const void* src_device, size_t bytes) override;
+  void synchronize() override;
+
+  void matmul(const MatmulArgs& a) override;
+  void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
+               float eps) override;
+  void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+            const int32_t* pos, const float* inv_freq, float attn_factor) override;
+  void attention(const AttnArgs& a) override;
+  void silu_mul(float* out, const float* gate, const float* up, int64_t n) override;
+  void add_inplace(float* y, const float* x, int64_t n) override;
+
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  CudaBackend() = default;
+  void* scratch(size_t bytes);  // bf16 copy of x for matmul; call with mu_ held
+
+  int device_ = 0;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  const CublasApi* api_ = nullptr;
+  cublasContext* cublas_ = nullptr;
+  std::mutex mu_;  // cuBLAS handle + scratch
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+};
+
+}  // namespace reason::kernels::cuda

@@ -1,0 +1,462 @@
+// CUDA backend parity tests, in the manner of llama.cpp's test-backend-ops: every op runs on the
+// CPU backend and on the CUDA backend with the same random inputs (fixed seeds) and the results
+// are compared with a stated tolerance. Errors are measured relative to the largest magnitude
+// of the CPU result: max_i |gpu_i - cpu_i| / max_i |cpu_i| (robust where outputs cancel to 0).
+//
+// Without a GPU (or in a build without CUDA) the parity cases cannot run. Each one then WARNs
+// "no CUDA device: <why>" and returns, and after the run -- if nothing failed -- the process
+// exits with 77, which tests/CMakeLists.txt declares as SKIP_RETURN_CODE: ctest reports the test
+// as skipped instead of passed. The case "cuda_backend: factory" always runs and is the proof
+// that a CUDA-enabled libreason loads and keeps working on a machine without a driver: the
+// factory returns nullptr with a reason, and the CPU backend still runs. Set
+// REASON_REQUIRE_CUDA=1 on GPU machines to make a missing backend a failure, not a skip.
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#define CATCH_CONFIG_EXTERNAL_INTERFACES  // for the listener below
+#include <catch2/catch.hpp>
+
+#include "reason/kernels/backend.h"
+#include "reason/kernels/dtype.h"
+
+using namespace reason::kernels;
+
+namespace {
+
+std::atomic<int> g_skipped_cases{0};
+std::string g_skip_why;  // written once, before any case reads it (cuda_backend is called first)
+
+[[noreturn]] void exit_as_skipped() {
+  std::cout << "test_cuda_backend: " << g_skipped_cases.load()
+            << " GPU test case(s) skipped (no CUDA device: " << g_skip_why
+            << "); exit code 77 = skipped for ctest\n";
+  std::cout.flush();
+  std::fflush(nullptr);
+  std::_Exit(77);
+}
+
+// After a run in which GPU cases were skipped and nothing failed, turn the exit status into
+// 77 once Catch's main has returned and printed its summary.
+struct SkipListener : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  void testRunEnded(const Catch::TestRunStats& s) override {
+    if (g_skipped_cases.load() > 0 && !s.aborting && s.totals.assertions.failed == 0 &&
+        s.totals.testCases.failed == 0)
+      std::atexit([] { exit_as_skipped(); });
+  }
+};
+CATCH_REGISTER_LISTENER(SkipListener)
+
+bool require_cuda() {
+  const char* e = std::getenv("REASON_REQUIRE_CUDA");
+  return e && *e && std::string(e) != "0";
+}
+
+// The CUDA backend, or nullptr after recording a visible skip.
+Backend* gpu() {
+  std::string why;
+  Backend* b = cuda_backend(&why);
+  if (!b) {
+    if (require_cuda()) FAIL("REASON_REQUIRE_CUDA is set but there is no CUDA backend: " << why);
+    if (g_skip_why.empty()) g_skip_why = why;
+    g_skipped_cases.fetch_add(1);
+    WARN("no CUDA device: " << why);
+  }
+  return b;
+}
+
+// A device buffer on backend `b` (RAII).
+struct Dev {
+  Backend* b;
+  void* p = nullptr;
+  size_t bytes = 0;
+  Dev(Backend* be, size_t n) : b(be), bytes(n) { p = b->alloc(n); }
+  template <class T>
+  Dev(Backend* be, const std::vector<T>& v) : Dev(be, v.size() * sizeof(T)) {
+    b->upload(p, v.data(), bytes);
+  }
+  ~Dev() { b->dealloc(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p);
+  }
+  template <class T>
+  std::vector<T> get() const {
+    std::vector<T> v(bytes / sizeof(T));
+    b->download(v.data(), p, bytes);
+    return v;
+  }
+};
+
+std::vector<float> randv(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Max abs difference over the max abs reference value; infinity if the GPU result is not finite
+// where the reference is.
+double rel_err(const std::vector<float>& got, const std::vector<float>& ref) {
+  REQUIRE(got.size() == ref.size());
+  double maxref = 0.0, maxdiff = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (std::isfinite(ref[i]) && !std::isfinite(got[i])) return INFINITY;
+    maxref = std::max(maxref, double(std::fabs(ref[i])));
+    maxdiff = std::max(maxdiff, double(std::fabs(got[i] - ref[i])));
+  }
+  return maxref > 0.0 ? maxdiff / maxref : maxdiff;
+}
+
+// ---- matmul -----------------------------------------------------------------------------------
+
+struct MmShape {
+  int64_t m, n, k;
+};
+const MmShape kMmShapes[] = {{1, 129, 65}, {7, 129, 65}, {1, 64, 64},   {8, 96, 128},
+                             {9, 33, 17},  {33, 257, 200}, {64, 128, 1024}};
+
+void check_matmul(Backend* g, DType wt, const MmShape& s, bool bias, float beta, int64_t pad,
+                  uint32_t seed) {
+  const int64_t ldx = s.k + pad, ldy = s.n + pad;
+  INFO("w=" << dtype_name(wt) << " m=" << s.m << " n=" << s.n << " k=" << s.k << " bias=" << bias
+            << " beta=" << beta << " pad=" << pad);
+  std::vector<float> x = randv(size_t(s.m * ldx), seed);
+  std::vector<float> wf = randv(size_t(s.n * s.k), seed + 1);
+  std::vector<float> b = randv(size_t(s.n), seed + 2);
+  std::vector<float> y0 = randv(size_t(s.m * ldy), seed + 3);
+  std::vector<uint16_t> wb;
+  if (wt == DType::BF16) {
+    // Both sides get the same bf16-representable x, so the only difference is the summation.
+    for (auto& v : x) v = bf16_to_f32(f32_to_bf16(v));
+    wb.resize(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+  }
+  const void* w_host = wt == DType::BF16 ? static_cast<const void*>(wb.data()) : wf.data();
+  const size_t w_bytes = wt == DType::BF16 ? wb.size() * 2 : wf.size() * 4;
+
+  std::vector<float> y_cpu = y0;
+  MatmulArgs a;
+  a.x = x.data();
+  a.w = w_host;
+  a.w_dtype = wt;
+  a.bias = bias ? b.data() : nullptr;
+  a.y = y_cpu.data();
+  a.m = s.m, a.n = s.n, a.k = s.k;
+  a.ldx = pad ? ldx : 0;
+  a.ldy = pad ? ldy : 0;
+  a.beta = beta;
+  cpu_backend().matmul(a);
+
+  Dev dx(g, x), dw(g, w_bytes), db(g, b), dy(g, y0);
+  g->upload(dw.p, w_host, w_bytes);
+  a.x = dx.as<float>();
+  a.w = dw.p;
+  a.bias = bias ? db.as<float>() : nullptr;
+  a.y = dy.as<float>();
+  g->matmul(a);
+  const double tol = wt == DType::BF16 ? 1e-3 : 1e-4;
+  const double err = rel_err(dy.get<float>(), y_cpu);
+  INFO("rel err " << err);
+  CHECK(err <= tol);
+}
+
+// ---- attention --------------------------------------------------------------------------------
+
+struct SeqSpec {
+  int64_t n_q, q_pos0;
+};
+
+void check_attention(Backend* g, int n_heads, int n_kv_heads, int head_dim,
+                     const std::vector<SeqSpec>& specs, int64_t pad, uint32_t seed) {
+  INFO("heads=" << n_heads << " kv_heads=" << n_kv_heads << " head_dim=" << head_dim
+                << " seqs=" << specs.size() << " pad=" << pad);
+  const int64_t q_stride = int64_t(n_heads) * head_dim + pad;
+  const int64_t out_stride = int64_t(n_heads) * head_dim + 2 * pad;
+  const int64_t kv_stride = int64_t(n_kv_heads) * head_dim + pad;
+  std::vector<int64_t> qo, oo, ko;  // element offsets of each sequence's rows
+  int64_t nq = 0, no = 0, nk = 0;
+  for (const auto& s : specs) {
+    qo.push_back(nq);
+    oo.push_back(no);
+    ko.push_back(nk);
+    nq += s.n_q * q_stride;
+    no += s.n_q * out_stride;
+    nk += (s.q_pos0 + s.n_q) * kv_stride;
+  }
+  std::vector<float> q = randv(size_t(nq), seed, -2.0f, 2.0f);  // peaky softmax rows too
+  std::vector<float> k = randv(size_t(nk), seed + 1, -2.0f, 2.0f);
+  std::vector<float> v = randv(size_t(nk), seed + 2);
+  std::vector<float> out_cpu(size_t(no), 7.0f);  // padding must stay untouched on both sides
+
+  std::vector<AttnSeq> cs(specs.size()), gs(specs.size());
+  Dev dq(g, q), dk(g, k), dv(g, v), dout(g, out_cpu);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    cs[i] = AttnSeq{q.data() + qo[i], out_cpu.data() + oo[i], k.data() + ko[i], v.data() + ko[i],
+                    specs[i].n_q, specs[i].q_pos0};
+    gs[i] = AttnSeq{dq.as<float>() + qo[i], dout.as<float>() + oo[i], dk.as<float>() + ko[i],
+                    dv.as<float>() + ko[i], specs[i].n_q, specs[i].q_pos0};
+  }
+  AttnArgs a;
+  a.n_seqs = int(specs.size());
+  a.n_heads = n_heads;
+  a.n_kv_heads = n_kv_heads;
+  a.head_dim = head_dim;
+  a.q_stride = q_stride;
+  a.out_stride = out_stride;
+  a.kv_stride = kv_stride;
+  a.scale = 1.0f / std::sqrt(float(head_dim));
+  a.seqs = cs.data();
+  cpu_backend().attention(a);
+  a.seqs = gs.data();
+  g->attention(a);
+  const double err = rel_err(dout.get<float>(), out_cpu);
+  INFO("rel err " << err);
+  CHECK(err <= 1e-4);
+}
+
+}  // namespace
+
+// Runs with or without a GPU: the "loads without a driver" proof.
+TEST_CASE("cuda_backend: factory", "[cuda]") {
+  std::string why1 = "unset", why2 = "unset";
+  Backend* b1 = cuda_backend(&why1);
+  Backend* b2 = cuda_backend(&why2);
+  Backend* b3 = cuda_backend();  // no reason wanted: must not crash either
+  CHECK(b1 == b2);
+  CHECK(b2 == b3);
+  CHECK(why1 == why2);
+  if (!b1) {
+    WARN("no CUDA device: " << why1);
+    CHECK(!why1.empty());
+    CHECK(why1 != "unset");
+#ifdef REASON_HAVE_CUDA
+    // A CUDA build must say what is missing on this machine, not that CUDA was left out.
+    CHECK(why1.find("without CUDA") == std::string::npos);
+#else
+    CHECK(why1.find("without CUDA") != std::string::npos);
+#endif
+    if (require_cuda()) FAIL("REASON_REQUIRE_CUDA is set but there is no CUDA backend: " << why1);
+  } else {
+    CHECK(why1.empty());
+    CHECK(b1->kind() == DeviceKind::CUDA);
+    CHECK(std::string(b1->name()).rfind("cuda:0", 0) == 0);
+  }
+  // The process is fine and the CPU backend keeps working after the CUDA probe.
+  std::vector<float> y = {1, 2, 3}, x = {10, 20, 30};
+  cpu_backend().add_inplace(y.data(), x.data(), 3);
+  CHECK(y == std::vector<float>{11, 22, 33});
+}
+
+TEST_CASE("cuda_backend: memory round trip and argument errors", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  std::vector<float> h = randv(1001, 1);
+  Dev d(g, h);
+  CHECK(d.get<float>() == h);
+  g->dealloc(nullptr);
+  g->synchronize();
+
+  MatmulArgs a;
+  a.x = d.as<float>();
+  a.w = d.p;
+  a.y = d.as<float>();
+  a.m = 1, a.n = 2, a.k = 2;
+  a.w_dtype = DType::F16;
+  CHECK_THROWS_AS(g->matmul(a), BackendError);
+  AttnSeq s{d.as<float>(), d.as<float>(), d.as<float>(), d.as<float>(), 1, 0};
+  AttnArgs at;
+  at.seqs = &s;
+  at.n_seqs = 1;
+  at.n_heads = 3;
+  at.n_kv_heads = 2;
+  at.head_dim = 4;
+  at.q_stride = at.out_stride = 12, at.kv_stride = 8;
+  CHECK_THROWS_AS(g->attention(at), BackendError);
+  CHECK_THROWS_AS(g->rope(d.as<float>(), 1, 1, 8, 3, 8, nullptr, nullptr, 1.0f), BackendError);
+  try {
+    g->matmul(a);
+  } catch (const BackendError& e) {
+    CHECK(std::string(e.what()).find("matmul") != std::string::npos);
+  }
+  // The backend is still usable after rejected calls.
+  CHECK(d.get<float>() == h);
+}
+
+TEST_CASE("cuda_backend: matmul f32 matches the CPU (1e-4)", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  uint32_t seed = 100;
+  for (const auto& s : kMmShapes)
+    for (bool bias : {false, true})
+      for (float beta : {0.0f, 1.0f})
+        for (int64_t pad : {0, 3}) check_matmul(g, DType::F32, s, bias, beta, pad, seed += 10);
+}
+
+TEST_CASE("cuda_backend: matmul bf16 matches the CPU (1e-3)", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  uint32_t seed = 200;
+  for (const auto& s : kMmShapes)
+    for (bool bias : {false, true})
+      for (float beta : {0.0f, 1.0f})
+        for (int64_t pad : {0, 5}) check_matmul(g, DType::BF16, s, bias, beta, pad, seed += 10);
+}
+
+TEST_CASE("cuda_backend: matmul from several threads", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  // Threads share the backend (its stream, cuBLAS handle and the growing bf16 scratch).
+  std::vector<std::string> failures(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        for (int it = 0; it < 6; ++it) {
+          const int64_t m = 1 + 11 * ((t + it) % 5), n = 67 + 13 * t, k = 50 + 31 * it;
+          std::vector<float> x = randv(size_t(m * k), 1000 + 37 * t + it);
+          for (auto& v : x) v = bf16_to_f32(f32_to_bf16(v));
+          std::vector<float> wf = randv(size_t(n * k), 2000 + 37 * t + it);
+          std::vector<uint16_t> wb(wf.size());
+          for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+          std::vector<float> y_cpu(size_t(m * n));
+          MatmulArgs a;
+          a.x = x.data(), a.w = wb.data(), a.w_dtype = DType::BF16, a.y = y_cpu.data();
+          a.m = m, a.n = n, a.k = k;
+          cpu_backend().matmul(a);
+          Dev dx(g, x), dw(g, wb), dy(g, size_t(m * n) * 4);
+          a.x = dx.as<float>(), a.w = dw.p, a.y = dy.as<float>();
+          g->matmul(a);
+          std::vector<float> got = dy.get<float>();
+          double maxref = 0, maxdiff = 0;
+          for (size_t i = 0; i < got.size(); ++i) {
+            maxref = std::max(maxref, double(std::fabs(y_cpu[i])));
+            maxdiff = std::max(maxdiff, double(std::fabs(got[i] - y_cpu[i])));
+          }
+          if (!(maxdiff <= 1e-3 * maxref))
+            failures[size_t(t)] = "thread " + std::to_string(t) + " it " + std::to_string(it) +
+                                  ": rel err " + std::to_string(maxdiff / maxref);
+        }
+      } catch (const std::exception& e) {
+        failures[size_t(t)] = e.what();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& f : failures) CHECK(f.empty());
+}
+
+TEST_CASE("cuda_backend: rmsnorm matches the CPU (1e-5)", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  uint32_t seed = 300;
+  for (int64_t rows : {1, 7, 33})
+    for (int64_t dim : {1, 65, 896, 4096})
+      for (bool alias : {false, true}) {
+        INFO("rows=" << rows << " dim=" << dim << " alias=" << alias);
+        std::vector<float> x = randv(size_t(rows * dim), seed += 3, -3.0f, 3.0f);
+        std::vector<float> w = randv(size_t(dim), seed + 1, 0.5f, 1.5f);
+        std::vector<float> y_cpu(x.size());
+        cpu_backend().rmsnorm(y_cpu.data(), x.data(), w.data(), rows, dim, 1e-6f);
+        Dev dx(g, x), dw(g, w), dy(g, x.size() * 4);
+        float* out = alias ? dx.as<float>() : dy.as<float>();
+        g->rmsnorm(out, dx.as<float>(), dw.as<float>(), rows, dim, 1e-6f);
+        const double err = rel_err(alias ? dx.get<float>() : dy.get<float>(), y_cpu);
+        INFO("rel err " << err);
+        CHECK(err <= 1e-5);
+      }
+}
+
+TEST_CASE("cuda_backend: rope matches the CPU (1e-5)", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  uint32_t seed = 400;
+  struct Case {
+    int64_t n_tokens;
+    int n_heads, head_dim, rot_dim;
+    int64_t pad;
+    float attn_factor;
+  };
+  const Case cases[] = {
+      {1, 1, 64, 64, 0, 1.0f},   {7, 4, 64, 64, 0, 1.0f},   {7, 14, 128, 128, 8, 1.0f},
+      {5, 3, 128, 64, 0, 1.0f},  {3, 2, 80, 32, 5, 1.25f},  {9, 2, 96, 96, 0, 0.9f},
+      {33, 8, 128, 128, 0, 1.0f}, {2, 5, 256, 64, 3, 1.0f},
+  };
+  for (const Case& c : cases) {
+    INFO("tokens=" << c.n_tokens << " heads=" << c.n_heads << " head_dim=" << c.head_dim
+                   << " rot_dim=" << c.rot_dim << " pad=" << c.pad);
+    const int64_t stride = int64_t(c.n_heads) * c.head_dim + c.pad;
+    std::vector<float> x = randv(size_t(c.n_tokens * stride), seed += 3);
+    std::vector<int32_t> pos(size_t(c.n_tokens));
+    std::mt19937 rng(seed);
+    for (auto& p : pos) p = int32_t(rng() % 8192);
+    pos[0] = 0;
+    std::vector<float> inv_freq(size_t(c.rot_dim / 2));
+    for (int i = 0; i < c.rot_dim / 2; ++i)
+      inv_freq[size_t(i)] = float(1.0 / std::pow(10000.0, 2.0 * i / c.rot_dim));
+    std::vector<float> x_cpu = x;
+    cpu_backend().rope(x_cpu.data(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, stride,
+                       pos.data(), inv_freq.data(), c.attn_factor);
+    Dev dx(g, x), dpos(g, pos), dfreq(g, inv_freq);
+    g->rope(dx.as<float>(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, stride,
+            dpos.as<int32_t>(), dfreq.as<float>(), c.attn_factor);
+    const double err = rel_err(dx.get<float>(), x_cpu);
+    INFO("rel err " << err);
+    CHECK(err <= 1e-5);
+  }
+}
+
+TEST_CASE("cuda_backend: silu_mul and add_inplace match the CPU (1e-5)", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  uint32_t seed = 500;
+  for (int64_t n : {1, 7, 1000, 100003}) {
+    INFO("n=" << n);
+    std::vector<float> gate = randv(size_t(n), seed += 3, -8.0f, 8.0f);
+    std::vector<float> up = randv(size_t(n), seed + 1, -2.0f, 2.0f);
+    std::vector<float> out_cpu(static_cast<size_t>(n));
+    cpu_backend().silu_mul(out_cpu.data(), gate.data(), up.data(), n);
+    Dev dg(g, gate), du(g, up), dout(g, size_t(n) * 4);
+    g->silu_mul(dout.as<float>(), dg.as<float>(), du.as<float>(), n);
+    double err = rel_err(dout.get<float>(), out_cpu);
+    INFO("silu_mul rel err " << err);
+    CHECK(err <= 1e-5);
+
+    std::vector<float> y_cpu = gate;
+    cpu_backend().add_inplace(y_cpu.data(), up.data(), n);
+    g->add_inplace(dg.as<float>(), du.as<float>(), n);
+    err = rel_err(dg.get<float>(), y_cpu);
+    INFO("add_inplace rel err " << err);
+    CHECK(err <= 1e-5);
+  }
+}
+
+TEST_CASE("cuda_backend: attention matches the CPU (1e-4)", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  // Prefill from 0, a continued chunk, decode steps and a long history (> one key tile).
+  const std::vector<SeqSpec> mixed = {{7, 0}, {5, 10}, {1, 37}, {1, 0}, {3, 300}};
+  uint32_t seed = 600;
+  for (int ratio : {1, 2, 4})
+    for (int head_dim : {64, 80, 128}) {
+      const int n_kv = 2, n_heads = n_kv * ratio;
+      check_attention(g, n_heads, n_kv, head_dim, mixed, 0, seed += 10);
+      check_attention(g, n_heads, n_kv, head_dim, mixed, 8, seed += 10);
+    }
+  // Many sequences in one call (more than the kernel's per-launch chunk of 32).
+  std::vector<SeqSpec> many;
+  for (int i = 0; i < 45; ++i) many.push_back({1 + i % 3, (i * 7) % 90});
+  check_attention(g, 8, 2, 64, many, 0, 700);
+  // Single query head, single kv head; a head_dim that is not a multiple of 32.
+  check_attention(g, 1, 1, 40, {{9, 0}, {1, 129}}, 0, 701);
+}
