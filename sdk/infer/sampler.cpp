@@ -63,8 +63,8 @@ float token_logprob(std::span<const float> logits, int32_t token, float temperat
   return float(double(logits[size_t(token)] * inv_t - mx) - std::log(sum));
 }
 
-Sampled sample(std::span<const float> raw, const SamplingParams& p, std::span<const int32_t> history, Rng& rng,
-               SamplerScratch& s) {
+int64_t candidate_distribution(std::span<const float> raw, const SamplingParams& p, std::span<const int32_t> history,
+                               SamplerScratch& s) {
   const int64_t V = int64_t(raw.size());
   s.logits.assign(raw.begin(), raw.end());
   float* lg = s.logits.data();
@@ -83,11 +83,10 @@ Sampled sample(std::span<const float> raw, const SamplingParams& p, std::span<co
     }
   }
 
-  Sampled out;
   if (p.temperature == 0.0f) {
-    out.token = int32_t(std::max_element(lg, lg + V) - lg);
-    out.logprob = token_logprob(raw, out.token, 1.0f);
-    return out;
+    s.idx.assign(1, int32_t(std::max_element(lg, lg + V) - lg));
+    s.probs.assign(1, 1.0f);
+    return 1;
   }
 
   const float inv_t = 1.0f / p.temperature;
@@ -95,21 +94,16 @@ Sampled sample(std::span<const float> raw, const SamplingParams& p, std::span<co
 
   const float mx = *std::max_element(lg, lg + V);
   const bool truncate = p.top_k > 0 || p.top_p < 1.0f || p.min_p > 0.0f;
-  if (!truncate) {  // plain temperature sampling over the whole vocabulary
+  if (!truncate) {  // plain temperature sampling over the whole vocabulary, in id order
+    s.idx.resize(size_t(V));
+    s.probs.resize(size_t(V));
     double z = 0.0;
-    for (int64_t i = 0; i < V; ++i) z += std::exp(double(lg[i] - mx));
-    const double u = rng.uniform() * z;
-    double acc = 0.0;
-    out.token = int32_t(V - 1);
     for (int64_t i = 0; i < V; ++i) {
-      acc += std::exp(double(lg[i] - mx));
-      if (u < acc) {
-        out.token = int32_t(i);
-        break;
-      }
+      s.idx[size_t(i)] = int32_t(i);
+      z += (s.probs[size_t(i)] = float(std::exp(double(lg[i] - mx))));
     }
-    out.logprob = token_logprob(raw, out.token, p.temperature);
-    return out;
+    for (float& q : s.probs) q = float(q / z);
+    return V;
   }
 
   // Candidates in descending logit order (ties by id). Only as many as top-k / top-p can need
@@ -173,16 +167,29 @@ Sampled sample(std::span<const float> raw, const SamplingParams& p, std::span<co
     s.probs[size_t(i)] = float(e);
     z += e;
   }
-  double u = rng.uniform() * z, acc = 0.0;
-  int64_t pick = keep - 1;
-  for (int64_t i = 0; i < keep; ++i) {
-    acc += s.probs[size_t(i)];
-    if (u < acc) {
-      pick = i;
-      break;
+  for (int64_t i = 0; i < keep; ++i) s.probs[size_t(i)] = float(s.probs[size_t(i)] / z);
+  return keep;
+}
+
+Sampled sample(std::span<const float> raw, const SamplingParams& p, std::span<const int32_t> history, Rng& rng,
+               SamplerScratch& s) {
+  const int64_t keep = candidate_distribution(raw, p, history, s);
+  Sampled out;
+  if (keep == 1) {
+    out.token = s.idx[0];
+  } else {
+    const double u = rng.uniform();
+    double acc = 0.0;
+    int64_t pick = keep - 1;
+    for (int64_t i = 0; i < keep; ++i) {
+      acc += s.probs[size_t(i)];
+      if (u < acc) {
+        pick = i;
+        break;
+      }
     }
+    out.token = s.idx[size_t(pick)];
   }
-  out.token = s.idx[size_t(pick)];
   out.logprob = token_logprob(raw, out.token, p.temperature);
   return out;
 }

@@ -51,6 +51,13 @@ struct SamplerScratch {
   std::vector<float> probs;
 };
 
+// The distribution sample() draws from: fills scratch.idx[0..k) with token ids and
+// scratch.probs[0..k) with their renormalised probabilities after the repetition penalty,
+// temperature, top-k, top-p and min-p (in that order, as transformers applies them); returns k.
+// Greedy (temperature 0) gives k = 1. Throws Backend on NaN logits.
+int64_t candidate_distribution(std::span<const float> logits, const SamplingParams& p,
+                               std::span<const int32_t> history, SamplerScratch& scratch);
+
 // Picks the next token from raw logits [vocab]. `history` = prompt + generated so far (used by
 // the repetition penalty).
 Sampled sample(std::span<const float> logits, const SamplingParams& p, std::span<const int32_t> history,

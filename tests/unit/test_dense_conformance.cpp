@@ -151,10 +151,10 @@ TEST_CASE("teacher-forced logprobs match transformers", "[conformance]") {
 
 TEST_CASE("bf16 compute stays within the stated tolerance of transformers", "[conformance][bf16]") {
   // bf16 weights, bf16-rounded matmul inputs, f32 accumulation and f32 activations.
-  // Tolerance against the f32 oracle over the same bf16 weights: 0.1 absolute on logits of
-  // std ~2 (the rounding of activations to bf16 before each matmul). Against transformers'
-  // all-bf16 run (activations stored in bf16 too) the distance is larger; we only require
-  // that ours is closer to the exact f32 result than transformers' bf16 run is.
+  // Tolerance against the f32 oracle over the same bf16 weights, on logits of std ~2: max
+  // abs error < 0.3 and mean abs error < 0.03 (the rounding of activations to bf16 before
+  // each matmul, compounded over the layers). transformers' own all-bf16 run (activations
+  // stored in bf16 too) is further from the exact result; ours must be closer than it.
   LoadOptions lo;
   lo.compute_dtype = DType::BF16;
   auto m = Model::load(kDir + "qwen2_bf16", lo);
@@ -166,8 +166,12 @@ TEST_CASE("bf16 compute stays within the stated tolerance of transformers", "[co
     auto got = prefill_logits(*m, ids);
     const float ours = max_abs_diff(got.data(), exact.data(), got.size());
     const float theirs = max_abs_diff(hf_bf16.data(), exact.data(), got.size());
-    INFO("prompt " << i << ": ours " << ours << " vs transformers bf16 " << theirs);
-    CHECK(ours < 0.1f);
+    double mean = 0;
+    for (size_t j = 0; j < got.size(); ++j) mean += std::fabs(got[j] - exact[j]);
+    mean /= double(got.size());
+    INFO("prompt " << i << ": ours max " << ours << " mean " << mean << " vs transformers bf16 max " << theirs);
+    CHECK(ours < 0.3f);
+    CHECK(mean < 0.03);
     CHECK(ours < theirs);
   }
 }

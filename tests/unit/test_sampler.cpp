@@ -1,0 +1,128 @@
+// Sampler against transformers' logits processors (fixture made by
+// tests/fixtures/make_sampler_fixtures.py), plus seeding, frequencies and bad parameters.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "infer/sampler.h"
+
+using namespace reason;
+
+namespace {
+
+nlohmann::json fixture() {
+  std::ifstream f(std::string(REASON_FIXTURES_DIR) + "/sampler/expected.json");
+  REQUIRE(f.good());
+  return nlohmann::json::parse(f);
+}
+
+SamplingParams params_of(const nlohmann::json& c) {
+  SamplingParams p;
+  p.temperature = c["temperature"].get<float>();
+  p.top_k = c["top_k"].get<int>();
+  p.top_p = c["top_p"].get<float>();
+  p.min_p = c["min_p"].get<float>();
+  p.repetition_penalty = c["repetition_penalty"].get<float>();
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("candidate distribution equals transformers' processed distribution", "[sampler]") {
+  auto fx = fixture();
+  int n = 0;
+  for (const auto& c : fx["cases"]) {
+    INFO("case " << n++ << ": " << c["params"].dump());
+    const auto logits = c["logits"].get<std::vector<float>>();
+    const auto history = c["history"].get<std::vector<int32_t>>();
+    const auto want = c["probs"].get<std::vector<float>>();
+    SamplerScratch s;
+    const int64_t k = candidate_distribution(logits, params_of(c["params"]), history, s);
+    std::vector<float> got(want.size(), 0.0f);
+    for (int64_t i = 0; i < k; ++i) got[size_t(s.idx[size_t(i)])] = s.probs[size_t(i)];
+    int64_t kept_ref = 0;
+    for (size_t t = 0; t < want.size(); ++t) {
+      kept_ref += want[t] > 0.0f;
+      CHECK(std::fabs(got[t] - want[t]) < 1e-5f);
+    }
+    CHECK(k == kept_ref);
+  }
+}
+
+TEST_CASE("logprob is log softmax(logits / T) of the raw logits", "[sampler]") {
+  auto fx = fixture();
+  for (const auto& c : fx["cases"]) {
+    const auto logits = c["logits"].get<std::vector<float>>();
+    const auto ref = c["log_softmax_t"].get<std::vector<float>>();
+    const float T = c["params"]["temperature"].get<float>();
+    for (int32_t t : {0, 7, 199}) CHECK(std::fabs(token_logprob(logits, t, T) - ref[size_t(t)]) < 1e-5f);
+  }
+}
+
+TEST_CASE("sampled frequencies follow the distribution and seeds reproduce", "[sampler]") {
+  auto fx = fixture();
+  const auto& c = fx["cases"][3];  // temperature 0.7, top-k 20, top-p 0.8
+  const auto logits = c["logits"].get<std::vector<float>>();
+  const auto want = c["probs"].get<std::vector<float>>();
+  SamplingParams p = params_of(c["params"]);
+  SamplerScratch s;
+  Rng rng(42);
+  const int N = 200000;
+  std::map<int32_t, int> counts;
+  for (int i = 0; i < N; ++i) counts[sample(logits, p, {}, rng, s).token]++;
+  for (auto [tok, cnt] : counts) {
+    INFO("token " << tok);
+    REQUIRE(want[size_t(tok)] > 0.0f);  // never outside the kept set
+    const double pr = want[size_t(tok)], sd = std::sqrt(pr * (1 - pr) / N);
+    CHECK(std::fabs(double(cnt) / N - pr) < 5 * sd + 1e-4);
+  }
+  Rng a(7), b(7), d(8);
+  std::vector<int32_t> sa, sb, sd2;
+  for (int i = 0; i < 50; ++i) {
+    sa.push_back(sample(logits, p, {}, a, s).token);
+    sb.push_back(sample(logits, p, {}, b, s).token);
+    sd2.push_back(sample(logits, p, {}, d, s).token);
+  }
+  CHECK(sa == sb);
+  CHECK(sa != sd2);
+}
+
+TEST_CASE("greedy picks the argmax after the repetition penalty", "[sampler]") {
+  std::vector<float> logits{1.0f, 3.0f, 2.9f, -1.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  SamplerScratch s;
+  Rng rng(0);
+  CHECK(sample(logits, p, {}, rng, s).token == 1);
+  p.repetition_penalty = 1.5f;  // 3.0 / 1.5 = 2.0 < 2.9
+  std::vector<int32_t> hist{1};
+  auto r = sample(logits, p, hist, rng, s);
+  CHECK(r.token == 2);
+  CHECK(std::fabs(r.logprob - token_logprob(logits, 2, 1.0f)) < 1e-6f);
+}
+
+TEST_CASE("invalid sampling parameters and NaN logits are rejected", "[sampler][errors]") {
+  SamplingParams p;
+  p.top_p = 0.0f;
+  CHECK_THROWS_AS(p.validate(), Error);
+  p = {};
+  p.temperature = -1.0f;
+  CHECK_THROWS_AS(p.validate(), Error);
+  p = {};
+  p.max_new_tokens = 0;
+  CHECK_THROWS_AS(p.validate(), Error);
+  p = {};
+  p.repetition_penalty = 0.0f;
+  CHECK_THROWS_AS(p.validate(), Error);
+  p = {};
+  p.min_p = 1.5f;
+  CHECK_THROWS_AS(p.validate(), Error);
+  std::vector<float> nan_logits{0.0f, NAN, 1.0f};
+  SamplerScratch s;
+  Rng rng(0);
+  CHECK_THROWS_WITH(sample(nan_logits, SamplingParams{}, {}, rng, s), Catch::Contains("NaN"));
+}
