@@ -6,6 +6,7 @@
 #include "infer/generator.h"
 #include "model/model.h"
 #include "reason.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 struct reason_tokenizer {

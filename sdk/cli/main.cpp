@@ -11,6 +11,7 @@
 #include "infer/generator.h"
 #include "model/model.h"
 #include "reason/kernels/backend.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace reason;
@@ -137,7 +138,7 @@ int main(int argc, char** argv) {
       } else {
         ids = tok->encode(prompt, true);
       }
-      std::vector<GenRequest> reqs(size_t(n));
+      std::vector<GenRequest> reqs(static_cast<size_t>(n));
       for (int i = 0; i < n; ++i) {
         reqs[size_t(i)].prompt = ids;
         reqs[size_t(i)].params = sp;

@@ -59,7 +59,6 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
   auto finish = [&](Active& a, FinishReason why) {
     a.done = true;
     results[a.req].finish = why;
-    if (a.stream) results[a.req].text += a.stream->flush();
     cache.remove_sequence(a.slot);
   };
 
@@ -129,15 +128,19 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
           res.text.resize(std::min(old_len, cut));
         }
       }
+      // The last token of a request also carries any bytes still held by the stream decoder
+      // (an incomplete UTF-8 sequence renders as U+FFFD, as decode() would), so the streamed
+      // pieces always concatenate to the final text.
+      const bool at_limit = int64_t(res.tokens.size()) >= rq.params.max_new_tokens;
+      if (a.stream && !stop_string && (is_end || at_limit)) piece += a.stream->flush();
       res.text += piece;
       bool keep_going = true;
       if (callback) keep_going = callback(a.req, sm.token, sm.logprob, piece);
       if (is_end || stop_string) {
-        if (a.stream && stop_string) a.stream.reset();  // text already cut at the stop string
         finish(a, FinishReason::Stop);
       } else if (!keep_going) {
         finish(a, FinishReason::Callback);
-      } else if (int64_t(res.tokens.size()) >= rq.params.max_new_tokens) {
+      } else if (at_limit) {
         finish(a, FinishReason::Length);
       }
     }

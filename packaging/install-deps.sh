@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package libreason's build and tests need. Idempotent.
+# Usage: sudo packaging/install-deps.sh        (runs apt-get update first)
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libdnnl-dev                      # oneDNN 2.6: CPU matmul primitives
+  libprotobuf-dev protobuf-compiler
+  libpcre2-dev libutf8proc-dev     # tokenizer regexes (PCRE2 + JIT), NFC
+  nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
+  catch2                           # Catch2 v2 single header
+  swig
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The CUDA toolkit is not a Debian package here: when /usr/local/cuda/bin/nvcc exists the
+# build compiles the CUDA backend (sm_90) as well; without it the CPU build is complete.
+if [ -x /usr/local/cuda/bin/nvcc ]; then echo "install-deps: CUDA toolkit found at /usr/local/cuda"; fi
+echo "install-deps: all packages present"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds everything (CPU + CUDA when nvcc exists) and runs every
+# test: the Release suite, then the ASan/UBSan suite of the bad-input tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash packaging/install-deps.sh
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+JOBS="${JOBS:-2}"
+CUDA_FLAGS=(-DREASON_CUDA=OFF)
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  CUDA_FLAGS=(-DREASON_CUDA=ON -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=90)
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DREASON_TESTS=ON "${CUDA_FLAGS[@]}"
+cmake --build build -j "$JOBS"
+# Only reason_* symbols may be exported from libreason.so.
+bad=$(nm -D --defined-only build/capi/libreason.so | awk '{print $3}' | grep -v '^reason_' || true)
+if [ -n "$bad" ]; then echo "libreason.so exports non-reason_ symbols:"; echo "$bad"; exit 1; fi
+readelf -d build/capi/libreason.so | grep -q 'SONAME.*libreason.so.0' || { echo "SONAME is not libreason.so.0"; exit 1; }
+(cd build && ctest --output-on-failure -j "$JOBS")
+# Sanitizers: the bad-input and API tests under ASan/UBSan (CPU only).
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREASON_SANITIZE=ON -DREASON_CUDA=OFF -DREASON_TESTS=ON
+cmake --build build-asan -j "$JOBS" --target test_safetensors test_hf_dir fuzz_safetensors test_tokenizer fuzz_tokenizer test_capi_bad_input test_sampler
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j "$JOBS" -R 'test_safetensors|test_hf_dir|fuzz_safetensors|test_tokenizer|fuzz_tokenizer|test_capi_bad_input|test_sampler')

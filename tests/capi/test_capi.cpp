@@ -1,0 +1,243 @@
+// The C ABI as a user sees it (links libreason.so only): version, tokenizer, generation with
+// streaming and stopping, seeds, stop strings, scoring, info, and concurrent use of one model.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fixture_reader.h"
+#include "reason.h"
+
+namespace {
+
+const std::string kModel = std::string(REASON_FIXTURES_DIR) + "/dense/qwen2_tied";
+
+struct ModelHandle {
+  reason_model* m = nullptr;
+  ModelHandle() { REQUIRE(reason_model_load(&m, kModel.c_str(), nullptr) == REASON_OK); }
+  ~ModelHandle() { reason_model_free(m); }
+};
+
+struct Gen {
+  reason_generation* g = nullptr;
+  ~Gen() { reason_generation_free(g); }
+};
+
+std::vector<int32_t> tokens_of(const reason_completion* c) { return {c->token_ids, c->token_ids + c->n_tokens}; }
+
+}  // namespace
+
+TEST_CASE("version matches the header", "[capi]") {
+  CHECK(std::string(reason_version()) == REASON_VERSION_STRING);
+  int ma = -1, mi = -1, pa = -1;
+  reason_version_numbers(&ma, &mi, &pa);
+  CHECK(ma == REASON_VERSION_MAJOR);
+  CHECK(mi == REASON_VERSION_MINOR);
+  CHECK(pa == REASON_VERSION_PATCH);
+}
+
+TEST_CASE("model info", "[capi]") {
+  ModelHandle h;
+  reason_model_info info{};
+  info.struct_size = sizeof(info);
+  REQUIRE(reason_model_get_info(&info, h.m) == REASON_OK);
+  CHECK(std::string(info.architecture) == "Qwen2ForCausalLM");
+  CHECK(info.vocab_size == 512);
+  CHECK(info.hidden_size == 32);
+  CHECK(info.n_layers == 2);
+  CHECK(info.n_heads == 4);
+  CHECK(info.n_kv_heads == 2);
+  CHECK(info.kv_bytes_per_token == 2u * 2 * 8 * 2 * 4);  // layers * kv_heads * head_dim * (K,V) * f32
+  // tied: embed 512*32 + per layer (q 32*32+32, k,v 16*32+16 each, o 32*32, 3*64*32, 2 norms 32) + final norm
+  CHECK(info.n_params == 512 * 32 + 2 * (1056 + 2 * 528 + 1024 + 3 * 2048 + 64) + 32);
+}
+
+TEST_CASE("tokenizer through the ABI round-trips and formats chat", "[capi]") {
+  ModelHandle h;
+  const reason_tokenizer* tok = reason_model_tokenizer(h.m);
+  REQUIRE(tok != nullptr);
+  const std::string text = "Let me think step by step.";
+  int32_t* ids = nullptr;
+  size_t n = 0;
+  REQUIRE(reason_tokenizer_encode(&ids, &n, tok, text.data(), text.size(), 0) == REASON_OK);
+  FixtureFile ex(kModel + "/expected.safetensors");
+  CHECK(std::vector<int32_t>(ids, ids + n) == ex.ids("prompt_1"));
+  char* back = nullptr;
+  REQUIRE(reason_tokenizer_decode(&back, tok, ids, n, 0) == REASON_OK);
+  CHECK(std::string(back) == text);
+  reason_free(back);
+  reason_free(ids);
+  reason_chat_message msgs[] = {{"user", "2+2?"}};
+  char* prompt = nullptr;
+  REQUIRE(reason_tokenizer_apply_chat(&prompt, tok, msgs, 1, 1, REASON_CHAT_AUTO) == REASON_OK);
+  CHECK(std::string(prompt) == "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+  reason_free(prompt);
+  CHECK(reason_tokenizer_eos_id(tok) == 397);
+}
+
+TEST_CASE("greedy generation through the ABI equals transformers", "[capi]") {
+  ModelHandle h;
+  FixtureFile ex(kModel + "/expected.safetensors");
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 4; ++i) prompts.push_back(ex.ids("prompt_" + std::to_string(i)));
+  std::vector<const int32_t*> ptrs;
+  std::vector<size_t> lens;
+  for (auto& p : prompts) {
+    ptrs.push_back(p.data());
+    lens.push_back(p.size());
+  }
+  reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+  o.temperature = 0;
+  o.max_new_tokens = 12;
+  o.ignore_eos = 1;
+  Gen g;
+  REQUIRE(reason_generate(&g.g, h.m, ptrs.data(), lens.data(), 4, &o, nullptr, nullptr) == REASON_OK);
+  REQUIRE(reason_generation_count(g.g) == 4);
+  for (int i = 0; i < 4; ++i) {
+    const reason_completion* c = reason_generation_get(g.g, size_t(i));
+    CHECK(tokens_of(c) == ex.ids("greedy_" + std::to_string(i)));
+    CHECK(c->finish_reason == REASON_FINISH_LENGTH);
+    // The logprob of a greedy token is log softmax of the decode logits at that step.
+    auto dl = ex.get<float>("decode_logits_" + std::to_string(i));
+    double mx = -1e30, z = 0;
+    for (int v = 0; v < 512; ++v) mx = std::max(mx, double(dl[size_t(v)]));
+    for (int v = 0; v < 512; ++v) z += std::exp(dl[size_t(v)] - mx);
+    CHECK(std::fabs(c->logprobs[0] - float(dl[size_t(c->token_ids[0])] - mx - std::log(z))) < 1e-4f);
+  }
+  CHECK(reason_generation_get(g.g, 4) == nullptr);
+}
+
+namespace {
+struct StreamState {
+  std::vector<int32_t> ids;
+  std::string text;
+  size_t stop_after = 0;
+};
+int collect(void* user, size_t, int32_t tok, float, const char* text) {
+  auto* s = static_cast<StreamState*>(user);
+  s->ids.push_back(tok);
+  s->text += text;
+  return s->stop_after && s->ids.size() >= s->stop_after ? 1 : 0;
+}
+}  // namespace
+
+TEST_CASE("streaming callback sees every token and can stop", "[capi]") {
+  ModelHandle h;
+  const char* prompt = "The answer is";
+  reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+  o.temperature = 0.8f;
+  o.seed = 3;
+  o.max_new_tokens = 10;
+  o.ignore_eos = 1;
+  StreamState s;
+  Gen g;
+  REQUIRE(reason_generate_text(&g.g, h.m, &prompt, 1, &o, collect, &s) == REASON_OK);
+  const reason_completion* c = reason_generation_get(g.g, 0);
+  CHECK(s.ids == tokens_of(c));
+  CHECK(s.text == c->text);
+  StreamState s2;
+  s2.stop_after = 3;
+  Gen g2;
+  REQUIRE(reason_generate_text(&g2.g, h.m, &prompt, 1, &o, collect, &s2) == REASON_OK);
+  const reason_completion* c2 = reason_generation_get(g2.g, 0);
+  CHECK(c2->n_tokens == 3);
+  CHECK(c2->finish_reason == REASON_FINISH_CALLBACK);
+  CHECK(std::vector<int32_t>(c2->token_ids, c2->token_ids + 3) == std::vector<int32_t>(s.ids.begin(), s.ids.begin() + 3));
+}
+
+TEST_CASE("seeds make sampling reproducible", "[capi]") {
+  ModelHandle h;
+  const char* prompts[] = {"The answer is", "The answer is"};
+  reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+  o.temperature = 1.0f;
+  o.max_new_tokens = 24;
+  o.ignore_eos = 1;
+  o.seed = 11;
+  Gen a, b;
+  REQUIRE(reason_generate_text(&a.g, h.m, prompts, 2, &o, nullptr, nullptr) == REASON_OK);
+  REQUIRE(reason_generate_text(&b.g, h.m, prompts, 2, &o, nullptr, nullptr) == REASON_OK);
+  CHECK(tokens_of(reason_generation_get(a.g, 0)) == tokens_of(reason_generation_get(b.g, 0)));
+  CHECK(tokens_of(reason_generation_get(a.g, 1)) == tokens_of(reason_generation_get(b.g, 1)));
+  // Request i uses seed + i, so two identical prompts in one batch differ.
+  CHECK(tokens_of(reason_generation_get(a.g, 0)) != tokens_of(reason_generation_get(a.g, 1)));
+}
+
+TEST_CASE("stop strings and stop tokens end generation", "[capi]") {
+  ModelHandle h;
+  const char* prompt = "Let me think";
+  reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+  o.temperature = 0;
+  o.max_new_tokens = 40;
+  o.ignore_eos = 1;
+  Gen full;
+  REQUIRE(reason_generate_text(&full.g, h.m, &prompt, 1, &o, nullptr, nullptr) == REASON_OK);
+  const reason_completion* f = reason_generation_get(full.g, 0);
+  const std::string text = f->text;
+  REQUIRE(text.size() >= 6);
+  // Stop at a substring that first appears in the middle of the text.
+  const std::string stop = text.substr(text.size() / 2, 3);
+  const char* stops[] = {stop.c_str()};
+  o.stop_strings = stops;
+  o.n_stop_strings = 1;
+  Gen st;
+  REQUIRE(reason_generate_text(&st.g, h.m, &prompt, 1, &o, nullptr, nullptr) == REASON_OK);
+  const reason_completion* c = reason_generation_get(st.g, 0);
+  CHECK(c->finish_reason == REASON_FINISH_STOP);
+  CHECK(std::string(c->text) == text.substr(0, text.find(stop)));
+  // A stop token: the third generated token.
+  reason_sampling_options o2 = REASON_SAMPLING_OPTIONS_INIT;
+  o2.temperature = 0;
+  o2.max_new_tokens = 40;
+  o2.ignore_eos = 1;
+  int32_t stop_id = f->token_ids[2];
+  o2.stop_token_ids = &stop_id;
+  o2.n_stop_token_ids = 1;
+  Gen sk;
+  REQUIRE(reason_generate_text(&sk.g, h.m, &prompt, 1, &o2, nullptr, nullptr) == REASON_OK);
+  const reason_completion* k = reason_generation_get(sk.g, 0);
+  CHECK(k->finish_reason == REASON_FINISH_STOP);
+  size_t first = 0;
+  while (f->token_ids[first] != stop_id) ++first;
+  CHECK(k->n_tokens == first + 1);  // includes the stop token
+}
+
+TEST_CASE("scoring equals transformers' logprobs", "[capi]") {
+  ModelHandle h;
+  FixtureFile ex(kModel + "/expected.safetensors");
+  auto ids = ex.ids("prompt_3");
+  auto want = ex.get<float>("logprobs_3");
+  std::vector<float> got(ids.size() - 1);
+  REQUIRE(reason_score(got.data(), h.m, ids.data(), ids.size()) == REASON_OK);
+  for (size_t t = 0; t < got.size(); ++t) CHECK(std::fabs(got[t] - want[t]) < 1e-4f);
+}
+
+TEST_CASE("one model shared by several threads gives the same results", "[capi][threads]") {
+  ModelHandle h;
+  const char* prompt = "The answer is";
+  reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+  o.temperature = 0.9f;
+  o.seed = 5;
+  o.max_new_tokens = 16;
+  o.ignore_eos = 1;
+  Gen ref;
+  REQUIRE(reason_generate_text(&ref.g, h.m, &prompt, 1, &o, nullptr, nullptr) == REASON_OK);
+  const auto want = tokens_of(reason_generation_get(ref.g, 0));
+  std::vector<std::vector<int32_t>> got(4);
+  std::vector<int> st(4, -1);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; ++i)
+    ts.emplace_back([&, i] {
+      reason_generation* g = nullptr;
+      st[size_t(i)] = reason_generate_text(&g, h.m, &prompt, 1, &o, nullptr, nullptr);
+      if (g) got[size_t(i)] = tokens_of(reason_generation_get(g, 0));
+      reason_generation_free(g);
+    });
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < 4; ++i) {
+    CHECK(st[size_t(i)] == REASON_OK);
+    CHECK(got[size_t(i)] == want);
+  }
+}
