@@ -29,10 +29,6 @@ bool is_regular_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 bool is_safe_file_name(const std::string& name) {
@@ -101,22 +97,9 @@ std::shared_ptr<const WeightStore> WeightStore::open(const std::string& dir) {
       w->map_.emplace(it.key(), Slot{f, e});
     }
   } else {
-    w->layout_ = Layout::Glob;
-    std::vector<std::string> found;
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      std::string name = it->path().filename().string();
-      if (name.empty() || name[0] == '.' || !ends_with(name, ".safetensors")) continue;
-      if (is_regular_file(join(dir, name))) found.push_back(name);
-    }
-    if (ec) fail(ErrorCode::Io, "{}: cannot list directory: {}", dir, ec.message());
-    if (found.empty())
-      fail(ErrorCode::Format, "{}: no {} or {} (and no other *.safetensors file)", dir, kSingle, kIndex);
-    std::sort(found.begin(), found.end());
-    for (const std::string& name : found) {
-      w->files_.push_back(SafetensorsFile::open(join(dir, name)));
-      add(w->files_.back());
-    }
+    // Like transformers, only the two standard names count: other *.safetensors files in a
+    // model directory (adapters, test expectations, optimizer state) are not weights.
+    fail(ErrorCode::Io, "{}: no {} or {} (expected a Hugging Face model directory)", dir, kSingle, kIndex);
   }
 
   w->names_.reserve(w->map_.size());

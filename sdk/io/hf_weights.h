@@ -24,7 +24,6 @@ class WeightStore {
   enum class Layout {
     Single,   // model.safetensors
     Sharded,  // model.safetensors.index.json and the shards its weight_map names
-    Glob,     // neither: every *.safetensors in the directory (sorted by file name)
   };
 
   // Opens the weights in directory `dir`. model.safetensors is preferred when both it and an
@@ -32,9 +31,9 @@ class WeightStore {
   // object of tensor name -> shard file name, that no shard name leaves the directory (no '/',
   // '\', NUL, ".", ".."), that every named shard exists and is valid, and that every tensor
   // is in the shard the index names; the index is then authoritative (tensors a shard holds
-  // but the index does not list are not served). In Glob mode a tensor name appearing in two
-  // files is an error. Throws reason::Error: Io if `dir` or a file cannot be read; Format for
-  // "DIR: no model.safetensors or model.safetensors.index.json" (nor any *.safetensors), a bad
+  // but the index does not list are not served). Other *.safetensors files are ignored, as
+  // transformers ignores them. Throws reason::Error: Io if `dir` or a file cannot be read or neither
+  // model.safetensors nor model.safetensors.index.json exists; Format for a bad
   // index, a missing shard, a tensor missing from its shard, or any malformed file.
   static std::shared_ptr<const WeightStore> open(const std::string& dir);
 

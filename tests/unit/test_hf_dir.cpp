@@ -152,30 +152,23 @@ TEST_CASE("model.safetensors wins over an index, as in transformers", "[hf_dir]"
   CHECK(w->names() == std::vector<std::string>{"only"});
 }
 
-TEST_CASE("loose *.safetensors files when there is neither standard name", "[hf_dir]") {
+TEST_CASE("other *.safetensors files are not weights", "[hf_dir]") {
   TempDir dir;
-  reason::write_safetensors(dir / "b.safetensors", {{"y", ramp(1, 2)}});
-  reason::write_safetensors(dir / "a.safetensors", {{"x", ramp(1, 1)}});
-  write_file(dir / ".hidden.safetensors", "garbage");  // hidden files are ignored
-  write_file(dir / "notes.txt", "garbage");
-  auto w = WeightStore::open(dir.path);
-  CHECK(w->layout() == WeightStore::Layout::Glob);
-  CHECK(w->files().size() == 2);
-  CHECK_THAT(w->files()[0]->name(), Contains("a.safetensors"));
-  CHECK(w->names() == std::vector<std::string>{"x", "y"});
-  CHECK(w->get("y").data<float>()[0] == 2.0f);
-
-  reason::write_safetensors(dir / "c.safetensors", {{"x", ramp(1, 9)}});
+  reason::write_safetensors(dir / "expected.safetensors", {{"y", ramp(1, 2)}});
+  reason::write_safetensors(dir / "adapter_model.safetensors", {{"x", ramp(1, 1)}});
   Error err = catch_error([&] { WeightStore::open(dir.path); });
-  CHECK(err.code() == ErrorCode::Format);
-  CHECK_THAT(std::string(err.what()), Contains("'x'") && Contains("a.safetensors") && Contains("c.safetensors"));
+  CHECK(err.code() == ErrorCode::Io);
+  CHECK_THAT(std::string(err.what()), Contains("no model.safetensors or model.safetensors.index.json"));
+  reason::write_safetensors(dir / "model.safetensors", {{"w", ramp(1, 3)}});
+  auto w = WeightStore::open(dir.path);
+  CHECK(w->names() == std::vector<std::string>{"w"});
 }
 
 TEST_CASE("broken model directories are rejected with clear errors", "[hf_dir]") {
   TempDir dir;
   SECTION("empty directory") {
     Error e = catch_error([&] { WeightStore::open(dir.path); });
-    CHECK(e.code() == ErrorCode::Format);
+    CHECK(e.code() == ErrorCode::Io);
     CHECK_THAT(std::string(e.what()), Contains(dir.path + ": no model.safetensors or model.safetensors.index.json"));
   }
   SECTION("directory does not exist") {
