@@ -3,9 +3,15 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <sys/mman.h>
+
 #include "core/error.h"
 
 namespace reason {
+
+namespace {
+constexpr size_t kHugePageBytes = size_t(2) << 20;
+}
 
 int64_t Tensor::numel() const {
   int64_t n = 1;
@@ -20,8 +26,13 @@ Tensor Tensor::empty(DType dtype, Shape shape) {
   for (int64_t d : t.shape_)
     if (d < 0) fail(ErrorCode::InvalidArgument, "tensor shape {} has a negative dimension", t.shape_str());
   size_t bytes = t.nbytes();
-  size_t alloc = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, alloc ? alloc : 64);
+  // Large tensors (weights, caches) get 2 MiB alignment and transparent huge pages: streaming
+  // a model's weights once per decoded token is bound by memory bandwidth, and 4 KiB pages
+  // add a TLB miss every 4 KiB of that stream.
+  const size_t align = bytes >= kHugePageBytes * 2 ? kHugePageBytes : 64;
+  size_t alloc = (bytes + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, alloc ? alloc : align);
+  if (p && align == kHugePageBytes) ::madvise(p, alloc, MADV_HUGEPAGE);
   if (!p) fail(ErrorCode::OutOfMemory, "cannot allocate {} bytes for a {} tensor {}", bytes, kernels::dtype_name(dtype), t.shape_str());
   t.data_ = p;
   t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });

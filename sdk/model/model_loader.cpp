@@ -31,7 +31,7 @@ class Loader {
       fail(ErrorCode::Unsupported, "{}: tensor '{}' has dtype {} (supported: f32, bf16, f16)", dir_, name,
            kernels::dtype_name(t.dtype()));
     n_params_ += t.numel();
-    return t.dtype() == dtype ? t : t.to(dtype);
+    return t.to(dtype);  // always an owned copy: huge pages, and the file can change underneath
   }
   Tensor matrix(const std::string& name, int64_t rows, int64_t cols) { return get(name, {rows, cols}, compute_); }
   Tensor vec(const std::string& name, int64_t n) { return get(name, {n}, DType::F32); }
