@@ -2,7 +2,9 @@
 // biases): embeddings -> N x [RMSNorm -> GQA attention with RoPE -> residual -> RMSNorm ->
 // SwiGLU -> residual] -> RMSNorm -> LM head. All tokens of all chunks go through each matmul
 // together (one [T, d] activation matrix), attention runs per sequence against its cache.
+// With ForwardScratch::profile set, each op is timed (the lap(Op::...) lines).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -16,6 +18,38 @@ using kernels::AttnArgs;
 using kernels::AttnSeq;
 using kernels::Backend;
 using kernels::MatmulArgs;
+using Op = ForwardOp;
+
+namespace {
+
+// Times the ops of one forward() into ForwardScratch::profile when it is set: lap(op) charges
+// the time since the previous lap (or since construction) to op. With no profile each lap is
+// one branch.
+class OpLaps {
+ public:
+  explicit OpLaps(ForwardProfile* p) : p_(p) {
+    if (!p_) return;
+    ++p_->forwards;
+    t_ = std::chrono::steady_clock::now();
+  }
+  void operator()(Op op) {
+    if (p_) lap(op, 0);
+  }
+  void operator()(Op op, const Linear& l) {  // a matmul: also counts the weight bytes it read
+    if (p_) lap(op, double(l.w.nbytes()));
+  }
+
+ private:
+  void lap(Op op, double bytes) {
+    const auto now = std::chrono::steady_clock::now();
+    p_->add(op, std::chrono::duration<double>(now - t_).count(), bytes);
+    t_ = now;
+  }
+  ForwardProfile* p_;
+  std::chrono::steady_clock::time_point t_;
+};
+
+}  // namespace
 
 void Model::linear(const Linear& l, const float* x, float* y, int64_t m) const {
   MatmulArgs a;
@@ -32,6 +66,7 @@ void Model::linear(const Linear& l, const float* x, float* y, int64_t m) const {
 
 void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
                     ForwardScratch& s) const {
+  OpLaps lap(s.profile);
   Backend& be = kernels::cpu_backend();
   const ModelConfig& c = cfg_;
   const int64_t d = c.hidden_size, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
@@ -77,17 +112,23 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
       cache.resize(ch.slot, pos0[i] + ch.n);
     }
   }
+  lap(Op::Embed);
 
   std::vector<AttnSeq> seqs(chunks.size());
   const float scale = 1.0f / std::sqrt(float(hd));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const DenseLayer& ly = layers_[size_t(l)];
     be.rmsnorm(s.h.data(), s.x.data(), ly.attn_norm.data<float>(), T, d, c.rms_norm_eps);
+    lap(Op::RmsNorm);
     linear(ly.q, s.h.data(), s.q.data(), T);
+    lap(Op::QProj, ly.q);
     linear(ly.k, s.h.data(), s.k.data(), T);
+    lap(Op::KProj, ly.k);
     linear(ly.v, s.h.data(), s.v.data(), T);
+    lap(Op::VProj, ly.v);
     be.rope(s.q.data(), T, int(nh), int(hd), int(hd), qd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
     be.rope(s.k.data(), T, int(nkv), int(hd), int(hd), kvd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
+    lap(Op::Rope);
     int64_t r = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const SeqChunk& ch = chunks[i];
@@ -108,16 +149,26 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     aa.out_stride = qd;
     aa.kv_stride = kvd;
     aa.scale = scale;
+    lap(Op::KvStore);
     be.attention(aa);
+    lap(Op::Attention);
     linear(ly.o, s.att.data(), s.tmp.data(), T);
+    lap(Op::OProj, ly.o);
     be.add_inplace(s.x.data(), s.tmp.data(), T * d);
+    lap(Op::ResidualAdd);
 
     be.rmsnorm(s.h.data(), s.x.data(), ly.mlp_norm.data<float>(), T, d, c.rms_norm_eps);
+    lap(Op::RmsNorm);
     linear(ly.gate, s.h.data(), s.gate.data(), T);
+    lap(Op::GateProj, ly.gate);
     linear(ly.up, s.h.data(), s.up.data(), T);
+    lap(Op::UpProj, ly.up);
     be.silu_mul(s.gate.data(), s.gate.data(), s.up.data(), T * ffn);
+    lap(Op::SiluMul);
     linear(ly.down, s.gate.data(), s.tmp.data(), T);
+    lap(Op::DownProj, ly.down);
     be.add_inplace(s.x.data(), s.tmp.data(), T * d);
+    lap(Op::ResidualAdd);
   }
 
   // Final norm and LM head on the rows that need logits only.
@@ -135,9 +186,11 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     }
   }
   be.rmsnorm(s.h.data(), s.h.data(), final_norm_.data<float>(), n_out, d, c.rms_norm_eps);
+  lap(Op::FinalNorm);
   logits.resize(size_t(n_out * V));
   Linear head{lm_head_, Tensor()};
   linear(head, s.h.data(), logits.data(), n_out);
+  lap(Op::LmHead, head);
 }
 
 }  // namespace reason

@@ -6,6 +6,7 @@
 // Threads: a Model is immutable after load. forward() is const and may run concurrently from
 // many threads as long as each call uses its own KVCache and ForwardScratch.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -49,10 +50,54 @@ struct SeqChunk {
   bool all_logits = false;  // logits for every position (scoring) or only the last (generation)
 };
 
+// The ops of a forward pass, in the order the dense decoder runs them (per layer: rmsnorm twice,
+// residual_add twice). Embed covers everything before the first layer (token validation,
+// scratch sizing, embedding lookup, cache growth); FinalNorm includes gathering the rows that
+// need logits.
+enum class ForwardOp : uint8_t {
+  Embed, RmsNorm, QProj, KProj, VProj, Rope, KvStore, Attention, OProj, ResidualAdd,
+  GateProj, UpProj, SiluMul, DownProj, FinalNorm, LmHead,
+  Count
+};
+
+inline const char* forward_op_name(ForwardOp op) {
+  static constexpr const char* names[] = {
+      "embed", "rmsnorm", "q_proj", "k_proj", "v_proj", "rope", "kv_store", "attention", "o_proj", "residual_add",
+      "gate_proj", "up_proj", "silu_mul", "down_proj", "final_norm", "lm_head"};
+  static_assert(std::size(names) == size_t(ForwardOp::Count));
+  return names[size_t(op)];
+}
+
+// Wall time per op, summed over every forward() call made with it (see ForwardScratch::profile),
+// and the weight bytes each matmul op streamed, so that a caller can derive GB/s.
+struct ForwardProfile {
+  static constexpr size_t kOps = size_t(ForwardOp::Count);
+  std::array<double, kOps> seconds{};
+  std::array<double, kOps> weight_bytes{};  // matmul ops only; 0 elsewhere
+  std::array<int64_t, kOps> calls{};
+  int64_t forwards = 0;                     // forward() calls profiled
+
+  void add(ForwardOp op, double s, double bytes = 0) {
+    seconds[size_t(op)] += s;
+    weight_bytes[size_t(op)] += bytes;
+    calls[size_t(op)] += 1;
+  }
+  double total_seconds() const {
+    double t = 0;
+    for (double x : seconds) t += x;
+    return t;
+  }
+};
+
 // Activation buffers reused across forward calls (sized on demand).
 struct ForwardScratch {
   std::vector<float> x, h, q, k, v, att, tmp, gate, up;
   std::vector<int32_t> pos;
+  // When non-null, forward() times each op with std::chrono::steady_clock (from the end of the
+  // previous op to the end of this one, so the ops add up to the whole call) and adds the times
+  // to *profile. Null (the default) costs one branch per op. Not owned, not synchronised: one
+  // profile per concurrently running forward(), as for the scratch itself.
+  ForwardProfile* profile = nullptr;
 };
 
 class Model {
