@@ -51,9 +51,17 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.arch = Arch::Llama;
   } else if (c.architecture == "Qwen2ForCausalLM") {
     c.arch = Arch::Qwen2;
+  } else if (c.architecture == "MixtralForCausalLM") {
+    c.arch = Arch::Mixtral;
+  } else if (c.architecture == "Qwen2MoeForCausalLM") {
+    c.arch = Arch::Qwen2Moe;
+  } else if (c.architecture == "Qwen3MoeForCausalLM") {
+    c.arch = Arch::Qwen3Moe;
   } else {
-    fail(ErrorCode::Unsupported, "{}: unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM)", src,
-         c.architecture);
+    fail(ErrorCode::Unsupported,
+         "{}: unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, MixtralForCausalLM, "
+         "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)",
+         src, c.architecture);
   }
   c.vocab_size = get_int(j, "vocab_size", src);
   c.hidden_size = get_int(j, "hidden_size", src);
@@ -83,8 +91,13 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   c.rms_norm_eps = get_float(j, "rms_norm_eps", src, 1e-6f);
   c.rope_theta = get_float(j, "rope_theta", src, 10000.0f);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", src, false);
-  if (c.arch == Arch::Qwen2) {
+  if (c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe) {
     c.attention_bias = true;  // Qwen2 always has q/k/v biases, never an o bias
+  } else if (c.arch == Arch::Qwen3Moe) {
+    c.attention_bias = get_bool(j, "attention_bias", src, false);  // q/k/v and o
+    c.o_bias = c.attention_bias;
+    c.qk_norm = true;
+  } else if (c.arch == Arch::Mixtral) {
   } else {
     c.attention_bias = get_bool(j, "attention_bias", src, false);
     c.o_bias = c.attention_bias;
@@ -126,6 +139,39 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   }
   if (c.arch == Arch::Qwen2 && get_bool(j, "use_sliding_window", src, false))
     fail(ErrorCode::Unsupported, "{}: Qwen2 sliding-window attention (use_sliding_window) is not supported", src);
+  if (c.arch == Arch::Mixtral || c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe) {
+    if (c.arch == Arch::Mixtral) {
+      c.n_experts = get_int(j, "num_local_experts", src);
+      c.moe_intermediate_size = c.intermediate_size;
+      c.norm_topk_prob = true;  // Mixtral always renormalises the top-k weights
+    } else {
+      c.n_experts = get_int(j, "num_experts", src);
+      c.moe_intermediate_size = get_int(j, "moe_intermediate_size", src);
+      c.norm_topk_prob = get_bool(j, "norm_topk_prob", src, c.arch == Arch::Qwen3Moe);
+      c.decoder_sparse_step = get_int(j, "decoder_sparse_step", src, 1);
+      if (auto it = j.find("mlp_only_layers"); it != j.end() && !it->is_null()) {
+        if (!it->is_array()) fail(ErrorCode::Format, "{}: 'mlp_only_layers' must be an array", src);
+        for (const auto& v : *it) {
+          if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.n_layers)
+            fail(ErrorCode::Format, "{}: 'mlp_only_layers' has an entry outside [0, {})", src, c.n_layers);
+          c.mlp_only_layers.push_back(v.get<int64_t>());
+        }
+      }
+      if (c.arch == Arch::Qwen2Moe) {
+        c.shared_expert_intermediate_size = get_int(j, "shared_expert_intermediate_size", src, 0);
+        c.shared_expert_gate = c.shared_expert_intermediate_size > 0;
+      }
+    }
+    c.n_experts_per_tok = get_int(j, "num_experts_per_tok", src);
+    require_positive(c.n_experts, "num_experts", src);
+    require_positive(c.n_experts_per_tok, "num_experts_per_tok", src);
+    require_positive(c.moe_intermediate_size, "moe_intermediate_size", src);
+    require_positive(c.decoder_sparse_step, "decoder_sparse_step", src);
+    if (c.n_experts > 4096) fail(ErrorCode::Format, "{}: {} experts is more than the 4096 supported", src, c.n_experts);
+    if (c.n_experts_per_tok > c.n_experts)
+      fail(ErrorCode::Format, "{}: num_experts_per_tok ({}) is larger than the number of experts ({})", src,
+           c.n_experts_per_tok, c.n_experts);
+  }
   auto read_ids = [&](const char* key) {
     std::vector<int32_t> ids;
     auto it = j.find(key);
@@ -146,6 +192,13 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   for (const char* k : {"torch_dtype", "dtype"})
     if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
   return c;
+}
+
+bool ModelConfig::is_moe_layer(int64_t layer) const {
+  if (n_experts == 0 || layer < first_k_dense_replace) return false;
+  for (int64_t l : mlp_only_layers)
+    if (l == layer) return false;
+  return (layer + 1) % decoder_sparse_step == 0;
 }
 
 }  // namespace reason

@@ -51,19 +51,6 @@ class OpLaps {
 
 }  // namespace
 
-void Model::linear(const Linear& l, const float* x, float* y, int64_t m) const {
-  MatmulArgs a;
-  a.x = x;
-  a.w = l.w.raw();
-  a.w_dtype = l.w.dtype();
-  a.bias = l.b.raw() ? l.b.data<float>() : nullptr;
-  a.y = y;
-  a.m = m;
-  a.n = l.w.dim(0);
-  a.k = l.w.dim(1);
-  kernels::cpu_backend().matmul(a);
-}
-
 void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
                     ForwardScratch& s) const {
   OpLaps lap(s.profile);
@@ -95,6 +82,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   s.gate.resize(size_t(T * ffn));
   s.up.resize(size_t(T * ffn));
   s.pos.resize(size_t(T));
+  if (s.expert_load) s.expert_load->resize(size_t(c.n_layers * c.n_experts), 0);
 
   // Embedding lookup, positions, cache growth.
   {
@@ -117,15 +105,20 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   std::vector<AttnSeq> seqs(chunks.size());
   const float scale = 1.0f / std::sqrt(float(hd));
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const DenseLayer& ly = layers_[size_t(l)];
+    const DecoderLayer& ly = layers_[size_t(l)];
     be.rmsnorm(s.h.data(), s.x.data(), ly.attn_norm.data<float>(), T, d, c.rms_norm_eps);
     lap(Op::RmsNorm);
-    linear(ly.q, s.h.data(), s.q.data(), T);
+    linear_forward(ly.q, s.h.data(), T, s.q.data());
     lap(Op::QProj, ly.q);
-    linear(ly.k, s.h.data(), s.k.data(), T);
+    linear_forward(ly.k, s.h.data(), T, s.k.data());
     lap(Op::KProj, ly.k);
-    linear(ly.v, s.h.data(), s.v.data(), T);
+    linear_forward(ly.v, s.h.data(), T, s.v.data());
     lap(Op::VProj, ly.v);
+    if (ly.q_norm.raw()) {  // Qwen3: RMSNorm over each head's vector, before RoPE
+      be.rmsnorm(s.q.data(), s.q.data(), ly.q_norm.data<float>(), T * nh, hd, c.rms_norm_eps);
+      be.rmsnorm(s.k.data(), s.k.data(), ly.k_norm.data<float>(), T * nkv, hd, c.rms_norm_eps);
+      lap(Op::QkNorm);
+    }
     be.rope(s.q.data(), T, int(nh), int(hd), int(hd), qd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
     be.rope(s.k.data(), T, int(nkv), int(hd), int(hd), kvd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
     lap(Op::Rope);
@@ -152,21 +145,27 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     lap(Op::KvStore);
     be.attention(aa);
     lap(Op::Attention);
-    linear(ly.o, s.att.data(), s.tmp.data(), T);
+    linear_forward(ly.o, s.att.data(), T, s.tmp.data());
     lap(Op::OProj, ly.o);
     be.add_inplace(s.x.data(), s.tmp.data(), T * d);
     lap(Op::ResidualAdd);
 
     be.rmsnorm(s.h.data(), s.x.data(), ly.mlp_norm.data<float>(), T, d, c.rms_norm_eps);
     lap(Op::RmsNorm);
-    linear(ly.gate, s.h.data(), s.gate.data(), T);
-    lap(Op::GateProj, ly.gate);
-    linear(ly.up, s.h.data(), s.up.data(), T);
-    lap(Op::UpProj, ly.up);
-    be.silu_mul(s.gate.data(), s.gate.data(), s.up.data(), T * ffn);
-    lap(Op::SiluMul);
-    linear(ly.down, s.gate.data(), s.tmp.data(), T);
-    lap(Op::DownProj, ly.down);
+    if (ly.is_moe) {
+      int64_t* load = s.expert_load ? s.expert_load->data() + l * c.n_experts : nullptr;
+      moe_forward(ly.moe, s.h.data(), T, d, s.tmp.data(), s.moe, load);
+      lap(Op::Moe);
+    } else {
+      linear_forward(ly.mlp.gate, s.h.data(), T, s.gate.data());
+      lap(Op::GateProj, ly.mlp.gate);
+      linear_forward(ly.mlp.up, s.h.data(), T, s.up.data());
+      lap(Op::UpProj, ly.mlp.up);
+      be.silu_mul(s.gate.data(), s.gate.data(), s.up.data(), T * ffn);
+      lap(Op::SiluMul);
+      linear_forward(ly.mlp.down, s.gate.data(), T, s.tmp.data());
+      lap(Op::DownProj, ly.mlp.down);
+    }
     be.add_inplace(s.x.data(), s.tmp.data(), T * d);
     lap(Op::ResidualAdd);
   }
@@ -189,7 +188,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   lap(Op::FinalNorm);
   logits.resize(size_t(n_out * V));
   Linear head{lm_head_, Tensor()};
-  linear(head, s.h.data(), logits.data(), n_out);
+  linear_forward(head, s.h.data(), n_out, logits.data());
   lap(Op::LmHead, head);
 }
 

@@ -16,6 +16,8 @@
 #include "core/tensor.h"
 #include "infer/kv_cache.h"
 #include "model/config.h"
+#include "model/layers.h"
+#include "model/moe_ffn.h"
 #include "model/rope.h"
 
 namespace reason {
@@ -27,19 +29,16 @@ struct LoadOptions {
   bool load_tokenizer = true;        // load tokenizer.json from the directory when present
 };
 
-// A Linear layer: weight [out, in] in the compute dtype, optional f32 bias [out].
-struct Linear {
-  Tensor w;
-  Tensor b;
-};
-
-// One decoder block of Llama/Qwen2: pre-norm GQA attention and a pre-norm SwiGLU MLP.
-struct DenseLayer {
+// One pre-norm decoder block: GQA attention (Llama, Qwen2, Qwen3-MoE with per-head q/k norms)
+// and either a dense SwiGLU MLP or a Mixture-of-Experts block.
+struct DecoderLayer {
   Tensor attn_norm;  // f32 [d]
   Linear q, k, v, o; // q [n_heads*hd, d], k/v [n_kv*hd, d] (+bias for Qwen2), o [d, n_heads*hd]
+  Tensor q_norm, k_norm;  // f32 [hd] or undefined: Qwen3's RMSNorm of each head before RoPE
   Tensor mlp_norm;   // f32 [d]
-  Linear gate, up;   // [ffn, d]
-  Linear down;       // [d, ffn]
+  bool is_moe = false;
+  SwiGLU mlp;        // dense layers: gate/up [ffn, d], down [d, ffn]
+  MoeWeights moe;    // MoE layers
 };
 
 // A run of consecutive positions [pos0, pos0 + n) of the sequence in cache slot `slot`.
@@ -56,14 +55,14 @@ struct SeqChunk {
 // need logits.
 enum class ForwardOp : uint8_t {
   Embed, RmsNorm, QProj, KProj, VProj, Rope, KvStore, Attention, OProj, ResidualAdd,
-  GateProj, UpProj, SiluMul, DownProj, FinalNorm, LmHead,
+  GateProj, UpProj, SiluMul, DownProj, FinalNorm, LmHead, QkNorm, Moe,
   Count
 };
 
 inline const char* forward_op_name(ForwardOp op) {
   static constexpr const char* names[] = {
       "embed", "rmsnorm", "q_proj", "k_proj", "v_proj", "rope", "kv_store", "attention", "o_proj", "residual_add",
-      "gate_proj", "up_proj", "silu_mul", "down_proj", "final_norm", "lm_head"};
+      "gate_proj", "up_proj", "silu_mul", "down_proj", "final_norm", "lm_head", "qk_norm", "moe"};
   static_assert(std::size(names) == size_t(ForwardOp::Count));
   return names[size_t(op)];
 }
@@ -98,6 +97,10 @@ struct ForwardScratch {
   // to *profile. Null (the default) costs one branch per op. Not owned, not synchronised: one
   // profile per concurrently running forward(), as for the scratch itself.
   ForwardProfile* profile = nullptr;
+  MoeScratch moe;
+  // When non-null, MoE layers add the number of tokens routed to each expert:
+  // (*expert_load)[layer * n_experts + e]. Sized by forward() to n_layers * n_experts.
+  std::vector<int64_t>* expert_load = nullptr;
 };
 
 class Model {
@@ -126,7 +129,6 @@ class Model {
 
  private:
   Model() = default;
-  void linear(const Linear& l, const float* x, float* y, int64_t m) const;
 
   ModelConfig cfg_;
   std::string dir_;
@@ -134,7 +136,7 @@ class Model {
   Tensor embed_;    // [vocab, d] compute dtype
   Tensor lm_head_;  // [vocab, d] compute dtype (shares storage with embed_ when tied)
   Tensor final_norm_;
-  std::vector<DenseLayer> layers_;
+  std::vector<DecoderLayer> layers_;
   RopeTable rope_;
   int64_t n_params_ = 0;
   std::shared_ptr<const Tokenizer> tokenizer_;

@@ -41,6 +41,11 @@ class Loader {
     if (bias) l.b = vec(prefix + ".bias", out);
     return l;
   }
+  SwiGLU swiglu(const std::string& prefix, int64_t ffn, int64_t d, bool bias,
+                const char* g = "gate_proj", const char* u = "up_proj", const char* dn = "down_proj") {
+    return SwiGLU{linear(prefix + "." + g, ffn, d, bias), linear(prefix + "." + u, ffn, d, bias),
+                  linear(prefix + "." + dn, d, ffn, bias)};
+  }
   bool has(const std::string& name) const { return store_->has(name); }
   int64_t n_params() const { return n_params_; }
 
@@ -51,6 +56,33 @@ class Loader {
   std::shared_ptr<const WeightStore> store_;
   int64_t n_params_ = 0;
 };
+
+// The routed experts, router and shared experts of one MoE layer, by the tensor names of the
+// original checkpoints (Mixtral: block_sparse_moe.experts.N.w1/w3/w2; Qwen2/3-MoE:
+// mlp.experts.N.gate_proj/up_proj/down_proj, mlp.shared_expert*, mlp.gate).
+MoeWeights load_moe(Loader& L, const ModelConfig& c, const std::string& p) {
+  MoeWeights w;
+  w.router.scoring = RouterConfig::Scoring::Softmax;
+  w.router.n_experts = int(c.n_experts);
+  w.router.top_k = int(c.n_experts_per_tok);
+  w.router.norm_topk_prob = c.norm_topk_prob;
+  w.router.routed_scaling_factor = c.routed_scaling_factor;
+  const int64_t d = c.hidden_size, ffn = c.moe_intermediate_size;
+  const bool mixtral = c.arch == Arch::Mixtral;
+  const std::string block = p + (mixtral ? ".block_sparse_moe" : ".mlp");
+  w.gate = L.get(block + ".gate.weight", {c.n_experts, d}, DType::F32);
+  w.experts.reserve(size_t(c.n_experts));
+  for (int64_t e = 0; e < c.n_experts; ++e) {
+    const std::string ep = block + ".experts." + std::to_string(e);
+    w.experts.push_back(mixtral ? L.swiglu(ep, ffn, d, false, "w1", "w3", "w2") : L.swiglu(ep, ffn, d, false));
+  }
+  if (c.shared_expert_intermediate_size > 0) {
+    w.has_shared = true;
+    w.shared = L.swiglu(block + ".shared_expert", c.shared_expert_intermediate_size, d, false);
+    if (c.shared_expert_gate) w.shared_gate = L.get(block + ".shared_expert_gate.weight", {1, d}, DType::F32);
+  }
+  return w;
+}
 
 }  // namespace
 
@@ -80,16 +112,23 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   m->layers_.resize(size_t(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
-    DenseLayer& ly = m->layers_[size_t(i)];
+    DecoderLayer& ly = m->layers_[size_t(i)];
     ly.attn_norm = L.vec(p + ".input_layernorm.weight", d);
     ly.q = L.linear(p + ".self_attn.q_proj", qd, d, c.attention_bias);
     ly.k = L.linear(p + ".self_attn.k_proj", kvd, d, c.attention_bias);
     ly.v = L.linear(p + ".self_attn.v_proj", kvd, d, c.attention_bias);
     ly.o = L.linear(p + ".self_attn.o_proj", d, qd, c.o_bias);
+    if (c.qk_norm) {
+      ly.q_norm = L.vec(p + ".self_attn.q_norm.weight", hd);
+      ly.k_norm = L.vec(p + ".self_attn.k_norm.weight", hd);
+    }
     ly.mlp_norm = L.vec(p + ".post_attention_layernorm.weight", d);
-    ly.gate = L.linear(p + ".mlp.gate_proj", c.intermediate_size, d, c.mlp_bias);
-    ly.up = L.linear(p + ".mlp.up_proj", c.intermediate_size, d, c.mlp_bias);
-    ly.down = L.linear(p + ".mlp.down_proj", d, c.intermediate_size, c.mlp_bias);
+    if (c.is_moe_layer(i)) {
+      ly.is_moe = true;
+      ly.moe = load_moe(L, c, p);
+    } else {
+      ly.mlp = L.swiglu(p + ".mlp", c.intermediate_size, d, c.mlp_bias);
+    }
   }
   m->n_params_ = L.n_params();
   m->rope_ = make_rope_table(c, int(hd));
