@@ -71,6 +71,16 @@ Tensor Tensor::to(DType dtype) const {
   return out;
 }
 
+Tensor Tensor::slice_rows(int64_t begin, int64_t count) const {
+  if (shape_.empty() || begin < 0 || count < 0 || begin + count > shape_[0])
+    fail(ErrorCode::InvalidArgument, "cannot take rows [{}, {}) of a tensor of shape {}", begin, begin + count, shape_str());
+  Tensor t = *this;
+  t.shape_[0] = count;
+  const size_t row_bytes = shape_[0] ? nbytes() / size_t(shape_[0]) : 0;
+  t.data_ = static_cast<char*>(data_) + size_t(begin) * row_bytes;
+  return t;
+}
+
 Tensor Tensor::reshape(Shape shape) const {
   Tensor t = *this;
   t.shape_ = std::move(shape);

@@ -42,6 +42,8 @@ class Tensor {
 
   // A new owned tensor with the elements converted to `dtype` (copies even if equal).
   Tensor to(DType dtype) const;
+  // Rows [begin, begin + count) of a tensor of ndim >= 1, sharing its storage.
+  Tensor slice_rows(int64_t begin, int64_t count) const;
   // Same storage, new shape with the same element count.
   Tensor reshape(Shape shape) const;
 

@@ -30,8 +30,8 @@ int KVCache::fork_sequence(int src, int64_t len) {
   Seq& s = seqs_[size_t(src)];
   Seq& d = seqs_[size_t(dst)];
   for (int64_t l = 0; l < n_layers_; ++l) {
-    std::copy_n(s.k[size_t(l)].begin(), len * kv_dim_, d.k[size_t(l)].begin());
-    std::copy_n(s.v[size_t(l)].begin(), len * kv_dim_, d.v[size_t(l)].begin());
+    std::copy_n(s.k[size_t(l)].begin(), len * k_dim_, d.k[size_t(l)].begin());
+    std::copy_n(s.v[size_t(l)].begin(), len * v_dim_, d.v[size_t(l)].begin());
   }
   return dst;
 }
@@ -43,8 +43,8 @@ void KVCache::resize(int slot, int64_t n) {
   if (n > s.cap) {
     int64_t cap = std::max<int64_t>({n, s.cap * 2, 64});
     for (int64_t l = 0; l < n_layers_; ++l) {
-      s.k[size_t(l)].resize(size_t(cap * kv_dim_));
-      s.v[size_t(l)].resize(size_t(cap * kv_dim_));
+      s.k[size_t(l)].resize(size_t(cap * k_dim_));
+      s.v[size_t(l)].resize(size_t(cap * v_dim_));
     }
     s.cap = cap;
   }
@@ -53,7 +53,7 @@ void KVCache::resize(int slot, int64_t n) {
 
 size_t KVCache::bytes() const {
   size_t b = 0;
-  for (const Seq& s : seqs_) b += size_t(s.cap) * size_t(kv_dim_) * 2 * size_t(n_layers_) * sizeof(float);
+  for (const Seq& s : seqs_) b += size_t(s.cap) * size_t(k_dim_ + v_dim_) * size_t(n_layers_) * sizeof(float);
   return b;
 }
 

@@ -1,5 +1,6 @@
 // Key/value cache for a set of sequences (slots). Each slot stores, per layer, the K and V rows
-// of every position it has seen: f32 [capacity, kv_dim] each, grown on demand.
+// of every position it has seen: f32 [capacity, k_dim] and [capacity, v_dim], grown on demand.
+// MLA caches only the normalised latent plus the shared roped key per token (v_dim = 0).
 // Not thread-safe: one cache belongs to one generation call (one thread) at a time.
 #pragma once
 #include <cstddef>
@@ -10,7 +11,7 @@ namespace reason {
 
 class KVCache {
  public:
-  KVCache(int64_t n_layers, int64_t kv_dim) : n_layers_(n_layers), kv_dim_(kv_dim) {}
+  KVCache(int64_t n_layers, int64_t k_dim, int64_t v_dim) : n_layers_(n_layers), k_dim_(k_dim), v_dim_(v_dim) {}
 
   // Adds an empty sequence and returns its slot id.
   int add_sequence();
@@ -25,7 +26,8 @@ class KVCache {
 
   float* k(int slot, int64_t layer) { return seqs_[size_t(slot)].k[size_t(layer)].data(); }
   float* v(int slot, int64_t layer) { return seqs_[size_t(slot)].v[size_t(layer)].data(); }
-  int64_t kv_dim() const { return kv_dim_; }
+  int64_t k_dim() const { return k_dim_; }
+  int64_t v_dim() const { return v_dim_; }
   // Bytes held by all slots.
   size_t bytes() const;
 
@@ -35,7 +37,7 @@ class KVCache {
     int64_t len = 0, cap = 0;
     std::vector<std::vector<float>> k, v;  // [layer] -> [cap * kv_dim]
   };
-  int64_t n_layers_, kv_dim_;
+  int64_t n_layers_, k_dim_, v_dim_;
   std::vector<Seq> seqs_;
 };
 

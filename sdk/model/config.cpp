@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace reason {
@@ -57,10 +59,12 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.arch = Arch::Qwen2Moe;
   } else if (c.architecture == "Qwen3MoeForCausalLM") {
     c.arch = Arch::Qwen3Moe;
+  } else if (c.architecture == "DeepseekV3ForCausalLM") {
+    c.arch = Arch::DeepseekV3;
   } else {
     fail(ErrorCode::Unsupported,
          "{}: unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, MixtralForCausalLM, "
-         "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)",
+         "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, DeepseekV3ForCausalLM)",
          src, c.architecture);
   }
   c.vocab_size = get_int(j, "vocab_size", src);
@@ -77,7 +81,36 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   if (c.n_heads % c.n_kv_heads)
     fail(ErrorCode::Format, "{}: num_attention_heads ({}) is not a multiple of num_key_value_heads ({})", src, c.n_heads,
          c.n_kv_heads);
-  if (j.contains("head_dim") && !j["head_dim"].is_null()) {
+  if (c.arch == Arch::DeepseekV3) {
+    c.mla = true;
+    c.q_lora_rank = get_int(j, "q_lora_rank", src, 0);
+    c.kv_lora_rank = get_int(j, "kv_lora_rank", src);
+    c.qk_nope_head_dim = get_int(j, "qk_nope_head_dim", src);
+    c.qk_rope_head_dim = get_int(j, "qk_rope_head_dim", src);
+    c.v_head_dim = get_int(j, "v_head_dim", src);
+    for (auto [v, k] : {std::pair{c.kv_lora_rank, "kv_lora_rank"}, {c.qk_nope_head_dim, "qk_nope_head_dim"},
+                        {c.qk_rope_head_dim, "qk_rope_head_dim"}, {c.v_head_dim, "v_head_dim"}})
+      require_positive(v, k, src);
+    if (c.qk_rope_head_dim % 2) fail(ErrorCode::Format, "{}: qk_rope_head_dim must be even", src);
+    c.rope_interleave = get_bool(j, "rope_interleave", src, true);
+    c.n_kv_heads = c.n_heads;  // MLA: every head has its own key/value expanded from the latent
+    c.head_dim = c.qk_rope_head_dim;  // the rotary dimension (transformers' head_dim for DeepSeek)
+    c.num_nextn_predict_layers = get_int(j, "num_nextn_predict_layers", src, 0);
+    if (auto q = j.find("quantization_config"); q != j.end() && !q->is_null()) {
+      if (!q->is_object() || !q->contains("quant_method") || !(*q)["quant_method"].is_string() ||
+          (*q)["quant_method"].get<std::string>() != "fp8")
+        fail(ErrorCode::Unsupported, "{}: only quantization_config.quant_method \"fp8\" is supported", src);
+      c.fp8 = true;
+      if (auto b = q->find("weight_block_size"); b != q->end()) {
+        if (!b->is_array() || b->size() != 2 || !(*b)[0].is_number_integer() || !(*b)[1].is_number_integer() ||
+            (*b)[0].get<int64_t>() <= 0 || (*b)[1].get<int64_t>() <= 0 || (*b)[0].get<int64_t>() > 65536 ||
+            (*b)[1].get<int64_t>() > 65536)
+          fail(ErrorCode::Format, "{}: quantization_config.weight_block_size must be two positive integers", src);
+        c.fp8_block_rows = (*b)[0].get<int64_t>();
+        c.fp8_block_cols = (*b)[1].get<int64_t>();
+      }
+    }
+  } else if (j.contains("head_dim") && !j["head_dim"].is_null()) {
     c.head_dim = get_int(j, "head_dim", src);
   } else {
     if (c.hidden_size % c.n_heads)
@@ -131,14 +164,58 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
       require_positive(c.rope_scaling.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings", src);
       if (!(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
         fail(ErrorCode::Format, "{}: rope_scaling high_freq_factor must exceed low_freq_factor", src);
+    } else if (type == "yarn") {
+      c.rope_scaling.original_max_position_embeddings =
+          get_int(*rs, "original_max_position_embeddings", src, c.max_position_embeddings);
+      require_positive(c.rope_scaling.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings", src);
+      c.rope_scaling.beta_fast = get_float(*rs, "beta_fast", src, 32.0f);
+      c.rope_scaling.beta_slow = get_float(*rs, "beta_slow", src, 1.0f);
+      c.rope_scaling.mscale = get_float(*rs, "mscale", src, 0.0f);
+      c.rope_scaling.mscale_all_dim = get_float(*rs, "mscale_all_dim", src, 0.0f);
+      if (rs->contains("attention_factor") && !(*rs)["attention_factor"].is_null())
+        c.rope_scaling.attention_factor = get_float(*rs, "attention_factor", src, 1.0f);
+      c.rope_scaling.truncate = get_bool(*rs, "truncate", src, true);
     } else if (type == "linear" || type == "default") {
     } else {
-      fail(ErrorCode::Unsupported, "{}: rope type '{}' is not supported (default, linear, llama3)", src, type);
+      fail(ErrorCode::Unsupported, "{}: rope type '{}' is not supported (default, linear, llama3, yarn)", src, type);
     }
     if (!(c.rope_scaling.factor > 0)) fail(ErrorCode::Format, "{}: rope_scaling factor must be positive", src);
   }
   if (c.arch == Arch::Qwen2 && get_bool(j, "use_sliding_window", src, false))
     fail(ErrorCode::Unsupported, "{}: Qwen2 sliding-window attention (use_sliding_window) is not supported", src);
+  if (c.arch == Arch::DeepseekV3) {
+    c.attention_bias = get_bool(j, "attention_bias", src, false);
+    c.n_experts = get_int(j, "n_routed_experts", src, 0);
+    c.moe_intermediate_size = get_int(j, "moe_intermediate_size", src, 0);
+    c.n_shared_experts = get_int(j, "n_shared_experts", src, 0);
+    c.first_k_dense_replace = get_int(j, "first_k_dense_replace", src, 0);
+    c.n_group = get_int(j, "n_group", src, 1);
+    c.topk_group = get_int(j, "topk_group", src, 1);
+    c.norm_topk_prob = get_bool(j, "norm_topk_prob", src, true);
+    c.routed_scaling_factor = get_float(j, "routed_scaling_factor", src, 1.0f);
+    c.sigmoid_routing = true;
+    if (j.contains("scoring_func") && j["scoring_func"].is_string() && j["scoring_func"].get<std::string>() != "sigmoid")
+      fail(ErrorCode::Unsupported, "{}: scoring_func '{}' is not supported for DeepseekV3 (sigmoid)", src,
+           j["scoring_func"].get<std::string>());
+    if (c.n_experts > 0) {
+      c.n_experts_per_tok = get_int(j, "num_experts_per_tok", src);
+      require_positive(c.n_experts_per_tok, "num_experts_per_tok", src);
+      require_positive(c.moe_intermediate_size, "moe_intermediate_size", src);
+      require_positive(c.n_group, "n_group", src);
+      require_positive(c.topk_group, "topk_group", src);
+      if (c.n_experts > 4096) fail(ErrorCode::Format, "{}: {} experts is more than the 4096 supported", src, c.n_experts);
+      if (c.n_experts_per_tok > c.n_experts)
+        fail(ErrorCode::Format, "{}: num_experts_per_tok ({}) is larger than n_routed_experts ({})", src,
+             c.n_experts_per_tok, c.n_experts);
+      if (c.n_experts % c.n_group)
+        fail(ErrorCode::Format, "{}: n_routed_experts ({}) is not a multiple of n_group ({})", src, c.n_experts, c.n_group);
+      if (c.topk_group > c.n_group)
+        fail(ErrorCode::Format, "{}: topk_group ({}) is larger than n_group ({})", src, c.topk_group, c.n_group);
+      if (c.n_experts_per_tok > c.topk_group * (c.n_experts / c.n_group))
+        fail(ErrorCode::Format, "{}: num_experts_per_tok ({}) exceeds the experts of the kept groups ({} x {})", src,
+             c.n_experts_per_tok, c.topk_group, c.n_experts / c.n_group);
+    }
+  }
   if (c.arch == Arch::Mixtral || c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe) {
     if (c.arch == Arch::Mixtral) {
       c.n_experts = get_int(j, "num_local_experts", src);
@@ -199,6 +276,16 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
   for (int64_t l : mlp_only_layers)
     if (l == layer) return false;
   return (layer + 1) % decoder_sparse_step == 0;
+}
+
+float ModelConfig::attention_scale() const {
+  const int64_t qk = mla ? qk_nope_head_dim + qk_rope_head_dim : head_dim;
+  float scale = 1.0f / std::sqrt(float(qk));
+  if (mla && rope_scaling.type != "default" && rope_scaling.mscale_all_dim != 0.0f && rope_scaling.factor > 1.0f) {
+    const float m = 0.1f * rope_scaling.mscale_all_dim * std::log(rope_scaling.factor) + 1.0f;
+    scale *= m * m;
+  }
+  return scale;
 }
 
 }  // namespace reason

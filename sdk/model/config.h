@@ -10,14 +10,20 @@
 
 namespace reason {
 
-enum class Arch { Llama, Qwen2, Mixtral, Qwen2Moe, Qwen3Moe };
+enum class Arch { Llama, Qwen2, Mixtral, Qwen2Moe, Qwen3Moe, DeepseekV3 };
 
 struct RopeScaling {
-  std::string type = "default";  // default | linear | llama3 | dynamic (not supported)
+  std::string type = "default";  // default | linear | llama3 | yarn
   float factor = 1.0f;
-  float low_freq_factor = 1.0f;
-  float high_freq_factor = 4.0f;
+  float low_freq_factor = 1.0f;   // llama3
+  float high_freq_factor = 4.0f;  // llama3
   int64_t original_max_position_embeddings = 0;
+  // YaRN (DeepSeek-V3): ramp between beta_fast and beta_slow rotations; attention_factor
+  // (multiplies cos/sin) from mscale/mscale_all_dim unless given; truncate the correction range.
+  float beta_fast = 32.0f, beta_slow = 1.0f;
+  float mscale = 0.0f, mscale_all_dim = 0.0f;
+  std::optional<float> attention_factor;
+  bool truncate = true;
 };
 
 struct ModelConfig {
@@ -57,7 +63,30 @@ struct ModelConfig {
   std::vector<int64_t> mlp_only_layers;       // Qwen2/3-MoE: layers forced dense
   int64_t first_k_dense_replace = 0;          // DeepSeek: the first k layers are dense
 
+  // Routing: DeepSeek-V3 scores experts with a sigmoid plus a selection-only bias, within
+  // n_group groups of which topk_group are kept; the others use a softmax over all experts.
+  bool sigmoid_routing = false;
+  int64_t n_group = 1, topk_group = 1;
+  int64_t n_shared_experts = 0;  // DeepSeek: shared experts fused as one MLP of n * moe_intermediate_size
+
+  // Multi-head Latent Attention (DeepSeek-V3).
+  bool mla = false;
+  int64_t q_lora_rank = 0;  // 0: plain q_proj
+  int64_t kv_lora_rank = 0, qk_nope_head_dim = 0, qk_rope_head_dim = 0, v_head_dim = 0;
+  bool rope_interleave = true;  // rope dims stored as interleaved pairs (x0,x1),(x2,x3),...
+  int64_t num_nextn_predict_layers = 0;  // MTP modules stored after the decoder layers
+
+  // FP8 checkpoints: F8_E4M3 weights with <name>_scale_inv block scales.
+  bool fp8 = false;
+  int64_t fp8_block_rows = 128, fp8_block_cols = 128;
+
   bool is_moe_layer(int64_t layer) const;
+  // Softmax scale of attention scores (1/sqrt(qk head dim), times YaRN's mscale^2 for MLA).
+  float attention_scale() const;
+  // Per token and layer values a KV cache stores: K and V rows, or for MLA the normalised
+  // latent plus the shared roped key (kv_lora_rank + qk_rope_head_dim), with no V.
+  int64_t kv_k_dim() const { return mla ? kv_lora_rank + qk_rope_head_dim : n_kv_heads * head_dim; }
+  int64_t kv_v_dim() const { return mla ? 0 : n_kv_heads * head_dim; }
 
   // Parses and validates. `source` names the file in error messages.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& source);

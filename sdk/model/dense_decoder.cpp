@@ -77,7 +77,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   s.q.resize(size_t(T * qd));
   s.k.resize(size_t(T * kvd));
   s.v.resize(size_t(T * kvd));
-  s.att.resize(size_t(T * qd));
+  s.att.resize(size_t(T * std::max(qd, c.n_heads * c.v_head_dim)));
   s.tmp.resize(size_t(T * d));
   s.gate.resize(size_t(T * ffn));
   s.up.resize(size_t(T * ffn));
@@ -103,48 +103,53 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   lap(Op::Embed);
 
   std::vector<AttnSeq> seqs(chunks.size());
-  const float scale = 1.0f / std::sqrt(float(hd));
+  const float scale = c.attention_scale();
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const DecoderLayer& ly = layers_[size_t(l)];
     be.rmsnorm(s.h.data(), s.x.data(), ly.attn_norm.data<float>(), T, d, c.rms_norm_eps);
     lap(Op::RmsNorm);
-    linear_forward(ly.q, s.h.data(), T, s.q.data());
-    lap(Op::QProj, ly.q);
-    linear_forward(ly.k, s.h.data(), T, s.k.data());
-    lap(Op::KProj, ly.k);
-    linear_forward(ly.v, s.h.data(), T, s.v.data());
-    lap(Op::VProj, ly.v);
-    if (ly.q_norm.raw()) {  // Qwen3: RMSNorm over each head's vector, before RoPE
-      be.rmsnorm(s.q.data(), s.q.data(), ly.q_norm.data<float>(), T * nh, hd, c.rms_norm_eps);
-      be.rmsnorm(s.k.data(), s.k.data(), ly.k_norm.data<float>(), T * nkv, hd, c.rms_norm_eps);
-      lap(Op::QkNorm);
+    if (c.mla) {
+      mla_attention(ly, l, chunks, pos0, cache, s.h.data(), s.pos.data(), s.att.data(), s);
+      lap(Op::Attention);
+    } else {
+      linear_forward(ly.q, s.h.data(), T, s.q.data());
+      lap(Op::QProj, ly.q);
+      linear_forward(ly.k, s.h.data(), T, s.k.data());
+      lap(Op::KProj, ly.k);
+      linear_forward(ly.v, s.h.data(), T, s.v.data());
+      lap(Op::VProj, ly.v);
+      if (ly.q_norm.raw()) {  // Qwen3: RMSNorm over each head's vector, before RoPE
+        be.rmsnorm(s.q.data(), s.q.data(), ly.q_norm.data<float>(), T * nh, hd, c.rms_norm_eps);
+        be.rmsnorm(s.k.data(), s.k.data(), ly.k_norm.data<float>(), T * nkv, hd, c.rms_norm_eps);
+        lap(Op::QkNorm);
+      }
+      be.rope(s.q.data(), T, int(nh), int(hd), int(hd), qd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
+      be.rope(s.k.data(), T, int(nkv), int(hd), int(hd), kvd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
+      lap(Op::Rope);
+      int64_t r = 0;
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        const SeqChunk& ch = chunks[i];
+        float* kc = cache.k(ch.slot, l);
+        float* vc = cache.v(ch.slot, l);
+        std::memcpy(kc + pos0[i] * kvd, &s.k[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
+        std::memcpy(vc + pos0[i] * kvd, &s.v[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
+        seqs[i] = AttnSeq{&s.q[size_t(r * qd)], &s.att[size_t(r * qd)], kc, vc, ch.n, pos0[i]};
+        r += ch.n;
+      }
+      AttnArgs aa;
+      aa.seqs = seqs.data();
+      aa.n_seqs = int(seqs.size());
+      aa.n_heads = int(nh);
+      aa.n_kv_heads = int(nkv);
+      aa.head_dim = int(hd);
+      aa.q_stride = qd;
+      aa.out_stride = qd;
+      aa.kv_stride = kvd;
+      aa.scale = scale;
+      lap(Op::KvStore);
+      be.attention(aa);
+      lap(Op::Attention);
     }
-    be.rope(s.q.data(), T, int(nh), int(hd), int(hd), qd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
-    be.rope(s.k.data(), T, int(nkv), int(hd), int(hd), kvd, s.pos.data(), rope_.inv_freq.data(), rope_.attn_factor);
-    lap(Op::Rope);
-    int64_t r = 0;
-    for (size_t i = 0; i < chunks.size(); ++i) {
-      const SeqChunk& ch = chunks[i];
-      float* kc = cache.k(ch.slot, l);
-      float* vc = cache.v(ch.slot, l);
-      std::memcpy(kc + pos0[i] * kvd, &s.k[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
-      std::memcpy(vc + pos0[i] * kvd, &s.v[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
-      seqs[i] = AttnSeq{&s.q[size_t(r * qd)], &s.att[size_t(r * qd)], kc, vc, ch.n, pos0[i]};
-      r += ch.n;
-    }
-    AttnArgs aa;
-    aa.seqs = seqs.data();
-    aa.n_seqs = int(seqs.size());
-    aa.n_heads = int(nh);
-    aa.n_kv_heads = int(nkv);
-    aa.head_dim = int(hd);
-    aa.q_stride = qd;
-    aa.out_stride = qd;
-    aa.kv_stride = kvd;
-    aa.scale = scale;
-    lap(Op::KvStore);
-    be.attention(aa);
-    lap(Op::Attention);
     linear_forward(ly.o, s.att.data(), T, s.tmp.data());
     lap(Op::OProj, ly.o);
     be.add_inplace(s.x.data(), s.tmp.data(), T * d);

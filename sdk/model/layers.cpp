@@ -5,7 +5,13 @@
 namespace reason {
 
 void linear_forward(const Linear& l, const float* x, int64_t m, float* y) {
+  linear_forward_strided(l, x, 0, m, y, 0);
+}
+
+void linear_forward_strided(const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy) {
   kernels::MatmulArgs a;
+  a.ldx = ldx;
+  a.ldy = ldy;
   a.x = x;
   a.w = l.w.raw();
   a.w_dtype = l.w.dtype();

@@ -22,6 +22,9 @@ struct SwiGLU {
 // y[m, out] = x[m, in] . W^T (+ b).
 void linear_forward(const Linear& l, const float* x, int64_t m, float* y);
 
+// The same with row strides (elements) for x and y.
+void linear_forward_strided(const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy);
+
 // y[m, d] = SwiGLU(x[m, d]); gate_buf and up_buf hold m * ffn floats each (gate_buf is
 // overwritten with the activation).
 void swiglu_forward(const SwiGLU& mlp, const float* x, int64_t m, float* y, float* gate_buf, float* up_buf);

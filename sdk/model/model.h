@@ -24,9 +24,16 @@ namespace reason {
 
 class Tokenizer;
 
+// Which MLA attention computation runs: the expanded one (per-head keys and values rebuilt from
+// the cached latents; used for prompts and training) or the absorbed one (W_UK folded into the
+// query and W_UV into the output, attending over the latents directly; used for decode).
+// Both give the same result to rounding.
+enum class MlaPath { Auto, Expanded, Absorbed };
+
 struct LoadOptions {
   DType compute_dtype = DType::F32;  // F32 or BF16: matmul weights are converted to this
   bool load_tokenizer = true;        // load tokenizer.json from the directory when present
+  MlaPath mla_path = MlaPath::Auto;  // Auto: expanded for chunks of several tokens, absorbed for one
 };
 
 // One pre-norm decoder block: GQA attention (Llama, Qwen2, Qwen3-MoE with per-head q/k norms)
@@ -39,6 +46,33 @@ struct DecoderLayer {
   bool is_moe = false;
   SwiGLU mlp;        // dense layers: gate/up [ffn, d], down [d, ffn]
   MoeWeights moe;    // MoE layers
+
+  // Multi-head Latent Attention (DeepSeek-V3); `q` holds q_proj when there is no q LoRA and
+  // `o` the output projection [d, H*v].
+  Linear q_a;        // [q_lora, d]
+  Tensor q_a_norm;   // f32 [q_lora]
+  Linear q_b;        // [H*(nope+rope), q_lora]
+  Linear kv_a;       // [kv_lora + rope, d]: latent and the shared rope key
+  Tensor kv_a_norm;  // f32 [kv_lora]
+  Linear kv_b;       // [H*(nope+v), kv_lora]: per head W_UK (nope rows) then W_UV (v rows)
+  std::vector<Linear> w_uk_t;  // absorbed path, per head: W_UK^T [kv_lora, nope]
+  std::vector<Linear> w_uv;    // absorbed path, per head: W_UV [v, kv_lora] (views into kv_b)
+};
+
+
+// Scratch for MLA attention.
+struct MlaScratch {
+  std::vector<float> qa, q, ckv, qp, op, kvb, kx, vx, qx, ox, rot;
+};
+
+// A DeepSeek-V3 multi-token-prediction module: h' = layer(eh_proj([enorm(embed(t+1)); hnorm(h)]))
+// then shared_head (norm + LM head) predicts the token after next. Loaded and kept; not run yet.
+struct MtpModule {
+  Tensor enorm, hnorm;  // f32 [d]
+  Linear eh_proj;       // [d, 2d]
+  DecoderLayer layer;
+  Tensor head_norm;     // f32 [d]
+  Tensor head;          // [vocab, d] or undefined (then the main LM head is shared)
 };
 
 // A run of consecutive positions [pos0, pos0 + n) of the sequence in cache slot `slot`.
@@ -98,6 +132,7 @@ struct ForwardScratch {
   // profile per concurrently running forward(), as for the scratch itself.
   ForwardProfile* profile = nullptr;
   MoeScratch moe;
+  MlaScratch mla;
   // When non-null, MoE layers add the number of tokens routed to each expert:
   // (*expert_load)[layer * n_experts + e]. Sized by forward() to n_layers * n_experts.
   std::vector<int64_t>* expert_load = nullptr;
@@ -115,10 +150,12 @@ class Model {
   // The tokenizer found in the directory, or null.
   std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
   int64_t n_params() const { return n_params_; }
-  // KV cache bytes per token over all layers (K and V, f32).
+  // DeepSeek-V3 multi-token-prediction modules found in the checkpoint (kept, not run yet).
+  size_t n_mtp_modules() const { return mtp_.size(); }
+  // KV cache bytes per token over all layers (K and V rows, or MLA's latent + roped key; f32).
   size_t kv_bytes_per_token() const;
 
-  KVCache make_cache() const { return KVCache(cfg_.n_layers, cfg_.n_kv_heads * cfg_.head_dim); }
+  KVCache make_cache() const { return KVCache(cfg_.n_layers, cfg_.kv_k_dim(), cfg_.kv_v_dim()); }
 
   // Runs the chunks through the model, appending their keys/values to `cache` (each chunk's
   // positions continue its slot's current length). Writes f32 logits, chunk by chunk: n rows
@@ -137,6 +174,11 @@ class Model {
   Tensor lm_head_;  // [vocab, d] compute dtype (shares storage with embed_ when tied)
   Tensor final_norm_;
   std::vector<DecoderLayer> layers_;
+  std::vector<MtpModule> mtp_;
+  MlaPath mla_path_ = MlaPath::Auto;
+  void mla_attention(const DecoderLayer& ly, int64_t layer, std::span<const SeqChunk> chunks,
+                     const std::vector<int64_t>& pos0, KVCache& cache, const float* h, const int32_t* pos,
+                     float* out, ForwardScratch& s) const;
   RopeTable rope_;
   int64_t n_params_ = 0;
   std::shared_ptr<const Tokenizer> tokenizer_;

@@ -22,14 +22,15 @@ class Loader {
   // A weight checked against `shape` and converted to `dtype`.
   Tensor get(const std::string& name, const Shape& shape, DType dtype) {
     Tensor t = store_->get(name);
+    if (t.dtype() == DType::F8_E4M3) t = dequantize_fp8(name, t);
     if (t.shape() != shape) {
       Tensor expect = Tensor::view(dtype, shape, nullptr, nullptr);
       fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but the config implies {}", dir_, name, t.shape_str(),
            expect.shape_str());
     }
     if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16)
-      fail(ErrorCode::Unsupported, "{}: tensor '{}' has dtype {} (supported: f32, bf16, f16)", dir_, name,
-           kernels::dtype_name(t.dtype()));
+      fail(ErrorCode::Unsupported, "{}: tensor '{}' has dtype {} (supported: f32, bf16, f16, f8_e4m3 with block scales)",
+           dir_, name, kernels::dtype_name(t.dtype()));
     n_params_ += t.numel();
     return t.to(dtype);  // always an owned copy: huge pages, and the file can change underneath
   }
@@ -47,6 +48,31 @@ class Loader {
                   linear(prefix + "." + dn, d, ffn, bias)};
   }
   bool has(const std::string& name) const { return store_->has(name); }
+
+  // DeepSeek-V3 FP8: w[i, j] = fp8[i, j] * scale_inv[i / block_rows, j / block_cols], with the
+  // scales in "<name>_scale_inv" (F32, [ceil(rows / 128), ceil(cols / 128)]; edge blocks partial).
+  // Dequantised once at load (to f32, then to the compute dtype).
+  Tensor dequantize_fp8(const std::string& name, const Tensor& q) {
+    if (!cfg_.fp8)
+      fail(ErrorCode::Format, "{}: tensor '{}' is F8_E4M3 but config.json has no fp8 quantization_config", dir_, name);
+    if (q.ndim() != 2) fail(ErrorCode::Format, "{}: FP8 tensor '{}' must be 2-D (shape {})", dir_, name, q.shape_str());
+    const std::string sname = name + "_scale_inv";
+    if (!store_->has(sname)) fail(ErrorCode::Format, "{}: FP8 tensor '{}' has no scale tensor '{}'", dir_, name, sname);
+    Tensor sc = store_->get(sname);
+    const int64_t rows = q.dim(0), cols = q.dim(1), br = cfg_.fp8_block_rows, bc = cfg_.fp8_block_cols;
+    const Shape want{(rows + br - 1) / br, (cols + bc - 1) / bc};
+    if (sc.dtype() != DType::F32 || sc.shape() != want)
+      fail(ErrorCode::Format, "{}: scale tensor '{}' is {} {} but FP8 tensor '{}' of shape {} with {}x{} blocks needs f32 [{}, {}]",
+           dir_, sname, kernels::dtype_name(sc.dtype()), sc.shape_str(), name, q.shape_str(), br, bc, want[0], want[1]);
+    Tensor out = Tensor::empty(DType::F32, q.shape());
+    const uint8_t* src = q.data<uint8_t>();
+    const float* s = sc.data<float>();
+    float* dst = out.data<float>();
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        dst[i * cols + j] = kernels::f8e4m3_to_f32(src[i * cols + j]) * s[(i / br) * want[1] + j / bc];
+    return out;
+  }
   int64_t n_params() const { return n_params_; }
 
  private:
@@ -84,6 +110,57 @@ MoeWeights load_moe(Loader& L, const ModelConfig& c, const std::string& p) {
   return w;
 }
 
+// DeepSeek-V3: sigmoid router with e_score_correction_bias, routed experts, shared experts fused
+// as one MLP of n_shared_experts * moe_intermediate_size.
+MoeWeights load_deepseek_moe(Loader& L, const ModelConfig& c, const std::string& p) {
+  MoeWeights w;
+  w.router.scoring = RouterConfig::Scoring::Sigmoid;
+  w.router.n_experts = int(c.n_experts);
+  w.router.top_k = int(c.n_experts_per_tok);
+  w.router.n_group = int(c.n_group);
+  w.router.topk_group = int(c.topk_group);
+  w.router.norm_topk_prob = c.norm_topk_prob;
+  w.router.routed_scaling_factor = c.routed_scaling_factor;
+  const int64_t d = c.hidden_size, ffn = c.moe_intermediate_size;
+  w.gate = L.get(p + ".mlp.gate.weight", {c.n_experts, d}, DType::F32);
+  w.score_bias = L.get(p + ".mlp.gate.e_score_correction_bias", {c.n_experts}, DType::F32);
+  w.experts.reserve(size_t(c.n_experts));
+  for (int64_t e = 0; e < c.n_experts; ++e) w.experts.push_back(L.swiglu(p + ".mlp.experts." + std::to_string(e), ffn, d, false));
+  if (c.n_shared_experts > 0) {
+    w.has_shared = true;
+    w.shared = L.swiglu(p + ".mlp.shared_experts", ffn * c.n_shared_experts, d, false);
+  }
+  return w;
+}
+
+// MLA weights of one layer, plus the per-head matrices of the absorbed path.
+void load_mla(Loader& L, const ModelConfig& c, const std::string& p, DType compute, DecoderLayer& ly) {
+  const int64_t d = c.hidden_size, H = c.n_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
+  const int64_t qk = nope + rope, vd = c.v_head_dim, Lr = c.kv_lora_rank;
+  const std::string a = p + ".self_attn";
+  if (c.q_lora_rank > 0) {
+    ly.q_a = L.linear(a + ".q_a_proj", c.q_lora_rank, d, c.attention_bias);
+    ly.q_a_norm = L.vec(a + ".q_a_layernorm.weight", c.q_lora_rank);
+    ly.q_b = L.linear(a + ".q_b_proj", H * qk, c.q_lora_rank, false);
+  } else {
+    ly.q = L.linear(a + ".q_proj", H * qk, d, false);
+  }
+  ly.kv_a = L.linear(a + ".kv_a_proj_with_mqa", Lr + rope, d, c.attention_bias);
+  ly.kv_a_norm = L.vec(a + ".kv_a_layernorm.weight", Lr);
+  ly.kv_b = L.linear(a + ".kv_b_proj", H * (nope + vd), Lr, false);
+  ly.o = L.linear(a + ".o_proj", d, H * vd, c.attention_bias);
+  // Absorbed path: W_UV_h are row blocks of kv_b (shared storage); W_UK_h^T are transposed copies.
+  const Tensor kvb32 = ly.kv_b.w.to(DType::F32);
+  for (int64_t h = 0; h < H; ++h) {
+    ly.w_uv.push_back(Linear{ly.kv_b.w.slice_rows(h * (nope + vd) + nope, vd), Tensor()});
+    Tensor t = Tensor::empty(DType::F32, {Lr, nope});
+    const float* src = kvb32.data<float>() + h * (nope + vd) * Lr;  // [nope, Lr]
+    for (int64_t i = 0; i < nope; ++i)
+      for (int64_t j = 0; j < Lr; ++j) t.data<float>()[j * nope + i] = src[i * Lr + j];
+    ly.w_uk_t.push_back(Linear{t.to(compute), Tensor()});
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptions& opts) {
@@ -114,10 +191,14 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     const std::string p = "model.layers." + std::to_string(i);
     DecoderLayer& ly = m->layers_[size_t(i)];
     ly.attn_norm = L.vec(p + ".input_layernorm.weight", d);
-    ly.q = L.linear(p + ".self_attn.q_proj", qd, d, c.attention_bias);
-    ly.k = L.linear(p + ".self_attn.k_proj", kvd, d, c.attention_bias);
-    ly.v = L.linear(p + ".self_attn.v_proj", kvd, d, c.attention_bias);
-    ly.o = L.linear(p + ".self_attn.o_proj", d, qd, c.o_bias);
+    if (c.mla) {
+      load_mla(L, c, p, opts.compute_dtype, ly);
+    } else {
+      ly.q = L.linear(p + ".self_attn.q_proj", qd, d, c.attention_bias);
+      ly.k = L.linear(p + ".self_attn.k_proj", kvd, d, c.attention_bias);
+      ly.v = L.linear(p + ".self_attn.v_proj", kvd, d, c.attention_bias);
+      ly.o = L.linear(p + ".self_attn.o_proj", d, qd, c.o_bias);
+    }
     if (c.qk_norm) {
       ly.q_norm = L.vec(p + ".self_attn.q_norm.weight", hd);
       ly.k_norm = L.vec(p + ".self_attn.k_norm.weight", hd);
@@ -125,11 +206,36 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     ly.mlp_norm = L.vec(p + ".post_attention_layernorm.weight", d);
     if (c.is_moe_layer(i)) {
       ly.is_moe = true;
-      ly.moe = load_moe(L, c, p);
+      ly.moe = c.arch == Arch::DeepseekV3 ? load_deepseek_moe(L, c, p) : load_moe(L, c, p);
     } else {
       ly.mlp = L.swiglu(p + ".mlp", c.intermediate_size, d, c.mlp_bias);
     }
   }
+  // DeepSeek-V3's multi-token-prediction modules follow the decoder layers (model.layers.N...).
+  // They are loaded and kept (for speculative decoding and MTP training later); a checkpoint
+  // that ships none of their tensors (many conversions drop them) loads without them.
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
+    const int64_t idx = c.n_layers + k;
+    const std::string p = "model.layers." + std::to_string(idx);
+    if (!L.has(p + ".enorm.weight") && !L.has(p + ".eh_proj.weight")) break;
+    MtpModule mt;
+    mt.enorm = L.vec(p + ".enorm.weight", d);
+    mt.hnorm = L.vec(p + ".hnorm.weight", d);
+    mt.eh_proj = L.linear(p + ".eh_proj", d, 2 * d, false);
+    mt.layer.attn_norm = L.vec(p + ".input_layernorm.weight", d);
+    load_mla(L, c, p, opts.compute_dtype, mt.layer);
+    mt.layer.mlp_norm = L.vec(p + ".post_attention_layernorm.weight", d);
+    if (c.n_experts > 0) {
+      mt.layer.is_moe = true;
+      mt.layer.moe = load_deepseek_moe(L, c, p);
+    } else {
+      mt.layer.mlp = L.swiglu(p + ".mlp", c.intermediate_size, d, false);
+    }
+    mt.head_norm = L.vec(p + ".shared_head.norm.weight", d);
+    if (L.has(p + ".shared_head.head.weight")) mt.head = L.matrix(p + ".shared_head.head.weight", c.vocab_size, d);
+    m->mtp_.push_back(std::move(mt));
+  }
+  m->mla_path_ = opts.mla_path;
   m->n_params_ = L.n_params();
   m->rope_ = make_rope_table(c, int(hd));
 
@@ -138,7 +244,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
 }
 
 size_t Model::kv_bytes_per_token() const {
-  return size_t(cfg_.n_layers) * size_t(cfg_.n_kv_heads * cfg_.head_dim) * 2 * sizeof(float);
+  return size_t(cfg_.n_layers) * size_t(cfg_.kv_k_dim() + cfg_.kv_v_dim()) * sizeof(float);
 }
 
 }  // namespace reason
