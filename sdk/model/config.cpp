@@ -222,7 +222,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
       c.moe_intermediate_size = c.intermediate_size;
       c.norm_topk_prob = true;  // Mixtral always renormalises the top-k weights
     } else {
-      c.n_experts = get_int(j, "num_experts", src);
+      // transformers 4 writes num_experts, transformers 5 num_local_experts
+      c.n_experts = get_int(j, j.contains("num_experts") ? "num_experts" : "num_local_experts", src);
       c.moe_intermediate_size = get_int(j, "moe_intermediate_size", src);
       c.norm_topk_prob = get_bool(j, "norm_topk_prob", src, c.arch == Arch::Qwen3Moe);
       c.decoder_sparse_step = get_int(j, "decoder_sparse_step", src, 1);

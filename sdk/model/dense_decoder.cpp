@@ -160,6 +160,12 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     if (ly.is_moe) {
       int64_t* load = s.expert_load ? s.expert_load->data() + l * c.n_experts : nullptr;
       moe_forward(ly.moe, s.h.data(), T, d, s.tmp.data(), s.moe, load);
+      if (s.route_trace) {
+        s.route_trace->idx.resize(size_t(c.n_layers));
+        s.route_trace->weight.resize(size_t(c.n_layers));
+        s.route_trace->idx[size_t(l)] = s.moe.idx;
+        s.route_trace->weight[size_t(l)] = s.moe.weights;
+      }
       lap(Op::Moe);
     } else {
       linear_forward(ly.mlp.gate, s.h.data(), T, s.gate.data());

@@ -136,6 +136,13 @@ struct ForwardScratch {
   // When non-null, MoE layers add the number of tokens routed to each expert:
   // (*expert_load)[layer * n_experts + e]. Sized by forward() to n_layers * n_experts.
   std::vector<int64_t>* expert_load = nullptr;
+  // When non-null, MoE layers record each token's chosen experts and weights:
+  // (*route_trace)[layer] = {idx [T * top_k], weight [T * top_k]} of the last forward() call.
+  struct RouteTrace {
+    std::vector<std::vector<int32_t>> idx;
+    std::vector<std::vector<float>> weight;
+  };
+  RouteTrace* route_trace = nullptr;
 };
 
 class Model {
