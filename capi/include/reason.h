@@ -144,7 +144,8 @@ REASON_API void reason_model_options_init(reason_model_options* opts);
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded
  * model.safetensors.index.json). opts may be NULL for defaults. Supported architectures:
- * LlamaForCausalLM, Qwen2ForCausalLM. Errors name the directory and the file/tensor/field.
+ * LlamaForCausalLM, Qwen2ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
+ * DeepseekV3ForCausalLM (incl. FP8 block-scaled checkpoints, dequantised at load). Errors name the directory and the file/tensor/field.
  * On success *out owns the model; free with reason_model_free. The model is immutable and may
  * be shared by any number of threads. */
 REASON_API reason_status reason_model_load(reason_model** out, const char* dir,
@@ -168,9 +169,22 @@ typedef struct reason_model_info {
   int64_t n_params;
   uint64_t kv_bytes_per_token; /* KV cache bytes per token over all layers */
   reason_dtype compute_dtype;
+  /* Added in 0.2 (read only when struct_size covers them): */
+  int32_t n_experts;          /* routed experts per MoE layer; 0 for dense models */
+  int32_t n_experts_per_tok;  /* experts chosen per token */
+  int32_t n_moe_layers;       /* layers that are MoE (the others are dense) */
+  int32_t n_mtp_modules;      /* DeepSeek-V3 multi-token-prediction modules loaded (kept, not run) */
+  int32_t mla;                /* non-zero: Multi-head Latent Attention (KV cache holds the latent only) */
 } reason_model_info;
 
 REASON_API reason_status reason_model_get_info(reason_model_info* out, const reason_model* model);
+
+/* Runs a prompt through an MoE model and counts, per layer and expert, the tokens routed to it:
+ * out_counts[layer * n_experts + e] for layer < n_layers (dense layers count 0). out_counts is
+ * caller-owned with room for n_counts >= n_layers * n_experts values (see reason_model_get_info).
+ * A dense model is REASON_ERR_INVALID_ARGUMENT. Thread-safe like generation. */
+REASON_API reason_status reason_model_expert_load(int64_t* out_counts, size_t n_counts, const reason_model* model,
+                                                  const int32_t* ids, size_t n);
 
 /* ---- Generation --------------------------------------------------------------------------- */
 

@@ -121,10 +121,31 @@ REASON_API reason_status reason_model_get_info(reason_model_info* out, const rea
     i.n_params = model->model->n_params();
     i.kv_bytes_per_token = model->model->kv_bytes_per_token();
     i.compute_dtype = model->model->compute_dtype() == reason::DType::BF16 ? REASON_DTYPE_BF16 : REASON_DTYPE_F32;
+    i.n_experts = int32_t(c.n_experts);
+    i.n_experts_per_tok = int32_t(c.n_experts_per_tok);
+    for (int64_t l = 0; l < c.n_layers; ++l) i.n_moe_layers += c.is_moe_layer(l) ? 1 : 0;
+    i.n_mtp_modules = int32_t(model->model->n_mtp_modules());
+    i.mla = c.mla ? 1 : 0;
     const size_t n = out->struct_size < sizeof(i) ? out->struct_size : sizeof(i);
     const uint32_t caller_size = out->struct_size;
     std::memcpy(out, &i, n);
     out->struct_size = caller_size;
+  });
+}
+
+REASON_API reason_status reason_model_expert_load(int64_t* out_counts, size_t n_counts, const reason_model* model,
+                                                  const int32_t* ids, size_t n) {
+  REASON_CHECK_ARG(out_counts, "reason_model_expert_load", "out_counts is NULL");
+  REASON_CHECK_ARG(model && model->model, "reason_model_expert_load", "model is NULL");
+  REASON_CHECK_ARG(ids || n == 0, "reason_model_expert_load", "ids is NULL");
+  return guard("reason_model_expert_load", [&] {
+    const auto& c = model->model->config();
+    const size_t need = size_t(c.n_layers * c.n_experts);
+    if (n_counts < need)
+      reason::fail(reason::ErrorCode::InvalidArgument, "out_counts has room for {} values but {} layers x {} experts = {}",
+                   n_counts, c.n_layers, c.n_experts, need);
+    std::vector<int64_t> load = reason::expert_load(*model->model, std::span<const int32_t>(ids, n));
+    std::memcpy(out_counts, load.data(), load.size() * sizeof(int64_t));
   });
 }
 

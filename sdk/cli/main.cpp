@@ -61,6 +61,27 @@ json info_json(const Model& m) {
   j["parameters"] = m.n_params();
   j["kv_cache_bytes_per_token"] = m.kv_bytes_per_token();
   j["tokenizer"] = m.tokenizer() ? "tokenizer.json" : "none";
+  if (c.n_experts > 0) {
+    int64_t moe_layers = 0;
+    for (int64_t l = 0; l < c.n_layers; ++l) moe_layers += c.is_moe_layer(l) ? 1 : 0;
+    j["moe"] = {{"experts", c.n_experts},
+                {"experts_per_token", c.n_experts_per_tok},
+                {"moe_layers", moe_layers},
+                {"expert_intermediate_size", c.moe_intermediate_size},
+                {"shared_expert_intermediate_size",
+                 c.n_shared_experts ? c.n_shared_experts * c.moe_intermediate_size : c.shared_expert_intermediate_size},
+                {"routing", c.sigmoid_routing ? "sigmoid, selection bias, grouped" : "softmax"},
+                {"n_group", c.n_group},
+                {"topk_group", c.topk_group},
+                {"norm_topk_prob", c.norm_topk_prob},
+                {"routed_scaling_factor", c.routed_scaling_factor}};
+  }
+  if (c.mla)
+    j["mla"] = {{"q_lora_rank", c.q_lora_rank}, {"kv_lora_rank", c.kv_lora_rank}, {"qk_nope_head_dim", c.qk_nope_head_dim},
+                {"qk_rope_head_dim", c.qk_rope_head_dim}, {"v_head_dim", c.v_head_dim},
+                {"kv_cache_values_per_token_per_layer", c.kv_lora_rank + c.qk_rope_head_dim}};
+  if (c.fp8) j["fp8_block_scaled_weights"] = "dequantised at load";
+  if (c.num_nextn_predict_layers) j["mtp_modules_loaded"] = m.n_mtp_modules();
   if (auto t = m.tokenizer()) j["chat_format"] = t->chat_format() == ChatFormat::DeepSeekR1 ? "deepseek-r1"
                                                  : t->chat_format() == ChatFormat::ChatML ? "chatml" : "none";
   return j;
@@ -114,6 +135,10 @@ int main(int argc, char** argv) {
   auto* infoc = app.add_subcommand("info", "print a model's configuration and sizes");
   infoc->add_option("--model", model_dir)->required();
   infoc->add_option("--dtype", common.dtype)->capture_default_str();
+  bool routing = false;
+  std::string routing_prompt = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42.";
+  infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");
+  infoc->add_option("--prompt", routing_prompt, "prompt for --routing")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -182,7 +207,20 @@ int main(int argc, char** argv) {
       std::cout << json{{"tokens", toks}, {"sum_logprob", total}}.dump(2) << "\n";
     } else if (*infoc) {
       auto m = Model::load(model_dir, load_options(common));
-      std::cout << info_json(*m).dump(2) << "\n";
+      json j = info_json(*m);
+      if (routing) {
+        auto tok = need_tokenizer(*m);
+        auto ids = tok->encode(routing_prompt, true);
+        auto load = expert_load(*m, ids);
+        const int64_t E = m->config().n_experts;
+        json layers = json::object();
+        for (int64_t l = 0; l < m->config().n_layers; ++l) {
+          if (!m->config().is_moe_layer(l)) continue;
+          layers[std::to_string(l)] = std::vector<int64_t>(load.begin() + l * E, load.begin() + (l + 1) * E);
+        }
+        j["routing"] = {{"prompt_tokens", ids.size()}, {"tokens_per_expert_by_layer", layers}};
+      }
+      std::cout << j.dump(2) << "\n";
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "reason: error: %s\n", e.what());

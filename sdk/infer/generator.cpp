@@ -149,6 +149,20 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
   return results;
 }
 
+std::vector<int64_t> expert_load(const Model& model, std::span<const int32_t> ids) {
+  if (model.config().n_experts == 0)
+    fail(ErrorCode::InvalidArgument, "expert_load: {} is a dense model (no experts)", model.config().architecture);
+  if (ids.empty()) fail(ErrorCode::InvalidArgument, "expert_load: empty prompt");
+  KVCache cache = model.make_cache();
+  ForwardScratch scratch;
+  std::vector<int64_t> load;
+  scratch.expert_load = &load;
+  std::vector<float> logits;
+  SeqChunk ch{cache.add_sequence(), ids.data(), int64_t(ids.size()), false};
+  model.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, scratch);
+  return load;
+}
+
 std::vector<float> score(const Model& model, std::span<const int32_t> ids) {
   if (ids.size() < 2) fail(ErrorCode::InvalidArgument, "score: need at least 2 tokens (got {})", ids.size());
   KVCache cache = model.make_cache();

@@ -47,6 +47,11 @@ struct GenerateOptions {
 std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> requests,
                                 const TokenCallback& callback = {}, const GenerateOptions& opts = {});
 
+// Runs `ids` through the model and returns how many tokens each MoE layer routed to each expert:
+// [n_layers * n_experts], row-major by layer (dense layers' rows stay 0). Throws
+// InvalidArgument for a dense model or bad ids.
+std::vector<int64_t> expert_load(const Model& model, std::span<const int32_t> ids);
+
 // Teacher-forced per-token logprobs: out[t] = log p(ids[t+1] | ids[..t]) at temperature 1.
 std::vector<float> score(const Model& model, std::span<const int32_t> ids);
 

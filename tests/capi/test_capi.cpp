@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -240,4 +241,38 @@ TEST_CASE("one model shared by several threads gives the same results", "[capi][
     CHECK(st[size_t(i)] == REASON_OK);
     CHECK(got[size_t(i)] == want);
   }
+}
+
+TEST_CASE("MoE model info and expert load through the ABI", "[capi][moe]") {
+  const std::string dir = std::string(REASON_FIXTURES_DIR) + "/moe/dsv3_qlora_group";
+  reason_model* m = nullptr;
+  REQUIRE(reason_model_load(&m, dir.c_str(), nullptr) == REASON_OK);
+  reason_model_info info{};
+  info.struct_size = sizeof(info);
+  REQUIRE(reason_model_get_info(&info, m) == REASON_OK);
+  CHECK(std::string(info.architecture) == "DeepseekV3ForCausalLM");
+  CHECK(info.n_experts == 8);
+  CHECK(info.n_experts_per_tok == 2);
+  CHECK(info.n_moe_layers == 2);  // first_k_dense_replace = 1 of 3 layers
+  CHECK(info.n_mtp_modules == 1);
+  CHECK(info.mla == 1);
+  CHECK(info.kv_bytes_per_token == 3u * (16 + 8) * 4);  // layers x (kv_lora_rank + rope dim) x f32
+  const int32_t ids[] = {1, 2, 3, 4, 5};
+  std::vector<int64_t> counts(size_t(info.n_layers * info.n_experts), -1);
+  REQUIRE(reason_model_expert_load(counts.data(), counts.size(), m, ids, 5) == REASON_OK);
+  for (int l = 0; l < info.n_layers; ++l) {
+    int64_t sum = 0;
+    for (int e = 0; e < info.n_experts; ++e) sum += counts[size_t(l * info.n_experts + e)];
+    CHECK(sum == (l == 0 ? 0 : 5 * 2));
+  }
+  CHECK(reason_model_expert_load(counts.data(), 3, m, ids, 5) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("room for 3"));
+  // An old caller's smaller info struct is filled only up to its size.
+  reason_model_info old{};
+  old.struct_size = uint32_t(offsetof(reason_model_info, n_experts));
+  old.n_experts = 12345;
+  REQUIRE(reason_model_get_info(&old, m) == REASON_OK);
+  CHECK(old.n_experts == 12345);
+  CHECK(old.vocab_size == 512);
+  reason_model_free(m);
 }
