@@ -51,7 +51,8 @@ class Loader {
 
   // DeepSeek-V3 FP8: w[i, j] = fp8[i, j] * scale_inv[i / block_rows, j / block_cols], with the
   // scales in "<name>_scale_inv" (F32, [ceil(rows / 128), ceil(cols / 128)]; edge blocks partial).
-  // Dequantised once at load (to f32, then to the compute dtype).
+  // Dequantised once at load to bf16, exactly as DeepSeek's fp8_cast_bf16 conversion does
+  // (product in f32, rounded to bf16), then converted to the compute dtype.
   Tensor dequantize_fp8(const std::string& name, const Tensor& q) {
     if (!cfg_.fp8)
       fail(ErrorCode::Format, "{}: tensor '{}' is F8_E4M3 but config.json has no fp8 quantization_config", dir_, name);
@@ -71,7 +72,7 @@ class Loader {
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t j = 0; j < cols; ++j)
         dst[i * cols + j] = kernels::f8e4m3_to_f32(src[i * cols + j]) * s[(i / br) * want[1] + j / bc];
-    return out;
+    return out.to(DType::BF16);
   }
   int64_t n_params() const { return n_params_; }
 
