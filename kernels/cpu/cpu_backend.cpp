@@ -2,6 +2,8 @@
 // small m, and OpenMP-threaded loops for everything else.
 #include <omp.h>
 
+#include <dnnl.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +43,14 @@ class CpuBackend final : public Backend {
       cpu::matmul_small_m(a);
     else
       cpu::matmul_onednn(a);
+  }
+  void gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+    if (m < 0 || n < 0 || k < 0) throw BackendError("cpu gemm_f32: negative size");
+    if (m == 0 || n == 0) return;
+    omp_set_num_threads(cpu_threads());
+    const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (st != dnnl_success) throw BackendError("cpu gemm_f32: dnnl_sgemm failed with status " + std::to_string(int(st)));
   }
   void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps) override {
     cpu::rmsnorm(y, x, w, rows, dim, eps);

@@ -218,6 +218,23 @@ void* CudaBackend::scratch(size_t bytes) {
   return p;
 }
 
+void CudaBackend::gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const char* op = "gemm_f32";
+  need(m >= 0 && n >= 0 && k >= 0, op, "negative size");
+  if (m == 0 || n == 0) return;
+  need(a && b && c, op, "null pointer");
+  const int im = to_int(m, op, "m"), in = to_int(n, op, "n"), ik = to_int(k, op, "k");
+  DeviceGuard g(device_, op);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+  cublasStatus_t s = api_->gemm_ex(cublas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                   in, im, ik, &alpha, b, CUDA_R_32F, to_int(ldb, op, "ldb"), a, CUDA_R_32F,
+                                   to_int(lda, op, "lda"), &beta, c, CUDA_R_32F, to_int(ldc, op, "ldc"),
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) fail(op, std::string("cublasGemmEx failed: ") + api_->status_string(s));
+}
+
 void CudaBackend::matmul(const MatmulArgs& a) {
   const char* op = "matmul";
   need(a.m >= 0 && a.n >= 0 && a.k >= 0, op, "negative size");

@@ -162,6 +162,19 @@ class Model {
   // KV cache bytes per token over all layers (K and V rows, or MLA's latent + roped key; f32).
   size_t kv_bytes_per_token() const;
 
+  // Read access for the training passes (sdk/train), which reuse the model's weights.
+  const std::vector<DecoderLayer>& layers() const { return layers_; }
+  const Tensor& embed() const { return embed_; }
+  const Tensor& lm_head() const { return lm_head_; }
+  const Tensor& final_norm() const { return final_norm_; }
+  const RopeTable& rope() const { return rope_; }
+
+  // Every weight by its checkpoint name (tied embeddings appear once, as
+  // model.embed_tokens.weight). The tensors share storage with the model: writing through them
+  // changes the weights every later forward() sees (that is how a trainer updates the policy the
+  // sampler uses). Only a trainer may write, and never while a forward() runs.
+  std::vector<std::pair<std::string, Tensor>> parameters() const;
+
   KVCache make_cache() const { return KVCache(cfg_.n_layers, cfg_.kv_k_dim(), cfg_.kv_v_dim()); }
 
   // Runs the chunks through the model, appending their keys/values to `cache` (each chunk's

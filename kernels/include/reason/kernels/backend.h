@@ -77,6 +77,14 @@ class Backend {
 
   virtual void matmul(const MatmulArgs& a) = 0;
 
+  // General row-major f32 GEMM (the BLAS sgemm contract, row-major):
+  //   C[m, n] = alpha * op(A) . op(B) + beta * C,  op(X) = X or X^T as trans_a / trans_b say.
+  // A is [m, k] (or [k, m] when trans_a) with row stride lda; B is [k, n] (or [n, k] when
+  // trans_b) with row stride ldb. Used by the training backward passes (dX = dY . W,
+  // dW += dY^T . X).
+  virtual void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                        int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) = 0;
+
   // y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w   (w f32 [dim]); y may alias x.
   virtual void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
                        float eps) = 0;

@@ -1,0 +1,67 @@
+// The differentiable core of every training step: a forward pass that returns the logprob of
+// each next token of a batch of sequences (at a temperature), keeping the activations, and a
+// backward pass that turns dL/dlogprob per token into gradients of every weight.
+// Every loss (SFT cross-entropy, GRPO, distillation) is a function of these logprobs, so the
+// steps only differ in how they compute dL/dlogprob (llm.c style: layers' forward and backward
+// side by side, activations kept per step, no general autograd).
+//
+// Scope now: dense decoders (Llama, Qwen2; GQA, q/k/v bias, llama3 RoPE) in f32. The log-softmax
+// over the vocabulary is computed in chunks of rows: the [tokens x vocab] matrix is never held.
+// Threads: a LogprobPass belongs to one thread; the model must not be updated between
+// forward() and backward().
+#pragma once
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/model.h"
+
+namespace reason {
+
+// Gradient accumulators by parameter name (f32, the parameter's shape).
+struct Gradients {
+  std::map<std::string, Tensor> by_name;
+  // Zeroed accumulators for every parameter of `m`.
+  static Gradients zeros_like(const Model& m);
+  Tensor& at(const std::string& name);
+};
+
+class LogprobPass {
+ public:
+  // Rows of the chunked LM head / log-softmax.
+  static constexpr int64_t kVocabChunkRows = 64;
+
+  // Runs the model over each sequence (causal attention within a sequence only) and returns,
+  // for each sequence s and t < len(s) - 1, log softmax(logits(t) / temperature)[tokens[t + 1]],
+  // concatenated over sequences. Throws for unsupported models (MoE/MLA/bf16 for now), empty
+  // sequences or out-of-range ids.
+  std::vector<float> forward(const Model& model, std::span<const std::vector<int32_t>> seqs, float temperature);
+
+  // Entropy of softmax(logits / T) at each target position of the last forward (same order).
+  const std::vector<float>& entropies() const { return entropy_; }
+
+  // Accumulates into `grads` the gradient of L given dL/dlogprob for every target position
+  // of the last forward() (same order and length).
+  void backward(std::span<const float> dlogp, Gradients& grads);
+
+ private:
+  struct LayerActs {
+    std::vector<float> x_in, rstd1, h1, q, k, v, att, x_mid, rstd2, h2, gate, up, act;
+    std::vector<float> probs;  // per sequence, head, query t, key s <= t
+  };
+  const Model* model_ = nullptr;
+  float temperature_ = 1.0f;
+  std::vector<int32_t> tokens_;     // all sequences concatenated [T]
+  std::vector<int32_t> pos_;        // position within its sequence [T]
+  std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
+  std::vector<int64_t> target_row_; // for each target: the row whose logits predict it
+  std::vector<int32_t> target_id_;
+  std::vector<LayerActs> acts_;
+  std::vector<float> x_final_, rstd_f_, h_final_;
+  std::vector<float> entropy_;
+};
+
+}  // namespace reason
