@@ -1,0 +1,236 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace reason {
+
+Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
+    : policy_(std::move(policy)), cfg_(std::move(cfg)), opt_(cfg_.optim) {
+  if (!policy_) fail(ErrorCode::InvalidArgument, "trainer: policy model is null");
+  if (policy_->compute_dtype() != DType::F32)
+    fail(ErrorCode::Unsupported, "trainer: load the policy in f32 (its weights are the master weights)");
+  if (!(cfg_.optim.lr >= 0.0f)) fail(ErrorCode::InvalidArgument, "trainer: learning rate must be >= 0 (got {})", cfg_.optim.lr);
+  params_ = policy_->parameters();
+  for (const auto& [name, t] : params_)
+    for (const auto& p : cfg_.frozen_prefixes)
+      if (name.rfind(p, 0) == 0) frozen_.push_back(name);
+  grads_ = Gradients::zeros_like(*policy_);
+}
+
+StepMetrics Trainer::apply_step(StepMetrics m) {
+  if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
+  m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
+  m.grad_norm = opt_.step(params_, grads_, m.lr, frozen_);
+  return m;
+}
+
+StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> micro_batches) {
+  // The normaliser: every masked target token of the whole batch.
+  int64_t n_tokens = 0;
+  for (const auto& mb : micro_batches)
+    for (size_t i = 0; i < mb.size(); ++i) {
+      const SftExample& ex = mb[i];
+      if (ex.mask.size() != ex.tokens.size())
+        fail(ErrorCode::InvalidArgument, "sft: example {} has {} tokens but {} mask values", i, ex.tokens.size(), ex.mask.size());
+      for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
+    }
+  if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "sft: the batch has no completion tokens to train on");
+  for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  StepMetrics m;
+  m.tokens = n_tokens;
+  double loss = 0;
+  for (const auto& mb : micro_batches) {
+    if (mb.empty()) continue;
+    std::vector<std::vector<int32_t>> seqs;
+    for (const auto& ex : mb) seqs.push_back(ex.tokens);
+    LogprobPass pass;
+    auto lp = pass.forward(*policy_, seqs, 1.0f);
+    std::vector<float> dlp(lp.size());
+    size_t k = 0;
+    for (const auto& ex : mb)
+      for (size_t t = 1; t < ex.tokens.size(); ++t, ++k) {
+        const bool on = ex.mask[t] != 0;
+        loss -= on ? double(lp[k]) : 0.0;
+        dlp[k] = on ? -1.0f / float(n_tokens) : 0.0f;
+      }
+    pass.backward(dlp, grads_);
+  }
+  m.loss = float(loss / double(n_tokens));
+  return apply_step(m);
+}
+
+std::vector<float> Trainer::advantages(std::span<const GrpoSample> batch, const GrpoConfig& cfg) {
+  const int64_t G = cfg.group_size;
+  if (G < 2) fail(ErrorCode::InvalidArgument, "grpo: group_size must be at least 2 (got {})", G);
+  if (int64_t(batch.size()) % G)
+    fail(ErrorCode::InvalidArgument, "grpo: batch of {} samples is not a whole number of groups of {}", batch.size(), G);
+  std::vector<float> adv(batch.size());
+  for (size_t g0 = 0; g0 < batch.size(); g0 += size_t(G)) {
+    double mean = 0;
+    for (int64_t j = 0; j < G; ++j) mean += batch[g0 + size_t(j)].reward;
+    mean /= double(G);
+    double var = 0;  // unbiased, as torch.std
+    for (int64_t j = 0; j < G; ++j) var += (batch[g0 + size_t(j)].reward - mean) * (batch[g0 + size_t(j)].reward - mean);
+    const double sd = std::sqrt(var / double(G - 1));
+    for (int64_t j = 0; j < G; ++j) {
+      double a = batch[g0 + size_t(j)].reward - mean;
+      if (cfg.scale_rewards) a /= sd + 1e-4;
+      adv[g0 + size_t(j)] = float(a);
+    }
+  }
+  return adv;
+}
+
+StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConfig& cfg, int64_t micro_batch, bool apply) {
+  if (batch.empty()) fail(ErrorCode::InvalidArgument, "grpo: empty batch");
+  if (!(cfg.epsilon >= 0.0f) || !(cfg.epsilon_high >= 0.0f)) fail(ErrorCode::InvalidArgument, "grpo: epsilon must be >= 0");
+  if (!(cfg.beta >= 0.0f)) fail(ErrorCode::InvalidArgument, "grpo: beta must be >= 0 (got {})", cfg.beta);
+  if (cfg.aggregation == GrpoAggregation::Constant && cfg.max_completion_length <= 0)
+    fail(ErrorCode::InvalidArgument, "grpo: the constant (Dr. GRPO) normaliser needs max_completion_length > 0");
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const GrpoSample& s = batch[i];
+    if (s.prompt.empty() || s.completion.empty())
+      fail(ErrorCode::InvalidArgument, "grpo: sample {} has an empty prompt or completion", i);
+    if (!s.old_logprobs.empty() && s.old_logprobs.size() != s.completion.size())
+      fail(ErrorCode::InvalidArgument, "grpo: sample {} has {} old logprobs for {} completion tokens", i, s.old_logprobs.size(),
+           s.completion.size());
+    if (cfg.beta > 0.0f && s.ref_logprobs.size() != s.completion.size())
+      fail(ErrorCode::InvalidArgument, "grpo: beta > 0 needs ref_logprobs for every completion token (sample {})", i);
+    if (!std::isfinite(s.reward)) fail(ErrorCode::InvalidArgument, "grpo: sample {} has a non-finite reward", i);
+  }
+  const std::vector<float> adv = advantages(batch, cfg);
+
+  // Per-sample token weights of the aggregation, over the whole batch (the normaliser contract).
+  const size_t B = batch.size();
+  std::vector<double> w(B, 0.0);
+  int64_t live_tokens = 0;
+  for (size_t i = 0; i < B; ++i) {
+    const bool masked = cfg.mask_truncated && batch[i].truncated;
+    if (!masked) live_tokens += int64_t(batch[i].completion.size());
+  }
+  for (size_t i = 0; i < B; ++i) {
+    if (cfg.mask_truncated && batch[i].truncated) continue;
+    const double len = double(batch[i].completion.size());
+    switch (cfg.aggregation) {
+      case GrpoAggregation::SequenceMean: w[i] = 1.0 / (len * double(B)); break;
+      case GrpoAggregation::TokenMean: w[i] = 1.0 / double(std::max<int64_t>(1, live_tokens)); break;
+      case GrpoAggregation::Constant: w[i] = 1.0 / (double(B) * double(cfg.max_completion_length)); break;
+    }
+  }
+
+  for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  StepMetrics m;
+  double loss = 0, kl_sum = 0, low = 0, high = 0, ent = 0;
+  int64_t counted = 0;
+  const size_t mb = micro_batch > 0 ? size_t(micro_batch) : B;
+  for (size_t b0 = 0; b0 < B; b0 += mb) {
+    const size_t b1 = std::min(B, b0 + mb);
+    std::vector<std::vector<int32_t>> seqs;
+    for (size_t i = b0; i < b1; ++i) {
+      std::vector<int32_t> s = batch[i].prompt;
+      s.insert(s.end(), batch[i].completion.begin(), batch[i].completion.end());
+      seqs.push_back(std::move(s));
+    }
+    LogprobPass pass;
+    auto lp = pass.forward(*policy_, seqs, cfg.temperature);
+    const auto& entropy = pass.entropies();
+    std::vector<float> dlp(lp.size(), 0.0f);
+    size_t k = 0;
+    for (size_t i = b0; i < b1; ++i) {
+      const GrpoSample& s = batch[i];
+      k += s.prompt.size() - 1;  // targets inside the prompt carry no loss
+      const bool masked = cfg.mask_truncated && s.truncated;
+      for (size_t t = 0; t < s.completion.size(); ++t, ++k) {
+        if (masked) continue;
+        const double logp = lp[k];
+        const double old = s.old_logprobs.empty() ? logp : double(s.old_logprobs[t]);
+        const double A = adv[i];
+        const double ratio = std::exp(logp - old);
+        const double clipped = std::clamp(ratio, 1.0 - double(cfg.epsilon), 1.0 + double(cfg.epsilon_high));
+        const double t1 = ratio * A, t2 = clipped * A;
+        double tok_loss = -std::min(t1, t2);
+        // d(-min(t1, t2))/dlogp: -A * ratio unless the clipped (constant) term is the smaller.
+        double d = (t2 < t1 && clipped != ratio) ? 0.0 : -A * ratio;
+        if (ratio < 1.0 - cfg.epsilon && A < 0) low += 1;
+        if (ratio > 1.0 + cfg.epsilon_high && A > 0) high += 1;
+        if (cfg.beta > 0.0f) {
+          const double ref = s.ref_logprobs[t];
+          double kl = 0, dkl = 0;
+          switch (cfg.kl) {
+            case KlEstimator::K1: kl = logp - ref; dkl = 1.0; break;
+            case KlEstimator::K2: kl = 0.5 * (logp - ref) * (logp - ref); dkl = logp - ref; break;
+            case KlEstimator::K3: {
+              double lr = ref - logp;
+              bool pass_through = true;
+              if (cfg.k3_clamp > 0.0f && std::fabs(lr) > 20.0) {
+                lr = std::clamp(lr, -20.0, 20.0);
+                pass_through = false;
+              }
+              kl = std::exp(lr) - lr - 1.0;
+              dkl = pass_through ? 1.0 - std::exp(lr) : 0.0;
+              if (cfg.k3_clamp > 0.0f && std::fabs(kl) > cfg.k3_clamp) {
+                kl = std::clamp(kl, -double(cfg.k3_clamp), double(cfg.k3_clamp));
+                dkl = 0.0;
+              }
+              break;
+            }
+          }
+          tok_loss += cfg.beta * kl;
+          d += cfg.beta * dkl;
+          kl_sum += kl;
+        }
+        loss += w[i] * tok_loss;
+        dlp[k] = float(w[i] * d);
+        ent += entropy[k];
+        ++counted;
+      }
+    }
+    pass.backward(dlp, grads_);
+  }
+  m.loss = float(loss);
+  m.tokens = counted;
+  if (counted) {
+    m.kl = float(kl_sum / double(counted));
+    m.clip_low = float(low / double(counted));
+    m.clip_high = float(high / double(counted));
+    m.entropy = float(ent / double(counted));
+  }
+  double rm = 0, rs = 0, cl = 0, il = 0;
+  int64_t nc = 0, ni = 0, tied = 0;
+  for (const auto& s : batch) rm += s.reward;
+  rm /= double(B);
+  for (const auto& s : batch) rs += (s.reward - rm) * (s.reward - rm);
+  m.reward_mean = float(rm);
+  m.reward_std = float(std::sqrt(rs / double(B)));
+  for (size_t g0 = 0; g0 < B; g0 += size_t(cfg.group_size)) {
+    bool all = true;
+    for (int64_t j = 1; j < cfg.group_size; ++j) all = all && batch[g0 + size_t(j)].reward == batch[g0].reward;
+    tied += all ? 1 : 0;
+  }
+  m.tied_group_share = float(double(tied) / double(B / size_t(cfg.group_size)));
+  for (const auto& s : batch) {
+    if (s.reward > 0) {
+      cl += double(s.completion.size());
+      ++nc;
+    } else {
+      il += double(s.completion.size());
+      ++ni;
+    }
+  }
+  m.correct_length = nc ? float(cl / double(nc)) : 0.0f;
+  m.incorrect_length = ni ? float(il / double(ni)) : 0.0f;
+  if (!apply) {
+    if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "grpo loss is not finite ({})", m.loss);
+    double sq = 0;
+    for (auto& [n, g] : grads_.by_name)
+      for (int64_t i = 0; i < g.numel(); ++i) sq += double(g.data<float>()[i]) * g.data<float>()[i];
+    m.grad_norm = float(std::sqrt(sq));
+    return m;
+  }
+  return apply_step(m);
+}
+
+}  // namespace reason

@@ -1,0 +1,114 @@
+// Training steps on a policy model, one optimizer step per call: SFT (masked next-token loss)
+// and GRPO (DeepSeekMath eq. 3 with the variants people use), with gradient accumulation over
+// micro-batches whose loss normaliser is computed over the whole batch first, so that any split
+// into micro-batches gives the same gradient as one big batch (to f32 rounding).
+//
+// The trainer updates the policy's weights IN PLACE (they are the f32 master weights): the next
+// generation with the same Model uses the new policy with no reload. A failed step (non-finite
+// loss or gradient) throws and leaves the weights and optimizer state as they were.
+// Threads: a Trainer is used by one thread at a time, and nothing may generate with its policy
+// while a step runs.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "train/logprob_pass.h"
+#include "train/optimizer.h"
+
+namespace reason {
+
+struct TrainerConfig {
+  AdamWConfig optim;
+  LrSchedule schedule;
+  // Parameters whose name starts with one of these prefixes are frozen (not updated).
+  std::vector<std::string> frozen_prefixes;
+};
+
+// One SFT example: `mask[t]` = 1 when token t is a completion token to be predicted (the loss
+// covers logp(tokens[t] | tokens[<t]) for t >= 1 with mask[t] = 1; prompt tokens have mask 0).
+struct SftExample {
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> mask;
+};
+
+enum class GrpoAggregation {
+  SequenceMean,  // "grpo": mean over each completion's tokens, then mean over completions (the paper)
+  TokenMean,     // "dapo"/"bnpo": mean over all completion tokens of the batch
+  Constant,      // "dr_grpo": sum over tokens / (completions x max_completion_length)
+};
+
+enum class KlEstimator { K1, K2, K3 };
+
+struct GrpoConfig {
+  int64_t group_size = 0;        // G completions per prompt, consecutive in the batch
+  float epsilon = 0.2f;          // lower clip: ratio >= 1 - epsilon
+  float epsilon_high = 0.2f;     // upper clip: ratio <= 1 + epsilon_high (DAPO's clip-higher: 0.28)
+  float beta = 0.0f;             // KL coefficient; 0 skips the reference entirely
+  KlEstimator kl = KlEstimator::K3;
+  float k3_clamp = 10.0f;        // |log ratio| bound inside k3, as verl does (0: none)
+  GrpoAggregation aggregation = GrpoAggregation::SequenceMean;
+  bool scale_rewards = true;     // (r - mean) / (std + 1e-4) within the group; false: r - mean (Dr. GRPO)
+  bool mask_truncated = false;   // completions without EOS get no loss (DAPO's overlong filtering)
+  int64_t max_completion_length = 0;  // Constant aggregation's normaliser
+  float temperature = 1.0f;      // logprobs on softmax(logits / T), the distribution sampling used
+};
+
+struct GrpoSample {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> completion;
+  float reward = 0.0f;
+  std::vector<float> old_logprobs;  // per completion token (from sampling); empty: = current (ratio 1)
+  std::vector<float> ref_logprobs;  // per completion token; required when beta > 0
+  bool truncated = false;
+};
+
+struct StepMetrics {
+  float loss = 0.0f;
+  float grad_norm = 0.0f;
+  float lr = 0.0f;
+  int64_t tokens = 0;  // tokens that carried loss
+  // GRPO only
+  float kl = 0.0f, clip_low = 0.0f, clip_high = 0.0f, entropy = 0.0f;
+  float reward_mean = 0.0f, reward_std = 0.0f, tied_group_share = 0.0f;
+  float correct_length = 0.0f, incorrect_length = 0.0f;  // mean completion length, reward > 0 vs not
+};
+
+class Trainer {
+ public:
+  // The policy must be loaded in f32 (its weights are the master weights).
+  Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg);
+
+  // SFT: loss = mean over every masked token of every example in every micro-batch of
+  // -log p(token | prefix); one optimizer step.
+  StepMetrics sft_step(std::span<const std::vector<SftExample>> micro_batches);
+
+  // GRPO advantages of a batch whose groups are consecutive runs of cfg.group_size samples.
+  static std::vector<float> advantages(std::span<const GrpoSample> batch, const GrpoConfig& cfg);
+
+  // GRPO: loss and gradient of the batch split into micro-batches of `micro_batch` samples
+  // (0: one), then one optimizer step. With apply = false only loss, metrics and gradients are
+  // computed (gradients() holds them) and the weights stay unchanged.
+  StepMetrics grpo_step(std::span<const GrpoSample> batch, const GrpoConfig& cfg, int64_t micro_batch = 0,
+                        bool apply = true);
+
+  // Gradients of the last step (before clipping).
+  const Gradients& gradients() const { return grads_; }
+  const Model& policy() const { return *policy_; }
+  AdamW& optimizer() { return opt_; }
+  int64_t step_count() const { return opt_.steps(); }
+
+ private:
+  StepMetrics apply_step(StepMetrics m);
+  std::shared_ptr<const Model> policy_;
+  TrainerConfig cfg_;
+  AdamW opt_;
+  Gradients grads_;
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::string> frozen_;
+};
+
+}  // namespace reason

@@ -1,0 +1,206 @@
+// The training steps: SFT memorises a small corpus, the loss normaliser contract (micro-batches
+// give the one-big-batch gradient for every aggregation), AdamW's first step, schedules, and a
+// failed step leaving the weights untouched.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "train/trainer.h"
+
+using namespace reason;
+
+namespace {
+
+const std::string kDense = std::string(REASON_FIXTURES_DIR) + "/dense/";
+
+std::vector<GrpoSample> toy_batch() {
+  // 2 prompts x G=4, different lengths, one truncated, one group with tied rewards.
+  std::vector<GrpoSample> b;
+  const float rewards[8] = {1.0f, 0.0f, 0.5f, 1.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  for (int i = 0; i < 8; ++i) {
+    GrpoSample s;
+    s.prompt = {int32_t(10 + i / 4), 20, 30};
+    for (int t = 0; t < 3 + i % 5; ++t) s.completion.push_back(int32_t(40 + 7 * i + t));
+    s.reward = rewards[i];
+    s.truncated = i == 2;
+    for (size_t t = 0; t < s.completion.size(); ++t) {
+      s.old_logprobs.push_back(-6.0f + 0.3f * float((i + t) % 5));
+      s.ref_logprobs.push_back(-6.2f + 0.25f * float((i * 3 + t) % 4));
+    }
+    b.push_back(s);
+  }
+  return b;
+}
+
+double max_rel_diff(const Gradients& a, const Gradients& b) {
+  double worst = 0;
+  for (const auto& [name, ta] : a.by_name) {
+    const Tensor& tb = b.by_name.at(name);
+    double scale = 1e-12;
+    for (int64_t i = 0; i < ta.numel(); ++i) scale = std::max(scale, double(std::fabs(ta.data<float>()[i])));
+    for (int64_t i = 0; i < ta.numel(); ++i)
+      worst = std::max(worst, std::fabs(double(ta.data<float>()[i]) - tb.data<float>()[i]) / scale);
+  }
+  return worst;
+}
+
+Gradients copy(const Gradients& g) {
+  Gradients out;
+  for (const auto& [n, t] : g.by_name) out.by_name.emplace(n, t.to(DType::F32));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("SFT memorises a small corpus", "[train][sft]") {
+  auto m = Model::load(kDense + "qwen2_tied");
+  TrainerConfig cfg;
+  cfg.optim.lr = 1e-2f;
+  cfg.optim.max_grad_norm = 1.0f;
+  Trainer tr(m, cfg);
+  std::vector<SftExample> corpus;
+  for (int i = 0; i < 4; ++i) {
+    SftExample ex;
+    for (int t = 0; t < 10; ++t) ex.tokens.push_back(int32_t((37 * i + 11 * t) % 390));
+    ex.mask.assign(ex.tokens.size(), 1);
+    ex.mask[0] = ex.mask[1] = ex.mask[2] = 0;  // prompt
+    corpus.push_back(ex);
+  }
+  std::vector<std::vector<SftExample>> batch{corpus};
+  float first = 0, last = 0;
+  for (int step = 0; step < 80; ++step) {
+    auto met = tr.sft_step(batch);
+    if (step == 0) first = met.loss;
+    last = met.loss;
+    CHECK(met.tokens == 4 * 7);
+  }
+  INFO("loss " << first << " -> " << last);
+  CHECK(first > 3.0f);
+  CHECK(last < 0.05f);
+}
+
+TEST_CASE("micro-batches give the same gradient as one batch, for every aggregation", "[train][grpo]") {
+  auto m = Model::load(kDense + "qwen2_tied");
+  Trainer tr(m, TrainerConfig{});
+  auto batch = toy_batch();
+  for (auto agg : {GrpoAggregation::SequenceMean, GrpoAggregation::TokenMean, GrpoAggregation::Constant}) {
+    for (bool mask_trunc : {false, true}) {
+      GrpoConfig cfg;
+      cfg.group_size = 4;
+      cfg.epsilon = 0.2f;
+      cfg.epsilon_high = 0.28f;
+      cfg.beta = 0.04f;
+      cfg.aggregation = agg;
+      cfg.mask_truncated = mask_trunc;
+      cfg.max_completion_length = 8;
+      cfg.temperature = 0.7f;
+      INFO("aggregation " << int(agg) << " mask_truncated " << mask_trunc);
+      auto whole = tr.grpo_step(batch, cfg, 0, false);
+      Gradients g_whole = copy(tr.gradients());
+      for (int64_t mb : {1, 3}) {
+        auto split = tr.grpo_step(batch, cfg, mb, false);
+        CHECK(std::fabs(split.loss - whole.loss) <= 1e-6f * std::max(1.0f, std::fabs(whole.loss)));
+        CHECK(max_rel_diff(g_whole, tr.gradients()) < 1e-5);
+      }
+      CHECK(whole.grad_norm > 0.0f);
+    }
+  }
+  // SFT as well
+  std::vector<SftExample> all;
+  for (int i = 0; i < 4; ++i) all.push_back(SftExample{{1, 2, int32_t(3 + i), 4, 5}, {0, 0, 1, 1, uint8_t(i % 2)}});
+  TrainerConfig zero;
+  zero.optim.lr = 0.0f;
+  Trainer t2(m, zero);
+  std::vector<std::vector<SftExample>> one{all};
+  t2.sft_step(one);
+  Gradients g1 = copy(t2.gradients());
+  std::vector<std::vector<SftExample>> four{{all[0]}, {all[1]}, {all[2]}, {all[3]}};
+  t2.sft_step(four);
+  CHECK(max_rel_diff(g1, t2.gradients()) < 1e-5);
+}
+
+TEST_CASE("GRPO advantages, clip fractions and tied groups", "[train][grpo]") {
+  auto batch = toy_batch();
+  GrpoConfig cfg;
+  cfg.group_size = 4;
+  auto adv = Trainer::advantages(batch, cfg);
+  // group 0: rewards 1, 0, 0.5, 1: mean 0.625, unbiased std 0.4787
+  const double sd = std::sqrt(((0.375 * 0.375) * 2 + 0.625 * 0.625 + 0.125 * 0.125) / 3.0);
+  CHECK(adv[0] == Approx((1.0 - 0.625) / (sd + 1e-4)).epsilon(1e-5));
+  CHECK(adv[1] == Approx((0.0 - 0.625) / (sd + 1e-4)).epsilon(1e-5));
+  for (int i = 4; i < 8; ++i) CHECK(adv[size_t(i)] == 0.0f);  // tied group
+  cfg.scale_rewards = false;
+  adv = Trainer::advantages(batch, cfg);
+  CHECK(adv[1] == Approx(-0.625));
+  cfg.group_size = 1;
+  CHECK_THROWS_AS(Trainer::advantages(batch, cfg), Error);
+  cfg.group_size = 3;
+  CHECK_THROWS_AS(Trainer::advantages(batch, cfg), Error);
+  auto m = Model::load(kDense + "qwen2_tied");
+  Trainer tr(m, TrainerConfig{});
+  GrpoConfig g;
+  g.group_size = 4;
+  auto met = tr.grpo_step(batch, g, 0, false);
+  CHECK(met.tied_group_share == 0.5f);
+  CHECK(met.reward_mean == Approx(2.5 / 8));
+  CHECK(met.clip_low + met.clip_high > 0.0f);  // old logprobs far from current ones
+}
+
+TEST_CASE("AdamW first step and schedules follow torch/transformers", "[train][optim]") {
+  auto m = Model::load(kDense + "qwen2_tied");
+  TrainerConfig cfg;
+  cfg.optim.lr = 1e-3f;
+  cfg.optim.max_grad_norm = 0.0f;
+  cfg.optim.weight_decay = 0.1f;
+  Trainer tr(m, cfg);
+  auto params = m->parameters();
+  const float before = params[1].second.data<float>()[0];  // layer 0 input_layernorm (no decay)
+  const float w_before = params[2].second.data<float>()[0];  // q_proj weight (decay)
+  std::vector<std::vector<SftExample>> b{{SftExample{{1, 2, 3, 4}, {0, 1, 1, 1}}}};
+  tr.sft_step(b);
+  const float g = tr.gradients().by_name.at(params[1].first).data<float>()[0];
+  const float gw = tr.gradients().by_name.at(params[2].first).data<float>()[0];
+  // step 1: m_hat = g, v_hat = g^2 -> update lr * g / (|g| + eps)
+  CHECK(params[1].second.data<float>()[0] == Approx(before - 1e-3 * g / (std::fabs(g) + 1e-8)).epsilon(1e-6));
+  CHECK(params[2].second.data<float>()[0] ==
+        Approx(w_before * (1 - 1e-3 * 0.1) - 1e-3 * gw / (std::fabs(gw) + 1e-8)).epsilon(1e-6));
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::Cosine;
+  s.warmup_steps = 10;
+  s.total_steps = 110;
+  CHECK(s.at(0, 1.0f) == 0.0f);
+  CHECK(s.at(5, 1.0f) == Approx(0.5));
+  CHECK(s.at(10, 1.0f) == Approx(1.0));
+  CHECK(s.at(60, 1.0f) == Approx(0.5));
+  CHECK(s.at(110, 1.0f) == Approx(0.0).margin(1e-7));
+  s.kind = LrSchedule::Kind::Linear;
+  CHECK(s.at(60, 1.0f) == Approx(0.5));
+}
+
+TEST_CASE("a NaN loss stops the step with a clear error and leaves the weights unchanged", "[train][errors]") {
+  auto m = Model::load(kDense + "qwen2_tied");
+  Trainer tr(m, TrainerConfig{});
+  auto batch = toy_batch();
+  batch[3].old_logprobs[0] = NAN;
+  GrpoConfig cfg;
+  cfg.group_size = 4;
+  std::vector<std::vector<float>> snapshot;
+  for (auto& [n, t] : m->parameters()) snapshot.emplace_back(t.data<float>(), t.data<float>() + t.numel());
+  try {
+    tr.grpo_step(batch, cfg);
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK_THAT(std::string(e.what()), Catch::Contains("not finite"));
+  }
+  size_t i = 0;
+  for (auto& [n, t] : m->parameters()) {
+    CHECK(std::memcmp(t.data<float>(), snapshot[i].data(), snapshot[i].size() * 4) == 0);
+    ++i;
+  }
+  CHECK(tr.step_count() == 0);
+}
