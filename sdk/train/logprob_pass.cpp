@@ -236,10 +236,36 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   return out;
 }
 
+void LogprobPass::row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) const {
+  if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::row_logprobs called before forward");
+  const int64_t d = model_->config().hidden_size, V = model_->config().vocab_size;
+  if (i0 < 0 || n < 0 || i0 + n > int64_t(target_row_.size())) fail(ErrorCode::InvalidArgument, "row_logprobs: rows out of range");
+  std::vector<float> hc(size_t(n * d));
+  for (int64_t i = 0; i < n; ++i) std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(i0 + i)] * d)], size_t(d) * 4);
+  out.resize(size_t(n * V));
+  lin_fwd(Linear{model_->lm_head(), Tensor()}, hc.data(), n, out.data());
+  const float inv_t = 1.0f / temperature_;
+  for (int64_t i = 0; i < n; ++i) {
+    float* z = &out[size_t(i * V)];
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < V; ++j) mx = std::max(mx, z[j] * inv_t);
+    double sum = 0;
+    for (int64_t j = 0; j < V; ++j) sum += std::exp(double(z[j] * inv_t - mx));
+    const float lse = float(double(mx) + std::log(sum));
+    for (int64_t j = 0; j < V; ++j) z[j] = z[j] * inv_t - lse;
+  }
+}
+
 void LogprobPass::backward(std::span<const float> dlogp, Gradients& grads) {
-  if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::backward called before forward");
   if (dlogp.size() != target_row_.size())
     fail(ErrorCode::InvalidArgument, "backward: {} gradients for {} target tokens", dlogp.size(), target_row_.size());
+  backward_impl(nullptr, dlogp, grads);
+}
+
+void LogprobPass::backward_rows(const RowGrad& row_grad, Gradients& grads) { backward_impl(&row_grad, {}, grads); }
+
+void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> dlogp, Gradients& grads) {
+  if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::backward called before forward");
   const Model& model = *model_;
   const ModelConfig& c = model.config();
   const int64_t d = c.hidden_size, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, V = c.vocab_size;
@@ -252,6 +278,7 @@ void LogprobPass::backward(std::span<const float> dlogp, Gradients& grads) {
   std::vector<float> dh(size_t(T * d), 0.0f);
   {
     std::vector<float> hc(size_t(kVocabChunkRows * d)), logits(size_t(kVocabChunkRows * V)), dhc(size_t(kVocabChunkRows * d));
+    std::vector<float> rowlp(size_t(row_grad ? V : 0)), rowg(size_t(row_grad ? V : 0));
     const Linear head{model.lm_head(), Tensor()};
     float* dW = grads.at(head_name).data<float>();
     for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
@@ -265,6 +292,17 @@ void LogprobPass::backward(std::span<const float> dlogp, Gradients& grads) {
         for (int64_t j = 0; j < V; ++j) mx = std::max(mx, z[j] * inv_t);
         double sum = 0;
         for (int64_t j = 0; j < V; ++j) sum += std::exp(double(z[j] * inv_t - mx));
+        if (row_grad) {
+          // dz_j = (g_j - p_j * sum_k g_k) / T for an arbitrary dL/dlogprob row g.
+          const float lse = float(double(mx) + std::log(sum));
+          for (int64_t j = 0; j < V; ++j) rowlp[size_t(j)] = z[j] * inv_t - lse;
+          std::fill(rowg.begin(), rowg.end(), 0.0f);
+          (*row_grad)(c0 + i, rowlp.data(), rowg.data());
+          double gsum = 0;
+          for (int64_t j = 0; j < V; ++j) gsum += rowg[size_t(j)];
+          for (int64_t j = 0; j < V; ++j) z[j] = float((rowg[size_t(j)] - std::exp(double(rowlp[size_t(j)])) * gsum) * inv_t);
+          continue;
+        }
         const float g = dlogp[size_t(c0 + i)];
         for (int64_t j = 0; j < V; ++j) {
           const float p = float(std::exp(double(z[j] * inv_t - mx)) / sum);

@@ -11,6 +11,7 @@
 // forward() and backward().
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -47,6 +48,15 @@ class LogprobPass {
   // of the last forward() (same order and length).
   void backward(std::span<const float> dlogp, Gradients& grads);
 
+  // Full-distribution losses (distillation). Called with target index i, the row's
+  // log softmax(logits / T) over the vocabulary, and a zeroed buffer to fill with dL/dlogprob
+  // over the vocabulary. The [tokens x vocab] matrix is still never held whole.
+  using RowGrad = std::function<void(int64_t i, const float* logp, float* dlogp)>;
+  void backward_rows(const RowGrad& row_grad, Gradients& grads);
+  // log softmax(logits / T) of target rows [i0, i0 + n) of the last forward into out [n x vocab].
+  void row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) const;
+  int64_t n_targets() const { return int64_t(target_row_.size()); }
+
  private:
   struct LayerActs {
     std::vector<float> x_in, rstd1, h1, q, k, v, att, x_mid, rstd2, h2, gate, up, act;
@@ -62,6 +72,7 @@ class LogprobPass {
   std::vector<LayerActs> acts_;
   std::vector<float> x_final_, rstd_f_, h_final_;
   std::vector<float> entropy_;
+  void backward_impl(const RowGrad* row_grad, std::span<const float> dlogp, Gradients& grads);
 };
 
 }  // namespace reason

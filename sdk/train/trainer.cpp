@@ -233,4 +233,81 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
   return apply_step(m);
 }
 
+StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vector<SftExample>> micro_batches,
+                                  const DistillConfig& cfg, bool apply) {
+  if (teacher.config().vocab_size != policy_->config().vocab_size)
+    fail(ErrorCode::InvalidArgument, "distill: teacher vocabulary ({}) differs from the student's ({})",
+         teacher.config().vocab_size, policy_->config().vocab_size);
+  if (!(cfg.temperature > 0.0f)) fail(ErrorCode::InvalidArgument, "distill: temperature must be > 0");
+  if (cfg.loss == DistillLoss::JSD && !(cfg.beta > 0.0f && cfg.beta < 1.0f))
+    fail(ErrorCode::InvalidArgument, "distill: JSD beta must be in (0, 1) (got {}; use forward or reverse KL for 0 or 1)", cfg.beta);
+  int64_t n_tokens = 0;
+  for (const auto& mb : micro_batches)
+    for (const auto& ex : mb) {
+      if (ex.mask.size() != ex.tokens.size()) fail(ErrorCode::InvalidArgument, "distill: mask and tokens differ in length");
+      for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
+    }
+  if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "distill: the batch has no completion tokens");
+  for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  const int64_t V = policy_->config().vocab_size;
+  const double beta = cfg.beta, lb = std::log(beta), l1b = std::log(1.0 - beta);
+  double loss = 0;
+  for (const auto& mb : micro_batches) {
+    if (mb.empty()) continue;
+    std::vector<std::vector<int32_t>> seqs;
+    std::vector<uint8_t> on;
+    for (const auto& ex : mb) {
+      seqs.push_back(ex.tokens);
+      for (size_t t = 1; t < ex.tokens.size(); ++t) on.push_back(ex.mask[t]);
+    }
+    LogprobPass student, teach;
+    student.forward(*policy_, seqs, cfg.temperature);
+    teach.forward(teacher, seqs, cfg.temperature);
+    std::vector<float> tq;
+    int64_t chunk0 = -1;
+    const float w = 1.0f / float(n_tokens);
+    student.backward_rows(
+        [&](int64_t i, const float* lp, float* g) {
+          if (!on[size_t(i)]) return;
+          const int64_t c0 = i / LogprobPass::kVocabChunkRows * LogprobPass::kVocabChunkRows;
+          if (c0 != chunk0) {
+            teach.row_logprobs(c0, std::min(LogprobPass::kVocabChunkRows, teach.n_targets() - c0), tq);
+            chunk0 = c0;
+          }
+          const float* lq = &tq[size_t((i - c0) * V)];
+          double l = 0;
+          for (int64_t j = 0; j < V; ++j) {
+            const double s = std::exp(double(lp[j])), q = std::exp(double(lq[j]));
+            switch (cfg.loss) {
+              case DistillLoss::ForwardKL:
+                l += q * (double(lq[j]) - lp[j]);
+                g[j] = float(-q * w);
+                break;
+              case DistillLoss::ReverseKL:
+                l += s * (double(lp[j]) - lq[j]);
+                g[j] = float(s * (double(lp[j]) - lq[j] + 1.0) * w);
+                break;
+              case DistillLoss::JSD: {
+                const double a = double(lp[j]) + l1b, b = double(lq[j]) + lb;
+                const double lm = std::max(a, b) + std::log1p(std::exp(-std::fabs(a - b)));  // log mixture
+                l += beta * q * (double(lq[j]) - lm) + (1.0 - beta) * s * (double(lp[j]) - lm);
+                g[j] = float((1.0 - beta) * s * (double(lp[j]) - lm) * w);
+                break;
+              }
+            }
+          }
+          loss += l;
+        },
+        grads_);
+  }
+  StepMetrics m;
+  m.tokens = n_tokens;
+  m.loss = float(loss / double(n_tokens));
+  if (!apply) {
+    if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "distillation loss is not finite ({})", m.loss);
+    return m;
+  }
+  return apply_step(m);
+}
+
 }  // namespace reason

@@ -66,6 +66,18 @@ struct GrpoSample {
   bool truncated = false;
 };
 
+enum class DistillLoss {
+  ForwardKL,  // KL(teacher || student): mean-seeking, the classic distillation loss
+  ReverseKL,  // KL(student || teacher): mode-seeking (MiniLLM)
+  JSD,        // generalised Jensen-Shannon with mixture (1-beta) student + beta teacher (TRL's GKD)
+};
+
+struct DistillConfig {
+  DistillLoss loss = DistillLoss::ForwardKL;
+  float beta = 0.5f;         // JSD interpolation (0: forward KL, 1: reverse KL, as TRL)
+  float temperature = 1.0f;  // both distributions are softmax(logits / T)
+};
+
 struct StepMetrics {
   float loss = 0.0f;
   float grad_norm = 0.0f;
@@ -94,6 +106,12 @@ class Trainer {
   // computed (gradients() holds them) and the weights stay unchanged.
   StepMetrics grpo_step(std::span<const GrpoSample> batch, const GrpoConfig& cfg, int64_t micro_batch = 0,
                         bool apply = true);
+
+  // Logit distillation from `teacher` (same vocabulary) on the masked tokens of `batch` (mask as
+  // for SFT): loss = mean over masked tokens of the divergence between the two next-token
+  // distributions at cfg.temperature. Sequence-level distillation is sft_step on teacher samples.
+  StepMetrics distill_step(const Model& teacher, std::span<const std::vector<SftExample>> micro_batches,
+                           const DistillConfig& cfg, bool apply = true);
 
   // Gradients of the last step (before clipping).
   const Gradients& gradients() const { return grads_; }

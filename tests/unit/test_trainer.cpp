@@ -204,3 +204,43 @@ TEST_CASE("a NaN loss stops the step with a clear error and leaves the weights u
   }
   CHECK(tr.step_count() == 0);
 }
+
+TEST_CASE("distillation losses: zero against itself, gradients match finite differences", "[train][distill]") {
+  auto student = Model::load(kDense + "qwen2_tied");
+  auto teacher = Model::load(kDense + "qwen2_sharded");
+  auto twin = Model::load(kDense + "qwen2_tied");
+  TrainerConfig cfg;
+  cfg.optim.lr = 0.0f;
+  Trainer tr(student, cfg);
+  std::vector<std::vector<SftExample>> batch{{SftExample{{5, 9, 200, 31, 77, 3}, {0, 0, 1, 1, 1, 1}},
+                                              SftExample{{8, 1, 2, 90}, {0, 1, 1, 0}}}};
+  for (auto kind : {DistillLoss::ForwardKL, DistillLoss::ReverseKL, DistillLoss::JSD}) {
+    INFO("loss kind " << int(kind));
+    DistillConfig dc;
+    dc.loss = kind;
+    dc.temperature = 2.0f;
+    auto self = tr.distill_step(*twin, batch, dc, false);
+    CHECK(std::fabs(self.loss) < 1e-6f);
+    auto met = tr.distill_step(*teacher, batch, dc, false);
+    CHECK(met.loss > 0.0f);
+    CHECK(met.tokens == 6);
+    Gradients g = copy(tr.gradients());
+    auto params = student->parameters();
+    for (size_t pi : {size_t(0), size_t(3), params.size() - 1}) {
+      float* data = params[pi].second.data<float>();
+      const float* grad = g.by_name.at(params[pi].first).data<float>();
+      int64_t best = 0;
+      for (int64_t i = 0; i < params[pi].second.numel(); ++i)
+        if (std::fabs(grad[i]) > std::fabs(grad[best])) best = i;
+      const float orig = data[best], h = 2e-3f * std::max(1.0f, std::fabs(orig));
+      data[best] = orig + h;
+      const double lp = tr.distill_step(*teacher, batch, dc, false).loss;
+      data[best] = orig - h;
+      const double lm = tr.distill_step(*teacher, batch, dc, false).loss;
+      data[best] = orig;
+      const double fd = (lp - lm) / (2.0 * h);
+      INFO(params[pi].first << " analytic " << grad[best] << " fd " << fd);
+      CHECK(std::fabs(grad[best] - fd) <= 2e-2 * std::max(1e-3, std::fabs(fd)) + 1e-5);
+    }
+  }
+}
