@@ -8,6 +8,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -174,6 +175,14 @@ class Model {
   // changes the weights every later forward() sees (that is how a trainer updates the policy the
   // sampler uses). Only a trainer may write, and never while a forward() runs.
   std::vector<std::pair<std::string, Tensor>> parameters() const;
+  // Checkpoint tensors that are not trained: DeepSeek's e_score_correction_bias (updated by the
+  // aux-loss-free balancing, not by gradients) and the MTP modules' weights.
+  std::vector<std::pair<std::string, Tensor>> buffers() const;
+  // The dtype a tensor had in the loaded checkpoint (F32 when unknown).
+  DType stored_dtype(const std::string& name) const {
+    auto it = stored_dtypes_.find(name);
+    return it == stored_dtypes_.end() ? DType::F32 : it->second;
+  }
 
   KVCache make_cache() const { return KVCache(cfg_.n_layers, cfg_.kv_k_dim(), cfg_.kv_v_dim()); }
 
@@ -195,12 +204,15 @@ class Model {
   Tensor final_norm_;
   std::vector<DecoderLayer> layers_;
   std::vector<MtpModule> mtp_;
+  void add_layer_parameters(std::vector<std::pair<std::string, Tensor>>& out, const std::string& prefix,
+                            const DecoderLayer& ly) const;
   MlaPath mla_path_ = MlaPath::Auto;
   void mla_attention(const DecoderLayer& ly, int64_t layer, std::span<const SeqChunk> chunks,
                      const std::vector<int64_t>& pos0, KVCache& cache, const float* h, const int32_t* pos,
                      float* out, ForwardScratch& s) const;
   RopeTable rope_;
   int64_t n_params_ = 0;
+  std::map<std::string, DType> stored_dtypes_;
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 

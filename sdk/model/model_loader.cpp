@@ -1,6 +1,7 @@
 // Model::load: config.json -> ModelConfig, safetensors -> weights checked by name and shape,
 // converted to the compute dtype (f32 weights used in place from the memory map when possible).
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "io/hf_weights.h"
@@ -22,6 +23,7 @@ class Loader {
   // A weight checked against `shape` and converted to `dtype`.
   Tensor get(const std::string& name, const Shape& shape, DType dtype) {
     Tensor t = store_->get(name);
+    stored_dtypes_[name] = t.dtype();
     if (t.dtype() == DType::F8_E4M3) t = dequantize_fp8(name, t);
     if (t.shape() != shape) {
       Tensor expect = Tensor::view(dtype, shape, nullptr, nullptr);
@@ -75,6 +77,7 @@ class Loader {
     return out.to(DType::BF16);
   }
   int64_t n_params() const { return n_params_; }
+  std::map<std::string, DType> stored_dtypes_;
 
  private:
   std::string dir_;
@@ -236,6 +239,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     if (L.has(p + ".shared_head.head.weight")) mt.head = L.matrix(p + ".shared_head.head.weight", c.vocab_size, d);
     m->mtp_.push_back(std::move(mt));
   }
+  m->stored_dtypes_ = L.stored_dtypes_;
   m->mla_path_ = opts.mla_path;
   m->n_params_ = L.n_params();
   m->rope_ = make_rope_table(c, int(hd));

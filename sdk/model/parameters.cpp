@@ -18,53 +18,74 @@ void add_swiglu(std::vector<std::pair<std::string, Tensor>>& out, const std::str
 
 }  // namespace
 
-std::vector<std::pair<std::string, Tensor>> Model::parameters() const {
+void Model::add_layer_parameters(std::vector<std::pair<std::string, Tensor>>& out, const std::string& p,
+                                 const DecoderLayer& ly) const {
   const ModelConfig& c = cfg_;
-  std::vector<std::pair<std::string, Tensor>> out;
-  out.emplace_back("model.embed_tokens.weight", embed_);
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const DecoderLayer& ly = layers_[i];
-    const std::string p = "model.layers." + std::to_string(i);
-    out.emplace_back(p + ".input_layernorm.weight", ly.attn_norm);
-    const std::string a = p + ".self_attn";
-    if (c.mla) {
-      if (c.q_lora_rank > 0) {
-        add_linear(out, a + ".q_a_proj", ly.q_a);
-        out.emplace_back(a + ".q_a_layernorm.weight", ly.q_a_norm);
-        add_linear(out, a + ".q_b_proj", ly.q_b);
-      } else {
-        add_linear(out, a + ".q_proj", ly.q);
-      }
-      add_linear(out, a + ".kv_a_proj_with_mqa", ly.kv_a);
-      out.emplace_back(a + ".kv_a_layernorm.weight", ly.kv_a_norm);
-      add_linear(out, a + ".kv_b_proj", ly.kv_b);
-      add_linear(out, a + ".o_proj", ly.o);
+  out.emplace_back(p + ".input_layernorm.weight", ly.attn_norm);
+  const std::string a = p + ".self_attn";
+  if (c.mla) {
+    if (c.q_lora_rank > 0) {
+      add_linear(out, a + ".q_a_proj", ly.q_a);
+      out.emplace_back(a + ".q_a_layernorm.weight", ly.q_a_norm);
+      add_linear(out, a + ".q_b_proj", ly.q_b);
     } else {
       add_linear(out, a + ".q_proj", ly.q);
-      add_linear(out, a + ".k_proj", ly.k);
-      add_linear(out, a + ".v_proj", ly.v);
-      add_linear(out, a + ".o_proj", ly.o);
-      if (ly.q_norm.raw()) {
-        out.emplace_back(a + ".q_norm.weight", ly.q_norm);
-        out.emplace_back(a + ".k_norm.weight", ly.k_norm);
-      }
     }
-    out.emplace_back(p + ".post_attention_layernorm.weight", ly.mlp_norm);
-    if (!ly.is_moe) {
-      add_swiglu(out, p + ".mlp", ly.mlp, false);
-      continue;
+    add_linear(out, a + ".kv_a_proj_with_mqa", ly.kv_a);
+    out.emplace_back(a + ".kv_a_layernorm.weight", ly.kv_a_norm);
+    add_linear(out, a + ".kv_b_proj", ly.kv_b);
+    add_linear(out, a + ".o_proj", ly.o);
+  } else {
+    add_linear(out, a + ".q_proj", ly.q);
+    add_linear(out, a + ".k_proj", ly.k);
+    add_linear(out, a + ".v_proj", ly.v);
+    add_linear(out, a + ".o_proj", ly.o);
+    if (ly.q_norm.raw()) {
+      out.emplace_back(a + ".q_norm.weight", ly.q_norm);
+      out.emplace_back(a + ".k_norm.weight", ly.k_norm);
     }
-    const bool mixtral = c.arch == Arch::Mixtral;
-    const std::string b = p + (mixtral ? ".block_sparse_moe" : ".mlp");
-    out.emplace_back(b + ".gate.weight", ly.moe.gate);
-    for (size_t e = 0; e < ly.moe.experts.size(); ++e)
-      add_swiglu(out, b + ".experts." + std::to_string(e), ly.moe.experts[e], mixtral);
-    if (ly.moe.has_shared)
-      add_swiglu(out, b + (c.arch == Arch::DeepseekV3 ? ".shared_experts" : ".shared_expert"), ly.moe.shared, false);
-    if (ly.moe.shared_gate.raw()) out.emplace_back(b + ".shared_expert_gate.weight", ly.moe.shared_gate);
   }
+  out.emplace_back(p + ".post_attention_layernorm.weight", ly.mlp_norm);
+  if (!ly.is_moe) {
+    add_swiglu(out, p + ".mlp", ly.mlp, false);
+    return;
+  }
+  const bool mixtral = c.arch == Arch::Mixtral;
+  const std::string b = p + (mixtral ? ".block_sparse_moe" : ".mlp");
+  out.emplace_back(b + ".gate.weight", ly.moe.gate);
+  for (size_t e = 0; e < ly.moe.experts.size(); ++e) add_swiglu(out, b + ".experts." + std::to_string(e), ly.moe.experts[e], mixtral);
+  if (ly.moe.has_shared)
+    add_swiglu(out, b + (c.arch == Arch::DeepseekV3 ? ".shared_experts" : ".shared_expert"), ly.moe.shared, false);
+  if (ly.moe.shared_gate.raw()) out.emplace_back(b + ".shared_expert_gate.weight", ly.moe.shared_gate);
+}
+
+std::vector<std::pair<std::string, Tensor>> Model::parameters() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  out.emplace_back("model.embed_tokens.weight", embed_);
+  for (size_t i = 0; i < layers_.size(); ++i) add_layer_parameters(out, "model.layers." + std::to_string(i), layers_[i]);
   out.emplace_back("model.norm.weight", final_norm_);
-  if (!c.tie_word_embeddings) out.emplace_back("lm_head.weight", lm_head_);
+  if (!cfg_.tie_word_embeddings) out.emplace_back("lm_head.weight", lm_head_);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Model::buffers() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i].is_moe && layers_[i].moe.score_bias.raw())
+      out.emplace_back("model.layers." + std::to_string(i) + ".mlp.gate.e_score_correction_bias", layers_[i].moe.score_bias);
+  // DeepSeek-V3 MTP modules: saved with the checkpoint, not trained yet.
+  for (size_t k = 0; k < mtp_.size(); ++k) {
+    const MtpModule& mt = mtp_[k];
+    const std::string p = "model.layers." + std::to_string(layers_.size() + k);
+    out.emplace_back(p + ".enorm.weight", mt.enorm);
+    out.emplace_back(p + ".hnorm.weight", mt.hnorm);
+    add_linear(out, p + ".eh_proj", mt.eh_proj);
+    add_layer_parameters(out, p, mt.layer);
+    if (mt.layer.is_moe && mt.layer.moe.score_bias.raw())
+      out.emplace_back(p + ".mlp.gate.e_score_correction_bias", mt.layer.moe.score_bias);
+    out.emplace_back(p + ".shared_head.norm.weight", mt.head_norm);
+    if (mt.head.raw()) out.emplace_back(p + ".shared_head.head.weight", mt.head);
+  }
   return out;
 }
 

@@ -1,0 +1,41 @@
+// Training checkpoints: the model as a Hugging Face directory (config.json, model.safetensors
+// with the original tensor names and dtypes, tokenizer files) plus the optimizer state and step.
+//
+// Writes are atomic: everything goes to "<dir>.tmp.<pid>/", each file is fsynced, a DONE marker
+// is written last, and the directory is swapped into place with one rename (RENAME_EXCHANGE
+// when <dir> already exists), so a crash at any point leaves either the previous checkpoint or
+// the new one, complete. A directory without DONE is not a complete checkpoint.
+// Threads: call from the trainer's thread, with no step or generation running on the model.
+#pragma once
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "train/optimizer.h"
+
+namespace reason {
+
+struct SaveOptions {
+  // Called after each stage ("config", "model", "optimizer", "state", "marker"); a test can throw
+  // from it to simulate a crash mid-save.
+  std::function<void(const std::string& stage)> on_stage;
+};
+
+// Saves `model` (its source directory supplies config.json and the tokenizer files) and, when
+// `opt` is non-null, the optimizer state; `state` (e.g. data position, RNG) is stored in
+// trainer_state.json with the optimizer step. FP8 weights are written as bf16 (dequantised) and
+// quantization_config is dropped from config.json.
+void save_checkpoint(const std::string& dir, const Model& model, const AdamW* opt, const nlohmann::json& state = {},
+                     const SaveOptions& opts = {});
+
+// True when `dir` holds a complete checkpoint (its DONE marker exists).
+bool checkpoint_complete(const std::string& dir);
+
+// Restores the optimizer state and step saved with the checkpoint into `opt`; returns the
+// user state of trainer_state.json. The model itself is loaded with Model::load(dir).
+// Throws Format/Io naming the file for a missing or incomplete checkpoint or mismatched shapes.
+nlohmann::json load_optimizer_state(const std::string& dir, const Model& model, AdamW& opt);
+
+}  // namespace reason
