@@ -261,6 +261,97 @@ REASON_API void reason_generation_free(reason_generation* gen);
 REASON_API reason_status reason_score(float* out_logprobs, const reason_model* model,
                                       const int32_t* ids, size_t n);
 
+/* ---- Training --------------------------------------------------------------------------- */
+
+/* A trainer updates its policy model's weights IN PLACE: after a step, generation with the same
+ * reason_model uses the new policy with no reload or copy. A trainer is used by one thread at a
+ * time, and nothing may generate with (or score) its policy model while a step runs. The policy
+ * must be loaded in f32 (REASON_DTYPE_AUTO/F32): its weights are the f32 master weights.
+ * Training currently covers dense Llama/Qwen2 models (MoE/MLA training is in progress). */
+typedef struct reason_trainer reason_trainer;
+
+/* Creates a trainer. `config` is a reason.proto TrainerConfig in protobuf text format
+ * (config_is_binary = 0; config_len may be 0 for a NUL-terminated string) or binary bytes
+ * (config_is_binary != 0); NULL means all defaults. `reference` (may be NULL) is the frozen
+ * reference model for GRPO's KL term (needed only when grpo.beta > 0 and the caller does not pass
+ * reference logprobs). Both models are borrowed and must outlive the trainer. Errors name the
+ * config field or the parser's line and column. */
+REASON_API reason_status reason_trainer_create(reason_trainer** out, reason_model* policy, const reason_model* reference,
+                                               const char* config, size_t config_len, int config_is_binary);
+REASON_API void reason_trainer_free(reason_trainer* trainer);
+
+typedef struct reason_step_metrics {
+  uint32_t struct_size; /* sizeof(reason_step_metrics); filled up to this size */
+  int64_t step;         /* optimizer steps taken so far */
+  float loss;
+  float grad_norm; /* global gradient norm before clipping */
+  float lr;
+  int64_t tokens; /* tokens that carried loss */
+  /* GRPO */
+  float kl, clip_low, clip_high, entropy;
+  float reward_mean, reward_std, tied_group_share;
+  float correct_length, incorrect_length; /* mean completion length with reward > 0 / <= 0 */
+} reason_step_metrics;
+
+#define REASON_STEP_METRICS_INIT {(uint32_t)sizeof(reason_step_metrics)}
+
+/* One SFT step over n sequences: tokens[i] has lens[i] ids and masks[i] has lens[i] bytes,
+ * 1 where the token is a completion token to learn (prompt tokens 0). The loss is the mean over
+ * all masked tokens. out may be NULL. On error the weights are unchanged. */
+REASON_API reason_status reason_trainer_sft_step(reason_step_metrics* out, reason_trainer* trainer,
+                                                 const int32_t* const* tokens, const size_t* lens,
+                                                 const uint8_t* const* masks, size_t n);
+
+typedef struct reason_grpo_sample {
+  const int32_t* prompt;
+  size_t prompt_len;
+  const int32_t* completion;
+  size_t completion_len;
+  float reward;
+  const float* old_logprobs; /* completion_len values from sampling, or NULL: current policy (ratio 1) */
+  const float* ref_logprobs; /* completion_len values, or NULL: computed with the reference model */
+  int truncated;             /* non-zero: the completion hit the length limit (no EOS) */
+} reason_grpo_sample;
+
+/* One GRPO step (DeepSeekMath eq. 3, settings from the config's grpo message) over n samples:
+ * groups of grpo.group_size consecutive samples share a prompt. Logprobs are computed on
+ * softmax(logits / grpo.temperature), the distribution sampling used. On error the weights are
+ * unchanged. */
+REASON_API reason_status reason_trainer_grpo_step(reason_step_metrics* out, reason_trainer* trainer,
+                                                  const reason_grpo_sample* samples, size_t n);
+
+/* One logit-distillation step from `teacher` (same vocabulary; borrowed) with the config's
+ * distill settings, on sequences given as for reason_trainer_sft_step. */
+REASON_API reason_status reason_trainer_distill_step(reason_step_metrics* out, reason_trainer* trainer,
+                                                     const reason_model* teacher, const int32_t* const* tokens,
+                                                     const size_t* lens, const uint8_t* const* masks, size_t n);
+
+/* Logprobs of a completion's tokens given its prompt, at the GRPO temperature, under the current
+ * policy (use_reference = 0) or the reference model: out has completion_len floats. */
+REASON_API reason_status reason_trainer_completion_logprobs(float* out, reason_trainer* trainer, int use_reference,
+                                                            const int32_t* prompt, size_t prompt_len,
+                                                            const int32_t* completion, size_t completion_len);
+
+/* Saves the policy as a Hugging Face directory plus optimizer state and step, atomically (the
+ * previous checkpoint at `dir` survives any failure). */
+REASON_API reason_status reason_trainer_save(reason_trainer* trainer, const char* dir);
+/* Restores optimizer state and step from a checkpoint whose weights the policy was loaded from
+ * (reason_model_load(dir)). */
+REASON_API reason_status reason_trainer_load_state(reason_trainer* trainer, const char* dir);
+
+/* A reward written in any language: scores completion `index` (decoded text, borrowed) against
+ * the reference answer (may be ""). Called on the calling thread. Return a finite value; NaN
+ * marks the completion as failed (scored 0 and reported by the caller). */
+typedef float (*reason_reward_fn)(void* user_data, size_t index, const char* completion, const char* answer);
+
+/* Decodes n completions with `tok` and scores each with `fn`: out has n floats. answers may be
+ * NULL. A non-finite score becomes 0 and the call returns REASON_OK with *n_failed counting them
+ * (n_failed may be NULL). */
+REASON_API reason_status reason_compute_rewards(float* out, size_t* n_failed, const reason_tokenizer* tok,
+                                                const int32_t* const* completions, const size_t* lens,
+                                                const char* const* answers, size_t n, reason_reward_fn fn,
+                                                void* user_data);
+
 #ifdef __cplusplus
 }
 #endif

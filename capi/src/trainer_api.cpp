@@ -1,0 +1,203 @@
+// C ABI: trainer create/free, SFT / GRPO / distillation steps, logprobs, checkpoints, rewards.
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "capi_internal.h"
+#include "handles.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+#include "train/trainer_config.h"
+
+using reason::capi::guard;
+
+struct reason_trainer {
+  std::shared_ptr<const reason::Model> policy;
+  std::shared_ptr<const reason::Model> reference;
+  reason::TrainerSettings settings;
+  std::unique_ptr<reason::Trainer> trainer;
+};
+
+namespace {
+
+void fill_metrics(reason_step_metrics* out, const reason::StepMetrics& m, int64_t step) {
+  if (!out) return;
+  reason_step_metrics r{};
+  r.struct_size = sizeof(r);
+  r.step = step;
+  r.loss = m.loss;
+  r.grad_norm = m.grad_norm;
+  r.lr = m.lr;
+  r.tokens = m.tokens;
+  r.kl = m.kl;
+  r.clip_low = m.clip_low;
+  r.clip_high = m.clip_high;
+  r.entropy = m.entropy;
+  r.reward_mean = m.reward_mean;
+  r.reward_std = m.reward_std;
+  r.tied_group_share = m.tied_group_share;
+  r.correct_length = m.correct_length;
+  r.incorrect_length = m.incorrect_length;
+  const uint32_t size = out->struct_size;
+  std::memcpy(out, &r, size < sizeof(r) ? size : sizeof(r));
+  out->struct_size = size;
+}
+
+std::vector<reason::SftExample> sft_examples(const int32_t* const* tokens, const size_t* lens, const uint8_t* const* masks,
+                                             size_t n) {
+  if (n && (!tokens || !lens || !masks)) reason::fail(reason::ErrorCode::InvalidArgument, "tokens, lens or masks is NULL");
+  std::vector<reason::SftExample> ex(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!tokens[i] || !masks[i]) reason::fail(reason::ErrorCode::InvalidArgument, "sequence {} has NULL tokens or mask", i);
+    ex[i].tokens.assign(tokens[i], tokens[i] + lens[i]);
+    ex[i].mask.assign(masks[i], masks[i] + lens[i]);
+  }
+  return ex;
+}
+
+std::vector<float> completion_logprobs(const reason::Model& m, const int32_t* prompt, size_t pl, const int32_t* comp,
+                                       size_t cl, float temperature) {
+  if (!prompt || !comp || pl == 0 || cl == 0) reason::fail(reason::ErrorCode::InvalidArgument, "empty prompt or completion");
+  std::vector<std::vector<int32_t>> seq(1);
+  seq[0].assign(prompt, prompt + pl);
+  seq[0].insert(seq[0].end(), comp, comp + cl);
+  reason::LogprobPass pass;
+  auto lp = pass.forward(m, seq, temperature);
+  return std::vector<float>(lp.end() - long(cl), lp.end());
+}
+
+}  // namespace
+
+extern "C" {
+
+REASON_API reason_status reason_trainer_create(reason_trainer** out, reason_model* policy, const reason_model* reference,
+                                               const char* config, size_t config_len, int config_is_binary) {
+  REASON_CHECK_ARG(out, "reason_trainer_create", "out is NULL");
+  REASON_CHECK_ARG(policy && policy->model, "reason_trainer_create", "policy model is NULL");
+  return guard("reason_trainer_create", [&] {
+    auto t = std::make_unique<reason_trainer>();
+    t->policy = policy->model;
+    if (reference) t->reference = reference->model;
+    std::string_view cfg;
+    if (config) cfg = std::string_view(config, config_len ? config_len : (config_is_binary ? 0 : std::strlen(config)));
+    t->settings = reason::parse_trainer_config(cfg, config_is_binary != 0);
+    t->trainer = std::make_unique<reason::Trainer>(t->policy, t->settings.trainer);
+    *out = t.release();
+  });
+}
+
+REASON_API void reason_trainer_free(reason_trainer* trainer) { delete trainer; }
+
+REASON_API reason_status reason_trainer_sft_step(reason_step_metrics* out, reason_trainer* tr, const int32_t* const* tokens,
+                                                 const size_t* lens, const uint8_t* const* masks, size_t n) {
+  REASON_CHECK_ARG(tr, "reason_trainer_sft_step", "trainer is NULL");
+  return guard("reason_trainer_sft_step", [&] {
+    auto ex = sft_examples(tokens, lens, masks, n);
+    std::vector<std::vector<reason::SftExample>> mbs;
+    const size_t mb = tr->settings.micro_batch > 0 ? size_t(tr->settings.micro_batch) : std::max<size_t>(1, n);
+    for (size_t i = 0; i < n; i += mb) mbs.emplace_back(ex.begin() + long(i), ex.begin() + long(std::min(n, i + mb)));
+    auto m = tr->trainer->sft_step(mbs);
+    fill_metrics(out, m, tr->trainer->step_count());
+  });
+}
+
+REASON_API reason_status reason_trainer_grpo_step(reason_step_metrics* out, reason_trainer* tr,
+                                                  const reason_grpo_sample* samples, size_t n) {
+  REASON_CHECK_ARG(tr, "reason_trainer_grpo_step", "trainer is NULL");
+  REASON_CHECK_ARG(samples || n == 0, "reason_trainer_grpo_step", "samples is NULL");
+  return guard("reason_trainer_grpo_step", [&] {
+    const reason::GrpoConfig& gc = tr->settings.grpo;
+    if (gc.group_size < 2)
+      reason::fail(reason::ErrorCode::InvalidArgument, "grpo.group_size is not set in the trainer config (needs >= 2)");
+    std::vector<reason::GrpoSample> batch(n);
+    for (size_t i = 0; i < n; ++i) {
+      const reason_grpo_sample& s = samples[i];
+      if (!s.prompt || !s.completion || !s.prompt_len || !s.completion_len)
+        reason::fail(reason::ErrorCode::InvalidArgument, "sample {} has an empty prompt or completion", i);
+      batch[i].prompt.assign(s.prompt, s.prompt + s.prompt_len);
+      batch[i].completion.assign(s.completion, s.completion + s.completion_len);
+      batch[i].reward = s.reward;
+      batch[i].truncated = s.truncated != 0;
+      if (s.old_logprobs) batch[i].old_logprobs.assign(s.old_logprobs, s.old_logprobs + s.completion_len);
+      if (gc.beta > 0.0f) {
+        if (s.ref_logprobs) {
+          batch[i].ref_logprobs.assign(s.ref_logprobs, s.ref_logprobs + s.completion_len);
+        } else {
+          if (!tr->reference)
+            reason::fail(reason::ErrorCode::InvalidArgument,
+                         "sample {}: grpo.beta > 0 needs ref_logprobs or a reference model at trainer creation", i);
+          batch[i].ref_logprobs = completion_logprobs(*tr->reference, s.prompt, s.prompt_len, s.completion,
+                                                      s.completion_len, gc.temperature);
+        }
+      }
+    }
+    auto m = tr->trainer->grpo_step(batch, gc, tr->settings.micro_batch);
+    fill_metrics(out, m, tr->trainer->step_count());
+  });
+}
+
+REASON_API reason_status reason_trainer_distill_step(reason_step_metrics* out, reason_trainer* tr,
+                                                     const reason_model* teacher, const int32_t* const* tokens,
+                                                     const size_t* lens, const uint8_t* const* masks, size_t n) {
+  REASON_CHECK_ARG(tr, "reason_trainer_distill_step", "trainer is NULL");
+  REASON_CHECK_ARG(teacher && teacher->model, "reason_trainer_distill_step", "teacher is NULL");
+  return guard("reason_trainer_distill_step", [&] {
+    auto ex = sft_examples(tokens, lens, masks, n);
+    std::vector<std::vector<reason::SftExample>> mbs{ex};
+    auto m = tr->trainer->distill_step(*teacher->model, mbs, tr->settings.distill);
+    fill_metrics(out, m, tr->trainer->step_count());
+  });
+}
+
+REASON_API reason_status reason_trainer_completion_logprobs(float* out, reason_trainer* tr, int use_reference,
+                                                            const int32_t* prompt, size_t prompt_len,
+                                                            const int32_t* completion, size_t completion_len) {
+  REASON_CHECK_ARG(out, "reason_trainer_completion_logprobs", "out is NULL");
+  REASON_CHECK_ARG(tr, "reason_trainer_completion_logprobs", "trainer is NULL");
+  REASON_CHECK_ARG(!use_reference || tr->reference, "reason_trainer_completion_logprobs", "the trainer has no reference model");
+  return guard("reason_trainer_completion_logprobs", [&] {
+    const reason::Model& m = use_reference ? *tr->reference : *tr->policy;
+    auto lp = completion_logprobs(m, prompt, prompt_len, completion, completion_len, tr->settings.grpo.temperature);
+    std::memcpy(out, lp.data(), lp.size() * sizeof(float));
+  });
+}
+
+REASON_API reason_status reason_trainer_save(reason_trainer* tr, const char* dir) {
+  REASON_CHECK_ARG(tr, "reason_trainer_save", "trainer is NULL");
+  REASON_CHECK_ARG(dir, "reason_trainer_save", "dir is NULL");
+  return guard("reason_trainer_save", [&] { reason::save_checkpoint(dir, *tr->policy, &tr->trainer->optimizer()); });
+}
+
+REASON_API reason_status reason_trainer_load_state(reason_trainer* tr, const char* dir) {
+  REASON_CHECK_ARG(tr, "reason_trainer_load_state", "trainer is NULL");
+  REASON_CHECK_ARG(dir, "reason_trainer_load_state", "dir is NULL");
+  return guard("reason_trainer_load_state", [&] { reason::load_optimizer_state(dir, *tr->policy, tr->trainer->optimizer()); });
+}
+
+REASON_API reason_status reason_compute_rewards(float* out, size_t* n_failed, const reason_tokenizer* tok,
+                                                const int32_t* const* completions, const size_t* lens,
+                                                const char* const* answers, size_t n, reason_reward_fn fn,
+                                                void* user_data) {
+  REASON_CHECK_ARG(out, "reason_compute_rewards", "out is NULL");
+  REASON_CHECK_ARG(tok && tok->tok, "reason_compute_rewards", "tokenizer is NULL");
+  REASON_CHECK_ARG(fn, "reason_compute_rewards", "reward function is NULL");
+  REASON_CHECK_ARG(n == 0 || (completions && lens), "reason_compute_rewards", "completions or lens is NULL");
+  return guard("reason_compute_rewards", [&] {
+    size_t failed = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const std::string text = tok->tok->decode(std::span<const int32_t>(completions[i], lens[i]), true);
+      const char* ans = answers && answers[i] ? answers[i] : "";
+      float r = fn(user_data, i, text.c_str(), ans);
+      if (!std::isfinite(r)) {
+        r = 0.0f;
+        ++failed;
+      }
+      out[i] = r;
+    }
+    if (n_failed) *n_failed = failed;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,106 @@
+#include "train/trainer_config.h"
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "reason.pb.h"
+
+namespace reason {
+
+namespace {
+
+// Collects text-format parse errors with their position.
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
+    if (text.empty()) text = fmt::format("line {}, column {}: {}", line + 1, column + 1, message);
+  }
+  void AddWarning(int, google::protobuf::io::ColumnNumber, const std::string&) override {}
+  std::string text;
+};
+
+void require(bool ok, const char* field, const std::string& why) {
+  if (!ok) fail(ErrorCode::InvalidArgument, "trainer config: {} {}", field, why);
+}
+
+}  // namespace
+
+TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
+  proto::TrainerConfig pc;
+  if (binary) {
+    if (!pc.ParseFromArray(bytes.data(), int(bytes.size())))
+      fail(ErrorCode::InvalidArgument, "trainer config: not a valid binary TrainerConfig message");
+  } else {
+    google::protobuf::TextFormat::Parser parser;
+    ErrorCollector errors;
+    parser.RecordErrorsTo(&errors);
+    if (!parser.ParseFromString(std::string(bytes), &pc))
+      fail(ErrorCode::InvalidArgument, "trainer config: {}", errors.text.empty() ? "not valid text format" : errors.text);
+  }
+  TrainerSettings s;
+  const auto& o = pc.optimizer();
+  AdamWConfig& a = s.trainer.optim;
+  if (o.has_lr()) a.lr = o.lr();
+  if (o.has_beta1()) a.beta1 = o.beta1();
+  if (o.has_beta2()) a.beta2 = o.beta2();
+  if (o.has_eps()) a.eps = o.eps();
+  if (o.has_weight_decay()) a.weight_decay = o.weight_decay();
+  if (o.has_max_grad_norm()) a.max_grad_norm = o.max_grad_norm();
+  require(std::isfinite(a.lr) && a.lr >= 0, "optimizer.lr", fmt::format("must be >= 0 (got {})", a.lr));
+  require(a.beta1 >= 0 && a.beta1 < 1, "optimizer.beta1", "must be in [0, 1)");
+  require(a.beta2 >= 0 && a.beta2 < 1, "optimizer.beta2", "must be in [0, 1)");
+  require(a.eps > 0, "optimizer.eps", "must be > 0");
+  require(a.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0");
+  require(a.max_grad_norm >= 0, "optimizer.max_grad_norm", "must be >= 0");
+  const auto& sc = pc.schedule();
+  s.trainer.schedule.kind = sc.kind() == proto::ScheduleConfig::LINEAR   ? LrSchedule::Kind::Linear
+                            : sc.kind() == proto::ScheduleConfig::COSINE ? LrSchedule::Kind::Cosine
+                                                                          : LrSchedule::Kind::Constant;
+  s.trainer.schedule.warmup_steps = sc.warmup_steps();
+  s.trainer.schedule.total_steps = sc.total_steps();
+  require(sc.warmup_steps() >= 0, "schedule.warmup_steps", "must be >= 0");
+  require(sc.kind() == proto::ScheduleConfig::CONSTANT || sc.total_steps() > sc.warmup_steps(), "schedule.total_steps",
+          "must exceed warmup_steps for a decaying schedule");
+  for (const auto& p : pc.frozen_prefixes()) s.trainer.frozen_prefixes.push_back(p);
+
+  const auto& g = pc.grpo();
+  GrpoConfig& gc = s.grpo;
+  gc.group_size = g.group_size();
+  if (g.has_epsilon()) gc.epsilon = g.epsilon();
+  gc.epsilon_high = g.has_epsilon_high() ? g.epsilon_high() : gc.epsilon;
+  if (g.has_beta()) gc.beta = g.beta();
+  gc.kl = g.kl() == proto::GrpoConfig::K1 ? KlEstimator::K1 : g.kl() == proto::GrpoConfig::K2 ? KlEstimator::K2 : KlEstimator::K3;
+  if (g.has_k3_clamp()) gc.k3_clamp = g.k3_clamp();
+  gc.aggregation = g.aggregation() == proto::GrpoConfig::DAPO      ? GrpoAggregation::TokenMean
+                   : g.aggregation() == proto::GrpoConfig::DR_GRPO ? GrpoAggregation::Constant
+                                                                    : GrpoAggregation::SequenceMean;
+  if (g.has_scale_rewards()) gc.scale_rewards = g.scale_rewards();
+  gc.mask_truncated = g.mask_truncated();
+  gc.max_completion_length = g.max_completion_length();
+  if (g.has_temperature()) gc.temperature = g.temperature();
+  if (pc.has_grpo()) require(gc.group_size >= 2, "grpo.group_size", fmt::format("must be >= 2 (got {})", gc.group_size));
+  require(gc.epsilon >= 0 && gc.epsilon < 1, "grpo.epsilon", "must be in [0, 1)");
+  require(gc.epsilon_high >= 0, "grpo.epsilon_high", "must be >= 0");
+  require(gc.beta >= 0, "grpo.beta", "must be >= 0");
+  require(gc.temperature > 0, "grpo.temperature", "must be > 0");
+  require(gc.aggregation != GrpoAggregation::Constant || gc.max_completion_length > 0, "grpo.max_completion_length",
+          "must be > 0 for DR_GRPO");
+
+  const auto& d = pc.distill();
+  s.distill.loss = d.loss() == proto::DistillConfig::REVERSE_KL ? DistillLoss::ReverseKL
+                   : d.loss() == proto::DistillConfig::JSD      ? DistillLoss::JSD
+                                                                 : DistillLoss::ForwardKL;
+  if (d.has_beta()) s.distill.beta = d.beta();
+  if (d.has_temperature()) s.distill.temperature = d.temperature();
+  require(s.distill.temperature > 0, "distill.temperature", "must be > 0");
+  require(s.distill.beta > 0 && s.distill.beta < 1, "distill.beta", "must be in (0, 1)");
+  s.micro_batch = pc.micro_batch();
+  require(s.micro_batch >= 0, "micro_batch", "must be >= 0");
+  return s;
+}
+
+}  // namespace reason

@@ -1,0 +1,164 @@
+// The trainer through the C ABI: a protobuf text config, SFT steps that the sampler sees at once
+// (shared weights), GRPO with rewards from a C callback, checkpoints, and config errors.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "reason.h"
+
+namespace {
+
+const std::string kModel = std::string(REASON_FIXTURES_DIR) + "/dense/qwen2_tied";
+
+std::vector<int32_t> greedy(reason_model* m, const std::vector<int32_t>& prompt, int n) {
+  reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+  o.temperature = 0;
+  o.max_new_tokens = n;
+  o.ignore_eos = 1;
+  const int32_t* p = prompt.data();
+  size_t len = prompt.size();
+  reason_generation* g = nullptr;
+  REQUIRE(reason_generate(&g, m, &p, &len, 1, &o, nullptr, nullptr) == REASON_OK);
+  const reason_completion* c = reason_generation_get(g, 0);
+  std::vector<int32_t> out(c->token_ids, c->token_ids + c->n_tokens);
+  reason_generation_free(g);
+  return out;
+}
+
+float length_reward(void* user, size_t, const char* completion, const char* answer) {
+  ++*static_cast<int*>(user);
+  if (std::strcmp(answer, "fail") == 0) return NAN;
+  return float(std::strlen(completion) % 3);
+}
+
+}  // namespace
+
+TEST_CASE("SFT through the ABI: the next generation uses the new weights", "[capi][train]") {
+  reason_model* m = nullptr;
+  REQUIRE(reason_model_load(&m, kModel.c_str(), nullptr) == REASON_OK);
+  const char* cfg = "optimizer { lr: 0.01 max_grad_norm: 1.0 }\nschedule { kind: CONSTANT }\n";
+  reason_trainer* tr = nullptr;
+  REQUIRE(reason_trainer_create(&tr, m, nullptr, cfg, 0, 0) == REASON_OK);
+  const std::vector<int32_t> seq{11, 12, 13, 201, 202, 203, 204, 205, 206, 207};
+  std::vector<uint8_t> mask(seq.size(), 1);
+  mask[0] = mask[1] = mask[2] = 0;
+  const std::vector<int32_t> prompt(seq.begin(), seq.begin() + 3), target(seq.begin() + 3, seq.end());
+  CHECK(greedy(m, prompt, 7) != target);
+  const int32_t* tp = seq.data();
+  size_t len = seq.size();
+  const uint8_t* mp = mask.data();
+  reason_step_metrics met = REASON_STEP_METRICS_INIT;
+  float first = 0;
+  for (int i = 0; i < 60; ++i) {
+    REQUIRE(reason_trainer_sft_step(&met, tr, &tp, &len, &mp, 1) == REASON_OK);
+    if (i == 0) first = met.loss;
+  }
+  CHECK(met.step == 60);
+  CHECK(met.tokens == 7);
+  CHECK(met.loss < 0.05f * first);
+  CHECK(greedy(m, prompt, 7) == target);  // the sampler sees the trained policy, no reload
+
+  // Checkpoint through the ABI, reload, same greedy output.
+  const std::string dir = std::filesystem::temp_directory_path() / ("reason_capi_ck_" + std::to_string(::getpid()));
+  REQUIRE(reason_trainer_save(tr, dir.c_str()) == REASON_OK);
+  reason_model* back = nullptr;
+  REQUIRE(reason_model_load(&back, dir.c_str(), nullptr) == REASON_OK);
+  CHECK(greedy(back, prompt, 7) == target);
+  reason_trainer* tr2 = nullptr;
+  REQUIRE(reason_trainer_create(&tr2, back, nullptr, cfg, 0, 0) == REASON_OK);
+  REQUIRE(reason_trainer_load_state(tr2, dir.c_str()) == REASON_OK);
+  reason_step_metrics m2 = REASON_STEP_METRICS_INIT;
+  REQUIRE(reason_trainer_sft_step(&m2, tr2, &tp, &len, &mp, 1) == REASON_OK);
+  CHECK(m2.step == 61);
+  reason_trainer_free(tr2);
+  reason_model_free(back);
+  std::filesystem::remove_all(dir);
+  reason_trainer_free(tr);
+  reason_model_free(m);
+}
+
+TEST_CASE("GRPO through the ABI with rewards from a C callback", "[capi][train][grpo]") {
+  reason_model* m = nullptr;
+  reason_model* ref = nullptr;
+  REQUIRE(reason_model_load(&m, kModel.c_str(), nullptr) == REASON_OK);
+  REQUIRE(reason_model_load(&ref, kModel.c_str(), nullptr) == REASON_OK);
+  const char* cfg = "optimizer { lr: 0.001 }\ngrpo { group_size: 4 epsilon: 0.2 epsilon_high: 0.28 beta: 0.04 temperature: 0.7 }\n";
+  reason_trainer* tr = nullptr;
+  REQUIRE(reason_trainer_create(&tr, m, ref, cfg, 0, 0) == REASON_OK);
+  std::vector<std::vector<int32_t>> comps;
+  for (int i = 0; i < 4; ++i) comps.push_back(std::vector<int32_t>(size_t(3 + i), int32_t(100 + 10 * i)));
+  std::vector<const int32_t*> cp;
+  std::vector<size_t> cl;
+  for (auto& c : comps) {
+    cp.push_back(c.data());
+    cl.push_back(c.size());
+  }
+  const char* answers[] = {"a", "b", "fail", "d"};
+  float rewards[4];
+  size_t failed = 99;
+  int calls = 0;
+  REQUIRE(reason_compute_rewards(rewards, &failed, reason_model_tokenizer(m), cp.data(), cl.data(), answers, 4,
+                                 length_reward, &calls) == REASON_OK);
+  CHECK(calls == 4);
+  CHECK(failed == 1);
+  CHECK(rewards[2] == 0.0f);
+  rewards[0] = 1.0f;  // make sure the group is not tied
+  const int32_t prompt[] = {5, 6, 7};
+  std::vector<reason_grpo_sample> samples(4);
+  std::vector<std::vector<float>> old(4);
+  for (size_t i = 0; i < 4; ++i) {
+    old[i].resize(cl[i]);
+    REQUIRE(reason_trainer_completion_logprobs(old[i].data(), tr, 0, prompt, 3, cp[i], cl[i]) == REASON_OK);
+    samples[i] = reason_grpo_sample{prompt, 3, cp[i], cl[i], rewards[i], old[i].data(), nullptr, 0};
+  }
+  reason_step_metrics met = REASON_STEP_METRICS_INIT;
+  REQUIRE(reason_trainer_grpo_step(&met, tr, samples.data(), 4) == REASON_OK);
+  CHECK(met.step == 1);
+  CHECK(met.kl == Approx(0.0f).margin(1e-6));  // policy == reference before the first update
+  CHECK(met.clip_low == 0.0f);
+  CHECK(met.grad_norm > 0.0f);
+  REQUIRE(reason_trainer_grpo_step(&met, tr, samples.data(), 4) == REASON_OK);  // second iteration on the batch
+  CHECK(met.kl > 0.0f);
+  REQUIRE(reason_trainer_grpo_step(&met, tr, samples.data(), 3) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("group"));
+  reason_trainer_free(tr);
+  reason_model_free(ref);
+  reason_model_free(m);
+}
+
+TEST_CASE("bad trainer configs are rejected naming the field or position", "[capi][train][errors]") {
+  reason_model* m = nullptr;
+  REQUIRE(reason_model_load(&m, kModel.c_str(), nullptr) == REASON_OK);
+  reason_trainer* tr = nullptr;
+  CHECK(reason_trainer_create(&tr, m, nullptr, "optimizer { lr: -1 }", 0, 0) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("optimizer.lr"));
+  CHECK(reason_trainer_create(&tr, m, nullptr, "optimizer {\n  learning_rate: 1 }", 0, 0) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("line 2"));
+  CHECK(reason_trainer_create(&tr, m, nullptr, "grpo { group_size: 1 }", 0, 0) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("grpo.group_size"));
+  CHECK(reason_trainer_create(&tr, m, nullptr, "\x01\x02garbage", 9, 1) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(tr == nullptr);
+  CHECK(reason_trainer_create(&tr, nullptr, nullptr, nullptr, 0, 0) == REASON_ERR_INVALID_ARGUMENT);
+  // no grpo section: a GRPO step says what is missing
+  REQUIRE(reason_trainer_create(&tr, m, nullptr, nullptr, 0, 0) == REASON_OK);
+  const int32_t p[] = {1}, c[] = {2};
+  reason_grpo_sample s[2] = {{p, 1, c, 1, 1.0f, nullptr, nullptr, 0}, {p, 1, c, 1, 0.0f, nullptr, nullptr, 0}};
+  CHECK(reason_trainer_grpo_step(nullptr, tr, s, 2) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("group_size"));
+  reason_trainer_free(tr);
+  reason_trainer_free(nullptr);
+  // a bf16 policy cannot be trained
+  reason_model_options mo = REASON_MODEL_OPTIONS_INIT;
+  mo.compute_dtype = REASON_DTYPE_BF16;
+  reason_model* mb = nullptr;
+  REQUIRE(reason_model_load(&mb, kModel.c_str(), &mo) == REASON_OK);
+  CHECK(reason_trainer_create(&tr, mb, nullptr, nullptr, 0, 0) == REASON_ERR_UNSUPPORTED);
+  reason_model_free(mb);
+  reason_model_free(m);
+}
