@@ -122,6 +122,12 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
   }
 
   for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  last_dlogp_.assign(B, {});
+  last_logp_.assign(B, {});
+  for (size_t i = 0; i < B; ++i) {
+    last_dlogp_[i].assign(batch[i].completion.size(), 0.0f);
+    last_logp_[i].assign(batch[i].completion.size(), 0.0f);
+  }
   StepMetrics m;
   double loss = 0, kl_sum = 0, low = 0, high = 0, ent = 0;
   int64_t counted = 0;
@@ -144,6 +150,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
       k += s.prompt.size() - 1;  // targets inside the prompt carry no loss
       const bool masked = cfg.mask_truncated && s.truncated;
       for (size_t t = 0; t < s.completion.size(); ++t, ++k) {
+        last_logp_[i][t] = lp[k];
         if (masked) continue;
         const double logp = lp[k];
         const double old = s.old_logprobs.empty() ? logp : double(s.old_logprobs[t]);
@@ -178,12 +185,17 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
               break;
             }
           }
+          if (cfg.kl_ratio_correction) {  // kl * r, d(kl * r)/dlogp = dkl * r + kl * r
+            dkl = dkl * ratio + kl * ratio;
+            kl *= ratio;
+          }
           tok_loss += cfg.beta * kl;
           d += cfg.beta * dkl;
           kl_sum += kl;
         }
         loss += w[i] * tok_loss;
         dlp[k] = float(w[i] * d);
+        last_dlogp_[i][t] = dlp[k];
         ent += entropy[k];
         ++counted;
       }

@@ -50,6 +50,9 @@ struct GrpoConfig {
   float beta = 0.0f;             // KL coefficient; 0 skips the reference entirely
   KlEstimator kl = KlEstimator::K3;
   float k3_clamp = 10.0f;        // |log ratio| bound inside k3, as verl does (0: none)
+  // TRL >= 1.x default (use_bias_correction_kl): the KL term is multiplied by the importance
+  // ratio pi/pi_old (with its gradient), correcting for sampling from the old policy.
+  bool kl_ratio_correction = false;
   GrpoAggregation aggregation = GrpoAggregation::SequenceMean;
   bool scale_rewards = true;     // (r - mean) / (std + 1e-4) within the group; false: r - mean (Dr. GRPO)
   bool mask_truncated = false;   // completions without EOS get no loss (DAPO's overlong filtering)
@@ -113,6 +116,11 @@ class Trainer {
   StepMetrics distill_step(const Model& teacher, std::span<const std::vector<SftExample>> micro_batches,
                            const DistillConfig& cfg, bool apply = true);
 
+  // dL/dlogprob of every completion token of the last GRPO step, per sample (0 where masked).
+  const std::vector<std::vector<float>>& last_token_grads() const { return last_dlogp_; }
+  // Per completion token of the last GRPO step: current logprob, importance ratio, KL term.
+  const std::vector<std::vector<float>>& last_token_logprobs() const { return last_logp_; }
+
   // Gradients of the last step (before clipping).
   const Gradients& gradients() const { return grads_; }
   const Model& policy() const { return *policy_; }
@@ -127,6 +135,7 @@ class Trainer {
   Gradients grads_;
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::string> frozen_;
+  std::vector<std::vector<float>> last_dlogp_, last_logp_;
 };
 
 }  // namespace reason

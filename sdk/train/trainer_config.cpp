@@ -82,6 +82,7 @@ TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
   gc.mask_truncated = g.mask_truncated();
   gc.max_completion_length = g.max_completion_length();
   if (g.has_temperature()) gc.temperature = g.temperature();
+  gc.kl_ratio_correction = g.kl_ratio_correction();
   if (pc.has_grpo()) require(gc.group_size >= 2, "grpo.group_size", fmt::format("must be >= 2 (got {})", gc.group_size));
   require(gc.epsilon >= 0 && gc.epsilon < 1, "grpo.epsilon", "must be in [0, 1)");
   require(gc.epsilon_high >= 0, "grpo.epsilon_high", "must be >= 0");

@@ -1,0 +1,132 @@
+// The GRPO loss and its gradient against TRL 1.16's own GRPOTrainer (fixtures from
+// tests/fixtures/make_train_fixtures.py): every loss type (grpo, bnpo, dapo, dr_grpo), reward
+// scaling by group std or none, truncated completions masked or not, beta 0.04 and 0, TRL's
+// default KL with the importance-ratio correction and the plain k3 (_nobc), epsilon 0.2 /
+// epsilon_high 0.28, temperature 0.7, old logprobs different from the current ones.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "train/trainer.h"
+
+using namespace reason;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kTrain = std::string(REASON_FIXTURES_DIR) + "/train/";
+
+struct Fx {
+  std::shared_ptr<const SafetensorsFile> f;
+  const SafetensorsFile::Entry& e(const std::string& n) const {
+    const auto* p = f->find(n);
+    REQUIRE(p != nullptr);
+    return *p;
+  }
+  std::vector<int64_t> i64(const std::string& n) const {
+    const auto& x = e(n);
+    REQUIRE(x.dtype_name == "I64");
+    std::vector<int64_t> v(size_t(x.numel));
+    std::memcpy(v.data(), x.data, v.size() * 8);
+    return v;
+  }
+  std::vector<float> f32(const std::string& n) const {
+    const auto& x = e(n);
+    REQUIRE(x.dtype_name == "F32");
+    std::vector<float> v(size_t(x.numel));
+    std::memcpy(v.data(), x.data, v.size() * 4);
+    return v;
+  }
+  float scalar(const std::string& n) const { return f32(n)[0]; }
+  std::string meta(const std::string& k) const { return f->metadata().at(k); }
+};
+
+}  // namespace
+
+TEST_CASE("GRPO loss, per-token gradients, metrics and parameter gradients equal TRL's", "[train][grpo][trl]") {
+  int cases = 0;
+  for (const auto& de : fs::directory_iterator(kTrain)) {
+    const std::string file = de.path().filename().string();
+    if (file.rfind("grpo_", 0) != 0) continue;
+    INFO("case " << file);
+    Fx fx{SafetensorsFile::open(de.path().string())};
+    auto model = Model::load(std::string(REASON_FIXTURES_DIR) + "/" + fx.meta("model"));
+    GrpoConfig cfg;
+    cfg.group_size = fx.i64("num_generations")[0];
+    cfg.epsilon = fx.scalar("epsilon_low");
+    cfg.epsilon_high = fx.scalar("epsilon_high");
+    cfg.beta = fx.scalar("beta");
+    cfg.temperature = fx.scalar("temperature");
+    cfg.max_completion_length = fx.i64("max_completion_length")[0];
+    cfg.k3_clamp = 0.0f;  // TRL does not clamp
+    cfg.kl_ratio_correction = fx.meta("use_bias_correction_kl") == "true";
+    cfg.scale_rewards = fx.meta("scale_rewards") == "group";
+    cfg.mask_truncated = fx.meta("mask_truncated_completions") == "true";
+    const std::string lt = fx.meta("loss_type");
+    cfg.aggregation = lt == "grpo" ? GrpoAggregation::SequenceMean
+                      : lt == "dr_grpo" ? GrpoAggregation::Constant : GrpoAggregation::TokenMean;
+
+    const auto pid = fx.i64("prompt_ids"), pm = fx.i64("prompt_mask"), cid = fx.i64("completion_ids"),
+               cm = fx.i64("completion_mask"), trunc = fx.i64("truncated");
+    const auto rewards = fx.f32("rewards"), old = fx.f32("old_per_token_logps"), ref = fx.f32("ref_per_token_logps");
+    const size_t B = rewards.size(), P = pid.size() / B, C = cid.size() / B;
+    std::vector<GrpoSample> batch(B);
+    std::vector<size_t> clen(B);
+    for (size_t i = 0; i < B; ++i) {
+      for (size_t t = 0; t < P; ++t)
+        if (pm[i * P + t]) batch[i].prompt.push_back(int32_t(pid[i * P + t]));
+      size_t n = 0;
+      if (trunc[i]) {
+        n = C;
+      } else {
+        for (size_t t = 0; t < C; ++t) n += cm[i * C + t] ? 1 : 0;
+      }
+      clen[i] = n;
+      for (size_t t = 0; t < n; ++t) {
+        batch[i].completion.push_back(int32_t(cid[i * C + t]));
+        batch[i].old_logprobs.push_back(old[i * C + t]);
+        batch[i].ref_logprobs.push_back(ref[i * C + t]);
+      }
+      batch[i].reward = rewards[i];
+      batch[i].truncated = trunc[i] != 0;
+    }
+    auto adv = Trainer::advantages(batch, cfg);
+    const auto want_adv = fx.f32("advantages");
+    for (size_t i = 0; i < B; ++i) CHECK(adv[i] == Approx(want_adv[i]).margin(1e-6).epsilon(1e-5));
+
+    Trainer tr(model, TrainerConfig{});
+    auto met = tr.grpo_step(batch, cfg, 0, false);
+    CHECK(met.loss == Approx(fx.scalar("loss")).margin(1e-6).epsilon(1e-5));
+    const auto lp = fx.f32("per_token_logps"), glp = fx.f32("grad_per_token_logps");
+    for (size_t i = 0; i < B; ++i)
+      for (size_t t = 0; t < clen[i]; ++t) {
+        if (!cm[i * C + t]) continue;  // TRL zeroes masked positions
+        CHECK(tr.last_token_logprobs()[i][t] == Approx(lp[i * C + t]).margin(1e-5));
+        CHECK(tr.last_token_grads()[i][t] == Approx(glp[i * C + t]).margin(1e-7).epsilon(1e-4));
+      }
+    if (cfg.beta > 0) CHECK(met.kl == Approx(fx.scalar("metric.kl")).margin(1e-6).epsilon(1e-4));
+    CHECK(met.clip_low == Approx(fx.scalar("metric.clip_ratio.low_mean")).margin(1e-6));
+    CHECK(met.clip_high == Approx(fx.scalar("metric.clip_ratio.high_mean")).margin(1e-6));
+    CHECK(met.entropy == Approx(fx.scalar("metric.entropy")).margin(1e-5).epsilon(1e-5));
+    if (fx.meta("full_param_grads") == "true") {
+      for (const auto& [name, g] : tr.gradients().by_name) {
+        INFO("grad " << name);
+        const auto want = fx.f32("grad." + name);
+        REQUIRE(int64_t(want.size()) == g.numel());
+        float scale = 1e-12f;
+        for (float v : want) scale = std::max(scale, std::fabs(v));
+        float worst = 0;
+        for (size_t j = 0; j < want.size(); ++j) worst = std::max(worst, std::fabs(g.data<float>()[j] - want[j]));
+        CHECK(worst <= 1e-4f * scale + 1e-7f);
+      }
+    }
+    ++cases;
+  }
+  CHECK(cases == 24);
+}
