@@ -344,6 +344,17 @@ REASON_API reason_status reason_trainer_load_state(reason_trainer* trainer, cons
  * marks the completion as failed (scored 0 and reported by the caller). */
 typedef float (*reason_reward_fn)(void* user_data, size_t index, const char* completion, const char* answer);
 
+typedef enum reason_reward_kind {
+  REASON_REWARD_MATH_ACCURACY = 1, /* 1 if the last \boxed{} answer equals `arg` (the gold answer), else 0 */
+  REASON_REWARD_FORMAT = 2,        /* 1 if "<think>...</think>" then a non-empty answer; arg "open" also
+                                      accepts a completion that starts inside the think block */
+  REASON_REWARD_LANGUAGE = 3       /* share of chain-of-thought words in language `arg` ("en", "zh", ...) */
+} reason_reward_kind;
+
+/* The built-in rule-based rewards of the DeepSeek-R1 recipe (pure, thread-safe). */
+REASON_API reason_status reason_builtin_reward(float* out, reason_reward_kind kind, const char* completion,
+                                               const char* arg);
+
 /* Decodes n completions with `tok` and scores each with `fn`: out has n floats. answers may be
  * NULL. A non-finite score becomes 0 and the call returns REASON_OK with *n_failed counting them
  * (n_failed may be NULL). */

@@ -7,6 +7,7 @@
 
 #include "capi_internal.h"
 #include "handles.h"
+#include "rl/rewards.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "train/trainer_config.h"
@@ -174,6 +175,26 @@ REASON_API reason_status reason_trainer_load_state(reason_trainer* tr, const cha
   REASON_CHECK_ARG(tr, "reason_trainer_load_state", "trainer is NULL");
   REASON_CHECK_ARG(dir, "reason_trainer_load_state", "dir is NULL");
   return guard("reason_trainer_load_state", [&] { reason::load_optimizer_state(dir, *tr->policy, tr->trainer->optimizer()); });
+}
+
+REASON_API reason_status reason_builtin_reward(float* out, reason_reward_kind kind, const char* completion,
+                                               const char* arg) {
+  REASON_CHECK_ARG(out, "reason_builtin_reward", "out is NULL");
+  REASON_CHECK_ARG(completion, "reason_builtin_reward", "completion is NULL");
+  return guard("reason_builtin_reward", [&] {
+    const std::string a = arg ? arg : "";
+    switch (kind) {
+      case REASON_REWARD_MATH_ACCURACY: *out = reason::math_accuracy_reward(completion, a); break;
+      case REASON_REWARD_FORMAT: {
+        reason::FormatOptions fo;
+        fo.require_open_tag = a != "open";
+        *out = reason::format_reward(completion, fo);
+        break;
+      }
+      case REASON_REWARD_LANGUAGE: *out = reason::language_consistency_reward(completion, a.empty() ? "en" : a); break;
+      default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown reward kind {}", int(kind));
+    }
+  });
 }
 
 REASON_API reason_status reason_compute_rewards(float* out, size_t* n_failed, const reason_tokenizer* tok,

@@ -162,3 +162,21 @@ TEST_CASE("bad trainer configs are rejected naming the field or position", "[cap
   reason_model_free(mb);
   reason_model_free(m);
 }
+
+TEST_CASE("built-in rewards through the ABI", "[capi][rewards]") {
+  float r = -1;
+  REQUIRE(reason_builtin_reward(&r, REASON_REWARD_MATH_ACCURACY, "<think>x</think> so \\boxed{\\frac{1}{2}}.", "0.5") == REASON_OK);
+  CHECK(r == 1.0f);
+  REQUIRE(reason_builtin_reward(&r, REASON_REWARD_MATH_ACCURACY, "\\boxed{3}", "4") == REASON_OK);
+  CHECK(r == 0.0f);
+  REQUIRE(reason_builtin_reward(&r, REASON_REWARD_FORMAT, "<think>a</think>answer", nullptr) == REASON_OK);
+  CHECK(r == 1.0f);
+  REQUIRE(reason_builtin_reward(&r, REASON_REWARD_FORMAT, "a</think>answer", nullptr) == REASON_OK);
+  CHECK(r == 0.0f);
+  REQUIRE(reason_builtin_reward(&r, REASON_REWARD_FORMAT, "a</think>answer", "open") == REASON_OK);
+  CHECK(r == 1.0f);
+  REQUIRE(reason_builtin_reward(&r, REASON_REWARD_LANGUAGE, "<think>one two 三</think>x", "en") == REASON_OK);
+  CHECK(r == Approx(2.0 / 3.0));
+  CHECK(reason_builtin_reward(&r, REASON_REWARD_LANGUAGE, "<think>a</think>b", "xx-unknown") == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(reason_builtin_reward(&r, (reason_reward_kind)99, "a", "b") == REASON_ERR_INVALID_ARGUMENT);
+}
