@@ -322,4 +322,28 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
   return apply_step(m);
 }
 
+void Trainer::balance_experts(std::span<const int64_t> load, float gamma) {
+  const ModelConfig& c = policy_->config();
+  if (c.n_experts == 0) fail(ErrorCode::InvalidArgument, "balance_experts: {} has no experts", c.architecture);
+  if (int64_t(load.size()) != c.n_layers * c.n_experts)
+    fail(ErrorCode::InvalidArgument, "balance_experts: {} load values for {} layers x {} experts", load.size(), c.n_layers,
+         c.n_experts);
+  if (!(gamma >= 0.0f) || !std::isfinite(gamma)) fail(ErrorCode::InvalidArgument, "balance_experts: gamma must be >= 0");
+  for (auto& [name, bias] : policy_->buffers()) {
+    const std::string suffix = ".mlp.gate.e_score_correction_bias";
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    const int64_t layer = std::stoll(name.substr(std::string("model.layers.").size()));
+    if (layer >= c.n_layers) continue;  // MTP modules are not routed by the main model's forward
+    const int64_t* l = load.data() + layer * c.n_experts;
+    double mean = 0;
+    for (int64_t e = 0; e < c.n_experts; ++e) mean += double(l[e]);
+    mean /= double(c.n_experts);
+    float* b = const_cast<float*>(bias.data<float>());
+    for (int64_t e = 0; e < c.n_experts; ++e) {
+      if (double(l[e]) > mean) b[e] -= gamma;
+      else if (double(l[e]) < mean) b[e] += gamma;
+    }
+  }
+}
+
 }  // namespace reason

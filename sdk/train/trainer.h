@@ -121,6 +121,13 @@ class Trainer {
   // Per completion token of the last GRPO step: current logprob, importance ratio, KL term.
   const std::vector<std::vector<float>>& last_token_logprobs() const { return last_logp_; }
 
+  // DeepSeek-V3's auxiliary-loss-free load balancing: after a step, each MoE layer's selection
+  // bias (e_score_correction_bias) moves by `gamma` towards balance: b_e -= gamma for experts that
+  // received more than the layer's mean load, b_e += gamma for those below it (sign update of
+  // the paper, section 2.1.2). `load` is tokens per expert, [n_layers * n_experts] by layer.
+  // Layers without a selection bias are skipped. Mutates the policy like a step does.
+  void balance_experts(std::span<const int64_t> load, float gamma);
+
   // Gradients of the last step (before clipping).
   const Gradients& gradients() const { return grads_; }
   const Model& policy() const { return *policy_; }

@@ -244,3 +244,26 @@ TEST_CASE("distillation losses: zero against itself, gradients match finite diff
     }
   }
 }
+
+TEST_CASE("aux-loss-free balancing moves the selection bias against the load", "[train][moe]") {
+  auto m = Model::load(std::string(REASON_FIXTURES_DIR) + "/moe/dsv3_qlora_group");
+  Trainer tr(m, TrainerConfig{});
+  const auto& c = m->config();
+  std::vector<int64_t> load(size_t(c.n_layers * c.n_experts), 0);
+  load[size_t(1 * c.n_experts + 2)] = 50;  // layer 1: expert 2 overloaded, the rest idle
+  std::vector<float> before;
+  for (auto& [n, t] : m->buffers())
+    if (n == "model.layers.1.mlp.gate.e_score_correction_bias") before.assign(t.data<float>(), t.data<float>() + t.numel());
+  REQUIRE(before.size() == size_t(c.n_experts));
+  tr.balance_experts(load, 0.001f);
+  for (auto& [n, t] : m->buffers())
+    if (n == "model.layers.1.mlp.gate.e_score_correction_bias")
+      for (int64_t e = 0; e < c.n_experts; ++e)
+        CHECK(t.data<float>()[e] == Approx(before[size_t(e)] + (e == 2 ? -0.001f : 0.001f)));
+  // Routing after the update prefers the under-loaded experts a little more.
+  std::vector<int64_t> wrong(3);
+  CHECK_THROWS_AS(tr.balance_experts(wrong, 0.001f), Error);
+  auto dense = Model::load(kDense + "qwen2_tied");
+  Trainer td(dense, TrainerConfig{});
+  CHECK_THROWS_AS(td.balance_experts(load, 0.001f), Error);
+}
