@@ -5,8 +5,17 @@
 // steps only differ in how they compute dL/dlogprob (llm.c style: layers' forward and backward
 // side by side, activations kept per step, no general autograd).
 //
-// Scope now: dense decoders (Llama, Qwen2; GQA, q/k/v bias, llama3 RoPE) in f32. The log-softmax
-// over the vocabulary is computed in chunks of rows: the [tokens x vocab] matrix is never held.
+// Scope: every architecture the engine runs, in f32: dense decoders (Llama, Qwen2; GQA, q/k/v
+// bias, llama3 RoPE), Qwen3's per-head q/k RMSNorm, Mixture-of-Experts FFNs (Mixtral, Qwen2-MoE
+// with its sigmoid shared-expert gate, Qwen3-MoE, DeepSeek-V3 sigmoid + group routing with shared
+// experts) and DeepSeek-V3 Multi-head Latent Attention (the expanded path, YaRN RoPE on the
+// interleaved rope dims). MoE routing: the top-k choice is treated as a constant (no gradient
+// through the discrete selection, nor to the selection-only e_score_correction_bias); the
+// gradient flows through the chosen experts' weights exactly as the forward formula computes
+// them (softmax probabilities or sigmoid scores, the renormalisation, routed_scaling_factor).
+// DeepSeek's multi-token-prediction modules are not run (they are buffers, not trained). The
+// log-softmax over the vocabulary is computed in chunks of rows: the [tokens x vocab] matrix is
+// never held.
 // Threads: a LogprobPass belongs to one thread; the model must not be updated between
 // forward() and backward().
 #pragma once
@@ -30,6 +39,33 @@ struct Gradients {
   Tensor& at(const std::string& name);
 };
 
+// Activations LogprobPass keeps between forward() and backward() (internal).
+namespace train_detail {
+// One SwiGLU MLP's activations over its rows.
+struct MlpActs {
+  std::vector<float> gate, up, act, y;  // y: the MLP output (kept for MoE routing weights)
+};
+struct LayerActs {
+  std::vector<float> x_in, rstd1, h1;
+  // Attention inputs: GQA q [T, H*hd] / k, v [T, kv*hd] after q/k norm and RoPE; MLA q and the
+  // expanded keys [T, H*(nope+rope)] (rope dims de-interleaved, roped), values [T, H*v].
+  std::vector<float> q, k, v, att, x_mid, rstd2, h2;
+  std::vector<float> probs;  // per sequence, head, query t, key s <= t
+  std::vector<float> q_raw, k_raw, q_rstd, k_rstd;  // Qwen3 q/k norm: projections before the norm
+  // MLA: q LoRA (before / after its norm), latent (before / after kv_a_layernorm).
+  std::vector<float> qa_raw, qa_rstd, qa_n, lat_raw, lat_rstd, lat;
+  MlpActs mlp;  // dense FFN
+  // MoE FFN: router logits [T, E], chosen experts and weights [T, K], per expert its rows
+  // (token * K + slot) and activations, the shared expert and its gate logit [T].
+  std::vector<float> router_logits, route_w;
+  std::vector<int32_t> route_idx;
+  std::vector<std::vector<int32_t>> expert_rows;
+  std::vector<MlpActs> experts;
+  MlpActs shared;
+  std::vector<float> shared_gate_logit;
+};
+}  // namespace train_detail
+
 class LogprobPass {
  public:
   // Rows of the chunked LM head / log-softmax.
@@ -37,8 +73,8 @@ class LogprobPass {
 
   // Runs the model over each sequence (causal attention within a sequence only) and returns,
   // for each sequence s and t < len(s) - 1, log softmax(logits(t) / temperature)[tokens[t + 1]],
-  // concatenated over sequences. Throws for unsupported models (MoE/MLA/bf16 for now), empty
-  // sequences or out-of-range ids.
+  // concatenated over sequences. Throws for a model not loaded in f32, sequences shorter than 2
+  // tokens or out-of-range ids.
   std::vector<float> forward(const Model& model, std::span<const std::vector<int32_t>> seqs, float temperature);
 
   // Entropy of softmax(logits / T) at each target position of the last forward (same order).
@@ -57,11 +93,14 @@ class LogprobPass {
   void row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) const;
   int64_t n_targets() const { return int64_t(target_row_.size()); }
 
+  // The experts the last forward() routed each token to: routes()[layer] holds top_k expert ids
+  // per token row (sequences concatenated, in order), empty for dense layers. Ids of a token are
+  // in descending order of selection score, as ForwardScratch::route_trace records them.
+  const std::vector<std::vector<int32_t>>& routes() const { return routes_; }
+
  private:
-  struct LayerActs {
-    std::vector<float> x_in, rstd1, h1, q, k, v, att, x_mid, rstd2, h2, gate, up, act;
-    std::vector<float> probs;  // per sequence, head, query t, key s <= t
-  };
+  using MlpActs = train_detail::MlpActs;
+  using LayerActs = train_detail::LayerActs;
   const Model* model_ = nullptr;
   float temperature_ = 1.0f;
   std::vector<int32_t> tokens_;     // all sequences concatenated [T]
@@ -72,6 +111,7 @@ class LogprobPass {
   std::vector<LayerActs> acts_;
   std::vector<float> x_final_, rstd_f_, h_final_;
   std::vector<float> entropy_;
+  std::vector<std::vector<int32_t>> routes_;
   void backward_impl(const RowGrad* row_grad, std::span<const float> dlogp, Gradients& grads);
 };
 
