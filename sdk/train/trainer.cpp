@@ -24,7 +24,17 @@ StepMetrics Trainer::apply_step(StepMetrics m) {
   if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
   m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
   m.grad_norm = opt_.step(params_, grads_, m.lr, frozen_);
+  if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) balance_experts(load_, cfg_.bias_update_speed);
   return m;
+}
+
+void Trainer::count_routes(const LogprobPass& pass) {
+  const ModelConfig& c = policy_->config();
+  if (c.n_experts == 0) return;
+  load_.resize(size_t(c.n_layers * c.n_experts), 0);
+  const auto& routes = pass.routes();
+  for (size_t l = 0; l < routes.size() && int64_t(l) < c.n_layers; ++l)
+    for (int32_t e : routes[l]) load_[l * size_t(c.n_experts) + size_t(e)] += 1;
 }
 
 StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> micro_batches) {
@@ -39,6 +49,7 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> micro_bat
     }
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "sft: the batch has no completion tokens to train on");
   for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  std::fill(load_.begin(), load_.end(), 0);
   StepMetrics m;
   m.tokens = n_tokens;
   double loss = 0;
@@ -48,6 +59,7 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> micro_bat
     for (const auto& ex : mb) seqs.push_back(ex.tokens);
     LogprobPass pass;
     auto lp = pass.forward(*policy_, seqs, 1.0f);
+    count_routes(pass);
     std::vector<float> dlp(lp.size());
     size_t k = 0;
     for (const auto& ex : mb)
@@ -122,6 +134,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
   }
 
   for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  std::fill(load_.begin(), load_.end(), 0);
   last_dlogp_.assign(B, {});
   last_logp_.assign(B, {});
   for (size_t i = 0; i < B; ++i) {
@@ -142,6 +155,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     }
     LogprobPass pass;
     auto lp = pass.forward(*policy_, seqs, cfg.temperature);
+    count_routes(pass);
     const auto& entropy = pass.entropies();
     std::vector<float> dlp(lp.size(), 0.0f);
     size_t k = 0;

@@ -26,6 +26,9 @@ struct TrainerConfig {
   LrSchedule schedule;
   // Parameters whose name starts with one of these prefixes are frozen (not updated).
   std::vector<std::string> frozen_prefixes;
+  // DeepSeek-V3 auxiliary-loss-free balancing speed gamma (0: off): after every SFT/GRPO step
+  // the selection biases move by gamma against the expert load the step's batch produced.
+  float bias_update_speed = 0.0f;
 };
 
 // One SFT example: `mask[t]` = 1 when token t is a completion token to be predicted (the loss
@@ -136,6 +139,8 @@ class Trainer {
 
  private:
   StepMetrics apply_step(StepMetrics m);
+  void count_routes(const LogprobPass& pass);
+  std::vector<int64_t> load_;
   std::shared_ptr<const Model> policy_;
   TrainerConfig cfg_;
   AdamW opt_;

@@ -66,6 +66,8 @@ TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
   require(sc.kind() == proto::ScheduleConfig::CONSTANT || sc.total_steps() > sc.warmup_steps(), "schedule.total_steps",
           "must exceed warmup_steps for a decaying schedule");
   for (const auto& p : pc.frozen_prefixes()) s.trainer.frozen_prefixes.push_back(p);
+  s.trainer.bias_update_speed = pc.bias_update_speed();
+  require(std::isfinite(pc.bias_update_speed()) && pc.bias_update_speed() >= 0, "bias_update_speed", "must be >= 0");
 
   const auto& g = pc.grpo();
   GrpoConfig& gc = s.grpo;

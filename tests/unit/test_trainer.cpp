@@ -267,3 +267,25 @@ TEST_CASE("aux-loss-free balancing moves the selection bias against the load", "
   Trainer td(dense, TrainerConfig{});
   CHECK_THROWS_AS(td.balance_experts(load, 0.001f), Error);
 }
+
+TEST_CASE("MoE SFT steps train and balance the experts", "[train][moe]") {
+  auto m = Model::load(std::string(REASON_FIXTURES_DIR) + "/moe/dsv3_qlora_group");
+  TrainerConfig cfg;
+  cfg.optim.lr = 1e-2f;
+  cfg.bias_update_speed = 1e-3f;
+  Trainer tr(m, cfg);
+  std::vector<float> before;
+  for (auto& [n, t] : m->buffers())
+    if (n == "model.layers.1.mlp.gate.e_score_correction_bias") before.assign(t.data<float>(), t.data<float>() + t.numel());
+  std::vector<std::vector<SftExample>> b{{SftExample{{3, 9, 27, 81, 243, 200, 100, 50}, {0, 0, 1, 1, 1, 1, 1, 1}}}};
+  const float first = tr.sft_step(b).loss;
+  float last = first;
+  for (int i = 0; i < 30; ++i) last = tr.sft_step(b).loss;
+  CHECK(last < 0.2f * first);
+  for (auto& [n, t] : m->buffers())
+    if (n == "model.layers.1.mlp.gate.e_score_correction_bias") {
+      int moved = 0;
+      for (int64_t e = 0; e < t.numel(); ++e) moved += std::fabs(t.data<float>()[e] - before[size_t(e)]) > 1e-5f;
+      CHECK(moved > 0);
+    }
+}
