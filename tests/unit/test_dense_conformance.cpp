@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "infer/generator.h"
 #include "io/safetensors.h"
+#include "fixture_util.h"
 #include "model/model.h"
 
 using namespace reason;
@@ -19,46 +20,11 @@ namespace {
 
 const std::string kDir = std::string(REASON_FIXTURES_DIR) + "/dense/";
 
-struct Expected {
-  std::shared_ptr<const SafetensorsFile> f;
-  std::vector<int32_t> ids(const std::string& name) const {
-    const auto* e = f->find(name);
-    REQUIRE(e != nullptr);
-    REQUIRE(e->dtype_name == "I64");
-    std::vector<int32_t> out(size_t(e->numel));
-    for (int64_t i = 0; i < e->numel; ++i) {
-      int64_t v;
-      std::memcpy(&v, e->data + i * 8, 8);
-      out[size_t(i)] = int32_t(v);
-    }
-    return out;
-  }
-  std::vector<float> floats(const std::string& name) const {
-    const auto* e = f->find(name);
-    REQUIRE(e != nullptr);
-    REQUIRE(e->dtype_name == "F32");
-    std::vector<float> out(size_t(e->numel));
-    std::memcpy(out.data(), e->data, out.size() * 4);
-    return out;
-  }
-};
+using test::Fixture;
+using test::max_abs_diff;
+using test::prefill_logits;
 
-Expected expected(const std::string& model) { return Expected{SafetensorsFile::open(kDir + model + "/expected.safetensors")}; }
-
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float m = 0;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
-
-std::vector<float> prefill_logits(const Model& m, const std::vector<int32_t>& ids) {
-  KVCache cache = m.make_cache();
-  ForwardScratch s;
-  std::vector<float> logits;
-  SeqChunk ch{cache.add_sequence(), ids.data(), int64_t(ids.size()), true};
-  m.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
-  return logits;
-}
+Fixture expected(const std::string& model) { return Fixture(kDir + model + "/expected.safetensors"); }
 
 const char* kF32Models[] = {"llama_mha", "llama_gqa2_llama3rope", "llama_gqa4_odd", "qwen2_tied", "qwen2_odd_untied",
                             "qwen2_sharded", "qwen2_bf16"};

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "fixture_util.h"
 #include "model/model.h"
 #include "train/trainer.h"
 
@@ -22,30 +23,7 @@ namespace {
 
 const std::string kTrain = std::string(REASON_FIXTURES_DIR) + "/train/";
 
-struct Fx {
-  std::shared_ptr<const SafetensorsFile> f;
-  const SafetensorsFile::Entry& e(const std::string& n) const {
-    const auto* p = f->find(n);
-    REQUIRE(p != nullptr);
-    return *p;
-  }
-  std::vector<int64_t> i64(const std::string& n) const {
-    const auto& x = e(n);
-    REQUIRE(x.dtype_name == "I64");
-    std::vector<int64_t> v(size_t(x.numel));
-    std::memcpy(v.data(), x.data, v.size() * 8);
-    return v;
-  }
-  std::vector<float> f32(const std::string& n) const {
-    const auto& x = e(n);
-    REQUIRE(x.dtype_name == "F32");
-    std::vector<float> v(size_t(x.numel));
-    std::memcpy(v.data(), x.data, v.size() * 4);
-    return v;
-  }
-  float scalar(const std::string& n) const { return f32(n)[0]; }
-  std::string meta(const std::string& k) const { return f->metadata().at(k); }
-};
+using Fx = test::Fixture;
 
 }  // namespace
 
@@ -55,7 +33,7 @@ TEST_CASE("GRPO loss, per-token gradients, metrics and parameter gradients equal
     const std::string file = de.path().filename().string();
     if (file.rfind("grpo_", 0) != 0) continue;
     INFO("case " << file);
-    Fx fx{SafetensorsFile::open(de.path().string())};
+    Fx fx(de.path().string());
     auto model = Model::load(std::string(REASON_FIXTURES_DIR) + "/" + fx.meta("model"));
     GrpoConfig cfg;
     cfg.group_size = fx.i64("num_generations")[0];
@@ -74,7 +52,7 @@ TEST_CASE("GRPO loss, per-token gradients, metrics and parameter gradients equal
 
     const auto pid = fx.i64("prompt_ids"), pm = fx.i64("prompt_mask"), cid = fx.i64("completion_ids"),
                cm = fx.i64("completion_mask"), trunc = fx.i64("truncated");
-    const auto rewards = fx.f32("rewards"), old = fx.f32("old_per_token_logps"), ref = fx.f32("ref_per_token_logps");
+    const auto rewards = fx.floats("rewards"), old = fx.floats("old_per_token_logps"), ref = fx.floats("ref_per_token_logps");
     const size_t B = rewards.size(), P = pid.size() / B, C = cid.size() / B;
     std::vector<GrpoSample> batch(B);
     std::vector<size_t> clen(B);
@@ -97,13 +75,13 @@ TEST_CASE("GRPO loss, per-token gradients, metrics and parameter gradients equal
       batch[i].truncated = trunc[i] != 0;
     }
     auto adv = Trainer::advantages(batch, cfg);
-    const auto want_adv = fx.f32("advantages");
+    const auto want_adv = fx.floats("advantages");
     for (size_t i = 0; i < B; ++i) CHECK(adv[i] == Approx(want_adv[i]).margin(1e-6).epsilon(1e-5));
 
     Trainer tr(model, TrainerConfig{});
     auto met = tr.grpo_step(batch, cfg, 0, false);
     CHECK(met.loss == Approx(fx.scalar("loss")).margin(1e-6).epsilon(1e-5));
-    const auto lp = fx.f32("per_token_logps"), glp = fx.f32("grad_per_token_logps");
+    const auto lp = fx.floats("per_token_logps"), glp = fx.floats("grad_per_token_logps");
     for (size_t i = 0; i < B; ++i)
       for (size_t t = 0; t < clen[i]; ++t) {
         if (!cm[i * C + t]) continue;  // TRL zeroes masked positions
@@ -117,7 +95,7 @@ TEST_CASE("GRPO loss, per-token gradients, metrics and parameter gradients equal
     if (fx.meta("full_param_grads") == "true") {
       for (const auto& [name, g] : tr.gradients().by_name) {
         INFO("grad " << name);
-        const auto want = fx.f32("grad." + name);
+        const auto want = fx.floats("grad." + name);
         REQUIRE(int64_t(want.size()) == g.numel());
         float scale = 1e-12f;
         for (float v : want) scale = std::max(scale, std::fabs(v));

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "infer/generator.h"
 #include "io/safetensors.h"
+#include "fixture_util.h"
 #include "model/model.h"
 
 using namespace reason;
@@ -26,32 +27,11 @@ namespace {
 
 const std::string kDir = std::string(REASON_FIXTURES_DIR) + "/moe/";
 
-struct Expected {
-  std::shared_ptr<const SafetensorsFile> f;
-  bool has(const std::string& n) const { return f->find(n) != nullptr; }
-  std::vector<int32_t> ids(const std::string& name) const {
-    const auto* e = f->find(name);
-    REQUIRE(e != nullptr);
-    REQUIRE(e->dtype_name == "I64");
-    std::vector<int32_t> out(size_t(e->numel));
-    for (int64_t i = 0; i < e->numel; ++i) {
-      int64_t v;
-      std::memcpy(&v, e->data + i * 8, 8);
-      out[size_t(i)] = int32_t(v);
-    }
-    return out;
-  }
-  std::vector<float> floats(const std::string& name) const {
-    const auto* e = f->find(name);
-    REQUIRE(e != nullptr);
-    REQUIRE(e->dtype_name == "F32");
-    std::vector<float> out(size_t(e->numel));
-    std::memcpy(out.data(), e->data, out.size() * 4);
-    return out;
-  }
-};
+using test::Fixture;
+using test::max_abs_diff;
+using Expected = test::Fixture;
 
-Expected expected(const std::string& m) { return Expected{SafetensorsFile::open(kDir + m + "/expected.safetensors")}; }
+Fixture expected(const std::string& m) { return Fixture(kDir + m + "/expected.safetensors"); }
 
 std::vector<std::string> models() {
   std::vector<std::string> out;
@@ -67,20 +47,8 @@ int n_prompts(const Expected& ex) {
   return n;
 }
 
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float m = 0;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
-
 std::vector<float> prefill(const Model& m, const std::vector<int32_t>& ids, ForwardScratch::RouteTrace* trace = nullptr) {
-  KVCache cache = m.make_cache();
-  ForwardScratch s;
-  s.route_trace = trace;
-  std::vector<float> logits;
-  SeqChunk ch{cache.add_sequence(), ids.data(), int64_t(ids.size()), true};
-  m.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
-  return logits;
+  return test::prefill_logits(m, ids, trace);
 }
 
 }  // namespace

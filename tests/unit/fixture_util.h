@@ -1,0 +1,67 @@
+// Test helpers shared by the conformance tests: typed reads of oracle tensors from a safetensors
+// fixture, a prefill of one sequence, and an element-wise max difference.
+#pragma once
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/model.h"
+
+namespace reason::test {
+
+struct Fixture {
+  std::shared_ptr<const SafetensorsFile> f;
+  explicit Fixture(const std::string& path) : f(SafetensorsFile::open(path)) {}
+  bool has(const std::string& n) const { return f->find(n) != nullptr; }
+  const SafetensorsFile::Entry& entry(const std::string& n, const char* dtype) const {
+    const auto* e = f->find(n);
+    INFO("fixture tensor " << n);
+    REQUIRE(e != nullptr);
+    REQUIRE(e->dtype_name == dtype);
+    return *e;
+  }
+  std::vector<int64_t> i64(const std::string& n) const {
+    const auto& e = entry(n, "I64");
+    std::vector<int64_t> v(size_t(e.numel));
+    std::memcpy(v.data(), e.data, v.size() * 8);
+    return v;
+  }
+  std::vector<int32_t> ids(const std::string& n) const {
+    auto v = i64(n);
+    return std::vector<int32_t>(v.begin(), v.end());
+  }
+  std::vector<float> floats(const std::string& n) const {
+    const auto& e = entry(n, "F32");
+    std::vector<float> v(size_t(e.numel));
+    std::memcpy(v.data(), e.data, v.size() * 4);
+    return v;
+  }
+  float scalar(const std::string& n) const { return floats(n).at(0); }
+  std::string meta(const std::string& k) const { return f->metadata().at(k); }
+};
+
+inline float max_abs_diff(const float* a, const float* b, size_t n) {
+  float m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// Logits of every position of `ids` run as one prompt.
+inline std::vector<float> prefill_logits(const Model& m, const std::vector<int32_t>& ids,
+                                         ForwardScratch::RouteTrace* trace = nullptr) {
+  KVCache cache = m.make_cache();
+  ForwardScratch s;
+  s.route_trace = trace;
+  std::vector<float> logits;
+  SeqChunk ch{cache.add_sequence(), ids.data(), int64_t(ids.size()), true};
+  m.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
+  return logits;
+}
+
+}  // namespace reason::test
