@@ -291,12 +291,51 @@ void moe_fwd(const MoeWeights& w, const float* h, int64_t T, int64_t d, float* o
   }
 }
 
+// Sequence-wise balance loss of one MoE layer (see LogprobPass::set_aux_loss): returns its
+// value and, when dlogits is non-null, adds scale * dL/dlogits (router logits [T, E]).
+double seq_aux_loss(const RouterConfig& rc, const std::vector<float>& logits, const std::vector<int32_t>& idx,
+                    const std::vector<int64_t>& seq_start, float alpha, float* dlogits, float scale) {
+  const int E = rc.n_experts, K = rc.top_k;
+  const bool sig = rc.scoring == RouterConfig::Scoring::Sigmoid;
+  const size_t n_seq = seq_start.size() - 1;
+  double total = 0;
+  std::vector<double> f(static_cast<size_t>(E)), sc(static_cast<size_t>(E)), nrm(static_cast<size_t>(E));
+  for (size_t s = 0; s < n_seq; ++s) {
+    const int64_t b = seq_start[s], T = seq_start[s + 1] - b;
+    std::fill(f.begin(), f.end(), 0.0);
+    for (int64_t t = b; t < b + T; ++t)
+      for (int j = 0; j < K; ++j) f[size_t(idx[size_t(t * K + j)])] += double(E) / (double(K) * double(T));
+    for (int64_t t = b; t < b + T; ++t) {
+      const float* lg = &logits[size_t(t * E)];
+      double z = 0, mx = -INFINITY;
+      if (!sig)
+        for (int e = 0; e < E; ++e) mx = std::max(mx, double(lg[e]));
+      for (int e = 0; e < E; ++e) z += (sc[size_t(e)] = sig ? 1.0 / (1.0 + std::exp(-double(lg[e]))) : std::exp(lg[e] - mx));
+      double gdot = 0;
+      for (int e = 0; e < E; ++e) {
+        nrm[size_t(e)] = sc[size_t(e)] / z;
+        total += alpha * f[size_t(e)] * nrm[size_t(e)] / double(T) / double(n_seq);
+        gdot += alpha * f[size_t(e)] / double(T) / double(n_seq) * nrm[size_t(e)];
+      }
+      if (!dlogits) continue;
+      float* dl = dlogits + t * E;
+      for (int e = 0; e < E; ++e) {
+        const double g = alpha * f[size_t(e)] / double(T) / double(n_seq);
+        // d(s_e / sum s)/d s_j; then through the sigmoid (or exp for the softmax form)
+        const double ds = (g - gdot) / z;
+        dl[e] += float(scale * (sig ? ds * sc[size_t(e)] * (1.0 - sc[size_t(e)]) : ds * sc[size_t(e)]));
+      }
+    }
+  }
+  return total;
+}
+
 // MoE FFN backward: dh (+)= d/dh given dout. The top-k choice is a constant; the gradient
 // reaches the router through the chosen experts' weights
 //   w_j = rsf * r_j / S (normalised) or rsf * r_j,  S = sum_k r_k (+1e-20 for sigmoid scores),
 //   r_j = softmax(logits)[e_j] or sigmoid(logits[e_j]).
 void moe_bwd(const MoeWeights& w, const float* h, int64_t T, int64_t d, const LayerActs& a, const float* dout,
-             float* dh, const GradSink& gs) {
+             float* dh, const GradSink& gs, const std::vector<int64_t>& seq_start, float aux_alpha, float aux_scale) {
   const RouterConfig& rc = w.router;
   const int E = rc.n_experts, K = rc.top_k;
   std::vector<float> dwt(size_t(T * K), 0.0f), xe, dy, dxe;
@@ -380,6 +419,7 @@ void moe_bwd(const MoeWeights& w, const float* h, int64_t T, int64_t d, const La
       for (int j = 0; j < K; ++j) dl[id[j]] += dr[size_t(j)] * r[size_t(j)] * (1.0f - r[size_t(j)]);
     }
   }
+  if (aux_alpha > 0.0f) seq_aux_loss(rc, a.router_logits, a.route_idx, seq_start, aux_alpha, dlogits.data(), aux_scale);
   lin_bwd(Linear{w.gate, Tensor()}, h, dlogits.data(), T, dh, true, gs.w(w.gate), nullptr);
 }
 
@@ -530,6 +570,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   }
   const int64_t T = int64_t(tokens_.size());
   seq_start_.push_back(T);
+  aux_loss_ = 0.0;
   if (T == 0) fail(ErrorCode::InvalidArgument, "training batch is empty");
 
   std::vector<float> x(static_cast<size_t>(T * d));
@@ -578,6 +619,8 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
     rms_fwd(x.data(), f32(ly.mlp_norm), a.h2.data(), a.rstd2.data(), T, d, c.rms_norm_eps);
     if (ly.is_moe) {
       moe_fwd(ly.moe, a.h2.data(), T, d, tmp.data(), a);
+      if (aux_alpha_ > 0.0f)
+        aux_loss_ += seq_aux_loss(ly.moe.router, a.router_logits, a.route_idx, seq_start_, aux_alpha_, nullptr, 0.0f);
       routes_[size_t(l)] = a.route_idx;
       for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
     } else {
@@ -713,7 +756,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
     // FFN: x += ffn(rmsnorm(x))
     if (ly.is_moe) {
       std::fill(dh2.begin(), dh2.end(), 0.0f);
-      moe_bwd(ly.moe, a.h2.data(), T, d, a, dx.data(), dh2.data(), gs);
+      moe_bwd(ly.moe, a.h2.data(), T, d, a, dx.data(), dh2.data(), gs, seq_start_, aux_alpha_, aux_weight_);
     } else {
       mlp_bwd(ly.mlp, a.h2.data(), T, a.mlp, dx.data(), dh2.data(), false, gs);
     }

@@ -77,6 +77,19 @@ class LogprobPass {
   // tokens or out-of-range ids.
   std::vector<float> forward(const Model& model, std::span<const std::vector<int32_t>> seqs, float temperature);
 
+  // Optional sequence-wise auxiliary balance loss of MoE layers (DeepSeek-V3 eq. 17-20):
+  //   L_bal = alpha * sum_i f_i P_i per sequence and MoE layer, averaged over sequences, with
+  //   f_i = E / (K T) * #tokens of the sequence routed to expert i (constant) and
+  //   P_i = mean over the sequence's tokens of the normalised affinity s_i / sum_j s_j
+  //   (sigmoid scores; softmax probabilities for softmax routers).
+  // Set before forward(); aux_loss() is its value for the last forward, and backward() adds its
+  // gradient (scaled by aux_weight, e.g. the share of the batch in this micro-batch).
+  void set_aux_loss(float alpha, float aux_weight = 1.0f) {
+    aux_alpha_ = alpha;
+    aux_weight_ = aux_weight;
+  }
+  double aux_loss() const { return aux_loss_; }
+
   // Entropy of softmax(logits / T) at each target position of the last forward (same order).
   const std::vector<float>& entropies() const { return entropy_; }
 
@@ -106,6 +119,8 @@ class LogprobPass {
   std::vector<int32_t> tokens_;     // all sequences concatenated [T]
   std::vector<int32_t> pos_;        // position within its sequence [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
+  float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
+  double aux_loss_ = 0.0;
   std::vector<int64_t> target_row_; // for each target: the row whose logits predict it
   std::vector<int32_t> target_id_;
   std::vector<LayerActs> acts_;

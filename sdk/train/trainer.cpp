@@ -48,6 +48,8 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> micro_bat
       for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
     }
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "sft: the batch has no completion tokens to train on");
+  size_t n_seqs = 0;
+  for (const auto& mb : micro_batches) n_seqs += mb.size();
   for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
   std::fill(load_.begin(), load_.end(), 0);
   StepMetrics m;
@@ -58,7 +60,10 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> micro_bat
     std::vector<std::vector<int32_t>> seqs;
     for (const auto& ex : mb) seqs.push_back(ex.tokens);
     LogprobPass pass;
+    const float share = float(mb.size()) / float(n_seqs);
+    pass.set_aux_loss(cfg_.aux_loss_alpha, share);
     auto lp = pass.forward(*policy_, seqs, 1.0f);
+    loss += double(n_tokens) * share * pass.aux_loss();  // divided by n_tokens below
     count_routes(pass);
     std::vector<float> dlp(lp.size());
     size_t k = 0;
@@ -154,7 +159,10 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
       seqs.push_back(std::move(s));
     }
     LogprobPass pass;
+    const float share = float(b1 - b0) / float(B);
+    pass.set_aux_loss(cfg_.aux_loss_alpha, share);
     auto lp = pass.forward(*policy_, seqs, cfg.temperature);
+    loss += share * pass.aux_loss();
     count_routes(pass);
     const auto& entropy = pass.entropies();
     std::vector<float> dlp(lp.size(), 0.0f);

@@ -29,6 +29,9 @@ struct TrainerConfig {
   // DeepSeek-V3 auxiliary-loss-free balancing speed gamma (0: off): after every SFT/GRPO step
   // the selection biases move by gamma against the expert load the step's batch produced.
   float bias_update_speed = 0.0f;
+  // Sequence-wise auxiliary balance loss weight alpha (DeepSeek-V3 eq. 17-20; 0: off). Added to
+  // the SFT/GRPO loss of MoE models, averaged over the batch's sequences.
+  float aux_loss_alpha = 0.0f;
 };
 
 // One SFT example: `mask[t]` = 1 when token t is a completion token to be predicted (the loss

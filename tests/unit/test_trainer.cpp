@@ -289,3 +289,42 @@ TEST_CASE("MoE SFT steps train and balance the experts", "[train][moe]") {
       CHECK(moved > 0);
     }
 }
+
+TEST_CASE("the sequence-wise auxiliary balance loss: value and router gradient", "[train][moe]") {
+  for (const char* name : {"dsv3_noqlora_nogroup", "qwen2_moe"}) {
+    INFO(name);
+    auto m = Model::load(std::string(REASON_FIXTURES_DIR) + "/moe/" + name);
+    TrainerConfig with, without;
+    with.optim.lr = without.optim.lr = 0.0f;
+    with.aux_loss_alpha = 0.5f;
+    Trainer ta(m, with), tb(m, without);
+    std::vector<std::vector<SftExample>> b{{SftExample{{3, 9, 27, 81, 243, 200}, {0, 1, 1, 1, 1, 1}},
+                                            SftExample{{7, 70, 140, 280}, {0, 0, 1, 1}}}};
+    const float la = ta.sft_step(b).loss, lb = tb.sft_step(b).loss;
+    CHECK(la > lb);  // the balance term is positive
+    // finite differences on router weights of the total loss
+    auto params = m->parameters();
+    int checked = 0;
+    for (auto& [pname, t] : params) {
+      if (pname.find(".gate.weight") == std::string::npos || pname.find("shared") != std::string::npos) continue;
+      ta.sft_step(b);
+      const float* g = ta.gradients().by_name.at(pname).data<float>();
+      int64_t best = 0;
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (std::fabs(g[i]) > std::fabs(g[best])) best = i;
+      const float gb = g[best];
+      float* w = t.data<float>();
+      const float orig = w[best], h = 1e-3f;
+      w[best] = orig + h;
+      const double lp = ta.sft_step(b).loss;
+      w[best] = orig - h;
+      const double lm = ta.sft_step(b).loss;
+      w[best] = orig;
+      const double fd = (lp - lm) / (2.0 * h);
+      INFO(pname << " analytic " << gb << " fd " << fd);
+      CHECK(std::fabs(gb - fd) <= 3e-2 * std::max(1e-3, std::fabs(fd)) + 1e-5);
+      ++checked;
+    }
+    CHECK(checked > 0);
+  }
+}
