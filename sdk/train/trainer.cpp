@@ -37,7 +37,46 @@ void Trainer::count_routes(const LogprobPass& pass) {
     for (int32_t e : routes[l]) load_[l * size_t(c.n_experts) + size_t(e)] += 1;
 }
 
-StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> micro_batches) {
+namespace {
+
+// Splits packed examples at their segment boundaries into separate samples.
+std::vector<SftExample> unpack(const std::vector<SftExample>& mb) {
+  std::vector<SftExample> out;
+  for (size_t i = 0; i < mb.size(); ++i) {
+    const SftExample& ex = mb[i];
+    if (ex.segment_starts.empty()) {
+      out.push_back(ex);
+      continue;
+    }
+    std::vector<int64_t> cuts{0};
+    for (int64_t s : ex.segment_starts) {
+      if (s <= cuts.back() || s >= int64_t(ex.tokens.size()))
+        fail(ErrorCode::InvalidArgument, "sft: example {} has segment start {} out of order or out of range", i, s);
+      cuts.push_back(s);
+    }
+    cuts.push_back(int64_t(ex.tokens.size()));
+    for (size_t k = 0; k + 1 < cuts.size(); ++k) {
+      SftExample seg;
+      seg.tokens.assign(ex.tokens.begin() + cuts[k], ex.tokens.begin() + cuts[k + 1]);
+      seg.mask.assign(ex.mask.begin() + cuts[k], ex.mask.begin() + cuts[k + 1]);
+      if (seg.tokens.size() < 2) fail(ErrorCode::InvalidArgument, "sft: example {} has a packed sample shorter than 2 tokens", i);
+      out.push_back(std::move(seg));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
+  for (const auto& mb : packed)
+    for (size_t i = 0; i < mb.size(); ++i)
+      if (mb[i].mask.size() != mb[i].tokens.size())
+        fail(ErrorCode::InvalidArgument, "sft: example {} has {} tokens but {} mask values", i, mb[i].tokens.size(),
+             mb[i].mask.size());
+  std::vector<std::vector<SftExample>> unpacked;
+  for (const auto& mb : packed) unpacked.push_back(unpack(mb));
+  std::span<const std::vector<SftExample>> micro_batches(unpacked);
   // The normaliser: every masked target token of the whole batch.
   int64_t n_tokens = 0;
   for (const auto& mb : micro_batches)

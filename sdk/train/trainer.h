@@ -36,9 +36,14 @@ struct TrainerConfig {
 
 // One SFT example: `mask[t]` = 1 when token t is a completion token to be predicted (the loss
 // covers logp(tokens[t] | tokens[<t]) for t >= 1 with mask[t] = 1; prompt tokens have mask 0).
+// Packing: several samples may share one example; `segment_starts` lists the token index where
+// each sample after the first begins. Samples never attend to each other and their positions
+// restart at 0 (as padding-free packing with reset position ids), so a packed example trains
+// exactly like its samples given separately; no token predicts across a boundary.
 struct SftExample {
   std::vector<int32_t> tokens;
   std::vector<uint8_t> mask;
+  std::vector<int64_t> segment_starts;
 };
 
 enum class GrpoAggregation {
