@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/moe_router.h"
 #include "reason/kernels/backend.h"
+#include "reason/kernels/cpu_math.h"
 
 namespace reason {
 
@@ -117,10 +118,23 @@ void attn_fwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float 
     prob_size += size_t(sh.heads * n * n);
   }
   probs.assign(prob_size, 0.0f);
-  size_t poff = 0;
-  for (size_t s = 0; s + 1 < seq_start.size(); ++s) {
+  // Work items (sequence, head) are independent: threads split them.
+  std::vector<std::pair<size_t, size_t>> items;  // (sequence, prob offset of the sequence)
+  {
+    size_t poff = 0;
+    for (size_t s = 0; s + 1 < seq_start.size(); ++s) {
+      items.emplace_back(s, poff);
+      const int64_t n = seq_start[s + 1] - seq_start[s];
+      poff += size_t(sh.heads * n * n);
+    }
+  }
+  const int64_t n_items = int64_t(items.size()) * sh.heads;
+#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(dynamic)
+  for (int64_t it = 0; it < n_items; ++it) {
+    const size_t s = items[size_t(it / sh.heads)].first, poff = items[size_t(it / sh.heads)].second;
+    const int64_t h = it % sh.heads;
     const int64_t b = seq_start[s], n = seq_start[s + 1] - b;
-    for (int64_t h = 0; h < sh.heads; ++h) {
+    {
       const int64_t g = h / sh.group;
       float* P = &probs[poff + size_t(h * n * n)];
       for (int64_t t = 0; t < n; ++t) {
@@ -143,7 +157,6 @@ void attn_fwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float 
         }
       }
     }
-    poff += size_t(sh.heads * n * n);
   }
 }
 
@@ -151,13 +164,26 @@ void attn_fwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float 
 void attn_bwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* qb,
               const float* kb, const float* vb, const std::vector<float>& probs, const float* dout, float* dqb,
               float* dkb, float* dvb) {
-  size_t poff = 0;
-  std::vector<float> dP;
-  for (size_t s = 0; s + 1 < seq_start.size(); ++s) {
+  // Work items (sequence, key/value head): the query heads of a group write the same dk/dv
+  // rows, so a group stays on one thread; sequences and groups are independent.
+  std::vector<std::pair<size_t, size_t>> items;
+  {
+    size_t poff = 0;
+    for (size_t s = 0; s + 1 < seq_start.size(); ++s) {
+      items.emplace_back(s, poff);
+      const int64_t n = seq_start[s + 1] - seq_start[s];
+      poff += size_t(sh.heads * n * n);
+    }
+  }
+  const int64_t n_groups = sh.heads / sh.group;
+  const int64_t n_items = int64_t(items.size()) * n_groups;
+#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(dynamic)
+  for (int64_t it = 0; it < n_items; ++it) {
+    const size_t s = items[size_t(it / n_groups)].first, poff = items[size_t(it / n_groups)].second;
+    const int64_t g = it % n_groups;
     const int64_t b = seq_start[s], n = seq_start[s + 1] - b;
-    dP.resize(size_t(n));
-    for (int64_t h = 0; h < sh.heads; ++h) {
-      const int64_t g = h / sh.group;
+    std::vector<float> dP(static_cast<size_t>(n));
+    for (int64_t h = g * sh.group; h < (g + 1) * sh.group; ++h) {
       const float* P = &probs[poff + size_t(h * n * n)];
       for (int64_t t = 0; t < n; ++t) {
         const float* go = dout + (b + t) * sh.o_ld + h * sh.o_hs;
@@ -186,7 +212,6 @@ void attn_bwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float 
         }
       }
     }
-    poff += size_t(sh.heads * n * n);
   }
 }
 
@@ -637,6 +662,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   const int64_t N = int64_t(target_row_.size());
   std::vector<float> out(static_cast<size_t>(N));
   entropy_.assign(size_t(N), 0.0f);
+  lse_.assign(size_t(N), 0.0f);
   std::vector<float> hc(size_t(kVocabChunkRows * d)), logits(size_t(kVocabChunkRows * V));
   const float inv_t = 1.0f / temperature;
   for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
@@ -644,20 +670,17 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
     for (int64_t i = 0; i < m; ++i)
       std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(c0 + i)] * d)], size_t(d) * 4);
     lin_fwd(Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data());
+#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(static)
     for (int64_t i = 0; i < m; ++i) {
-      float* z = &logits[size_t(i * V)];
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < V; ++j) mx = std::max(mx, z[j] * inv_t);
-      double sum = 0;
-      for (int64_t j = 0; j < V; ++j) sum += std::exp(double(z[j] * inv_t - mx));
+      const float* z = &logits[size_t(i * V)];
+      // lse = mx + log sum exp(s - mx), s = z / T; entropy = lse - sum p s.
+      const float mx = kernels::row_max(z, V) * inv_t;  // T > 0, so max(z)/T = max(z/T)
+      double dot = 0;
+      const double sum = kernels::scaled_exp_sum(z, V, inv_t, mx, nullptr, &dot);
       const double lse = double(mx) + std::log(sum);
-      double ent = 0;
-      for (int64_t j = 0; j < V; ++j) {
-        const double lp = double(z[j] * inv_t) - lse;
-        ent -= std::exp(lp) * lp;
-      }
+      lse_[size_t(c0 + i)] = float(lse);
       out[size_t(c0 + i)] = float(double(z[target_id_[size_t(c0 + i)]] * inv_t) - lse);
-      entropy_[size_t(c0 + i)] = float(ent);
+      entropy_[size_t(c0 + i)] = float(lse - dot / sum);
     }
   }
   return out;
@@ -713,29 +736,29 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
       for (int64_t i = 0; i < m; ++i)
         std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(c0 + i)] * d)], size_t(d) * 4);
       lin_fwd(head, hc.data(), m, logits.data());
-      for (int64_t i = 0; i < m; ++i) {
-        float* z = &logits[size_t(i * V)];
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < V; ++j) mx = std::max(mx, z[j] * inv_t);
-        double sum = 0;
-        for (int64_t j = 0; j < V; ++j) sum += std::exp(double(z[j] * inv_t - mx));
-        if (row_grad) {
+      if (row_grad) {
+        for (int64_t i = 0; i < m; ++i) {
+          float* z = &logits[size_t(i * V)];
           // dz_j = (g_j - p_j * sum_k g_k) / T for an arbitrary dL/dlogprob row g.
-          const float lse = float(double(mx) + std::log(sum));
+          const float lse = lse_[size_t(c0 + i)];
           for (int64_t j = 0; j < V; ++j) rowlp[size_t(j)] = z[j] * inv_t - lse;
           std::fill(rowg.begin(), rowg.end(), 0.0f);
           (*row_grad)(c0 + i, rowlp.data(), rowg.data());
           double gsum = 0;
           for (int64_t j = 0; j < V; ++j) gsum += rowg[size_t(j)];
           for (int64_t j = 0; j < V; ++j) z[j] = float((rowg[size_t(j)] - std::exp(double(rowlp[size_t(j)])) * gsum) * inv_t);
-          continue;
         }
-        const float g = dlogp[size_t(c0 + i)];
-        for (int64_t j = 0; j < V; ++j) {
-          const float p = float(std::exp(double(z[j] * inv_t - mx)) / sum);
-          z[j] = -g * p * inv_t;
+      } else {
+#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(static)
+        for (int64_t i = 0; i < m; ++i) {
+          float* z = &logits[size_t(i * V)];
+          // dz = g (onehot - p) / T with p = exp(z / T - lse) from the forward.
+          const float g = dlogp[size_t(c0 + i)];
+          kernels::scaled_exp_sum(z, V, inv_t, lse_[size_t(c0 + i)], z, nullptr);
+          const float c = -g * inv_t;
+          for (int64_t j = 0; j < V; ++j) z[j] *= c;
+          z[target_id_[size_t(c0 + i)]] += g * inv_t;
         }
-        z[target_id_[size_t(c0 + i)]] += g * inv_t;
       }
       lin_bwd(head, hc.data(), logits.data(), m, dhc.data(), false, dW, nullptr);
       for (int64_t i = 0; i < m; ++i) {

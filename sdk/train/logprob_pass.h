@@ -120,6 +120,7 @@ class LogprobPass {
   std::vector<int32_t> pos_;        // position within its sequence [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
+  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward
   double aux_loss_ = 0.0;
   std::vector<int64_t> target_row_; // for each target: the row whose logits predict it
   std::vector<int32_t> target_id_;

@@ -1,0 +1,86 @@
+// AVX2/FMA exp over rows (the Cephes polynomial of avx_mathfun), for softmax statistics.
+#include "reason/kernels/cpu_math.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <limits>
+
+namespace reason::kernels {
+
+namespace {
+
+inline __m256 exp256(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447504f);
+  x = _mm256_min_ps(x, hi);
+  const __m256 below = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+  fx = _mm256_floor_ps(fx);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, z, x);
+  y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+  __m256i e = _mm256_cvttps_epi32(fx);
+  e = _mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(below, y);  // exp of very negative inputs underflows to 0
+}
+
+inline double hsum_pd(__m256d v) {
+  __m128d lo = _mm256_castpd256_pd128(v), hi = _mm256_extractf128_pd(v, 1);
+  lo = _mm_add_pd(lo, hi);
+  return _mm_cvtsd_f64(_mm_add_sd(lo, _mm_unpackhi_pd(lo, lo)));
+}
+
+}  // namespace
+
+double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot) {
+  const __m256 vs = _mm256_set1_ps(scale), vsh = _mm256_set1_ps(shift);
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd(), d0 = _mm256_setzero_pd(), d1 = _mm256_setzero_pd();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 zs = _mm256_mul_ps(_mm256_loadu_ps(z + j), vs);
+    const __m256 e = exp256(_mm256_sub_ps(zs, vsh));
+    if (out) _mm256_storeu_ps(out + j, e);
+    const __m256d elo = _mm256_cvtps_pd(_mm256_castps256_ps128(e)), ehi = _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1));
+    s0 = _mm256_add_pd(s0, elo);
+    s1 = _mm256_add_pd(s1, ehi);
+    if (dot) {
+      const __m256 ez = _mm256_mul_ps(e, zs);
+      d0 = _mm256_add_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(ez)));
+      d1 = _mm256_add_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(ez, 1)));
+    }
+  }
+  double sum = hsum_pd(_mm256_add_pd(s0, s1)), dsum = hsum_pd(_mm256_add_pd(d0, d1));
+  for (; j < n; ++j) {
+    const float zs = z[j] * scale;
+    const float e = std::exp(zs - shift);
+    if (out) out[j] = e;
+    sum += e;
+    dsum += double(e) * zs;
+  }
+  if (dot) *dot = dsum;
+  return sum;
+}
+
+float row_max(const float* z, int64_t n) {
+  __m256 m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(z + j));
+  alignas(32) float t[8];
+  _mm256_store_ps(t, m);
+  float r = t[0];
+  for (int i = 1; i < 8; ++i) r = std::max(r, t[i]);
+  for (; j < n; ++j) r = std::max(r, z[j]);
+  return r;
+}
+
+}  // namespace reason::kernels
