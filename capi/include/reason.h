@@ -267,7 +267,7 @@ REASON_API reason_status reason_score(float* out_logprobs, const reason_model* m
  * reason_model uses the new policy with no reload or copy. A trainer is used by one thread at a
  * time, and nothing may generate with (or score) its policy model while a step runs. The policy
  * must be loaded in f32 (REASON_DTYPE_AUTO/F32): its weights are the f32 master weights.
- * Training currently covers dense Llama/Qwen2 models (MoE/MLA training is in progress). */
+ * Training covers every architecture the engine runs (dense, MoE, MLA expanded path). */
 typedef struct reason_trainer reason_trainer;
 
 /* Creates a trainer. `config` is a reason.proto TrainerConfig in protobuf text format
