@@ -562,6 +562,61 @@ Tensor& Gradients::at(const std::string& name) {
   return it->second;
 }
 
+void LogprobPass::layer_forward(int64_t l, std::vector<float>& x, std::vector<float>& tmp, bool record) {
+  const Model& model = *model_;
+  const ModelConfig& c = model.config();
+  const int64_t d = c.hidden_size, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  const int64_t qd = nh * hd, kvd = nkv * hd;
+  const int64_t T = int64_t(tokens_.size());
+  const float scale = c.attention_scale();
+  const RopeTable& rope = model.rope();
+    const DecoderLayer& ly = model.layers()[size_t(l)];
+    LayerActs& a = acts_[size_t(l)];
+    a.x_in = x;
+    a.rstd1.resize(static_cast<size_t>(T));
+    a.h1.resize(size_t(T * d));
+    rms_fwd(x.data(), f32(ly.attn_norm), a.h1.data(), a.rstd1.data(), T, d, c.rms_norm_eps);
+    if (c.mla) {
+      mla_fwd(c, ly, rope, pos_.data(), seq_start_, T, a);
+    } else {
+      a.q.resize(size_t(T * qd));
+      a.k.resize(size_t(T * kvd));
+      a.v.resize(size_t(T * kvd));
+      lin_fwd(ly.q, a.h1.data(), T, a.q.data());
+      lin_fwd(ly.k, a.h1.data(), T, a.k.data());
+      lin_fwd(ly.v, a.h1.data(), T, a.v.data());
+      if (ly.q_norm.raw()) {  // Qwen3: RMSNorm of each head's q and k, before RoPE
+        a.q_raw = a.q;
+        a.k_raw = a.k;
+        a.q_rstd.resize(size_t(T * nh));
+        a.k_rstd.resize(size_t(T * nkv));
+        rms_fwd(a.q_raw.data(), f32(ly.q_norm), a.q.data(), a.q_rstd.data(), T * nh, hd, c.rms_norm_eps);
+        rms_fwd(a.k_raw.data(), f32(ly.k_norm), a.k.data(), a.k_rstd.data(), T * nkv, hd, c.rms_norm_eps);
+      }
+      be().rope(a.q.data(), T, int(nh), int(hd), int(hd), qd, pos_.data(), rope.inv_freq.data(), rope.attn_factor);
+      be().rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, pos_.data(), rope.inv_freq.data(), rope.attn_factor);
+      AttnShape sh{nh, nh / nkv, hd, hd, qd, kvd, kvd, qd, hd, hd, hd, hd};
+      a.att.assign(size_t(T * qd), 0.0f);
+      attn_fwd(sh, seq_start_, scale, a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.probs);
+    }
+    lin_fwd(ly.o, a.att.data(), T, tmp.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+    a.x_mid = x;
+    a.rstd2.resize(static_cast<size_t>(T));
+    a.h2.resize(size_t(T * d));
+    rms_fwd(x.data(), f32(ly.mlp_norm), a.h2.data(), a.rstd2.data(), T, d, c.rms_norm_eps);
+    if (ly.is_moe) {
+      moe_fwd(ly.moe, a.h2.data(), T, d, tmp.data(), a);
+      if (record && aux_alpha_ > 0.0f)
+        aux_loss_ += seq_aux_loss(ly.moe.router, a.router_logits, a.route_idx, seq_start_, aux_alpha_, nullptr, 0.0f);
+      if (record) routes_[size_t(l)] = a.route_idx;
+      for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+    } else {
+      mlp_fwd(ly.mlp, a.h2.data(), T, d, a.mlp);
+      for (size_t i = 0; i < x.size(); ++i) x[i] += a.mlp.y[i];
+    }
+}
+
 std::vector<float> LogprobPass::forward(const Model& model, std::span<const std::vector<int32_t>> seqs,
                                         float temperature) {
   const ModelConfig& c = model.config();
@@ -607,50 +662,12 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   routes_.assign(size_t(c.n_layers), {});
   std::vector<float> tmp(static_cast<size_t>(T * d));
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const DecoderLayer& ly = model.layers()[size_t(l)];
-    LayerActs& a = acts_[size_t(l)];
-    a.x_in = x;
-    a.rstd1.resize(static_cast<size_t>(T));
-    a.h1.resize(size_t(T * d));
-    rms_fwd(x.data(), f32(ly.attn_norm), a.h1.data(), a.rstd1.data(), T, d, c.rms_norm_eps);
-    if (c.mla) {
-      mla_fwd(c, ly, rope, pos_.data(), seq_start_, T, a);
-    } else {
-      a.q.resize(size_t(T * qd));
-      a.k.resize(size_t(T * kvd));
-      a.v.resize(size_t(T * kvd));
-      lin_fwd(ly.q, a.h1.data(), T, a.q.data());
-      lin_fwd(ly.k, a.h1.data(), T, a.k.data());
-      lin_fwd(ly.v, a.h1.data(), T, a.v.data());
-      if (ly.q_norm.raw()) {  // Qwen3: RMSNorm of each head's q and k, before RoPE
-        a.q_raw = a.q;
-        a.k_raw = a.k;
-        a.q_rstd.resize(size_t(T * nh));
-        a.k_rstd.resize(size_t(T * nkv));
-        rms_fwd(a.q_raw.data(), f32(ly.q_norm), a.q.data(), a.q_rstd.data(), T * nh, hd, c.rms_norm_eps);
-        rms_fwd(a.k_raw.data(), f32(ly.k_norm), a.k.data(), a.k_rstd.data(), T * nkv, hd, c.rms_norm_eps);
-      }
-      be().rope(a.q.data(), T, int(nh), int(hd), int(hd), qd, pos_.data(), rope.inv_freq.data(), rope.attn_factor);
-      be().rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, pos_.data(), rope.inv_freq.data(), rope.attn_factor);
-      AttnShape sh{nh, nh / nkv, hd, hd, qd, kvd, kvd, qd, hd, hd, hd, hd};
-      a.att.assign(size_t(T * qd), 0.0f);
-      attn_fwd(sh, seq_start_, scale, a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.probs);
-    }
-    lin_fwd(ly.o, a.att.data(), T, tmp.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
-    a.x_mid = x;
-    a.rstd2.resize(static_cast<size_t>(T));
-    a.h2.resize(size_t(T * d));
-    rms_fwd(x.data(), f32(ly.mlp_norm), a.h2.data(), a.rstd2.data(), T, d, c.rms_norm_eps);
-    if (ly.is_moe) {
-      moe_fwd(ly.moe, a.h2.data(), T, d, tmp.data(), a);
-      if (aux_alpha_ > 0.0f)
-        aux_loss_ += seq_aux_loss(ly.moe.router, a.router_logits, a.route_idx, seq_start_, aux_alpha_, nullptr, 0.0f);
-      routes_[size_t(l)] = a.route_idx;
-      for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
-    } else {
-      mlp_fwd(ly.mlp, a.h2.data(), T, d, a.mlp);
-      for (size_t i = 0; i < x.size(); ++i) x[i] += a.mlp.y[i];
+    layer_forward(l, x, tmp, true);
+    // With recomputation only the layer's input is kept; backward() runs the layer again.
+    if (recompute_) {
+      std::vector<float> x_in = std::move(acts_[size_t(l)].x_in);
+      acts_[size_t(l)] = LayerActs{};
+      acts_[size_t(l)].x_in = std::move(x_in);
     }
   }
   x_final_ = x;
@@ -775,6 +792,15 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
   std::vector<float> dh2(size_t(T * d)), dh1(size_t(T * d)), datt;
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     const DecoderLayer& ly = model.layers()[size_t(l)];
+    if (recompute_) {  // rebuild this layer's activations from its saved input; drop the layer above's
+      if (l + 1 < c.n_layers) {
+        std::vector<float> keep = std::move(acts_[size_t(l + 1)].x_in);
+        acts_[size_t(l + 1)] = LayerActs{};
+        acts_[size_t(l + 1)].x_in = std::move(keep);
+      }
+      std::vector<float> xr = acts_[size_t(l)].x_in, tmp(xr.size());
+      layer_forward(l, xr, tmp, false);
+    }
     const LayerActs& a = acts_[size_t(l)];
     // FFN: x += ffn(rmsnorm(x))
     if (ly.is_moe) {

@@ -90,6 +90,11 @@ class LogprobPass {
   }
   double aux_loss() const { return aux_loss_; }
 
+  // Activation recomputation: keep only each layer's input during forward() and run the layer
+  // again in backward() (one extra forward of the layers, activation memory of one layer).
+  // Results are identical. Set before forward().
+  void set_recompute(bool on) { recompute_ = on; }
+
   // Entropy of softmax(logits / T) at each target position of the last forward (same order).
   const std::vector<float>& entropies() const { return entropy_; }
 
@@ -120,7 +125,9 @@ class LogprobPass {
   std::vector<int32_t> pos_;        // position within its sequence [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
-  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward
+  std::vector<float> lse_;
+  bool recompute_ = false;
+  void layer_forward(int64_t l, std::vector<float>& x, std::vector<float>& tmp, bool record);  // log-sum-exp of each target row's logits / T (forward), reused by backward
   double aux_loss_ = 0.0;
   std::vector<int64_t> target_row_; // for each target: the row whose logits predict it
   std::vector<int32_t> target_id_;

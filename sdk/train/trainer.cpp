@@ -101,6 +101,7 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
     LogprobPass pass;
     const float share = float(mb.size()) / float(n_seqs);
     pass.set_aux_loss(cfg_.aux_loss_alpha, share);
+    pass.set_recompute(cfg_.recompute_activations);
     auto lp = pass.forward(*policy_, seqs, 1.0f);
     loss += double(n_tokens) * share * pass.aux_loss();  // divided by n_tokens below
     count_routes(pass);
@@ -200,6 +201,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     LogprobPass pass;
     const float share = float(b1 - b0) / float(B);
     pass.set_aux_loss(cfg_.aux_loss_alpha, share);
+    pass.set_recompute(cfg_.recompute_activations);
     auto lp = pass.forward(*policy_, seqs, cfg.temperature);
     loss += share * pass.aux_loss();
     count_routes(pass);

@@ -32,6 +32,9 @@ struct TrainerConfig {
   // Sequence-wise auxiliary balance loss weight alpha (DeepSeek-V3 eq. 17-20; 0: off). Added to
   // the SFT/GRPO loss of MoE models, averaged over the batch's sequences.
   float aux_loss_alpha = 0.0f;
+  // Activation recomputation: keep only each layer's input and recompute the layer during
+  // backward (less memory, one more forward of the layers); identical results.
+  bool recompute_activations = false;
 };
 
 // One SFT example: `mask[t]` = 1 when token t is a completion token to be predicted (the loss

@@ -68,6 +68,7 @@ TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
   for (const auto& p : pc.frozen_prefixes()) s.trainer.frozen_prefixes.push_back(p);
   s.trainer.bias_update_speed = pc.bias_update_speed();
   s.trainer.aux_loss_alpha = pc.aux_loss_alpha();
+  s.trainer.recompute_activations = pc.recompute_activations();
   require(std::isfinite(pc.aux_loss_alpha()) && pc.aux_loss_alpha() >= 0, "aux_loss_alpha", "must be >= 0");
   require(std::isfinite(pc.bias_update_speed()) && pc.bias_update_speed() >= 0, "bias_update_speed", "must be >= 0");
 
