@@ -52,7 +52,7 @@ TEST_CASE("SFT loss, logprobs and every parameter gradient match torch autograd"
   // The fixtures cover a dense tied Qwen2, a Llama with llama3 RoPE, Qwen2-MoE (shared expert
   // gate), Mixtral and DeepSeek-V3 (MLA with q LoRA, YaRN, sigmoid group routing).
   for (const char* must : {"sft_qwen2_tied", "sft_llama_gqa2_llama3rope", "sft_qwen2_moe", "sft_mixtral",
-                           "sft_dsv3_qlora_group"})
+                           "sft_dsv3_qlora_group", "sft_qwen3_moe"})
     CHECK(std::find(files.begin(), files.end(), kFixtures + "train/" + must + ".safetensors") != files.end());
 
   for (const std::string& path : files) {
