@@ -179,8 +179,11 @@ void attn_bwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float 
   const int64_t n_items = int64_t(items.size()) * n_groups;
 #pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(dynamic)
   for (int64_t it = 0; it < n_items; ++it) {
-    const size_t s = items[size_t(it / n_groups)].first, poff = items[size_t(it / n_groups)].second;
-    const int64_t g = it % n_groups;
+    // Group-major order: the two threads work on different groups' rows instead of colliding
+    // on the same sequence's dq/dk/dv rows (measured: 250-290 ms vs 42 ms for 8 layers).
+    const int64_t n_seqs = int64_t(items.size());
+    const size_t s = items[size_t(it % n_seqs)].first, poff = items[size_t(it % n_seqs)].second;
+    const int64_t g = it / n_seqs;
     const int64_t b = seq_start[s], n = seq_start[s + 1] - b;
     std::vector<float> dP(static_cast<size_t>(n));
     for (int64_t h = g * sh.group; h < (g + 1) * sh.group; ++h) {
