@@ -34,7 +34,8 @@ float AdamW::step(const std::vector<std::pair<std::string, Tensor>>& params, Gra
     if (is_frozen(name)) continue;
     const Tensor& g = grads.at(name);
     const float* gd = g.data<float>();
-    for (int64_t i = 0; i < g.numel(); ++i) {
+    const int64_t n = g.numel();
+    for (int64_t i = 0; i < n; ++i) {
       if (!std::isfinite(gd[i]))
         fail(ErrorCode::InvalidArgument, "gradient of '{}' is not finite (element {}); the step was not applied", name, i);
       sq += double(gd[i]) * gd[i];
@@ -59,7 +60,8 @@ float AdamW::step(const std::vector<std::pair<std::string, Tensor>>& params, Gra
     float* m = it->second.first.data<float>();
     float* v = it->second.second.data<float>();
     const float decay = no_weight_decay(name) ? 0.0f : cfg_.weight_decay;
-    for (int64_t i = 0; i < p.numel(); ++i) {
+    const int64_t n = p.numel();
+    for (int64_t i = 0; i < n; ++i) {
       const float gi = g[i] * clip;
       if (decay != 0.0f) w[i] *= 1.0f - lr * decay;
       m[i] = cfg_.beta1 * m[i] + (1.0f - cfg_.beta1) * gi;

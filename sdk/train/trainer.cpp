@@ -300,8 +300,10 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
   if (!apply) {
     if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "grpo loss is not finite ({})", m.loss);
     double sq = 0;
-    for (auto& [n, g] : grads_.by_name)
-      for (int64_t i = 0; i < g.numel(); ++i) sq += double(g.data<float>()[i]) * g.data<float>()[i];
+    for (auto& [name, g] : grads_.by_name) {
+      const float* gd = g.data<float>();
+      for (int64_t i = 0, n = g.numel(); i < n; ++i) sq += double(gd[i]) * gd[i];
+    }
     m.grad_norm = float(std::sqrt(sq));
     return m;
   }

@@ -64,4 +64,23 @@ inline std::vector<float> prefill_logits(const Model& m, const std::vector<int32
   return logits;
 }
 
+// Feeds `prompt` then the oracle's tokens one KV-cache step at a time and checks that the
+// logits before each step equal the oracle's decode logits ([steps, vocab]) within `tol`.
+inline void check_decode_steps(const Model& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& tokens,
+                               const std::vector<float>& decode_logits, float tol) {
+  const size_t V = size_t(m.config().vocab_size);
+  KVCache cache = m.make_cache();
+  ForwardScratch s;
+  std::vector<float> logits;
+  const int slot = cache.add_sequence();
+  SeqChunk ch{slot, prompt.data(), int64_t(prompt.size()), false};
+  m.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
+  for (size_t step = 0; step < tokens.size(); ++step) {
+    INFO("decode step " << step);
+    CHECK(max_abs_diff(logits.data(), decode_logits.data() + step * V, V) < tol);
+    SeqChunk next{slot, &tokens[step], 1, false};
+    m.forward(std::span<const SeqChunk>(&next, 1), cache, logits, s);
+  }
+}
+
 }  // namespace reason::test

@@ -118,7 +118,6 @@ TEST_CASE("MoE/MLA decode logits and greedy tokens match transformers generate",
     INFO("model " << name);
     auto m = Model::load(kDir + name);
     auto ex = expected(name);
-    const size_t V = size_t(m->config().vocab_size);
     const int np = n_prompts(ex);
     std::vector<GenRequest> reqs(static_cast<size_t>(np));
     for (int i = 0; i < np; ++i) {
@@ -132,18 +131,7 @@ TEST_CASE("MoE/MLA decode logits and greedy tokens match transformers generate",
       INFO("prompt " << i);
       auto want = ex.ids("greedy_" + std::to_string(i));
       CHECK(res[size_t(i)].tokens == want);
-      auto dl = ex.floats("decode_logits_" + std::to_string(i));
-      KVCache cache = m->make_cache();
-      ForwardScratch s;
-      std::vector<float> logits;
-      const int slot = cache.add_sequence();
-      SeqChunk ch{slot, reqs[size_t(i)].prompt.data(), int64_t(reqs[size_t(i)].prompt.size()), false};
-      m->forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
-      for (size_t step = 0; step < want.size(); ++step) {
-        CHECK(max_abs_diff(logits.data(), dl.data() + step * V, V) < 1e-4f);
-        SeqChunk next{slot, &want[step], 1, false};
-        m->forward(std::span<const SeqChunk>(&next, 1), cache, logits, s);
-      }
+      test::check_decode_steps(*m, reqs[size_t(i)].prompt, want, ex.floats("decode_logits_" + std::to_string(i)), 1e-4f);
     }
   }
 }
