@@ -1,4 +1,5 @@
-// The `reason` command-line tool: generate, tokenize, score, info.
+// The `reason` command-line tool: generate, tokenize, score, info (here), pipeline and eval
+// (pipeline_commands.cpp).
 // Errors are one line on stderr ("reason: error: ...") with exit status 1.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "infer/generator.h"
+#include "pipeline_commands.h"
 #include "model/model.h"
 #include "reason/kernels/backend.h"
 #include "tokenizer/chat_template.h"
@@ -140,6 +142,8 @@ int main(int argc, char** argv) {
   infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");
   infoc->add_option("--prompt", routing_prompt, "prompt for --routing")->capture_default_str();
 
+  cli::PipelineCommands pipeline_cmds(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -148,7 +152,9 @@ int main(int argc, char** argv) {
 
   try {
     if (common.threads > 0) kernels::set_cpu_threads(common.threads);
-    if (*gen) {
+    if (pipeline_cmds.run()) {
+      // pipeline run|check or eval
+    } else if (*gen) {
       if (r1) {
         sp.temperature = 0.6f;
         sp.top_p = 0.95f;

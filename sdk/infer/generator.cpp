@@ -33,6 +33,8 @@ bool ends_request(const std::vector<int32_t>& eos, const SamplingParams& p, int3
 std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> requests,
                                 const TokenCallback& callback, const GenerateOptions& opts) {
   const ModelConfig& c = model.config();
+  // followers[i]: the requests that reuse request i's prompt cache.
+  std::vector<std::vector<size_t>> followers(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const GenRequest& r = requests[i];
     if (r.prompt.empty()) fail(ErrorCode::InvalidArgument, "generate: request {} has an empty prompt", i);
@@ -41,37 +43,108 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
         fail(ErrorCode::InvalidArgument, "generate: request {}: token id {} at position {} is outside the vocabulary [0, {})",
              i, r.prompt[t], t, c.vocab_size);
     r.params.validate();
+    if (r.share_prefix_with != -1) {
+      const int64_t j = r.share_prefix_with;
+      if (j < 0 || j >= int64_t(i))
+        fail(ErrorCode::InvalidArgument, "generate: request {}: share_prefix_with {} is not an earlier request", i, j);
+      if (requests[size_t(j)].prompt != r.prompt)
+        fail(ErrorCode::InvalidArgument, "generate: request {}: share_prefix_with {} has a different prompt", i, j);
+      size_t root = size_t(j);
+      while (requests[root].share_prefix_with != -1) root = size_t(requests[root].share_prefix_with);
+      followers[root].push_back(i);
+    }
   }
   std::vector<int32_t> eos = c.eos_token_ids;
   auto tok = model.tokenizer();
   if (tok && tok->eos_id()) eos.push_back(*tok->eos_id());
 
+  GenerateStats local_stats;
+  GenerateStats& stats = opts.stats ? *opts.stats : local_stats;
+  stats = GenerateStats{};
   std::vector<GenResult> results(requests.size());
   KVCache cache = model.make_cache();
   ForwardScratch scratch;
   SamplerScratch sscratch;
   std::vector<float> logits;
   std::deque<size_t> waiting;
-  for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
+  for (size_t i = 0; i < requests.size(); ++i)
+    if (requests[i].share_prefix_with == -1) waiting.push_back(i);
   std::vector<std::unique_ptr<Active>> active;
   const int64_t V = c.vocab_size;
+  const int max_active = std::max(1, opts.max_active);
 
+  auto start = [&](size_t req, int slot) {
+    auto a = std::make_unique<Active>();
+    a->req = req;
+    a->slot = slot;
+    a->history = requests[req].prompt;
+    a->rng = Rng(requests[req].params.seed);
+    if (tok) a->stream.emplace(*tok);
+    return a;
+  };
   auto finish = [&](Active& a, FinishReason why) {
     a.done = true;
     results[a.req].finish = why;
     cache.remove_sequence(a.slot);
   };
+  // Samples the next token of `a` from its logits row and handles streaming, stop strings and
+  // the end of the request.
+  auto advance = [&](Active& a, std::span<const float> row) {
+    const GenRequest& rq = requests[a.req];
+    const Sampled sm = sample(row, rq.params, a.history, a.rng, sscratch);
+    GenResult& res = results[a.req];
+    res.tokens.push_back(sm.token);
+    res.logprobs.push_back(sm.logprob);
+    a.history.push_back(sm.token);
+    a.pending = sm.token;
+    stats.generated_tokens += 1;
+
+    const bool is_end = ends_request(eos, rq.params, sm.token);
+    std::string piece;
+    // Ids past the tokenizer's vocabulary (padding rows of the embedding) decode to nothing.
+    if (a.stream && !is_end && sm.token < tok->vocab_size()) piece = a.stream->push(sm.token);
+    // Stop strings: cut the text before the first stop string found in the new region.
+    bool stop_string = false;
+    if (!piece.empty() && !rq.params.stop_strings.empty()) {
+      const size_t old_len = res.text.size();
+      std::string combined = res.text + piece;
+      size_t cut = std::string::npos;
+      for (const auto& ss : rq.params.stop_strings) {
+        const size_t from = old_len >= ss.size() ? old_len - ss.size() + 1 : 0;
+        const size_t at = combined.find(ss, from);
+        if (at != std::string::npos) cut = std::min(cut, at);
+      }
+      if (cut != std::string::npos) {
+        stop_string = true;
+        piece = cut > old_len ? combined.substr(old_len, cut - old_len) : std::string();
+        res.text.resize(std::min(old_len, cut));
+      }
+    }
+    // The last token of a request also carries any bytes still held by the stream decoder
+    // (an incomplete UTF-8 sequence renders as U+FFFD, as decode() would), so the streamed
+    // pieces always concatenate to the final text.
+    const bool at_limit = int64_t(res.tokens.size()) >= rq.params.max_new_tokens;
+    if (a.stream && !stop_string && (is_end || at_limit)) piece += a.stream->flush();
+    res.text += piece;
+    bool keep_going = true;
+    if (callback) keep_going = callback(a.req, sm.token, sm.logprob, piece);
+    if (is_end || stop_string) {
+      finish(a, FinishReason::Stop);
+    } else if (!keep_going) {
+      finish(a, FinishReason::Callback);
+    } else if (at_limit) {
+      finish(a, FinishReason::Length);
+    }
+  };
 
   while (!waiting.empty() || !active.empty()) {
-    while (!waiting.empty() && int(active.size()) < std::max(1, opts.max_active)) {
-      auto a = std::make_unique<Active>();
-      a->req = waiting.front();
+    // Admit waiting requests; a request is admitted together with the requests sharing its prompt.
+    while (!waiting.empty()) {
+      const size_t need = 1 + followers[waiting.front()].size();
+      if (!active.empty() && active.size() + need > size_t(max_active)) break;
+      const size_t req = waiting.front();
       waiting.pop_front();
-      a->slot = cache.add_sequence();
-      a->history = requests[a->req].prompt;
-      a->rng = Rng(requests[a->req].params.seed);
-      if (tok) a->stream.emplace(*tok);
-      active.push_back(std::move(a));
+      active.push_back(start(req, cache.add_sequence()));
     }
     // One step: decode tokens for sequences past their prompt, prompt chunks for the others.
     std::vector<SeqChunk> chunks;
@@ -85,66 +158,39 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
         const int64_t n = std::min<int64_t>(budget, int64_t(prompt.size()) - a.prefilled);
         chunks.push_back(SeqChunk{a.slot, prompt.data() + a.prefilled, n, false});
         budget -= n;
+        stats.prompt_tokens_computed += n;
       } else {
         chunks.push_back(SeqChunk{a.slot, &a.pending, 1, false});
       }
       owners.push_back(&a);
     }
     model.forward(chunks, cache, logits, scratch);
+    stats.forward_calls += 1;
 
+    std::vector<std::unique_ptr<Active>> forked;
     for (size_t i = 0; i < chunks.size(); ++i) {
       Active& a = *owners[i];
       const GenRequest& rq = requests[a.req];
       if (a.prefilled < int64_t(rq.prompt.size())) {
         a.prefilled += chunks[i].n;
         if (a.prefilled < int64_t(rq.prompt.size())) continue;  // more prompt to go
+        // The prompt is complete: the requests sharing it start from a copy of its cache rows
+        // (taken before this request's first token can end it and free the slot).
+        for (size_t f : followers[a.req]) {
+          auto b = start(f, cache.fork_sequence(a.slot, a.prefilled));
+          b->prefilled = a.prefilled;
+          stats.prompt_tokens_shared += a.prefilled;
+          forked.push_back(std::move(b));
+        }
       }
       std::span<const float> row(logits.data() + i * size_t(V), size_t(V));
-      const Sampled sm = sample(row, rq.params, a.history, a.rng, sscratch);
-      GenResult& res = results[a.req];
-      res.tokens.push_back(sm.token);
-      res.logprobs.push_back(sm.logprob);
-      a.history.push_back(sm.token);
-      a.pending = sm.token;
-
-      const bool is_end = ends_request(eos, rq.params, sm.token);
-      std::string piece;
-      // Ids past the tokenizer's vocabulary (padding rows of the embedding) decode to nothing.
-      if (a.stream && !is_end && sm.token < tok->vocab_size()) piece = a.stream->push(sm.token);
-      // Stop strings: cut the text before the first stop string found in the new region.
-      bool stop_string = false;
-      if (!piece.empty() && !rq.params.stop_strings.empty()) {
-        const size_t old_len = res.text.size();
-        std::string combined = res.text + piece;
-        size_t cut = std::string::npos;
-        for (const auto& ss : rq.params.stop_strings) {
-          const size_t from = old_len >= ss.size() ? old_len - ss.size() + 1 : 0;
-          const size_t at = combined.find(ss, from);
-          if (at != std::string::npos) cut = std::min(cut, at);
-        }
-        if (cut != std::string::npos) {
-          stop_string = true;
-          piece = cut > old_len ? combined.substr(old_len, cut - old_len) : std::string();
-          res.text.resize(std::min(old_len, cut));
-        }
-      }
-      // The last token of a request also carries any bytes still held by the stream decoder
-      // (an incomplete UTF-8 sequence renders as U+FFFD, as decode() would), so the streamed
-      // pieces always concatenate to the final text.
-      const bool at_limit = int64_t(res.tokens.size()) >= rq.params.max_new_tokens;
-      if (a.stream && !stop_string && (is_end || at_limit)) piece += a.stream->flush();
-      res.text += piece;
-      bool keep_going = true;
-      if (callback) keep_going = callback(a.req, sm.token, sm.logprob, piece);
-      if (is_end || stop_string) {
-        finish(a, FinishReason::Stop);
-      } else if (!keep_going) {
-        finish(a, FinishReason::Callback);
-      } else if (at_limit) {
-        finish(a, FinishReason::Length);
-      }
+      advance(a, row);
+      for (auto& b : forked)
+        if (b->history.size() == requests[b->req].prompt.size() && !b->done) advance(*b, row);
     }
     active.erase(std::remove_if(active.begin(), active.end(), [](const auto& a) { return a->done; }), active.end());
+    for (auto& b : forked)
+      if (!b->done) active.push_back(std::move(b));
   }
   return results;
 }

@@ -24,6 +24,11 @@ enum class FinishReason { Length = 0, Stop = 1, Callback = 2 };
 struct GenRequest {
   std::vector<int32_t> prompt;
   SamplingParams params;
+  // Prefix sharing (GRPO groups, best-of-n): the index of an EARLIER request with the identical
+  // prompt. The prompt's keys/values are then computed once, by that request, and copied into
+  // this request's cache slot (KVCache::fork_sequence) right after the prompt's last position;
+  // this request samples its first token from the same logits with its own seed. -1: none.
+  int64_t share_prefix_with = -1;
 };
 
 struct GenResult {
@@ -37,13 +42,23 @@ struct GenResult {
 // Return false to stop that request (finish reason Callback).
 using TokenCallback = std::function<bool(size_t request, int32_t token, float logprob, std::string_view text)>;
 
-struct GenerateOptions {
-  int max_active = 64;              // sequences decoded together
-  int64_t prefill_token_budget = 512;  // prompt tokens per forward step
+// What a generate() call computed (for tests and throughput figures).
+struct GenerateStats {
+  int64_t prompt_tokens_computed = 0;  // prompt positions run through the model
+  int64_t prompt_tokens_shared = 0;    // prompt positions copied from another request's cache
+  int64_t generated_tokens = 0;
+  int64_t forward_calls = 0;
 };
 
-// Throws InvalidArgument for empty prompts, out-of-range ids or bad sampling parameters
-// (checked before any work starts).
+struct GenerateOptions {
+  int max_active = 64;              // sequences decoded together (a group sharing a prefix is admitted whole)
+  int64_t prefill_token_budget = 512;  // prompt tokens per forward step
+  GenerateStats* stats = nullptr;   // when non-null, filled with this call's counts (not owned)
+};
+
+// Throws InvalidArgument for empty prompts, out-of-range ids, bad sampling parameters or a
+// share_prefix_with that is not an earlier request with the same prompt (checked before any
+// work starts).
 std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> requests,
                                 const TokenCallback& callback = {}, const GenerateOptions& opts = {});
 

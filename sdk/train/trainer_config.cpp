@@ -23,57 +23,45 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
   std::string text;
 };
 
-void require(bool ok, const char* field, const std::string& why) {
-  if (!ok) fail(ErrorCode::InvalidArgument, "trainer config: {} {}", field, why);
+// Throws InvalidArgument "<where><field> <why>" unless ok.
+void require(bool ok, std::string_view where, const char* field, const std::string& why) {
+  if (!ok) fail(ErrorCode::InvalidArgument, "{}{} {}", where, field, why);
 }
 
 }  // namespace
 
-TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
-  proto::TrainerConfig pc;
-  if (binary) {
-    if (!pc.ParseFromArray(bytes.data(), int(bytes.size())))
-      fail(ErrorCode::InvalidArgument, "trainer config: not a valid binary TrainerConfig message");
-  } else {
-    google::protobuf::TextFormat::Parser parser;
-    ErrorCollector errors;
-    parser.RecordErrorsTo(&errors);
-    if (!parser.ParseFromString(std::string(bytes), &pc))
-      fail(ErrorCode::InvalidArgument, "trainer config: {}", errors.text.empty() ? "not valid text format" : errors.text);
-  }
-  TrainerSettings s;
-  const auto& o = pc.optimizer();
-  AdamWConfig& a = s.trainer.optim;
+AdamWConfig adamw_from_proto(const proto::OptimizerConfig& o, std::string_view where) {
+  AdamWConfig a;
   if (o.has_lr()) a.lr = o.lr();
   if (o.has_beta1()) a.beta1 = o.beta1();
   if (o.has_beta2()) a.beta2 = o.beta2();
   if (o.has_eps()) a.eps = o.eps();
   if (o.has_weight_decay()) a.weight_decay = o.weight_decay();
   if (o.has_max_grad_norm()) a.max_grad_norm = o.max_grad_norm();
-  require(std::isfinite(a.lr) && a.lr >= 0, "optimizer.lr", fmt::format("must be >= 0 (got {})", a.lr));
-  require(a.beta1 >= 0 && a.beta1 < 1, "optimizer.beta1", "must be in [0, 1)");
-  require(a.beta2 >= 0 && a.beta2 < 1, "optimizer.beta2", "must be in [0, 1)");
-  require(a.eps > 0, "optimizer.eps", "must be > 0");
-  require(a.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0");
-  require(a.max_grad_norm >= 0, "optimizer.max_grad_norm", "must be >= 0");
-  const auto& sc = pc.schedule();
-  s.trainer.schedule.kind = sc.kind() == proto::ScheduleConfig::LINEAR   ? LrSchedule::Kind::Linear
-                            : sc.kind() == proto::ScheduleConfig::COSINE ? LrSchedule::Kind::Cosine
-                                                                          : LrSchedule::Kind::Constant;
-  s.trainer.schedule.warmup_steps = sc.warmup_steps();
-  s.trainer.schedule.total_steps = sc.total_steps();
-  require(sc.warmup_steps() >= 0, "schedule.warmup_steps", "must be >= 0");
-  require(sc.kind() == proto::ScheduleConfig::CONSTANT || sc.total_steps() > sc.warmup_steps(), "schedule.total_steps",
-          "must exceed warmup_steps for a decaying schedule");
-  for (const auto& p : pc.frozen_prefixes()) s.trainer.frozen_prefixes.push_back(p);
-  s.trainer.bias_update_speed = pc.bias_update_speed();
-  s.trainer.aux_loss_alpha = pc.aux_loss_alpha();
-  s.trainer.recompute_activations = pc.recompute_activations();
-  require(std::isfinite(pc.aux_loss_alpha()) && pc.aux_loss_alpha() >= 0, "aux_loss_alpha", "must be >= 0");
-  require(std::isfinite(pc.bias_update_speed()) && pc.bias_update_speed() >= 0, "bias_update_speed", "must be >= 0");
+  require(std::isfinite(a.lr) && a.lr >= 0, where, "optimizer.lr", fmt::format("must be >= 0 (got {})", a.lr));
+  require(a.beta1 >= 0 && a.beta1 < 1, where, "optimizer.beta1", "must be in [0, 1)");
+  require(a.beta2 >= 0 && a.beta2 < 1, where, "optimizer.beta2", "must be in [0, 1)");
+  require(a.eps > 0, where, "optimizer.eps", "must be > 0");
+  require(a.weight_decay >= 0, where, "optimizer.weight_decay", "must be >= 0");
+  require(a.max_grad_norm >= 0, where, "optimizer.max_grad_norm", "must be >= 0");
+  return a;
+}
 
-  const auto& g = pc.grpo();
-  GrpoConfig& gc = s.grpo;
+LrSchedule schedule_from_proto(const proto::ScheduleConfig& sc, std::string_view where) {
+  LrSchedule s;
+  s.kind = sc.kind() == proto::ScheduleConfig::LINEAR   ? LrSchedule::Kind::Linear
+           : sc.kind() == proto::ScheduleConfig::COSINE ? LrSchedule::Kind::Cosine
+                                                         : LrSchedule::Kind::Constant;
+  s.warmup_steps = sc.warmup_steps();
+  s.total_steps = sc.total_steps();
+  require(sc.warmup_steps() >= 0, where, "schedule.warmup_steps", "must be >= 0");
+  require(sc.kind() == proto::ScheduleConfig::CONSTANT || sc.total_steps() > sc.warmup_steps(), where,
+          "schedule.total_steps", "must exceed warmup_steps for a decaying schedule");
+  return s;
+}
+
+GrpoConfig grpo_from_proto(const proto::GrpoConfig& g, bool require_group, std::string_view where) {
+  GrpoConfig gc;
   gc.group_size = g.group_size();
   if (g.has_epsilon()) gc.epsilon = g.epsilon();
   gc.epsilon_high = g.has_epsilon_high() ? g.epsilon_high() : gc.epsilon;
@@ -88,24 +76,56 @@ TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
   gc.max_completion_length = g.max_completion_length();
   if (g.has_temperature()) gc.temperature = g.temperature();
   gc.kl_ratio_correction = g.kl_ratio_correction();
-  if (pc.has_grpo()) require(gc.group_size >= 2, "grpo.group_size", fmt::format("must be >= 2 (got {})", gc.group_size));
-  require(gc.epsilon >= 0 && gc.epsilon < 1, "grpo.epsilon", "must be in [0, 1)");
-  require(gc.epsilon_high >= 0, "grpo.epsilon_high", "must be >= 0");
-  require(gc.beta >= 0, "grpo.beta", "must be >= 0");
-  require(gc.temperature > 0, "grpo.temperature", "must be > 0");
-  require(gc.aggregation != GrpoAggregation::Constant || gc.max_completion_length > 0, "grpo.max_completion_length",
-          "must be > 0 for DR_GRPO");
+  if (require_group)
+    require(gc.group_size >= 2, where, "grpo.group_size", fmt::format("must be >= 2 (got {})", gc.group_size));
+  require(gc.epsilon >= 0 && gc.epsilon < 1, where, "grpo.epsilon", "must be in [0, 1)");
+  require(gc.epsilon_high >= 0, where, "grpo.epsilon_high", "must be >= 0");
+  require(gc.beta >= 0, where, "grpo.beta", "must be >= 0");
+  require(gc.temperature > 0, where, "grpo.temperature", "must be > 0");
+  require(gc.aggregation != GrpoAggregation::Constant || gc.max_completion_length > 0, where,
+          "grpo.max_completion_length", "must be > 0 for DR_GRPO");
+  return gc;
+}
 
-  const auto& d = pc.distill();
-  s.distill.loss = d.loss() == proto::DistillConfig::REVERSE_KL ? DistillLoss::ReverseKL
-                   : d.loss() == proto::DistillConfig::JSD      ? DistillLoss::JSD
-                                                                 : DistillLoss::ForwardKL;
-  if (d.has_beta()) s.distill.beta = d.beta();
-  if (d.has_temperature()) s.distill.temperature = d.temperature();
-  require(s.distill.temperature > 0, "distill.temperature", "must be > 0");
-  require(s.distill.beta > 0 && s.distill.beta < 1, "distill.beta", "must be in (0, 1)");
+DistillConfig distill_from_proto(const proto::DistillConfig& d, std::string_view where) {
+  DistillConfig c;
+  c.loss = d.loss() == proto::DistillConfig::REVERSE_KL ? DistillLoss::ReverseKL
+           : d.loss() == proto::DistillConfig::JSD      ? DistillLoss::JSD
+                                                         : DistillLoss::ForwardKL;
+  if (d.has_beta()) c.beta = d.beta();
+  if (d.has_temperature()) c.temperature = d.temperature();
+  require(c.temperature > 0, where, "distill.temperature", "must be > 0");
+  require(c.beta > 0 && c.beta < 1, where, "distill.beta", "must be in (0, 1)");
+  return c;
+}
+
+TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
+  proto::TrainerConfig pc;
+  if (binary) {
+    if (!pc.ParseFromArray(bytes.data(), int(bytes.size())))
+      fail(ErrorCode::InvalidArgument, "trainer config: not a valid binary TrainerConfig message");
+  } else {
+    google::protobuf::TextFormat::Parser parser;
+    ErrorCollector errors;
+    parser.RecordErrorsTo(&errors);
+    if (!parser.ParseFromString(std::string(bytes), &pc))
+      fail(ErrorCode::InvalidArgument, "trainer config: {}", errors.text.empty() ? "not valid text format" : errors.text);
+  }
+  constexpr std::string_view where = "trainer config: ";
+  TrainerSettings s;
+  s.trainer.optim = adamw_from_proto(pc.optimizer(), where);
+  s.trainer.schedule = schedule_from_proto(pc.schedule(), where);
+  for (const auto& p : pc.frozen_prefixes()) s.trainer.frozen_prefixes.push_back(p);
+  s.trainer.bias_update_speed = pc.bias_update_speed();
+  s.trainer.aux_loss_alpha = pc.aux_loss_alpha();
+  s.trainer.recompute_activations = pc.recompute_activations();
+  require(std::isfinite(pc.aux_loss_alpha()) && pc.aux_loss_alpha() >= 0, where, "aux_loss_alpha", "must be >= 0");
+  require(std::isfinite(pc.bias_update_speed()) && pc.bias_update_speed() >= 0, where, "bias_update_speed",
+          "must be >= 0");
+  s.grpo = grpo_from_proto(pc.grpo(), pc.has_grpo(), where);
+  s.distill = distill_from_proto(pc.distill(), where);
   s.micro_batch = pc.micro_batch();
-  require(s.micro_batch >= 0, "micro_batch", "must be >= 0");
+  require(s.micro_batch >= 0, where, "micro_batch", "must be >= 0");
   return s;
 }
 

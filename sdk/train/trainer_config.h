@@ -4,6 +4,7 @@
 #pragma once
 #include <string_view>
 
+#include "reason.pb.h"
 #include "train/trainer.h"
 
 namespace reason {
@@ -18,5 +19,14 @@ struct TrainerSettings {
 // Throws reason::Error(InvalidArgument) with the parser's line/column for malformed text, or
 // naming the offending field ("optimizer.lr must be >= 0").
 TrainerSettings parse_trainer_config(std::string_view bytes, bool binary);
+
+// The converters parse_trainer_config uses, for other configs that embed these messages (the
+// pipeline's). Unset fields take the documented defaults; a bad value throws InvalidArgument
+// "<where><field> <reason>", e.g. "stages[2] 'rl': optimizer.lr must be >= 0 (got -1)".
+AdamWConfig adamw_from_proto(const proto::OptimizerConfig& o, std::string_view where);
+LrSchedule schedule_from_proto(const proto::ScheduleConfig& s, std::string_view where);
+// require_group: group_size must be >= 2.
+GrpoConfig grpo_from_proto(const proto::GrpoConfig& g, bool require_group, std::string_view where);
+DistillConfig distill_from_proto(const proto::DistillConfig& d, std::string_view where);
 
 }  // namespace reason

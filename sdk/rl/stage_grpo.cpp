@@ -1,0 +1,245 @@
+// The pipeline's GRPO stage: rollouts (G completions per prompt, prompt cache shared, old
+// logprobs captured while sampling), rewards (built-ins and registered callbacks under a
+// deadline, DAPO overlong shaping), optional DAPO dynamic sampling, reference logprobs when the
+// KL term is on, then one Trainer::grpo_step per step.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "rl/pipeline_stage.h"
+#include "rl/progress.h"
+#include "rl/rewards.h"
+#include "rl/rollout.h"
+#include "train/trainer_config.h"
+
+namespace reason::pipeline_detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double mean(const std::vector<double>& v) {
+  if (v.empty()) return std::nan("");
+  double s = 0;
+  for (double x : v) s += x;
+  return s / double(v.size());
+}
+
+}  // namespace
+
+// The reward functions of a RewardConfig (shared with rejection sampling's checks).
+std::vector<NamedReward> make_rewards(const proto::RewardConfig& rc, const PipelineOptions& opts) {
+  std::vector<NamedReward> out;
+  FormatOptions fo;
+  fo.require_open_tag = rc.has_require_open_tag() ? rc.require_open_tag() : true;
+  const std::string lang = rc.target_language().empty() ? "en" : rc.target_language();
+  auto add_builtin = [&](proto::RewardTerm::Kind k, float w) {
+    NamedReward r;
+    r.weight = w;
+    r.trusted = true;
+    switch (k) {
+      case proto::RewardTerm::MATH_ACCURACY:
+        r.name = "math_accuracy";
+        r.fn = [](const RewardInput& in) { return math_accuracy_reward(in.completion, in.answer); };
+        break;
+      case proto::RewardTerm::FORMAT:
+        r.name = "format";
+        r.fn = [fo](const RewardInput& in) { return format_reward(in.completion, fo); };
+        break;
+      default:
+        r.name = "language_consistency";
+        r.fn = [lang](const RewardInput& in) { return language_consistency_reward(in.completion, lang); };
+        break;
+    }
+    out.push_back(std::move(r));
+  };
+  if (rc.terms().empty()) {
+    add_builtin(proto::RewardTerm::MATH_ACCURACY, 1.0f);
+    add_builtin(proto::RewardTerm::FORMAT, 1.0f);
+  }
+  for (const auto& t : rc.terms()) {
+    const float w = t.has_weight() ? t.weight() : 1.0f;
+    if (!t.callback().empty()) {
+      auto it = opts.rewards.find(t.callback());
+      if (it == opts.rewards.end()) fail(ErrorCode::InvalidArgument, "reward callback '{}' is not registered", t.callback());
+      out.push_back(NamedReward{t.callback(), w, it->second, false});
+    } else {
+      add_builtin(t.kind(), w);
+    }
+  }
+  return out;
+}
+
+StageResult run_grpo_stage(const StageEnv& env) {
+  const auto& s = env.stage->grpo();
+  TrainerConfig tc;
+  tc.optim = adamw_from_proto(s.optimizer(), env.where);
+  tc.schedule = schedule_from_proto(s.schedule(), env.where);
+  tc.bias_update_speed = s.bias_update_speed();
+  const GrpoConfig gc = grpo_from_proto(s.grpo(), true, env.where);
+  const int64_t steps = s.steps(), P = s.prompts_per_step() > 0 ? s.prompts_per_step() : 8;
+  const int64_t rounds = s.dynamic_sampling() ? (s.max_sampling_rounds() > 0 ? s.max_sampling_rounds() : 4) : 1;
+
+  TrainingRun run = open_training(env, s.model(), tc);
+  std::shared_ptr<const Model> reference;
+  if (gc.beta > 0) reference = Model::load(env.model_dir(s.model()));
+  const Tokenizer& tok = *need_tokenizer(*run.model);
+
+  const Dataset& data = env.dataset(s.dataset());
+  std::vector<RolloutPrompt> all(data.records.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    const auto& r = data.records[i];
+    all[i].ids = encode_prompt(env.prompt_format, tok, r.prompt);
+    all[i].text = r.prompt;
+    all[i].answer = r.answer;
+    all[i].extra_json = r.fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  RolloutOptions ro;
+  ro.group_size = gc.group_size;
+  ro.sampling = sampling_params(s.sampling(), gc.temperature, 1.0f);
+  const int64_t deadline = s.reward().deadline_ms() > 0 ? s.reward().deadline_ms() : 10000;
+  RewardRunner runner(make_rewards(s.reward(), *env.opts), std::chrono::milliseconds(deadline), 2);
+  int math_term = -1, format_term = -1;
+  for (size_t k = 0; k < runner.rewards().size(); ++k) {
+    if (runner.rewards()[k].name == "math_accuracy" && math_term < 0) math_term = int(k);
+    if (runner.rewards()[k].name == "format" && format_term < 0) format_term = int(k);
+  }
+  OverlongShaping ov;
+  if (s.reward().has_overlong()) {
+    const auto& o = s.reward().overlong();
+    ov.max_length = o.max_length() > 0 ? o.max_length() : ro.sampling.max_new_tokens;
+    ov.cache = o.cache();
+    ov.weight = o.has_weight() ? o.weight() : 1.0f;
+  }
+
+  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps);
+  ProgressBar bar(env.name, steps, env.opts->log, env.opts->progress);
+  bar.start(run.done_steps);
+  DataOrder order(all.size(), env.seed);
+  for (int64_t step = run.done_steps + 1; step <= steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    RolloutStats rs;
+    std::vector<RolloutPrompt> batch_prompts;
+    std::vector<Rollout> batch;
+    int64_t dropped = 0, sampled_groups = 0;
+    for (int64_t round = 0; round < rounds && int64_t(batch_prompts.size()) < P; ++round) {
+      std::vector<RolloutPrompt> prompts;
+      for (int64_t i = 0; i < P; ++i) {
+        RolloutPrompt p = all[order.at(((step - 1) * rounds + round) * P + i)];
+        p.seed = mix_seed(env.seed, uint64_t(((step - 1) * rounds + round) * P + i));
+        prompts.push_back(std::move(p));
+      }
+      auto rolls = sample_rollouts(*run.model, prompts, ro, &rs);
+      score_rollouts(rolls, prompts, runner, ov, &rs);
+      const size_t G = size_t(gc.group_size);
+      for (size_t g = 0; g < prompts.size(); ++g) {
+        std::span<const Rollout> group(rolls.data() + g * G, G);
+        ++sampled_groups;
+        const bool last_round = round + 1 == rounds;
+        if (s.dynamic_sampling() && group_rewards_tied(group) && !(last_round && batch_prompts.empty())) {
+          ++dropped;
+          continue;
+        }
+        if (int64_t(batch_prompts.size()) >= P) break;
+        for (const Rollout& r : group) {
+          batch.push_back(r);
+          batch.back().prompt = batch_prompts.size();
+        }
+        batch_prompts.push_back(prompts[g]);
+      }
+    }
+    const double sample_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto samples = to_grpo_samples(batch, batch_prompts);
+    if (reference) fill_reference_logprobs(*reference, samples, gc.temperature);
+    const auto t1 = std::chrono::steady_clock::now();
+    const StepMetrics m = run.trainer->grpo_step(samples, gc, s.micro_batch());
+    const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+
+    std::vector<double> rewards, acc, fmt_ok, len;
+    int64_t truncated = 0, failures = 0, tokens = 0;
+    for (const Rollout& r : batch) {
+      rewards.push_back(r.reward);
+      if (math_term >= 0) acc.push_back(r.reward_terms[size_t(math_term)]);
+      if (format_term >= 0) fmt_ok.push_back(r.reward_terms[size_t(format_term)]);
+      len.push_back(double(r.completion.size()));
+      truncated += r.truncated;
+      failures += r.reward_failed;
+    }
+    for (const auto& smp : samples) tokens += int64_t(smp.prompt.size() + smp.completion.size());
+    const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    nlohmann::json row = {{"step", step},
+                          {"reward", mean(rewards)},
+                          {"reward_std", m.reward_std},
+                          {"accuracy", mean(acc)},
+                          {"format", mean(fmt_ok)},
+                          {"response_length", mean(len)},
+                          {"truncated", double(truncated) / double(std::max<size_t>(1, batch.size()))},
+                          {"kl", m.kl},
+                          {"entropy", m.entropy},
+                          {"clip_low", m.clip_low},
+                          {"clip_high", m.clip_high},
+                          {"loss", m.loss},
+                          {"grad_norm", m.grad_norm},
+                          {"lr", m.lr},
+                          {"tied_groups", m.tied_group_share},
+                          {"groups", batch_prompts.size()},
+                          {"dropped_groups", dropped},
+                          {"sampled_groups", sampled_groups},
+                          {"reward_failures", failures},
+                          {"generated_tokens", rs.generated_tokens},
+                          {"prompt_tokens_shared", rs.prompt_tokens_shared},
+                          {"sample_seconds", sample_s},
+                          {"train_seconds", train_s},
+                          {"tokens_per_s", double(rs.generated_tokens + tokens) / total_s}};
+    for (size_t k = 0; k < runner.rewards().size(); ++k) {
+      std::vector<double> v;
+      for (const Rollout& r : batch) v.push_back(r.reward_terms[k]);
+      row["reward/" + runner.rewards()[k].name] = mean(v);
+    }
+    if (failures > 0)
+      for (const Rollout& r : batch)
+        if (r.reward_failed) {
+          row["reward_error"] = r.reward_error;
+          std::fprintf(env.opts->log, "\n%s: step %lld: %lld reward call(s) failed, e.g. %s\n", env.name.c_str(),
+                       (long long)step, (long long)failures, r.reward_error.c_str());
+          break;
+        }
+    log.append(row);
+    bar.update(step,
+               {{"reward", mean(rewards)}, {"acc", mean(acc)}, {"fmt", mean(fmt_ok)}, {"len", mean(len)}, {"kl", m.kl}},
+               rs.generated_tokens + tokens);
+    if (env.opts->on_step) env.opts->on_step(env.name, step);
+    if (step % env.checkpoint_every == 0 && step < steps) save_training_checkpoint(env, run, step);
+  }
+  bar.finish();
+  StageResult res;
+  res.models[s.model()] = finish_training(env, run, steps);
+  write_stage_plots((fs::path(env.dir) / "plots.svg").string(), env.name, log.rows(),
+                    {{"reward", "mean reward"},
+                     {"accuracy", "accuracy"},
+                     {"kl", "KL to reference"},
+                     {"response_length", "mean response length (tokens)"},
+                     {"format", "format reward"},
+                     {"entropy", "entropy"}});
+  const auto& rows = log.rows();
+  res.summary = {{"steps", steps}};
+  auto window_mean = [&](const char* key, bool first) {
+    std::vector<double> v;
+    const size_t n = std::min<size_t>(rows.size(), 5);
+    for (size_t i = 0; i < n; ++i) {
+      const auto& r = rows[first ? i : rows.size() - 1 - i];
+      if (r.contains(key) && r[key].is_number()) v.push_back(r[key].get<double>());
+    }
+    return mean(v);
+  };
+  for (const char* k : {"reward", "accuracy", "format", "response_length"}) {
+    res.summary[std::string("first5_") + k] = window_mean(k, true);
+    res.summary[std::string("last5_") + k] = window_mean(k, false);
+  }
+  const auto& st = runner.stats();
+  res.summary["reward_failures"] = st.failed;
+  return res;
+}
+
+}  // namespace reason::pipeline_detail

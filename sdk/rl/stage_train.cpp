@@ -1,0 +1,132 @@
+// The pipeline's training stages on fixed data: SFT, and distillation (sequence-level = SFT of
+// the student on teacher completions; logit-level = divergence to the teacher's distributions).
+#include <chrono>
+#include <filesystem>
+
+#include "core/error.h"
+#include "infer/generator.h"
+#include "rl/pipeline_stage.h"
+#include "rl/progress.h"
+#include "rl/rollout.h"
+#include "train/trainer_config.h"
+
+namespace reason::pipeline_detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using StepFn = std::function<StepMetrics(Trainer&, std::span<const std::vector<SftExample>>)>;
+
+struct LoopSpec {
+  std::string model;
+  std::vector<SftExample> examples;
+  int64_t steps = 0, batch = 16, micro = 0;
+  TrainerConfig tc;
+  StepFn step;
+};
+
+int64_t steps_for(int64_t steps, int64_t epochs, size_t n, int64_t batch) {
+  if (steps > 0) return steps;
+  return std::max<int64_t>(1, (epochs * int64_t(n) + batch - 1) / batch);
+}
+
+StageResult run_loop(const StageEnv& env, LoopSpec spec) {
+  TrainingRun run = open_training(env, spec.model, spec.tc);
+  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps);
+  ProgressBar bar(env.name, spec.steps, env.opts->log, env.opts->progress);
+  bar.start(run.done_steps);
+  DataOrder order(spec.examples.size(), env.seed);
+  const int64_t B = spec.batch, mb = spec.micro > 0 ? spec.micro : B;
+  for (int64_t step = run.done_steps + 1; step <= spec.steps; ++step) {
+    std::vector<std::vector<SftExample>> mbs;
+    for (int64_t i = 0; i < B; ++i) {
+      if (i % mb == 0) mbs.emplace_back();
+      mbs.back().push_back(spec.examples[order.at((step - 1) * B + i)]);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const StepMetrics m = spec.step(*run.trainer, mbs);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int64_t tokens = 0;
+    for (const auto& v : mbs)
+      for (const auto& e : v) tokens += int64_t(e.tokens.size());
+    log.append({{"step", step}, {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"lr", m.lr}, {"tokens", tokens},
+                {"loss_tokens", m.tokens}, {"tokens_per_s", double(tokens) / dt}, {"seconds", dt}});
+    bar.update(step, {{"loss", m.loss}, {"lr", m.lr}}, tokens);
+    if (env.opts->on_step) env.opts->on_step(env.name, step);
+    if (step % env.checkpoint_every == 0 && step < spec.steps) save_training_checkpoint(env, run, step);
+  }
+  bar.finish();
+  StageResult res;
+  res.models[spec.model] = finish_training(env, run, spec.steps);
+  write_stage_plots((fs::path(env.dir) / "plots.svg").string(), env.name, log.rows(),
+                    {{"loss", "loss"}, {"lr", "learning rate"}, {"grad_norm", "gradient norm"}});
+  const auto& rows = log.rows();
+  res.summary = {{"steps", spec.steps}, {"examples", spec.examples.size()}};
+  if (!rows.empty()) {
+    res.summary["first_loss"] = rows.front()["loss"];
+    res.summary["final_loss"] = rows.back()["loss"];
+  }
+  return res;
+}
+
+}  // namespace
+
+StageResult run_sft_stage(const StageEnv& env) {
+  const auto& s = env.stage->sft();
+  LoopSpec spec;
+  spec.model = s.model();
+  auto probe = Model::load(env.model_dir(spec.model), LoadOptions{DType::F32, true, MlaPath::Auto});
+  spec.examples = make_sft_examples(env.dataset(s.dataset()), *need_tokenizer(*probe), env.prompt_format,
+                                    eos_id(*probe), s.max_length() > 0 ? s.max_length() : 1024);
+  probe.reset();
+  spec.batch = s.batch_size() > 0 ? s.batch_size() : 16;
+  spec.micro = s.micro_batch();
+  spec.steps = steps_for(s.steps(), s.epochs(), spec.examples.size(), spec.batch);
+  spec.tc.optim = adamw_from_proto(s.optimizer(), env.where);
+  spec.tc.schedule = schedule_from_proto(s.schedule(), env.where);
+  spec.step = [](Trainer& t, std::span<const std::vector<SftExample>> mbs) { return t.sft_step(mbs); };
+  return run_loop(env, std::move(spec));
+}
+
+StageResult run_distill_stage(const StageEnv& env) {
+  const auto& s = env.stage->distill();
+  auto teacher = Model::load(env.model_dir(s.teacher()));
+  const Tokenizer& tok = *need_tokenizer(*teacher);
+  Dataset data = env.dataset(s.dataset());
+  // Sequence-level distillation from prompts only: the teacher writes the completions now.
+  bool has_completions = true;
+  for (const auto& r : data.records) has_completions = has_completions && (!r.completion.empty() || !r.text.empty());
+  if (!has_completions) {
+    std::vector<RolloutPrompt> prompts;
+    for (size_t i = 0; i < data.records.size(); ++i)
+      prompts.push_back({encode_prompt(env.prompt_format, tok, data.records[i].prompt), data.records[i].prompt,
+                         data.records[i].answer, "", mix_seed(env.seed, i)});
+    RolloutOptions ro;
+    ro.group_size = 1;
+    ro.sampling = sampling_params(s.sampling(), 0.6f, 0.95f);
+    auto rolls = sample_rollouts(*teacher, prompts, ro);
+    for (size_t i = 0; i < rolls.size(); ++i) data.records[i].completion = rolls[i].text;
+  }
+  LoopSpec spec;
+  spec.model = s.student();
+  auto student = Model::load(env.model_dir(spec.model));
+  spec.examples = make_sft_examples(data, *need_tokenizer(*student), env.prompt_format, eos_id(*student),
+                                    s.max_length() > 0 ? s.max_length() : 1024);
+  student.reset();
+  spec.batch = s.batch_size() > 0 ? s.batch_size() : 16;
+  spec.steps = steps_for(s.steps(), s.epochs(), spec.examples.size(), spec.batch);
+  spec.tc.optim = adamw_from_proto(s.optimizer(), env.where);
+  spec.tc.schedule = schedule_from_proto(s.schedule(), env.where);
+  if (s.mode() == proto::DistillStage::LOGIT) {
+    const DistillConfig dc = distill_from_proto(s.distill(), env.where);
+    std::shared_ptr<const Model> t = teacher;
+    spec.step = [t, dc](Trainer& tr, std::span<const std::vector<SftExample>> mbs) { return tr.distill_step(*t, mbs, dc); };
+  } else {
+    teacher.reset();
+    spec.step = [](Trainer& t, std::span<const std::vector<SftExample>> mbs) { return t.sft_step(mbs); };
+  }
+  return run_loop(env, std::move(spec));
+}
+
+}  // namespace reason::pipeline_detail
