@@ -2,7 +2,9 @@
 // and the stage loop (stages themselves live in stage_*.cpp).
 #include "rl/pipeline.h"
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/text_format.h>
 
 #include <cmath>
@@ -221,18 +223,18 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
       case proto::DatasetSpec::kSynthetic: {
         const auto& sy = d.synthetic();
         require(sy.count() > 0, w, fmt::format("synthetic.count must be > 0 (got {})", sy.count()));
+        AdditionTaskOptions o = task_options(sy);
         try {
-          // Validates digits, fractions and that the split holds enough problems.
-          AdditionTaskOptions o = task_options(sy);
-          make_addition_problems(0, 0, o);
-          if (double(sy.count()) > 0) {
-            const double range = std::pow(10.0, o.max_digits);
-            require(double(sy.count()) <= 0.5 * range * range * (o.held_out ? 0.125 : 0.875), w,
-                    "synthetic.count: more problems than the split holds");
-          }
+          make_addition_problems(0, 0, o);  // validates digits and fractions
         } catch (const Error& e) {
           fail(ErrorCode::InvalidArgument, "{}synthetic: {}", w, e.what());
         }
+        const double lo = o.min_digits == 1 ? 0 : std::pow(10.0, o.min_digits - 1), range = std::pow(10.0, o.max_digits) - lo;
+        const double split = range * range * (o.held_out ? 0.125 : 0.875);
+        require(double(sy.count()) <= 0.5 * split, w,
+                fmt::format("synthetic.count: {} problems requested, but the {} split of {}..{}-digit additions holds "
+                            "about {:.0f} (ask for at most half)", sy.count(), o.held_out ? "held-out" : "training",
+                            o.min_digits, o.max_digits, split));
         break;
       }
       case proto::DatasetSpec::kFromStage: {
@@ -394,7 +396,15 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
   eff.log = log;
 
   // The run's identity: refuse to resume with another config.
-  const std::string hash = fmt::format("{:016x}", fnv1a(plan.text));
+  // The run's identity is the parsed config (comments and layout may change).
+  std::string canonical;
+  {
+    google::protobuf::io::StringOutputStream sos(&canonical);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    cfg.SerializeToCodedStream(&cos);
+  }
+  const std::string hash = fmt::format("{:016x}", fnv1a(canonical));
   if (auto pj = read_json_or_null(out / "pipeline.json"); !pj.is_null()) {
     if (pj.value("config_hash", "") != hash)
       fail(ErrorCode::InvalidArgument,
