@@ -22,6 +22,6 @@ export OMP_WAIT_POLICY=PASSIVE
 (cd build && ctest --output-on-failure -j "$JOBS")
 # Sanitizers: the bad-input and API tests under ASan/UBSan (CPU only).
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREASON_SANITIZE=ON -DREASON_CUDA=OFF -DREASON_TESTS=ON
-cmake --build build-asan -j "$JOBS" --target test_safetensors test_hf_dir fuzz_safetensors test_tokenizer fuzz_tokenizer test_capi_bad_input test_sampler test_moe_config
+cmake --build build-asan -j "$JOBS" --target test_safetensors test_hf_dir fuzz_safetensors test_tokenizer fuzz_tokenizer test_capi_bad_input test_sampler test_moe_config test_reward_runner test_pipeline reason_cli
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --output-on-failure -j "$JOBS" -R 'test_safetensors|test_hf_dir|fuzz_safetensors|test_tokenizer|fuzz_tokenizer|test_capi_bad_input|test_sampler|test_moe_config')
+  ctest --output-on-failure -j "$JOBS" -R 'test_safetensors|test_hf_dir|fuzz_safetensors|test_tokenizer|fuzz_tokenizer|test_capi_bad_input|test_sampler|test_moe_config|test_reward_runner|test_pipeline')

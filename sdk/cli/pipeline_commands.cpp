@@ -112,7 +112,7 @@ bool PipelineCommands::run() {
       full["problems_detail"].push_back({{"prompt", d.records[i].prompt},
                                          {"answer", d.records[i].answer},
                                          {"samples", r.details[i].samples},
-                                         {"correct", r.details[i].correct},
+                                         {"correct", std::vector<bool>(r.details[i].correct.begin(), r.details[i].correct.end())},
                                          {"majority", r.details[i].majority},
                                          {"greedy", r.details[i].greedy}});
     atomic_write_file(s.json_out, full.dump(1) + "\n");

@@ -530,7 +530,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
   // Evaluation results of the whole run, one point per eval stage.
   if (!eval_results.empty()) {
     Plot pl;
-    pl.title = "held-out evaluation by eval stage";
+    pl.title = "held-out accuracy per eval stage";
     pl.x_label = "eval stage (in run order)";
     pl.y_label = "accuracy";
     PlotSeries p1{"pass@1", {}, {}}, gr{"greedy", {}, {}}, cons{"cons@k", {}, {}};
@@ -550,7 +550,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     }
     pl.title += " (" + order + ")";
     pl.series = {p1, gr, cons};
-    atomic_write_file((out / "plots.svg").string(), render_svg(pl, 800, 420));
+    atomic_write_file((out / "plots.svg").string(), render_svg(pl, 1100, 440));
   }
   atomic_write_file((out / "summary.json").string(), summary.dump(2) + "\n");
 

@@ -112,7 +112,7 @@ StageResult run_eval_stage(const StageEnv& env) {
     details.push_back({{"prompt", data.records[i].prompt},
                        {"answer", data.records[i].answer},
                        {"samples", d.samples},
-                       {"correct", d.correct},
+                       {"correct", std::vector<bool>(d.correct.begin(), d.correct.end())},
                        {"majority", d.majority},
                        {"majority_correct", d.majority_correct},
                        {"greedy", d.greedy},

@@ -410,3 +410,84 @@ TEST_CASE("a reward callback that throws is reported and the run goes on", "[pip
   CHECK(calls.load() == 5 * 2 * 4);
   CHECK(s["stages"][2]["summary"]["reward_failures"].get<int>() == failures);
 }
+
+TEST_CASE("reason eval: pass@1 over K samples, cons@K and greedy, as a table and JSON", "[pipeline][eval]") {
+  REQUIRE(fs::exists(kCli));
+  const fs::path dir = temp_dir("eval_cli");
+  // Problems the base fixture model gets right and wrong, plus a line with a numeric answer.
+  write(dir / "data.jsonl",
+        "{\"prompt\": \"What is 23 + 45?\", \"answer\": \"68\"}\n"
+        "{\"prompt\": \"What is 347 + 89?\", \"answer\": \"436\", \"source\": \"extra fields are kept\"}\n"
+        "{\"prompt\": \"What is 70 + 18?\", \"answer\": 88}\n");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* f = std::freopen((dir / "out.txt").c_str(), "w", stdout);
+    (void)f;
+    ::execl(kCli.c_str(), kCli.c_str(), "eval", "--model", kBase.c_str(), "--data", (dir / "data.jsonl").c_str(),
+            "--samples", "3", "--template", "User: {prompt}\nAssistant:", "--max-new-tokens", "64", "--json",
+            (dir / "eval.json").c_str(), nullptr);
+    ::_exit(127);
+  }
+  REQUIRE(wait_exit(pid) == 0);
+  const std::string out = read(dir / "out.txt");
+  CHECK(out.find("pass@1") != std::string::npos);
+  CHECK(out.find("cons@3") != std::string::npos);
+  json full = json::parse(read(dir / "eval.json"));
+  CHECK(full["problems"] == 3);
+  CHECK(full["k"] == 3);
+  REQUIRE(full["problems_detail"].size() == 3);
+  // The metrics are what the per-problem details say.
+  double pass = 0, greedy = 0;
+  for (const auto& p : full["problems_detail"]) {
+    REQUIRE(p["samples"].size() == 3);
+    for (size_t j = 0; j < 3; ++j) {
+      const bool c = math_accuracy_reward(p["samples"][j].get<std::string>(), p["answer"].get<std::string>()) == 1.0f;
+      CHECK(p["correct"][j].get<bool>() == c);
+      pass += c;
+    }
+    greedy += math_accuracy_reward(p["greedy"].get<std::string>(), p["answer"].get<std::string>()) == 1.0f;
+  }
+  CHECK(full["pass@1"].get<double>() == Approx(pass / 9));
+  CHECK(full["greedy"].get<double>() == Approx(greedy / 3));
+  CHECK(greedy >= 2);  // the base model is right greedily on most of these
+  // A dataset line without an answer is an error naming the line.
+  write(dir / "bad.jsonl", "{\"prompt\": \"What is 1 + 1?\", \"answer\": \"2\"}\n{\"prompt\": \"x\"}\n");
+  pid = spawn_cli({"eval", "--model", kBase, "--data", (dir / "bad.jsonl").string()}, dir / "bad.log");
+  CHECK(wait_exit(pid) == 1);
+  CHECK(read(dir / "bad.log").find("bad.jsonl:2: missing required field 'answer'") != std::string::npos);
+}
+
+TEST_CASE("DAPO dynamic sampling trains only on groups whose rewards differ", "[pipeline][grpo]") {
+  const fs::path dir = temp_dir("dynamic");
+  std::string cfg = scaled_example("r1-zero.textproto");
+  proto::PipelineConfig c;
+  REQUIRE(google::protobuf::TextFormat::ParseFromString(cfg, &c));
+  while (c.stages_size() > 3) c.mutable_stages()->RemoveLast();
+  while (c.datasets(c.datasets_size() - 1).has_from_stage()) c.mutable_datasets()->RemoveLast();
+  auto* g = c.mutable_stages(2)->mutable_grpo();
+  g->set_dynamic_sampling(true);
+  g->set_max_sampling_rounds(6);
+  g->mutable_reward()->clear_terms();
+  g->mutable_reward()->add_terms()->set_callback("parity");
+  REQUIRE(google::protobuf::TextFormat::PrintToString(c, &cfg));
+  // Prompts with an even first operand tie (every completion scores 1); the others score by the
+  // parity of the completion's length, so their groups (almost always) differ.
+  PipelineOptions o;
+  o.rewards["parity"] = [](const RewardInput& in) -> float {
+    const int a = std::stoi(in.prompt.substr(std::string("What is ").size()));
+    if (a % 2 == 0) return 1.0f;
+    return float(in.completion.size() % 2);
+  };
+  run_config(dir, cfg, o);
+  auto rows = read_jsonl(dir / "out" / "stages" / "02-rl" / "metrics.jsonl");
+  REQUIRE(rows.size() == 5);
+  int dropped = 0;
+  for (const auto& r : rows) {
+    INFO(r.dump());
+    dropped += r["dropped_groups"].get<int>();
+    CHECK(r["groups"] == 2);                                       // the batch was filled
+    CHECK(r["tied_groups"].get<double>() == 0.0);                  // with non-tied groups only
+    CHECK(r["sampled_groups"].get<int>() >= r["groups"].get<int>() + r["dropped_groups"].get<int>());
+  }
+  CHECK(dropped > 0);
+}
