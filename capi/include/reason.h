@@ -363,6 +363,48 @@ REASON_API reason_status reason_compute_rewards(float* out, size_t* n_failed, co
                                                 const char* const* answers, size_t n, reason_reward_fn fn,
                                                 void* user_data);
 
+/* ------------------------------------------------------------------------------------------
+ * Pipelines: the R1 recipe (sft, grpo, rejection_sampling, distill, eval stages) described by a
+ * PipelineConfig in protobuf text format (sdk/proto/reason.proto, examples/pipelines/).
+ * ------------------------------------------------------------------------------------------ */
+
+/* A reward a pipeline config names as `terms { callback: "NAME" }`. Returns the reward of one
+ * completion (strings borrowed for the call: prompt text, completion text, gold answer or "",
+ * the dataset line as a JSON object). Called from reward worker threads, possibly several at
+ * once: it must be thread-safe. A call that returns a non-finite value, or does not return
+ * within the reward's deadline_ms, scores 0 and is reported; the run goes on. user_data must
+ * stay valid while reason_pipeline_run runs (and, for a call that hung past its deadline, until
+ * that call returns). */
+typedef float (*reason_pipeline_reward_fn)(void* user_data, const char* prompt, const char* completion,
+                                           const char* answer, const char* fields_json);
+
+typedef struct reason_pipeline_reward {
+  const char* name;                 /* the name configs use */
+  reason_pipeline_reward_fn fn;
+  void* user_data;
+} reason_pipeline_reward;
+
+typedef struct reason_pipeline_options {
+  uint32_t struct_size;                   /* sizeof(reason_pipeline_options) */
+  int progress;                           /* 1: progress bars and stage reports on stderr */
+  const reason_pipeline_reward* rewards;  /* borrowed for the call; may be NULL */
+  size_t n_rewards;
+} reason_pipeline_options;
+#define REASON_PIPELINE_OPTIONS_INIT {sizeof(reason_pipeline_options), 1, NULL, 0}
+
+/* Runs the pipeline of `config_path` into directory `out_dir`, or resumes it there (complete
+ * stages are skipped, an interrupted one continues from its last checkpoint). Blocks until the
+ * last stage is done. The config and every file it names are checked before any work starts
+ * (errors name the config line and field, or the dataset file and line). On success
+ * *summary_json (when summary_json is not NULL) receives OUT_DIR/summary.json's text, freed with
+ * reason_free. opts may be NULL (defaults). Runs on the calling thread; one pipeline per
+ * out_dir at a time. */
+REASON_API reason_status reason_pipeline_run(const char* config_path, const char* out_dir,
+                                             const reason_pipeline_options* opts, char** summary_json);
+
+/* Only the checks of reason_pipeline_run (no output directory is touched). */
+REASON_API reason_status reason_pipeline_check(const char* config_path, const reason_pipeline_options* opts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,56 @@
+// C ABI: pipelines (sdk/rl/pipeline.h).
+#include <cmath>
+
+#include "capi_internal.h"
+#include "rl/pipeline.h"
+
+using reason::capi::guard;
+
+namespace {
+
+reason::PipelineOptions pipeline_options(const reason_pipeline_options* o, const char* fn) {
+  reason::PipelineOptions po;
+  if (!o) return po;
+  if (o->struct_size < sizeof(uint32_t) + sizeof(int))
+    reason::fail(reason::ErrorCode::InvalidArgument, "opts->struct_size is not set");
+  po.progress = o->progress != 0;
+  const bool has_rewards = o->struct_size >= offsetof(reason_pipeline_options, n_rewards) + sizeof(size_t);
+  if (has_rewards && o->n_rewards > 0) {
+    if (!o->rewards) reason::fail(reason::ErrorCode::InvalidArgument, "opts->rewards is NULL");
+    for (size_t i = 0; i < o->n_rewards; ++i) {
+      const reason_pipeline_reward r = o->rewards[i];
+      if (!r.name || !*r.name) reason::fail(reason::ErrorCode::InvalidArgument, "opts->rewards[{}].name is empty", i);
+      if (!r.fn) reason::fail(reason::ErrorCode::InvalidArgument, "opts->rewards[{}].fn is NULL", i);
+      po.rewards[r.name] = [r](const reason::RewardInput& in) {
+        return r.fn(r.user_data, in.prompt.c_str(), in.completion.c_str(), in.answer.c_str(),
+                    in.extra_json.empty() ? "{}" : in.extra_json.c_str());
+      };
+    }
+  }
+  (void)fn;
+  return po;
+}
+
+}  // namespace
+
+extern "C" {
+
+REASON_API reason_status reason_pipeline_run(const char* config_path, const char* out_dir,
+                                             const reason_pipeline_options* opts, char** summary_json) {
+  REASON_CHECK_ARG(config_path, "reason_pipeline_run", "config_path is NULL");
+  REASON_CHECK_ARG(out_dir && *out_dir, "reason_pipeline_run", "out_dir is NULL or empty");
+  if (summary_json) *summary_json = nullptr;
+  return guard("reason_pipeline_run", [&] {
+    reason::PipelineOptions po = pipeline_options(opts, "reason_pipeline_run");
+    po.out_dir = out_dir;
+    auto summary = reason::run_pipeline(config_path, po);
+    if (summary_json) *summary_json = reason::capi::dup_string(summary.dump(2));
+  });
+}
+
+REASON_API reason_status reason_pipeline_check(const char* config_path, const reason_pipeline_options* opts) {
+  REASON_CHECK_ARG(config_path, "reason_pipeline_check", "config_path is NULL");
+  return guard("reason_pipeline_check", [&] { reason::check_pipeline(config_path, pipeline_options(opts, "")); });
+}
+
+}  // extern "C"

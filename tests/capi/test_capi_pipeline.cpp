@@ -1,0 +1,88 @@
+// Pipelines through the C ABI: a run whose GRPO reward is a C callback (called from worker
+// threads, failures reported), the summary JSON, resume of a finished run, and config errors.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "reason.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kBase = std::string(REASON_FIXTURES_DIR) + "/pipeline/addition-base";
+
+struct Judge {
+  std::atomic<int> calls{0};
+  std::atomic<int> with_answer{0};
+};
+
+float judge(void* user_data, const char* prompt, const char* completion, const char* answer, const char* fields) {
+  auto* j = static_cast<Judge*>(user_data);
+  const int n = j->calls.fetch_add(1);
+  if (std::strstr(prompt, "What is ") == prompt && *answer && std::strstr(fields, "\"answer\"")) j->with_answer++;
+  if (n % 5 == 0) return NAN;  // reported as failed, scored 0
+  return std::strlen(completion) > 30 ? 1.0f : 0.0f;
+}
+
+fs::path temp_dir() {
+  fs::path d = fs::temp_directory_path() / ("reason_capi_pipeline_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("reason_pipeline_run with a C reward callback", "[capi][pipeline]") {
+  const fs::path dir = temp_dir();
+  std::ofstream(dir / "p.textproto") << "seed: 3\nthreads: 1\n"
+                                        "prompt_format { template: \"User: {prompt}\\nAssistant:\" }\n"
+                                        "models { name: \"policy\" path: \"" << kBase << "\" }\n"
+                                        "datasets { name: \"train\" synthetic { kind: PROBLEMS count: 64 } }\n"
+                                        "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 2 "
+                                        "prompts_per_step: 2 grpo { group_size: 4 } sampling { max_new_tokens: 48 } "
+                                        "reward { terms { kind: FORMAT } terms { callback: \"judge\" weight: 0.5 } } } }\n";
+  Judge j;
+  reason_pipeline_reward rw{"judge", judge, &j};
+  reason_pipeline_options o = REASON_PIPELINE_OPTIONS_INIT;
+  o.progress = 0;
+  o.rewards = &rw;
+  o.n_rewards = 1;
+  const std::string cfg = (dir / "p.textproto").string(), out = (dir / "out").string();
+  REQUIRE(reason_pipeline_check(cfg.c_str(), &o) == REASON_OK);
+  char* summary = nullptr;
+  REQUIRE(reason_pipeline_run(cfg.c_str(), out.c_str(), &o, &summary) == REASON_OK);
+  REQUIRE(summary != nullptr);
+  const std::string s = summary;
+  reason_free(summary);
+  CHECK(s.find("\"reward_failures\"") != std::string::npos);
+  CHECK(j.calls.load() == 2 * 2 * 4);
+  CHECK(j.with_answer.load() == j.calls.load());
+  CHECK(fs::exists(dir / "out" / "stages" / "00-rl" / "final" / "model.safetensors"));
+  // Again: the finished run is recognised, nothing is re-run.
+  REQUIRE(reason_pipeline_run(cfg.c_str(), out.c_str(), &o, nullptr) == REASON_OK);
+  CHECK(j.calls.load() == 16);
+
+  // Without the callback registered, the config is refused before any work.
+  o.n_rewards = 0;
+  CHECK(reason_pipeline_run(cfg.c_str(), (dir / "out2").string().c_str(), &o, nullptr) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("p.textproto:6:") && Catch::Contains("callback 'judge' is not registered"));
+  CHECK_FALSE(fs::exists(dir / "out2"));
+  CHECK(reason_pipeline_run(nullptr, "x", nullptr, nullptr) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(reason_pipeline_run(cfg.c_str(), "", nullptr, nullptr) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(reason_pipeline_check((dir / "missing.textproto").string().c_str(), nullptr) == REASON_ERR_IO);
+  reason_pipeline_reward bad{"", judge, nullptr};
+  o.rewards = &bad;
+  o.n_rewards = 1;
+  CHECK(reason_pipeline_check(cfg.c_str(), &o) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("rewards[0].name"));
+  fs::remove_all(dir);
+}
