@@ -250,7 +250,6 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
   }
 
   // Stages.
-  std::map<std::string, DatasetUse> uses;  // the strictest use of each file dataset
   std::set<std::string> evals_before;
   for (int i = 0; i < cfg.stages_size(); ++i) {
     const auto& s = cfg.stages(i);
@@ -272,8 +271,6 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
       if (auto it = dataset_producer.find(d); it != dataset_producer.end())
         require(it->second < i, w, fmt::format("dataset '{}' comes from stage '{}', which runs later", d,
                                                p.stage_names[size_t(it->second)]));
-      auto& u = uses.emplace(d, use).first->second;
-      if (use != u && use != DatasetUse::Prompts) u = use == DatasetUse::Sft && u == DatasetUse::Prompts ? use : u;
       // Check the lines of file datasets now, for this use.
       if (p.datasets[d]->has_path()) {
         try {
@@ -284,7 +281,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
       }
       if (p.datasets[d]->has_synthetic()) {
         const bool corpus = p.datasets[d]->synthetic().kind() == proto::SyntheticData::CORPUS;
-        require(corpus == (use == DatasetUse::Sft) || (!corpus && use == DatasetUse::Sft), w,
+        require(corpus == (use == DatasetUse::Sft), w,
                 fmt::format("dataset '{}' is a synthetic {}, which this stage cannot use", d,
                             corpus ? "CORPUS (text only)" : "PROBLEMS set"));
       }

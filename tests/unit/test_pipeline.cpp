@@ -187,7 +187,8 @@ void check_outputs(const fs::path& out, const json& summary, size_t n_stages) {
     }
     if (kind == "rejection_sampling") {
       CHECK(fs::exists(dir / "samples.jsonl"));
-      CHECK(read_jsonl(dir / "all_samples.jsonl").size() == 8 * st["summary"]["samples"].get<size_t>() / 8);
+      CHECK(read_jsonl(dir / "all_samples.jsonl").size() == st["summary"]["samples"].get<size_t>());
+      CHECK(read_jsonl(dir / "samples.jsonl").size() == st["summary"]["accepted"].get<size_t>());
     }
   }
 }
