@@ -227,7 +227,8 @@ typedef struct reason_completion {
   const int32_t* token_ids; /* generated tokens (stop strings included; EOS excluded) */
   const float* logprobs;    /* logprob of each token under softmax(logits / T) (T = 1 greedy) */
   size_t n_tokens;
-  const char* text;         /* decoded text, NUL-terminated ("" without a tokenizer) */
+  const char* text;         /* decoded text, NUL-terminated ("" without a tokenizer); a NUL byte
+                               the model generated ends it as a C string (token_ids are exact) */
   reason_finish_reason finish_reason;
 } reason_completion;
 
@@ -253,6 +254,38 @@ REASON_API size_t reason_generation_count(const reason_generation* gen);
 /* Borrowed view of completion i (valid while gen is). NULL if out of range. */
 REASON_API const reason_completion* reason_generation_get(const reason_generation* gen, size_t i);
 REASON_API void reason_generation_free(reason_generation* gen);
+
+/* ---- Streaming, pull style ------------------------------------------------------------------
+ * For languages where iterating is more natural than being called back (Java iterators, Go
+ * channels, C# IEnumerable): generation of one completion runs on a library thread and the
+ * caller pulls its tokens one by one. A stream is used by one thread at a time; many streams may
+ * run on one model at once. */
+typedef struct reason_stream reason_stream;
+
+typedef struct reason_stream_event {
+  uint32_t struct_size;       /* sizeof(reason_stream_event), set by the caller */
+  int done;                   /* 0: a token; 1: the completion has ended (no token) */
+  int32_t token_id;           /* the generated token (done = 0) */
+  float logprob;              /* its logprob under softmax(logits / T) */
+  const char* text;           /* its newly completed UTF-8 text (may be ""), NUL-terminated;
+                                 borrowed until the next reason_stream_next / reason_stream_free */
+  reason_finish_reason finish_reason;  /* done = 1: why it ended */
+  size_t text_len;            /* bytes of text (a model may generate a NUL byte: text_len counts it) */
+} reason_stream_event;
+
+/* Starts generating a completion of the NUL-terminated UTF-8 `prompt` (encoded with the model's
+ * tokenizer and its special tokens, as reason_generate_text) and returns at once. The model must
+ * outlive the stream. Bad options or an empty prompt fail here, before anything runs. */
+REASON_API reason_status reason_stream_start(reason_stream** out, const reason_model* model, const char* prompt,
+                                             const reason_sampling_options* opts);
+
+/* Waits for the next event. After the end, every call returns the end again (done = 1). If
+ * generation failed, returns its error status and message (reason_last_error). */
+REASON_API reason_status reason_stream_next(reason_stream* stream, reason_stream_event* event);
+
+/* Stops generation if it is still running (the completion ends with REASON_FINISH_CALLBACK),
+ * waits for the library thread and frees the stream. NULL is a no-op. */
+REASON_API void reason_stream_free(reason_stream* stream);
 
 /* ---- Scoring ------------------------------------------------------------------------------ */
 

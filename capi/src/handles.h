@@ -22,3 +22,10 @@ struct reason_generation {
   std::vector<reason::GenResult> results;
   std::vector<reason_completion> views;
 };
+
+namespace reason::capi {
+// The caller's sampling options (fields beyond its struct_size keep their defaults; NULL: all
+// defaults) and their engine form (throws InvalidArgument for NULL arrays with a count).
+reason_sampling_options sampling_options_or_default(const reason_sampling_options* in);
+reason::SamplingParams sampling_params(const reason_sampling_options& o);
+}  // namespace reason::capi

@@ -20,7 +20,15 @@ T read_options(const T* in, const T& defaults) {
   return out;
 }
 
-reason::SamplingParams to_params(const reason_sampling_options& o) {
+}  // namespace
+
+namespace reason::capi {
+
+reason_sampling_options sampling_options_or_default(const reason_sampling_options* in) {
+  return read_options(in, reason_sampling_options REASON_SAMPLING_OPTIONS_INIT);
+}
+
+reason::SamplingParams sampling_params(const reason_sampling_options& o) {
   reason::SamplingParams p;
   p.temperature = o.temperature;
   p.top_k = o.top_k;
@@ -40,6 +48,10 @@ reason::SamplingParams to_params(const reason_sampling_options& o) {
   p.ignore_eos = o.ignore_eos != 0;
   return p;
 }
+
+}  // namespace reason::capi
+
+namespace {
 
 reason_status run_generation(reason_generation** out, const reason_model* model, std::vector<reason::GenRequest> reqs,
                              reason_token_callback callback, void* user_data) {
@@ -171,7 +183,7 @@ REASON_API reason_status reason_generate(reason_generation** out, const reason_m
   REASON_CHECK_ARG(!opts || opts->struct_size >= sizeof(uint32_t), "reason_generate", "opts->struct_size is not set");
   return guard("reason_generate", [&] {
     const reason_sampling_options o = read_options(opts, reason_sampling_options REASON_SAMPLING_OPTIONS_INIT);
-    const reason::SamplingParams base = to_params(o);
+    const reason::SamplingParams base = reason::capi::sampling_params(o);
     std::vector<reason::GenRequest> reqs(n_prompts);
     for (size_t i = 0; i < n_prompts; ++i) {
       if (!prompts[i] && prompt_lens[i]) reason::fail(reason::ErrorCode::InvalidArgument, "prompt {} is NULL", i);
@@ -194,7 +206,7 @@ REASON_API reason_status reason_generate_text(reason_generation** out, const rea
   REASON_CHECK_ARG(!opts || opts->struct_size >= sizeof(uint32_t), "reason_generate_text", "opts->struct_size is not set");
   return guard("reason_generate_text", [&] {
     const reason_sampling_options o = read_options(opts, reason_sampling_options REASON_SAMPLING_OPTIONS_INIT);
-    const reason::SamplingParams base = to_params(o);
+    const reason::SamplingParams base = reason::capi::sampling_params(o);
     std::vector<reason::GenRequest> reqs(n_prompts);
     for (size_t i = 0; i < n_prompts; ++i) {
       if (!prompts[i]) reason::fail(reason::ErrorCode::InvalidArgument, "prompt {} is NULL", i);
