@@ -551,7 +551,8 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
   }
   atomic_write_file((out / "summary.json").string(), summary.dump(2) + "\n");
 
-  std::fprintf(log, "\n%-24s %-8s %8s %8s %8s %8s\n", "eval stage", "model", "pass@1", "cons@k", "greedy", "format");
+  if (!eval_results.empty())
+    std::fprintf(log, "\n%-24s %-8s %8s %8s %8s %8s\n", "eval stage", "model", "pass@1", "cons@k", "greedy", "format");
   for (const auto& st : summary["stages"]) {
     if (st["kind"] != "eval") continue;
     const auto& r = st["summary"];
