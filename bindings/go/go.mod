@@ -1,0 +1,3 @@
+module libreason.org/go/reason
+
+go 1.19
