@@ -12,6 +12,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   catch2                           # Catch2 v2 single header
   swig
+  default-jdk-headless junit5      # Java binding: javac/jar/jni.h, JUnit 5 console launcher
   golang-go                        # Go binding: cgo, go test (-race, -asan with gcc)
   mono-devel libnunit-cil-dev nunit-console   # C# binding: mcs/mono, NUnit 2.6 tests
 )

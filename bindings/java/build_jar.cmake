@@ -1,0 +1,35 @@
+# cmake -P build_jar.cmake: compiles every .java under SOURCE_DIRS (a |-separated list) into CLASS_DIR with
+# CLASSPATH, then packs CLASS_DIR into the jar OUTPUT (with MANIFEST when given). Used for the
+# binding's jar, whose SWIG-generated file list is only known once swig has run.
+set(sources "")
+string(REPLACE "|" ";" dirs "${SOURCE_DIRS}")
+foreach(dir IN LISTS dirs)
+  file(GLOB_RECURSE found "${dir}/*.java")
+  list(APPEND sources ${found})
+endforeach()
+if(NOT sources)
+  message(FATAL_ERROR "build_jar: no .java files under ${SOURCE_DIRS}")
+endif()
+file(REMOVE_RECURSE "${CLASS_DIR}")
+file(MAKE_DIRECTORY "${CLASS_DIR}")
+string(REPLACE ";" "\n" argfile_text "${sources}")
+file(WRITE "${CLASS_DIR}.sources" "${argfile_text}\n")
+set(cp_args "")
+if(CLASSPATH)
+  set(cp_args -classpath "${CLASSPATH}")
+endif()
+execute_process(
+  COMMAND "${JAVAC}" --release 17 -encoding UTF-8 -Xlint:all,-serial,-removal,-deprecation,-cast -Werror -g
+          ${cp_args} -d "${CLASS_DIR}" "@${CLASS_DIR}.sources"
+  RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "build_jar: javac failed (${rc})")
+endif()
+if(MANIFEST)
+  execute_process(COMMAND "${JAR}" --create --file "${OUTPUT}" --manifest "${MANIFEST}" -C "${CLASS_DIR}" . RESULT_VARIABLE rc)
+else()
+  execute_process(COMMAND "${JAR}" --create --file "${OUTPUT}" -C "${CLASS_DIR}" . RESULT_VARIABLE rc)
+endif()
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "build_jar: jar failed (${rc})")
+endif()
