@@ -13,6 +13,7 @@ PACKAGES=(
   catch2                           # Catch2 v2 single header
   swig
   default-jdk-headless junit5      # Java binding: javac/jar/jni.h, JUnit 5 console launcher
+  abigail-tools dpkg-dev file python3   # packaging: abidw/abidiff ABI check, dpkg-shlibdeps for CPack
   golang-go                        # Go binding: cgo, go test (-race, -asan with gcc)
   mono-devel libnunit-cil-dev nunit-console   # C# binding: mcs/mono, NUnit 2.6 tests
 )

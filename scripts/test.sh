@@ -10,7 +10,9 @@ CUDA_FLAGS=(-DREASON_CUDA=OFF)
 if [ -x /usr/local/cuda/bin/nvcc ]; then
   CUDA_FLAGS=(-DREASON_CUDA=ON -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=90)
 fi
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DREASON_TESTS=ON "${CUDA_FLAGS[@]}"
+# Bindings on (ctest runs their tests too); prefix /usr so that build/ also makes the Debian packages.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DREASON_TESTS=ON -DREASON_BINDINGS=ON \
+  -DCMAKE_INSTALL_PREFIX=/usr "${CUDA_FLAGS[@]}"
 cmake --build build -j "$JOBS"
 # Only reason_* symbols may be exported from libreason.so.
 bad=$(nm -D --defined-only build/capi/libreason.so | awk '{print $3}' | grep -v -e '^reason_' -e '^LIBREASON_[0-9]*$' || true)
@@ -25,3 +27,8 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREASON_SAN
 cmake --build build-asan -j "$JOBS" --target test_safetensors test_hf_dir fuzz_safetensors test_tokenizer fuzz_tokenizer test_capi_bad_input test_sampler test_moe_config test_reward_runner test_pipeline reason_cli
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j "$JOBS" -R 'test_safetensors|test_hf_dir|fuzz_safetensors|test_tokenizer|fuzz_tokenizer|test_capi_bad_input|test_sampler|test_moe_config|test_reward_runner|test_pipeline')
+# ABI: libreason.so against the committed abidiff baseline; fails on an incompatible change
+# without a major-version bump (packaging/abi/README.md).
+python3 packaging/abi/check_abi.py build
+# Debian packages: build, install, use from outside the tree (C, C++, Java, C#, Go), purge.
+bash packaging/test-packages.sh build
