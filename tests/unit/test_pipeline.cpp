@@ -214,6 +214,13 @@ int wait_exit(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
+// The r1-zero example up to its GRPO stage (pretrain, eval_base, rl), without the datasets the
+// later stages write.
+void keep_through_grpo(proto::PipelineConfig& c) {
+  while (c.stages_size() > 3) c.mutable_stages()->RemoveLast();
+  while (c.datasets(c.datasets_size() - 1).has_from_stage()) c.mutable_datasets()->RemoveLast();
+}
+
 json without_timings(json row) {
   for (const char* k : {"seconds", "tokens_per_s", "sample_seconds", "train_seconds"}) row.erase(k);
   return row;
@@ -386,8 +393,7 @@ TEST_CASE("a reward callback that throws is reported and the run goes on", "[pip
   std::string cfg = scaled_example("r1-zero.textproto");
   proto::PipelineConfig c;
   REQUIRE(google::protobuf::TextFormat::ParseFromString(cfg, &c));
-  while (c.stages_size() > 3) c.mutable_stages()->RemoveLast();
-  while (c.datasets(c.datasets_size() - 1).has_from_stage()) c.mutable_datasets()->RemoveLast();
+  keep_through_grpo(c);
   auto* t = c.mutable_stages(2)->mutable_grpo()->mutable_reward()->add_terms();
   t->set_callback("judge");
   t->set_weight(0.5f);
@@ -463,8 +469,7 @@ TEST_CASE("DAPO dynamic sampling trains only on groups whose rewards differ", "[
   std::string cfg = scaled_example("r1-zero.textproto");
   proto::PipelineConfig c;
   REQUIRE(google::protobuf::TextFormat::ParseFromString(cfg, &c));
-  while (c.stages_size() > 3) c.mutable_stages()->RemoveLast();
-  while (c.datasets(c.datasets_size() - 1).has_from_stage()) c.mutable_datasets()->RemoveLast();
+  keep_through_grpo(c);
   auto* g = c.mutable_stages(2)->mutable_grpo();
   g->set_dynamic_sampling(true);
   g->set_max_sampling_rounds(6);
