@@ -37,11 +37,6 @@ LoadOptions load_options(const Common& c) {
   return lo;
 }
 
-std::shared_ptr<const Tokenizer> need_tokenizer(const Model& m) {
-  auto t = m.tokenizer();
-  if (!t) fail(ErrorCode::Io, "{}: no tokenizer.json in the model directory", m.dir());
-  return t;
-}
 
 json info_json(const Model& m) {
   const ModelConfig& c = m.config();
@@ -161,7 +156,7 @@ int main(int argc, char** argv) {
       }
       if (n < 1) fail(ErrorCode::InvalidArgument, "--n must be >= 1");
       auto m = Model::load(model_dir, load_options(common));
-      auto tok = need_tokenizer(*m);
+      auto tok = m->require_tokenizer();
       std::vector<int32_t> ids;
       if (chat) {
         std::vector<ChatMessage> msgs{{"user", prompt}};
@@ -199,7 +194,7 @@ int main(int argc, char** argv) {
       std::cout << json(tok->encode(text, add_special)).dump() << "\n";
     } else if (*scorec) {
       auto m = Model::load(model_dir, load_options(common));
-      auto tok = need_tokenizer(*m);
+      auto tok = m->require_tokenizer();
       auto ids = tok->encode(text, true);
       if (ids.size() < 2) fail(ErrorCode::InvalidArgument, "--text must encode to at least 2 tokens (got {})", ids.size());
       auto lp = score(*m, ids);
@@ -215,7 +210,7 @@ int main(int argc, char** argv) {
       auto m = Model::load(model_dir, load_options(common));
       json j = info_json(*m);
       if (routing) {
-        auto tok = need_tokenizer(*m);
+        auto tok = m->require_tokenizer();
         auto ids = tok->encode(routing_prompt, true);
         auto load = expert_load(*m, ids);
         const int64_t E = m->config().n_experts;

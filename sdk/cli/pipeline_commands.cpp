@@ -80,8 +80,7 @@ bool PipelineCommands::run() {
   }
   if (!*s.eval) return false;
   auto m = Model::load(s.model);
-  auto tok = m->tokenizer();
-  if (!tok) fail(ErrorCode::Io, "{}: no tokenizer.json in the model directory", s.model);
+  auto tok = m->require_tokenizer();
   DatasetFields f;
   f.prompt = s.prompt_field;
   f.answer = s.answer_field;

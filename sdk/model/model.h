@@ -157,6 +157,8 @@ class Model {
   const std::string& dir() const { return dir_; }
   // The tokenizer found in the directory, or null.
   std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
+  // The tokenizer, or Error(Io) "<dir>: no tokenizer.json in the model directory" when there is none.
+  std::shared_ptr<const Tokenizer> require_tokenizer() const;
   int64_t n_params() const { return n_params_; }
   // DeepSeek-V3 multi-token-prediction modules found in the checkpoint (kept, not run yet).
   size_t n_mtp_modules() const { return mtp_.size(); }

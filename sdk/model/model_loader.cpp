@@ -248,6 +248,11 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   return m;
 }
 
+std::shared_ptr<const Tokenizer> Model::require_tokenizer() const {
+  if (!tokenizer_) fail(ErrorCode::Io, "{}: no tokenizer.json in the model directory", dir_);
+  return tokenizer_;
+}
+
 size_t Model::kv_bytes_per_token() const {
   return size_t(cfg_.n_layers) * size_t(cfg_.kv_k_dim() + cfg_.kv_v_dim()) * sizeof(float);
 }

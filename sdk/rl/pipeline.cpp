@@ -223,18 +223,11 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
       case proto::DatasetSpec::kSynthetic: {
         const auto& sy = d.synthetic();
         require(sy.count() > 0, w, fmt::format("synthetic.count must be > 0 (got {})", sy.count()));
-        AdditionTaskOptions o = task_options(sy);
         try {
-          make_addition_problems(0, 0, o);  // validates digits and fractions
+          check_addition_request(sy.count(), task_options(sy));
         } catch (const Error& e) {
           fail(ErrorCode::InvalidArgument, "{}synthetic: {}", w, e.what());
         }
-        const double lo = o.min_digits == 1 ? 0 : std::pow(10.0, o.min_digits - 1), range = std::pow(10.0, o.max_digits) - lo;
-        const double split = range * range * (o.held_out ? 0.125 : 0.875);
-        require(double(sy.count()) <= 0.5 * split, w,
-                fmt::format("synthetic.count: {} problems requested, but the {} split of {}..{}-digit additions holds "
-                            "about {:.0f} (ask for at most half)", sy.count(), o.held_out ? "held-out" : "training",
-                            o.min_digits, o.max_digits, split));
         break;
       }
       case proto::DatasetSpec::kFromStage: {

@@ -98,7 +98,6 @@ std::string finish_training(const StageEnv& env, const TrainingRun& run, int64_t
 std::vector<SftExample> make_sft_examples(const Dataset& d, const Tokenizer& tok, const PromptFormat& pf,
                                           int32_t eos, int64_t max_length);
 int32_t eos_id(const Model& m);
-std::shared_ptr<const Tokenizer> need_tokenizer(const Model& m);
 
 // The reward functions of a RewardConfig: built-ins and registered callbacks (default: math
 // accuracy + format, weight 1 each). Throws InvalidArgument for an unregistered callback.

@@ -111,12 +111,6 @@ std::string finish_training(const StageEnv& env, const TrainingRun& run, int64_t
   return final_dir;
 }
 
-std::shared_ptr<const Tokenizer> need_tokenizer(const Model& m) {
-  auto t = m.tokenizer();
-  if (!t) fail(ErrorCode::InvalidArgument, "{}: the model has no tokenizer.json", m.dir());
-  return t;
-}
-
 int32_t eos_id(const Model& m) {
   if (auto t = m.tokenizer(); t && t->eos_id()) return *t->eos_id();
   if (!m.config().eos_token_ids.empty()) return m.config().eos_token_ids.front();

@@ -20,8 +20,10 @@ using StepFn = std::function<StepMetrics(Trainer&, std::span<const std::vector<S
 
 struct LoopSpec {
   std::string model;
-  std::vector<SftExample> examples;
-  int64_t steps = 0, batch = 16, micro = 0;
+  const Dataset* data = nullptr;  // tokenized with the trained model's tokenizer
+  int64_t max_length = 1024;
+  int64_t steps = 0, epochs = 0;  // steps, or passes over the data
+  int64_t batch = 16, micro = 0;
   TrainerConfig tc;
   StepFn step;
 };
@@ -33,16 +35,19 @@ int64_t steps_for(int64_t steps, int64_t epochs, size_t n, int64_t batch) {
 
 StageResult run_loop(const StageEnv& env, LoopSpec spec) {
   TrainingRun run = open_training(env, spec.model, spec.tc);
+  const std::vector<SftExample> examples = make_sft_examples(*spec.data, *run.model->require_tokenizer(),
+                                                             env.prompt_format, eos_id(*run.model), spec.max_length);
+  spec.steps = steps_for(spec.steps, spec.epochs, examples.size(), spec.batch);
   MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps);
   ProgressBar bar(env.name, spec.steps, env.opts->log, env.opts->progress);
   bar.start(run.done_steps);
-  DataOrder order(spec.examples.size(), env.seed);
+  DataOrder order(examples.size(), env.seed);
   const int64_t B = spec.batch, mb = spec.micro > 0 ? spec.micro : B;
   for (int64_t step = run.done_steps + 1; step <= spec.steps; ++step) {
     std::vector<std::vector<SftExample>> mbs;
     for (int64_t i = 0; i < B; ++i) {
       if (i % mb == 0) mbs.emplace_back();
-      mbs.back().push_back(spec.examples[order.at((step - 1) * B + i)]);
+      mbs.back().push_back(examples[order.at((step - 1) * B + i)]);
     }
     const auto t0 = std::chrono::steady_clock::now();
     const StepMetrics m = spec.step(*run.trainer, mbs);
@@ -62,7 +67,7 @@ StageResult run_loop(const StageEnv& env, LoopSpec spec) {
   write_stage_plots((fs::path(env.dir) / "plots.svg").string(), env.name, log.rows(),
                     {{"loss", "loss"}, {"lr", "learning rate"}, {"grad_norm", "gradient norm"}});
   const auto& rows = log.rows();
-  res.summary = {{"steps", spec.steps}, {"examples", spec.examples.size()}};
+  res.summary = {{"steps", spec.steps}, {"examples", examples.size()}};
   if (!rows.empty()) {
     res.summary["first_loss"] = rows.front()["loss"];
     res.summary["final_loss"] = rows.back()["loss"];
@@ -76,13 +81,12 @@ StageResult run_sft_stage(const StageEnv& env) {
   const auto& s = env.stage->sft();
   LoopSpec spec;
   spec.model = s.model();
-  auto probe = Model::load(env.model_dir(spec.model), LoadOptions{DType::F32, true, MlaPath::Auto});
-  spec.examples = make_sft_examples(env.dataset(s.dataset()), *need_tokenizer(*probe), env.prompt_format,
-                                    eos_id(*probe), s.max_length() > 0 ? s.max_length() : 1024);
-  probe.reset();
+  spec.data = &env.dataset(s.dataset());
+  if (s.max_length() > 0) spec.max_length = s.max_length();
   spec.batch = s.batch_size() > 0 ? s.batch_size() : 16;
   spec.micro = s.micro_batch();
-  spec.steps = steps_for(s.steps(), s.epochs(), spec.examples.size(), spec.batch);
+  spec.steps = s.steps();
+  spec.epochs = s.epochs();
   spec.tc.optim = adamw_from_proto(s.optimizer(), env.where);
   spec.tc.schedule = schedule_from_proto(s.schedule(), env.where);
   spec.step = [](Trainer& t, std::span<const std::vector<SftExample>> mbs) { return t.sft_step(mbs); };
@@ -91,13 +95,16 @@ StageResult run_sft_stage(const StageEnv& env) {
 
 StageResult run_distill_stage(const StageEnv& env) {
   const auto& s = env.stage->distill();
-  auto teacher = Model::load(env.model_dir(s.teacher()));
-  const Tokenizer& tok = *need_tokenizer(*teacher);
   Dataset data = env.dataset(s.dataset());
-  // Sequence-level distillation from prompts only: the teacher writes the completions now.
   bool has_completions = true;
   for (const auto& r : data.records) has_completions = has_completions && (!r.completion.empty() || !r.text.empty());
+  // The teacher is needed to write completions or to give its distributions (LOGIT); sequence-level
+  // distillation on existing completions never loads it.
+  std::shared_ptr<const Model> teacher;
+  if (!has_completions || s.mode() == proto::DistillStage::LOGIT) teacher = Model::load(env.model_dir(s.teacher()));
+  // Sequence-level distillation from prompts only: the teacher writes the completions now.
   if (!has_completions) {
+    const Tokenizer& tok = *teacher->require_tokenizer();
     std::vector<RolloutPrompt> prompts;
     for (size_t i = 0; i < data.records.size(); ++i)
       prompts.push_back({encode_prompt(env.prompt_format, tok, data.records[i].prompt), data.records[i].prompt,
@@ -110,17 +117,16 @@ StageResult run_distill_stage(const StageEnv& env) {
   }
   LoopSpec spec;
   spec.model = s.student();
-  auto student = Model::load(env.model_dir(spec.model));
-  spec.examples = make_sft_examples(data, *need_tokenizer(*student), env.prompt_format, eos_id(*student),
-                                    s.max_length() > 0 ? s.max_length() : 1024);
-  student.reset();
+  spec.data = &data;
+  if (s.max_length() > 0) spec.max_length = s.max_length();
   spec.batch = s.batch_size() > 0 ? s.batch_size() : 16;
-  spec.steps = steps_for(s.steps(), s.epochs(), spec.examples.size(), spec.batch);
+  spec.steps = s.steps();
+  spec.epochs = s.epochs();
   spec.tc.optim = adamw_from_proto(s.optimizer(), env.where);
   spec.tc.schedule = schedule_from_proto(s.schedule(), env.where);
   if (s.mode() == proto::DistillStage::LOGIT) {
     const DistillConfig dc = distill_from_proto(s.distill(), env.where);
-    std::shared_ptr<const Model> t = teacher;
+    std::shared_ptr<const Model> t = std::move(teacher);
     spec.step = [t, dc](Trainer& tr, std::span<const std::vector<SftExample>> mbs) { return tr.distill_step(*t, mbs, dc); };
   } else {
     teacher.reset();

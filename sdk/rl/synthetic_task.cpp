@@ -31,7 +31,11 @@ int64_t draw_operand(Rng& rng, int min_digits, int max_digits) {
   return lo + int64_t(rng.next() % uint64_t(hi - lo));
 }
 
-void check_options(const AdditionTaskOptions& o) {
+}  // namespace
+
+bool addition_is_held_out(int64_t a, int64_t b) { return mix64(uint64_t(a) * 1000000007ULL ^ uint64_t(b)) % 8 == 0; }
+
+void check_addition_request(int64_t count, const AdditionTaskOptions& o) {
   if (o.min_digits < 1 || o.max_digits > 9 || o.min_digits > o.max_digits)
     fail(ErrorCode::InvalidArgument, "addition task: digits must satisfy 1 <= min_digits <= max_digits <= 9 (got {}..{})",
          o.min_digits, o.max_digits);
@@ -39,21 +43,17 @@ void check_options(const AdditionTaskOptions& o) {
     fail(ErrorCode::InvalidArgument,
          "addition task: direct_fraction and mistake_fraction must be >= 0 with a sum <= 1 (got {} and {})",
          o.direct_fraction, o.mistake_fraction);
-}
-
-}  // namespace
-
-bool addition_is_held_out(int64_t a, int64_t b) { return mix64(uint64_t(a) * 1000000007ULL ^ uint64_t(b)) % 8 == 0; }
-
-std::vector<AdditionProblem> make_addition_problems(int64_t count, uint64_t seed, const AdditionTaskOptions& opts) {
-  check_options(opts);
   // Pairs available in the split (approximately): the operand ranges times the split share.
-  const double range = double(pow10(opts.max_digits) - (opts.min_digits == 1 ? 0 : pow10(opts.min_digits - 1)));
-  const double available = range * range * (opts.held_out ? 1.0 / 8 : 7.0 / 8);
+  const double range = double(pow10(o.max_digits) - (o.min_digits == 1 ? 0 : pow10(o.min_digits - 1)));
+  const double available = range * range * (o.held_out ? 1.0 / 8 : 7.0 / 8);
   if (count < 0 || double(count) > 0.5 * available)
     fail(ErrorCode::InvalidArgument, "addition task: {} distinct problems requested, but the {} split of {}..{}-digit "
-         "additions holds about {:.0f} (ask for at most half of that)", count, opts.held_out ? "held-out" : "training",
-         opts.min_digits, opts.max_digits, available);
+         "additions holds about {:.0f} (ask for at most half of that)", count, o.held_out ? "held-out" : "training",
+         o.min_digits, o.max_digits, available);
+}
+
+std::vector<AdditionProblem> make_addition_problems(int64_t count, uint64_t seed, const AdditionTaskOptions& opts) {
+  check_addition_request(count, opts);
   Rng rng(mix64(seed) ^ (opts.held_out ? 0x5eedULL : 0));
   std::set<std::pair<int64_t, int64_t>> seen;
   std::vector<AdditionProblem> out;

@@ -41,6 +41,11 @@ struct AdditionProblem {
 // True when (a, b) belongs to the held-out split.
 bool addition_is_held_out(int64_t a, int64_t b);
 
+// Throws InvalidArgument for digit counts outside [1, 9], fractions outside [0, 1] (or summing
+// past 1), or `count` beyond half of the problems the split holds (the check
+// make_addition_problems runs first; callers use it to validate a request without generating).
+void check_addition_request(int64_t count, const AdditionTaskOptions& opts);
+
 // `count` distinct problems of the requested split, in a seeded order. Throws InvalidArgument
 // for digit counts outside [1, 9] or more problems than the split holds.
 std::vector<AdditionProblem> make_addition_problems(int64_t count, uint64_t seed, const AdditionTaskOptions& opts);
