@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package libreason's build and tests need. Idempotent.
 # Usage: sudo packaging/install-deps.sh        (runs apt-get update first)
+#        packaging/install-deps.sh --list       (prints the package names, one a line; installs nothing)
+# Packages are installed without their Recommends, so everything the build reads must be named
+# here or be a Depends of something named here: packaging/audit_deps.py checks that in CI.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libdnnl-dev                      # oneDNN 2.6: CPU matmul primitives
+  ocl-icd-opencl-dev               # dnnl-config.cmake finds OpenCL (libdnnl-dev only Recommends it)
   libprotobuf-dev protobuf-compiler
   libpcre2-dev libutf8proc-dev     # tokenizer regexes (PCRE2 + JIT), NFC
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
@@ -17,6 +21,7 @@ PACKAGES=(
   golang-go                        # Go binding: cgo, go test (-race, -asan with gcc)
   mono-devel libnunit-cil-dev nunit-console   # C# binding: mcs/mono, NUnit 2.6 tests
 )
+if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PACKAGES[@]}"; exit 0; fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

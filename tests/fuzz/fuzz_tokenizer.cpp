@@ -5,8 +5,8 @@
 //   2  little-endian int32 token ids: decode and StreamDecoder agree, bad ids throw reason::Error
 //   3  a tokenizer.json document: load_from_json either succeeds or throws reason::Error
 // Anything else escaping (a crash, another exception, a failed check) is a bug.
-// The Qwen3 file is looked up in $REASON_FUZZ_TOKENIZER, then in ../shared/fixtures beside the
-// source tree; without it mode 1 falls back to the built-in tokenizer.
+// The Qwen3 file is looked up in $REASON_FUZZ_TOKENIZER, then in the build tree's copy unpacked
+// from tests/fixtures/tokenizers; without it mode 1 falls back to the built-in tokenizer.
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -101,7 +101,9 @@ const reason::Tokenizer* qwen() {
     namespace fs = std::filesystem;
     std::vector<fs::path> candidates;
     if (const char* env = std::getenv("REASON_FUZZ_TOKENIZER")) candidates.emplace_back(env);
-    candidates.push_back(fs::path(__FILE__).parent_path() / ".." / ".." / ".." / "shared" / "fixtures" / "tokenizers" / "qwen3");
+    #ifdef REASON_TOKENIZER_FIXTURES
+    candidates.push_back(fs::path(REASON_TOKENIZER_FIXTURES) / "qwen3");
+#endif
     for (const auto& p : candidates) {
       std::error_code ec;
       if (fs::exists(p, ec)) return reason::Tokenizer::load(p.string());

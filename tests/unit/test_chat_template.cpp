@@ -32,8 +32,8 @@ const json& fixture() {
 }
 
 const Tokenizer& tokenizer(const std::string& name) {
-  static const auto qwen = Tokenizer::load((fs::path(REASON_SHARED_FIXTURES) / "tokenizers" / "qwen3").string());
-  static const auto ds = Tokenizer::load((fs::path(REASON_SHARED_FIXTURES) / "tokenizers" / "deepseek_v3").string());
+  static const auto qwen = Tokenizer::load((fs::path(REASON_TOKENIZER_FIXTURES) / "qwen3").string());
+  static const auto ds = Tokenizer::load((fs::path(REASON_TOKENIZER_FIXTURES) / "deepseek_v3").string());
   return name == "qwen3" ? *qwen : *ds;
 }
 
@@ -102,7 +102,7 @@ TEST_CASE("chat template errors", "[chat]") {
 }
 
 TEST_CASE("no template detected: Unsupported unless a format is given", "[chat]") {
-  std::ifstream f(fs::path(REASON_SHARED_FIXTURES) / "tokenizers" / "qwen3" / "tokenizer.json", std::ios::binary);
+  std::ifstream f(fs::path(REASON_TOKENIZER_FIXTURES) / "qwen3" / "tokenizer.json", std::ios::binary);
   std::stringstream ss;
   ss << f.rdbuf();
   auto tok = Tokenizer::load_from_json(ss.str());  // no tokenizer_config.json: no template

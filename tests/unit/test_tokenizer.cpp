@@ -40,27 +40,21 @@ const json& fixture() {
   return j;
 }
 
-fs::path shared_dir(const std::string& name) { return fs::path(REASON_SHARED_FIXTURES) / "tokenizers" / name; }
+fs::path shared_dir(const std::string& name) { return fs::path(REASON_TOKENIZER_FIXTURES) / name; }
 
 struct Loaded {
   std::shared_ptr<const Tokenizer> tok;
-  double seconds;
 };
 
-Loaded load_timed(const std::string& name) {
-  auto t0 = std::chrono::steady_clock::now();
-  auto tok = Tokenizer::load(shared_dir(name).string());
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {tok, s};
-}
+Loaded load_fixture(const std::string& name) { return {Tokenizer::load(shared_dir(name).string())}; }
 
 // Each real tokenizer is loaded once per test binary.
 const Loaded& qwen_loaded() {
-  static const Loaded l = load_timed("qwen3");
+  static const Loaded l = load_fixture("qwen3");
   return l;
 }
 const Loaded& deepseek_loaded() {
-  static const Loaded l = load_timed("deepseek_v3");
+  static const Loaded l = load_fixture("deepseek_v3");
   return l;
 }
 const Tokenizer& by_name(const std::string& name) {
@@ -113,14 +107,10 @@ void expect_error(F&& f, ErrorCode code, std::initializer_list<std::string> need
 
 }  // namespace
 
-TEST_CASE("real tokenizers load fast and report their vocabulary", "[tokenizer]") {
+// Load time is a benchmark (bench/), not a test: no wall-clock assertions here.
+TEST_CASE("real tokenizers load and report their vocabulary", "[tokenizer]") {
   const auto& q = qwen_loaded();
   const auto& d = deepseek_loaded();
-  WARN("load time: qwen3 " << q.seconds * 1000 << " ms, deepseek_v3 " << d.seconds * 1000 << " ms");
-#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
-  CHECK(q.seconds < 1.0);
-  CHECK(d.seconds < 1.0);
-#endif
   const Tokenizer& qwen = *q.tok;
   const Tokenizer& ds = *d.tok;
   CHECK(qwen.vocab_size() == 151669);
