@@ -1,6 +1,5 @@
-// Bulk dtype conversions (vectorised by the compiler; f16 uses F16C).
-#include <immintrin.h>
-
+// Bulk dtype conversions; widening runs the per-ISA loops (f16 uses F16C where the path has it).
+#include "isa_ops.h"
 #include "reason/kernels/dtype.h"
 
 namespace reason::kernels {
@@ -10,19 +9,12 @@ bool convert_to_f32(float* dst, const void* src, DType t, size_t n) {
     case DType::F32:
       std::memcpy(dst, src, n * 4);
       return true;
-    case DType::BF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+    case DType::BF16:
+      cpu::isa_ops().bf16_to_f32(dst, static_cast<const uint16_t*>(src), n);
       return true;
-    }
-    case DType::F16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      size_t i = 0;
-      for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
-      for (; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+    case DType::F16:
+      cpu::isa_ops().f16_to_f32(dst, static_cast<const uint16_t*>(src), n);
       return true;
-    }
     case DType::F8_E4M3: {
       const uint8_t* s = static_cast<const uint8_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = f8e4m3_to_f32(s[i]);

@@ -10,6 +10,8 @@
 #include <new>
 
 #include "cpu_ops.h"
+#include "isa_ops.h"
+#include "reason/kernels/cpu_math.h"
 
 namespace reason::kernels {
 
@@ -40,7 +42,7 @@ class CpuBackend final : public Backend {
       throw BackendError(std::string("cpu matmul: unsupported weight dtype ") + dtype_name(a.w_dtype));
     if (a.m == 0 || a.n == 0) return;
     if (a.m <= cpu::kSmallM)
-      cpu::matmul_small_m(a);
+      cpu::isa_ops().matmul_small_m(a);
     else
       cpu::matmul_onednn(a);
   }
@@ -48,27 +50,34 @@ class CpuBackend final : public Backend {
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     if (m < 0 || n < 0 || k < 0) throw BackendError("cpu gemm_f32: negative size");
     if (m == 0 || n == 0) return;
+    cpu::isa_ops();  // caps oneDNN's ISA before its first use
     omp_set_num_threads(cpu_threads());
     const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (st != dnnl_success) throw BackendError("cpu gemm_f32: dnnl_sgemm failed with status " + std::to_string(int(st)));
   }
   void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps) override {
-    cpu::rmsnorm(y, x, w, rows, dim, eps);
+    cpu::isa_ops().rmsnorm(y, x, w, rows, dim, eps);
   }
   void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
             const int32_t* pos, const float* inv_freq, float attn_factor) override {
     if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) throw BackendError("cpu rope: bad rot_dim");
-    cpu::rope(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor);
+    cpu::isa_ops().rope(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor);
   }
   void attention(const AttnArgs& a) override {
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads) throw BackendError("cpu attention: n_heads % n_kv_heads != 0");
-    cpu::attention(a);
+    cpu::isa_ops().attention(a);
   }
-  void silu_mul(float* out, const float* gate, const float* up, int64_t n) override { cpu::silu_mul(out, gate, up, n); }
-  void add_inplace(float* y, const float* x, int64_t n) override { cpu::add_inplace(y, x, n); }
+  void silu_mul(float* out, const float* gate, const float* up, int64_t n) override { cpu::isa_ops().silu_mul(out, gate, up, n); }
+  void add_inplace(float* y, const float* x, int64_t n) override { cpu::isa_ops().add_inplace(y, x, n); }
 };
 
 }  // namespace
+
+double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot) {
+  return cpu::isa_ops().scaled_exp_sum(z, n, scale, shift, out, dot);
+}
+
+float row_max(const float* z, int64_t n) { return cpu::isa_ops().row_max(z, n); }
 
 Backend& cpu_backend() {
   static CpuBackend backend;

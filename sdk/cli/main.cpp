@@ -13,6 +13,7 @@
 #include "pipeline_commands.h"
 #include "model/model.h"
 #include "reason/kernels/backend.h"
+#include "reason/kernels/cpu_isa.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -37,6 +38,13 @@ LoadOptions load_options(const Common& c) {
   return lo;
 }
 
+
+// The CPU backend's instruction-set path (REASON_CPU_ISA forces one) and its threads.
+json cpu_json() {
+  return {{"isa", kernels::cpu_isa_name(kernels::cpu_isa())},
+          {"isa_detail", kernels::cpu_isa_description()},
+          {"threads", kernels::cpu_threads()}};
+}
 
 json info_json(const Model& m) {
   const ModelConfig& c = m.config();
@@ -129,8 +137,8 @@ int main(int argc, char** argv) {
   scorec->add_option("--dtype", common.dtype)->capture_default_str();
 
   // info
-  auto* infoc = app.add_subcommand("info", "print a model's configuration and sizes");
-  infoc->add_option("--model", model_dir)->required();
+  auto* infoc = app.add_subcommand("info", "print the CPU path in use and, with --model, a model's configuration and sizes");
+  infoc->add_option("--model", model_dir, "model directory (without it only the CPU path is printed)");
   infoc->add_option("--dtype", common.dtype)->capture_default_str();
   bool routing = false;
   std::string routing_prompt = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42.";
@@ -206,9 +214,12 @@ int main(int argc, char** argv) {
       double total = 0;
       for (float v : lp) total += v;
       std::cout << json{{"tokens", toks}, {"sum_logprob", total}}.dump(2) << "\n";
+    } else if (*infoc && model_dir.empty()) {
+      std::cout << json{{"cpu", cpu_json()}}.dump(2) << "\n";
     } else if (*infoc) {
       auto m = Model::load(model_dir, load_options(common));
       json j = info_json(*m);
+      j["cpu"] = cpu_json();
       if (routing) {
         auto tok = m->require_tokenizer();
         auto ids = tok->encode(routing_prompt, true);

@@ -83,4 +83,26 @@ inline void check_decode_steps(const Model& m, const std::vector<int32_t>& promp
   }
 }
 
+// Tolerance for two f32 computations of the same logprobs that differ only in the order of their
+// sums (another matmul shape or batch composition, another ISA path's kernels), derived from the
+// arithmetic rather than from one CPU's rounding. A dot product of length k rounds with a
+// relative error of about lambda * sqrt(k) * u (u = 2^-24; Higham & Mary's probabilistic bound,
+// lambda = 4), each of the n_layers + 1 matmul stages adds such an error of the magnitude that
+// flows through the residual stream, and a logprob z_t / T - logsumexp(z / T) moves by at most
+// 2 max|dz| / T. `magnitude` bounds |z|; 1 + max|logprob| of the sequence is used for it.
+// For the 2-layer, hidden-32 fixtures at T = 1 this is about 1e-4 for logprobs near -7: ten times
+// the worst seen (AVX2 and AVX-512 paths), and far below the 1e-2-scale error of a wrong kernel.
+inline float summation_order_tolerance(const ModelConfig& c, float magnitude, float T) {
+  const int64_t k = std::max({c.hidden_size, c.intermediate_size, c.moe_intermediate_size,
+                              c.n_heads * c.head_dim, c.kv_lora_rank});
+  const double u = std::ldexp(1.0, -24), lambda = 4.0;
+  return float(2.0 / T * lambda * double(c.n_layers + 1) * std::sqrt(double(k)) * u * magnitude);
+}
+
+inline float logprob_magnitude(const std::vector<float>& logprobs) {
+  float m = 0.0f;
+  for (float v : logprobs) m = std::max(m, std::fabs(v));
+  return 1.0f + m;
+}
+
 }  // namespace reason::test

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "fixture_util.h"
 #include "infer/generator.h"
 #include "model/model.h"
 #include "rl/evaluate.h"
@@ -72,8 +73,11 @@ TEST_CASE("prefix-shared groups sample exactly what independent requests sample,
     CHECK(shared[k].prompt == k / G);
     CHECK(shared[k].completion == plain[k].tokens);
     REQUIRE(shared[k].logprobs.size() == plain[k].logprobs.size());
+    // The shared prompt is computed in a prefill of another length, so its KV values differ by
+    // summation order only (fixture_util.h derives the tolerance).
+    const float tol = test::summation_order_tolerance(m->config(), test::logprob_magnitude(plain[k].logprobs), 1.0f);
     for (size_t t = 0; t < plain[k].logprobs.size(); ++t)
-      CHECK(std::fabs(shared[k].logprobs[t] - plain[k].logprobs[t]) < 1e-6f);
+      CHECK(std::fabs(shared[k].logprobs[t] - plain[k].logprobs[t]) <= tol);
     CHECK(shared[k].truncated);
     distinct.insert(shared[k].completion);
   }
@@ -92,7 +96,7 @@ TEST_CASE("share_prefix_with is validated", "[rollout]") {
   CHECK_THROWS_WITH(generate(*m, reqs), Catch::Contains("not an earlier request"));
 }
 
-TEST_CASE("old-policy logprobs captured while sampling equal the trainer's to 1e-5 / T (T = 1 and 0.6)", "[rollout]") {
+TEST_CASE("old-policy logprobs captured while sampling equal the trainer's (T = 1 and 0.6)", "[rollout]") {
   for (const char* dir : {"/dense/qwen2_tied", "/moe/qwen3_moe"}) {
     auto m = Model::load(kFix + dir);
     for (float T : {1.0f, 0.6f}) {
@@ -105,17 +109,15 @@ TEST_CASE("old-policy logprobs captured while sampling equal the trainer's to 1e
       auto rolls = sample_rollouts(*m, prompts, ro);
       auto samples = to_grpo_samples(rolls, prompts);
       fill_reference_logprobs(*m, samples, T, /*batch_tokens=*/20);  // several batches
-      float worst = 0;
+      // Sampling (KV-cache decode, one row at a time) and the trainer (whole sequences) run the
+      // same kernels on different matmul shapes: the logits differ by summation order only, and
+      // the logprobs divide them by T (fixture_util.h derives the tolerance). Measured worst on
+      // AVX2 (Zen 3): dense 4.8e-6 / 7.9e-6, MoE 3.1e-6 / 1.6e-5 at T = 1 / 0.6.
       for (const auto& s : samples) {
         REQUIRE(s.ref_logprobs.size() == s.completion.size());
-        for (size_t t = 0; t < s.completion.size(); ++t)
-          worst = std::max(worst, std::fabs(s.ref_logprobs[t] - s.old_logprobs[t]));
+        const float tol = test::summation_order_tolerance(m->config(), test::logprob_magnitude(s.old_logprobs), T);
+        for (size_t t = 0; t < s.completion.size(); ++t) CHECK(std::fabs(s.ref_logprobs[t] - s.old_logprobs[t]) <= tol);
       }
-      // Sampling (KV-cache decode, one row at a time) and the trainer (whole sequences) run the
-      // same kernels on different matmul shapes, so logits agree to ~1e-5 of f32 rounding; the
-      // logprobs divide them by T. Measured worst: dense 4.8e-6 / 9.1e-6, MoE 3.3e-6 / 1.5e-5
-      // at T = 1 / 0.6.
-      CHECK(worst < 1e-5f / T);
     }
   }
 }

@@ -1,10 +1,10 @@
 // RMSNorm, rotary embedding, SwiGLU gate and residual add: threaded, vectorised loops.
-#include <cmath>
+// Compiled once per ISA path (isa_vec.h says the rules).
+#include "../cpu_ops.h"
+#include "../isa_ops.h"
+#include "isa_vec.h"
 
-#include "cpu_ops.h"
-#include "vec.h"
-
-namespace reason::kernels::cpu {
+namespace reason::kernels::cpu::REASON_ISA_NS {
 
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps) {
   const int nt = cpu_threads();
@@ -12,7 +12,7 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;
-    const float inv = 1.0f / std::sqrt(sum_squares(xr, dim) / float(dim) + eps);
+    const float inv = 1.0f / sqrtf(sum_squares(xr, dim) / float(dim) + eps);
     for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
   }
 }
@@ -23,14 +23,13 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, in
   const int nt = cpu_threads();
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_tokens > 1)
   for (int64_t t = 0; t < n_tokens; ++t) {
-    float cs[512], sn[512];
-    float* c = half <= 512 ? cs : new float[size_t(half)];
-    float* s = half <= 512 ? sn : new float[size_t(half)];
+    float* c = static_cast<float*>(thread_scratch(sizeof(float) * size_t(half) * 2, 0));
+    float* s = c + half;
     for (int i = 0; i < half; ++i) {
       // float32 angle as transformers computes it (inv_freq @ position_ids in f32)
       const float ang = float(pos[t]) * inv_freq[i];
-      c[i] = std::cos(ang) * attn_factor;
-      s[i] = std::sin(ang) * attn_factor;
+      c[i] = cosf(ang) * attn_factor;
+      s[i] = sinf(ang) * attn_factor;
     }
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + t * stride + int64_t(h) * head_dim;
@@ -40,8 +39,6 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, in
         v[i + half] = b * c[i] + a * s[i];
       }
     }
-    if (c != cs) delete[] c;
-    if (s != sn) delete[] s;
   }
 }
 
@@ -50,7 +47,7 @@ void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
   }
 }
 
@@ -60,4 +57,4 @@ void add_inplace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-}  // namespace reason::kernels::cpu
+}  // namespace reason::kernels::cpu::REASON_ISA_NS

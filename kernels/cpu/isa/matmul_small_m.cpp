@@ -2,30 +2,24 @@
 // Decode is bound by reading the weights, so each weight row is streamed once and dotted
 // with all m rows of x while it is in registers. Threads split the n weight rows.
 // bf16 weights: x is rounded to bf16 (the same semantics as the oneDNN path) and the dot
-// products use AVX512-BF16 (vdpbf16ps) when the CPU has it, else AVX2 FMA on widened values.
-#include <immintrin.h>
+// products use AVX512-BF16 (vdpbf16ps) on the AVX-512 path when the CPU has it, else FMA on
+// widened values (AVX2), else scalar loops (generic).
+// Compiled once per ISA path (isa_vec.h says the rules).
 #include <omp.h>
 
-#include <vector>
+#include "../cpu_ops.h"
+#include "../isa_ops.h"
+#include "isa_vec.h"
 
-#include "cpu_ops.h"
-
-namespace reason::kernels::cpu {
+namespace reason::kernels::cpu::REASON_ISA_NS {
 
 namespace {
 
+#if defined(__AVX512F__)
 bool has_avx512_bf16() {
   static const bool v = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
                         __builtin_cpu_supports("avx512vl");
   return v;
-}
-
-inline float hsum256(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_hadd_ps(lo, lo);
-  lo = _mm_hadd_ps(lo, lo);
-  return _mm_cvtss_f32(lo);
 }
 
 // ---- bf16 weights, AVX512-BF16 -------------------------------------------------------------
@@ -58,6 +52,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void rows_bf16_a
   }
 }
 
+#endif  // __AVX512F__
+
+#if defined(__AVX2__) && defined(__FMA__)
 // ---- bf16 weights, AVX2 fallback -----------------------------------------------------------
 template <int M>
 void rows_bf16_avx2(const float* xr /* bf16-rounded f32 [M][kp] */, int64_t kp, const uint16_t* w,
@@ -74,8 +71,8 @@ void rows_bf16_avx2(const float* xr /* bf16-rounded f32 [M][kp] */, int64_t kp, 
       for (int i = 0; i < M; ++i) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xr + i * kp + c), acc[i]);
     }
     for (int i = 0; i < M; ++i) {
-      float s = hsum256(acc[i]);
-      for (int64_t c = kfull; c < k; ++c) s += bf16_to_f32(wr[c]) * xr[i * kp + c];
+      float s = hsum(acc[i]);
+      for (int64_t c = kfull; c < k; ++c) s += widen_bf16(wr[c]) * xr[i * kp + c];
       if (bias) s += bias[j];
       float* out = y + i * ldy + j;
       *out = beta != 0.0f ? beta * *out + s : s;
@@ -97,7 +94,7 @@ void rows_f32(const float* x, int64_t ldx, const float* w, int64_t k, int64_t j0
       for (int i = 0; i < M; ++i) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * ldx + c), acc[i]);
     }
     for (int i = 0; i < M; ++i) {
-      float s = hsum256(acc[i]);
+      float s = hsum(acc[i]);
       for (int64_t c = kfull; c < k; ++c) s += wr[c] * x[i * ldx + c];
       if (bias) s += bias[j];
       float* out = y + i * ldy + j;
@@ -105,12 +102,46 @@ void rows_f32(const float* x, int64_t ldx, const float* w, int64_t k, int64_t j0
     }
   }
 }
+#else
+// ---- baseline x86-64: the same per-element association as dot() in isa_vec.h ---------------
+template <int M>
+void rows_bf16_avx2(const float* xr /* bf16-rounded f32 [M][kp] */, int64_t kp, const uint16_t* w,
+                    int64_t k, int64_t j0, int64_t j1, float* y, int64_t ldy, const float* bias,
+                    float beta) {
+  float* wf = static_cast<float*>(thread_scratch(sizeof(float) * size_t(k), 2));
+  for (int64_t j = j0; j < j1; ++j) {
+    for (int64_t c = 0; c < k; ++c) wf[c] = widen_bf16(w[j * k + c]);
+    for (int i = 0; i < M; ++i) {
+      float s = dot(wf, xr + i * kp, k);
+      if (bias) s += bias[j];
+      float* out = y + i * ldy + j;
+      *out = beta != 0.0f ? beta * *out + s : s;
+    }
+  }
+}
 
+template <int M>
+void rows_f32(const float* x, int64_t ldx, const float* w, int64_t k, int64_t j0, int64_t j1,
+              float* y, int64_t ldy, const float* bias, float beta) {
+  for (int64_t j = j0; j < j1; ++j)
+    for (int i = 0; i < M; ++i) {
+      float s = dot(w + j * k, x + i * ldx, k);
+      if (bias) s += bias[j];
+      float* out = y + i * ldy + j;
+      *out = beta != 0.0f ? beta * *out + s : s;
+    }
+}
+#endif
+
+template <int M>
+struct IntC {
+  static constexpr int value = M;
+};
 
 template <int M, typename Fn>
 void for_m(int64_t m, Fn&& fn) {
   if constexpr (M <= kSmallM) {
-    if (m == M) return fn(std::integral_constant<int, M>{});
+    if (m == M) return fn(IntC<M>{});
     for_m<M + 1>(m, fn);
   }
 }
@@ -131,38 +162,44 @@ void matmul_small_m(const MatmulArgs& a) {
       constexpr int M = decltype(mc)::value;
 #pragma omp parallel for num_threads(nt) schedule(static)
       for (int64_t c = 0; c < nchunks; ++c)
-        rows_f32<M>(a.x, ldx, w, a.k, c * chunk, std::min(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
+        rows_f32<M>(a.x, ldx, w, a.k, c * chunk, min_i64(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
     });
     return;
   }
 
   const uint16_t* w = static_cast<const uint16_t*>(a.w);
   const int64_t kp = (a.k + 31) / 32 * 32;
+#if defined(__AVX512F__)
   if (has_avx512_bf16()) {
-    thread_local std::vector<uint16_t> xb;
-    xb.assign(size_t(a.m * kp), 0);
-    for (int64_t i = 0; i < a.m; ++i)
-      for (int64_t c = 0; c < a.k; ++c) xb[i * kp + c] = f32_to_bf16(a.x[i * ldx + c]);
-    const uint16_t* xp = xb.data();
+    uint16_t* xb = static_cast<uint16_t*>(thread_scratch(sizeof(uint16_t) * size_t(a.m * kp), 0));
+    for (int64_t i = 0; i < a.m; ++i) {
+      for (int64_t c = 0; c < a.k; ++c) xb[i * kp + c] = round_bf16(a.x[i * ldx + c]);
+      for (int64_t c = a.k; c < kp; ++c) xb[i * kp + c] = 0;
+    }
+    const uint16_t* xp = xb;
     for_m<1>(a.m, [&](auto mc) {
       constexpr int M = decltype(mc)::value;
 #pragma omp parallel for num_threads(nt) schedule(static)
       for (int64_t c = 0; c < nchunks; ++c)
-        rows_bf16_avx512<M>(xp, kp, w, a.k, c * chunk, std::min(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
+        rows_bf16_avx512<M>(xp, kp, w, a.k, c * chunk, min_i64(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
     });
-  } else {
-    thread_local std::vector<float> xr;
-    xr.assign(size_t(a.m * kp), 0.0f);
-    for (int64_t i = 0; i < a.m; ++i)
-      for (int64_t c = 0; c < a.k; ++c) xr[i * kp + c] = bf16_to_f32(f32_to_bf16(a.x[i * ldx + c]));
-    const float* xp = xr.data();
+    return;
+  }
+#endif
+  {
+    float* xr = static_cast<float*>(thread_scratch(sizeof(float) * size_t(a.m * kp), 0));
+    for (int64_t i = 0; i < a.m; ++i) {
+      for (int64_t c = 0; c < a.k; ++c) xr[i * kp + c] = widen_bf16(round_bf16(a.x[i * ldx + c]));
+      for (int64_t c = a.k; c < kp; ++c) xr[i * kp + c] = 0.0f;
+    }
+    const float* xp = xr;
     for_m<1>(a.m, [&](auto mc) {
       constexpr int M = decltype(mc)::value;
 #pragma omp parallel for num_threads(nt) schedule(static)
       for (int64_t c = 0; c < nchunks; ++c)
-        rows_bf16_avx2<M>(xp, kp, w, a.k, c * chunk, std::min(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
+        rows_bf16_avx2<M>(xp, kp, w, a.k, c * chunk, min_i64(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
     });
   }
 }
 
-}  // namespace reason::kernels::cpu
+}  // namespace reason::kernels::cpu::REASON_ISA_NS

@@ -1,16 +1,13 @@
-// AVX2/FMA exp over rows (the Cephes polynomial of avx_mathfun), for softmax statistics.
-#include "reason/kernels/cpu_math.h"
+// Softmax statistics over rows: AVX2/FMA exp (the Cephes polynomial of avx_mathfun) on the
+// AVX2 and AVX-512 paths, libm expf on the generic path.
+// Compiled once per ISA path (isa_vec.h says the rules).
+#include "../isa_ops.h"
+#include "isa_vec.h"
 
-#include <immintrin.h>
+namespace reason::kernels::cpu::REASON_ISA_NS {
 
-#include <cmath>
-#include <limits>
-
-namespace reason::kernels {
-
-namespace {
-
-inline __m256 exp256(__m256 x) {
+#if defined(__AVX2__) && defined(__FMA__)
+static inline __m256 exp256(__m256 x) {
   const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447504f);
   x = _mm256_min_ps(x, hi);
   const __m256 below = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
@@ -34,13 +31,11 @@ inline __m256 exp256(__m256 x) {
   return _mm256_andnot_ps(below, y);  // exp of very negative inputs underflows to 0
 }
 
-inline double hsum_pd(__m256d v) {
+static inline double hsum_pd(__m256d v) {
   __m128d lo = _mm256_castpd256_pd128(v), hi = _mm256_extractf128_pd(v, 1);
   lo = _mm_add_pd(lo, hi);
   return _mm_cvtsd_f64(_mm_add_sd(lo, _mm_unpackhi_pd(lo, lo)));
 }
-
-}  // namespace
 
 double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot) {
   const __m256 vs = _mm256_set1_ps(scale), vsh = _mm256_set1_ps(shift);
@@ -62,7 +57,7 @@ double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float
   double sum = hsum_pd(_mm256_add_pd(s0, s1)), dsum = hsum_pd(_mm256_add_pd(d0, d1));
   for (; j < n; ++j) {
     const float zs = z[j] * scale;
-    const float e = std::exp(zs - shift);
+    const float e = expf(zs - shift);
     if (out) out[j] = e;
     sum += e;
     dsum += double(e) * zs;
@@ -72,15 +67,35 @@ double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float
 }
 
 float row_max(const float* z, int64_t n) {
-  __m256 m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256 m = _mm256_set1_ps(-INFINITY);
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(z + j));
   alignas(32) float t[8];
   _mm256_store_ps(t, m);
   float r = t[0];
-  for (int i = 1; i < 8; ++i) r = std::max(r, t[i]);
-  for (; j < n; ++j) r = std::max(r, z[j]);
+  for (int i = 1; i < 8; ++i) r = t[i] > r ? t[i] : r;
+  for (; j < n; ++j) r = z[j] > r ? z[j] : r;
   return r;
 }
+#else
+double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot) {
+  double sum = 0.0, dsum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    const float zs = z[j] * scale;
+    const float e = expf(zs - shift);
+    if (out) out[j] = e;
+    sum += e;
+    dsum += double(e) * zs;
+  }
+  if (dot) *dot = dsum;
+  return sum;
+}
 
-}  // namespace reason::kernels
+float row_max(const float* z, int64_t n) {
+  float r = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) r = z[j] > r ? z[j] : r;
+  return r;
+}
+#endif
+
+}  // namespace reason::kernels::cpu::REASON_ISA_NS

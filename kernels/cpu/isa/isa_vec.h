@@ -1,0 +1,95 @@
+// Vector helpers for the per-ISA kernels. This header and every file in kernels/cpu/isa/ are
+// compiled once per ISA path (kernels/CMakeLists.txt): REASON_ISA_NS names the namespace
+// (isa_generic, isa_avx2, isa_avx512) and the compiler flags say which instructions exist.
+//
+// Rule for these files: no std:: templates or other inline functions with external linkage
+// (std::vector, std::min, std::exp ...). The linker keeps one copy of such a function, and it
+// could be the AVX-512 one, called from generic code on a CPU without AVX-512 (SIGILL).
+// Everything here is in the per-ISA namespace or `static`; scratch memory comes from
+// cpu::thread_scratch() in generic code; scripts/check_isa_objects.sh checks the objects.
+#pragma once
+#include <math.h>
+#include <stdint.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#ifndef REASON_ISA_NS
+#error "kernels/cpu/isa files are compiled per ISA with REASON_ISA_NS defined"
+#endif
+
+namespace reason::kernels::cpu::REASON_ISA_NS {
+
+#if defined(__AVX2__) && defined(__FMA__)
+static inline float hsum(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_hadd_ps(lo, lo);
+  lo = _mm_hadd_ps(lo, lo);
+  return _mm_cvtss_f32(lo);
+}
+
+static inline float dot(const float* a, const float* b, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y += alpha * x
+static inline void axpy(float* y, float alpha, const float* x, int64_t n) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+#else
+// Baseline x86-64: 8 independent partial sums (the compiler vectorises them with SSE2), the
+// same association as the AVX2 loop without its fused multiply-adds.
+static inline float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+static inline void axpy(float* y, float alpha, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+#endif
+
+// bf16 <-> f32 as dtype.h's bf16_to_f32 / f32_to_bf16 (round to nearest even, NaN stays NaN);
+// local copies because those are inline functions with external linkage.
+static inline float widen_bf16(uint16_t h) {
+  union {
+    uint32_t u;
+    float f;
+  } v;
+  v.u = uint32_t(h) << 16;
+  return v.f;
+}
+static inline uint16_t round_bf16(float f) {
+  union {
+    float f;
+    uint32_t u;
+  } v;
+  v.f = f;
+  uint32_t u = v.u;
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+static inline float sum_squares(const float* x, int64_t n) { return dot(x, x, n); }
+static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+}  // namespace reason::kernels::cpu::REASON_ISA_NS

@@ -1,0 +1,40 @@
+// Internal to the CPU backend: the table of per-ISA loops (kernels/cpu/isa/, compiled once per
+// ISA path) and the helpers those loops take from generic code.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "reason/kernels/backend.h"
+#include "reason/kernels/cpu_isa.h"
+
+namespace reason::kernels::cpu {
+
+struct IsaOps {
+  CpuIsa isa;
+  // Small-m matmul (decode): each weight row streamed once for all m <= kSmallM rows of x.
+  void (*matmul_small_m)(const MatmulArgs& a);
+  void (*rmsnorm)(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps);
+  void (*rope)(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+               const int32_t* pos, const float* inv_freq, float attn_factor);
+  void (*attention)(const AttnArgs& a);
+  void (*silu_mul)(float* out, const float* gate, const float* up, int64_t n);
+  void (*add_inplace)(float* y, const float* x, int64_t n);
+  double (*scaled_exp_sum)(const float* z, int64_t n, float scale, float shift, float* out, double* dot);
+  float (*row_max)(const float* z, int64_t n);
+  void (*f16_to_f32)(float* dst, const uint16_t* src, size_t n);
+  // Widens bf16 to f32 (exact) and rounds f32 rows to bf16-representable f32 values.
+  void (*bf16_to_f32)(float* dst, const uint16_t* src, size_t n);
+};
+
+namespace isa_generic { const IsaOps& table(); }
+namespace isa_avx2 { const IsaOps& table(); }
+namespace isa_avx512 { const IsaOps& table(); }
+
+// The table of the path in use (cpu_isa()).
+const IsaOps& isa_ops();
+
+// Per-thread scratch memory, at least `bytes` long, 64-byte aligned. slot < 4 picks one of
+// several independent buffers. Valid until the same thread asks for the same slot again.
+void* thread_scratch(size_t bytes, int slot);
+
+}  // namespace reason::kernels::cpu

@@ -1,0 +1,299 @@
+// Every CPU backend op against a naive reference computed in double, on the ISA path in use.
+// ctest runs this binary once per path (REASON_CPU_ISA=generic|avx2|avx512; tests/CMakeLists.txt),
+// so each path's kernels are checked on the CPU that runs the suite; a path the CPU lacks is
+// reported as Skipped by ctest (exit 77 from tests/catch_main.cpp).
+//
+// Tolerances are derived from the arithmetic: a sum of k f32 products, in any order, is within
+// gamma_k * sum |x_i w_i| of the exact sum (gamma_k = k u / (1 - k u), u = 2^-24; Higham,
+// "Accuracy and Stability of Numerical Algorithms", 3.1). bf16 inputs are rounded to bf16 in the
+// reference too: their products are exact in f32, so the same bound holds. Elementwise ops with
+// libm calls get a few ulp.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "reason/kernels/backend.h"
+#include "reason/kernels/cpu_isa.h"
+#include "reason/kernels/cpu_math.h"
+#include "reason/kernels/dtype.h"
+
+using namespace reason::kernels;
+
+namespace {
+
+constexpr double kU = 1.0 / 16777216.0;  // 2^-24
+double gamma(int64_t k) { return double(k) * kU / (1.0 - double(k) * kU); }
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+
+// Checks y (row stride ldy) against x . w^T (+ bias) (+ beta * y0) computed in double.
+void check_matmul(int64_t m, int64_t n, int64_t k, DType wt, bool bias, float beta, int64_t ldx_pad, int64_t ldy_pad) {
+  INFO("m " << m << " n " << n << " k " << k << " w " << dtype_name(wt) << " bias " << bias << " beta " << beta
+            << " ldx+" << ldx_pad << " ldy+" << ldy_pad << " isa " << cpu_isa_name(cpu_isa()));
+  const int64_t ldx = k + ldx_pad, ldy = n + ldy_pad;
+  auto x = randn(size_t(m * ldx), uint32_t(m * 31 + k));
+  auto wf = randn(size_t(n * k), uint32_t(n * 17 + k), 0.5f);
+  auto b = randn(size_t(n), 7);
+  auto y = randn(size_t(m * ldy), 9);
+  const auto y0 = y;
+  std::vector<uint16_t> wb(wf.size());
+  for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+  MatmulArgs a;
+  a.x = x.data();
+  a.w = wt == DType::BF16 ? static_cast<const void*>(wb.data()) : wf.data();
+  a.w_dtype = wt;
+  a.bias = bias ? b.data() : nullptr;
+  a.y = y.data();
+  a.m = m, a.n = n, a.k = k, a.ldx = ldx, a.ldy = ldy, a.beta = beta;
+  cpu_backend().matmul(a);
+  double worst_ratio = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double exact = 0, mag = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        const double xv = wt == DType::BF16 ? round_bf16(x[size_t(i * ldx + c)]) : x[size_t(i * ldx + c)];
+        const double wv = wt == DType::BF16 ? bf16_to_f32(wb[size_t(j * k + c)]) : wf[size_t(j * k + c)];
+        exact += xv * wv;
+        mag += std::fabs(xv * wv);
+      }
+      // + bias and beta * y0: two more rounded additions.
+      if (bias) exact += b[size_t(j)], mag += std::fabs(b[size_t(j)]);
+      if (beta != 0) exact += double(beta) * y0[size_t(i * ldy + j)], mag += std::fabs(beta * y0[size_t(i * ldy + j)]);
+      const double tol = gamma(k + 2) * mag + 1e-30;
+      const double err = std::fabs(double(y[size_t(i * ldy + j)]) - exact);
+      worst_ratio = std::max(worst_ratio, err / tol);
+    }
+  CHECK(worst_ratio <= 1.0);
+  // Padding between rows is untouched.
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = n; j < ldy; ++j) CHECK(y[size_t(i * ldy + j)] == y0[size_t(i * ldy + j)]);
+}
+
+}  // namespace
+
+TEST_CASE("the ISA path in use is the one asked for", "[cpu_backend]") {
+  const char* env = std::getenv("REASON_CPU_ISA");
+  const CpuIsa isa = cpu_isa();
+  if (env && *env) CHECK(std::string(cpu_isa_name(isa)) == env);
+  CHECK(cpu_isa_supported(isa));
+  CHECK(cpu_isa_supported(CpuIsa::Generic));
+  CHECK(cpu_isa_description().rfind(cpu_isa_name(isa), 0) == 0);
+}
+
+TEST_CASE("matmul: f32 and bf16 weights, small and large m, K tails, bias, beta, strides", "[cpu_backend]") {
+  for (DType wt : {DType::F32, DType::BF16})
+    for (int64_t m : {1, 3, 8, 9, 17, 64})              // small-m kernel (<= 8) and oneDNN
+      for (int64_t k : {1, 7, 8, 31, 33, 64, 129})      // tails of 8, 16 and 32 lanes
+        for (int64_t n : {1, 5, 16, 37}) check_matmul(m, n, k, wt, (m + k) % 2 == 1, 0.0f, 0, 0);
+  // Strided rows, bias and accumulation, including bf16 panels of more than one chunk.
+  for (DType wt : {DType::F32, DType::BF16}) {
+    check_matmul(4, 33, 45, wt, true, 1.0f, 3, 5);
+    check_matmul(40, 33, 45, wt, true, 1.0f, 3, 5);
+    check_matmul(12, 300, 4100, wt, false, 0.5f, 0, 2);
+  }
+}
+
+TEST_CASE("gemm_f32: all transposes, alpha, beta, leading dimensions", "[cpu_backend]") {
+  const int64_t m = 13, n = 11, k = 37;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      INFO("ta " << ta << " tb " << tb);
+      const int64_t lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3;
+      auto A = randn(size_t((ta ? k : m) * lda), 1), B = randn(size_t((tb ? n : k) * ldb), 2), C = randn(size_t(m * ldc), 3);
+      const auto C0 = C;
+      const float alpha = 0.75f, beta = -0.5f;
+      cpu_backend().gemm_f32(ta, tb, m, n, k, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double exact = 0, mag = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            const double av = ta ? A[size_t(c * lda + i)] : A[size_t(i * lda + c)];
+            const double bv = tb ? B[size_t(j * ldb + c)] : B[size_t(c * ldb + j)];
+            exact += av * bv;
+            mag += std::fabs(av * bv);
+          }
+          exact = alpha * exact + beta * double(C0[size_t(i * ldc + j)]);
+          mag = std::fabs(alpha) * mag + std::fabs(beta * C0[size_t(i * ldc + j)]);
+          CHECK(std::fabs(C[size_t(i * ldc + j)] - exact) <= gamma(k + 3) * mag);
+        }
+    }
+}
+
+TEST_CASE("rmsnorm, silu_mul, add_inplace against double", "[cpu_backend]") {
+  for (int64_t dim : {1, 7, 64, 133}) {
+    INFO("dim " << dim);
+    const int64_t rows = 5;
+    auto x = randn(size_t(rows * dim), 11), w = randn(size_t(dim), 12);
+    std::vector<float> y(x.size());
+    cpu_backend().rmsnorm(y.data(), x.data(), w.data(), rows, dim, 1e-6f);
+    for (int64_t r = 0; r < rows; ++r) {
+      double ss = 0;
+      for (int64_t i = 0; i < dim; ++i) ss += double(x[size_t(r * dim + i)]) * x[size_t(r * dim + i)];
+      const double inv = 1.0 / std::sqrt(ss / double(dim) + 1e-6);
+      for (int64_t i = 0; i < dim; ++i) {
+        const double e = w[size_t(i)] * (x[size_t(r * dim + i)] * inv);
+        // sum of squares (gamma_dim relative), sqrt and divide (2 u), two products (2 u)
+        CHECK(std::fabs(y[size_t(r * dim + i)] - e) <= (gamma(dim) / 2 + 6 * kU) * std::fabs(e) + 1e-30);
+      }
+    }
+    // in place (y aliases x)
+    auto xi = x;
+    cpu_backend().rmsnorm(xi.data(), xi.data(), w.data(), rows, dim, 1e-6f);
+    CHECK(xi == y);
+  }
+  for (int64_t n : {1, 9, 20000}) {  // 20000: the threaded branch
+    auto g = randn(size_t(n), 21, 3.0f), u = randn(size_t(n), 22);
+    std::vector<float> out(static_cast<size_t>(n));
+    cpu_backend().silu_mul(out.data(), g.data(), u.data(), n);
+    auto acc = u;
+    cpu_backend().add_inplace(acc.data(), g.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double gd = g[size_t(i)];
+      const double e = gd / (1.0 + std::exp(-gd)) * u[size_t(i)];
+      CHECK(std::fabs(out[size_t(i)] - e) <= 8 * kU * std::fabs(e) + 1e-30);  // expf 1 ulp + 4 roundings
+      CHECK(acc[size_t(i)] == u[size_t(i)] + g[size_t(i)]);                    // one rounding, exact match
+    }
+  }
+}
+
+TEST_CASE("rope: rotate_half on a partial rotary dim, strided tokens, attention factor", "[cpu_backend]") {
+  const int64_t n_tok = 6;
+  const int n_heads = 3, head_dim = 10, rot = 6;
+  const int64_t stride = n_heads * head_dim + 4;
+  auto x = randn(size_t(n_tok * stride), 31);
+  const auto x0 = x;
+  std::vector<int32_t> pos = {0, 1, 5, 17, 300, 4095};
+  std::vector<float> inv_freq(rot / 2);
+  for (int i = 0; i < rot / 2; ++i) inv_freq[size_t(i)] = float(std::pow(10000.0, -2.0 * i / rot));
+  const float af = 1.25f;
+  cpu_backend().rope(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int h = 0; h < n_heads; ++h) {
+      const float* a = &x0[size_t(t * stride + h * head_dim)];
+      const float* r = &x[size_t(t * stride + h * head_dim)];
+      for (int i = 0; i < rot / 2; ++i) {
+        const double ang = double(float(pos[size_t(t)]) * inv_freq[size_t(i)]);  // the f32 angle
+        const double c = std::cos(ang) * af, s = std::sin(ang) * af;
+        const double e0 = a[i] * c - a[i + rot / 2] * s, e1 = a[i + rot / 2] * c + a[i] * s;
+        const double mag = (std::fabs(a[i]) + std::fabs(a[i + rot / 2])) * af;
+        CHECK(std::fabs(r[i] - e0) <= 8 * kU * mag);
+        CHECK(std::fabs(r[i + rot / 2] - e1) <= 8 * kU * mag);
+      }
+      for (int i = rot; i < head_dim; ++i) CHECK(r[i] == a[i]);  // past rot_dim: untouched
+    }
+  CHECK(x[size_t(n_heads * head_dim)] == x0[size_t(n_heads * head_dim)]);  // stride padding untouched
+}
+
+TEST_CASE("attention: causal GQA over several sequences with KV history", "[cpu_backend]") {
+  const int n_heads = 6, n_kv = 2, hd = 12;
+  const int64_t qs = n_heads * hd + 3, kvs = n_kv * hd + 5;
+  struct S {
+    int64_t n_q, pos0;
+  };
+  const std::vector<S> shape = {{1, 0}, {5, 0}, {3, 9}, {1, 40}};
+  std::vector<std::vector<float>> q, k, v, out;
+  std::vector<AttnSeq> seqs;
+  for (size_t s = 0; s < shape.size(); ++s) {
+    const int64_t n_kv_tok = shape[s].pos0 + shape[s].n_q;
+    q.push_back(randn(size_t(shape[s].n_q * qs), uint32_t(40 + s)));
+    k.push_back(randn(size_t(n_kv_tok * kvs), uint32_t(50 + s)));
+    v.push_back(randn(size_t(n_kv_tok * kvs), uint32_t(60 + s)));
+    out.emplace_back(size_t(shape[s].n_q * qs), 0.0f);
+  }
+  for (size_t s = 0; s < shape.size(); ++s)
+    seqs.push_back({q[s].data(), out[s].data(), k[s].data(), v[s].data(), shape[s].n_q, shape[s].pos0});
+  AttnArgs a;
+  a.seqs = seqs.data();
+  a.n_seqs = int(seqs.size());
+  a.n_heads = n_heads, a.n_kv_heads = n_kv, a.head_dim = hd;
+  a.q_stride = qs, a.out_stride = qs, a.kv_stride = kvs;
+  a.scale = 1.0f / std::sqrt(float(hd));
+  cpu_backend().attention(a);
+  for (size_t s = 0; s < shape.size(); ++s)
+    for (int64_t t = 0; t < shape[s].n_q; ++t)
+      for (int h = 0; h < n_heads; ++h) {
+        const int g = h / (n_heads / n_kv);
+        const int64_t n_ctx = shape[s].pos0 + t + 1;
+        std::vector<double> p(static_cast<size_t>(n_ctx));
+        double mx = -1e300, sum = 0;
+        for (int64_t j = 0; j < n_ctx; ++j) {
+          double d = 0;
+          for (int i = 0; i < hd; ++i) d += double(q[s][size_t(t * qs + h * hd + i)]) * k[s][size_t(j * kvs + g * hd + i)];
+          p[size_t(j)] = d * a.scale;
+          mx = std::max(mx, p[size_t(j)]);
+        }
+        for (auto& e : p) sum += (e = std::exp(e - mx));
+        for (int i = 0; i < hd; ++i) {
+          double e = 0, mag = 0;
+          for (int64_t j = 0; j < n_ctx; ++j) {
+            e += p[size_t(j)] / sum * v[s][size_t(j * kvs + g * hd + i)];
+            mag += std::fabs(v[s][size_t(j * kvs + g * hd + i)]) * p[size_t(j)] / sum;
+          }
+          // scores carry gamma_hd * |q||k| * scale (<= ~3 here), exp turns that into a relative
+          // error of the weights; the weighted sum adds gamma_n_ctx. 64 u covers both.
+          INFO("seq " << s << " t " << t << " h " << h << " i " << i);
+          CHECK(std::fabs(out[s][size_t(t * qs + h * hd + i)] - e) <= (gamma(n_ctx + hd) + 64 * kU) * (mag + std::fabs(e)) * 4);
+        }
+      }
+}
+
+TEST_CASE("row statistics: scaled_exp_sum and row_max", "[cpu_backend]") {
+  for (int64_t n : {1, 7, 8, 100, 1001}) {
+    auto z = randn(size_t(n), uint32_t(70 + n), 4.0f);
+    const float scale = 1.0f / 0.6f;
+    const float shift = row_max(z.data(), n) * scale;
+    CHECK(shift == *std::max_element(z.begin(), z.end()) * scale);
+    std::vector<float> e(static_cast<size_t>(n));
+    double dot = 0;
+    const double sum = scaled_exp_sum(z.data(), n, scale, shift, e.data(), &dot);
+    double rs = 0, rd = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const float zs = z[size_t(j)] * scale;
+      // exp of the f32 argument the kernel forms; the polynomial exp is documented at ~2e-7
+      // relative (3.4 u), and arguments below -87 flush to 0.
+      const double ej = std::exp(double(zs - shift));
+      CHECK(std::fabs(e[size_t(j)] - ej) <= 8 * kU * ej + 1e-37);
+      rs += ej;
+      rd += ej * zs;
+    }
+    CHECK(std::fabs(sum - rs) <= 8 * kU * rs);
+    CHECK(std::fabs(dot - rd) <= 8 * kU * (std::fabs(rd) + rs * 4 * scale * 4));
+  }
+}
+
+TEST_CASE("bulk conversions: bf16 and f16 widen exactly, f32 rounds as the scalar conversions", "[cpu_backend]") {
+  std::vector<uint16_t> all(65536);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = uint16_t(i);
+  std::vector<float> wide(all.size());
+  REQUIRE(convert_to_f32(wide.data(), all.data(), DType::BF16, all.size()));
+  for (size_t i = 0; i < all.size(); ++i) {
+    const float r = bf16_to_f32(all[i]);
+    CHECK((std::memcmp(&wide[i], &r, 4) == 0 || (std::isnan(r) && std::isnan(wide[i]))));
+  }
+  REQUIRE(convert_to_f32(wide.data(), all.data(), DType::F16, all.size()));
+  size_t bad = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const float r = f16_to_f32(all[i]);
+    if (!(std::memcmp(&wide[i], &r, 4) == 0 || (std::isnan(r) && std::isnan(wide[i])))) ++bad;
+  }
+  CHECK(bad == 0);
+  auto f = randn(1000, 80, 100.0f);
+  std::vector<uint16_t> back(f.size());
+  REQUIRE(convert_from_f32(back.data(), f.data(), DType::BF16, f.size()));
+  for (size_t i = 0; i < f.size(); ++i) CHECK(back[i] == f32_to_bf16(f[i]));
+  REQUIRE(convert_from_f32(back.data(), f.data(), DType::F16, f.size()));
+  for (size_t i = 0; i < f.size(); ++i) CHECK(back[i] == f32_to_f16(f[i]));
+}
