@@ -26,5 +26,14 @@ for isa in generic avx2 avx512; do
   done < <(find "$dir" -name '*.o' -print0)
 done
 [ "$n" -gt 0 ] || { echo "check_isa_objects: no objects found under $build"; exit 1; }
+# The linked library: no VEX/EVEX or BMI/MOVBE instruction outside the per-ISA namespaces, so the
+# code that runs before (and around) the ISA choice runs on any amd64 CPU.
+lib="$build/capi/libreason.so"
+if [ -f "$lib" ]; then
+  outside=$(objdump -d -C --no-show-raw-insn "$lib" | awk '
+    /^[0-9a-f]+ <.*>:$/ { fn = $0; next }
+    /%[yz]mm|\t(shlx|sarx|shrx|tzcnt|lzcnt|movbe|andn) |\tv[a-z0-9]+ / { if (fn !~ /isa_avx(2|512)::/ && !(fn in seen)) { seen[fn] = 1; print fn } }')
+  if [ -n "$outside" ]; then echo "check_isa_objects: $lib has AVX/BMI instructions outside the per-ISA code in:"; echo "$outside"; bad=1; fi
+fi
 [ "$bad" = 0 ] || exit 1
 echo "check_isa_objects: $n per-ISA objects define only their own namespace's symbols"

@@ -14,6 +14,8 @@ fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DREASON_TESTS=ON -DREASON_BINDINGS=ON \
   -DCMAKE_INSTALL_PREFIX=/usr "${CUDA_FLAGS[@]}"
 cmake --build build -j "$JOBS"
+# Every file configure and build read outside the tree comes from a package install-deps.sh installs.
+python3 packaging/audit_deps.py build
 # Only reason_* symbols may be exported from libreason.so.
 bad=$(nm -D --defined-only build/capi/libreason.so | awk '{print $3}' | grep -v -e '^reason_' -e '^LIBREASON_[0-9]*$' || true)
 if [ -n "$bad" ]; then echo "libreason.so exports non-reason_ symbols:"; echo "$bad"; exit 1; fi
@@ -25,6 +27,7 @@ export OMP_WAIT_POLICY=PASSIVE
 # Sanitizers: the bad-input and API tests under ASan/UBSan (CPU only).
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREASON_SANITIZE=ON -DREASON_CUDA=OFF -DREASON_TESTS=ON
 cmake --build build-asan -j "$JOBS" --target test_safetensors test_hf_dir fuzz_safetensors test_tokenizer fuzz_tokenizer test_capi_bad_input test_sampler test_moe_config test_reward_runner test_pipeline reason_cli
+python3 packaging/audit_deps.py build-asan
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j "$JOBS" -R 'test_safetensors|test_hf_dir|fuzz_safetensors|test_tokenizer|fuzz_tokenizer|test_capi_bad_input|test_sampler|test_moe_config|test_reward_runner|test_pipeline')
 # ABI: libreason.so against the committed abidiff baseline; fails on an incompatible change
