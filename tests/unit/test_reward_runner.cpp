@@ -1,8 +1,12 @@
 // RewardRunner (sdk/rl/reward_runner.h): weighted totals, callbacks that throw, return NaN or
 // hang past the deadline, the limit on stuck threads, and that calls run on worker threads.
 //
-// Callbacks that are left stuck here capture nothing: they may return after their test case (or
-// the runner) is gone, which is the situation the runner must survive.
+// No assertion here reads a clock. A callback that "hangs" waits on a test::Gate (test_gate.h)
+// that the test case opens only after its assertions: a runner whose deadline did not work would
+// never return from score() and ctest's TIMEOUT (tests/CMakeLists.txt) fails the test. Gates are
+// never freed and the callbacks capture only a pointer to one, so a callback that returns after
+// its test case (or the runner) is gone touches only live memory, which is the situation the
+// runner must survive.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -18,15 +22,16 @@
 
 #include "core/error.h"
 #include "rl/reward_runner.h"
+#include "test_gate.h"
 
 using namespace reason;
 using namespace std::chrono_literals;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+// Deadline of the test cases that are not about deadlines: far beyond what a string search
+// takes even on a loaded machine, so no fast call times out.
+constexpr auto kNoTimeout = 60000ms;
 
 std::vector<RewardInput> make_inputs(std::initializer_list<const char*> completions) {
   std::vector<RewardInput> v;
@@ -42,7 +47,7 @@ float quarter_length(const RewardInput& in) { return static_cast<float>(in.compl
 }  // namespace
 
 TEST_CASE("reward runner: weighted totals of several rewards", "[reward_runner]") {
-  RewardRunner runner({{"good", 2.0f, contains_good, true}, {"length", 0.5f, quarter_length, true}}, 1000ms, 2);
+  RewardRunner runner({{"good", 2.0f, contains_good, true}, {"length", 0.5f, quarter_length, true}}, kNoTimeout, 2);
   const auto inputs = make_inputs({"good", "bad", "", "very good!!"});
   const auto out = runner.score(inputs);
   REQUIRE(out.size() == 4);
@@ -92,7 +97,7 @@ TEST_CASE("reward runner: callbacks that throw are failed and reported, the rest
     if (in.completion == "int") throw 42;
     return 0.5f;
   };
-  RewardRunner runner({{"good", 1.0f, contains_good, true}, {"judge", 2.0f, thrower}}, 1000ms, 2);
+  RewardRunner runner({{"good", 1.0f, contains_good, true}, {"judge", 2.0f, thrower}}, kNoTimeout, 2);
   const auto out = runner.score(make_inputs({"good", "std", "int", "good again"}));
   REQUIRE(out.size() == 4);
 
@@ -132,7 +137,7 @@ TEST_CASE("reward runner: a non-finite value is a failure", "[reward_runner]") {
     if (in.completion == "-inf") return -std::numeric_limits<float>::infinity();
     return 1.0f;
   };
-  RewardRunner runner({{"good", 1.0f, contains_good, true}, {"odd", 1.0f, odd}}, 1000ms, 2);
+  RewardRunner runner({{"good", 1.0f, contains_good, true}, {"odd", 1.0f, odd}}, kNoTimeout, 2);
   const auto out = runner.score(make_inputs({"nan", "inf", "-inf", "fine"}));
   REQUIRE(out.size() == 4);
   CHECK(out[0].failed);
@@ -150,20 +155,21 @@ TEST_CASE("reward runner: a non-finite value is a failure", "[reward_runner]") {
 
 TEST_CASE("reward runner: a call that hangs on one input times out, the batch and the runner go on",
           "[reward_runner]") {
-  auto slow_on_one = [](const RewardInput& in) -> float {  // captures nothing: it outlives the runner
-    if (in.completion == "slow") std::this_thread::sleep_for(3s);
+  // The deadline must be long enough that the fast calls never reach it on a loaded machine
+  // (they are string compares) and short enough to keep the test quick: the hung call costs it once.
+  test::Gate* gate = test::Gate::make();
+  auto slow_on_one = [gate](const RewardInput& in) -> float {  // holds only the never-freed gate
+    if (in.completion == "slow") gate->wait();
     return 1.0f;
   };
   auto runner = std::make_unique<RewardRunner>(
-      std::vector<NamedReward>{{"good", 1.0f, contains_good, true}, {"judge", 1.0f, slow_on_one}}, 100ms, 2);
+      std::vector<NamedReward>{{"good", 1.0f, contains_good, true}, {"judge", 1.0f, slow_on_one}}, 300ms, 2);
 
-  const auto t0 = Clock::now();
+  // Returns only because the deadline abandons the call waiting on the gate.
   const auto out = runner->score(make_inputs({"good", "slow", "bad", "good", "bad", "good"}));
-  const double elapsed = seconds_since(t0);
-  CHECK(elapsed < 2.0);
   REQUIRE(out.size() == 6);
   CHECK(out[1].failed);
-  CHECK(out[1].error == "reward 'judge' timed out after 100 ms");
+  CHECK(out[1].error == "reward 'judge' timed out after 300 ms");
   CHECK(out[1].values[0] == 0.25f);
   CHECK(out[1].total == 0.25f);
   const float expected[] = {2.0f, 0.25f, 1.25f, 2.0f, 1.25f, 2.0f};  // good 1 + judge 1, bad 0.25 + 1
@@ -172,14 +178,15 @@ TEST_CASE("reward runner: a call that hangs on one input times out, the batch an
     CHECK_FALSE(out[i].failed);
     CHECK(out[i].total == expected[i]);
   }
+  gate->await_entered(1);  // the worker may be marked started an instant before it enters
+  CHECK(gate->entered() == 1);
+  CHECK(gate->passed() == 0);  // still stuck
   CHECK(runner->stats().timed_out == 1);
   CHECK(runner->stats().abandoned_threads == 1);
   CHECK(runner->stuck_threads() == 1);
 
-  // A new batch while the stuck thread still sleeps.
-  const auto t1 = Clock::now();
+  // A new batch while the stuck thread still waits.
   const auto out2 = runner->score(make_inputs({"bad", "good", "bad"}));
-  CHECK(seconds_since(t1) < 2.0);
   REQUIRE(out2.size() == 3);
   CHECK_FALSE(out2[0].failed);
   CHECK(out2[0].total == 1.25f);
@@ -187,58 +194,72 @@ TEST_CASE("reward runner: a call that hangs on one input times out, the batch an
   CHECK(out2[2].total == 1.25f);
   CHECK(runner->stats().scored == 9);
   CHECK(runner->stats().failed == 1);
+  CHECK(runner->stuck_threads() == 1);
 
-  // The destructor does not wait for the stuck thread.
-  const auto t2 = Clock::now();
+  // The destructor does not wait for the stuck thread (if it did, this line would never return).
   runner.reset();
-  CHECK(seconds_since(t2) < 0.5);
+  CHECK(gate->passed() == 0);
+  // Release it: it returns into the dead runner's batch (ASan watches) and exits.
+  gate->open();
+  gate->await_passed(1);
 }
 
 TEST_CASE("reward runner: a callback that hangs on every input", "[reward_runner]") {
-  auto hang = [](const RewardInput&) -> float {
-    std::this_thread::sleep_for(5s);
+  test::Gate* gate = test::Gate::make();
+  auto hang = [gate](const RewardInput&) -> float {
+    gate->wait();
     return 1.0f;
   };
   RewardRunner runner({{"judge", 1.0f, hang}}, 100ms, 2);
-  const auto t0 = Clock::now();
   const auto out = runner.score(make_inputs({"a", "b", "c", "d", "e", "f", "g", "h"}));
-  const double elapsed = seconds_since(t0);
-  // 8 calls, 2 at a time, 100 ms each: about 0.4 s.
-  CHECK(elapsed >= 0.35);
-  CHECK(elapsed < 3.0);
   REQUIRE(out.size() == 8);
   for (const RewardOutcome& o : out) {
     CHECK(o.failed);
     CHECK(o.error == "reward 'judge' timed out after 100 ms");
     CHECK(o.total == 0.0f);
   }
+  // Every call was started (each on its own thread, as each previous one got stuck) and none returned.
+  gate->await_entered(8);
+  CHECK(gate->entered() == 8);
+  CHECK(gate->passed() == 0);
   CHECK(runner.stats().timed_out == 8);
   CHECK(runner.stats().failed == 8);
   CHECK(runner.stats().abandoned_threads == 8);
   CHECK(runner.stuck_threads() == 8);
+
+  // Once the callbacks return, the abandoned threads are no longer counted as stuck.
+  gate->open();
+  gate->await_passed(8);
+  while (runner.stuck_threads() > 0) std::this_thread::sleep_for(1ms);  // a wait, not an assertion
+  CHECK(runner.stats().abandoned_threads == 8);  // "ever abandoned" does not go down
 }
 
 TEST_CASE("reward runner: a callback that returns late, after the runner is gone, is ignored",
           "[reward_runner]") {
-  auto late = [](const RewardInput& in) -> float {
-    if (in.completion == "late") std::this_thread::sleep_for(500ms);
+  test::Gate* gate = test::Gate::make();
+  auto late = [gate](const RewardInput& in) -> float {
+    if (in.completion == "late") gate->wait();
     return 1.0f;
   };
   {
-    RewardRunner runner({{"late", 1.0f, late}}, 100ms, 1);
+    RewardRunner runner({{"late", 1.0f, late}}, 300ms, 1);
     const auto out = runner.score(make_inputs({"late", "ok"}));
     REQUIRE(out.size() == 2);
     CHECK(out[0].failed);
-    CHECK(out[0].error == "reward 'late' timed out after 100 ms");
+    CHECK(out[0].error == "reward 'late' timed out after 300 ms");
     CHECK_FALSE(out[1].failed);  // run by the replacement worker
     CHECK(out[1].total == 1.0f);
+    CHECK(runner.stats().abandoned_threads == 1);
   }
-  std::this_thread::sleep_for(800ms);  // the late call returns into the dead runner's batch (ASan watches)
+  CHECK(gate->passed() == 0);
+  gate->open();  // the late call returns into the dead runner's batch (ASan watches)
+  gate->await_passed(1);
 }
 
 TEST_CASE("reward runner: stuck threads are limited; calls beyond the limit are not run", "[reward_runner]") {
-  auto hang = [](const RewardInput&) -> float {
-    std::this_thread::sleep_for(1500ms);
+  test::Gate* gate = test::Gate::make();
+  auto hang = [gate](const RewardInput&) -> float {
+    gate->wait();
     return 1.0f;
   };
   const int limit = RewardRunner::kMaxStuckThreads;
@@ -254,15 +275,23 @@ TEST_CASE("reward runner: stuck threads are limited; calls beyond the limit are 
     else
       CHECK(out[i].error == "reward 'judge' not run: 64 threads of this runner are stuck in earlier calls");
   }
+  gate->await_entered(limit);
+  CHECK(gate->entered() == limit);  // the 6 calls beyond the limit never reached the callback
   CHECK(runner.stats().timed_out == limit);
   CHECK(runner.stats().abandoned_threads == limit);
   CHECK(runner.stuck_threads() == limit);
 
-  // While they are stuck, nothing runs; once they return, the runner works again.
+  // While they are stuck, nothing runs.
   const auto blocked = runner.score(make_inputs({"x"}));
   REQUIRE(blocked.size() == 1);
   CHECK(blocked[0].failed);
-  for (int i = 0; i < 100 && runner.stuck_threads() > 0; ++i) std::this_thread::sleep_for(50ms);
+  CHECK(blocked[0].error == "reward 'judge' not run: 64 threads of this runner are stuck in earlier calls");
+  CHECK(gate->entered() == limit);
+
+  // Once they return, the runner counts none stuck (a wait with no time limit, then the assertion).
+  gate->open();
+  gate->await_passed(limit);
+  while (runner.stuck_threads() > 0) std::this_thread::sleep_for(1ms);
   CHECK(runner.stuck_threads() == 0);
 }
 
@@ -281,7 +310,9 @@ TEST_CASE("reward runner: calls run concurrently on worker threads", "[reward_ru
     int seen = max_running.load();
     while (now > seen && !max_running.compare_exchange_weak(seen, now)) {
     }
-    std::this_thread::sleep_for(50ms);
+    // Stay inside until two calls were inside at the same time: if the runner ran calls one at a
+    // time, this would wait forever and ctest's TIMEOUT fails the test (no clock decides).
+    while (max_running.load() < 2) std::this_thread::sleep_for(1ms);
     --running;
     return 1.0f;
   };

@@ -259,6 +259,8 @@ TEST_CASE("bad ids and bad text give clear errors", "[tokenizer]") {
   CHECK(qwen.decode(std::vector<int32_t>{}).empty());
 }
 
+// A pre-tokenizer or BPE merge loop that is quadratic (or worse) on these inputs does not finish
+// within ctest's TIMEOUT for this test (tests/CMakeLists.txt); no clock is asserted here.
 TEST_CASE("long and repetitive inputs", "[tokenizer]") {
   for (const std::string name : {"qwen3", "deepseek_v3"}) {
     const Tokenizer& tok = by_name(name);
@@ -272,11 +274,8 @@ TEST_CASE("long and repetitive inputs", "[tokenizer]") {
     inputs.push_back(mixed);
     for (const auto& s : inputs) {
       INFO(name << " input of " << s.size() << " bytes starting " << s.substr(0, 8));
-      auto t0 = std::chrono::steady_clock::now();
       auto ids = tok.encode(s);
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       CHECK(tok.decode(ids) == s);
-      CHECK(secs < 10.0);
     }
   }
 }
