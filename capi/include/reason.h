@@ -326,7 +326,9 @@ typedef struct reason_step_metrics {
   float correct_length, incorrect_length; /* mean completion length with reward > 0 / <= 0 */
 } reason_step_metrics;
 
-#define REASON_STEP_METRICS_INIT {(uint32_t)sizeof(reason_step_metrics)}
+/* Every member named, so C++ callers compiling with -Wextra get no missing-initializer warning. */
+#define REASON_STEP_METRICS_INIT \
+  {(uint32_t)sizeof(reason_step_metrics), 0, 0.0f, 0.0f, 0.0f, 0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}
 
 /* One SFT step over n sequences: tokens[i] has lens[i] ids and masks[i] has lens[i] bytes,
  * 1 where the token is a completion token to learn (prompt tokens 0). The loss is the mean over

@@ -27,7 +27,7 @@ class Tensor {
   // Borrowed storage kept alive by `owner` (may be null when the caller guarantees lifetime).
   static Tensor view(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner);
 
-  bool defined() const { return data_ != nullptr || numel() == 0 && !shape_.empty(); }
+  bool defined() const { return data_ != nullptr || (numel() == 0 && !shape_.empty()); }
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   int ndim() const { return int(shape_.size()); }

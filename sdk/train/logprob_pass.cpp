@@ -628,8 +628,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   if (!(temperature > 0.0f)) fail(ErrorCode::InvalidArgument, "training temperature must be > 0 (got {})", temperature);
   model_ = &model;
   temperature_ = temperature;
-  const int64_t d = c.hidden_size, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, V = c.vocab_size;
-  const int64_t qd = nh * hd, kvd = nkv * hd;
+  const int64_t d = c.hidden_size, V = c.vocab_size;
 
   tokens_.clear();
   pos_.clear();
@@ -659,8 +658,6 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   std::vector<float> x(static_cast<size_t>(T * d));
   for (int64_t t = 0; t < T; ++t) std::memcpy(&x[size_t(t * d)], f32(model.embed()) + tokens_[size_t(t)] * d, size_t(d) * 4);
 
-  const float scale = c.attention_scale();
-  const RopeTable& rope = model.rope();
   acts_.assign(size_t(c.n_layers), LayerActs{});
   routes_.assign(size_t(c.n_layers), {});
   std::vector<float> tmp(static_cast<size_t>(T * d));

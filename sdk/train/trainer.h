@@ -46,7 +46,7 @@ struct TrainerConfig {
 struct SftExample {
   std::vector<int32_t> tokens;
   std::vector<uint8_t> mask;
-  std::vector<int64_t> segment_starts;
+  std::vector<int64_t> segment_starts = {};
 };
 
 enum class GrpoAggregation {

@@ -149,7 +149,7 @@ void check_outputs(const fs::path& out, const json& summary, size_t n_stages) {
     const json& st = summary["stages"][i];
     const std::string name = st["name"];
     INFO("stage " << name);
-    char prefix[8];
+    char prefix[32];
     std::snprintf(prefix, sizeof prefix, "%02zu-", i);
     const fs::path dir = out / "stages" / (prefix + name);
     CHECK(fs::exists(dir / "stage.json"));

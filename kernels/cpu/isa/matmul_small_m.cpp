@@ -44,7 +44,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void rows_bf16_a
         acc[i] = _mm512_dpbf16_ps(acc[i], wv, (__m512bh)_mm512_loadu_si512(xb + i * kp + kfull));
     }
     for (int i = 0; i < M; ++i) {
+      // GCC 12 flags _mm512_reduce_add_ps's own _mm256_undefined_pd as maybe-uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
       float s = _mm512_reduce_add_ps(acc[i]);
+#pragma GCC diagnostic pop
       if (bias) s += bias[j];
       float* out = y + i * ldy + j;
       *out = beta != 0.0f ? beta * *out + s : s;
