@@ -431,7 +431,12 @@ typedef struct reason_pipeline_options {
  * (errors name the config line and field, or the dataset file and line). On success
  * *summary_json (when summary_json is not NULL) receives OUT_DIR/summary.json's text, freed with
  * reason_free. opts may be NULL (defaults). Runs on the calling thread; one pipeline per
- * out_dir at a time. */
+ * out_dir at a time.
+ * Limits (REASON_ERR_INVALID_ARGUMENT naming the field, or the file and line): model, dataset
+ * and stage names are plain identifiers (letters, digits, '_', '-', '.'; starting with a letter,
+ * digit or '_'; at most 64 characters), since they name directories under out_dir; nothing is
+ * written or removed outside out_dir (a symbolic link under out_dir that leads outside is
+ * refused); JSONL dataset lines are at most 16 MiB, valid UTF-8, nested at most 256 levels. */
 REASON_API reason_status reason_pipeline_run(const char* config_path, const char* out_dir,
                                              const reason_pipeline_options* opts, char** summary_json);
 
