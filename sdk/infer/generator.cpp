@@ -148,7 +148,8 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
     }
     // The last token of a request also carries any bytes still held by the stream decoder
     // (an incomplete UTF-8 sequence renders as U+FFFD, as decode() would), so the streamed
-    // pieces always concatenate to the final text. A sequence ends at max_new_tokens, or when
+    // pieces concatenate to the final text (but for text streamed before a stop string that
+    // began in it was complete, which stays sent). A sequence ends at max_new_tokens, or when
     // prompt + generated tokens reach max_position_embeddings (no position past it is computed).
     const bool at_limit = int64_t(res.tokens.size()) >= rq.params.max_new_tokens ||
                           int64_t(rq.prompt.size() + res.tokens.size()) >= c.max_position_embeddings;

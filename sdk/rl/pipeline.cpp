@@ -7,7 +7,6 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/text_format.h>
 
-#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -106,9 +105,11 @@ void require(bool ok, const std::string& where, const std::string& what) {
 constexpr size_t kMaxNameLength = 64;
 bool is_plain_name(const std::string& s) {
   if (s.empty() || s.size() > kMaxNameLength) return false;
-  auto word = [](unsigned char c) { return std::isalnum(c) || c == '_'; };
-  if (!word((unsigned char)s[0])) return false;
-  for (unsigned char c : s)
+  auto word = [](char c) {  // ASCII only, whatever the locale
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  if (!word(s[0])) return false;
+  for (char c : s)
     if (!word(c) && c != '-' && c != '.') return false;
   return true;
 }
