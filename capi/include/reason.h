@@ -195,11 +195,14 @@ typedef struct reason_sampling_options {
   float top_p;                /* 1 = off */
   float min_p;                /* 0 = off */
   float repetition_penalty;   /* 1 = off (CTRL-style, over prompt and generated tokens) */
-  int32_t max_new_tokens;     /* >= 1 */
+  int32_t max_new_tokens;     /* >= 1; a completion also ends when prompt + completion reach the
+                                 model's max_position_embeddings (REASON_FINISH_LENGTH) */
   uint64_t seed;              /* per request; request i of a batch uses seed + i */
   const int32_t* stop_token_ids; /* borrowed for the call; EOS is always a stop token */
   size_t n_stop_token_ids;
-  const char* const* stop_strings; /* borrowed; generation stops when the text ends with one */
+  const char* const* stop_strings; /* borrowed; generation stops when the text ends with one (also
+                                      when it spans several tokens); the text is cut before it.
+                                      Each token costs O(longest stop string), not O(text) */
   size_t n_stop_strings;
   int ignore_eos; /* non-zero: do not stop at EOS (benchmarks) */
 } reason_sampling_options;
@@ -211,7 +214,8 @@ REASON_API void reason_sampling_options_init(reason_sampling_options* opts);
 REASON_API void reason_sampling_options_r1(reason_sampling_options* opts);
 
 typedef enum reason_finish_reason {
-  REASON_FINISH_LENGTH = 0, /* max_new_tokens reached (the completion is truncated) */
+  REASON_FINISH_LENGTH = 0, /* max_new_tokens reached, or prompt + completion reached the model's
+                               max_position_embeddings (the completion is truncated) */
   REASON_FINISH_STOP = 1,   /* EOS, a stop token or a stop string */
   REASON_FINISH_CALLBACK = 2 /* the stream callback asked to stop */
 } reason_finish_reason;
@@ -236,6 +240,9 @@ typedef struct reason_generation reason_generation;
 
 /* Generates completions for a batch of prompts given as token ids, all sequences decoded
  * together (continuous batching). prompts[i] has prompt_lens[i] ids. The callback may be NULL.
+ * Context cap: a sequence never grows past the model's max_position_embeddings (see
+ * reason_model_info), so its KV cache holds at most that many positions; a prompt of
+ * max_position_embeddings ids or more is REASON_ERR_INVALID_ARGUMENT (checked before any work).
  * On success *out owns the results: read them with reason_generation_get, free with
  * reason_generation_free. Many threads may generate with the same model at once. */
 REASON_API reason_status reason_generate(reason_generation** out, const reason_model* model,
@@ -290,7 +297,9 @@ REASON_API void reason_stream_free(reason_stream* stream);
 /* ---- Scoring ------------------------------------------------------------------------------ */
 
 /* Teacher-forced scoring: out_logprobs[t] = log p(ids[t+1] | ids[0..t]) for t < n-1, computed
- * at temperature 1. out_logprobs must have room for n-1 floats (caller-owned). n >= 2. */
+ * at temperature 1. out_logprobs must have room for n-1 floats (caller-owned).
+ * 2 <= n <= max_position_embeddings, else REASON_ERR_INVALID_ARGUMENT. The log-softmax runs on
+ * blocks of 64 positions: the logits held at once are 64 x vocab floats, never n x vocab. */
 REASON_API reason_status reason_score(float* out_logprobs, const reason_model* model,
                                       const int32_t* ids, size_t n);
 
@@ -433,7 +442,12 @@ typedef struct reason_pipeline_options {
  * (errors name the config line and field, or the dataset file and line). On success
  * *summary_json (when summary_json is not NULL) receives OUT_DIR/summary.json's text, freed with
  * reason_free. opts may be NULL (defaults). Runs on the calling thread; one pipeline per
- * out_dir at a time. */
+ * out_dir at a time.
+ * Limits (REASON_ERR_INVALID_ARGUMENT naming the field, or the file and line): model, dataset
+ * and stage names are plain identifiers (letters, digits, '_', '-', '.'; starting with a letter,
+ * digit or '_'; at most 64 characters), since they name directories under out_dir; nothing is
+ * written or removed outside out_dir (a symbolic link under out_dir that leads outside is
+ * refused); JSONL dataset lines are at most 16 MiB, valid UTF-8, nested at most 256 levels. */
 REASON_API reason_status reason_pipeline_run(const char* config_path, const char* out_dir,
                                              const reason_pipeline_options* opts, char** summary_json);
 

@@ -20,8 +20,33 @@ struct Active {
   int32_t pending = -1;          // last sampled token, not yet in the cache
   Rng rng{0};
   std::optional<StreamDecoder> stream;
+  std::string stop_window;  // reused buffer: the text's tail plus the new piece (stop strings)
   bool done = false;
 };
+
+// Where the earliest stop string starts in text + piece, searching only what can hold a new
+// match: a bounded window of the text's last (longest stop string - 1) bytes plus the piece, so
+// a token costs O(longest stop + piece) however long the text already is. Returns the byte
+// offset in the whole text, or npos; `window` is scratch, `window_bytes` what was scanned.
+size_t find_stop(const std::string& text, std::string_view piece, const std::vector<std::string>& stops,
+                 std::string& window, size_t& window_bytes) {
+  size_t longest = 0;
+  for (const auto& ss : stops) longest = std::max(longest, ss.size());
+  const size_t old_len = text.size();
+  const size_t keep = std::min(old_len, longest - 1);  // stop strings are never empty (validated)
+  const size_t base = old_len - keep;
+  window.assign(text, base, keep);
+  window.append(piece);
+  window_bytes = window.size();
+  size_t cut = std::string::npos;
+  for (const auto& ss : stops) {
+    // A match must end inside the piece: it starts after the text's last ss.size() - 1 bytes.
+    const size_t from = keep >= ss.size() ? keep - ss.size() + 1 : 0;
+    const size_t at = window.find(ss, from);
+    if (at != std::string::npos) cut = std::min(cut, base + at);
+  }
+  return cut;
+}
 
 bool ends_request(const std::vector<int32_t>& eos, const SamplingParams& p, int32_t tok) {
   if (!p.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end()) return true;
@@ -43,6 +68,11 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
         fail(ErrorCode::InvalidArgument, "generate: request {}: token id {} at position {} is outside the vocabulary [0, {})",
              i, r.prompt[t], t, c.vocab_size);
     r.params.validate();
+    if (int64_t(r.prompt.size()) >= c.max_position_embeddings)
+      fail(ErrorCode::InvalidArgument,
+           "generate: request {}: the prompt has {} tokens, which leaves no room to generate: the model's "
+           "max_position_embeddings is {}",
+           i, r.prompt.size(), c.max_position_embeddings);
     if (r.share_prefix_with != -1) {
       const int64_t j = r.share_prefix_with;
       if (j < 0 || j >= int64_t(i))
@@ -107,23 +137,22 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
     bool stop_string = false;
     if (!piece.empty() && !rq.params.stop_strings.empty()) {
       const size_t old_len = res.text.size();
-      std::string combined = res.text + piece;
-      size_t cut = std::string::npos;
-      for (const auto& ss : rq.params.stop_strings) {
-        const size_t from = old_len >= ss.size() ? old_len - ss.size() + 1 : 0;
-        const size_t at = combined.find(ss, from);
-        if (at != std::string::npos) cut = std::min(cut, at);
-      }
+      size_t scanned = 0;
+      const size_t cut = find_stop(res.text, piece, rq.params.stop_strings, a.stop_window, scanned);
+      stats.stop_window_max_bytes = std::max<int64_t>(stats.stop_window_max_bytes, int64_t(scanned));
       if (cut != std::string::npos) {
         stop_string = true;
-        piece = cut > old_len ? combined.substr(old_len, cut - old_len) : std::string();
+        piece = cut > old_len ? piece.substr(0, cut - old_len) : std::string();
         res.text.resize(std::min(old_len, cut));
       }
     }
     // The last token of a request also carries any bytes still held by the stream decoder
     // (an incomplete UTF-8 sequence renders as U+FFFD, as decode() would), so the streamed
-    // pieces always concatenate to the final text.
-    const bool at_limit = int64_t(res.tokens.size()) >= rq.params.max_new_tokens;
+    // pieces concatenate to the final text (but for text streamed before a stop string that
+    // began in it was complete, which stays sent). A sequence ends at max_new_tokens, or when
+    // prompt + generated tokens reach max_position_embeddings (no position past it is computed).
+    const bool at_limit = int64_t(res.tokens.size()) >= rq.params.max_new_tokens ||
+                          int64_t(rq.prompt.size() + res.tokens.size()) >= c.max_position_embeddings;
     if (a.stream && !stop_string && (is_end || at_limit)) piece += a.stream->flush();
     res.text += piece;
     bool keep_going = true;
@@ -209,18 +238,36 @@ std::vector<int64_t> expert_load(const Model& model, std::span<const int32_t> id
   return load;
 }
 
-std::vector<float> score(const Model& model, std::span<const int32_t> ids) {
+std::vector<float> score(const Model& model, std::span<const int32_t> ids, const ScoreOptions& opts) {
   if (ids.size() < 2) fail(ErrorCode::InvalidArgument, "score: need at least 2 tokens (got {})", ids.size());
+  if (int64_t(ids.size()) > model.config().max_position_embeddings)
+    fail(ErrorCode::InvalidArgument, "score: {} tokens is more than the model's max_position_embeddings ({})",
+         ids.size(), model.config().max_position_embeddings);
+  if (opts.chunk_rows < 1) fail(ErrorCode::InvalidArgument, "score: chunk_rows must be >= 1 (got {})", opts.chunk_rows);
+  ScoreStats local;
+  ScoreStats& st = opts.stats ? *opts.stats : local;
+  st = ScoreStats{};
+  st.chunk_rows = opts.chunk_rows;
   KVCache cache = model.make_cache();
   ForwardScratch scratch;
   std::vector<float> logits;
-  const int slot = cache.add_sequence();
-  SeqChunk ch{slot, ids.data(), int64_t(ids.size()), true};
-  model.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, scratch);
   const size_t V = size_t(model.config().vocab_size);
   std::vector<float> out(ids.size() - 1);
-  for (size_t t = 0; t + 1 < ids.size(); ++t)
-    out[t] = token_logprob(std::span<const float>(logits.data() + t * V, V), ids[t + 1], 1.0f);
+  // The LM head runs on blocks of positions; each block's rows become logprobs at once.
+  scratch.logits_chunk_rows = opts.chunk_rows;
+  scratch.logits_sink = [&](int64_t row0, int64_t n, const float* block) {
+    st.blocks += 1;
+    st.max_block_rows = std::max(st.max_block_rows, n);
+    st.logits_capacity = std::max(st.logits_capacity, int64_t(logits.capacity()));
+    for (int64_t r = 0; r < n; ++r) {
+      const size_t t = size_t(row0 + r);
+      if (t + 1 < ids.size()) out[t] = token_logprob(std::span<const float>(block + size_t(r) * V, V), ids[t + 1], 1.0f);
+    }
+  };
+  const int slot = cache.add_sequence();
+  // The last position predicts nothing: its logits are not needed.
+  SeqChunk ch{slot, ids.data(), int64_t(ids.size()), true};
+  model.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, scratch);
   return out;
 }
 

@@ -108,6 +108,24 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& what, s
   }
 }
 
+LineRead read_bounded_line(std::istream& in, std::string& line, size_t max_bytes) {
+  line.clear();
+  std::streambuf* sb = in.rdbuf();
+  if (!sb) return LineRead::End;
+  bool any = false;
+  for (;;) {
+    const int c = sb->sbumpc();
+    if (c == std::char_traits<char>::eof()) {
+      in.setstate(std::ios::eofbit);
+      return any ? LineRead::Line : LineRead::End;
+    }
+    any = true;
+    if (c == '\n') return LineRead::Line;
+    if (line.size() >= max_bytes) return LineRead::TooLong;
+    line.push_back(char(c));
+  }
+}
+
 nlohmann::json read_json_file(const std::string& path, size_t max_bytes, size_t max_depth) {
   auto file = MappedFile::open(path);
   if (file->size() > max_bytes)

@@ -4,6 +4,7 @@
 // All functions are pure (no shared state): safe from any thread.
 #pragma once
 #include <cstddef>
+#include <istream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -14,6 +15,10 @@ namespace reason {
 inline constexpr size_t kJsonFileMaxBytes = size_t(256) << 20;
 // Deepest nesting of arrays/objects accepted by default; real configs nest < 20 levels.
 inline constexpr size_t kJsonMaxDepth = 256;
+
+// Longest line of a JSON Lines file (datasets, metrics) accepted by default: a line holds one
+// record (a prompt and its completion), far below this.
+inline constexpr size_t kJsonlMaxLineBytes = size_t(16) << 20;
 
 // Reads and parses the JSON file at `path`. Throws reason::Error:
 //   Io      the file is missing or unreadable ("PATH: cannot open: No such file or directory"),
@@ -26,6 +31,13 @@ nlohmann::json read_json_file(const std::string& path, size_t max_bytes = kJsonF
 // Parses `text` as above; `what` names the source in error messages (a path, or
 // "model.safetensors: header"). Throws reason::Error(Format).
 nlohmann::json parse_json_text(std::string_view text, const std::string& what, size_t max_depth = kJsonMaxDepth);
+
+// JSON Lines: reads the next line of `in` into `line` (without its '\n'), never holding more
+// than max_bytes bytes of it. End: nothing left. TooLong: the line has more than max_bytes bytes
+// (the rest of it is not read). A last line without '\n' is a line, as std::getline reads it.
+// Parse each line with parse_json_text, which checks UTF-8 and nesting before parsing.
+enum class LineRead { Line, End, TooLong };
+LineRead read_bounded_line(std::istream& in, std::string& line, size_t max_bytes = kJsonlMaxLineBytes);
 
 // The kind of a JSON value with its article, for error messages: "an object", "an array",
 // "a string", "a number", "a boolean", "null".

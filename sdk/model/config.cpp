@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/checked_math.h"
 #include "core/error.h"
 
 namespace reason {
@@ -22,11 +23,18 @@ int64_t get_int(const json& j, const char* key, const std::string& src, std::opt
   return v;
 }
 
-float get_float(const json& j, const char* key, const std::string& src, float dflt) {
+// A finite float. `parent` prefixes the field name in messages ("rope_scaling.factor").
+// JSON has no NaN or infinity literal, but 1e999 parses as infinity and 1e39 overflows float.
+float get_float(const json& j, const char* key, const std::string& src, float dflt, const char* parent = nullptr) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return dflt;
-  if (!it->is_number()) fail(ErrorCode::Format, "{}: field '{}' must be a number", src, key);
-  return it->get<float>();
+  const std::string name = parent ? fmt::format("{}.{}", parent, key) : std::string(key);
+  if (!it->is_number()) fail(ErrorCode::Format, "{}: field '{}' must be a number", src, name);
+  const double d = it->get<double>();
+  const float v = float(d);
+  if (!std::isfinite(d) || !std::isfinite(v))
+    fail(ErrorCode::Format, "{}: field '{}' = {} is not a finite float", src, name, it->dump());
+  return v;
 }
 
 bool get_bool(const json& j, const char* key, const std::string& src, bool dflt) {
@@ -38,6 +46,63 @@ bool get_bool(const json& j, const char* key, const std::string& src, bool dflt)
 
 void require_positive(int64_t v, const char* key, const std::string& src) {
   if (v <= 0) fail(ErrorCode::Format, "{}: field '{}' must be positive (got {})", src, key, v);
+}
+
+void require_at_most(int64_t v, int64_t max, const char* key, const std::string& src) {
+  if (v > max) fail(ErrorCode::Format, "{}: field '{}' = {} is more than the {} supported", src, key, v, max);
+}
+
+// The product of config fields that sizes a weight, an activation row or a cache row, with
+// overflow-checked arithmetic: a Format error naming the fields when it overflows or passes
+// kMaxConfigProduct elements.
+struct Factor {
+  int64_t value;
+  const char* name;
+};
+int64_t checked_product(std::initializer_list<Factor> fs, const std::string& src) {
+  uint64_t p = 1;
+  bool ok = true;
+  std::string names, values;
+  for (const Factor& f : fs) {
+    ok = ok && f.value >= 0 && checked_mul(p, uint64_t(f.value), &p) && p <= uint64_t(kMaxConfigProduct);
+    names += fmt::format("{}{}", names.empty() ? "" : " x ", f.name);
+    values += fmt::format("{}{}", values.empty() ? "" : " x ", f.value);
+  }
+  if (!ok)
+    fail(ErrorCode::Format, "{}: {} ({}) overflows: more than {} elements", src, names, values, kMaxConfigProduct);
+  return int64_t(p);
+}
+
+// Every size the loader, the forward pass and the KV cache derive from the config.
+void check_products(const ModelConfig& c, const std::string& src) {
+  const int64_t d = c.hidden_size;
+  checked_product({{c.vocab_size, "vocab_size"}, {d, "hidden_size"}}, src);
+  checked_product({{c.intermediate_size, "intermediate_size"}, {d, "hidden_size"}}, src);
+  checked_product({{c.n_layers, "num_hidden_layers"}, {d, "hidden_size"}}, src);
+  if (c.mla) {
+    const int64_t qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+    checked_product({{c.n_heads, "num_attention_heads"}, {qk, "qk_nope_head_dim + qk_rope_head_dim"}, {d, "hidden_size"}}, src);
+    if (c.q_lora_rank > 0) {
+      checked_product({{c.q_lora_rank, "q_lora_rank"}, {d, "hidden_size"}}, src);
+      checked_product({{c.n_heads, "num_attention_heads"}, {qk, "qk_nope_head_dim + qk_rope_head_dim"},
+                       {c.q_lora_rank, "q_lora_rank"}}, src);
+    }
+    checked_product({{c.kv_lora_rank + c.qk_rope_head_dim, "kv_lora_rank + qk_rope_head_dim"}, {d, "hidden_size"}}, src);
+    checked_product({{c.n_heads, "num_attention_heads"}, {c.qk_nope_head_dim + c.v_head_dim, "qk_nope_head_dim + v_head_dim"},
+                     {c.kv_lora_rank, "kv_lora_rank"}}, src);
+    checked_product({{c.n_heads, "num_attention_heads"}, {c.v_head_dim, "v_head_dim"}, {d, "hidden_size"}}, src);
+  } else {
+    checked_product({{c.n_heads, "num_attention_heads"}, {c.head_dim, "head_dim"}, {d, "hidden_size"}}, src);
+    checked_product({{c.n_kv_heads, "num_key_value_heads"}, {c.head_dim, "head_dim"}, {d, "hidden_size"}}, src);
+  }
+  checked_product({{c.n_layers, "num_hidden_layers"}, {c.kv_k_dim() + c.kv_v_dim(), "the KV cache row"}}, src);
+  if (c.n_experts > 0) {
+    checked_product({{c.n_layers, "num_hidden_layers"}, {c.n_experts, "experts"}}, src);
+    checked_product({{c.n_experts, "experts"}, {c.moe_intermediate_size, "moe_intermediate_size"}, {d, "hidden_size"}}, src);
+    checked_product({{c.n_shared_experts, "n_shared_experts"}, {c.moe_intermediate_size, "moe_intermediate_size"},
+                     {d, "hidden_size"}}, src);
+    checked_product({{c.shared_expert_intermediate_size, "shared_expert_intermediate_size"}, {d, "hidden_size"}}, src);
+  }
 }
 
 }  // namespace
@@ -77,6 +142,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
                       {c.intermediate_size, "intermediate_size"}, {c.n_layers, "num_hidden_layers"},
                       {c.n_heads, "num_attention_heads"}, {c.n_kv_heads, "num_key_value_heads"}})
     require_positive(v, k, src);
+  require_at_most(c.n_layers, kMaxLayers, "num_hidden_layers", src);
+  require_at_most(c.n_heads, kMaxHeads, "num_attention_heads", src);
+  require_at_most(c.n_kv_heads, kMaxHeads, "num_key_value_heads", src);
   if (c.vocab_size > (int64_t(1) << 31) - 1) fail(ErrorCode::Format, "{}: vocab_size {} does not fit int32 token ids", src, c.vocab_size);
   if (c.n_heads % c.n_kv_heads)
     fail(ErrorCode::Format, "{}: num_attention_heads ({}) is not a multiple of num_key_value_heads ({})", src, c.n_heads,
@@ -119,9 +187,16 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.head_dim = c.hidden_size / c.n_heads;
   }
   require_positive(c.head_dim, "head_dim", src);
+  require_at_most(c.head_dim, kMaxHeadDim, "head_dim", src);
+  if (c.mla)
+    for (auto [v, k] : {std::pair{c.qk_nope_head_dim, "qk_nope_head_dim"}, {c.v_head_dim, "v_head_dim"}})
+      require_at_most(v, kMaxHeadDim, k, src);
   if (c.head_dim % 2) fail(ErrorCode::Format, "{}: head_dim {} must be even for rotary embeddings", src, c.head_dim);
   c.max_position_embeddings = get_int(j, "max_position_embeddings", src, 4096);
+  require_positive(c.max_position_embeddings, "max_position_embeddings", src);
+  require_at_most(c.max_position_embeddings, kMaxPositions, "max_position_embeddings", src);
   c.rms_norm_eps = get_float(j, "rms_norm_eps", src, 1e-6f);
+  if (!(c.rms_norm_eps >= 0)) fail(ErrorCode::Format, "{}: field 'rms_norm_eps' must be >= 0 (got {})", src, c.rms_norm_eps);
   c.rope_theta = get_float(j, "rope_theta", src, 10000.0f);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", src, false);
   if (c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe) {
@@ -140,10 +215,12 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   // rope_scaling object; v5 writes one rope_parameters object holding rope_theta and the
   // scaling fields. Both are accepted.
   const json* rs = nullptr;
+  const char* rs_name = "rope_scaling";
   if (auto rp = j.find("rope_parameters"); rp != j.end() && !rp->is_null()) {
     if (!rp->is_object()) fail(ErrorCode::Format, "{}: 'rope_parameters' must be an object", src);
-    c.rope_theta = get_float(*rp, "rope_theta", src, c.rope_theta);
+    c.rope_theta = get_float(*rp, "rope_theta", src, c.rope_theta, "rope_parameters");
     rs = &*rp;
+    rs_name = "rope_parameters";
   } else if (auto sc = j.find("rope_scaling"); sc != j.end() && !sc->is_null()) {
     if (!sc->is_object()) fail(ErrorCode::Format, "{}: 'rope_scaling' must be an object", src);
     rs = &*sc;
@@ -156,10 +233,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     else if (rs->contains("type") && (*rs)["type"].is_string())
       type = (*rs)["type"].get<std::string>();
     c.rope_scaling.type = type;
-    c.rope_scaling.factor = get_float(*rs, "factor", src, 1.0f);
+    c.rope_scaling.factor = get_float(*rs, "factor", src, 1.0f, rs_name);
     if (type == "llama3") {
-      c.rope_scaling.low_freq_factor = get_float(*rs, "low_freq_factor", src, 1.0f);
-      c.rope_scaling.high_freq_factor = get_float(*rs, "high_freq_factor", src, 4.0f);
+      c.rope_scaling.low_freq_factor = get_float(*rs, "low_freq_factor", src, 1.0f, rs_name);
+      c.rope_scaling.high_freq_factor = get_float(*rs, "high_freq_factor", src, 4.0f, rs_name);
       c.rope_scaling.original_max_position_embeddings = get_int(*rs, "original_max_position_embeddings", src);
       require_positive(c.rope_scaling.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings", src);
       if (!(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
@@ -168,12 +245,12 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
       c.rope_scaling.original_max_position_embeddings =
           get_int(*rs, "original_max_position_embeddings", src, c.max_position_embeddings);
       require_positive(c.rope_scaling.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings", src);
-      c.rope_scaling.beta_fast = get_float(*rs, "beta_fast", src, 32.0f);
-      c.rope_scaling.beta_slow = get_float(*rs, "beta_slow", src, 1.0f);
-      c.rope_scaling.mscale = get_float(*rs, "mscale", src, 0.0f);
-      c.rope_scaling.mscale_all_dim = get_float(*rs, "mscale_all_dim", src, 0.0f);
+      c.rope_scaling.beta_fast = get_float(*rs, "beta_fast", src, 32.0f, rs_name);
+      c.rope_scaling.beta_slow = get_float(*rs, "beta_slow", src, 1.0f, rs_name);
+      c.rope_scaling.mscale = get_float(*rs, "mscale", src, 0.0f, rs_name);
+      c.rope_scaling.mscale_all_dim = get_float(*rs, "mscale_all_dim", src, 0.0f, rs_name);
       if (rs->contains("attention_factor") && !(*rs)["attention_factor"].is_null())
-        c.rope_scaling.attention_factor = get_float(*rs, "attention_factor", src, 1.0f);
+        c.rope_scaling.attention_factor = get_float(*rs, "attention_factor", src, 1.0f, rs_name);
       c.rope_scaling.truncate = get_bool(*rs, "truncate", src, true);
     } else if (type == "linear" || type == "default") {
     } else {
@@ -269,6 +346,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   if (auto b = read_ids("bos_token_id"); !b.empty()) c.bos_token_id = b[0];
   for (const char* k : {"torch_dtype", "dtype"})
     if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
+  check_products(c, src);
   return c;
 }
 

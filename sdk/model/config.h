@@ -10,6 +10,17 @@
 
 namespace reason {
 
+// Limits of what config.json may ask for, checked before anything is sized from it (Format
+// errors naming the field). Real models are far below them (DeepSeek-V3: 61 layers, 128 heads,
+// head dims <= 192, 163840 positions).
+inline constexpr int64_t kMaxLayers = 4096;             // num_hidden_layers
+inline constexpr int64_t kMaxHeads = 65536;             // num_attention_heads, num_key_value_heads
+inline constexpr int64_t kMaxHeadDim = 65536;           // head_dim, qk_nope_head_dim, v_head_dim
+inline constexpr int64_t kMaxPositions = int64_t(1) << 30;  // max_position_embeddings (int32 positions)
+// Largest product of fields (a weight's elements, an activation or KV-cache row) accepted:
+// vocab_size x hidden_size, num_attention_heads x head_dim x hidden_size, layers x experts, ...
+inline constexpr int64_t kMaxConfigProduct = int64_t(1) << 40;
+
 enum class Arch { Llama, Qwen2, Mixtral, Qwen2Moe, Qwen3Moe, DeepseekV3 };
 
 struct RopeScaling {

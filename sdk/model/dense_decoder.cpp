@@ -197,9 +197,19 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   }
   be.rmsnorm(s.h.data(), s.h.data(), final_norm_.data<float>(), n_out, d, c.rms_norm_eps);
   lap(Op::FinalNorm);
-  logits.resize(size_t(n_out * V));
   Linear head{lm_head_, Tensor()};
-  linear_forward(head, s.h.data(), n_out, logits.data());
+  if (s.logits_sink) {
+    const int64_t block = std::max<int64_t>(1, s.logits_chunk_rows);
+    logits.resize(size_t(std::min(block, n_out) * V));
+    for (int64_t r0 = 0; r0 < n_out; r0 += block) {
+      const int64_t n = std::min(block, n_out - r0);
+      linear_forward(head, &s.h[size_t(r0 * d)], n, logits.data());
+      s.logits_sink(r0, n, logits.data());
+    }
+  } else {
+    logits.resize(size_t(n_out * V));
+    linear_forward(head, s.h.data(), n_out, logits.data());
+  }
   lap(Op::LmHead, head);
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -144,6 +145,12 @@ struct ForwardScratch {
     std::vector<std::vector<float>> weight;
   };
   RouteTrace* route_trace = nullptr;
+  // When set, the LM head runs on blocks of at most logits_chunk_rows (>= 1) output rows and
+  // hands each block to logits_sink(first row, rows, f32 [rows x vocab]) instead of writing every
+  // row to `logits`, which then holds one block at a time (scoring long sequences without the
+  // [n x vocab] matrix). Called on the forward()'s thread, in row order.
+  std::function<void(int64_t row0, int64_t n, const float* logits)> logits_sink;
+  int64_t logits_chunk_rows = 64;
 };
 
 class Model {
@@ -190,7 +197,8 @@ class Model {
 
   // Runs the chunks through the model, appending their keys/values to `cache` (each chunk's
   // positions continue its slot's current length). Writes f32 logits, chunk by chunk: n rows
-  // for an all_logits chunk, else 1 row (its last position); `logits` is resized to rows x vocab.
+  // for an all_logits chunk, else 1 row (its last position); `logits` is resized to rows x vocab
+  // (or, with scratch.logits_sink set, to one block of rows at a time).
   // Throws InvalidArgument for a token id outside [0, vocab_size).
   void forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
                ForwardScratch& scratch) const;

@@ -190,10 +190,15 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   } else {
     m->lm_head_ = L.matrix("lm_head.weight", c.vocab_size, d);
   }
-  m->layers_.resize(size_t(c.n_layers));
+  // Nothing is sized by num_hidden_layers until the weights are known to have that many
+  // layers: the last one must be there, and layers are added one by one as they load.
+  if (const std::string last = fmt::format("model.layers.{}.input_layernorm.weight", c.n_layers - 1); !L.has(last))
+    fail(ErrorCode::Format, "{}: config.json field 'num_hidden_layers' = {} but the weights have no tensor '{}'", dir,
+         c.n_layers, last);
+  m->layers_.reserve(size_t(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
-    DecoderLayer& ly = m->layers_[size_t(i)];
+    DecoderLayer& ly = m->layers_.emplace_back();
     ly.attn_norm = L.vec(p + ".input_layernorm.weight", d);
     if (c.mla) {
       load_mla(L, c, p, opts.compute_dtype, ly);

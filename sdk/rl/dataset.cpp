@@ -54,7 +54,8 @@ void check_dataset(const Dataset& d, const DatasetFields& fields, DatasetUse use
   for (const auto& r : d.records) check_record(r, fields, use, fmt::format("{}:{}", d.source, r.line));
 }
 
-Dataset load_jsonl_dataset(const std::string& path, const std::string& name, const DatasetFields& fields, DatasetUse use) {
+Dataset load_jsonl_dataset(const std::string& path, const std::string& name, const DatasetFields& fields, DatasetUse use,
+                           const JsonlLimits& limits) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(ErrorCode::Io, "dataset '{}': cannot open {}", name, path);
   Dataset d;
@@ -62,16 +63,21 @@ Dataset load_jsonl_dataset(const std::string& path, const std::string& name, con
   d.source = path;
   std::string line;
   int64_t n = 0;
-  while (std::getline(in, line)) {
+  for (;;) {
+    const LineRead got = read_bounded_line(in, line, limits.max_line_bytes);
+    if (got == LineRead::End) break;
     ++n;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = fmt::format("{}:{}", path, n);
+    if (got == LineRead::TooLong)
+      fail(ErrorCode::InvalidArgument, "{}: line is longer than {} bytes (the JSONL line limit)", where,
+           limits.max_line_bytes);
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     DataRecord r;
     r.line = n;
     try {
-      r.fields = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail(ErrorCode::InvalidArgument, "{}: not valid JSON: {}", where, e.what());
+      r.fields = parse_json_text(line, where, limits.max_depth);  // UTF-8, nesting, then the parser
+    } catch (const Error& e) {
+      fail(ErrorCode::InvalidArgument, "{}", e.what());
     }
     if (!r.fields.is_object()) fail(ErrorCode::InvalidArgument, "{}: a line must be a JSON object", where);
     read_field(r.fields, fields.prompt, r.prompt, where);

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_file.h"
+
 namespace reason {
 
 // Which JSON fields hold what (the names are configurable per dataset).
@@ -38,10 +40,19 @@ enum class DatasetUse {
   Sft,              // text, or prompt + completion
 };
 
+// What a JSONL line may be: the same hardening as every JSON file the engine reads
+// (io/json_file.h: UTF-8 checked, nesting bounded before the parser runs), plus a line length.
+struct JsonlLimits {
+  size_t max_line_bytes = kJsonlMaxLineBytes;  // 16 MiB
+  size_t max_depth = kJsonMaxDepth;            // 256 levels of arrays/objects
+};
+
 // Reads `path`. Blank lines are skipped. Throws InvalidArgument "PATH:LINE: ..." for a line
-// that is not a JSON object, a field of the wrong type (all must be strings), or (per `use`) a
-// missing required field; Io when the file cannot be read; InvalidArgument for an empty dataset.
-Dataset load_jsonl_dataset(const std::string& path, const std::string& name, const DatasetFields& fields, DatasetUse use);
+// longer than limits.max_line_bytes, not valid UTF-8, nested deeper than limits.max_depth, not
+// a JSON object, a field of the wrong type (all must be strings), or (per `use`) a missing
+// required field; Io when the file cannot be read; InvalidArgument for an empty dataset.
+Dataset load_jsonl_dataset(const std::string& path, const std::string& name, const DatasetFields& fields, DatasetUse use,
+                           const JsonlLimits& limits = {});
 
 // Checks that every record has what `use` needs (same messages as load_jsonl_dataset).
 void check_dataset(const Dataset& d, const DatasetFields& fields, DatasetUse use);

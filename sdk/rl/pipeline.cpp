@@ -99,6 +99,41 @@ void require(bool ok, const std::string& where, const std::string& what) {
   if (!ok) fail(ErrorCode::InvalidArgument, "{}{}", where, what);
 }
 
+// Model, dataset and stage names become path components under OUT (models/NAME,
+// data/NAME.jsonl, stages/NN-NAME), so they must be plain identifiers: no separator, no
+// absolute path, no "..", nothing hidden.
+constexpr size_t kMaxNameLength = 64;
+bool is_plain_name(const std::string& s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  auto word = [](char c) {  // ASCII only, whatever the locale
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  if (!word(s[0])) return false;
+  for (char c : s)
+    if (!word(c) && c != '-' && c != '.') return false;
+  return true;
+}
+void require_plain_name(const std::string& name, const std::string& where, const char* field) {
+  require(is_plain_name(name), where,
+          fmt::format("{} '{}' is not a plain identifier (letters, digits, '_', '-' and '.', starting with a letter, "
+                      "digit or '_', at most {} characters): it names a directory under the output directory",
+                      field, name, kMaxNameLength));
+}
+
+// OUT/rel, refused unless it stays inside OUT once symbolic links are resolved: a name is a
+// plain identifier, but OUT/models/NAME could be a link to elsewhere, and the runner replaces
+// and removes directories there.
+fs::path path_under_out(const fs::path& out, const fs::path& rel) {
+  const fs::path p = out / rel;
+  const fs::path root = fs::weakly_canonical(fs::absolute(out));
+  const fs::path real = fs::weakly_canonical(fs::absolute(p));
+  const fs::path inside = real.lexically_relative(root);
+  if (rel.is_absolute() || inside.empty() || *inside.begin() == ".." || inside == ".")
+    fail(ErrorCode::InvalidArgument, "{} resolves to {}, which is not inside the output directory {}", p.string(),
+         real.string(), root.string());
+  return p;
+}
+
 void check_sampling(const proto::SamplingSpec& s, const std::string& where) {
   require(!s.has_temperature() || (std::isfinite(s.temperature()) && s.temperature() >= 0), where,
           fmt::format("sampling.temperature must be >= 0 (got {})", s.temperature()));
@@ -171,6 +206,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
     const auto& m = cfg.models(i);
     const std::string w = p.at(Plan::line_in(root, cfg, "models", i)) + fmt::format("models[{}]: ", i);
     require(!m.name().empty(), w, "name is required");
+    require_plain_name(m.name(), w, "model name");
     require(p.models.emplace(m.name(), &m).second, w, fmt::format("duplicate model name '{}'", m.name()));
     switch (m.source_case()) {
       case proto::ModelSpec::kPath: {
@@ -202,6 +238,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
     require(*kind, p.at(line), fmt::format("stages[{}] has no stage type (one of sft, grpo, rejection_sampling, "
                                            "distill, eval)", i));
     std::string name = s.name().empty() ? fmt::format("{}{}", kind, i) : s.name();
+    require_plain_name(name, p.at(line), "stage name");
     require(stage_index.emplace(name, i).second, p.at(line), fmt::format("duplicate stage name '{}'", name));
     p.stage_names.push_back(name);
     p.stage_where.push_back(p.at(line) + fmt::format("stage '{}' ({}): ", name, kind));
@@ -213,6 +250,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
     const auto& d = cfg.datasets(i);
     const std::string w = p.at(Plan::line_in(root, cfg, "datasets", i)) + fmt::format("datasets[{}]: ", i);
     require(!d.name().empty(), w, "name is required");
+    require_plain_name(d.name(), w, "dataset name");
     require(p.datasets.emplace(d.name(), &d).second, w, fmt::format("duplicate dataset name '{}'", d.name()));
     switch (d.source_case()) {
       case proto::DatasetSpec::kPath:
@@ -414,7 +452,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
   pf.system = cfg.prompt_format().system();
   for (const auto& d : cfg.datasets()) {
     if (!d.has_synthetic()) continue;
-    const fs::path f = out / "data" / (d.name() + ".jsonl");
+    const fs::path f = path_under_out(out, fs::path("data") / (d.name() + ".jsonl"));
     plan.dataset_paths[d.name()] = f.string();
     if (fs::exists(f)) continue;
     fs::create_directories(f.parent_path());
@@ -436,7 +474,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
       model_dirs[m.name()] = plan.resolve(m.path());
       continue;
     }
-    const fs::path dir = out / "models" / m.name();
+    const fs::path dir = path_under_out(out, fs::path("models") / m.name());
     model_dirs[m.name()] = dir.string();
     if (!fs::exists(dir / "model.safetensors"))
       write_initial_model(dir.string(), init_options(m.init(), plan), mix_seed(cfg.seed(), fnv1a(m.name())));
@@ -460,7 +498,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     env.index = size_t(i);
     env.name = plan.stage_names[size_t(i)];
     env.where = plan.stage_where[size_t(i)];
-    env.dir = (out / "stages" / fmt::format("{:02d}-{}", i, env.name)).string();
+    env.dir = path_under_out(out, fs::path("stages") / fmt::format("{:02d}-{}", i, env.name)).string();
     env.seed = mix_seed(cfg.seed(), uint64_t(i));
     env.checkpoint_every = cfg.checkpoint_every() > 0 ? cfg.checkpoint_every() : 50;
     env.prompt_format = pf;

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "infer/sampler.h"
 #include "io/atomic_write.h"
+#include "io/json_file.h"
 #include "rl/pipeline_stage.h"
 #include "rl/svg_plot.h"
 #include "train/checkpoint.h"
@@ -39,12 +40,12 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) : pat
   std::string kept;
   if (std::ifstream in(path); in) {
     std::string line;
-    while (std::getline(in, line)) {
+    while (read_bounded_line(in, line) == LineRead::Line) {
       if (line.empty()) continue;
       nlohmann::json row;
       try {
-        row = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception&) {
+        row = parse_json_text(line, path);
+      } catch (const Error&) {
         break;  // a line torn by the interruption, and everything after it
       }
       if (!row.is_object() || row.value("step", int64_t(0)) > keep_through_step) break;

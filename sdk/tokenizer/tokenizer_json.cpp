@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "io/json_file.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/tokenizer_impl.h"
 
@@ -20,27 +21,13 @@ size_t max_table_size(size_t tokens) { return 2 * tokens + 65536; }
 
 // Deepest JSON nesting accepted. Real files nest 4-5 levels; the cap keeps hostile input from
 // exhausting the stack in the parser or in the destructor of the parsed tree.
-constexpr int kMaxJsonDepth = 128;
+constexpr size_t kMaxJsonDepth = 128;
 
-// Fails when brackets nest deeper than kMaxJsonDepth (strings are skipped).
+// Fails when brackets nest deeper than kMaxJsonDepth (strings are skipped), with the scan every
+// JSON reader of the engine shares (io/json_file.h), before the parser sees the text.
 void check_json_depth(std::string_view text, const std::string& file) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) fail(ErrorCode::Format, "{}: JSON nests deeper than {} levels", file, kMaxJsonDepth);
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
+  if (json_depth_exceeded_at(text, kMaxJsonDepth) != std::string_view::npos)
+    fail(ErrorCode::Format, "{}: JSON nests deeper than {} levels", file, kMaxJsonDepth);
 }
 
 json parse_json(std::string_view text, const std::string& file) {

@@ -1,0 +1,215 @@
+// config.json is untrusted: products of fields are overflow-checked, floats must be finite,
+// and nothing is sized by num_hidden_layers before the weights show that many layers. Each is a
+// Format error naming the field.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/config.h"
+#include "model/model.h"
+
+using namespace reason;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kFixtures = fs::path(REASON_FIXTURES_DIR);
+
+json fixture_config(const std::string& rel) {
+  std::ifstream in(kFixtures / rel / "config.json");
+  return json::parse(in);
+}
+
+// Parses `j` and expects a Format error whose message contains every word.
+void expect_format(const json& j, const std::vector<std::string>& words) {
+  try {
+    ModelConfig::from_json(j, "config.json");
+    FAIL("parsed without error: " << j.dump());
+  } catch (const Error& e) {
+    INFO(e.what());
+    CHECK(e.code() == ErrorCode::Format);
+    for (const auto& w : words) CHECK_THAT(std::string(e.what()), Catch::Contains(w));
+  }
+}
+
+struct TempModel {
+  fs::path dir;
+  TempModel(const std::string& src, const std::string& tag) {
+    dir = fs::temp_directory_path() / ("reason_cfglimits_" + tag + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (auto& e : fs::directory_iterator(kFixtures / src)) fs::copy_file(e.path(), dir / e.path().filename());
+  }
+  ~TempModel() { fs::remove_all(dir); }
+  void write_config_text(const std::string& text) const { std::ofstream(dir / "config.json") << text; }
+};
+
+void expect_load_format(const fs::path& dir, const std::vector<std::string>& words) {
+  try {
+    Model::load(dir.string());
+    FAIL("loaded without error");
+  } catch (const Error& e) {
+    INFO(e.what());
+    CHECK(e.code() == ErrorCode::Format);
+    for (const auto& w : words) CHECK_THAT(std::string(e.what()), Catch::Contains(w));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the fixture configs still parse", "[config][limits]") {
+  for (const char* f : {"dense/qwen2_tied", "dense/llama_gqa2_llama3rope", "moe/mixtral", "moe/qwen2_moe", "moe/qwen3_moe",
+                        "moe/dsv3_noqlora_nogroup", "moe/dsv3_qlora_group", "moe/dsv3_fp8"})
+    CHECK_NOTHROW(ModelConfig::from_json(fixture_config(f), f));
+}
+
+TEST_CASE("products of config fields are overflow-checked", "[config][limits]") {
+  const json dense = fixture_config("dense/qwen2_tied");
+  const int64_t big = int64_t(1) << 40;  // the largest single field value accepted
+  SECTION("vocab_size x hidden_size") {
+    json j = dense;
+    j["vocab_size"] = (int64_t(1) << 31) - 1;
+    j["hidden_size"] = big;
+    j["head_dim"] = 16;
+    expect_format(j, {"config.json", "vocab_size x hidden_size", "overflows"});
+  }
+  SECTION("num_attention_heads x head_dim") {
+    json j = dense;
+    j["num_attention_heads"] = 65536;
+    j["num_key_value_heads"] = 65536;
+    j["head_dim"] = 65536;
+    j["hidden_size"] = int64_t(1) << 20;
+    expect_format(j, {"num_attention_heads x head_dim x hidden_size", "65536 x 65536 x 1048576", "overflows"});
+  }
+  SECTION("intermediate_size x hidden_size") {
+    json j = dense;
+    j["intermediate_size"] = big;
+    j["hidden_size"] = 1 << 16;
+    j["head_dim"] = 16;
+    j["vocab_size"] = 16;
+    j.erase("eos_token_id");
+    j.erase("bos_token_id");
+    expect_format(j, {"intermediate_size x hidden_size", "overflows"});
+  }
+  SECTION("experts x moe_intermediate_size x hidden_size (Mixtral)") {
+    json j = fixture_config("moe/mixtral");
+    j["num_local_experts"] = 4096;
+    j["num_experts_per_tok"] = 2;
+    j["intermediate_size"] = int64_t(1) << 20;
+    j["hidden_size"] = int64_t(1) << 20;
+    j["head_dim"] = 16;
+    j["vocab_size"] = 16;
+    j.erase("eos_token_id");
+    j.erase("bos_token_id");
+    expect_format(j, {"experts x moe_intermediate_size x hidden_size", "overflows"});
+  }
+  SECTION("MLA: num_attention_heads x (qk_nope_head_dim + v_head_dim) x kv_lora_rank") {
+    json j = fixture_config("moe/dsv3_noqlora_nogroup");
+    j["num_attention_heads"] = 65536;
+    j["num_key_value_heads"] = 65536;
+    j["qk_nope_head_dim"] = 65536;
+    j["v_head_dim"] = 65536;
+    j["hidden_size"] = 16;
+    j["kv_lora_rank"] = int64_t(1) << 24;
+    expect_format(j, {"num_attention_heads", "kv_lora_rank", "overflows"});
+  }
+  SECTION("counts the kernels take as int are capped") {
+    json j = dense;
+    j["num_attention_heads"] = int64_t(1) << 33;
+    j["num_key_value_heads"] = int64_t(1) << 33;
+    expect_format(j, {"num_attention_heads", "more than the 65536 supported"});
+    j = dense;
+    j["head_dim"] = int64_t(1) << 32;
+    expect_format(j, {"head_dim", "more than the 65536 supported"});
+    j = dense;
+    j["max_position_embeddings"] = int64_t(1) << 35;
+    expect_format(j, {"max_position_embeddings", "supported"});
+    j["max_position_embeddings"] = 0;
+    expect_format(j, {"max_position_embeddings", "positive"});
+  }
+}
+
+TEST_CASE("NaN and infinite floats are refused, naming the field", "[config][limits]") {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  const json dense = fixture_config("dense/qwen2_tied");
+  for (double bad : {inf, -inf, nan, 1e39 /* finite double, infinite float */}) {
+    DYNAMIC_SECTION("value " << bad) {
+      json j = dense;
+      j["rms_norm_eps"] = bad;
+      expect_format(j, {"'rms_norm_eps'"});
+      j = dense;
+      j["rope_theta"] = bad;
+      expect_format(j, {"'rope_theta'"});
+      j = fixture_config("moe/dsv3_noqlora_nogroup");
+      j["routed_scaling_factor"] = bad;
+      expect_format(j, {"'routed_scaling_factor'", "finite"});
+      j = fixture_config("dense/llama_gqa2_llama3rope");
+      REQUIRE(j.contains("rope_parameters"));
+      for (const char* k : {"factor", "low_freq_factor", "high_freq_factor", "rope_theta"}) {
+        json r = j;
+        r["rope_parameters"][k] = bad;
+        expect_format(r, {std::string("'rope_parameters.") + k + "'", "finite"});
+      }
+      j = dense;  // transformers 4 layout: rope_scaling beside a top-level rope_theta
+      j.erase("rope_parameters");
+      j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", bad}};
+      expect_format(j, {"'rope_scaling.factor'", "finite"});
+      j = fixture_config("moe/dsv3_noqlora_nogroup");
+      for (const char* k : {"factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor"}) {
+        json r = j;
+        r["rope_parameters"]["rope_type"] = "yarn";
+        r["rope_parameters"]["factor"] = 4.0;
+        r["rope_parameters"][k] = bad;
+        expect_format(r, {std::string("'rope_parameters.") + k + "'", "finite"});
+      }
+    }
+  }
+  SECTION("a negative rms_norm_eps") {
+    json j = dense;
+    j["rms_norm_eps"] = -1e-6;
+    expect_format(j, {"'rms_norm_eps'", ">= 0"});
+  }
+  SECTION("from a file: 1e39 is a finite double but an infinite float") {
+    TempModel t("dense/qwen2_tied", "inf");
+    json j = dense;
+    j["rms_norm_eps"] = 0.5;
+    std::string text = j.dump();
+    const std::string from = "\"rms_norm_eps\":0.5";
+    REQUIRE(text.find(from) != std::string::npos);
+    std::string big = text;
+    big.replace(big.find(from), from.size(), "\"rms_norm_eps\":1e39");
+    t.write_config_text(big);
+    expect_load_format(t.dir, {"config.json", "'rms_norm_eps'", "finite"});
+    // 1e999 overflows double: the JSON reader refuses it before the config is looked at.
+    big = text;
+    big.replace(big.find(from), from.size(), "\"rms_norm_eps\":1e999");
+    t.write_config_text(big);
+    expect_load_format(t.dir, {"config.json", "number overflow"});
+  }
+}
+
+TEST_CASE("a huge num_hidden_layers fails before anything is sized by it", "[config][limits]") {
+  json j = fixture_config("dense/qwen2_tied");
+  j["num_hidden_layers"] = int64_t(1) << 40;
+  expect_format(j, {"num_hidden_layers", "more than the 4096 supported"});
+  j["num_hidden_layers"] = 4097;
+  expect_format(j, {"num_hidden_layers", "4097"});
+  // Within the cap but more layers than the weights hold: the missing last layer is named
+  // before any layer is loaded.
+  TempModel t("dense/qwen2_tied", "layers");
+  j["num_hidden_layers"] = 4000;
+  t.write_config_text(j.dump());
+  expect_load_format(t.dir, {"num_hidden_layers", "4000", "model.layers.3999.input_layernorm.weight"});
+}
