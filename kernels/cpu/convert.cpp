@@ -12,9 +12,11 @@ bool convert_to_f32(float* dst, const void* src, DType t, size_t n) {
     case DType::BF16:
       cpu::isa_ops().bf16_to_f32(dst, static_cast<const uint16_t*>(src), n);
       return true;
-    case DType::F16:
-      cpu::isa_ops().f16_to_f32(dst, static_cast<const uint16_t*>(src), n);
+    case DType::F16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (size_t i = cpu::isa_ops().f16_to_f32(dst, s, n); i < n; ++i) dst[i] = f16_to_f32(s[i]);
       return true;
+    }
     case DType::F8_E4M3: {
       const uint8_t* s = static_cast<const uint8_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = f8e4m3_to_f32(s[i]);

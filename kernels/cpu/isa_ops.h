@@ -21,8 +21,9 @@ struct IsaOps {
   void (*add_inplace)(float* y, const float* x, int64_t n);
   double (*scaled_exp_sum)(const float* z, int64_t n, float scale, float shift, float* out, double* dot);
   float (*row_max)(const float* z, int64_t n);
-  void (*f16_to_f32)(float* dst, const uint16_t* src, size_t n);
-  // Widens bf16 to f32 (exact) and rounds f32 rows to bf16-representable f32 values.
+  // Widens a prefix of src (a multiple of 8 with F16C, none on the generic path); returns its length.
+  size_t (*f16_to_f32)(float* dst, const uint16_t* src, size_t n);
+  // Widens bf16 to f32 (exact).
   void (*bf16_to_f32)(float* dst, const uint16_t* src, size_t n);
 };
 

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "expect_error.h"
 #include "core/error.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -34,14 +35,8 @@ json fixture_config(const std::string& rel) {
 
 // Parses `j` and expects a Format error whose message contains every word.
 void expect_format(const json& j, const std::vector<std::string>& words) {
-  try {
-    ModelConfig::from_json(j, "config.json");
-    FAIL("parsed without error: " << j.dump());
-  } catch (const Error& e) {
-    INFO(e.what());
-    CHECK(e.code() == ErrorCode::Format);
-    for (const auto& w : words) CHECK_THAT(std::string(e.what()), Catch::Contains(w));
-  }
+  INFO(j.dump());
+  test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, ErrorCode::Format, words);
 }
 
 struct TempModel {
@@ -57,14 +52,7 @@ struct TempModel {
 };
 
 void expect_load_format(const fs::path& dir, const std::vector<std::string>& words) {
-  try {
-    Model::load(dir.string());
-    FAIL("loaded without error");
-  } catch (const Error& e) {
-    INFO(e.what());
-    CHECK(e.code() == ErrorCode::Format);
-    for (const auto& w : words) CHECK_THAT(std::string(e.what()), Catch::Contains(w));
-  }
+  test::expect_error([&] { Model::load(dir.string()); }, ErrorCode::Format, words);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "model/model.h"
@@ -42,14 +43,7 @@ std::vector<int32_t> ids_of_length(int64_t n, int64_t vocab, uint32_t seed = 7) 
 
 template <typename F>
 void expect_invalid(F&& f, const std::vector<std::string>& words) {
-  try {
-    f();
-    FAIL("no error");
-  } catch (const Error& e) {
-    INFO(e.what());
-    CHECK(e.code() == ErrorCode::InvalidArgument);
-    for (const auto& w : words) CHECK_THAT(std::string(e.what()), Catch::Contains(w));
-  }
+  test::expect_error(f, ErrorCode::InvalidArgument, words);
 }
 
 }  // namespace

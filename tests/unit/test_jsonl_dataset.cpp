@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.h"
 #include "core/error.h"
 #include "io/json_file.h"
 #include "rl/dataset.h"
@@ -36,14 +37,8 @@ struct TempFile {
 const std::string kGood = "{\"prompt\": \"1+1?\", \"answer\": \"2\"}\n";
 
 void expect_invalid(const TempFile& f, const std::vector<std::string>& words, const JsonlLimits& limits = {}) {
-  try {
-    load_jsonl_dataset(f.path.string(), "d", {}, DatasetUse::PromptsAndAnswers, limits);
-    FAIL("loaded without error");
-  } catch (const Error& e) {
-    INFO(e.what());
-    CHECK(e.code() == ErrorCode::InvalidArgument);
-    for (const auto& w : words) CHECK_THAT(std::string(e.what()), Catch::Contains(w));
-  }
+  test::expect_error([&] { load_jsonl_dataset(f.path.string(), "d", {}, DatasetUse::PromptsAndAnswers, limits); },
+                     ErrorCode::InvalidArgument, words);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.h"
 #include "core/error.h"
 #include "rl/pipeline.h"
 
@@ -44,14 +45,7 @@ void expect_invalid(const fs::path& cfg, const fs::path& out, const std::vector<
   PipelineOptions o;
   o.out_dir = out.string();
   o.progress = false;
-  try {
-    run_pipeline(cfg.string(), o);
-    FAIL("no error");
-  } catch (const Error& e) {
-    INFO(e.what());
-    CHECK(e.code() == ErrorCode::InvalidArgument);
-    for (const auto& p : parts) CHECK_THAT(std::string(e.what()), Catch::Contains(p));
-  }
+  test::expect_error([&] { run_pipeline(cfg.string(), o); }, ErrorCode::InvalidArgument, parts);
 }
 
 }  // namespace

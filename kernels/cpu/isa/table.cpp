@@ -15,7 +15,7 @@ void silu_mul(float* out, const float* gate, const float* up, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
 double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot);
 float row_max(const float* z, int64_t n);
-void f16_to_f32(float* dst, const uint16_t* src, size_t n);
+size_t f16_to_f32(float* dst, const uint16_t* src, size_t n);
 void bf16_to_f32(float* dst, const uint16_t* src, size_t n);
 
 const IsaOps& table() {
