@@ -19,6 +19,20 @@ namespace {
 
 std::atomic<int> g_threads{0};
 
+void check_flash(const FlashAttnArgs& a, const char* op) {
+  const std::string o(op);
+  if (!a.q || !a.k || !a.v || !a.seq_start || a.n_seqs < 0) throw BackendError(o + ": null pointer or negative n_seqs");
+  if (a.n_kv_heads <= 0 || a.n_heads <= 0 || a.n_heads % a.n_kv_heads)
+    throw BackendError(o + ": n_heads must be a positive multiple of n_kv_heads");
+  if (a.dk <= 0 || a.dv <= 0) throw BackendError(o + ": head dims must be positive");
+  if (a.q_stride < int64_t(a.n_heads) * a.dk || a.k_stride < int64_t(a.n_kv_heads) * a.dk ||
+      a.v_stride < int64_t(a.n_kv_heads) * a.dv || a.o_stride < int64_t(a.n_heads) * a.dv)
+    throw BackendError(o + ": a row stride is smaller than heads x head dim");
+  if (a.seq_start[0] != 0) throw BackendError(o + ": seq_start[0] must be 0");
+  for (int s = 0; s < a.n_seqs; ++s)
+    if (a.seq_start[s + 1] < a.seq_start[s]) throw BackendError(o + ": seq_start must not decrease");
+}
+
 class CpuBackend final : public Backend {
  public:
   DeviceKind kind() const override { return DeviceKind::CPU; }
@@ -66,6 +80,17 @@ class CpuBackend final : public Backend {
   void attention(const AttnArgs& a) override {
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads) throw BackendError("cpu attention: n_heads % n_kv_heads != 0");
     cpu::isa_ops().attention(a);
+  }
+  void attention_fwd_train(const FlashAttnArgs& a) override {
+    check_flash(a, "cpu attention_fwd_train");
+    if (!a.o) throw BackendError("cpu attention_fwd_train: null output");
+    cpu::isa_ops().flash_attention_fwd(a);
+  }
+  void attention_bwd(const FlashAttnBwdArgs& a) override {
+    check_flash(a.fwd, "cpu attention_bwd");
+    if (!a.fwd.o || !a.fwd.lse || !a.dout || !a.dq || !a.dk || !a.dv || !a.delta)
+      throw BackendError("cpu attention_bwd: null pointer (o, lse, dout, dq, dk, dv and delta are required)");
+    cpu::isa_ops().flash_attention_bwd(a);
   }
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override { cpu::isa_ops().silu_mul(out, gate, up, n); }
   void add_inplace(float* y, const float* x, int64_t n) override { cpu::isa_ops().add_inplace(y, x, n); }

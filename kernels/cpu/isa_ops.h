@@ -17,6 +17,8 @@ struct IsaOps {
   void (*rope)(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
                const int32_t* pos, const float* inv_freq, float attn_factor);
   void (*attention)(const AttnArgs& a);
+  void (*flash_attention_fwd)(const FlashAttnArgs& a);
+  void (*flash_attention_bwd)(const FlashAttnBwdArgs& a);
   void (*silu_mul)(float* out, const float* gate, const float* up, int64_t n);
   void (*add_inplace)(float* y, const float* x, int64_t n);
   double (*scaled_exp_sum)(const float* z, int64_t n, float scale, float shift, float* out, double* dot);

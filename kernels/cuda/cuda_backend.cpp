@@ -301,6 +301,14 @@ void CudaBackend::rope(float* x, int64_t n_tokens, int n_heads, int head_dim, in
         op, "kernel launch");
 }
 
+void CudaBackend::attention_fwd_train(const FlashAttnArgs&) {
+  throw BackendError("cuda attention_fwd_train: training attention is not implemented on the CUDA backend yet");
+}
+
+void CudaBackend::attention_bwd(const FlashAttnBwdArgs&) {
+  throw BackendError("cuda attention_bwd: training attention is not implemented on the CUDA backend yet");
+}
+
 void CudaBackend::attention(const AttnArgs& a) {
   const char* op = "attention";
   need(a.n_seqs >= 0, op, "negative n_seqs");

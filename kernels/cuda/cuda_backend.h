@@ -51,6 +51,9 @@ class CudaBackend final : public Backend {
   void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
             const int32_t* pos, const float* inv_freq, float attn_factor) override;
   void attention(const AttnArgs& a) override;
+  // Not implemented on CUDA yet (the CUDA training path is its own issue): throw BackendError.
+  void attention_fwd_train(const FlashAttnArgs& a) override;
+  void attention_bwd(const FlashAttnBwdArgs& a) override;
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override;
   void add_inplace(float* y, const float* x, int64_t n) override;
 

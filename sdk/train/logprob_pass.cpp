@@ -101,7 +101,7 @@ void reinterleave(float* x, int64_t r, float* tmp) {
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // Where each head's vectors live: query head h reads key/value head h / group; token row t of
-// head h at base + t * ld + h * hs.
+// head h at base + t * ld + h * hs (the head strides are dk for q/k and dv for v/out).
 struct AttnShape {
   int64_t heads = 0, group = 1;
   int64_t dk = 0, dv = 0;  // q/k and v values per head
@@ -109,113 +109,38 @@ struct AttnShape {
   int64_t q_hs = 0, k_hs = 0, v_hs = 0, o_hs = 0;
 };
 
-// Causal attention within each sequence; out must be zeroed. Keeps the probabilities.
-void attn_fwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* qb,
-              const float* kb, const float* vb, float* out, std::vector<float>& probs) {
-  size_t prob_size = 0;
-  for (size_t s = 0; s + 1 < seq_start.size(); ++s) {
-    const int64_t n = seq_start[s + 1] - seq_start[s];
-    prob_size += size_t(sh.heads * n * n);
-  }
-  probs.assign(prob_size, 0.0f);
-  // Work items (sequence, head) are independent: threads split them.
-  std::vector<std::pair<size_t, size_t>> items;  // (sequence, prob offset of the sequence)
-  {
-    size_t poff = 0;
-    for (size_t s = 0; s + 1 < seq_start.size(); ++s) {
-      items.emplace_back(s, poff);
-      const int64_t n = seq_start[s + 1] - seq_start[s];
-      poff += size_t(sh.heads * n * n);
-    }
-  }
-  const int64_t n_items = int64_t(items.size()) * sh.heads;
-#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(dynamic)
-  for (int64_t it = 0; it < n_items; ++it) {
-    const size_t s = items[size_t(it / sh.heads)].first, poff = items[size_t(it / sh.heads)].second;
-    const int64_t h = it % sh.heads;
-    const int64_t b = seq_start[s], n = seq_start[s + 1] - b;
-    {
-      const int64_t g = h / sh.group;
-      float* P = &probs[poff + size_t(h * n * n)];
-      for (int64_t t = 0; t < n; ++t) {
-        const float* q = qb + (b + t) * sh.q_ld + h * sh.q_hs;
-        float mx = -INFINITY;
-        for (int64_t u = 0; u <= t; ++u) {
-          const float* k = kb + (b + u) * sh.k_ld + g * sh.k_hs;
-          float sc = 0;
-          for (int64_t i = 0; i < sh.dk; ++i) sc += q[i] * k[i];
-          P[t * n + u] = sc * scale;
-          mx = std::max(mx, P[t * n + u]);
-        }
-        float z = 0;
-        for (int64_t u = 0; u <= t; ++u) z += (P[t * n + u] = std::exp(P[t * n + u] - mx));
-        float* o = out + (b + t) * sh.o_ld + h * sh.o_hs;
-        for (int64_t u = 0; u <= t; ++u) {
-          P[t * n + u] /= z;
-          const float* v = vb + (b + u) * sh.v_ld + g * sh.v_hs;
-          for (int64_t i = 0; i < sh.dv; ++i) o[i] += P[t * n + u] * v[i];
-        }
-      }
-    }
-  }
+kernels::FlashAttnArgs flash_args(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale,
+                                  const float* qb, const float* kb, const float* vb, float* out, float* lse) {
+  if (sh.q_hs != sh.dk || sh.k_hs != sh.dk || sh.v_hs != sh.dv || sh.o_hs != sh.dv)
+    fail(ErrorCode::Internal, "attention: head strides must equal the head dims");
+  kernels::FlashAttnArgs f;
+  f.q = qb, f.k = kb, f.v = vb, f.o = out, f.lse = lse;
+  f.seq_start = seq_start.data();
+  f.n_seqs = int(seq_start.size()) - 1;
+  f.n_heads = int(sh.heads), f.n_kv_heads = int(sh.heads / sh.group), f.dk = int(sh.dk), f.dv = int(sh.dv);
+  f.q_stride = sh.q_ld, f.k_stride = sh.k_ld, f.v_stride = sh.v_ld, f.o_stride = sh.o_ld;
+  f.scale = scale;
+  return f;
 }
 
-// Accumulates dq, dk, dv (laid out as q, k, v) from dout (laid out as out).
+// Causal attention within each sequence (FlashAttention-2, kernels/: no [T x T] matrix); out is
+// overwritten, and lse keeps the row log-sum-exp per (token, head) for the backward.
+void attn_fwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* qb,
+              const float* kb, const float* vb, float* out, std::vector<float>& lse) {
+  lse.resize(size_t(seq_start.back() * sh.heads));
+  be().attention_fwd_train(flash_args(sh, seq_start, scale, qb, kb, vb, out, lse.data()));
+}
+
+// dq, dk, dv (laid out as q, k, v; overwritten) from dout (laid out as out), recomputing the
+// probabilities tile by tile from the forward's out and lse.
 void attn_bwd(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* qb,
-              const float* kb, const float* vb, const std::vector<float>& probs, const float* dout, float* dqb,
-              float* dkb, float* dvb) {
-  // Work items (sequence, key/value head): the query heads of a group write the same dk/dv
-  // rows, so a group stays on one thread; sequences and groups are independent.
-  std::vector<std::pair<size_t, size_t>> items;
-  {
-    size_t poff = 0;
-    for (size_t s = 0; s + 1 < seq_start.size(); ++s) {
-      items.emplace_back(s, poff);
-      const int64_t n = seq_start[s + 1] - seq_start[s];
-      poff += size_t(sh.heads * n * n);
-    }
-  }
-  const int64_t n_groups = sh.heads / sh.group;
-  const int64_t n_items = int64_t(items.size()) * n_groups;
-#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(dynamic)
-  for (int64_t it = 0; it < n_items; ++it) {
-    // Group-major order: the two threads work on different groups' rows instead of colliding
-    // on the same sequence's dq/dk/dv rows (measured: 250-290 ms vs 42 ms for 8 layers).
-    const int64_t n_seqs = int64_t(items.size());
-    const size_t s = items[size_t(it % n_seqs)].first, poff = items[size_t(it % n_seqs)].second;
-    const int64_t g = it / n_seqs;
-    const int64_t b = seq_start[s], n = seq_start[s + 1] - b;
-    std::vector<float> dP(static_cast<size_t>(n));
-    for (int64_t h = g * sh.group; h < (g + 1) * sh.group; ++h) {
-      const float* P = &probs[poff + size_t(h * n * n)];
-      for (int64_t t = 0; t < n; ++t) {
-        const float* go = dout + (b + t) * sh.o_ld + h * sh.o_hs;
-        float dot = 0;
-        for (int64_t u = 0; u <= t; ++u) {
-          const float* v = vb + (b + u) * sh.v_ld + g * sh.v_hs;
-          float* gv = dvb + (b + u) * sh.v_ld + g * sh.v_hs;
-          float dp = 0;
-          for (int64_t i = 0; i < sh.dv; ++i) {
-            dp += go[i] * v[i];
-            gv[i] += P[t * n + u] * go[i];
-          }
-          dP[size_t(u)] = dp;
-          dot += P[t * n + u] * dp;
-        }
-        const float* q = qb + (b + t) * sh.q_ld + h * sh.q_hs;
-        float* gq = dqb + (b + t) * sh.q_ld + h * sh.q_hs;
-        for (int64_t u = 0; u <= t; ++u) {
-          const float ds = P[t * n + u] * (dP[size_t(u)] - dot) * scale;
-          const float* k = kb + (b + u) * sh.k_ld + g * sh.k_hs;
-          float* gk = dkb + (b + u) * sh.k_ld + g * sh.k_hs;
-          for (int64_t i = 0; i < sh.dk; ++i) {
-            gq[i] += ds * k[i];
-            gk[i] += ds * q[i];
-          }
-        }
-      }
-    }
-  }
+              const float* kb, const float* vb, const float* out, const std::vector<float>& lse, const float* dout,
+              float* dqb, float* dkb, float* dvb) {
+  kernels::FlashAttnBwdArgs b;
+  b.fwd = flash_args(sh, seq_start, scale, qb, kb, vb, const_cast<float*>(out), const_cast<float*>(lse.data()));
+  std::vector<float> delta(lse.size());
+  b.dout = dout, b.dq = dqb, b.dk = dkb, b.dv = dvb, b.delta = delta.data();
+  be().attention_bwd(b);
 }
 
 // The gradient accumulator of each parameter tensor, found by the tensor's storage (tied
@@ -500,7 +425,7 @@ void mla_fwd(const ModelConfig& c, const DecoderLayer& ly, const RopeTable& rt, 
     }
   AttnShape sh{H, 1, qk, vd, H * qk, H * qk, H * vd, H * vd, qk, qk, vd, vd};
   a.att.assign(size_t(T * H * vd), 0.0f);
-  attn_fwd(sh, seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.probs);
+  attn_fwd(sh, seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse);
 }
 
 // MLA backward from datt [T, H*v]: dh1 = gradient w.r.t. the normed layer input (overwritten).
@@ -511,7 +436,7 @@ void mla_bwd(const ModelConfig& c, const DecoderLayer& ly, const RopeTable& rt, 
   const int64_t qk = nope + rd, L = c.kv_lora_rank, R = L + rd, ql = c.q_lora_rank, kvw = nope + vd;
   AttnShape sh{H, 1, qk, vd, H * qk, H * qk, H * vd, H * vd, qk, qk, vd, vd};
   std::vector<float> dq(size_t(T * H * qk), 0.0f), dk(size_t(T * H * qk), 0.0f), dv(size_t(T * H * vd), 0.0f);
-  attn_bwd(sh, seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(), a.probs, datt, dq.data(),
+  attn_bwd(sh, seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse, datt, dq.data(),
            dk.data(), dv.data());
   // Keys and values back to kv_b's output and the shared rope key.
   std::vector<float> dkvb(size_t(T * H * kvw)), dkr(size_t(T * rd), 0.0f);
@@ -600,7 +525,7 @@ void LogprobPass::layer_forward(int64_t l, std::vector<float>& x, std::vector<fl
       be().rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, pos_.data(), rope.inv_freq.data(), rope.attn_factor);
       AttnShape sh{nh, nh / nkv, hd, hd, qd, kvd, kvd, qd, hd, hd, hd, hd};
       a.att.assign(size_t(T * qd), 0.0f);
-      attn_fwd(sh, seq_start_, scale, a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.probs);
+      attn_fwd(sh, seq_start_, scale, a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse);
     }
     lin_fwd(ly.o, a.att.data(), T, tmp.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
@@ -818,7 +743,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
     } else {
       std::vector<float> dq(size_t(T * qd), 0.0f), dk(size_t(T * kvd), 0.0f), dv(size_t(T * kvd), 0.0f);
       AttnShape sh{nh, nh / nkv, hd, hd, qd, kvd, kvd, qd, hd, hd, hd, hd};
-      attn_bwd(sh, seq_start_, scale, a.q.data(), a.k.data(), a.v.data(), a.probs, datt.data(), dq.data(), dk.data(),
+      attn_bwd(sh, seq_start_, scale, a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse, datt.data(), dq.data(), dk.data(),
                dv.data());
       rope_bwd(dq.data(), T, nh, hd, hd, qd, pos_.data(), rope);
       rope_bwd(dk.data(), T, nkv, hd, hd, kvd, pos_.data(), rope);

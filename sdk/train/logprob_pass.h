@@ -50,7 +50,7 @@ struct LayerActs {
   // Attention inputs: GQA q [T, H*hd] / k, v [T, kv*hd] after q/k norm and RoPE; MLA q and the
   // expanded keys [T, H*(nope+rope)] (rope dims de-interleaved, roped), values [T, H*v].
   std::vector<float> q, k, v, att, x_mid, rstd2, h2;
-  std::vector<float> probs;  // per sequence, head, query t, key s <= t
+  std::vector<float> lse;  // f32 [T, H]: attention's row log-sum-exp per (token, head); no [T x T] is kept
   std::vector<float> q_raw, k_raw, q_rstd, k_rstd;  // Qwen3 q/k norm: projections before the norm
   // MLA: q LoRA (before / after its norm), latent (before / after kv_a_layernorm).
   std::vector<float> qa_raw, qa_rstd, qa_n, lat_raw, lat_rstd, lat;

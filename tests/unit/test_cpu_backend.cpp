@@ -297,3 +297,159 @@ TEST_CASE("bulk conversions: bf16 and f16 widen exactly, f32 rounds as the scala
   REQUIRE(convert_from_f32(back.data(), f.data(), DType::F16, f.size()));
   for (size_t i = 0; i < f.size(); ++i) CHECK(back[i] == f32_to_f16(f[i]));
 }
+
+namespace {
+
+// Double-precision causal attention of one packed batch and its gradients, for the flash kernels.
+struct FlashRef {
+  std::vector<double> o, lse, dq, dk, dv;
+};
+
+FlashRef flash_reference(const FlashAttnArgs& a, const std::vector<float>& dout) {
+  const int64_t rows = a.seq_start[a.n_seqs], H = a.n_heads, group = a.n_heads / a.n_kv_heads;
+  FlashRef r;
+  r.o.assign(size_t(rows * a.o_stride), 0.0);
+  r.lse.assign(size_t(rows * H), 0.0);
+  r.dq.assign(size_t(rows * a.q_stride), 0.0);
+  r.dk.assign(size_t(rows * a.k_stride), 0.0);
+  r.dv.assign(size_t(rows * a.v_stride), 0.0);
+  for (int s = 0; s < a.n_seqs; ++s) {
+    const int64_t b = a.seq_start[s], n = a.seq_start[s + 1] - b;
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / group;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* q = a.q + (b + i) * a.q_stride + h * a.dk;
+        std::vector<double> p(static_cast<size_t>(i + 1));
+        double mx = -1e300, z = 0;
+        for (int64_t j = 0; j <= i; ++j) {
+          double d = 0;
+          for (int c = 0; c < a.dk; ++c) d += double(q[c]) * a.k[(b + j) * a.k_stride + g * a.dk + c];
+          p[size_t(j)] = d * a.scale;
+          mx = std::max(mx, p[size_t(j)]);
+        }
+        for (auto& e : p) z += (e = std::exp(e - mx));
+        r.lse[size_t((b + i) * H + h)] = mx + std::log(z);
+        for (auto& e : p) e /= z;
+        const float* go = &dout[size_t((b + i) * a.o_stride + h * a.dv)];
+        double D = 0;
+        for (int c = 0; c < a.dv; ++c) {
+          double o = 0;
+          for (int64_t j = 0; j <= i; ++j) o += p[size_t(j)] * a.v[(b + j) * a.v_stride + g * a.dv + c];
+          r.o[size_t((b + i) * a.o_stride + h * a.dv + c)] = o;
+          D += o * go[c];
+        }
+        for (int64_t j = 0; j <= i; ++j) {
+          double dp = 0;
+          for (int c = 0; c < a.dv; ++c) {
+            dp += double(go[c]) * a.v[(b + j) * a.v_stride + g * a.dv + c];
+            r.dv[size_t((b + j) * a.v_stride + g * a.dv + c)] += p[size_t(j)] * go[c];
+          }
+          const double ds = p[size_t(j)] * (dp - D) * a.scale;
+          for (int c = 0; c < a.dk; ++c) {
+            r.dq[size_t((b + i) * a.q_stride + h * a.dk + c)] += ds * a.k[(b + j) * a.k_stride + g * a.dk + c];
+            r.dk[size_t((b + j) * a.k_stride + g * a.dk + c)] += ds * q[c];
+          }
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// max |got - ref| over the heads' columns of every row, relative to max |ref|.
+double rel_err(const float* got, const std::vector<double>& ref, int64_t rows, int64_t stride, int64_t width) {
+  double err = 0, mag = 0;
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t c = 0; c < width; ++c) {
+      err = std::max(err, std::fabs(got[t * stride + c] - ref[size_t(t * stride + c)]));
+      mag = std::max(mag, std::fabs(ref[size_t(t * stride + c)]));
+    }
+  return err / mag;
+}
+
+}  // namespace
+
+TEST_CASE("flash attention forward and backward against a double-precision n x n reference", "[cpu_backend][flash]") {
+  struct Case {
+    std::vector<int64_t> lens;
+    int heads, kv, dk, dv;
+  };
+  // Sequences shorter than, equal to and longer than the 32-query / 64-key tiles, several per
+  // batch; GQA groups 1, 2 and 4; MLA-like dk != dv; head dims that are not multiples of 8.
+  const std::vector<Case> cases = {{{1, 5, 31}, 2, 2, 8, 8}, {{32, 33, 64, 65}, 4, 2, 16, 16},
+                                   {{200}, 4, 1, 12, 12},     {{70, 3}, 3, 3, 24, 16},
+                                   {{129}, 8, 2, 7, 5}};
+  for (const Case& cs : cases) {
+    std::vector<int64_t> starts{0};
+    for (int64_t n : cs.lens) starts.push_back(starts.back() + n);
+    const int64_t rows = starts.back();
+    FlashAttnArgs a;
+    a.n_seqs = int(cs.lens.size());
+    a.seq_start = starts.data();
+    a.n_heads = cs.heads, a.n_kv_heads = cs.kv, a.dk = cs.dk, a.dv = cs.dv;
+    a.q_stride = cs.heads * cs.dk + 3, a.k_stride = cs.kv * cs.dk + 1, a.v_stride = cs.kv * cs.dv + 2;
+    a.o_stride = cs.heads * cs.dv + 5;
+    a.scale = 1.0f / std::sqrt(float(cs.dk));
+    auto q = randn(size_t(rows * a.q_stride), 91, 1.5f), k = randn(size_t(rows * a.k_stride), 92, 1.5f);
+    auto v = randn(size_t(rows * a.v_stride), 93), dout = randn(size_t(rows * a.o_stride), 94);
+    std::vector<float> o(size_t(rows * a.o_stride), 0.0f), lse(size_t(rows * cs.heads));
+    a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = lse.data();
+    INFO("heads " << cs.heads << " kv " << cs.kv << " dk " << cs.dk << " dv " << cs.dv << " rows " << rows);
+    cpu_backend().attention_fwd_train(a);
+    FlashAttnBwdArgs b;
+    b.fwd = a;
+    std::vector<float> dq(size_t(rows * a.q_stride)), dk(size_t(rows * a.k_stride)), dv(size_t(rows * a.v_stride)),
+        delta(size_t(rows * cs.heads));
+    b.dout = dout.data(), b.dq = dq.data(), b.dk = dk.data(), b.dv = dv.data(), b.delta = delta.data();
+    cpu_backend().attention_bwd(b);
+    const FlashRef ref = flash_reference(a, dout);
+    // f32 sums of at most n + d terms of magnitude <= max|ref| x (a few): gamma_{n+d} relative to
+    // the largest value, times 8 for the exp (3.4 u) and the rescaling steps of the online softmax.
+    const double tol = 8 * gamma(rows + 64);
+    CHECK(rel_err(o.data(), ref.o, rows, a.o_stride, cs.heads * cs.dv) <= tol);
+    for (int64_t t = 0; t < rows * cs.heads; ++t) CHECK(std::fabs(lse[size_t(t)] - ref.lse[size_t(t)]) <= tol * 8);
+    CHECK(rel_err(dq.data(), ref.dq, rows, a.q_stride, cs.heads * cs.dk) <= tol);
+    CHECK(rel_err(dk.data(), ref.dk, rows, a.k_stride, cs.kv * cs.dk) <= tol);
+    CHECK(rel_err(dv.data(), ref.dv, rows, a.v_stride, cs.kv * cs.dv) <= tol);
+
+    // The same result, bit for bit, on one thread (no atomics, every row written by one item).
+    const int threads = cpu_threads();
+    set_cpu_threads(1);
+    std::vector<float> o1(o.size(), 0.0f), lse1(lse.size()), dq1(dq.size()), dk1(dk.size()), dv1(dv.size());
+    FlashAttnArgs a1 = a;
+    a1.o = o1.data(), a1.lse = lse1.data();
+    cpu_backend().attention_fwd_train(a1);
+    FlashAttnBwdArgs b1 = b;
+    b1.fwd = a1, b1.dq = dq1.data(), b1.dk = dk1.data(), b1.dv = dv1.data();
+    cpu_backend().attention_bwd(b1);
+    set_cpu_threads(threads);
+    CHECK(o1 == o);
+    CHECK(lse1 == lse);
+    CHECK(dq1 == dq);
+    CHECK(dk1 == dk);
+    CHECK(dv1 == dv);
+  }
+}
+
+TEST_CASE("flash attention rejects bad arguments with a BackendError naming the problem", "[cpu_backend][flash]") {
+  std::vector<float> x(64, 0.0f);
+  std::vector<int64_t> starts{0, 2};
+  FlashAttnArgs a;
+  a.q = a.k = a.v = x.data();
+  a.o = x.data();
+  a.seq_start = starts.data();
+  a.n_seqs = 1;
+  a.n_heads = 3, a.n_kv_heads = 2, a.dk = 4, a.dv = 4;
+  a.q_stride = a.k_stride = a.v_stride = a.o_stride = 12;
+  CHECK_THROWS_WITH(cpu_backend().attention_fwd_train(a), Catch::Contains("multiple of n_kv_heads"));
+  a.n_kv_heads = 3;
+  a.k_stride = 4;
+  CHECK_THROWS_WITH(cpu_backend().attention_fwd_train(a), Catch::Contains("row stride"));
+  a.k_stride = 12;
+  starts[1] = -1;
+  CHECK_THROWS_WITH(cpu_backend().attention_fwd_train(a), Catch::Contains("seq_start"));
+  FlashAttnBwdArgs b;
+  b.fwd = a;
+  starts[1] = 2;
+  CHECK_THROWS_WITH(cpu_backend().attention_bwd(b), Catch::Contains("null pointer"));
+}

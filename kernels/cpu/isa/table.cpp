@@ -11,6 +11,8 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
           const int32_t* pos, const float* inv_freq, float attn_factor);
 void attention(const AttnArgs& a);
+void flash_attention_fwd(const FlashAttnArgs& a);
+void flash_attention_bwd(const FlashAttnBwdArgs& a);
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
 double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot);
@@ -19,7 +21,8 @@ size_t f16_to_f32(float* dst, const uint16_t* src, size_t n);
 void bf16_to_f32(float* dst, const uint16_t* src, size_t n);
 
 const IsaOps& table() {
-  static const IsaOps ops{REASON_ISA_ENUM, matmul_small_m, rmsnorm, rope, attention, silu_mul, add_inplace,
+  static const IsaOps ops{REASON_ISA_ENUM, matmul_small_m, rmsnorm, rope, attention,
+                          flash_attention_fwd, flash_attention_bwd, silu_mul, add_inplace,
                           scaled_exp_sum, row_max, f16_to_f32, bf16_to_f32};
   return ops;
 }

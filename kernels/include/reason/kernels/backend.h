@@ -62,6 +62,41 @@ struct AttnArgs {
   float scale = 1.0f;  // softmax scale, usually 1/sqrt(head_dim)
 };
 
+// Causal attention over packed variable-length sequences, FlashAttention-2 style: key tiles with a
+// running max and sum per query row, so no [n x n] matrix is ever held (memory O(rows)).
+// Sequence s is rows [seq_start[s], seq_start[s + 1]) (seq_start[0] = 0, increasing); query row
+// i of a sequence attends to that sequence's rows up to and including i.
+// Query head h reads key/value head h / (n_heads / n_kv_heads).
+// q: f32 row t at q + t * q_stride, head h at + h * dk;  k: head g at + g * dk (k_stride);
+// v: head g at + g * dv (v_stride);  o: f32 row t at o + t * o_stride, head h at + h * dv
+// (overwritten). lse (when non-null): f32 [rows, n_heads], the natural log of
+// sum_j exp(scale * q . k_j) of each (row, head), which the backward needs.
+struct FlashAttnArgs {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* o = nullptr;
+  float* lse = nullptr;
+  const int64_t* seq_start = nullptr;
+  int n_seqs = 0;
+  int n_heads = 0, n_kv_heads = 0, dk = 0, dv = 0;
+  int64_t q_stride = 0, k_stride = 0, v_stride = 0, o_stride = 0;
+  float scale = 1.0f;
+};
+
+// Gradients of attention_fwd_train. fwd.o and fwd.lse are the forward's outputs (read); dout is
+// laid out as o, dq / dk / dv as q / k / v, and all three are overwritten (every row is written by
+// one work item in a fixed order, so the result does not depend on the number of threads).
+// P is recomputed tile by tile from lse. delta: caller workspace f32 [rows, n_heads].
+struct FlashAttnBwdArgs {
+  FlashAttnArgs fwd;
+  const float* dout = nullptr;
+  float* dq = nullptr;
+  float* dk = nullptr;
+  float* dv = nullptr;
+  float* delta = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -98,6 +133,9 @@ class Backend {
                     float attn_factor) = 0;
 
   virtual void attention(const AttnArgs& a) = 0;
+  // Training attention in O(rows) memory (FlashAttnArgs / FlashAttnBwdArgs above).
+  virtual void attention_fwd_train(const FlashAttnArgs& a) = 0;
+  virtual void attention_bwd(const FlashAttnBwdArgs& a) = 0;
 
   // out[i] = silu(gate[i]) * up[i] for i < n (row-strided variants are built from rows).
   virtual void silu_mul(float* out, const float* gate, const float* up, int64_t n) = 0;
