@@ -51,7 +51,18 @@ QWEN25_05B = {
     "vocab_size": 151936,
 }
 
-DEFAULT_TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tokenizers" / "qwen3"
+# The Qwen tokenizer files committed as tests/fixtures/tokenizers/qwen3.tar.xz, unpacked on first use.
+TOKENIZER_ARCHIVE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tokenizers" / "qwen3.tar.xz"
+
+
+def default_tokenizer_dir() -> Path:
+    import tarfile
+    import tempfile
+    dest = Path(tempfile.gettempdir()) / "reason-bench-tokenizers"
+    if not (dest / "qwen3" / "tokenizer.json").exists():
+        with tarfile.open(TOKENIZER_ARCHIVE) as t:
+            t.extractall(dest)
+    return dest / "qwen3"
 
 
 def main() -> int:
@@ -59,10 +70,12 @@ def main() -> int:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tokenizer-dir", type=Path,
-                    default=Path(os.environ.get("REASON_QWEN_TOKENIZER_DIR", DEFAULT_TOKENIZER_DIR)))
+                    default=Path(os.environ["REASON_QWEN_TOKENIZER_DIR"]) if "REASON_QWEN_TOKENIZER_DIR" in os.environ else None)
     ap.add_argument("--force", action="store_true", help="overwrite an existing OUT_DIR")
     args = ap.parse_args()
 
+    if args.tokenizer_dir is None:
+        args.tokenizer_dir = default_tokenizer_dir()
     out: Path = args.out_dir.resolve()
     if (out / "config.json").exists() and (out / "model.safetensors").exists() and not args.force:
         print(f"{out}: checkpoint exists (use --force to rewrite)")
