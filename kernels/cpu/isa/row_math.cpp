@@ -6,6 +6,19 @@
 
 namespace reason::kernels::cpu::REASON_ISA_NS {
 
+// Elements [j, n) one by one with libm expf, added to *sum and *dsum (every element on the generic
+// path; the tail past the last full vector on the others).
+static void exp_sum_from(const float* z, int64_t j, int64_t n, float scale, float shift, float* out, double* sum,
+                         double* dsum) {
+  for (; j < n; ++j) {
+    const float zs = z[j] * scale;
+    const float e = expf(zs - shift);
+    if (out) out[j] = e;
+    *sum += e;
+    *dsum += double(e) * zs;
+  }
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 static inline __m256 exp256(__m256 x) {
   const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447504f);
@@ -55,13 +68,7 @@ double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float
     }
   }
   double sum = hsum_pd(_mm256_add_pd(s0, s1)), dsum = hsum_pd(_mm256_add_pd(d0, d1));
-  for (; j < n; ++j) {
-    const float zs = z[j] * scale;
-    const float e = expf(zs - shift);
-    if (out) out[j] = e;
-    sum += e;
-    dsum += double(e) * zs;
-  }
+  exp_sum_from(z, j, n, scale, shift, out, &sum, &dsum);
   if (dot) *dot = dsum;
   return sum;
 }
@@ -80,13 +87,7 @@ float row_max(const float* z, int64_t n) {
 #else
 double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot) {
   double sum = 0.0, dsum = 0.0;
-  for (int64_t j = 0; j < n; ++j) {
-    const float zs = z[j] * scale;
-    const float e = expf(zs - shift);
-    if (out) out[j] = e;
-    sum += e;
-    dsum += double(e) * zs;
-  }
+  exp_sum_from(z, 0, n, scale, shift, out, &sum, &dsum);
   if (dot) *dot = dsum;
   return sum;
 }
