@@ -6,6 +6,19 @@
 
 namespace reason::kernels::cpu::REASON_ISA_NS {
 
+// Elements [j, n) one by one with libm expf, added to *sum and *dsum (every element on the generic
+// path; the tail past the last full vector on the others).
+static void exp_sum_from(const float* z, int64_t j, int64_t n, float scale, float shift, float* out, double* sum,
+                         double* dsum) {
+  for (; j < n; ++j) {
+    const float zs = z[j] * scale;
+    const float e = expf(zs - shift);
+    if (out) out[j] = e;
+    *sum += e;
+    *dsum += double(e) * zs;
+  }
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 static inline double hsum_pd(__m256d v) {
   __m128d lo = _mm256_castpd256_pd128(v), hi = _mm256_extractf128_pd(v, 1);
@@ -31,13 +44,7 @@ double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float
     }
   }
   double sum = hsum_pd(_mm256_add_pd(s0, s1)), dsum = hsum_pd(_mm256_add_pd(d0, d1));
-  for (; j < n; ++j) {
-    const float zs = z[j] * scale;
-    const float e = expf(zs - shift);
-    if (out) out[j] = e;
-    sum += e;
-    dsum += double(e) * zs;
-  }
+  exp_sum_from(z, j, n, scale, shift, out, &sum, &dsum);
   if (dot) *dot = dsum;
   return sum;
 }
@@ -56,13 +63,7 @@ float row_max(const float* z, int64_t n) {
 #else
 double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot) {
   double sum = 0.0, dsum = 0.0;
-  for (int64_t j = 0; j < n; ++j) {
-    const float zs = z[j] * scale;
-    const float e = expf(zs - shift);
-    if (out) out[j] = e;
-    sum += e;
-    dsum += double(e) * zs;
-  }
+  exp_sum_from(z, 0, n, scale, shift, out, &sum, &dsum);
   if (dot) *dot = dsum;
   return sum;
 }
