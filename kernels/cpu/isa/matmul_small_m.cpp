@@ -160,13 +160,18 @@ void matmul_small_m(const MatmulArgs& a) {
   const int64_t chunk = 16;
   const int64_t nchunks = (a.n + chunk - 1) / chunk;
 
+  // rows(M, j0, j1) over the chunks of weight rows, threaded, with M = a.m as a constant.
+  auto over_chunks = [&](auto&& rows) {
+    for_m<1>(a.m, [&](auto mc) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+      for (int64_t c = 0; c < nchunks; ++c) rows(mc, c * chunk, min_i64(a.n, (c + 1) * chunk));
+    });
+  };
+
   if (a.w_dtype == DType::F32) {
     const float* w = static_cast<const float*>(a.w);
-    for_m<1>(a.m, [&](auto mc) {
-      constexpr int M = decltype(mc)::value;
-#pragma omp parallel for num_threads(nt) schedule(static)
-      for (int64_t c = 0; c < nchunks; ++c)
-        rows_f32<M>(a.x, ldx, w, a.k, c * chunk, min_i64(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
+    over_chunks([&](auto mc, int64_t j0, int64_t j1) {
+      rows_f32<decltype(mc)::value>(a.x, ldx, w, a.k, j0, j1, a.y, ldy, a.bias, a.beta);
     });
     return;
   }
@@ -181,11 +186,8 @@ void matmul_small_m(const MatmulArgs& a) {
       for (int64_t c = a.k; c < kp; ++c) xb[i * kp + c] = 0;
     }
     const uint16_t* xp = xb;
-    for_m<1>(a.m, [&](auto mc) {
-      constexpr int M = decltype(mc)::value;
-#pragma omp parallel for num_threads(nt) schedule(static)
-      for (int64_t c = 0; c < nchunks; ++c)
-        rows_bf16_avx512<M>(xp, kp, w, a.k, c * chunk, min_i64(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
+    over_chunks([&](auto mc, int64_t j0, int64_t j1) {
+      rows_bf16_avx512<decltype(mc)::value>(xp, kp, w, a.k, j0, j1, a.y, ldy, a.bias, a.beta);
     });
     return;
   }
@@ -197,11 +199,8 @@ void matmul_small_m(const MatmulArgs& a) {
       for (int64_t c = a.k; c < kp; ++c) xr[i * kp + c] = 0.0f;
     }
     const float* xp = xr;
-    for_m<1>(a.m, [&](auto mc) {
-      constexpr int M = decltype(mc)::value;
-#pragma omp parallel for num_threads(nt) schedule(static)
-      for (int64_t c = 0; c < nchunks; ++c)
-        rows_bf16_avx2<M>(xp, kp, w, a.k, c * chunk, min_i64(a.n, (c + 1) * chunk), a.y, ldy, a.bias, a.beta);
+    over_chunks([&](auto mc, int64_t j0, int64_t j1) {
+      rows_bf16_avx2<decltype(mc)::value>(xp, kp, w, a.k, j0, j1, a.y, ldy, a.bias, a.beta);
     });
   }
 }
