@@ -69,8 +69,9 @@ class CpuBackend final : public Backend {
     const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (st != dnnl_success) throw BackendError("cpu gemm_f32: dnnl_sgemm failed with status " + std::to_string(int(st)));
   }
-  void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps) override {
-    cpu::isa_ops().rmsnorm(y, x, w, rows, dim, eps);
+  void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* rstd) override {
+    if (rows < 0 || dim < 0) throw BackendError("cpu rmsnorm: negative size");
+    cpu::isa_ops().rmsnorm(y, x, w, rows, dim, eps, rstd);
   }
   void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
             const int32_t* pos, const float* inv_freq, float attn_factor) override {

@@ -276,13 +276,13 @@ void CudaBackend::matmul(const MatmulArgs& a) {
 }
 
 void CudaBackend::rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
-                          float eps) {
+                          float eps, float* rstd) {
   const char* op = "rmsnorm";
   need(rows >= 0 && dim >= 0, op, "negative size");
   if (rows == 0 || dim == 0) return;
   need(y && x && w, op, "null pointer");
   DeviceGuard g(device_, op);
-  check(launch_rmsnorm(y, x, w, rows, dim, eps, stream_), op, "kernel launch");
+  check(launch_rmsnorm(y, x, w, rows, dim, eps, rstd, stream_), op, "kernel launch");
 }
 
 void CudaBackend::rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,

@@ -47,7 +47,7 @@ class CudaBackend final : public Backend {
   void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override;
   void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
-               float eps) override;
+               float eps, float* rstd) override;
   void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
             const int32_t* pos, const float* inv_freq, float attn_factor) override;
   void attention(const AttnArgs& a) override;

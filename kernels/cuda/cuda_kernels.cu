@@ -88,7 +88,7 @@ __global__ void add_bias_rows_kernel(float* y, const float* bias, int64_t m, int
 // sum and again for the output) by the same thread that later writes it, and the sum is
 // complete (block_sum synchronises) before any write.
 __global__ void rmsnorm_kernel(float* y, const float* x, const float* w, int64_t rows,
-                               int64_t dim, float eps) {
+                               int64_t dim, float eps, float* rstd) {
   __shared__ float red[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * dim;
@@ -97,6 +97,7 @@ __global__ void rmsnorm_kernel(float* y, const float* x, const float* w, int64_t
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
     ss = block_sum(ss, red);
     const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    if (rstd && threadIdx.x == 0) rstd[r] = inv;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = (xr[i] * inv) * w[i];
     __syncthreads();  // the next row's block_sum reuses red
   }
@@ -236,12 +237,12 @@ cudaError_t launch_add_bias_rows(float* y, const float* bias, int64_t m, int64_t
 }
 
 cudaError_t launch_rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
-                           float eps, cudaStream_t stream) {
+                           float eps, float* rstd, cudaStream_t stream) {
   if (rows <= 0 || dim <= 0) return cudaSuccess;
   // Small rows get a smaller block (still a multiple of 32) so few threads idle.
   int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : dim >= 64 ? 64 : 32;
   const int blocks = int(rows < kMaxBlocks ? rows : kMaxBlocks);
-  rmsnorm_kernel<<<blocks, threads, 0, stream>>>(y, x, w, rows, dim, eps);
+  rmsnorm_kernel<<<blocks, threads, 0, stream>>>(y, x, w, rows, dim, eps, rstd);
   return cudaGetLastError();
 }
 

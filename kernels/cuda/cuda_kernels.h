@@ -22,9 +22,9 @@ cudaError_t launch_f32_to_bf16_rows(uint16_t* dst, const float* src, int64_t m, 
 cudaError_t launch_add_bias_rows(float* y, const float* bias, int64_t m, int64_t n, int64_t ldy,
                                  cudaStream_t stream);
 
-// Fused RMSNorm, one block per row; y may alias x.
+// Fused RMSNorm, one block per row; y may alias x; rstd (nullable) receives each row's factor.
 cudaError_t launch_rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
-                           float eps, cudaStream_t stream);
+                           float eps, float* rstd, cudaStream_t stream);
 
 // rotate_half RoPE on the first rot_dim (even, <= head_dim) values of every head, in place.
 cudaError_t launch_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,

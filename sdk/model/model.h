@@ -18,53 +18,19 @@
 #include "core/tensor.h"
 #include "infer/kv_cache.h"
 #include "model/config.h"
-#include "model/layers.h"
-#include "model/moe_ffn.h"
+#include "model/forward_profile.h"
+#include "model/layers/decoder_layer.h"
+#include "model/layers/layer_context.h"
 #include "model/rope.h"
 
 namespace reason {
 
 class Tokenizer;
 
-// Which MLA attention computation runs: the expanded one (per-head keys and values rebuilt from
-// the cached latents; used for prompts and training) or the absorbed one (W_UK folded into the
-// query and W_UV into the output, attending over the latents directly; used for decode).
-// Both give the same result to rounding.
-enum class MlaPath { Auto, Expanded, Absorbed };
-
 struct LoadOptions {
   DType compute_dtype = DType::F32;  // F32 or BF16: matmul weights are converted to this
   bool load_tokenizer = true;        // load tokenizer.json from the directory when present
   MlaPath mla_path = MlaPath::Auto;  // Auto: expanded for chunks of several tokens, absorbed for one
-};
-
-// One pre-norm decoder block: GQA attention (Llama, Qwen2, Qwen3-MoE with per-head q/k norms)
-// and either a dense SwiGLU MLP or a Mixture-of-Experts block.
-struct DecoderLayer {
-  Tensor attn_norm;  // f32 [d]
-  Linear q, k, v, o; // q [n_heads*hd, d], k/v [n_kv*hd, d] (+bias for Qwen2), o [d, n_heads*hd]
-  Tensor q_norm, k_norm;  // f32 [hd] or undefined: Qwen3's RMSNorm of each head before RoPE
-  Tensor mlp_norm;   // f32 [d]
-  bool is_moe = false;
-  SwiGLU mlp;        // dense layers: gate/up [ffn, d], down [d, ffn]
-  MoeWeights moe;    // MoE layers
-
-  // Multi-head Latent Attention (DeepSeek-V3); `q` holds q_proj when there is no q LoRA and
-  // `o` the output projection [d, H*v].
-  Linear q_a;        // [q_lora, d]
-  Tensor q_a_norm;   // f32 [q_lora]
-  Linear q_b;        // [H*(nope+rope), q_lora]
-  Linear kv_a;       // [kv_lora + rope, d]: latent and the shared rope key
-  Tensor kv_a_norm;  // f32 [kv_lora]
-  Linear kv_b;       // [H*(nope+v), kv_lora]: per head W_UK (nope rows) then W_UV (v rows)
-  std::vector<Linear> w_uk_t;  // absorbed path, per head: W_UK^T [kv_lora, nope]
-  std::vector<Linear> w_uv;    // absorbed path, per head: W_UV [v, kv_lora] (views into kv_b)
-};
-
-
-// Scratch for MLA attention.
-struct MlaScratch {
-  std::vector<float> qa, q, ckv, qp, op, kvb, kx, vx, qx, ox, rot;
 };
 
 // A DeepSeek-V3 multi-token-prediction module: h' = layer(eh_proj([enorm(embed(t+1)); hnorm(h)]))
@@ -77,64 +43,16 @@ struct MtpModule {
   Tensor head;          // [vocab, d] or undefined (then the main LM head is shared)
 };
 
-// A run of consecutive positions [pos0, pos0 + n) of the sequence in cache slot `slot`.
-struct SeqChunk {
-  int slot = 0;
-  const int32_t* tokens = nullptr;
-  int64_t n = 0;
-  bool all_logits = false;  // logits for every position (scoring) or only the last (generation)
-};
-
-// The ops of a forward pass, in the order the dense decoder runs them (per layer: rmsnorm twice,
-// residual_add twice). Embed covers everything before the first layer (token validation,
-// scratch sizing, embedding lookup, cache growth); FinalNorm includes gathering the rows that
-// need logits.
-enum class ForwardOp : uint8_t {
-  Embed, RmsNorm, QProj, KProj, VProj, Rope, KvStore, Attention, OProj, ResidualAdd,
-  GateProj, UpProj, SiluMul, DownProj, FinalNorm, LmHead, QkNorm, Moe,
-  Count
-};
-
-inline const char* forward_op_name(ForwardOp op) {
-  static constexpr const char* names[] = {
-      "embed", "rmsnorm", "q_proj", "k_proj", "v_proj", "rope", "kv_store", "attention", "o_proj", "residual_add",
-      "gate_proj", "up_proj", "silu_mul", "down_proj", "final_norm", "lm_head", "qk_norm", "moe"};
-  static_assert(std::size(names) == size_t(ForwardOp::Count));
-  return names[size_t(op)];
-}
-
-// Wall time per op, summed over every forward() call made with it (see ForwardScratch::profile),
-// and the weight bytes each matmul op streamed, so that a caller can derive GB/s.
-struct ForwardProfile {
-  static constexpr size_t kOps = size_t(ForwardOp::Count);
-  std::array<double, kOps> seconds{};
-  std::array<double, kOps> weight_bytes{};  // matmul ops only; 0 elsewhere
-  std::array<int64_t, kOps> calls{};
-  int64_t forwards = 0;                     // forward() calls profiled
-
-  void add(ForwardOp op, double s, double bytes = 0) {
-    seconds[size_t(op)] += s;
-    weight_bytes[size_t(op)] += bytes;
-    calls[size_t(op)] += 1;
-  }
-  double total_seconds() const {
-    double t = 0;
-    for (double x : seconds) t += x;
-    return t;
-  }
-};
-
 // Activation buffers reused across forward calls (sized on demand).
 struct ForwardScratch {
-  std::vector<float> x, h, q, k, v, att, tmp, gate, up;
+  std::vector<float> x, head_in;  // the residual stream [T, d]; the rows that get logits
   std::vector<int32_t> pos;
+  LayerActs acts;                 // one layer's activations, reused layer after layer
   // When non-null, forward() times each op with std::chrono::steady_clock (from the end of the
   // previous op to the end of this one, so the ops add up to the whole call) and adds the times
   // to *profile. Null (the default) costs one branch per op. Not owned, not synchronised: one
   // profile per concurrently running forward(), as for the scratch itself.
   ForwardProfile* profile = nullptr;
-  MoeScratch moe;
-  MlaScratch mla;
   // When non-null, MoE layers add the number of tokens routed to each expert:
   // (*expert_load)[layer * n_experts + e]. Sized by forward() to n_layers * n_experts.
   std::vector<int64_t>* expert_load = nullptr;
@@ -217,9 +135,6 @@ class Model {
   void add_layer_parameters(std::vector<std::pair<std::string, Tensor>>& out, const std::string& prefix,
                             const DecoderLayer& ly) const;
   MlaPath mla_path_ = MlaPath::Auto;
-  void mla_attention(const DecoderLayer& ly, int64_t layer, std::span<const SeqChunk> chunks,
-                     const std::vector<int64_t>& pos0, KVCache& cache, const float* h, const int32_t* pos,
-                     float* out, ForwardScratch& s) const;
   RopeTable rope_;
   int64_t n_params_ = 0;
   std::map<std::string, DType> stored_dtypes_;

@@ -2,8 +2,9 @@
 // each next token of a batch of sequences (at a temperature), keeping the activations, and a
 // backward pass that turns dL/dlogprob per token into gradients of every weight.
 // Every loss (SFT cross-entropy, GRPO, distillation) is a function of these logprobs, so the
-// steps only differ in how they compute dL/dlogprob (llm.c style: layers' forward and backward
-// side by side, activations kept per step, no general autograd).
+// steps only differ in how they compute dL/dlogprob (llm.c style: the layers' forward and
+// backward side by side in sdk/model/layers/, the forward being the one inference runs;
+// activations kept per step, no general autograd).
 //
 // Scope: every architecture the engine runs, in f32: dense decoders (Llama, Qwen2; GQA, q/k/v
 // bias, llama3 RoPE), Qwen3's per-head q/k RMSNorm, Mixture-of-Experts FFNs (Mixtral, Qwen2-MoE
@@ -38,33 +39,6 @@ struct Gradients {
   static Gradients zeros_like(const Model& m);
   Tensor& at(const std::string& name);
 };
-
-// Activations LogprobPass keeps between forward() and backward() (internal).
-namespace train_detail {
-// One SwiGLU MLP's activations over its rows.
-struct MlpActs {
-  std::vector<float> gate, up, act, y;  // y: the MLP output (kept for MoE routing weights)
-};
-struct LayerActs {
-  std::vector<float> x_in, rstd1, h1;
-  // Attention inputs: GQA q [T, H*hd] / k, v [T, kv*hd] after q/k norm and RoPE; MLA q and the
-  // expanded keys [T, H*(nope+rope)] (rope dims de-interleaved, roped), values [T, H*v].
-  std::vector<float> q, k, v, att, x_mid, rstd2, h2;
-  std::vector<float> lse;  // f32 [T, H]: attention's row log-sum-exp per (token, head); no [T x T] is kept
-  std::vector<float> q_raw, k_raw, q_rstd, k_rstd;  // Qwen3 q/k norm: projections before the norm
-  // MLA: q LoRA (before / after its norm), latent (before / after kv_a_layernorm).
-  std::vector<float> qa_raw, qa_rstd, qa_n, lat_raw, lat_rstd, lat;
-  MlpActs mlp;  // dense FFN
-  // MoE FFN: router logits [T, E], chosen experts and weights [T, K], per expert its rows
-  // (token * K + slot) and activations, the shared expert and its gate logit [T].
-  std::vector<float> router_logits, route_w;
-  std::vector<int32_t> route_idx;
-  std::vector<std::vector<int32_t>> expert_rows;
-  std::vector<MlpActs> experts;
-  MlpActs shared;
-  std::vector<float> shared_gate_logit;
-};
-}  // namespace train_detail
 
 class LogprobPass {
  public:
@@ -117,17 +91,16 @@ class LogprobPass {
   const std::vector<std::vector<int32_t>>& routes() const { return routes_; }
 
  private:
-  using MlpActs = train_detail::MlpActs;
-  using LayerActs = train_detail::LayerActs;
   const Model* model_ = nullptr;
   float temperature_ = 1.0f;
   std::vector<int32_t> tokens_;     // all sequences concatenated [T]
   std::vector<int32_t> pos_;        // position within its sequence [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
-  std::vector<float> lse_;
+  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward
   bool recompute_ = false;
-  void layer_forward(int64_t l, std::vector<float>& x, std::vector<float>& tmp, bool record);  // log-sum-exp of each target row's logits / T (forward), reused by backward
+  LayerCtx layer_ctx() const;
+  void layer_forward(int64_t l, std::vector<float>& x, bool record);
   double aux_loss_ = 0.0;
   std::vector<int64_t> target_row_; // for each target: the row whose logits predict it
   std::vector<int32_t> target_id_;

@@ -138,7 +138,7 @@ TEST_CASE("rmsnorm, silu_mul, add_inplace against double", "[cpu_backend]") {
     const int64_t rows = 5;
     auto x = randn(size_t(rows * dim), 11), w = randn(size_t(dim), 12);
     std::vector<float> y(x.size());
-    cpu_backend().rmsnorm(y.data(), x.data(), w.data(), rows, dim, 1e-6f);
+    cpu_backend().rmsnorm(y.data(), x.data(), w.data(), rows, dim, 1e-6f, nullptr);
     for (int64_t r = 0; r < rows; ++r) {
       double ss = 0;
       for (int64_t i = 0; i < dim; ++i) ss += double(x[size_t(r * dim + i)]) * x[size_t(r * dim + i)];
@@ -151,7 +151,7 @@ TEST_CASE("rmsnorm, silu_mul, add_inplace against double", "[cpu_backend]") {
     }
     // in place (y aliases x)
     auto xi = x;
-    cpu_backend().rmsnorm(xi.data(), xi.data(), w.data(), rows, dim, 1e-6f);
+    cpu_backend().rmsnorm(xi.data(), xi.data(), w.data(), rows, dim, 1e-6f, nullptr);
     CHECK(xi == y);
   }
   for (int64_t n : {1, 9, 20000}) {  // 20000: the threaded branch

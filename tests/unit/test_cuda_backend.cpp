@@ -367,10 +367,10 @@ TEST_CASE("cuda_backend: rmsnorm matches the CPU (1e-5)", "[cuda][gpu]") {
         std::vector<float> x = randv(size_t(rows * dim), seed += 3, -3.0f, 3.0f);
         std::vector<float> w = randv(size_t(dim), seed + 1, 0.5f, 1.5f);
         std::vector<float> y_cpu(x.size());
-        cpu_backend().rmsnorm(y_cpu.data(), x.data(), w.data(), rows, dim, 1e-6f);
+        cpu_backend().rmsnorm(y_cpu.data(), x.data(), w.data(), rows, dim, 1e-6f, nullptr);
         Dev dx(g, x), dw(g, w), dy(g, x.size() * 4);
         float* out = alias ? dx.as<float>() : dy.as<float>();
-        g->rmsnorm(out, dx.as<float>(), dw.as<float>(), rows, dim, 1e-6f);
+        g->rmsnorm(out, dx.as<float>(), dw.as<float>(), rows, dim, 1e-6f, nullptr);
         const double err = rel_err(alias ? dx.get<float>() : dy.get<float>(), y_cpu);
         INFO("rel err " << err);
         CHECK(err <= 1e-5);

@@ -6,13 +6,14 @@
 
 namespace reason::kernels::cpu::REASON_ISA_NS {
 
-void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps) {
+void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* rstd) {
   const int nt = cpu_threads();
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;
     const float inv = 1.0f / sqrtf(sum_squares(xr, dim) / float(dim) + eps);
+    if (rstd) rstd[r] = inv;
     for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
   }
 }

@@ -7,7 +7,7 @@
 namespace reason::kernels::cpu::REASON_ISA_NS {
 
 void matmul_small_m(const MatmulArgs& a);
-void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps);
+void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* rstd);
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
           const int32_t* pos, const float* inv_freq, float attn_factor);
 void attention(const AttnArgs& a);

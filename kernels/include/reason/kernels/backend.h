@@ -120,9 +120,11 @@ class Backend {
   virtual void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) = 0;
 
-  // y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w   (w f32 [dim]); y may alias x.
+  // y[r, :] = x[r, :] * rstd[r] * w,  rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps)  (w f32 [dim]);
+  // y may alias x. rstd (f32 [rows]) may be null; when given it receives the factor y used,
+  // which the training backward needs.
   virtual void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
-                       float eps) = 0;
+                       float eps, float* rstd) = 0;
 
   // Rotary embedding in the rotate_half (GPT-NeoX) layout on the first rot_dim values of
   // every head: pairs (i, i + rot_dim/2) rotate by angle pos[t] * inv_freq[i], and cos/sin

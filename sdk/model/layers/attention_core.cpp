@@ -1,0 +1,76 @@
+#include "model/layers/attention_core.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "reason/kernels/backend.h"
+
+namespace reason {
+
+namespace {
+
+kernels::FlashAttnArgs flash_args(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale,
+                                  const float* q, const float* k, const float* v, float* out, float* lse) {
+  kernels::FlashAttnArgs f;
+  f.q = q, f.k = k, f.v = v, f.o = out, f.lse = lse;
+  f.seq_start = seq_start.data();
+  f.n_seqs = int(seq_start.size()) - 1;
+  f.n_heads = int(sh.heads), f.n_kv_heads = int(sh.heads / sh.group), f.dk = int(sh.dk), f.dv = int(sh.dv);
+  f.q_stride = sh.q_ld, f.k_stride = sh.k_ld, f.v_stride = sh.v_ld, f.o_stride = sh.o_ld;
+  f.scale = scale;
+  return f;
+}
+
+}  // namespace
+
+void attention_packed_forward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+                              const float* k, const float* v, float* out, std::vector<float>& lse) {
+  lse.resize(size_t(seq_start.back() * sh.heads));
+  kernels::cpu_backend().attention_fwd_train(flash_args(sh, seq_start, scale, q, k, v, out, lse.data()));
+}
+
+void attention_packed_backward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+                               const float* k, const float* v, const float* out, const std::vector<float>& lse,
+                               const float* dout, float* dq, float* dk, float* dv) {
+  kernels::FlashAttnBwdArgs b;
+  b.fwd = flash_args(sh, seq_start, scale, q, k, v, const_cast<float*>(out), const_cast<float*>(lse.data()));
+  std::vector<float> delta(lse.size());
+  b.dout = dout, b.dq = dq, b.dk = dk, b.dv = dv, b.delta = delta.data();
+  kernels::cpu_backend().attention_bwd(b);
+}
+
+void rope_backward(float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
+                   const RopeTable& rope) {
+  const int64_t half = rot / 2;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const float ang = float(pos[t]) * rope.inv_freq[size_t(i)];
+      const float c = std::cos(ang) * rope.attn_factor, s = std::sin(ang) * rope.attn_factor;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = dx + t * stride + h * hd;
+        const float ga = v[i], gb = v[i + half];
+        v[i] = ga * c + gb * s;
+        v[i + half] = -ga * s + gb * c;
+      }
+    }
+}
+
+void rope_deinterleave(float* x, int64_t r, float* tmp) {
+  const int64_t half = r / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    tmp[i] = x[2 * i];
+    tmp[half + i] = x[2 * i + 1];
+  }
+  std::memcpy(x, tmp, size_t(r) * sizeof(float));
+}
+
+void rope_reinterleave(float* x, int64_t r, float* tmp) {
+  const int64_t half = r / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    tmp[2 * i] = x[i];
+    tmp[2 * i + 1] = x[half + i];
+  }
+  std::memcpy(x, tmp, size_t(r) * sizeof(float));
+}
+
+}  // namespace reason

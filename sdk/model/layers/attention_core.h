@@ -1,0 +1,41 @@
+// The pieces GQA and MLA attention share: causal attention over packed whole sequences in O(rows)
+// memory (FlashAttention-2, a backend op) forward and backward, RoPE's transpose, and MLA's rope
+// (de)interleaving.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/rope.h"
+
+namespace reason {
+
+// Where each head's vectors live: query head h reads key/value head h / group; token row t of
+// head h at base + t * ld + h * (dk for q/k, dv for v/out).
+struct AttnShape {
+  int64_t heads = 0, group = 1;
+  int64_t dk = 0, dv = 0;  // q/k and v values per head
+  int64_t q_ld = 0, k_ld = 0, v_ld = 0, o_ld = 0;
+};
+
+// Causal attention within each sequence of seq_start (no [T x T] matrix); out is overwritten,
+// lse (resized to [T, heads]) keeps each row's log-sum-exp for the backward.
+void attention_packed_forward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+                              const float* k, const float* v, float* out, std::vector<float>& lse);
+
+// dq, dk, dv (laid out as q, k, v; overwritten) from dout (laid out as out), recomputing the
+// probabilities tile by tile from the forward's out and lse.
+void attention_packed_backward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+                               const float* k, const float* v, const float* out, const std::vector<float>& lse,
+                               const float* dout, float* dq, float* dk, float* dv);
+
+// The transpose of the rotate-half rotation on the first rot dims of each head (token t head h at
+// dx + t * stride + h * hd), i.e. the gradient through the backend's rope.
+void rope_backward(float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
+                   const RopeTable& rope);
+
+// MLA rope dims stored as interleaved pairs (x0,x1),(x2,x3)... -> [evens | odds] (the rotate-half
+// layout), and the transpose of that permutation (for gradients). tmp holds r floats.
+void rope_deinterleave(float* x, int64_t r, float* tmp);
+void rope_reinterleave(float* x, int64_t r, float* tmp);
+
+}  // namespace reason

@@ -1,0 +1,90 @@
+// What one pass of the decoder layers runs over (LayerCtx) and what a layer's forward writes
+// (LayerActs). Shared by inference and training, which run the same layer forward:
+// - inference (Model::forward): rows are chunks that continue KV-cache slots; keys and values go
+//   to the cache; one LayerActs is reused layer after layer;
+// - training (LogprobPass): rows are whole sequences; attention runs over the layer's own keys
+//   and values (FlashAttention-2, keeping the row log-sum-exp); one LayerActs per layer is kept
+//   for the backward, which sits beside each forward (sdk/model/layers/*.cpp).
+// Threads: a LayerCtx and its LayerActs belong to one pass on one thread.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "infer/kv_cache.h"
+#include "model/config.h"
+#include "model/forward_profile.h"
+#include "model/rope.h"
+
+namespace reason {
+
+// Which MLA attention computation runs: the expanded one (per-head keys and values rebuilt from
+// the cached latents; used for prompts and training) or the absorbed one (W_UK folded into the
+// query and W_UV into the output, attending over the latents directly; used for decode).
+// Both give the same result to rounding.
+enum class MlaPath { Auto, Expanded, Absorbed };
+
+// A run of consecutive positions [pos0, pos0 + n) of the sequence in cache slot `slot`.
+struct SeqChunk {
+  int slot = 0;
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+  bool all_logits = false;  // logits for every position (scoring) or only the last (generation)
+};
+
+// One SwiGLU MLP's activations over its rows.
+struct MlpActs {
+  std::vector<float> gate, up, act, y;  // act = silu(gate) * up; y = the MLP's output
+};
+
+// Buffers of the MLA attention that only inference uses (absorbed / expanded over the cache).
+struct MlaCacheScratch {
+  std::vector<float> qp, op, kvb, kx, vx, qx, ox;
+};
+
+// A decoder layer's activations over the pass's rows (T).
+struct LayerActs {
+  // Training only (LayerCtx::keep_inputs): the layer's input and the residual after attention.
+  std::vector<float> x_in, x_mid;
+  std::vector<float> rstd1, h1, rstd2, h2;  // the two RMSNorms: row factors [T] and outputs [T, d]
+  // Attention inputs: GQA q [T, H*hd] / k, v [T, kv*hd] after q/k norm and RoPE; MLA q and (in
+  // training) the expanded keys [T, H*(nope+rope)] (rope dims de-interleaved, roped), values
+  // [T, H*v]. att: attention output [T, H*v]; lse [T, H]: its row log-sum-exp (training only).
+  std::vector<float> q, k, v, att, lse;
+  std::vector<float> q_raw, k_raw, q_rstd, k_rstd;  // Qwen3 q/k norm: projections before the norm
+  // MLA: q LoRA (before / after its norm), latent (before / after kv_a_layernorm), roped shared key.
+  std::vector<float> qa_raw, qa_rstd, qa_n, lat_raw, lat_rstd, lat, kr;
+  MlpActs mlp;  // dense FFN
+  // MoE FFN: router logits [T, E], chosen experts and weights [T, K], per expert its rows
+  // (token * K + slot) and activations, the shared expert and its gate logit [T].
+  std::vector<float> router_logits, route_w;
+  std::vector<int32_t> route_idx;
+  std::vector<std::vector<int32_t>> expert_rows;
+  std::vector<MlpActs> experts;
+  MlpActs shared;
+  std::vector<float> shared_gate_logit;
+  std::vector<float> ffn_out, tmp;  // the FFN block's output [T, d]; o_proj output [T, d]
+  MlaCacheScratch mla_cache;
+};
+
+struct LayerCtx {
+  const ModelConfig* cfg = nullptr;
+  const RopeTable* rope = nullptr;
+  int64_t rows = 0;             // T: rows of every sequence or chunk, concatenated
+  const int32_t* pos = nullptr; // [T] position of each row within its sequence
+  // Training: sequence s is rows [seq_start[s], seq_start[s + 1]); no cache.
+  const std::vector<int64_t>* seq_start = nullptr;
+  // Inference: the chunks (in row order), their slots' lengths before this pass, and the cache.
+  KVCache* cache = nullptr;
+  std::span<const SeqChunk> chunks;
+  const std::vector<int64_t>* pos0 = nullptr;
+  MlaPath mla_path = MlaPath::Auto;
+  bool keep_inputs = false;     // training: keep x_in and x_mid for the backward
+  OpLaps* laps = nullptr;       // inference profile, or null
+
+  void lap(ForwardOp op, double weight_bytes = 0) const {
+    if (laps) (*laps)(op, weight_bytes);
+  }
+};
+
+}  // namespace reason

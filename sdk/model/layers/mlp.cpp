@@ -1,0 +1,42 @@
+#include "model/layers/mlp.h"
+
+#include <cmath>
+#include <vector>
+
+#include "reason/kernels/backend.h"
+
+namespace reason {
+
+void mlp_forward(const SwiGLU& m, const float* x, int64_t n, int64_t d, MlpActs& a, OpLaps* laps) {
+  const int64_t ffn = m.gate.w.dim(0);
+  a.gate.resize(size_t(n * ffn));
+  a.up.resize(size_t(n * ffn));
+  a.act.resize(size_t(n * ffn));
+  a.y.resize(size_t(n * d));
+  OpLaps none(nullptr);
+  OpLaps& lap = laps ? *laps : none;
+  linear_forward(m.gate, x, n, a.gate.data());
+  lap(ForwardOp::GateProj, double(m.gate.w.nbytes()));
+  linear_forward(m.up, x, n, a.up.data());
+  lap(ForwardOp::UpProj, double(m.up.w.nbytes()));
+  kernels::cpu_backend().silu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn);
+  lap(ForwardOp::SiluMul);
+  linear_forward(m.down, a.act.data(), n, a.y.data());
+  lap(ForwardOp::DownProj, double(m.down.w.nbytes()));
+}
+
+void mlp_backward(const SwiGLU& m, const float* x, int64_t n, const MlpActs& a, const float* dy, float* dx,
+                  bool accumulate_dx, const ParamGrads& g) {
+  const int64_t ffn = m.gate.w.dim(0);
+  std::vector<float> dact(size_t(n * ffn)), dgate(size_t(n * ffn)), dup(size_t(n * ffn));
+  linear_backward(m.down, a.act.data(), dy, n, dact.data(), false, g);
+  for (int64_t i = 0; i < n * ffn; ++i) {
+    const float z = a.gate[size_t(i)], sg = 1.0f / (1.0f + std::exp(-z));
+    dup[size_t(i)] = dact[size_t(i)] * z * sg;
+    dgate[size_t(i)] = dact[size_t(i)] * a.up[size_t(i)] * sg * (1.0f + z * (1.0f - sg));
+  }
+  linear_backward(m.gate, x, dgate.data(), n, dx, accumulate_dx, g);
+  linear_backward(m.up, x, dup.data(), n, dx, true, g);
+}
+
+}  // namespace reason
