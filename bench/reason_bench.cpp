@@ -14,7 +14,7 @@
 //
 // --profile: after the timed repetitions, runs prefill and decode again (min(R, 3) times each)
 // with ForwardScratch::profile set, so that Model::forward itself times each of its ops
-// (sdk/model/dense_decoder.cpp): where the time of a decode step and of a prefill goes, and at
+// (sdk/model/model_forward.cpp and the layer forwards in sdk/model/layers/): where the time of a decode step and of a prefill goes, and at
 // what bandwidth each matmul streams its weights. The ops' total is printed next to the wall
 // time of the profiled forwards and to the best unprofiled repetition, and a streaming-read
 // probe gives this machine's bandwidth: the decode roofline.

@@ -95,6 +95,54 @@ class CpuBackend final : public Backend {
   }
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override { cpu::isa_ops().silu_mul(out, gate, up, n); }
   void add_inplace(float* y, const float* x, int64_t n) override { cpu::isa_ops().add_inplace(y, x, n); }
+
+  void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t dim) override {
+    if (n < 0 || dim < 0) throw BackendError("cpu gather_rows: negative size");
+    if (n == 0 || dim == 0) return;
+    if (!out || !table || !ids) throw BackendError("cpu gather_rows: null pointer");
+    const size_t es = dtype_size(dtype);
+    if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+      throw BackendError(std::string("cpu gather_rows: unsupported table dtype ") + dtype_name(dtype));
+    const char* base = static_cast<const char*>(table);
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (n * dim > 65536)
+    for (int64_t r = 0; r < n; ++r) {
+      const void* row = base + size_t(ids[r]) * size_t(dim) * es;
+      if (dtype == DType::F32)
+        std::memcpy(out + r * dim, row, size_t(dim) * 4);
+      else
+        convert_to_f32(out + r * dim, row, dtype, size_t(dim));
+    }
+  }
+  void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
+                   int64_t rows, int64_t dim) override {
+    if (rows < 0 || dim < 0) throw BackendError("cpu rmsnorm_bwd: negative size");
+    cpu::isa_ops().rmsnorm_bwd(dx, dw, x, w, rstd, dy, rows, dim);
+  }
+  void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+                const int32_t* pos, const float* inv_freq, float attn_factor) override {
+    if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) throw BackendError("cpu rope_bwd: bad rot_dim");
+    cpu::isa_ops().rope_bwd(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor);
+  }
+  void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n) override {
+    cpu::isa_ops().silu_mul_bwd(dgate, dup, gate, up, dout, n);
+  }
+  void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) override {
+    if (n < 0 || dim < 0) throw BackendError("cpu scatter_add_rows: negative size");
+    cpu::isa_ops().scatter_add_rows(table, ids, src, n, dim);
+  }
+  void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override {
+    if (rows < 0 || cols < 0) throw BackendError("cpu add_column_sums: negative size");
+    cpu::isa_ops().add_column_sums(out, x, rows, cols);
+  }
+  double sum_squares(const float* x, int64_t n) override {
+    if (n < 0) throw BackendError("cpu sum_squares: negative size");
+    return cpu::isa_ops().sum_squares(x, n);
+  }
+  void adamw_update(const AdamWArgs& a) override {
+    if (a.n < 0) throw BackendError("cpu adamw_update: negative size");
+    if (a.n > 0 && (!a.w || !a.m || !a.v || !a.g)) throw BackendError("cpu adamw_update: null pointer");
+    cpu::isa_ops().adamw_update(a);
+  }
 };
 
 }  // namespace

@@ -360,6 +360,101 @@ void CudaBackend::add_inplace(float* y, const float* x, int64_t n) {
   check(launch_add_inplace(y, x, n, stream_), op, "kernel launch");
 }
 
+void CudaBackend::gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n,
+                              int64_t dim) {
+  const char* op = "gather_rows";
+  need(n >= 0 && dim >= 0, op, "negative size");
+  if (n == 0 || dim == 0) return;
+  need(out && table && ids, op, "null pointer");
+  const int dt = dtype == DType::F32 ? 0 : dtype == DType::BF16 ? 1 : dtype == DType::F16 ? 2 : -1;
+  need(dt >= 0, op, "table dtype must be f32, bf16 or f16");
+  DeviceGuard g(device_, op);
+  check(launch_gather_rows(out, table, dt, ids, n, dim, stream_), op, "kernel launch");
+}
+
+void CudaBackend::rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd,
+                              const float* dy, int64_t rows, int64_t dim) {
+  const char* op = "rmsnorm_bwd";
+  need(rows >= 0 && dim >= 0, op, "negative size");
+  if (rows == 0 || dim == 0) return;
+  need(dx && dw && x && w && rstd && dy, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_rmsnorm_bwd(dx, dw, x, w, rstd, dy, rows, dim, stream_), op, "kernel launch");
+}
+
+void CudaBackend::rope_bwd(float* dx, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+                           const int32_t* pos, const float* inv_freq, float attn_factor) {
+  const char* op = "rope_bwd";
+  need(n_tokens >= 0 && n_heads >= 0 && head_dim >= 0, op, "negative size");
+  need(rot_dim >= 0 && rot_dim <= head_dim && rot_dim % 2 == 0, op, "rot_dim must be even and <= head_dim");
+  if (n_tokens == 0 || n_heads == 0 || rot_dim == 0) return;
+  need(dx && pos && inv_freq, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_rope_bwd(dx, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, stream_), op,
+        "kernel launch");
+}
+
+void CudaBackend::silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                               int64_t n) {
+  const char* op = "silu_mul_bwd";
+  need(n >= 0, op, "negative size");
+  if (n == 0) return;
+  need(dgate && dup && gate && up && dout, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_silu_mul_bwd(dgate, dup, gate, up, dout, n, stream_), op, "kernel launch");
+}
+
+void CudaBackend::scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) {
+  const char* op = "scatter_add_rows";
+  need(n >= 0 && dim >= 0, op, "negative size");
+  if (n == 0 || dim == 0) return;
+  need(table && ids && src, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_scatter_add_rows(table, ids, src, n, dim, stream_), op, "kernel launch");
+}
+
+void CudaBackend::add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) {
+  const char* op = "add_column_sums";
+  need(rows >= 0 && cols >= 0, op, "negative size");
+  if (rows == 0 || cols == 0) return;
+  need(out && x, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_add_column_sums(out, x, rows, cols, stream_), op, "kernel launch");
+}
+
+double CudaBackend::sum_squares(const float* x, int64_t n) {
+  const char* op = "sum_squares";
+  need(n >= 0, op, "negative size");
+  if (n == 0) return 0.0;
+  need(x != nullptr, op, "null pointer");
+  const int64_t nb = (n + kSumSquaresBlock - 1) / kSumSquaresBlock;
+  std::vector<double> host(size_t(nb), 0.0);
+  double* part = static_cast<double*>(alloc(size_t(nb) * sizeof(double)));
+  try {
+    DeviceGuard g(device_, op);
+    check(launch_sum_squares_blocks(part, x, n, stream_), op, "kernel launch");
+    download(host.data(), part, size_t(nb) * sizeof(double));
+  } catch (...) {
+    dealloc(part);
+    throw;
+  }
+  dealloc(part);
+  double total = 0;
+  for (double p : host) total += p;
+  return total;
+}
+
+void CudaBackend::adamw_update(const AdamWArgs& a) {
+  const char* op = "adamw_update";
+  need(a.n >= 0, op, "negative size");
+  if (a.n == 0) return;
+  need(a.w && a.m && a.v && a.g, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_adamw(a.w, a.m, a.v, a.g, a.n, a.lr, a.beta1, a.beta2, a.eps, a.decay, a.clip, a.step_size,
+                     a.bc2_sqrt, stream_),
+        op, "kernel launch");
+}
+
 }  // namespace cuda
 
 // The process-wide CUDA backend on device 0, opened on first use (thread-safe) and kept for the

@@ -56,6 +56,17 @@ class CudaBackend final : public Backend {
   void attention_bwd(const FlashAttnBwdArgs& a) override;
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override;
   void add_inplace(float* y, const float* x, int64_t n) override;
+  void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t dim) override;
+  void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
+                   int64_t rows, int64_t dim) override;
+  void rope_bwd(float* dx, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+                const int32_t* pos, const float* inv_freq, float attn_factor) override;
+  void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                    int64_t n) override;
+  void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) override;
+  void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override;
+  double sum_squares(const float* x, int64_t n) override;  // synchronises (the result is a host value)
+  void adamw_update(const AdamWArgs& a) override;
 
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }

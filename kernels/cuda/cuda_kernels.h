@@ -63,4 +63,24 @@ struct AttnShape {
 // One block per (query token, head) of the chunk; online softmax over the causal keys.
 cudaError_t launch_attention(const AttnChunk& chunk, const AttnShape& shape, cudaStream_t stream);
 
+// ---- train_kernels.cu: the training ops of backend.h. Column reductions give one thread per
+// column, summing rows in order (results independent of the launch shape).
+// table_dtype: 0 f32, 1 bf16, 2 f16.
+cudaError_t launch_gather_rows(float* out, const void* table, int table_dtype, const int32_t* ids, int64_t n,
+                               int64_t dim, cudaStream_t stream);
+cudaError_t launch_rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd,
+                               const float* dy, int64_t rows, int64_t dim, cudaStream_t stream);
+cudaError_t launch_rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+                            const int32_t* pos, const float* inv_freq, float attn_factor, cudaStream_t stream);
+cudaError_t launch_silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                                int64_t n, cudaStream_t stream);
+cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim,
+                                    cudaStream_t stream);
+cudaError_t launch_add_column_sums(float* out, const float* x, int64_t rows, int64_t cols, cudaStream_t stream);
+// partial[b] = sum of x[i]^2 (double) over block b of 4096 elements.
+constexpr int64_t kSumSquaresBlock = 4096;
+cudaError_t launch_sum_squares_blocks(double* partial, const float* x, int64_t n, cudaStream_t stream);
+cudaError_t launch_adamw(float* w, float* m, float* v, const float* g, int64_t n, float lr, float beta1, float beta2,
+                         float eps, float decay, float clip, float step_size, float bc2_sqrt, cudaStream_t stream);
+
 }  // namespace reason::kernels::cuda

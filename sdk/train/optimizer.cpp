@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "reason/kernels/backend.h"
 
 namespace reason {
 
@@ -29,17 +30,19 @@ float AdamW::step(const std::vector<std::pair<std::string, Tensor>>& params, Gra
                   const std::vector<std::string>& frozen) {
   auto is_frozen = [&](const std::string& n) { return std::find(frozen.begin(), frozen.end(), n) != frozen.end(); };
   // Validate and measure before touching anything.
+  kernels::Backend& be = kernels::cpu_backend();
   double sq = 0;
   for (const auto& [name, p] : params) {
     if (is_frozen(name)) continue;
     const Tensor& g = grads.at(name);
     const float* gd = g.data<float>();
     const int64_t n = g.numel();
-    for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(gd[i]))
-        fail(ErrorCode::InvalidArgument, "gradient of '{}' is not finite (element {}); the step was not applied", name, i);
-      sq += double(gd[i]) * gd[i];
-    }
+    const double s = be.sum_squares(gd, n);
+    if (!std::isfinite(s))  // a NaN or infinity (squares of finite floats cannot overflow a double)
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(gd[i]))
+          fail(ErrorCode::InvalidArgument, "gradient of '{}' is not finite (element {}); the step was not applied", name, i);
+    sq += s;
   }
   const float norm = float(std::sqrt(sq));
   float clip = 1.0f;
@@ -59,16 +62,12 @@ float AdamW::step(const std::vector<std::pair<std::string, Tensor>>& params, Gra
     const float* g = grads.at(name).data<float>();
     float* m = it->second.first.data<float>();
     float* v = it->second.second.data<float>();
-    const float decay = no_weight_decay(name) ? 0.0f : cfg_.weight_decay;
-    const int64_t n = p.numel();
-    for (int64_t i = 0; i < n; ++i) {
-      const float gi = g[i] * clip;
-      if (decay != 0.0f) w[i] *= 1.0f - lr * decay;
-      m[i] = cfg_.beta1 * m[i] + (1.0f - cfg_.beta1) * gi;
-      v[i] = cfg_.beta2 * v[i] + (1.0f - cfg_.beta2) * gi * gi;
-      const float denom = std::sqrt(v[i]) / bc2_sqrt + cfg_.eps;
-      w[i] -= step_size * m[i] / denom;
-    }
+    kernels::AdamWArgs a;
+    a.w = w, a.m = m, a.v = v, a.g = g, a.n = p.numel();
+    a.lr = lr, a.beta1 = cfg_.beta1, a.beta2 = cfg_.beta2, a.eps = cfg_.eps;
+    a.decay = no_weight_decay(name) ? 0.0f : cfg_.weight_decay;
+    a.clip = clip, a.step_size = step_size, a.bc2_sqrt = bc2_sqrt;
+    be.adamw_update(a);
   }
   return norm;
 }

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "reason/kernels/backend.h"
@@ -452,4 +453,195 @@ TEST_CASE("flash attention rejects bad arguments with a BackendError naming the 
   b.fwd = a;
   starts[1] = 2;
   CHECK_THROWS_WITH(cpu_backend().attention_bwd(b), Catch::Contains("null pointer"));
+}
+
+namespace {
+
+// Runs f with 1 thread and with 2, returning both results (the training ops promise the same bits).
+template <class F>
+auto with_1_and_2_threads(F f) {
+  set_cpu_threads(1);
+  auto one = f();
+  set_cpu_threads(2);
+  auto two = f();
+  set_cpu_threads(0);
+  return std::make_pair(one, two);
+}
+
+}  // namespace
+
+TEST_CASE("rmsnorm_bwd against double, and the same bits for 1 and 2 threads", "[cpu_backend][train_ops]") {
+  for (int64_t dim : {1, 7, 64, 133}) {
+    const int64_t rows = 37;
+    INFO("dim " << dim);
+    auto x = randn(size_t(rows * dim), 41), w = randn(size_t(dim), 42), dy = randn(size_t(rows * dim), 43);
+    const auto dx0 = randn(size_t(rows * dim), 44), dw0 = randn(size_t(dim), 45);
+    std::vector<float> y(x.size()), rstd(static_cast<size_t>(rows));
+    cpu_backend().rmsnorm(y.data(), x.data(), w.data(), rows, dim, 1e-6f, rstd.data());
+    auto run = [&] {
+      auto dx = dx0, dw = dw0;
+      cpu_backend().rmsnorm_bwd(dx.data(), dw.data(), x.data(), w.data(), rstd.data(), dy.data(), rows, dim);
+      return std::make_pair(dx, dw);
+    };
+    auto [one, two] = with_1_and_2_threads(run);
+    CHECK(one == two);
+    const auto& [dx, dw] = one;
+    for (int64_t r = 0; r < rows; ++r) {
+      const double rs = rstd[size_t(r)];
+      double dot = 0, dot_abs = 0;
+      for (int64_t i = 0; i < dim; ++i) {
+        const double t = double(w[size_t(i)]) * dy[size_t(r * dim + i)] * x[size_t(r * dim + i)];
+        dot += t;
+        dot_abs += std::fabs(t);
+      }
+      for (int64_t i = 0; i < dim; ++i) {
+        const size_t k = size_t(r * dim + i);
+        const double a = rs * w[size_t(i)] * dy[k], b = dot * rs * rs * rs / double(dim) * x[k];
+        const double e = dx0[k] + a - b;
+        // the row dot in double, then a handful of f32 roundings of each term and the sum
+        const double tol = 8 * kU * (std::fabs(dx0[k]) + std::fabs(a) + dot_abs * rs * rs * rs / double(dim) * std::fabs(x[k]));
+        CHECK(std::fabs(dx[k] - e) <= tol + 1e-30);
+      }
+    }
+    for (int64_t i = 0; i < dim; ++i) {
+      double e = dw0[size_t(i)], mag = std::fabs(dw0[size_t(i)]);
+      for (int64_t r = 0; r < rows; ++r) {
+        const double t = double(dy[size_t(r * dim + i)]) * x[size_t(r * dim + i)] * rstd[size_t(r)];
+        e += t;
+        mag += std::fabs(t);
+      }
+      CHECK(std::fabs(dw[size_t(i)] - e) <= (gamma(rows + 1) + 4 * kU) * mag);
+    }
+  }
+}
+
+TEST_CASE("rope_bwd is rope's transpose; silu_mul_bwd against double", "[cpu_backend][train_ops]") {
+  const int64_t n_tok = 6;
+  const int n_heads = 3, head_dim = 10, rot = 6;
+  const int64_t stride = n_heads * head_dim + 4;
+  auto g = randn(size_t(n_tok * stride), 51);
+  const auto g0 = g;
+  std::vector<int32_t> pos = {0, 1, 5, 17, 300, 4095};
+  std::vector<float> inv_freq(rot / 2);
+  for (int i = 0; i < rot / 2; ++i) inv_freq[size_t(i)] = float(std::pow(10000.0, -2.0 * i / rot));
+  const float af = 1.25f;
+  cpu_backend().rope_bwd(g.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int h = 0; h < n_heads; ++h) {
+      const float* a = &g0[size_t(t * stride + h * head_dim)];
+      const float* r = &g[size_t(t * stride + h * head_dim)];
+      for (int i = 0; i < rot / 2; ++i) {
+        const double ang = double(float(pos[size_t(t)]) * inv_freq[size_t(i)]);
+        const double c = std::cos(ang) * af, s = std::sin(ang) * af;
+        // R^T g for R = [[c, -s], [s, c]]
+        const double e0 = a[i] * c + a[i + rot / 2] * s, e1 = a[i + rot / 2] * c - a[i] * s;
+        const double mag = (std::fabs(a[i]) + std::fabs(a[i + rot / 2])) * af;
+        CHECK(std::fabs(r[i] - e0) <= 8 * kU * mag);
+        CHECK(std::fabs(r[i + rot / 2] - e1) <= 8 * kU * mag);
+      }
+      for (int i = rot; i < head_dim; ++i) CHECK(r[i] == a[i]);
+    }
+  CHECK(g[size_t(n_heads * head_dim)] == g0[size_t(n_heads * head_dim)]);  // stride padding untouched
+
+  for (int64_t n : {1, 9, 20000}) {
+    auto gate = randn(size_t(n), 61, 3.0f), up = randn(size_t(n), 62), dout = randn(size_t(n), 63);
+    std::vector<float> dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));
+    cpu_backend().silu_mul_bwd(dg.data(), du.data(), gate.data(), up.data(), dout.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double z = gate[size_t(i)], s = 1.0 / (1.0 + std::exp(-z));
+      const double eu = dout[size_t(i)] * z * s, eg = dout[size_t(i)] * up[size_t(i)] * s * (1.0 + z * (1.0 - s));
+      const double mag_g = std::fabs(dout[size_t(i)] * up[size_t(i)] * s) * (1.0 + std::fabs(z * (1.0 - s)));
+      CHECK(std::fabs(du[size_t(i)] - eu) <= 12 * kU * std::fabs(eu) + 1e-30);  // expf 1 ulp + roundings
+      CHECK(std::fabs(dg[size_t(i)] - eg) <= 16 * kU * mag_g + 1e-30);
+    }
+  }
+}
+
+TEST_CASE("gather_rows, scatter_add_rows and add_column_sums: exact, in row order, any thread count",
+          "[cpu_backend][train_ops]") {
+  const int64_t V = 11, dim = 133, n = 50;
+  auto table = randn(size_t(V * dim), 71);
+  std::vector<uint16_t> tb(table.size()), th(table.size());
+  for (size_t i = 0; i < table.size(); ++i) tb[i] = f32_to_bf16(table[i]), th[i] = f32_to_f16(table[i]);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  std::mt19937 rng(72);
+  for (auto& id : ids) id = int32_t(rng() % V);  // many repeats
+  for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+    INFO("dtype " << dtype_name(dt));
+    const void* src = dt == DType::F32 ? static_cast<const void*>(table.data()) : dt == DType::BF16 ? tb.data() : th.data();
+    std::vector<float> out(size_t(n * dim));
+    cpu_backend().gather_rows(out.data(), src, dt, ids.data(), n, dim);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < dim; ++c) {
+        const size_t k = size_t(ids[size_t(r)] * dim + c);
+        const float e = dt == DType::F32 ? table[k] : dt == DType::BF16 ? bf16_to_f32(tb[k]) : f16_to_f32(th[k]);
+        CHECK(out[size_t(r * dim + c)] == e);
+      }
+  }
+  const auto dx = randn(size_t(n * dim), 73);
+  auto scatter = [&] {
+    auto t = table;
+    cpu_backend().scatter_add_rows(t.data(), ids.data(), dx.data(), n, dim);
+    return t;
+  };
+  auto [s1, s2] = with_1_and_2_threads(scatter);
+  CHECK(s1 == s2);
+  auto e = table;  // the documented order: rows in order, each added in f32
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < dim; ++c) e[size_t(ids[size_t(r)] * dim + c)] += dx[size_t(r * dim + c)];
+  CHECK(s1 == e);
+
+  auto colsum = [&] {
+    auto o = randn(size_t(dim), 74);
+    cpu_backend().add_column_sums(o.data(), dx.data(), n, dim);
+    return o;
+  };
+  auto [c1, c2] = with_1_and_2_threads(colsum);
+  CHECK(c1 == c2);
+  auto ec = randn(size_t(dim), 74);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < dim; ++c) ec[size_t(c)] += dx[size_t(r * dim + c)];
+  CHECK(c1 == ec);
+}
+
+TEST_CASE("sum_squares and adamw_update against double; non-finite input shows", "[cpu_backend][train_ops]") {
+  for (int64_t n : {0, 1, 4095, 4097, 50001}) {
+    INFO("n " << n);
+    const auto x = randn(size_t(n), uint32_t(80 + n));
+    auto [s1, s2] = with_1_and_2_threads([&] { return cpu_backend().sum_squares(x.data(), n); });
+    CHECK(s1 == s2);
+    double e = 0;
+    for (float v : x) e += double(v) * v;
+    CHECK(std::fabs(s1 - e) <= 1e-13 * e);
+  }
+  std::vector<float> bad = {1.0f, NAN, 2.0f};
+  CHECK_FALSE(std::isfinite(cpu_backend().sum_squares(bad.data(), 3)));
+  bad[1] = INFINITY;
+  CHECK_FALSE(std::isfinite(cpu_backend().sum_squares(bad.data(), 3)));
+
+  for (float decay : {0.0f, 0.01f}) {
+    const int64_t n = 20011;  // threaded branch and a tail
+    auto w = randn(size_t(n), 91), m = randn(size_t(n), 92, 0.1f), v = randn(size_t(n), 93, 0.1f);
+    for (auto& q : v) q = q * q;
+    const auto g = randn(size_t(n), 94), w0 = w, m0 = m, v0 = v;
+    AdamWArgs a;
+    a.w = w.data(), a.m = m.data(), a.v = v.data(), a.g = g.data(), a.n = n;
+    a.lr = 1e-3f, a.beta1 = 0.9f, a.beta2 = 0.999f, a.eps = 1e-8f, a.decay = decay, a.clip = 0.5f;
+    const int t = 3;
+    a.step_size = float(1e-3 / (1.0 - std::pow(0.9, t)));
+    a.bc2_sqrt = float(std::sqrt(1.0 - std::pow(0.999, t)));
+    cpu_backend().adamw_update(a);
+    // The f32 constants as the kernel has them (0.9f is not 0.9); 1 - beta is exact in f32.
+    const double b1 = a.beta1, c1 = 1.0f - a.beta1, b2 = a.beta2, c2 = 1.0f - a.beta2, keep = 1.0f - a.lr * decay;
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t k = size_t(i);
+      const double gi = double(g[k]) * 0.5;  // exact
+      const double em = b1 * m0[k] + c1 * gi, ev = b2 * v0[k] + c2 * gi * gi;
+      const double wd = double(w0[k]) * keep;
+      const double step = double(a.step_size) * em / (std::sqrt(ev) / a.bc2_sqrt + double(a.eps));
+      CHECK(std::fabs(m[k] - em) <= 4 * kU * (b1 * std::fabs(m0[k]) + c1 * std::fabs(gi)));
+      CHECK(std::fabs(v[k] - ev) <= 5 * kU * ev + 1e-30);
+      CHECK(std::fabs(w[k] - (wd - step)) <= 4 * kU * std::fabs(wd) + 16 * kU * std::fabs(step));
+    }
+  }
 }

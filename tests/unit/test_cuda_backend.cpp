@@ -460,3 +460,79 @@ TEST_CASE("cuda_backend: attention matches the CPU (1e-4)", "[cuda][gpu]") {
   // Single query head, single kv head; a head_dim that is not a multiple of 32.
   check_attention(g, 1, 1, 40, {{9, 0}, {1, 129}}, 0, 701);
 }
+
+TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops]") {
+  Backend* g = gpu();
+  if (!g) return;
+  uint32_t seed = 700;
+  for (int64_t rows : {1, 37})
+    for (int64_t dim : {7, 133, 896}) {
+      INFO("rows=" << rows << " dim=" << dim);
+      auto x = randv(size_t(rows * dim), seed += 5, -2.0f, 2.0f), w = randv(size_t(dim), seed + 1, 0.5f, 1.5f);
+      auto dy = randv(size_t(rows * dim), seed + 2), dx = randv(size_t(rows * dim), seed + 3), dw = randv(size_t(dim), seed + 4);
+      std::vector<float> y(x.size()), rstd(static_cast<size_t>(rows));
+      cpu_backend().rmsnorm(y.data(), x.data(), w.data(), rows, dim, 1e-6f, rstd.data());
+      Dev gx(g, x), gw(g, w), gdy(g, dy), gdx(g, dx), gdw(g, dw), gy(g, y.size() * 4), gr(g, rstd.size() * 4);
+      g->rmsnorm(gy.as<float>(), gx.as<float>(), gw.as<float>(), rows, dim, 1e-6f, gr.as<float>());
+      CHECK(rel_err(gr.get<float>(), rstd) <= 1e-5);
+      cpu_backend().rmsnorm_bwd(dx.data(), dw.data(), x.data(), w.data(), rstd.data(), dy.data(), rows, dim);
+      Dev grc(g, rstd);  // the CPU's factors, so the backward's inputs are equal
+      g->rmsnorm_bwd(gdx.as<float>(), gdw.as<float>(), gx.as<float>(), gw.as<float>(), grc.as<float>(), gdy.as<float>(),
+                     rows, dim);
+      CHECK(rel_err(gdx.get<float>(), dx) <= 1e-5);
+      CHECK(rel_err(gdw.get<float>(), dw) <= 1e-5);
+      // column sums, scatter-add (repeated ids) and gather
+      auto cs = randv(size_t(dim), seed + 6);
+      Dev gcs(g, cs);
+      cpu_backend().add_column_sums(cs.data(), dy.data(), rows, dim);
+      g->add_column_sums(gcs.as<float>(), gdy.as<float>(), rows, dim);
+      CHECK(gcs.get<float>() == cs);  // the same additions in the same order
+      std::vector<int32_t> ids(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) ids[size_t(r)] = int32_t((r * 7) % 5);
+      auto table = randv(size_t(5 * dim), seed + 7);
+      Dev gt(g, table), gids(g, ids);
+      cpu_backend().scatter_add_rows(table.data(), ids.data(), dy.data(), rows, dim);
+      g->scatter_add_rows(gt.as<float>(), gids.as<int32_t>(), gdy.as<float>(), rows, dim);
+      CHECK(gt.get<float>() == table);
+      std::vector<float> got(size_t(rows * dim));
+      cpu_backend().gather_rows(got.data(), table.data(), DType::F32, ids.data(), rows, dim);
+      Dev gg(g, got.size() * 4);
+      g->gather_rows(gg.as<float>(), gt.as<float>(), DType::F32, gids.as<int32_t>(), rows, dim);
+      CHECK(gg.get<float>() == got);
+      CHECK(std::fabs(g->sum_squares(gdy.as<float>(), rows * dim) - cpu_backend().sum_squares(dy.data(), rows * dim)) <=
+            1e-12 * cpu_backend().sum_squares(dy.data(), rows * dim));
+    }
+  for (int64_t n : {1, 1000, 100003}) {
+    INFO("n=" << n);
+    auto gate = randv(size_t(n), seed += 5, -8.0f, 8.0f), up = randv(size_t(n), seed + 1), dout = randv(size_t(n), seed + 2);
+    std::vector<float> dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));
+    cpu_backend().silu_mul_bwd(dg.data(), du.data(), gate.data(), up.data(), dout.data(), n);
+    Dev ggate(g, gate), gup(g, up), gdout(g, dout), gdg(g, size_t(n) * 4), gdu(g, size_t(n) * 4);
+    g->silu_mul_bwd(gdg.as<float>(), gdu.as<float>(), ggate.as<float>(), gup.as<float>(), gdout.as<float>(), n);
+    CHECK(rel_err(gdg.get<float>(), dg) <= 1e-5);
+    CHECK(rel_err(gdu.get<float>(), du) <= 1e-5);
+    auto w = randv(size_t(n), seed + 3), m = randv(size_t(n), seed + 4, -0.1f, 0.1f), v = randv(size_t(n), seed + 5, 0.0f, 0.01f);
+    Dev gw(g, w), gm(g, m), gv(g, v);
+    AdamWArgs a;
+    a.n = n, a.lr = 1e-3f, a.decay = 0.01f, a.clip = 0.7f, a.step_size = 2e-3f, a.bc2_sqrt = 0.05f;
+    a.w = w.data(), a.m = m.data(), a.v = v.data(), a.g = dout.data();
+    cpu_backend().adamw_update(a);
+    a.w = gw.as<float>(), a.m = gm.as<float>(), a.v = gv.as<float>(), a.g = gdout.as<float>();
+    g->adamw_update(a);
+    CHECK(rel_err(gw.get<float>(), w) <= 1e-6);
+    CHECK(rel_err(gm.get<float>(), m) <= 1e-6);
+    CHECK(rel_err(gv.get<float>(), v) <= 1e-6);
+  }
+  {  // rope_bwd on a partial rotary dim with padding
+    const int64_t n_tok = 9, stride = 3 * 80 + 5;
+    auto x = randv(size_t(n_tok * stride), seed += 5);
+    std::vector<int32_t> pos(static_cast<size_t>(n_tok));
+    for (int64_t t = 0; t < n_tok; ++t) pos[size_t(t)] = int32_t(t * 517 % 8192);
+    std::vector<float> inv_freq(16);
+    for (int i = 0; i < 16; ++i) inv_freq[size_t(i)] = float(1.0 / std::pow(10000.0, 2.0 * i / 32));
+    Dev gx(g, x), gpos(g, pos), gf(g, inv_freq);
+    cpu_backend().rope_bwd(x.data(), n_tok, 3, 80, 32, stride, pos.data(), inv_freq.data(), 1.25f);
+    g->rope_bwd(gx.as<float>(), n_tok, 3, 80, 32, stride, gpos.as<int32_t>(), gf.as<float>(), 1.25f);
+    CHECK(rel_err(gx.get<float>(), x) <= 1e-5);
+  }
+}

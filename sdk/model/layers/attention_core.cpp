@@ -1,6 +1,5 @@
 #include "model/layers/attention_core.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "reason/kernels/backend.h"
@@ -41,18 +40,8 @@ void attention_packed_backward(const AttnShape& sh, const std::vector<int64_t>& 
 
 void rope_backward(float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
                    const RopeTable& rope) {
-  const int64_t half = rot / 2;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < half; ++i) {
-      const float ang = float(pos[t]) * rope.inv_freq[size_t(i)];
-      const float c = std::cos(ang) * rope.attn_factor, s = std::sin(ang) * rope.attn_factor;
-      for (int64_t h = 0; h < heads; ++h) {
-        float* v = dx + t * stride + h * hd;
-        const float ga = v[i], gb = v[i + half];
-        v[i] = ga * c + gb * s;
-        v[i + half] = -ga * s + gb * c;
-      }
-    }
+  kernels::cpu_backend().rope_bwd(dx, T, int(heads), int(hd), int(rot), stride, pos, rope.inv_freq.data(),
+                                  rope.attn_factor);
 }
 
 void rope_deinterleave(float* x, int64_t r, float* tmp) {

@@ -30,9 +30,7 @@ void linear_backward(const Linear& l, const float* x, const float* dy, int64_t m
   kernels::Backend& be = kernels::cpu_backend();
   if (dx) be.gemm_f32(false, false, m, k, n, 1.0f, dy, n, l.w.data<float>(), k, accumulate_dx ? 1.0f : 0.0f, dx, k);
   be.gemm_f32(true, false, n, k, m, 1.0f, dy, n, x, k, 1.0f, g.of(l.w), k);
-  if (float* db = g.bias(l))
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) db[j] += dy[i * n + j];
+  if (float* db = g.bias(l)) be.add_column_sums(db, dy, m, n);
 }
 
 }  // namespace reason

@@ -1,6 +1,5 @@
 #include "model/layers/mlp.h"
 
-#include <cmath>
 #include <vector>
 
 #include "reason/kernels/backend.h"
@@ -30,11 +29,7 @@ void mlp_backward(const SwiGLU& m, const float* x, int64_t n, const MlpActs& a, 
   const int64_t ffn = m.gate.w.dim(0);
   std::vector<float> dact(size_t(n * ffn)), dgate(size_t(n * ffn)), dup(size_t(n * ffn));
   linear_backward(m.down, a.act.data(), dy, n, dact.data(), false, g);
-  for (int64_t i = 0; i < n * ffn; ++i) {
-    const float z = a.gate[size_t(i)], sg = 1.0f / (1.0f + std::exp(-z));
-    dup[size_t(i)] = dact[size_t(i)] * z * sg;
-    dgate[size_t(i)] = dact[size_t(i)] * a.up[size_t(i)] * sg * (1.0f + z * (1.0f - sg));
-  }
+  kernels::cpu_backend().silu_mul_bwd(dgate.data(), dup.data(), a.gate.data(), a.up.data(), dact.data(), n * ffn);
   linear_backward(m.gate, x, dgate.data(), n, dx, accumulate_dx, g);
   linear_backward(m.up, x, dup.data(), n, dx, true, g);
 }

@@ -97,6 +97,19 @@ struct FlashAttnBwdArgs {
   float* delta = nullptr;
 };
 
+// One AdamW step over n elements (torch.optim.AdamW, the gradient first scaled by clip):
+//   g' = g * clip;  w *= 1 - lr * decay;  m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;
+//   w -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
+// with step_size = lr / (1 - b1^t) and bc2_sqrt = sqrt(1 - b2^t) computed by the caller.
+struct AdamWArgs {
+  float* w = nullptr;
+  float* m = nullptr;
+  float* v = nullptr;
+  const float* g = nullptr;
+  int64_t n = 0;
+  float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, decay = 0, clip = 1, step_size = 0, bc2_sqrt = 1;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -143,6 +156,34 @@ class Backend {
   virtual void silu_mul(float* out, const float* gate, const float* up, int64_t n) = 0;
   // y[i] += x[i]
   virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
+
+  // out[r, :] = table[ids[r], :] as f32, for r < n (table [*, dim] in f32, bf16 or f16; the
+  // caller has checked the ids).
+  virtual void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n,
+                           int64_t dim) = 0;
+
+  // ---- Training: the backward ops and the optimizer (f32). Every output element is summed by
+  // one thread in a fixed order: results do not depend on the number of threads.
+  // Gradient of rmsnorm() given its input x, weight w, row factors rstd and dy:
+  //   dx[r] += rstd[r] * w * dy[r] - x[r] * rstd[r]^3 / dim * sum(w * dy[r] * x[r])
+  //   dw    += sum over rows (in order) of dy[r] * x[r] * rstd[r]
+  virtual void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
+                           int64_t rows, int64_t dim) = 0;
+  // The transpose of rope() (same arguments; rotates by -angle): rope's gradient, in place.
+  virtual void rope_bwd(float* dx, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+                        const int32_t* pos, const float* inv_freq, float attn_factor) = 0;
+  // Gradient of silu_mul(): with s = sigmoid(gate[i]),
+  //   dgate[i] = dout[i] * up[i] * s * (1 + gate[i] * (1 - s)),  dup[i] = dout[i] * gate[i] * s.
+  virtual void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                            int64_t n) = 0;
+  // table[ids[r], :] += src[r, :] for r < n (f32 [*, dim]); repeated ids add in row order.
+  virtual void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) = 0;
+  // out[j] += sum over rows i (in order) of x[i, j], x f32 [rows, cols] (a bias gradient).
+  virtual void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) = 0;
+  // sum of x[i]^2 in double: blocks of 4096 elements, the block sums added in order. A NaN or
+  // infinity in x gives a non-finite result.
+  virtual double sum_squares(const float* x, int64_t n) = 0;
+  virtual void adamw_update(const AdamWArgs& a) = 0;
 };
 
 // The process-wide CPU backend. Never null.
