@@ -10,7 +10,7 @@
 #   2. write the model to $MODEL_DIR if missing (train_bench_torch.py --make-model)
 #   3. for each thread count in $THREADS and each mode in $MODES, run train_bench_torch.py and
 #      reason_train_bench with the same shapes, steps and warm-up ($ROUNDS times, alternating)
-#   4. print a markdown table and write it to bench/out/train_results.md (raw JSON and a log
+#   4. print a markdown table and write it to bench/out/$RESULTS.md (raw JSON and a log
 #      next to it); with PROFILE=auto, add reason_train_bench --breakdown (time per phase of a
 #      step) for every row whose ratio is below 1
 #
@@ -19,6 +19,8 @@
 #   MODEL_DIR    [$BENCH_WORK/qwen2-25m-random]
 #   PYTHON       [/work/venv/bin/python] with torch and transformers (v5 or v4)
 #   BATCH [8]  SEQ [128]  STEPS [5]  WARMUP [2]  THREADS ["2 1"]  MODES ["sft grpo"]
+#   ATTN [eager]    PyTorch's attention: eager or sdpa (its fused kernel; the peer for long sequences)
+#   RESULTS [train_results]  name of the markdown file under bench/out
 #   ROUNDS [1]      runs per engine, mode and thread count; the table keeps the least disturbed
 #   LOAD_MAX [0.5]  before the first run, wait (up to QUIET_WAIT s) for a 1-minute load average
 #                   below this
@@ -39,6 +41,8 @@ STEPS=${STEPS:-5}
 WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-"2 1"}
 MODES=${MODES:-"sft grpo"}
+ATTN=${ATTN:-eager}
+RESULTS=${RESULTS:-train_results}
 ROUNDS=${ROUNDS:-1}
 LOAD_MAX=${LOAD_MAX:-0.5}
 QUIET_WAIT=${QUIET_WAIT:-300}
@@ -141,7 +145,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for mode in $MODES; do
       bench_run "pytorch $mode t=$t round $round" "$OUT/train-torch-$mode-t$t-r$round.json" \
         env OMP_NUM_THREADS="$t" MKL_NUM_THREADS="$t" "$PYTHON" "$REPO/bench/train_bench_torch.py" \
-        --threads "$t" --mode "$mode" "${common[@]}"
+        --threads "$t" --mode "$mode" --attn "$ATTN" "${common[@]}"
       bench_run "libreason $mode t=$t round $round" "$OUT/train-reason-$mode-t$t-r$round.json" \
         env OMP_NUM_THREADS="$t" "$REASON_TRAIN_BENCH" --threads "$t" --mode "$mode" "${common[@]}"
     done
@@ -202,12 +206,12 @@ n_params=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["p
   echo "  tokens/s = $((BATCH * SEQ)) tokens / mean step time (the ratio's basis); the ratio of the median"
   echo "  step times is less sensitive to a step that another process disturbed"
   echo "- libreason $reason_commit$([ "$dirty" -gt 0 ] && echo " (+ $dirty uncommitted files under sdk/ kernels/)") (reason_train_bench);"
-  echo "  $torch_version (train_bench_torch.py, eager attention, AdamW default implementation)"
+  echo "  $torch_version (train_bench_torch.py, $ATTN attention, AdamW default implementation)"
   echo "- machine: $cpu, $NCPU cpus, shared; \"other load\" = cores used by other processes during that run"
   echo "- $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   echo "$table"
-} >"$OUT/train_results.md"
+} >"$OUT/$RESULTS.md"
 
 # Time per phase where libreason is behind (or always / never, per PROFILE).
 prof=""
@@ -229,8 +233,8 @@ for mt in $prof; do
     echo '```'
     grep '^breakdown' "$OUT/train-breakdown-$mode-t$t.txt"
     echo '```'
-  } >>"$OUT/train_results.md"
+  } >>"$OUT/$RESULTS.md"
 done
 
 echo
-cat "$OUT/train_results.md"
+cat "$OUT/$RESULTS.md"

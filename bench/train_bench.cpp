@@ -207,7 +207,7 @@ void breakdown_step(const reason::Model& model, const Args& a, const std::vector
   auto t2 = Clock::now();
   pass.backward(dlp, grads);
   auto t3 = Clock::now();
-  opt.step(params, grads, a.lr);
+  opt.step(model.backend(), params, grads, a.lr);
   auto t4 = Clock::now();
   auto s = [](Clock::time_point x, Clock::time_point y) { return std::chrono::duration<double>(y - x).count(); };
   ph.forward.push_back(s(t0, t1));

@@ -123,7 +123,7 @@ def bench(args) -> int:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    model = Qwen2ForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager")
+    model = Qwen2ForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation=args.attn)
     model.train()
     V = model.config.vocab_size
     B, T = args.batch, args.seq_len
@@ -224,6 +224,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--data-seed", type=int, default=1234)
+    ap.add_argument("--attn", choices=["eager", "sdpa"], default="eager",
+                    help="transformers attention implementation (sdpa: PyTorch's fused scaled_dot_product_attention)")
     args = ap.parse_args()
     if args.make_model:
         return make_model(args.make_model, args.seed)

@@ -79,6 +79,8 @@ class Model {
 
   const ModelConfig& config() const { return cfg_; }
   DType compute_dtype() const { return compute_dtype_; }
+  // The backend every op of this model's forward (and of training it) runs on. Never null.
+  kernels::Backend& backend() const { return *backend_; }
   const std::string& dir() const { return dir_; }
   // The tokenizer found in the directory, or null.
   std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
@@ -127,6 +129,7 @@ class Model {
   ModelConfig cfg_;
   std::string dir_;
   DType compute_dtype_ = DType::F32;
+  kernels::Backend* backend_ = nullptr;
   Tensor embed_;    // [vocab, d] compute dtype
   Tensor lm_head_;  // [vocab, d] compute dtype (shares storage with embed_ when tied)
   Tensor final_norm_;

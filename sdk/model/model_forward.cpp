@@ -16,6 +16,7 @@ namespace reason {
 void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
                     ForwardScratch& s) const {
   OpLaps lap(s.profile);
+  kernels::Backend& be = *backend_;
   const ModelConfig& c = cfg_;
   const int64_t d = c.hidden_size, V = c.vocab_size;
 
@@ -41,7 +42,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     int64_t r = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const SeqChunk& ch = chunks[i];
-      embedding_forward(embed_, ch.tokens, ch.n, &s.x[size_t(r * d)]);
+      embedding_forward(be, embed_, ch.tokens, ch.n, &s.x[size_t(r * d)]);
       for (int64_t t = 0; t < ch.n; ++t) s.pos[size_t(r + t)] = int32_t(pos0[i] + t);
       r += ch.n;
       cache.resize(ch.slot, pos0[i] + ch.n);
@@ -50,6 +51,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   lap(ForwardOp::Embed);
 
   LayerCtx ctx;
+  ctx.be = &be;
   ctx.cfg = &c;
   ctx.rope = &rope_;
   ctx.rows = T;
@@ -82,7 +84,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
       r += ch.n;
     }
   }
-  rmsnorm_forward(s.head_in.data(), final_norm_, s.head_in.data(), nullptr, n_out, d, c.rms_norm_eps);
+  rmsnorm_forward(be, s.head_in.data(), final_norm_, s.head_in.data(), nullptr, n_out, d, c.rms_norm_eps);
   lap(ForwardOp::FinalNorm);
   Linear head{lm_head_, Tensor()};
   if (s.logits_sink) {
@@ -90,12 +92,12 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     logits.resize(size_t(std::min(block, n_out) * V));
     for (int64_t r0 = 0; r0 < n_out; r0 += block) {
       const int64_t n = std::min(block, n_out - r0);
-      linear_forward(head, &s.head_in[size_t(r0 * d)], n, logits.data());
+      linear_forward(be, head, &s.head_in[size_t(r0 * d)], n, logits.data());
       s.logits_sink(r0, n, logits.data());
     }
   } else {
     logits.resize(size_t(n_out * V));
-    linear_forward(head, s.head_in.data(), n_out, logits.data());
+    linear_forward(be, head, s.head_in.data(), n_out, logits.data());
   }
   lap(ForwardOp::LmHead, double(head.w.nbytes()));
 }

@@ -179,6 +179,9 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   m->cfg_ = ModelConfig::from_json(read_json_file(cfg_path), cfg_path);
   m->dir_ = dir;
   m->compute_dtype_ = opts.compute_dtype;
+  // Backend selection: the one place that names a concrete backend. Weights and activations are
+  // host memory today, so the CPU backend is the only one a model can run on.
+  m->backend_ = &kernels::cpu_backend();
   const ModelConfig& c = m->cfg_;
   const int64_t d = c.hidden_size, hd = c.head_dim, qd = c.n_heads * hd, kvd = c.n_kv_heads * hd;
 

@@ -48,6 +48,7 @@ Tensor& Gradients::at(const std::string& name) {
 
 LayerCtx LogprobPass::layer_ctx() const {
   LayerCtx ctx;
+  ctx.be = &model_->backend();
   ctx.cfg = &model_->config();
   ctx.rope = &model_->rope();
   ctx.rows = int64_t(tokens_.size());
@@ -75,6 +76,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   if (!(temperature > 0.0f)) fail(ErrorCode::InvalidArgument, "training temperature must be > 0 (got {})", temperature);
   model_ = &model;
   temperature_ = temperature;
+  kernels::Backend& be = model.backend();
   const int64_t d = c.hidden_size, V = c.vocab_size;
 
   tokens_.clear();
@@ -103,7 +105,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   if (T == 0) fail(ErrorCode::InvalidArgument, "training batch is empty");
 
   std::vector<float> x(static_cast<size_t>(T * d));
-  embedding_forward(model.embed(), tokens_.data(), T, x.data());
+  embedding_forward(be, model.embed(), tokens_.data(), T, x.data());
 
   acts_.assign(size_t(c.n_layers), LayerActs{});
   routes_.assign(size_t(c.n_layers), {});
@@ -119,7 +121,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   x_final_ = x;
   rstd_f_.resize(static_cast<size_t>(T));
   h_final_.resize(size_t(T * d));
-  rmsnorm_forward(x.data(), model.final_norm(), h_final_.data(), rstd_f_.data(), T, d, c.rms_norm_eps);
+  rmsnorm_forward(be, x.data(), model.final_norm(), h_final_.data(), rstd_f_.data(), T, d, c.rms_norm_eps);
 
   // Chunked LM head + log-softmax: only kVocabChunkRows x V logits at a time.
   const int64_t N = int64_t(target_row_.size());
@@ -132,7 +134,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
     const int64_t m = std::min(kVocabChunkRows, N - c0);
     for (int64_t i = 0; i < m; ++i)
       std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(c0 + i)] * d)], size_t(d) * 4);
-    linear_forward(Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data());
+    linear_forward(be, Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data());
 #pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(static)
     for (int64_t i = 0; i < m; ++i) {
       const float* z = &logits[size_t(i * V)];
@@ -151,12 +153,13 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
 
 void LogprobPass::row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) const {
   if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::row_logprobs called before forward");
+  kernels::Backend& be = model_->backend();
   const int64_t d = model_->config().hidden_size, V = model_->config().vocab_size;
   if (i0 < 0 || n < 0 || i0 + n > int64_t(target_row_.size())) fail(ErrorCode::InvalidArgument, "row_logprobs: rows out of range");
   std::vector<float> hc(size_t(n * d));
   for (int64_t i = 0; i < n; ++i) std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(i0 + i)] * d)], size_t(d) * 4);
   out.resize(size_t(n * V));
-  linear_forward(Linear{model_->lm_head(), Tensor()}, hc.data(), n, out.data());
+  linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out.data());
   const float inv_t = 1.0f / temperature_;
   for (int64_t i = 0; i < n; ++i) {
     float* z = &out[size_t(i * V)];
@@ -180,6 +183,7 @@ void LogprobPass::backward_rows(const RowGrad& row_grad, Gradients& grads) { bac
 void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> dlogp, Gradients& grads) {
   if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::backward called before forward");
   const Model& model = *model_;
+  kernels::Backend& be = model.backend();
   const ModelConfig& c = model.config();
   const int64_t d = c.hidden_size, V = c.vocab_size;
   const int64_t T = int64_t(tokens_.size()), N = int64_t(target_row_.size());
@@ -196,7 +200,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
       const int64_t m = std::min(kVocabChunkRows, N - c0);
       for (int64_t i = 0; i < m; ++i)
         std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(c0 + i)] * d)], size_t(d) * 4);
-      linear_forward(head, hc.data(), m, logits.data());
+      linear_forward(be, head, hc.data(), m, logits.data());
       if (row_grad) {
         for (int64_t i = 0; i < m; ++i) {
           float* z = &logits[size_t(i * V)];
@@ -221,7 +225,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
           z[target_id_[size_t(c0 + i)]] += g * inv_t;
         }
       }
-      linear_backward(head, hc.data(), logits.data(), m, dhc.data(), false, gs);
+      linear_backward(be, head, hc.data(), logits.data(), m, dhc.data(), false, gs);
       for (int64_t i = 0; i < m; ++i) {
         float* dst = &dh[size_t(target_row_[size_t(c0 + i)] * d)];
         for (int64_t j = 0; j < d; ++j) dst[j] += dhc[size_t(i * d + j)];
@@ -229,7 +233,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
     }
   }
   std::vector<float> dx(size_t(T * d), 0.0f);
-  rmsnorm_backward(x_final_.data(), model.final_norm(), rstd_f_.data(), dh.data(), dx.data(), T, d, gs);
+  rmsnorm_backward(be, x_final_.data(), model.final_norm(), rstd_f_.data(), dh.data(), dx.data(), T, d, gs);
 
   const LayerCtx ctx = layer_ctx();
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
@@ -244,7 +248,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
     }
     decoder_layer_backward(ctx, model.layers()[size_t(l)], acts_[size_t(l)], dx, gs, AuxLoss{aux_alpha_, aux_weight_});
   }
-  embedding_backward(model.embed(), tokens_.data(), T, dx.data(), gs);
+  embedding_backward(be, model.embed(), tokens_.data(), T, dx.data(), gs);
 }
 
 }  // namespace reason

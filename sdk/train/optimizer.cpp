@@ -26,11 +26,10 @@ bool no_weight_decay(const std::string& name) {
   return ends(".bias") || name.find("norm") != std::string::npos;
 }
 
-float AdamW::step(const std::vector<std::pair<std::string, Tensor>>& params, Gradients& grads, float lr,
-                  const std::vector<std::string>& frozen) {
+float AdamW::step(kernels::Backend& be, const std::vector<std::pair<std::string, Tensor>>& params, Gradients& grads,
+                  float lr, const std::vector<std::string>& frozen) {
   auto is_frozen = [&](const std::string& n) { return std::find(frozen.begin(), frozen.end(), n) != frozen.end(); };
   // Validate and measure before touching anything.
-  kernels::Backend& be = kernels::cpu_backend();
   double sq = 0;
   for (const auto& [name, p] : params) {
     if (is_frozen(name)) continue;

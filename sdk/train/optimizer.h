@@ -37,8 +37,9 @@ class AdamW {
   // learning rate `lr`; parameters named in `frozen` are left alone. Returns the global gradient
   // norm before clipping (over the trained parameters). If any gradient is NaN or infinite it
   // throws reason::Error(InvalidArgument) naming the parameter and changes nothing.
-  float step(const std::vector<std::pair<std::string, Tensor>>& params, Gradients& grads, float lr,
-             const std::vector<std::string>& frozen = {});
+  // The update runs on `be`, the backend the parameters' model runs on.
+  float step(kernels::Backend& be, const std::vector<std::pair<std::string, Tensor>>& params, Gradients& grads,
+             float lr, const std::vector<std::string>& frozen = {});
 
   int64_t steps() const { return t_; }
   const AdamWConfig& config() const { return cfg_; }

@@ -23,7 +23,7 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
 StepMetrics Trainer::apply_step(StepMetrics m) {
   if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
   m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
-  m.grad_norm = opt_.step(params_, grads_, m.lr, frozen_);
+  m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_);
   if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) balance_experts(load_, cfg_.bias_update_speed);
   return m;
 }

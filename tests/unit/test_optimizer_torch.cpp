@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fixture_util.h"
+#include "reason/kernels/backend.h"
 #include "train/optimizer.h"
 
 using namespace reason;
@@ -98,7 +99,7 @@ TEST_CASE("AdamW with clipping and a cosine warmup schedule equals torch over 8 
     const float lr = sched.at(opt.steps(), ac.lr);  // as Trainer::apply_step
     CHECK(std::fabs(double(lr) - want_lr[size_t(k)]) <= 0x1p-22 * want_lr[size_t(k)] + 1e-12);
     worst_lr = std::max(worst_lr, std::fabs(double(lr) - want_lr[size_t(k)]));
-    const float norm = opt.step(params, grads, lr);
+    const float norm = opt.step(reason::kernels::cpu_backend(), params, grads, lr);
     const double rel_norm = std::fabs(double(norm) - want_norm[size_t(k)]) / want_norm[size_t(k)];
     CHECK(rel_norm <= 1e-6);
     worst_norm = std::max(worst_norm, rel_norm);

@@ -15,6 +15,7 @@ namespace {
 // Appends the chunks' new key/value rows to their cache slots and attends each chunk's queries
 // over its slot's whole history.
 void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const int64_t hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
   std::vector<kernels::AttnSeq> seqs(ctx.chunks.size());
@@ -40,7 +41,7 @@ void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
   aa.kv_stride = kvd;
   aa.scale = c.attention_scale();
   ctx.lap(ForwardOp::KvStore);
-  kernels::cpu_backend().attention(aa);
+  be.attention(aa);
 }
 
 AttnShape gqa_shape(const ModelConfig& c) {
@@ -51,10 +52,10 @@ AttnShape gqa_shape(const ModelConfig& c) {
 }  // namespace
 
 void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, LayerActs& a) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const RopeTable& rope = *ctx.rope;
-  kernels::Backend& be = kernels::cpu_backend();
-  const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
+    const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
   const bool qk_norm = ly.q_norm.raw() != nullptr;
   a.q.resize(size_t(T * qd));
   a.k.resize(size_t(T * kvd));
@@ -63,17 +64,17 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
     a.q_raw.resize(a.q.size());
     a.k_raw.resize(a.k.size());
   }
-  linear_forward(ly.q, a.h1.data(), T, (qk_norm ? a.q_raw : a.q).data());
+  linear_forward(be, ly.q, a.h1.data(), T, (qk_norm ? a.q_raw : a.q).data());
   ctx.lap(ForwardOp::QProj, double(ly.q.w.nbytes()));
-  linear_forward(ly.k, a.h1.data(), T, (qk_norm ? a.k_raw : a.k).data());
+  linear_forward(be, ly.k, a.h1.data(), T, (qk_norm ? a.k_raw : a.k).data());
   ctx.lap(ForwardOp::KProj, double(ly.k.w.nbytes()));
-  linear_forward(ly.v, a.h1.data(), T, a.v.data());
+  linear_forward(be, ly.v, a.h1.data(), T, a.v.data());
   ctx.lap(ForwardOp::VProj, double(ly.v.w.nbytes()));
   if (qk_norm) {
     a.q_rstd.resize(size_t(T * nh));
     a.k_rstd.resize(size_t(T * nkv));
-    rmsnorm_forward(a.q_raw.data(), ly.q_norm, a.q.data(), a.q_rstd.data(), T * nh, hd, c.rms_norm_eps);
-    rmsnorm_forward(a.k_raw.data(), ly.k_norm, a.k.data(), a.k_rstd.data(), T * nkv, hd, c.rms_norm_eps);
+    rmsnorm_forward(be, a.q_raw.data(), ly.q_norm, a.q.data(), a.q_rstd.data(), T * nh, hd, c.rms_norm_eps);
+    rmsnorm_forward(be, a.k_raw.data(), ly.k_norm, a.k.data(), a.k_rstd.data(), T * nkv, hd, c.rms_norm_eps);
     ctx.lap(ForwardOp::QkNorm);
   }
   be.rope(a.q.data(), T, int(nh), int(hd), int(hd), qd, ctx.pos, rope.inv_freq.data(), rope.attn_factor);
@@ -83,30 +84,31 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   if (ctx.cache)
     attend_cached(ctx, layer, a);
   else
-    attention_packed_forward(gqa_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+    attention_packed_forward(be, gqa_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                              a.att.data(), a.lse);
   ctx.lap(ForwardOp::Attention);
 }
 
 void gqa_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, const float* datt, float* dh1,
                   const ParamGrads& g) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
   std::vector<float> dq(size_t(T * qd), 0.0f), dk(size_t(T * kvd), 0.0f), dv(size_t(T * kvd), 0.0f);
-  attention_packed_backward(gqa_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+  attention_packed_backward(be, gqa_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                             a.att.data(), a.lse, datt, dq.data(), dk.data(), dv.data());
-  rope_backward(dq.data(), T, nh, hd, hd, qd, ctx.pos, *ctx.rope);
-  rope_backward(dk.data(), T, nkv, hd, hd, kvd, ctx.pos, *ctx.rope);
+  rope_backward(be, dq.data(), T, nh, hd, hd, qd, ctx.pos, *ctx.rope);
+  rope_backward(be, dk.data(), T, nkv, hd, hd, kvd, ctx.pos, *ctx.rope);
   if (ly.q_norm.raw()) {
     std::vector<float> dq_raw(dq.size(), 0.0f), dk_raw(dk.size(), 0.0f);
-    rmsnorm_backward(a.q_raw.data(), ly.q_norm, a.q_rstd.data(), dq.data(), dq_raw.data(), T * nh, hd, g);
-    rmsnorm_backward(a.k_raw.data(), ly.k_norm, a.k_rstd.data(), dk.data(), dk_raw.data(), T * nkv, hd, g);
+    rmsnorm_backward(be, a.q_raw.data(), ly.q_norm, a.q_rstd.data(), dq.data(), dq_raw.data(), T * nh, hd, g);
+    rmsnorm_backward(be, a.k_raw.data(), ly.k_norm, a.k_rstd.data(), dk.data(), dk_raw.data(), T * nkv, hd, g);
     dq.swap(dq_raw);
     dk.swap(dk_raw);
   }
-  linear_backward(ly.q, a.h1.data(), dq.data(), T, dh1, false, g);
-  linear_backward(ly.k, a.h1.data(), dk.data(), T, dh1, true, g);
-  linear_backward(ly.v, a.h1.data(), dv.data(), T, dh1, true, g);
+  linear_backward(be, ly.q, a.h1.data(), dq.data(), T, dh1, false, g);
+  linear_backward(be, ly.k, a.h1.data(), dk.data(), T, dh1, true, g);
+  linear_backward(be, ly.v, a.h1.data(), dv.data(), T, dh1, true, g);
 }
 
 }  // namespace reason

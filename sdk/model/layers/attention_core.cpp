@@ -22,25 +22,25 @@ kernels::FlashAttnArgs flash_args(const AttnShape& sh, const std::vector<int64_t
 
 }  // namespace
 
-void attention_packed_forward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+void attention_packed_forward(kernels::Backend& be, const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
                               const float* k, const float* v, float* out, std::vector<float>& lse) {
   lse.resize(size_t(seq_start.back() * sh.heads));
-  kernels::cpu_backend().attention_fwd_train(flash_args(sh, seq_start, scale, q, k, v, out, lse.data()));
+  be.attention_fwd_train(flash_args(sh, seq_start, scale, q, k, v, out, lse.data()));
 }
 
-void attention_packed_backward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+void attention_packed_backward(kernels::Backend& be, const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
                                const float* k, const float* v, const float* out, const std::vector<float>& lse,
                                const float* dout, float* dq, float* dk, float* dv) {
   kernels::FlashAttnBwdArgs b;
   b.fwd = flash_args(sh, seq_start, scale, q, k, v, const_cast<float*>(out), const_cast<float*>(lse.data()));
   std::vector<float> delta(lse.size());
   b.dout = dout, b.dq = dq, b.dk = dk, b.dv = dv, b.delta = delta.data();
-  kernels::cpu_backend().attention_bwd(b);
+  be.attention_bwd(b);
 }
 
-void rope_backward(float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
+void rope_backward(kernels::Backend& be, float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
                    const RopeTable& rope) {
-  kernels::cpu_backend().rope_bwd(dx, T, int(heads), int(hd), int(rot), stride, pos, rope.inv_freq.data(),
+  be.rope_bwd(dx, T, int(heads), int(hd), int(rot), stride, pos, rope.inv_freq.data(),
                                   rope.attn_factor);
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/rope.h"
+#include "reason/kernels/backend.h"
 
 namespace reason {
 
@@ -19,18 +20,18 @@ struct AttnShape {
 
 // Causal attention within each sequence of seq_start (no [T x T] matrix); out is overwritten,
 // lse (resized to [T, heads]) keeps each row's log-sum-exp for the backward.
-void attention_packed_forward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+void attention_packed_forward(kernels::Backend& be, const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
                               const float* k, const float* v, float* out, std::vector<float>& lse);
 
 // dq, dk, dv (laid out as q, k, v; overwritten) from dout (laid out as out), recomputing the
 // probabilities tile by tile from the forward's out and lse.
-void attention_packed_backward(const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
+void attention_packed_backward(kernels::Backend& be, const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
                                const float* k, const float* v, const float* out, const std::vector<float>& lse,
                                const float* dout, float* dq, float* dk, float* dv);
 
 // The transpose of the rotate-half rotation on the first rot dims of each head (token t head h at
 // dx + t * stride + h * hd), i.e. the gradient through the backend's rope.
-void rope_backward(float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
+void rope_backward(kernels::Backend& be, float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
                    const RopeTable& rope);
 
 // MLA rope dims stored as interleaved pairs (x0,x1),(x2,x3)... -> [evens | odds] (the rotate-half

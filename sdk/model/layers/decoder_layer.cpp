@@ -9,13 +9,13 @@ namespace reason {
 
 void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, std::vector<float>& x,
                            LayerActs& a, int64_t* expert_load) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
-  kernels::Backend& be = kernels::cpu_backend();
-  const int64_t T = ctx.rows, d = c.hidden_size;
+    const int64_t T = ctx.rows, d = c.hidden_size;
   if (ctx.keep_inputs) a.x_in = x;
   a.rstd1.resize(size_t(T));
   a.h1.resize(size_t(T * d));
-  rmsnorm_forward(x.data(), ly.attn_norm, a.h1.data(), a.rstd1.data(), T, d, c.rms_norm_eps);
+  rmsnorm_forward(be, x.data(), ly.attn_norm, a.h1.data(), a.rstd1.data(), T, d, c.rms_norm_eps);
   ctx.lap(ForwardOp::RmsNorm);
   if (c.mla) {
     mla_forward(ctx, ly, layer, a);
@@ -24,7 +24,7 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
     gqa_forward(ctx, ly, layer, a);
   }
   a.tmp.resize(size_t(T * d));
-  linear_forward(ly.o, a.att.data(), T, a.tmp.data());
+  linear_forward(be, ly.o, a.att.data(), T, a.tmp.data());
   ctx.lap(ForwardOp::OProj, double(ly.o.w.nbytes()));
   be.add_inplace(x.data(), a.tmp.data(), T * d);
   ctx.lap(ForwardOp::ResidualAdd);
@@ -32,16 +32,16 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
   if (ctx.keep_inputs) a.x_mid = x;
   a.rstd2.resize(size_t(T));
   a.h2.resize(size_t(T * d));
-  rmsnorm_forward(x.data(), ly.mlp_norm, a.h2.data(), a.rstd2.data(), T, d, c.rms_norm_eps);
+  rmsnorm_forward(be, x.data(), ly.mlp_norm, a.h2.data(), a.rstd2.data(), T, d, c.rms_norm_eps);
   ctx.lap(ForwardOp::RmsNorm);
   const float* out;
   if (ly.is_moe) {
     a.ffn_out.resize(size_t(T * d));
-    moe_forward(ly.moe, a.h2.data(), T, d, a.ffn_out.data(), a, expert_load);
+    moe_forward(be, ly.moe, a.h2.data(), T, d, a.ffn_out.data(), a, expert_load);
     out = a.ffn_out.data();
     ctx.lap(ForwardOp::Moe);
   } else {
-    mlp_forward(ly.mlp, a.h2.data(), T, d, a.mlp, ctx.laps);
+    mlp_forward(be, ly.mlp, a.h2.data(), T, d, a.mlp, ctx.laps);
     out = a.mlp.y.data();
   }
   be.add_inplace(x.data(), out, T * d);
@@ -50,23 +50,24 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
 
 void decoder_layer_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, std::vector<float>& dx,
                             const ParamGrads& g, AuxLoss aux) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const int64_t T = ctx.rows, d = c.hidden_size;
   // FFN: x += ffn(rmsnorm(x)); dx keeps the residual path's gradient and gains the norm's.
   std::vector<float> dh(size_t(T * d), 0.0f);
   if (ly.is_moe)
-    moe_backward(ly.moe, a.h2.data(), T, d, a, dx.data(), dh.data(), g, *ctx.seq_start, aux.alpha, aux.weight);
+    moe_backward(be, ly.moe, a.h2.data(), T, d, a, dx.data(), dh.data(), g, *ctx.seq_start, aux.alpha, aux.weight);
   else
-    mlp_backward(ly.mlp, a.h2.data(), T, a.mlp, dx.data(), dh.data(), false, g);
-  rmsnorm_backward(a.x_mid.data(), ly.mlp_norm, a.rstd2.data(), dh.data(), dx.data(), T, d, g);
+    mlp_backward(be, ly.mlp, a.h2.data(), T, a.mlp, dx.data(), dh.data(), false, g);
+  rmsnorm_backward(be, a.x_mid.data(), ly.mlp_norm, a.rstd2.data(), dh.data(), dx.data(), T, d, g);
   // Attention: x += o(attn(rmsnorm(x)))
   std::vector<float> datt(a.att.size());
-  linear_backward(ly.o, a.att.data(), dx.data(), T, datt.data(), false, g);
+  linear_backward(be, ly.o, a.att.data(), dx.data(), T, datt.data(), false, g);
   if (c.mla)
     mla_backward(ctx, ly, a, datt.data(), dh.data(), g);
   else
     gqa_backward(ctx, ly, a, datt.data(), dh.data(), g);
-  rmsnorm_backward(a.x_in.data(), ly.attn_norm, a.rstd1.data(), dh.data(), dx.data(), T, d, g);
+  rmsnorm_backward(be, a.x_in.data(), ly.attn_norm, a.rstd1.data(), dh.data(), dx.data(), T, d, g);
 }
 
 }  // namespace reason

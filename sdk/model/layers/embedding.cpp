@@ -4,12 +4,12 @@
 
 namespace reason {
 
-void embedding_forward(const Tensor& table, const int32_t* tokens, int64_t n, float* x) {
-  kernels::cpu_backend().gather_rows(x, table.raw(), table.dtype(), tokens, n, table.dim(1));
+void embedding_forward(kernels::Backend& be, const Tensor& table, const int32_t* tokens, int64_t n, float* x) {
+  be.gather_rows(x, table.raw(), table.dtype(), tokens, n, table.dim(1));
 }
 
-void embedding_backward(const Tensor& table, const int32_t* tokens, int64_t n, const float* dx, const ParamGrads& g) {
-  kernels::cpu_backend().scatter_add_rows(g.of(table), tokens, dx, n, table.dim(1));
+void embedding_backward(kernels::Backend& be, const Tensor& table, const int32_t* tokens, int64_t n, const float* dx, const ParamGrads& g) {
+  be.scatter_add_rows(g.of(table), tokens, dx, n, table.dim(1));
 }
 
 }  // namespace reason

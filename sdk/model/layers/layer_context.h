@@ -15,6 +15,7 @@
 #include "model/config.h"
 #include "model/forward_profile.h"
 #include "model/rope.h"
+#include "reason/kernels/backend.h"
 
 namespace reason {
 
@@ -68,6 +69,7 @@ struct LayerActs {
 };
 
 struct LayerCtx {
+  kernels::Backend* be = nullptr;  // the model's backend: every op on activations runs on it
   const ModelConfig* cfg = nullptr;
   const RopeTable* rope = nullptr;
   int64_t rows = 0;             // T: rows of every sequence or chunk, concatenated

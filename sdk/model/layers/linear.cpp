@@ -4,11 +4,11 @@
 
 namespace reason {
 
-void linear_forward(const Linear& l, const float* x, int64_t m, float* y) {
-  linear_forward_strided(l, x, 0, m, y, 0);
+void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y) {
+  linear_forward_strided(be, l, x, 0, m, y, 0);
 }
 
-void linear_forward_strided(const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy) {
+void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy) {
   kernels::MatmulArgs a;
   a.ldx = ldx;
   a.ldy = ldy;
@@ -20,15 +20,14 @@ void linear_forward_strided(const Linear& l, const float* x, int64_t ldx, int64_
   a.m = m;
   a.n = l.w.dim(0);
   a.k = l.w.dim(1);
-  kernels::cpu_backend().matmul(a);
+  be.matmul(a);
 }
 
-void linear_backward(const Linear& l, const float* x, const float* dy, int64_t m, float* dx, bool accumulate_dx,
+void linear_backward(kernels::Backend& be, const Linear& l, const float* x, const float* dy, int64_t m, float* dx, bool accumulate_dx,
                      const ParamGrads& g) {
   const int64_t n = l.w.dim(0), k = l.w.dim(1);
   if (m == 0) return;
-  kernels::Backend& be = kernels::cpu_backend();
-  if (dx) be.gemm_f32(false, false, m, k, n, 1.0f, dy, n, l.w.data<float>(), k, accumulate_dx ? 1.0f : 0.0f, dx, k);
+    if (dx) be.gemm_f32(false, false, m, k, n, 1.0f, dy, n, l.w.data<float>(), k, accumulate_dx ? 1.0f : 0.0f, dx, k);
   be.gemm_f32(true, false, n, k, m, 1.0f, dy, n, x, k, 1.0f, g.of(l.w), k);
   if (float* db = g.bias(l)) be.add_column_sums(db, dy, m, n);
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "reason/kernels/backend.h"
 
 namespace reason {
 
@@ -31,14 +32,14 @@ class ParamGrads {
 };
 
 // y[m, out] = x[m, in] . W^T (+ b).
-void linear_forward(const Linear& l, const float* x, int64_t m, float* y);
+void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y);
 
 // The same with row strides (elements) for x and y.
-void linear_forward_strided(const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy);
+void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy);
 
 // dx[m, in] (+)= dy[m, out] . W (accumulate_dx says which; dx may be null: no input gradient);
 // dW += dy^T . x;  db += sum over rows of dy (when l has a bias). f32 weights only.
-void linear_backward(const Linear& l, const float* x, const float* dy, int64_t m, float* dx, bool accumulate_dx,
+void linear_backward(kernels::Backend& be, const Linear& l, const float* x, const float* dy, int64_t m, float* dx, bool accumulate_dx,
                      const ParamGrads& g);
 
 }  // namespace reason

@@ -27,6 +27,7 @@ namespace {
 // Inference: appends the chunks' [latent | roped key] rows to their cache slots, then attends
 // each chunk over its slot's history, absorbed or expanded (the header says which when).
 void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, LayerActs& a) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   MlaCacheScratch& s = a.mla_cache;
   const int64_t H = c.n_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, vd = c.v_head_dim;
@@ -61,7 +62,7 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
       s.qp.resize(size_t(n * H * R));
       s.op.resize(size_t(n * H * R));
       for (int64_t hh = 0; hh < H; ++hh) {
-        linear_forward_strided(ly.w_uk_t[size_t(hh)], q + hh * qk, H * qk, n, &s.qp[size_t(hh * R)], H * R);
+        linear_forward_strided(be, ly.w_uk_t[size_t(hh)], q + hh * qk, H * qk, n, &s.qp[size_t(hh * R)], H * R);
         for (int64_t t = 0; t < n; ++t)
           std::memcpy(&s.qp[size_t((t * H + hh) * R + L)], q + (t * H + hh) * qk + nope, size_t(rope) * 4);
       }
@@ -70,14 +71,14 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
       aa.head_dim = int(R);
       aa.q_stride = aa.out_stride = H * R;
       aa.kv_stride = R;
-      kernels::cpu_backend().attention(aa);
+      be.attention(aa);
       for (int64_t hh = 0; hh < H; ++hh)
-        linear_forward_strided(ly.w_uv[size_t(hh)], &s.op[size_t(hh * R)], H * R, n, o + hh * vd, H * vd);
+        linear_forward_strided(be, ly.w_uv[size_t(hh)], &s.op[size_t(hh * R)], H * R, n, o + hh * vd, H * vd);
     } else {
       // Rebuild per-head keys and values of the whole history; pad q/k/v heads to D values.
       const int64_t D = std::max(qk, vd), kvw = nope + vd;
       s.kvb.resize(size_t(n_kv * H * kvw));
-      linear_forward_strided(ly.kv_b, latents, R, n_kv, s.kvb.data(), H * kvw);
+      linear_forward_strided(be, ly.kv_b, latents, R, n_kv, s.kvb.data(), H * kvw);
       s.kx.assign(size_t(n_kv * H * D), 0.0f);
       s.vx.assign(size_t(n_kv * H * D), 0.0f);
       for (int64_t p = 0; p < n_kv; ++p)
@@ -96,7 +97,7 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
       aa.n_kv_heads = int(H);
       aa.head_dim = int(D);
       aa.q_stride = aa.out_stride = aa.kv_stride = H * D;
-      kernels::cpu_backend().attention(aa);
+      be.attention(aa);
       for (int64_t t = 0; t < n; ++t)
         for (int64_t hh = 0; hh < H; ++hh)
           std::memcpy(o + (t * H + hh) * vd, &s.ox[size_t((t * H + hh) * D)], size_t(vd) * 4);
@@ -113,11 +114,12 @@ AttnShape mla_shape(const ModelConfig& c) {
 // Training: per-head keys [W_UK c | kr] and values W_UV c of the pass's own rows, then causal
 // attention within each sequence.
 void attend_own_rows(const LayerCtx& ctx, const DecoderLayer& ly, LayerActs& a) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const int64_t T = ctx.rows, H = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, vd = c.v_head_dim;
   const int64_t qk = nope + rd, kvw = nope + vd;
   std::vector<float> kvb(size_t(T * H * kvw));
-  linear_forward(ly.kv_b, a.lat.data(), T, kvb.data());
+  linear_forward(be, ly.kv_b, a.lat.data(), T, kvb.data());
   a.k.resize(size_t(T * H * qk));
   a.v.resize(size_t(T * H * vd));
   for (int64_t t = 0; t < T; ++t)
@@ -128,17 +130,17 @@ void attend_own_rows(const LayerCtx& ctx, const DecoderLayer& ly, LayerActs& a) 
       std::memcpy(kd + nope, &a.kr[size_t(t * rd)], size_t(rd) * 4);
       std::memcpy(&a.v[size_t((t * H + h) * vd)], src + nope, size_t(vd) * 4);
     }
-  attention_packed_forward(mla_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+  attention_packed_forward(be, mla_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                            a.att.data(), a.lse);
 }
 
 }  // namespace
 
 void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, LayerActs& a) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const RopeTable& rt = *ctx.rope;
-  kernels::Backend& be = kernels::cpu_backend();
-  const int64_t T = ctx.rows, H = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, vd = c.v_head_dim;
+    const int64_t T = ctx.rows, H = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, vd = c.v_head_dim;
   const int64_t qk = nope + rd, L = c.kv_lora_rank, R = L + rd, ql = c.q_lora_rank;
   // Queries [T, H, qk].
   a.q.resize(size_t(T * H * qk));
@@ -146,15 +148,15 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
     a.qa_raw.resize(size_t(T * ql));
     a.qa_n.resize(size_t(T * ql));
     a.qa_rstd.resize(size_t(T));
-    linear_forward(ly.q_a, a.h1.data(), T, a.qa_raw.data());
-    rmsnorm_forward(a.qa_raw.data(), ly.q_a_norm, a.qa_n.data(), a.qa_rstd.data(), T, ql, c.rms_norm_eps);
-    linear_forward(ly.q_b, a.qa_n.data(), T, a.q.data());
+    linear_forward(be, ly.q_a, a.h1.data(), T, a.qa_raw.data());
+    rmsnorm_forward(be, a.qa_raw.data(), ly.q_a_norm, a.qa_n.data(), a.qa_rstd.data(), T, ql, c.rms_norm_eps);
+    linear_forward(be, ly.q_b, a.qa_n.data(), T, a.q.data());
   } else {
-    linear_forward(ly.q, a.h1.data(), T, a.q.data());
+    linear_forward(be, ly.q, a.h1.data(), T, a.q.data());
   }
   // Latent (normed) and the shared rope key.
   std::vector<float> ckv(size_t(T * R)), tmp(static_cast<size_t>(rd));
-  linear_forward(ly.kv_a, a.h1.data(), T, ckv.data());
+  linear_forward(be, ly.kv_a, a.h1.data(), T, ckv.data());
   a.lat_raw.resize(size_t(T * L));
   a.lat.resize(size_t(T * L));
   a.lat_rstd.resize(size_t(T));
@@ -163,7 +165,7 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
     std::memcpy(&a.lat_raw[size_t(t * L)], &ckv[size_t(t * R)], size_t(L) * 4);
     std::memcpy(&a.kr[size_t(t * rd)], &ckv[size_t(t * R + L)], size_t(rd) * 4);
   }
-  rmsnorm_forward(a.lat_raw.data(), ly.kv_a_norm, a.lat.data(), a.lat_rstd.data(), T, L, c.rms_norm_eps);
+  rmsnorm_forward(be, a.lat_raw.data(), ly.kv_a_norm, a.lat.data(), a.lat_rstd.data(), T, L, c.rms_norm_eps);
   if (c.rope_interleave)
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < H; ++h) rope_deinterleave(&a.q[size_t((t * H + h) * qk + nope)], rd, tmp.data());
@@ -180,12 +182,13 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
 
 void mla_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, const float* datt, float* dh1,
                   const ParamGrads& g) {
+  kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const RopeTable& rt = *ctx.rope;
   const int64_t T = ctx.rows, H = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, vd = c.v_head_dim;
   const int64_t qk = nope + rd, L = c.kv_lora_rank, R = L + rd, ql = c.q_lora_rank, kvw = nope + vd;
   std::vector<float> dq(size_t(T * H * qk), 0.0f), dk(size_t(T * H * qk), 0.0f), dv(size_t(T * H * vd), 0.0f);
-  attention_packed_backward(mla_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+  attention_packed_backward(be, mla_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                             a.att.data(), a.lse, datt, dq.data(), dk.data(), dv.data());
   // Keys and values back to kv_b's output and the shared rope key.
   std::vector<float> dkvb(size_t(T * H * kvw)), dkr(size_t(T * rd), 0.0f);
@@ -198,10 +201,10 @@ void mla_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
       for (int64_t i = 0; i < rd; ++i) dkr[size_t(t * rd + i)] += gk[nope + i];
     }
   std::vector<float> dlat(size_t(T * L)), dckv(size_t(T * R), 0.0f), tmp(static_cast<size_t>(rd));
-  linear_backward(ly.kv_b, a.lat.data(), dkvb.data(), T, dlat.data(), false, g);
+  linear_backward(be, ly.kv_b, a.lat.data(), dkvb.data(), T, dlat.data(), false, g);
   // RoPE and the de-interleaving, transposed.
-  rope_backward(dq.data() + nope, T, H, qk, rd, H * qk, ctx.pos, rt);
-  rope_backward(dkr.data(), T, 1, rd, rd, rd, ctx.pos, rt);
+  rope_backward(be, dq.data() + nope, T, H, qk, rd, H * qk, ctx.pos, rt);
+  rope_backward(be, dkr.data(), T, 1, rd, rd, rd, ctx.pos, rt);
   if (c.rope_interleave)
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < H; ++h) rope_reinterleave(&dq[size_t((t * H + h) * qk + nope)], rd, tmp.data());
@@ -209,19 +212,19 @@ void mla_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
     }
   // kv_a_layernorm on the latent; [dc | dkr] back through kv_a_proj_with_mqa.
   std::vector<float> dlat_raw(size_t(T * L), 0.0f);
-  rmsnorm_backward(a.lat_raw.data(), ly.kv_a_norm, a.lat_rstd.data(), dlat.data(), dlat_raw.data(), T, L, g);
+  rmsnorm_backward(be, a.lat_raw.data(), ly.kv_a_norm, a.lat_rstd.data(), dlat.data(), dlat_raw.data(), T, L, g);
   for (int64_t t = 0; t < T; ++t) {
     std::memcpy(&dckv[size_t(t * R)], &dlat_raw[size_t(t * L)], size_t(L) * 4);
     std::memcpy(&dckv[size_t(t * R + L)], &dkr[size_t(t * rd)], size_t(rd) * 4);
   }
-  linear_backward(ly.kv_a, a.h1.data(), dckv.data(), T, dh1, false, g);
+  linear_backward(be, ly.kv_a, a.h1.data(), dckv.data(), T, dh1, false, g);
   if (ql > 0) {
     std::vector<float> dqa_n(size_t(T * ql)), dqa(size_t(T * ql), 0.0f);
-    linear_backward(ly.q_b, a.qa_n.data(), dq.data(), T, dqa_n.data(), false, g);
-    rmsnorm_backward(a.qa_raw.data(), ly.q_a_norm, a.qa_rstd.data(), dqa_n.data(), dqa.data(), T, ql, g);
-    linear_backward(ly.q_a, a.h1.data(), dqa.data(), T, dh1, true, g);
+    linear_backward(be, ly.q_b, a.qa_n.data(), dq.data(), T, dqa_n.data(), false, g);
+    rmsnorm_backward(be, a.qa_raw.data(), ly.q_a_norm, a.qa_rstd.data(), dqa_n.data(), dqa.data(), T, ql, g);
+    linear_backward(be, ly.q_a, a.h1.data(), dqa.data(), T, dh1, true, g);
   } else {
-    linear_backward(ly.q, a.h1.data(), dq.data(), T, dh1, true, g);
+    linear_backward(be, ly.q, a.h1.data(), dq.data(), T, dh1, true, g);
   }
 }
 

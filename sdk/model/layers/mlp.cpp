@@ -6,7 +6,7 @@
 
 namespace reason {
 
-void mlp_forward(const SwiGLU& m, const float* x, int64_t n, int64_t d, MlpActs& a, OpLaps* laps) {
+void mlp_forward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t n, int64_t d, MlpActs& a, OpLaps* laps) {
   const int64_t ffn = m.gate.w.dim(0);
   a.gate.resize(size_t(n * ffn));
   a.up.resize(size_t(n * ffn));
@@ -14,24 +14,24 @@ void mlp_forward(const SwiGLU& m, const float* x, int64_t n, int64_t d, MlpActs&
   a.y.resize(size_t(n * d));
   OpLaps none(nullptr);
   OpLaps& lap = laps ? *laps : none;
-  linear_forward(m.gate, x, n, a.gate.data());
+  linear_forward(be, m.gate, x, n, a.gate.data());
   lap(ForwardOp::GateProj, double(m.gate.w.nbytes()));
-  linear_forward(m.up, x, n, a.up.data());
+  linear_forward(be, m.up, x, n, a.up.data());
   lap(ForwardOp::UpProj, double(m.up.w.nbytes()));
-  kernels::cpu_backend().silu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn);
+  be.silu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn);
   lap(ForwardOp::SiluMul);
-  linear_forward(m.down, a.act.data(), n, a.y.data());
+  linear_forward(be, m.down, a.act.data(), n, a.y.data());
   lap(ForwardOp::DownProj, double(m.down.w.nbytes()));
 }
 
-void mlp_backward(const SwiGLU& m, const float* x, int64_t n, const MlpActs& a, const float* dy, float* dx,
+void mlp_backward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t n, const MlpActs& a, const float* dy, float* dx,
                   bool accumulate_dx, const ParamGrads& g) {
   const int64_t ffn = m.gate.w.dim(0);
   std::vector<float> dact(size_t(n * ffn)), dgate(size_t(n * ffn)), dup(size_t(n * ffn));
-  linear_backward(m.down, a.act.data(), dy, n, dact.data(), false, g);
-  kernels::cpu_backend().silu_mul_bwd(dgate.data(), dup.data(), a.gate.data(), a.up.data(), dact.data(), n * ffn);
-  linear_backward(m.gate, x, dgate.data(), n, dx, accumulate_dx, g);
-  linear_backward(m.up, x, dup.data(), n, dx, true, g);
+  linear_backward(be, m.down, a.act.data(), dy, n, dact.data(), false, g);
+  be.silu_mul_bwd(dgate.data(), dup.data(), a.gate.data(), a.up.data(), dact.data(), n * ffn);
+  linear_backward(be, m.gate, x, dgate.data(), n, dx, accumulate_dx, g);
+  linear_backward(be, m.up, x, dup.data(), n, dx, true, g);
 }
 
 }  // namespace reason

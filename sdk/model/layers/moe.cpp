@@ -13,11 +13,11 @@ namespace {
 float sigmoid_f(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 }  // namespace
 
-void moe_forward(const MoeWeights& w, const float* h, int64_t T, int64_t d, float* out, LayerActs& a,
+void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, float* out, LayerActs& a,
                  int64_t* expert_load) {
   const int E = w.router.n_experts, K = w.router.top_k;
   a.router_logits.resize(size_t(T * E));
-  linear_forward(Linear{w.gate, Tensor()}, h, T, a.router_logits.data());
+  linear_forward(be, Linear{w.gate, Tensor()}, h, T, a.router_logits.data());
   a.route_idx.resize(size_t(T * K));
   a.route_w.resize(size_t(T * K));
   route_tokens(w.router, a.router_logits.data(), w.score_bias.raw() ? w.score_bias.data<float>() : nullptr, T,
@@ -36,7 +36,7 @@ void moe_forward(const MoeWeights& w, const float* h, int64_t T, int64_t d, floa
     xe.resize(size_t(n * d));
     for (int64_t i = 0; i < n; ++i) std::memcpy(&xe[size_t(i * d)], h + (rows[size_t(i)] / K) * d, size_t(d) * 4);
     MlpActs& ea = a.experts[size_t(e)];
-    mlp_forward(w.experts[size_t(e)], xe.data(), n, d, ea);
+    mlp_forward(be, w.experts[size_t(e)], xe.data(), n, d, ea);
     for (int64_t i = 0; i < n; ++i) {
       float* o = out + (rows[size_t(i)] / K) * d;
       const float* y = &ea.y[size_t(i * d)];
@@ -45,16 +45,16 @@ void moe_forward(const MoeWeights& w, const float* h, int64_t T, int64_t d, floa
     }
   }
   if (w.has_shared) {
-    mlp_forward(w.shared, h, T, d, a.shared);
+    mlp_forward(be, w.shared, h, T, d, a.shared);
     if (w.shared_gate.raw()) {
       a.shared_gate_logit.resize(static_cast<size_t>(T));
-      linear_forward(Linear{w.shared_gate, Tensor()}, h, T, a.shared_gate_logit.data());
+      linear_forward(be, Linear{w.shared_gate, Tensor()}, h, T, a.shared_gate_logit.data());
       for (int64_t t = 0; t < T; ++t) {
         const float g = sigmoid_f(a.shared_gate_logit[size_t(t)]);
         for (int64_t c = 0; c < d; ++c) out[t * d + c] += g * a.shared.y[size_t(t * d + c)];
       }
     } else {
-      kernels::cpu_backend().add_inplace(out, a.shared.y.data(), T * d);
+      be.add_inplace(out, a.shared.y.data(), T * d);
     }
   }
 }
@@ -100,7 +100,7 @@ double moe_seq_aux_loss(const RouterConfig& rc, const std::vector<float>& logits
 // reaches the router through the chosen experts' weights
 //   w_j = rsf * r_j / S (normalised) or rsf * r_j,  S = sum_k r_k (+1e-20 for sigmoid scores),
 //   r_j = softmax(logits)[e_j] or sigmoid_f(logits[e_j]).
-void moe_backward(const MoeWeights& w, const float* h, int64_t T, int64_t d, const LayerActs& a, const float* dout,
+void moe_backward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, const LayerActs& a, const float* dout,
                   float* dh, const ParamGrads& g, const std::vector<int64_t>& seq_start, float aux_alpha,
                   float aux_scale) {
   const RouterConfig& rc = w.router;
@@ -125,7 +125,7 @@ void moe_backward(const MoeWeights& w, const float* h, int64_t T, int64_t d, con
       }
       dwt[size_t(rows[size_t(i)])] = float(dot);
     }
-    mlp_backward(w.experts[size_t(e)], xe.data(), n, ea, dy.data(), dxe.data(), false, g);
+    mlp_backward(be, w.experts[size_t(e)], xe.data(), n, ea, dy.data(), dxe.data(), false, g);
     for (int64_t i = 0; i < n; ++i) {
       float* dst = dh + (rows[size_t(i)] / K) * d;
       for (int64_t c = 0; c < d; ++c) dst[c] += dxe[size_t(i * d + c)];
@@ -144,10 +144,10 @@ void moe_backward(const MoeWeights& w, const float* h, int64_t T, int64_t d, con
         }
         dz[size_t(t)] = float(dot) * g * (1.0f - g);
       }
-      mlp_backward(w.shared, h, T, a.shared, dys.data(), dh, true, g);
-      linear_backward(Linear{w.shared_gate, Tensor()}, h, dz.data(), T, dh, true, g);
+      mlp_backward(be, w.shared, h, T, a.shared, dys.data(), dh, true, g);
+      linear_backward(be, Linear{w.shared_gate, Tensor()}, h, dz.data(), T, dh, true, g);
     } else {
-      mlp_backward(w.shared, h, T, a.shared, dout, dh, true, g);
+      mlp_backward(be, w.shared, h, T, a.shared, dout, dh, true, g);
     }
   }
   // Router.
@@ -187,7 +187,7 @@ void moe_backward(const MoeWeights& w, const float* h, int64_t T, int64_t d, con
     }
   }
   if (aux_alpha > 0.0f) moe_seq_aux_loss(rc, a.router_logits, a.route_idx, seq_start, aux_alpha, dlogits.data(), aux_scale);
-  linear_backward(Linear{w.gate, Tensor()}, h, dlogits.data(), T, dh, true, g);
+  linear_backward(be, Linear{w.gate, Tensor()}, h, dlogits.data(), T, dh, true, g);
 }
 
 }  // namespace reason
