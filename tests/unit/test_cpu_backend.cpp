@@ -170,24 +170,31 @@ TEST_CASE("rmsnorm, silu_mul, add_inplace against double", "[cpu_backend]") {
   }
 }
 
-TEST_CASE("rope: rotate_half on a partial rotary dim, strided tokens, attention factor", "[cpu_backend]") {
+namespace {
+
+// rope (transpose = false) or rope_bwd (true) on a partial rotary dim, strided tokens and an
+// attention factor, against the rotation R (or R^T) computed in double from the f32 angle.
+void check_rope(bool transpose) {
   const int64_t n_tok = 6;
   const int n_heads = 3, head_dim = 10, rot = 6;
   const int64_t stride = n_heads * head_dim + 4;
-  auto x = randn(size_t(n_tok * stride), 31);
+  auto x = randn(size_t(n_tok * stride), transpose ? 51 : 31);
   const auto x0 = x;
   std::vector<int32_t> pos = {0, 1, 5, 17, 300, 4095};
   std::vector<float> inv_freq(rot / 2);
   for (int i = 0; i < rot / 2; ++i) inv_freq[size_t(i)] = float(std::pow(10000.0, -2.0 * i / rot));
   const float af = 1.25f;
-  cpu_backend().rope(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
+  if (transpose)
+    cpu_backend().rope_bwd(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
+  else
+    cpu_backend().rope(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
   for (int64_t t = 0; t < n_tok; ++t)
     for (int h = 0; h < n_heads; ++h) {
       const float* a = &x0[size_t(t * stride + h * head_dim)];
       const float* r = &x[size_t(t * stride + h * head_dim)];
       for (int i = 0; i < rot / 2; ++i) {
         const double ang = double(float(pos[size_t(t)]) * inv_freq[size_t(i)]);  // the f32 angle
-        const double c = std::cos(ang) * af, s = std::sin(ang) * af;
+        const double c = std::cos(ang) * af, s = (transpose ? -1 : 1) * std::sin(ang) * af;
         const double e0 = a[i] * c - a[i + rot / 2] * s, e1 = a[i + rot / 2] * c + a[i] * s;
         const double mag = (std::fabs(a[i]) + std::fabs(a[i + rot / 2])) * af;
         CHECK(std::fabs(r[i] - e0) <= 8 * kU * mag);
@@ -196,6 +203,12 @@ TEST_CASE("rope: rotate_half on a partial rotary dim, strided tokens, attention 
       for (int i = rot; i < head_dim; ++i) CHECK(r[i] == a[i]);  // past rot_dim: untouched
     }
   CHECK(x[size_t(n_heads * head_dim)] == x0[size_t(n_heads * head_dim)]);  // stride padding untouched
+}
+
+}  // namespace
+
+TEST_CASE("rope: rotate_half on a partial rotary dim, strided tokens, attention factor", "[cpu_backend]") {
+  check_rope(false);
 }
 
 TEST_CASE("attention: causal GQA over several sequences with KV history", "[cpu_backend]") {
@@ -516,33 +529,7 @@ TEST_CASE("rmsnorm_bwd against double, and the same bits for 1 and 2 threads", "
 }
 
 TEST_CASE("rope_bwd is rope's transpose; silu_mul_bwd against double", "[cpu_backend][train_ops]") {
-  const int64_t n_tok = 6;
-  const int n_heads = 3, head_dim = 10, rot = 6;
-  const int64_t stride = n_heads * head_dim + 4;
-  auto g = randn(size_t(n_tok * stride), 51);
-  const auto g0 = g;
-  std::vector<int32_t> pos = {0, 1, 5, 17, 300, 4095};
-  std::vector<float> inv_freq(rot / 2);
-  for (int i = 0; i < rot / 2; ++i) inv_freq[size_t(i)] = float(std::pow(10000.0, -2.0 * i / rot));
-  const float af = 1.25f;
-  cpu_backend().rope_bwd(g.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
-  for (int64_t t = 0; t < n_tok; ++t)
-    for (int h = 0; h < n_heads; ++h) {
-      const float* a = &g0[size_t(t * stride + h * head_dim)];
-      const float* r = &g[size_t(t * stride + h * head_dim)];
-      for (int i = 0; i < rot / 2; ++i) {
-        const double ang = double(float(pos[size_t(t)]) * inv_freq[size_t(i)]);
-        const double c = std::cos(ang) * af, s = std::sin(ang) * af;
-        // R^T g for R = [[c, -s], [s, c]]
-        const double e0 = a[i] * c + a[i + rot / 2] * s, e1 = a[i + rot / 2] * c - a[i] * s;
-        const double mag = (std::fabs(a[i]) + std::fabs(a[i + rot / 2])) * af;
-        CHECK(std::fabs(r[i] - e0) <= 8 * kU * mag);
-        CHECK(std::fabs(r[i + rot / 2] - e1) <= 8 * kU * mag);
-      }
-      for (int i = rot; i < head_dim; ++i) CHECK(r[i] == a[i]);
-    }
-  CHECK(g[size_t(n_heads * head_dim)] == g0[size_t(n_heads * head_dim)]);  // stride padding untouched
-
+  check_rope(true);
   for (int64_t n : {1, 9, 20000}) {
     auto gate = randn(size_t(n), 61, 3.0f), up = randn(size_t(n), 62), dout = randn(size_t(n), 63);
     std::vector<float> dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));

@@ -1,4 +1,4 @@
-// RMSNorm, rotary embedding, SwiGLU gate and residual add: threaded, vectorised loops.
+// RMSNorm, rotary embedding (and its transpose), SwiGLU gate and residual add: threaded, vectorised loops.
 // Compiled once per ISA path (isa_vec.h says the rules).
 #include "../cpu_ops.h"
 #include "../isa_ops.h"
@@ -18,8 +18,9 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim
   }
 }
 
-void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-          const int32_t* pos, const float* inv_freq, float attn_factor) {
+// The rotation by angle sign * pos * inv_freq: sign +1 is rope, -1 its transpose (the gradient).
+static void rope_rotate(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+                        const int32_t* pos, const float* inv_freq, float attn_factor, float sign) {
   const int half = rot_dim / 2;
   const int nt = cpu_threads();
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_tokens > 1)
@@ -30,7 +31,7 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, in
       // float32 angle as transformers computes it (inv_freq @ position_ids in f32)
       const float ang = float(pos[t]) * inv_freq[i];
       c[i] = cosf(ang) * attn_factor;
-      s[i] = sinf(ang) * attn_factor;
+      s[i] = sign * sinf(ang) * attn_factor;
     }
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + t * stride + int64_t(h) * head_dim;
@@ -41,6 +42,16 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, in
       }
     }
   }
+}
+
+void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
+          const int32_t* pos, const float* inv_freq, float attn_factor) {
+  rope_rotate(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, 1.0f);
+}
+
+void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride, const int32_t* pos,
+              const float* inv_freq, float attn_factor) {
+  rope_rotate(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, -1.0f);
 }
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {

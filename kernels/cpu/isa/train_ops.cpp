@@ -1,4 +1,4 @@
-// Training loops: the backward of RMSNorm, RoPE and SwiGLU's gate, embedding scatter-add, column
+// Training loops: the backward of RMSNorm and SwiGLU's gate (RoPE's is in elementwise.cpp), embedding scatter-add, column
 // sums, the blocked sum of squares and the AdamW update. Threaded; every output element is
 // written by one thread with a fixed summation order, so the results do not depend on the number
 // of threads. Compiled once per ISA path (isa_vec.h says the rules).
@@ -41,30 +41,6 @@ void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const flo
         for (int64_t i = 0; i < nc; ++i) acc[i] += g[i] * xr[i] * rs;
       }
       for (int64_t i = 0; i < nc; ++i) dw[c0 + i] = acc[i];
-    }
-  }
-}
-
-void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride, const int32_t* pos,
-              const float* inv_freq, float attn_factor) {
-  const int half = rot_dim / 2;
-  const int nt = cpu_threads();
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_tokens > 1)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    float* c = static_cast<float*>(thread_scratch(sizeof(float) * size_t(half) * 2, 0));
-    float* s = c + half;
-    for (int i = 0; i < half; ++i) {
-      const float ang = float(pos[t]) * inv_freq[i];
-      c[i] = cosf(ang) * attn_factor;
-      s[i] = sinf(ang) * attn_factor;
-    }
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = x + t * stride + int64_t(h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c[i] + b * s[i];
-        v[i + half] = b * c[i] - a * s[i];
-      }
     }
   }
 }
