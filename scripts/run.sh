@@ -2,7 +2,7 @@
 # The main job: install what is needed, build libreason and the `reason` CLI, and run DeepSeek-R1-Zero
 # in miniature (examples/pipelines/r1-zero.textproto): a base model pretrained from scratch on a
 # generated addition corpus, GRPO with rule-based accuracy + format rewards, held-out evaluation
-# before and after, and distillation into a smaller student. Nothing is downloaded. About 4-5
+# before and after, and distillation into a smaller student. Nothing is downloaded. About 5-7
 # minutes on 2 cores. Rerunning resumes an interrupted run; delete OUT_DIR to start over.
 # Usage: scripts/run.sh [OUT_DIR]        (default: runs/r1-zero)
 set -euo pipefail
