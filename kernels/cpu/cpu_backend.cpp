@@ -5,6 +5,7 @@
 #include <dnnl.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -133,6 +134,39 @@ class CpuBackend final : public Backend {
   void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override {
     if (rows < 0 || cols < 0) throw BackendError("cpu add_column_sums: negative size");
     cpu::isa_ops().add_column_sums(out, x, rows, cols);
+  }
+  void logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target, float* lse,
+                       float* logp, float* entropy) override {
+    if (rows < 0 || n <= 0) throw BackendError("cpu logsoftmax_rows: bad size");
+    if (!z || !target || !lse) throw BackendError("cpu logsoftmax_rows: null pointer");
+    const cpu::IsaOps& ops = cpu::isa_ops();
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* zr = z + r * n;
+      // lse = mx + log sum exp(s - mx); entropy = lse - sum p s. inv_t > 0: max(z) inv_t = max(s).
+      const float mx = ops.row_max(zr, n) * inv_t;
+      double dot = 0;
+      const double sum = ops.scaled_exp_sum(zr, n, inv_t, mx, nullptr, &dot);
+      const double l = double(mx) + std::log(sum);
+      lse[r] = float(l);
+      if (logp) logp[r] = float(double(zr[target[r]] * inv_t) - l);
+      if (entropy) entropy[r] = float(l - dot / sum);
+    }
+  }
+  void logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target, const float* lse,
+                           const float* dlogp) override {
+    if (rows < 0 || n <= 0) throw BackendError("cpu logsoftmax_rows_bwd: bad size");
+    if (!z || !target || !lse || !dlogp) throw BackendError("cpu logsoftmax_rows_bwd: null pointer");
+    const cpu::IsaOps& ops = cpu::isa_ops();
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      float* zr = z + r * n;
+      const float g = dlogp[r];
+      ops.scaled_exp_sum(zr, n, inv_t, lse[r], zr, nullptr);  // p = exp(s - lse)
+      const float c = -g * inv_t;
+      for (int64_t j = 0; j < n; ++j) zr[j] *= c;
+      zr[target[r]] += g * inv_t;
+    }
   }
   double sum_squares(const float* x, int64_t n) override {
     if (n < 0) throw BackendError("cpu sum_squares: negative size");

@@ -444,6 +444,26 @@ double CudaBackend::sum_squares(const float* x, int64_t n) {
   return total;
 }
 
+void CudaBackend::logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                  float* lse, float* logp, float* entropy) {
+  const char* op = "logsoftmax_rows";
+  need(rows >= 0 && n > 0, op, "bad size");
+  if (rows == 0) return;
+  need(z && target && lse, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_logsoftmax_rows(z, rows, n, inv_t, target, lse, logp, entropy, stream_), op, "kernel launch");
+}
+
+void CudaBackend::logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                      const float* lse, const float* dlogp) {
+  const char* op = "logsoftmax_rows_bwd";
+  need(rows >= 0 && n > 0, op, "bad size");
+  if (rows == 0) return;
+  need(z && target && lse && dlogp, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_logsoftmax_rows_bwd(z, rows, n, inv_t, target, lse, dlogp, stream_), op, "kernel launch");
+}
+
 void CudaBackend::adamw_update(const AdamWArgs& a) {
   const char* op = "adamw_update";
   need(a.n >= 0, op, "negative size");

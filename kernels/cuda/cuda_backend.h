@@ -65,7 +65,11 @@ class CudaBackend final : public Backend {
                     int64_t n) override;
   void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) override;
   void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override;
-  double sum_squares(const float* x, int64_t n) override;  // synchronises (the result is a host value)
+  double sum_squares(const float* x, int64_t n) override;
+  void logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target, float* lse,
+                       float* logp, float* entropy) override;
+  void logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target, const float* lse,
+                           const float* dlogp) override;  // synchronises (the result is a host value)
   void adamw_update(const AdamWArgs& a) override;
 
   int device() const { return device_; }

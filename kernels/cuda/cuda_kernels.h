@@ -80,6 +80,11 @@ cudaError_t launch_add_column_sums(float* out, const float* x, int64_t rows, int
 // partial[b] = sum of x[i]^2 (double) over block b of 4096 elements.
 constexpr int64_t kSumSquaresBlock = 4096;
 cudaError_t launch_sum_squares_blocks(double* partial, const float* x, int64_t n, cudaStream_t stream);
+// One block per row; sums in double as on the CPU.
+cudaError_t launch_logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                   float* lse, float* logp, float* entropy, cudaStream_t stream);
+cudaError_t launch_logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                       const float* lse, const float* dlogp, cudaStream_t stream);
 cudaError_t launch_adamw(float* w, float* m, float* v, const float* g, int64_t n, float lr, float beta1, float beta2,
                          float eps, float decay, float clip, float step_size, float bc2_sqrt, cudaStream_t stream);
 

@@ -122,6 +122,72 @@ __global__ void adamw_kernel(float* w, float* m, float* v, const float* g, int64
   }
 }
 
+constexpr int kRowThreads = 256;  // blockDim of the row kernels (a multiple of 32)
+
+// Block-wide reductions over kRowThreads threads; every thread gets the result.
+__device__ double block_sum_d(double v, double* red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  double t = 0;
+  for (int w = 0; w < kRowThreads / 32; ++w) t += red[w];
+  return t;
+}
+
+__device__ float block_max_f(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = red[0];
+  for (int w = 1; w < kRowThreads / 32; ++w) t = fmaxf(t, red[w]);
+  return t;
+}
+
+__global__ void logsoftmax_rows_kernel(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                       float* lse, float* logp, float* entropy) {
+  __shared__ double redd[kRowThreads / 32];
+  __shared__ float redf[kRowThreads / 32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* zr = z + r * n;
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, zr[j]);
+    mx = block_max_f(mx, redf) * inv_t;
+    double sum = 0, dot = 0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float s = zr[j] * inv_t;
+      const double e = double(expf(s - mx));
+      sum += e;
+      dot += e * double(s);
+    }
+    sum = block_sum_d(sum, redd);
+    dot = block_sum_d(dot, redd);
+    if (threadIdx.x == 0) {
+      const double l = double(mx) + log(sum);
+      lse[r] = float(l);
+      if (logp) logp[r] = float(double(zr[target[r]] * inv_t) - l);
+      if (entropy) entropy[r] = float(l - dot / sum);
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void logsoftmax_rows_bwd_kernel(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                           const float* lse, const float* dlogp) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    float* zr = z + r * n;
+    const float g = dlogp[r], c = -g * inv_t, l = lse[r];
+    const int32_t t = target[r];
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float p = expf(zr[j] * inv_t - l);
+      zr[j] = p * c + (j == t ? g * inv_t : 0.0f);
+    }
+  }
+}
+
 #undef GRID_STRIDE
 
 }  // namespace
@@ -176,6 +242,22 @@ cudaError_t launch_sum_squares_blocks(double* partial, const float* x, int64_t n
   const int64_t nb = (n + kSumSquaresBlock - 1) / kSumSquaresBlock;
   if (nb <= 0) return cudaSuccess;
   sum_squares_kernel<<<grid_for(nb), kThreads, 0, stream>>>(partial, x, n, nb);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                   float* lse, float* logp, float* entropy, cudaStream_t stream) {
+  if (rows <= 0 || n <= 0) return cudaSuccess;
+  const int blocks = int(rows < kMaxBlocks ? rows : kMaxBlocks);
+  logsoftmax_rows_kernel<<<blocks, kRowThreads, 0, stream>>>(z, rows, n, inv_t, target, lse, logp, entropy);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                       const float* lse, const float* dlogp, cudaStream_t stream) {
+  if (rows <= 0 || n <= 0) return cudaSuccess;
+  const int blocks = int(rows < kMaxBlocks ? rows : kMaxBlocks);
+  logsoftmax_rows_bwd_kernel<<<blocks, kRowThreads, 0, stream>>>(z, rows, n, inv_t, target, lse, dlogp);
   return cudaGetLastError();
 }
 

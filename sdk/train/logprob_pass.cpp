@@ -1,6 +1,7 @@
 #include "train/logprob_pass.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -9,7 +10,6 @@
 #include "model/layers/embedding.h"
 #include "model/layers/rmsnorm.h"
 #include "reason/kernels/backend.h"
-#include "reason/kernels/cpu_math.h"
 
 namespace reason {
 
@@ -92,7 +92,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
       if (id < 0 || id >= V)
         fail(ErrorCode::InvalidArgument, "sequence {}: token id {} at position {} is outside the vocabulary [0, {})", s, id, t, V);
       if (t + 1 < seqs[s].size()) {
-        target_row_.push_back(int64_t(tokens_.size()));
+        target_row_.push_back(int32_t(tokens_.size()));
         target_id_.push_back(seqs[s][t + 1]);
       }
       tokens_.push_back(id);
@@ -103,6 +103,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   seq_start_.push_back(T);
   aux_loss_ = 0.0;
   if (T == 0) fail(ErrorCode::InvalidArgument, "training batch is empty");
+  if (T > INT32_MAX) fail(ErrorCode::InvalidArgument, "training batch has {} tokens (at most {})", T, INT32_MAX);
 
   std::vector<float> x(static_cast<size_t>(T * d));
   embedding_forward(be, model.embed(), tokens_.data(), T, x.data());
@@ -132,21 +133,10 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   const float inv_t = 1.0f / temperature;
   for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
     const int64_t m = std::min(kVocabChunkRows, N - c0);
-    for (int64_t i = 0; i < m; ++i)
-      std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(c0 + i)] * d)], size_t(d) * 4);
+    be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(c0)], m, d);
     linear_forward(be, Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data());
-#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(static)
-    for (int64_t i = 0; i < m; ++i) {
-      const float* z = &logits[size_t(i * V)];
-      // lse = mx + log sum exp(s - mx), s = z / T; entropy = lse - sum p s.
-      const float mx = kernels::row_max(z, V) * inv_t;  // T > 0, so max(z)/T = max(z/T)
-      double dot = 0;
-      const double sum = kernels::scaled_exp_sum(z, V, inv_t, mx, nullptr, &dot);
-      const double lse = double(mx) + std::log(sum);
-      lse_[size_t(c0 + i)] = float(lse);
-      out[size_t(c0 + i)] = float(double(z[target_id_[size_t(c0 + i)]] * inv_t) - lse);
-      entropy_[size_t(c0 + i)] = float(lse - dot / sum);
-    }
+    be.logsoftmax_rows(logits.data(), m, V, inv_t, &target_id_[size_t(c0)], &lse_[size_t(c0)], &out[size_t(c0)],
+                       &entropy_[size_t(c0)]);
   }
   return out;
 }
@@ -157,7 +147,7 @@ void LogprobPass::row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) c
   const int64_t d = model_->config().hidden_size, V = model_->config().vocab_size;
   if (i0 < 0 || n < 0 || i0 + n > int64_t(target_row_.size())) fail(ErrorCode::InvalidArgument, "row_logprobs: rows out of range");
   std::vector<float> hc(size_t(n * d));
-  for (int64_t i = 0; i < n; ++i) std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(i0 + i)] * d)], size_t(d) * 4);
+  be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(i0)], n, d);
   out.resize(size_t(n * V));
   linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out.data());
   const float inv_t = 1.0f / temperature_;
@@ -198,8 +188,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
     const Linear head{model.lm_head(), Tensor()};
     for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
       const int64_t m = std::min(kVocabChunkRows, N - c0);
-      for (int64_t i = 0; i < m; ++i)
-        std::memcpy(&hc[size_t(i * d)], &h_final_[size_t(target_row_[size_t(c0 + i)] * d)], size_t(d) * 4);
+      be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(c0)], m, d);
       linear_forward(be, head, hc.data(), m, logits.data());
       if (row_grad) {
         for (int64_t i = 0; i < m; ++i) {
@@ -214,22 +203,11 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
           for (int64_t j = 0; j < V; ++j) z[j] = float((rowg[size_t(j)] - std::exp(double(rowlp[size_t(j)])) * gsum) * inv_t);
         }
       } else {
-#pragma omp parallel for num_threads(kernels::cpu_threads()) schedule(static)
-        for (int64_t i = 0; i < m; ++i) {
-          float* z = &logits[size_t(i * V)];
-          // dz = g (onehot - p) / T with p = exp(z / T - lse) from the forward.
-          const float g = dlogp[size_t(c0 + i)];
-          kernels::scaled_exp_sum(z, V, inv_t, lse_[size_t(c0 + i)], z, nullptr);
-          const float c = -g * inv_t;
-          for (int64_t j = 0; j < V; ++j) z[j] *= c;
-          z[target_id_[size_t(c0 + i)]] += g * inv_t;
-        }
+        // dz = g (onehot - p) / T with p = exp(z / T - lse) from the forward.
+        be.logsoftmax_rows_bwd(logits.data(), m, V, inv_t, &target_id_[size_t(c0)], &lse_[size_t(c0)], &dlogp[size_t(c0)]);
       }
       linear_backward(be, head, hc.data(), logits.data(), m, dhc.data(), false, gs);
-      for (int64_t i = 0; i < m; ++i) {
-        float* dst = &dh[size_t(target_row_[size_t(c0 + i)] * d)];
-        for (int64_t j = 0; j < d; ++j) dst[j] += dhc[size_t(i * d + j)];
-      }
+      be.scatter_add_rows(dh.data(), &target_row_[size_t(c0)], dhc.data(), m, d);
     }
   }
   std::vector<float> dx(size_t(T * d), 0.0f);

@@ -102,7 +102,7 @@ class LogprobPass {
   LayerCtx layer_ctx() const;
   void layer_forward(int64_t l, std::vector<float>& x, bool record);
   double aux_loss_ = 0.0;
-  std::vector<int64_t> target_row_; // for each target: the row whose logits predict it
+  std::vector<int32_t> target_row_; // for each target: the row whose logits predict it
   std::vector<int32_t> target_id_;
   std::vector<LayerActs> acts_;
   std::vector<float> x_final_, rstd_f_, h_final_;

@@ -632,3 +632,42 @@ TEST_CASE("sum_squares and adamw_update against double; non-finite input shows",
     }
   }
 }
+
+TEST_CASE("logsoftmax_rows and its backward against double", "[cpu_backend][train_ops]") {
+  for (int64_t n : {1, 7, 1000, 32771})
+    for (float temp : {1.0f, 0.6f}) {
+      const int64_t rows = 5;
+      const float inv_t = 1.0f / temp;
+      INFO("n " << n << " T " << temp);
+      auto z = randn(size_t(rows * n), uint32_t(100 + n), 3.0f);
+      auto g = randn(size_t(rows), 101);
+      std::vector<int32_t> target(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) target[size_t(r)] = int32_t((r * 7919) % n);
+      std::vector<float> lse(static_cast<size_t>(rows)), logp(static_cast<size_t>(rows)), ent(static_cast<size_t>(rows));
+      cpu_backend().logsoftmax_rows(z.data(), rows, n, inv_t, target.data(), lse.data(), logp.data(), ent.data());
+      auto dz = z;
+      cpu_backend().logsoftmax_rows_bwd(dz.data(), rows, n, inv_t, target.data(), lse.data(), g.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* zr = &z[size_t(r * n)];
+        double mx = -INFINITY, smax = 0;
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, double(zr[j]) * inv_t), smax = std::max(smax, std::fabs(double(zr[j]) * inv_t));
+        double sum = 0, dot = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          const double s = double(zr[j]) * inv_t, e = std::exp(s - mx);
+          sum += e;
+          dot += e * s;
+        }
+        const double el = mx + std::log(sum), elp = double(zr[target[size_t(r)]]) * inv_t - el, eent = el - dot / sum;
+        // the f32 scaled logits (|s| u each), the polynomial exp (2e-7 relative), f32 outputs
+        const double tol = 4e-7 + 4 * kU * smax;
+        CHECK(std::fabs(lse[size_t(r)] - el) <= tol + 2 * kU * std::fabs(el));
+        CHECK(std::fabs(logp[size_t(r)] - elp) <= tol + 2 * kU * std::fabs(elp));
+        CHECK(std::fabs(ent[size_t(r)] - eent) <= 2 * tol * (1 + smax) + 2 * kU * std::fabs(eent));
+        for (int64_t j = 0; j < n; ++j) {
+          const double p = std::exp(double(zr[j]) * inv_t - el);
+          const double e = double(g[size_t(r)]) * inv_t * ((j == target[size_t(r)] ? 1.0 : 0.0) - p);
+          CHECK(std::fabs(dz[size_t(r * n + j)] - e) <= std::fabs(g[size_t(r)]) * inv_t * (p * 2 * tol + 4 * kU) + 1e-30);
+        }
+      }
+    }
+}

@@ -536,3 +536,27 @@ TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops
     CHECK(rel_err(gx.get<float>(), x) <= 1e-5);
   }
 }
+
+TEST_CASE("cuda_backend: logsoftmax_rows and its backward match the CPU", "[cuda][gpu][train_ops]") {
+  Backend* g = gpu();
+  if (!g) return;
+  for (int64_t n : {7, 1000, 151936}) {
+    const int64_t rows = 9;
+    const float inv_t = 1.0f / 0.6f;
+    INFO("n=" << n);
+    auto z = randv(size_t(rows * n), uint32_t(900 + n), -6.0f, 6.0f), dl = randv(size_t(rows), 901);
+    std::vector<int32_t> target(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) target[size_t(r)] = int32_t((r * 7919) % n);
+    std::vector<float> lse(static_cast<size_t>(rows)), lp(static_cast<size_t>(rows)), ent(static_cast<size_t>(rows));
+    Dev gz(g, z), gt(g, target), gdl(g, dl), glse(g, lse.size() * 4), glp(g, lp.size() * 4), gent(g, ent.size() * 4);
+    cpu_backend().logsoftmax_rows(z.data(), rows, n, inv_t, target.data(), lse.data(), lp.data(), ent.data());
+    g->logsoftmax_rows(gz.as<float>(), rows, n, inv_t, gt.as<int32_t>(), glse.as<float>(), glp.as<float>(), gent.as<float>());
+    CHECK(rel_err(glse.get<float>(), lse) <= 1e-6);
+    CHECK(rel_err(glp.get<float>(), lp) <= 1e-5);
+    CHECK(rel_err(gent.get<float>(), ent) <= 1e-5);
+    Dev gl(g, lse);  // the CPU's lse, so both backward passes start from the same numbers
+    cpu_backend().logsoftmax_rows_bwd(z.data(), rows, n, inv_t, target.data(), lse.data(), dl.data());
+    g->logsoftmax_rows_bwd(gz.as<float>(), rows, n, inv_t, gt.as<int32_t>(), gl.as<float>(), gdl.as<float>());
+    CHECK(rel_err(gz.get<float>(), z) <= 1e-5);
+  }
+}

@@ -183,6 +183,16 @@ class Backend {
   // sum of x[i]^2 in double: blocks of 4096 elements, the block sums added in order. A NaN or
   // infinity in x gives a non-finite result.
   virtual double sum_squares(const float* x, int64_t n) = 0;
+  // Log-softmax of rows of logits at a temperature, the training losses' core: for row r of z
+  // [rows, n] with s = z * inv_t (sums in double):
+  //   lse[r] = log sum_j exp(s_j);  logp[r] = s[target[r]] - lse[r];  entropy[r] = lse[r] - sum_j p_j s_j.
+  // logp and entropy may be null.
+  virtual void logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                               float* lse, float* logp, float* entropy) = 0;
+  // Its backward for logp: z (the same logits) is overwritten with
+  //   dL/dz[r] = dlogp[r] * inv_t * (onehot(target[r]) - exp(s - lse[r])).
+  virtual void logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
+                                   const float* lse, const float* dlogp) = 0;
   virtual void adamw_update(const AdamWArgs& a) = 0;
 };
 
