@@ -127,9 +127,9 @@ class CpuBackend final : public Backend {
   void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n) override {
     cpu::isa_ops().silu_mul_bwd(dgate, dup, gate, up, dout, n);
   }
-  void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) override {
+  void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) override {
     if (n < 0 || dim < 0) throw BackendError("cpu scatter_add_rows: negative size");
-    cpu::isa_ops().scatter_add_rows(table, ids, src, n, dim);
+    cpu::isa_ops().scatter_add_rows(table, ids, src, weights, n, dim);
   }
   void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override {
     if (rows < 0 || cols < 0) throw BackendError("cpu add_column_sums: negative size");

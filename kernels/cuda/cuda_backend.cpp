@@ -404,13 +404,13 @@ void CudaBackend::silu_mul_bwd(float* dgate, float* dup, const float* gate, cons
   check(launch_silu_mul_bwd(dgate, dup, gate, up, dout, n, stream_), op, "kernel launch");
 }
 
-void CudaBackend::scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) {
+void CudaBackend::scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) {
   const char* op = "scatter_add_rows";
   need(n >= 0 && dim >= 0, op, "negative size");
   if (n == 0 || dim == 0) return;
   need(table && ids && src, op, "null pointer");
   DeviceGuard g(device_, op);
-  check(launch_scatter_add_rows(table, ids, src, n, dim, stream_), op, "kernel launch");
+  check(launch_scatter_add_rows(table, ids, src, weights, n, dim, stream_), op, "kernel launch");
 }
 
 void CudaBackend::add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) {

@@ -63,7 +63,7 @@ class CudaBackend final : public Backend {
                 const int32_t* pos, const float* inv_freq, float attn_factor) override;
   void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                     int64_t n) override;
-  void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) override;
+  void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) override;
   void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override;
   double sum_squares(const float* x, int64_t n) override;
   void logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target, float* lse,

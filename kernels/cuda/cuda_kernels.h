@@ -74,7 +74,7 @@ cudaError_t launch_rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_di
                             const int32_t* pos, const float* inv_freq, float attn_factor, cudaStream_t stream);
 cudaError_t launch_silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                                 int64_t n, cudaStream_t stream);
-cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim,
+cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim,
                                     cudaStream_t stream);
 cudaError_t launch_add_column_sums(float* out, const float* x, int64_t rows, int64_t cols, cudaStream_t stream);
 // partial[b] = sum of x[i]^2 (double) over block b of 4096 elements.

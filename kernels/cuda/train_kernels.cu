@@ -85,9 +85,12 @@ __global__ void silu_mul_bwd_kernel(float* dgate, float* dup, const float* gate,
   }
 }
 
-__global__ void scatter_add_rows_kernel(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) {
+__global__ void scatter_add_rows_kernel(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) {
   GRID_STRIDE(c, dim) {
-    for (int64_t r = 0; r < n; ++r) table[int64_t(ids[r]) * dim + c] += src[r * dim + c];
+    for (int64_t r = 0; r < n; ++r) {
+      const float s = src[r * dim + c];
+      table[int64_t(ids[r]) * dim + c] += weights ? weights[r] * s : s;
+    }
   }
 }
 
@@ -225,10 +228,10 @@ cudaError_t launch_silu_mul_bwd(float* dgate, float* dup, const float* gate, con
   return cudaGetLastError();
 }
 
-cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim,
+cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim,
                                     cudaStream_t stream) {
   if (n <= 0 || dim <= 0) return cudaSuccess;
-  scatter_add_rows_kernel<<<grid_for(dim), kThreads, 0, stream>>>(table, ids, src, n, dim);
+  scatter_add_rows_kernel<<<grid_for(dim), kThreads, 0, stream>>>(table, ids, src, weights, n, dim);
   return cudaGetLastError();
 }
 

@@ -207,7 +207,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
         be.logsoftmax_rows_bwd(logits.data(), m, V, inv_t, &target_id_[size_t(c0)], &lse_[size_t(c0)], &dlogp[size_t(c0)]);
       }
       linear_backward(be, head, hc.data(), logits.data(), m, dhc.data(), false, gs);
-      be.scatter_add_rows(dh.data(), &target_row_[size_t(c0)], dhc.data(), m, d);
+      be.scatter_add_rows(dh.data(), &target_row_[size_t(c0)], dhc.data(), nullptr, m, d);
     }
   }
   std::vector<float> dx(size_t(T * d), 0.0f);

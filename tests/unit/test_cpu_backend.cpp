@@ -566,17 +566,38 @@ TEST_CASE("gather_rows, scatter_add_rows and add_column_sums: exact, in row orde
       }
   }
   const auto dx = randn(size_t(n * dim), 73);
-  auto scatter = [&] {
-    auto t = table;
-    cpu_backend().scatter_add_rows(t.data(), ids.data(), dx.data(), n, dim);
-    return t;
-  };
-  auto [s1, s2] = with_1_and_2_threads(scatter);
-  CHECK(s1 == s2);
-  auto e = table;  // the documented order: rows in order, each added in f32
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < dim; ++c) e[size_t(ids[size_t(r)] * dim + c)] += dx[size_t(r * dim + c)];
-  CHECK(s1 == e);
+  const auto wts = randn(size_t(n), 75);
+  for (bool weighted : {false, true}) {
+    INFO("weighted " << weighted);
+    auto scatter = [&] {
+      auto t = table;
+      cpu_backend().scatter_add_rows(t.data(), ids.data(), dx.data(), weighted ? wts.data() : nullptr, n, dim);
+      return t;
+    };
+    auto [s1, s2] = with_1_and_2_threads(scatter);
+    CHECK(s1 == s2);
+    if (!weighted) {  // plain additions in the documented order (rows in order): exact
+      auto e = table;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < dim; ++c) e[size_t(ids[size_t(r)] * dim + c)] += dx[size_t(r * dim + c)];
+      CHECK(s1 == e);
+      continue;
+    }
+    // weighted: the compiler may fuse w * s + t into one FMA on a path, so against double with
+    // 2 u per rounding step: |error| <= 2 u (k + 1) * sum |terms| for k rows adding to an element.
+    std::vector<double> e(table.begin(), table.end()), mag(table.size());
+    std::vector<int> k(table.size(), 0);
+    for (size_t i = 0; i < table.size(); ++i) mag[i] = std::fabs(table[i]);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < dim; ++c) {
+        const size_t i = size_t(ids[size_t(r)] * dim + c);
+        const double t = double(wts[size_t(r)]) * dx[size_t(r * dim + c)];
+        e[i] += t;
+        mag[i] += std::fabs(t);
+        ++k[i];
+      }
+    for (size_t i = 0; i < table.size(); ++i) CHECK(std::fabs(s1[i] - e[i]) <= 2 * kU * (k[i] + 1) * mag[i]);
+  }
 
   auto colsum = [&] {
     auto o = randn(size_t(dim), 74);

@@ -491,8 +491,14 @@ TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops
       for (int64_t r = 0; r < rows; ++r) ids[size_t(r)] = int32_t((r * 7) % 5);
       auto table = randv(size_t(5 * dim), seed + 7);
       Dev gt(g, table), gids(g, ids);
-      cpu_backend().scatter_add_rows(table.data(), ids.data(), dy.data(), rows, dim);
-      g->scatter_add_rows(gt.as<float>(), gids.as<int32_t>(), gdy.as<float>(), rows, dim);
+      cpu_backend().scatter_add_rows(table.data(), ids.data(), dy.data(), nullptr, rows, dim);
+      g->scatter_add_rows(gt.as<float>(), gids.as<int32_t>(), gdy.as<float>(), nullptr, rows, dim);
+      CHECK(gt.get<float>() == table);
+      const auto wts = randv(size_t(rows), seed + 8);
+      Dev gwts(g, wts);
+      cpu_backend().scatter_add_rows(table.data(), ids.data(), dy.data(), wts.data(), rows, dim);
+      g->scatter_add_rows(gt.as<float>(), gids.as<int32_t>(), gdy.as<float>(), gwts.as<float>(), rows, dim);
+      CHECK(rel_err(gt.get<float>(), table) <= 1e-6);  // nvcc may fuse the multiply-add
       CHECK(gt.get<float>() == table);
       std::vector<float> got(size_t(rows * dim));
       cpu_backend().gather_rows(got.data(), table.data(), DType::F32, ids.data(), rows, dim);

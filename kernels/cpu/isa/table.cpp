@@ -24,7 +24,7 @@ void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const flo
 void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride, const int32_t* pos,
               const float* inv_freq, float attn_factor);
 void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n);
-void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim);
+void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim);
 void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols);
 double sum_squares_blocked(const float* x, int64_t n);
 void adamw_update(const AdamWArgs& a);

@@ -55,7 +55,7 @@ void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, 
   }
 }
 
-void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) {
+void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) {
   const int nt = cpu_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t c0 = 0; c0 < dim; c0 += kColBlock) {
@@ -63,7 +63,12 @@ void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_
     for (int64_t r = 0; r < n; ++r) {
       float* dst = table + int64_t(ids[r]) * dim + c0;
       const float* s = src + r * dim + c0;
-      for (int64_t i = 0; i < nc; ++i) dst[i] += s[i];
+      if (weights) {
+        const float w = weights[r];
+        for (int64_t i = 0; i < nc; ++i) dst[i] += w * s[i];
+      } else {
+        for (int64_t i = 0; i < nc; ++i) dst[i] += s[i];
+      }
     }
   }
 }

@@ -11,6 +11,17 @@ namespace reason {
 
 namespace {
 float sigmoid_f(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// The tokens an expert's rows (token * K + slot) come from, and their routing weights.
+void expert_tokens(const std::vector<int32_t>& rows, int K, const std::vector<float>& route_w, std::vector<int32_t>& tok,
+                   std::vector<float>& wts) {
+  tok.resize(rows.size());
+  wts.resize(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    tok[i] = rows[i] / K;
+    wts[i] = route_w[size_t(rows[i])];
+  }
+}
 }  // namespace
 
 void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, float* out, LayerActs& a,
@@ -27,22 +38,19 @@ void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int6
     for (int j = 0; j < K; ++j) a.expert_rows[size_t(a.route_idx[size_t(t * K + j)])].push_back(int32_t(t * K + j));
   a.experts.assign(size_t(E), MlpActs{});
   std::memset(out, 0, size_t(T * d) * sizeof(float));
-  std::vector<float> xe;
+  std::vector<float> xe, wts;
+  std::vector<int32_t> tok;
   for (int e = 0; e < E; ++e) {
     const auto& rows = a.expert_rows[size_t(e)];
     if (expert_load) expert_load[e] += int64_t(rows.size());
     if (rows.empty()) continue;
     const int64_t n = int64_t(rows.size());
+    expert_tokens(rows, K, a.route_w, tok, wts);
     xe.resize(size_t(n * d));
-    for (int64_t i = 0; i < n; ++i) std::memcpy(&xe[size_t(i * d)], h + (rows[size_t(i)] / K) * d, size_t(d) * 4);
+    be.gather_rows(xe.data(), h, DType::F32, tok.data(), n, d);
     MlpActs& ea = a.experts[size_t(e)];
     mlp_forward(be, w.experts[size_t(e)], xe.data(), n, d, ea);
-    for (int64_t i = 0; i < n; ++i) {
-      float* o = out + (rows[size_t(i)] / K) * d;
-      const float* y = &ea.y[size_t(i * d)];
-      const float wt = a.route_w[size_t(rows[size_t(i)])];
-      for (int64_t c = 0; c < d; ++c) o[c] += wt * y[c];
-    }
+    be.scatter_add_rows(out, tok.data(), ea.y.data(), wts.data(), n, d);  // out[t] += w * y, rows in order
   }
   if (w.has_shared) {
     mlp_forward(be, w.shared, h, T, d, a.shared);
@@ -105,19 +113,21 @@ void moe_backward(kernels::Backend& be, const MoeWeights& w, const float* h, int
                   float aux_scale) {
   const RouterConfig& rc = w.router;
   const int E = rc.n_experts, K = rc.top_k;
-  std::vector<float> dwt(size_t(T * K), 0.0f), xe, dy, dxe;
+  std::vector<float> dwt(size_t(T * K), 0.0f), xe, dy, dxe, wts;
+  std::vector<int32_t> tok;
   for (int e = 0; e < E; ++e) {
     const auto& rows = a.expert_rows[size_t(e)];
     if (rows.empty()) continue;
     const int64_t n = int64_t(rows.size());
     const MlpActs& ea = a.experts[size_t(e)];
+    expert_tokens(rows, K, a.route_w, tok, wts);
     xe.resize(size_t(n * d));
     dy.resize(size_t(n * d));
     dxe.resize(size_t(n * d));
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t t = rows[size_t(i)] / K;
-      std::memcpy(&xe[size_t(i * d)], h + t * d, size_t(d) * 4);
-      const float wt = a.route_w[size_t(rows[size_t(i)])];
+    be.gather_rows(xe.data(), h, DType::F32, tok.data(), n, d);
+    for (int64_t i = 0; i < n; ++i) {  // dy = w * dout (the expert's share), dL/dw = dout . y
+      const int64_t t = tok[size_t(i)];
+      const float wt = wts[size_t(i)];
       double dot = 0;
       for (int64_t c = 0; c < d; ++c) {
         dy[size_t(i * d + c)] = wt * dout[t * d + c];
@@ -126,10 +136,7 @@ void moe_backward(kernels::Backend& be, const MoeWeights& w, const float* h, int
       dwt[size_t(rows[size_t(i)])] = float(dot);
     }
     mlp_backward(be, w.experts[size_t(e)], xe.data(), n, ea, dy.data(), dxe.data(), false, g);
-    for (int64_t i = 0; i < n; ++i) {
-      float* dst = dh + (rows[size_t(i)] / K) * d;
-      for (int64_t c = 0; c < d; ++c) dst[c] += dxe[size_t(i * d + c)];
-    }
+    be.scatter_add_rows(dh, tok.data(), dxe.data(), nullptr, n, d);
   }
   if (w.has_shared) {
     if (w.shared_gate.raw()) {

@@ -176,8 +176,10 @@ class Backend {
   //   dgate[i] = dout[i] * up[i] * s * (1 + gate[i] * (1 - s)),  dup[i] = dout[i] * gate[i] * s.
   virtual void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                             int64_t n) = 0;
-  // table[ids[r], :] += src[r, :] for r < n (f32 [*, dim]); repeated ids add in row order.
-  virtual void scatter_add_rows(float* table, const int32_t* ids, const float* src, int64_t n, int64_t dim) = 0;
+  // table[ids[r], :] += weights[r] * src[r, :] for r < n (f32 [*, dim]; weights null: 1, no
+  // multiplication); repeated ids add in row order. (Embedding and LM-head row gradients, MoE's
+  // weighted combine of expert outputs.)
+  virtual void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) = 0;
   // out[j] += sum over rows i (in order) of x[i, j], x f32 [rows, cols] (a bias gradient).
   virtual void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) = 0;
   // sum of x[i]^2 in double: blocks of 4096 elements, the block sums added in order. A NaN or
