@@ -97,6 +97,17 @@ class CpuBackend final : public Backend {
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override { cpu::isa_ops().silu_mul(out, gate, up, n); }
   void add_inplace(float* y, const float* x, int64_t n) override { cpu::isa_ops().add_inplace(y, x, n); }
 
+  void copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) override {
+    if (rows < 0 || cols < 0 || ldd < cols || lds < cols) throw BackendError("cpu copy_2d: bad size or stride");
+    if (rows == 0 || cols == 0) return;
+    if (!dst || !src) throw BackendError("cpu copy_2d: null pointer");
+    if (ldd == cols && lds == cols) {
+      std::memcpy(dst, src, size_t(rows * cols) * sizeof(float));
+      return;
+    }
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (rows * cols > 65536)
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ldd, src + r * lds, size_t(cols) * sizeof(float));
+  }
   void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t dim) override {
     if (n < 0 || dim < 0) throw BackendError("cpu gather_rows: negative size");
     if (n == 0 || dim == 0) return;

@@ -360,6 +360,17 @@ void CudaBackend::add_inplace(float* y, const float* x, int64_t n) {
   check(launch_add_inplace(y, x, n, stream_), op, "kernel launch");
 }
 
+void CudaBackend::copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
+  const char* op = "copy_2d";
+  need(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols, op, "bad size or stride");
+  if (rows == 0 || cols == 0) return;
+  need(dst && src, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(cudaMemcpy2DAsync(dst, size_t(ldd) * sizeof(float), src, size_t(lds) * sizeof(float), size_t(cols) * sizeof(float),
+                          size_t(rows), cudaMemcpyDeviceToDevice, stream_),
+        op, "cudaMemcpy2DAsync");
+}
+
 void CudaBackend::gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n,
                               int64_t dim) {
   const char* op = "gather_rows";

@@ -56,6 +56,7 @@ class CudaBackend final : public Backend {
   void attention_bwd(const FlashAttnBwdArgs& a) override;
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override;
   void add_inplace(float* y, const float* x, int64_t n) override;
+  void copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) override;
   void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t dim) override;
   void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
                    int64_t rows, int64_t dim) override;

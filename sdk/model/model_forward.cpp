@@ -79,7 +79,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     int64_t r = 0, o = 0;
     for (const SeqChunk& ch : chunks) {
       const int64_t first = ch.all_logits ? r : r + ch.n - 1, n = ch.all_logits ? ch.n : 1;
-      std::memcpy(&s.head_in[size_t(o * d)], &s.x[size_t(first * d)], size_t(n * d) * 4);
+      be.copy_2d(&s.head_in[size_t(o * d)], d, &s.x[size_t(first * d)], d, n, d);
       o += n;
       r += ch.n;
     }

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -691,4 +692,18 @@ TEST_CASE("logsoftmax_rows and its backward against double", "[cpu_backend][trai
         }
       }
     }
+}
+
+TEST_CASE("copy_2d: strided rows, padding untouched, contiguous fast path", "[cpu_backend]") {
+  for (auto [rows, cols, ldd, lds] : {std::array<int64_t, 4>{3, 5, 9, 7}, {70000, 3, 4, 3}, {4, 6, 6, 6}, {0, 5, 5, 5}}) {
+    INFO("rows " << rows << " cols " << cols << " ldd " << ldd << " lds " << lds);
+    const auto src = randn(size_t(std::max<int64_t>(1, rows * lds)), 111);
+    std::vector<float> dst(size_t(std::max<int64_t>(1, rows * ldd)), -7.0f);
+    cpu_backend().copy_2d(dst.data(), ldd, src.data(), lds, rows, cols);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < ldd; ++c)
+        CHECK(dst[size_t(r * ldd + c)] == (c < cols ? src[size_t(r * lds + c)] : -7.0f));
+  }
+  std::vector<float> a(4), b(4);
+  CHECK_THROWS_AS(cpu_backend().copy_2d(a.data(), 1, b.data(), 2, 2, 2), BackendError);  // ldd < cols
 }

@@ -500,6 +500,13 @@ TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops
       g->scatter_add_rows(gt.as<float>(), gids.as<int32_t>(), gdy.as<float>(), gwts.as<float>(), rows, dim);
       CHECK(rel_err(gt.get<float>(), table) <= 1e-6);  // nvcc may fuse the multiply-add
       CHECK(gt.get<float>() == table);
+      {  // copy_2d: a strided block
+        std::vector<float> blk(size_t(rows * (dim + 3)), -1.0f), cpu = blk;
+        Dev gb(g, blk);
+        cpu_backend().copy_2d(cpu.data(), dim + 3, dy.data(), dim, rows, dim);
+        g->copy_2d(gb.as<float>(), dim + 3, gdy.as<float>(), dim, rows, dim);
+        CHECK(gb.get<float>() == cpu);
+      }
       std::vector<float> got(size_t(rows * dim));
       cpu_backend().gather_rows(got.data(), table.data(), DType::F32, ids.data(), rows, dim);
       Dev gg(g, got.size() * 4);

@@ -25,8 +25,8 @@ void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
     const int64_t p0 = (*ctx.pos0)[i];
     float* kc = ctx.cache->k(ch.slot, layer);
     float* vc = ctx.cache->v(ch.slot, layer);
-    std::memcpy(kc + p0 * kvd, &a.k[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
-    std::memcpy(vc + p0 * kvd, &a.v[size_t(r * kvd)], size_t(ch.n * kvd) * 4);
+    be.copy_2d(kc + p0 * kvd, kvd, &a.k[size_t(r * kvd)], kvd, ch.n, kvd);  // KV append
+    be.copy_2d(vc + p0 * kvd, kvd, &a.v[size_t(r * kvd)], kvd, ch.n, kvd);
     seqs[i] = kernels::AttnSeq{&a.q[size_t(r * qd)], &a.att[size_t(r * qd)], kc, vc, ch.n, p0};
     r += ch.n;
   }

@@ -36,10 +36,10 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
     int64_t r = 0;
     for (size_t i = 0; i < ctx.chunks.size(); ++i) {
       float* dst = ctx.cache->k(ctx.chunks[i].slot, layer) + (*ctx.pos0)[i] * R;
-      for (int64_t t = 0; t < ctx.chunks[i].n; ++t, ++r) {
-        std::memcpy(dst + t * R, &a.lat[size_t(r * L)], size_t(L) * 4);
-        std::memcpy(dst + t * R + L, &a.kr[size_t(r * rope)], size_t(rope) * 4);
-      }
+      const int64_t n = ctx.chunks[i].n;
+      be.copy_2d(dst, R, &a.lat[size_t(r * L)], L, n, L);  // [latent | roped key] rows
+      be.copy_2d(dst + L, R, &a.kr[size_t(r * rope)], rope, n, rope);
+      r += n;
     }
   }
   ctx.lap(ForwardOp::KvStore);
@@ -63,8 +63,7 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
       s.op.resize(size_t(n * H * R));
       for (int64_t hh = 0; hh < H; ++hh) {
         linear_forward_strided(be, ly.w_uk_t[size_t(hh)], q + hh * qk, H * qk, n, &s.qp[size_t(hh * R)], H * R);
-        for (int64_t t = 0; t < n; ++t)
-          std::memcpy(&s.qp[size_t((t * H + hh) * R + L)], q + (t * H + hh) * qk + nope, size_t(rope) * 4);
+        be.copy_2d(&s.qp[size_t(hh * R + L)], H * R, q + hh * qk + nope, H * qk, n, rope);
       }
       seq = kernels::AttnSeq{s.qp.data(), s.op.data(), latents, latents, n, (*ctx.pos0)[i]};
       aa.n_kv_heads = 1;
@@ -81,26 +80,19 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
       linear_forward_strided(be, ly.kv_b, latents, R, n_kv, s.kvb.data(), H * kvw);
       s.kx.assign(size_t(n_kv * H * D), 0.0f);
       s.vx.assign(size_t(n_kv * H * D), 0.0f);
-      for (int64_t p = 0; p < n_kv; ++p)
-        for (int64_t hh = 0; hh < H; ++hh) {
-          const float* src = &s.kvb[size_t((p * H + hh) * kvw)];
-          float* kd = &s.kx[size_t((p * H + hh) * D)];
-          std::memcpy(kd, src, size_t(nope) * 4);
-          std::memcpy(kd + nope, latents + p * R + L, size_t(rope) * 4);
-          std::memcpy(&s.vx[size_t((p * H + hh) * D)], src + nope, size_t(vd) * 4);
-        }
+      // per (position, head) row: k = [W_UK c | the position's roped key], v = W_UV c
+      be.copy_2d(s.kx.data(), D, s.kvb.data(), kvw, n_kv * H, nope);
+      for (int64_t hh = 0; hh < H; ++hh) be.copy_2d(&s.kx[size_t(hh * D + nope)], H * D, latents + L, R, n_kv, rope);
+      be.copy_2d(s.vx.data(), D, s.kvb.data() + nope, kvw, n_kv * H, vd);
       s.qx.assign(size_t(n * H * D), 0.0f);
       s.ox.resize(size_t(n * H * D));
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t hh = 0; hh < H; ++hh) std::memcpy(&s.qx[size_t((t * H + hh) * D)], q + (t * H + hh) * qk, size_t(qk) * 4);
+      be.copy_2d(s.qx.data(), D, q, qk, n * H, qk);
       seq = kernels::AttnSeq{s.qx.data(), s.ox.data(), s.kx.data(), s.vx.data(), n, (*ctx.pos0)[i]};
       aa.n_kv_heads = int(H);
       aa.head_dim = int(D);
       aa.q_stride = aa.out_stride = aa.kv_stride = H * D;
       be.attention(aa);
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t hh = 0; hh < H; ++hh)
-          std::memcpy(o + (t * H + hh) * vd, &s.ox[size_t((t * H + hh) * D)], size_t(vd) * 4);
+      be.copy_2d(o, vd, s.ox.data(), D, n * H, vd);
     }
     r += n;
   }
@@ -122,14 +114,10 @@ void attend_own_rows(const LayerCtx& ctx, const DecoderLayer& ly, LayerActs& a) 
   linear_forward(be, ly.kv_b, a.lat.data(), T, kvb.data());
   a.k.resize(size_t(T * H * qk));
   a.v.resize(size_t(T * H * vd));
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t h = 0; h < H; ++h) {
-      const float* src = &kvb[size_t((t * H + h) * kvw)];
-      float* kd = &a.k[size_t((t * H + h) * qk)];
-      std::memcpy(kd, src, size_t(nope) * 4);
-      std::memcpy(kd + nope, &a.kr[size_t(t * rd)], size_t(rd) * 4);
-      std::memcpy(&a.v[size_t((t * H + h) * vd)], src + nope, size_t(vd) * 4);
-    }
+  // per (token, head) row of kvb [nope | v]: k = [nope | the token's shared roped key], v
+  be.copy_2d(a.k.data(), qk, kvb.data(), kvw, T * H, nope);
+  for (int64_t h = 0; h < H; ++h) be.copy_2d(a.k.data() + h * qk + nope, H * qk, a.kr.data(), rd, T, rd);
+  be.copy_2d(a.v.data(), vd, kvb.data() + nope, kvw, T * H, vd);
   attention_packed_forward(be, mla_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                            a.att.data(), a.lse);
 }
@@ -161,10 +149,8 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   a.lat.resize(size_t(T * L));
   a.lat_rstd.resize(size_t(T));
   a.kr.resize(size_t(T * rd));
-  for (int64_t t = 0; t < T; ++t) {
-    std::memcpy(&a.lat_raw[size_t(t * L)], &ckv[size_t(t * R)], size_t(L) * 4);
-    std::memcpy(&a.kr[size_t(t * rd)], &ckv[size_t(t * R + L)], size_t(rd) * 4);
-  }
+  be.copy_2d(a.lat_raw.data(), L, ckv.data(), R, T, L);
+  be.copy_2d(a.kr.data(), rd, ckv.data() + L, R, T, rd);
   rmsnorm_forward(be, a.lat_raw.data(), ly.kv_a_norm, a.lat.data(), a.lat_rstd.data(), T, L, c.rms_norm_eps);
   if (c.rope_interleave)
     for (int64_t t = 0; t < T; ++t) {
@@ -192,12 +178,11 @@ void mla_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
                             a.att.data(), a.lse, datt, dq.data(), dk.data(), dv.data());
   // Keys and values back to kv_b's output and the shared rope key.
   std::vector<float> dkvb(size_t(T * H * kvw)), dkr(size_t(T * rd), 0.0f);
-  for (int64_t t = 0; t < T; ++t)
+  be.copy_2d(dkvb.data(), kvw, dk.data(), qk, T * H, nope);
+  be.copy_2d(dkvb.data() + nope, kvw, dv.data(), vd, T * H, vd);
+  for (int64_t t = 0; t < T; ++t)  // the shared rope key's gradient: the sum over heads (in head order)
     for (int64_t h = 0; h < H; ++h) {
-      float* dst = &dkvb[size_t((t * H + h) * kvw)];
       const float* gk = &dk[size_t((t * H + h) * qk)];
-      std::memcpy(dst, gk, size_t(nope) * 4);
-      std::memcpy(dst + nope, &dv[size_t((t * H + h) * vd)], size_t(vd) * 4);
       for (int64_t i = 0; i < rd; ++i) dkr[size_t(t * rd + i)] += gk[nope + i];
     }
   std::vector<float> dlat(size_t(T * L)), dckv(size_t(T * R), 0.0f), tmp(static_cast<size_t>(rd));
@@ -213,10 +198,8 @@ void mla_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
   // kv_a_layernorm on the latent; [dc | dkr] back through kv_a_proj_with_mqa.
   std::vector<float> dlat_raw(size_t(T * L), 0.0f);
   rmsnorm_backward(be, a.lat_raw.data(), ly.kv_a_norm, a.lat_rstd.data(), dlat.data(), dlat_raw.data(), T, L, g);
-  for (int64_t t = 0; t < T; ++t) {
-    std::memcpy(&dckv[size_t(t * R)], &dlat_raw[size_t(t * L)], size_t(L) * 4);
-    std::memcpy(&dckv[size_t(t * R + L)], &dkr[size_t(t * rd)], size_t(rd) * 4);
-  }
+  be.copy_2d(dckv.data(), R, dlat_raw.data(), L, T, L);
+  be.copy_2d(dckv.data() + L, R, dkr.data(), rd, T, rd);
   linear_backward(be, ly.kv_a, a.h1.data(), dckv.data(), T, dh1, false, g);
   if (ql > 0) {
     std::vector<float> dqa_n(size_t(T * ql)), dqa(size_t(T * ql), 0.0f);

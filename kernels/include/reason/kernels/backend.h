@@ -157,6 +157,10 @@ class Backend {
   // y[i] += x[i]
   virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
 
+  // dst[r * ldd + c] = src[r * lds + c] for r < rows, c < cols (f32; the regions must not
+  // overlap): KV-cache appends, splitting and joining row blocks.
+  virtual void copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) = 0;
+
   // out[r, :] = table[ids[r], :] as f32, for r < n (table [*, dim] in f32, bf16 or f16; the
   // caller has checked the ids).
   virtual void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n,
