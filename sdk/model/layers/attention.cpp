@@ -55,7 +55,7 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const RopeTable& rope = *ctx.rope;
-    const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
+  const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
   const bool qk_norm = ly.q_norm.raw() != nullptr;
   a.q.resize(size_t(T * qd));
   a.k.resize(size_t(T * kvd));

@@ -11,7 +11,7 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
                            LayerActs& a, int64_t* expert_load) {
   kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
-    const int64_t T = ctx.rows, d = c.hidden_size;
+  const int64_t T = ctx.rows, d = c.hidden_size;
   if (ctx.keep_inputs) a.x_in = x;
   a.rstd1.resize(size_t(T));
   a.h1.resize(size_t(T * d));

@@ -128,7 +128,7 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const RopeTable& rt = *ctx.rope;
-    const int64_t T = ctx.rows, H = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, vd = c.v_head_dim;
+  const int64_t T = ctx.rows, H = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, vd = c.v_head_dim;
   const int64_t qk = nope + rd, L = c.kv_lora_rank, R = L + rd, ql = c.q_lora_rank;
   // Queries [T, H, qk].
   a.q.resize(size_t(T * H * qk));
