@@ -151,13 +151,9 @@ void LogprobPass::row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) c
   out.resize(size_t(n * V));
   linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out.data());
   const float inv_t = 1.0f / temperature_;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i) {  // the forward already has each row's log-sum-exp
     float* z = &out[size_t(i * V)];
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < V; ++j) mx = std::max(mx, z[j] * inv_t);
-    double sum = 0;
-    for (int64_t j = 0; j < V; ++j) sum += std::exp(double(z[j] * inv_t - mx));
-    const float lse = float(double(mx) + std::log(sum));
+    const float lse = lse_[size_t(i0 + i)];
     for (int64_t j = 0; j < V; ++j) z[j] = z[j] * inv_t - lse;
   }
 }

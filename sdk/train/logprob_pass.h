@@ -97,7 +97,7 @@ class LogprobPass {
   std::vector<int32_t> pos_;        // position within its sequence [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
-  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward
+  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and row_logprobs
   bool recompute_ = false;
   LayerCtx layer_ctx() const;
   void layer_forward(int64_t l, std::vector<float>& x, bool record);
