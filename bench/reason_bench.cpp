@@ -1,7 +1,8 @@
 // reason_bench: prefill and decode throughput of one model, measured the way llama-bench does.
 //
-//   reason_bench --model DIR [--threads N] [--dtype f32|bf16] [--prompt-tokens P]
-//                [--gen-tokens G] [--reps R] [--seed S] [--profile] [--no-prefill] [--no-decode]
+//   reason_bench --model DIR [--threads N] [--dtype f32|bf16] [--kv-dtype auto|f32|bf16]
+//                [--prompt-tokens P] [--gen-tokens G] [--reps R] [--seed S] [--profile]
+//                [--no-prefill] [--no-decode] [--group N]
 //
 // Prefill ("pp P"): one forward of P random valid token ids into an empty KV cache, logits for
 //   the last position only (llama-bench: llama_decode of the whole prompt in one batch).
@@ -19,6 +20,11 @@
 // time of the profiled forwards and to the best unprofiled repetition, and a streaming-read
 // probe gives this machine's bandwidth: the decode roofline.
 //
+// --group N: a GRPO-style group: generate() of N sampled completions of G tokens (temperature
+// 1, no EOS) of one P-token prompt, once with the prompt shared (share_prefix_with: computed
+// once, its KV blocks shared) and once as N independent requests; reports each run's tokens/s
+// (generated tokens over wall time, prompt included) and its peak KV-cache bytes.
+//
 // The JSON document goes to stdout; progress and the human-readable summary go to stderr.
 #include <algorithm>
 #include <chrono>
@@ -35,6 +41,7 @@
 
 #include <immintrin.h>
 
+#include "infer/generator.h"
 #include "model/model.h"
 #include "reason/kernels/backend.h"
 
@@ -51,6 +58,8 @@ struct Args {
   std::string model;
   int threads = 0;
   std::string dtype = "bf16";
+  std::string kv_dtype = "auto";
+  int group = 0;
   int64_t prompt_tokens = 128;
   int64_t gen_tokens = 64;
   int reps = 5;
@@ -63,8 +72,9 @@ struct Args {
 [[noreturn]] void usage(const char* msg) {
   if (msg) std::fprintf(stderr, "reason_bench: %s\n", msg);
   std::fprintf(stderr,
-               "usage: reason_bench --model DIR [--threads N] [--dtype f32|bf16] [--prompt-tokens P]\n"
-               "                    [--gen-tokens G] [--reps R] [--seed S] [--profile] [--no-prefill] [--no-decode]\n");
+               "usage: reason_bench --model DIR [--threads N] [--dtype f32|bf16] [--kv-dtype auto|f32|bf16]\n"
+               "                    [--prompt-tokens P] [--gen-tokens G] [--reps R] [--seed S] [--profile]\n"
+               "                    [--no-prefill] [--no-decode] [--group N]\n");
   std::exit(2);
 }
 
@@ -85,6 +95,8 @@ Args parse_args(int argc, char** argv) {
     if (s == "--model" || s == "-m") a.model = need(i);
     else if (s == "--threads" || s == "-t") a.threads = int(to_int(need(i), "--threads", 0));
     else if (s == "--dtype") a.dtype = need(i);
+    else if (s == "--kv-dtype") a.kv_dtype = need(i);
+    else if (s == "--group") a.group = int(to_int(need(i), "--group", 1));
     else if (s == "--prompt-tokens" || s == "-p") a.prompt_tokens = to_int(need(i), "--prompt-tokens", 1);
     else if (s == "--gen-tokens" || s == "-n") a.gen_tokens = to_int(need(i), "--gen-tokens", 1);
     else if (s == "--reps" || s == "-r") a.reps = int(to_int(need(i), "--reps", 1));
@@ -97,6 +109,7 @@ Args parse_args(int argc, char** argv) {
   }
   if (a.model.empty()) usage("--model is required");
   if (a.dtype != "f32" && a.dtype != "bf16") usage("--dtype must be f32 or bf16");
+  if (a.kv_dtype != "auto" && a.kv_dtype != "f32" && a.kv_dtype != "bf16") usage("--kv-dtype must be auto, f32 or bf16");
   return a;
 }
 
@@ -289,6 +302,38 @@ void print_profile(const char* title, const reason::ForwardProfile& p, double wa
                "op total", total / per * 1e3, wall_s / per * 1e3, measured_s * 1e3);
 }
 
+// --group: the same group of sampled completions with the prompt shared and unshared.
+std::string run_group(const reason::Model& m, const Args& args, std::mt19937& rng) {
+  const auto prompt = random_tokens(rng, m.config().vocab_size, args.prompt_tokens);
+  std::string json = "{\"n\": " + std::to_string(args.group);
+  for (bool shared : {true, false}) {
+    std::vector<reason::GenRequest> reqs(size_t(args.group));
+    for (int j = 0; j < args.group; ++j) {
+      reqs[size_t(j)].prompt = prompt;
+      reqs[size_t(j)].params.temperature = 1.0f;
+      reqs[size_t(j)].params.max_new_tokens = int32_t(args.gen_tokens);
+      reqs[size_t(j)].params.ignore_eos = true;
+      reqs[size_t(j)].params.seed = uint64_t(j + 1);
+      if (shared && j > 0) reqs[size_t(j)].share_prefix_with = 0;
+    }
+    reason::GenerateStats st;
+    reason::GenerateOptions go;
+    go.stats = &st;
+    const auto t0 = Clock::now();
+    reason::generate(m, reqs, {}, go);
+    const double sec = seconds_since(t0);
+    const double ts = double(st.generated_tokens) / sec;
+    std::fprintf(stderr, "group of %d, prompt %s: %.2f tok/s, KV cache peak %.2f MiB, prompt tokens computed %lld\n",
+                 args.group, shared ? "shared" : "not shared", ts, double(st.kv_peak_bytes) / 1048576.0,
+                 (long long)st.prompt_tokens_computed);
+    char buf[256];
+    std::snprintf(buf, sizeof buf, ", \"%s\": {\"tokens_per_s\": %.3f, \"kv_peak_bytes\": %lld, \"seconds\": %.3f}",
+                  shared ? "shared" : "unshared", ts, (long long)st.kv_peak_bytes, sec);
+    json += buf;
+  }
+  return json + "}";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -302,11 +347,13 @@ int main(int argc, char** argv) {
     reason::LoadOptions lo;
     lo.compute_dtype = dt;
     lo.load_tokenizer = false;
+    if (args.kv_dtype != "auto") lo.kv_dtype = args.kv_dtype == "bf16" ? rk::DType::BF16 : rk::DType::F32;
     auto model = reason::Model::load(args.model, lo);
     const double load_s = seconds_since(t0);
     const reason::ModelConfig& c = model->config();
-    std::fprintf(stderr, "reason_bench: %s: %s, %.1fM params, %s, %d threads, loaded in %.2fs\n", args.model.c_str(),
-                 c.architecture.c_str(), double(model->n_params()) / 1e6, args.dtype.c_str(), threads, load_s);
+    std::fprintf(stderr, "reason_bench: %s: %s, %.1fM params, %s, KV cache %s, %d threads, loaded in %.2fs\n",
+                 args.model.c_str(), c.architecture.c_str(), double(model->n_params()) / 1e6, args.dtype.c_str(),
+                 rk::dtype_name(model->kv_dtype()), threads, load_s);
 
     std::mt19937 rng(args.seed);
     reason::ForwardScratch scratch;
@@ -394,14 +441,15 @@ int main(int argc, char** argv) {
     char head[1024];
     std::snprintf(head, sizeof head,
                   "{\n  \"engine\": \"libreason\",\n  \"model\": \"%s\",\n  \"architecture\": \"%s\",\n"
-                  "  \"n_params\": %lld,\n  \"dtype\": \"%s\",\n  \"threads\": %d,\n  \"load_s\": %.3f,\n"
-                  "  \"seed\": %u,\n",
+                  "  \"n_params\": %lld,\n  \"dtype\": \"%s\",\n  \"kv_dtype\": \"%s\",\n  \"threads\": %d,\n"
+                  "  \"load_s\": %.3f,\n  \"seed\": %u,\n",
                   args.model.c_str(), c.architecture.c_str(), (long long)model->n_params(), args.dtype.c_str(),
-                  threads, load_s, args.seed);
+                  rk::dtype_name(model->kv_dtype()), threads, load_s, args.seed);
     std::string out = head;
     out += "  \"prefill\": " + (args.prefill ? stats_json(pp) : std::string("null")) + ",\n";
     out += "  \"decode\": " + (args.decode ? stats_json(tg) : std::string("null"));
     if (!profile.empty()) out += ",\n  \"profile\": " + profile;
+    if (args.group > 0) out += ",\n  \"group\": " + run_group(*model, args, rng);
     out += "\n}\n";
     std::fputs(out.c_str(), stdout);
     if (args.prefill)

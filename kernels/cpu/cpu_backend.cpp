@@ -81,6 +81,14 @@ class CpuBackend final : public Backend {
   }
   void attention(const AttnArgs& a) override {
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads) throw BackendError("cpu attention: n_heads % n_kv_heads != 0");
+    if (a.kv_dtype != DType::F32 && a.kv_dtype != DType::BF16)
+      throw BackendError(std::string("cpu attention: unsupported KV dtype ") + dtype_name(a.kv_dtype));
+    if (a.block_size < 0) throw BackendError("cpu attention: negative block_size");
+    for (int s = 0; s < a.n_seqs; ++s) {
+      const AttnSeq& q = a.seqs[s];
+      if (q.n_q > 0 && (a.block_size > 0 ? !q.k_blocks || !q.v_blocks : !q.k || !q.v))
+        throw BackendError("cpu attention: null keys or values in a sequence");
+    }
     cpu::isa_ops().attention(a);
   }
   void attention_fwd_train(const FlashAttnArgs& a) override {
@@ -107,6 +115,18 @@ class CpuBackend final : public Backend {
     }
 #pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (rows * cols > 65536)
     for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ldd, src + r * lds, size_t(cols) * sizeof(float));
+  }
+  void paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* src, int64_t lds, int64_t rows,
+                   int64_t cols) override {
+    cpu::paged_write(dst, pos0, col0, src, lds, rows, cols);
+  }
+  void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows,
+                  int64_t cols) override {
+    cpu::paged_read(dst, ldd, src, pos0, col0, rows, cols);
+  }
+  void copy_bytes(void* dst, const void* src, size_t bytes) override {
+    if (bytes && (!dst || !src)) throw BackendError("cpu copy_bytes: null pointer");
+    if (bytes) std::memcpy(dst, src, bytes);
   }
   void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t dim) override {
     if (n < 0 || dim < 0) throw BackendError("cpu gather_rows: negative size");

@@ -15,4 +15,9 @@ void matmul_onednn(const MatmulArgs& a);
 // Largest m that the streaming small-m kernel (isa_ops().matmul_small_m) is used for.
 constexpr int64_t kSmallM = 8;
 
+// The paged KV store ops of backend.h (paged_kv.cpp).
+void paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* src, int64_t lds, int64_t rows,
+                 int64_t cols);
+void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows, int64_t cols);
+
 }  // namespace reason::kernels::cpu

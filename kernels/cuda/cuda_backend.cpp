@@ -320,8 +320,10 @@ void CudaBackend::attention(const AttnArgs& a) {
   need(a.head_dim > 0 && a.head_dim <= 16384, op, "head_dim out of range");
   need(a.q_stride >= 0 && a.out_stride >= 0 && a.kv_stride >= 0, op, "negative stride");
 
+  need(a.kv_dtype == DType::F32 || a.kv_dtype == DType::BF16, op, "KV dtype must be f32 or bf16");
+  need(a.block_size >= 0, op, "negative block_size");
   AttnShape shape{a.n_heads, a.n_kv_heads, a.head_dim, a.q_stride, a.out_stride, a.kv_stride,
-                  a.scale};
+                  a.scale, a.block_size, a.kv_dtype == DType::BF16 ? 1 : 0};
   DeviceGuard g(device_, op);
   AttnChunk chunk{};
   auto flush = [&] {
@@ -333,10 +335,10 @@ void CudaBackend::attention(const AttnArgs& a) {
     const AttnSeq& s = a.seqs[i];
     need(s.n_q >= 0 && s.q_pos0 >= 0, op, "negative n_q or q_pos0");
     if (s.n_q == 0) continue;
-    need(s.q && s.out && s.k && s.v, op, "null pointer in a sequence");
+    need(s.q && s.out && (a.block_size > 0 ? s.k_blocks && s.v_blocks : s.k && s.v), op, "null pointer in a sequence");
     need(s.n_q <= INT_MAX, op, "n_q too large");
     if (chunk.n_seqs == kAttnChunk || chunk.n_tokens + s.n_q > INT_MAX) flush();
-    chunk.seq[chunk.n_seqs++] = AttnSeqDev{s.q, s.out, s.k, s.v, s.n_q, s.q_pos0, chunk.n_tokens};
+    chunk.seq[chunk.n_seqs++] = AttnSeqDev{s.q, s.out, s.k, s.v, s.k_blocks, s.v_blocks, s.n_q, s.q_pos0, chunk.n_tokens};
     chunk.n_tokens += s.n_q;
   }
   flush();
@@ -369,6 +371,49 @@ void CudaBackend::copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds
   check(cudaMemcpy2DAsync(dst, size_t(ldd) * sizeof(float), src, size_t(lds) * sizeof(float), size_t(cols) * sizeof(float),
                           size_t(rows), cudaMemcpyDeviceToDevice, stream_),
         op, "cudaMemcpy2DAsync");
+}
+
+namespace {
+void check_paged(const PagedRows& p, int64_t pos0, int64_t col0, int64_t rows, int64_t cols, const char* op) {
+  need(rows >= 0 && cols >= 0 && pos0 >= 0 && col0 >= 0, op, "negative size or offset");
+  if (rows == 0 || cols == 0) return;
+  need(p.blocks != nullptr, op, "null block table");
+  need(p.block_size > 0, op, "block_size must be positive");
+  need(col0 + cols <= p.row_stride, op, "columns past the row stride");
+  need(p.dtype == DType::F32 || p.dtype == DType::BF16, op, "KV dtype must be f32 or bf16");
+}
+}  // namespace
+
+void CudaBackend::paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* src, int64_t lds,
+                              int64_t rows, int64_t cols) {
+  const char* op = "paged_write";
+  check_paged(dst, pos0, col0, rows, cols, op);
+  if (rows == 0 || cols == 0) return;
+  need(src && lds >= cols, op, "null source or row stride smaller than cols");
+  DeviceGuard g(device_, op);
+  check(launch_paged_write(dst.blocks, dst.block_size, dst.row_stride, dst.dtype == DType::BF16, pos0, col0, src, lds,
+                           rows, cols, stream_),
+        op, "kernel launch");
+}
+
+void CudaBackend::paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows,
+                             int64_t cols) {
+  const char* op = "paged_read";
+  check_paged(src, pos0, col0, rows, cols, op);
+  if (rows == 0 || cols == 0) return;
+  need(dst && ldd >= cols, op, "null destination or row stride smaller than cols");
+  DeviceGuard g(device_, op);
+  check(launch_paged_read(dst, ldd, src.blocks, src.block_size, src.row_stride, src.dtype == DType::BF16, pos0, col0,
+                          rows, cols, stream_),
+        op, "kernel launch");
+}
+
+void CudaBackend::copy_bytes(void* dst, const void* src, size_t bytes) {
+  const char* op = "copy_bytes";
+  if (bytes == 0) return;
+  need(dst && src, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), op, "cudaMemcpyAsync");
 }
 
 void CudaBackend::gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n,

@@ -57,6 +57,11 @@ class CudaBackend final : public Backend {
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override;
   void add_inplace(float* y, const float* x, int64_t n) override;
   void copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) override;
+  void paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* src, int64_t lds, int64_t rows,
+                   int64_t cols) override;
+  void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows,
+                  int64_t cols) override;
+  void copy_bytes(void* dst, const void* src, size_t bytes) override;
   void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t dim) override;
   void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
                    int64_t rows, int64_t dim) override;

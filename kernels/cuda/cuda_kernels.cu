@@ -143,6 +143,39 @@ __global__ void add_inplace_kernel(float* y, const float* x, int64_t n) {
 constexpr int kAttnThreads = 128;
 constexpr int kAttnTile = 64;  // keys scored per step
 
+// Key/value position p of a sequence: the base pointer of its block (or of the whole history) and
+// the element offset of its row there.
+__device__ __forceinline__ const void* kv_base(const void* flat, void* const* blocks, const AttnShape& sh, int64_t p) {
+  return sh.block_size > 0 ? blocks[p / sh.block_size] : flat;
+}
+__device__ __forceinline__ int64_t kv_offset(const AttnSeqDev&, const AttnShape& sh, int64_t p) {
+  return (sh.block_size > 0 ? p % sh.block_size : p) * sh.kv_stride;
+}
+__device__ __forceinline__ float kv_value(const void* base, int64_t i, int bf16) {
+  return bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]) : static_cast<const float*>(base)[i];
+}
+
+__global__ void paged_write_kernel(void* const* blocks, int64_t bs, int64_t stride, int bf16, int64_t pos0, int64_t col0,
+                                   const float* src, int64_t lds, int64_t rows, int64_t cols) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * cols; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i % cols, p = pos0 + r;
+    const int64_t off = (p % bs) * stride + col0 + c;
+    const float x = src[r * lds + c];
+    if (bf16)
+      static_cast<__nv_bfloat16*>(blocks[p / bs])[off] = __float2bfloat16_rn(x);
+    else
+      static_cast<float*>(blocks[p / bs])[off] = x;
+  }
+}
+
+__global__ void paged_read_kernel(float* dst, int64_t ldd, void* const* blocks, int64_t bs, int64_t stride, int bf16,
+                                  int64_t pos0, int64_t col0, int64_t rows, int64_t cols) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * cols; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i % cols, p = pos0 + r;
+    dst[r * ldd + c] = kv_value(blocks[p / bs], (p % bs) * stride + col0 + c, bf16);
+  }
+}
+
 // grid = (chunk.n_tokens, n_heads); block = kAttnThreads.
 // Dynamic shared memory: q[head_dim] | acc[head_dim] | p[kAttnTile] | red[32].
 __global__ void __launch_bounds__(kAttnThreads)
@@ -165,8 +198,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int hd = sh.head_dim;
 
   const float* q = seq.q + t * sh.q_stride + int64_t(h) * hd;
-  const float* kb = seq.k + int64_t(g) * hd;
-  const float* vb = seq.v + int64_t(g) * hd;
+  const int64_t koff = int64_t(g) * hd;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     qs[d] = q[d];
     acc[d] = 0.0f;  // each thread owns acc[d] for its d: no synchronisation needed on acc
@@ -180,9 +212,9 @@ __global__ void __launch_bounds__(kAttnThreads)
     const int nt = int(n_keys - j0 < kAttnTile ? n_keys - j0 : kAttnTile);
     // Scores: one warp per key.
     for (int jj = warp; jj < nt; jj += n_warps) {
-      const float* kr = kb + (j0 + jj) * sh.kv_stride;
+      const int64_t off = kv_offset(seq, sh, j0 + jj) + koff;
       float dot = 0.0f;
-      for (int d = lane; d < hd; d += 32) dot += qs[d] * kr[d];
+      for (int d = lane; d < hd; d += 32) dot += qs[d] * kv_value(kv_base(seq.k, seq.k_blocks, sh, j0 + jj), off + d, sh.kv_bf16);
       dot = warp_sum(dot);
       if (lane == 0) p[jj] = dot * sh.scale;
     }
@@ -203,8 +235,8 @@ __global__ void __launch_bounds__(kAttnThreads)
     m = m_new;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
       float a = acc[d] * corr;
-      const float* vr = vb + j0 * sh.kv_stride + d;
-      for (int jj = 0; jj < nt; ++jj) a += p[jj] * vr[jj * sh.kv_stride];
+      for (int jj = 0; jj < nt; ++jj)
+        a += p[jj] * kv_value(kv_base(seq.v, seq.v_blocks, sh, j0 + jj), kv_offset(seq, sh, j0 + jj) + koff + d, sh.kv_bf16);
       acc[d] = a;
     }
     __syncthreads();  // p is overwritten by the next tile's scores
@@ -266,6 +298,23 @@ cudaError_t launch_silu_mul(float* out, const float* gate, const float* up, int6
 cudaError_t launch_add_inplace(float* y, const float* x, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   add_inplace_kernel<<<grid_for(n), kThreads, 0, stream>>>(y, x, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_paged_write(void* const* blocks, int64_t block_size, int64_t row_stride, int bf16, int64_t pos0,
+                               int64_t col0, const float* src, int64_t lds, int64_t rows, int64_t cols,
+                               cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return cudaSuccess;
+  paged_write_kernel<<<grid_for(rows * cols), kThreads, 0, stream>>>(blocks, block_size, row_stride, bf16, pos0, col0,
+                                                                      src, lds, rows, cols);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_paged_read(float* dst, int64_t ldd, void* const* blocks, int64_t block_size, int64_t row_stride,
+                              int bf16, int64_t pos0, int64_t col0, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return cudaSuccess;
+  paged_read_kernel<<<grid_for(rows * cols), kThreads, 0, stream>>>(dst, ldd, blocks, block_size, row_stride, bf16,
+                                                                     pos0, col0, rows, cols);
   return cudaGetLastError();
 }
 

@@ -36,11 +36,16 @@ cudaError_t launch_silu_mul(float* out, const float* gate, const float* up, int6
 cudaError_t launch_add_inplace(float* y, const float* x, int64_t n, cudaStream_t stream);
 
 // One sequence of a batched causal attention launch (device pointers; host-side struct).
+// Keys / values: contiguous (block_size 0: position p at k + p * kv_stride elements) or paged
+// (position p at k_blocks[p / block_size] + (p % block_size) * kv_stride; the block tables are
+// device arrays); elements are f32 or bf16 (AttnShape::kv_bf16).
 struct AttnSeqDev {
   const float* q;
   float* out;
-  const float* k;
-  const float* v;
+  const void* k;
+  const void* v;
+  void* const* k_blocks;
+  void* const* v_blocks;
   int64_t n_q;
   int64_t q_pos0;
   int64_t tok0;  // index of this sequence's first query token within the chunk
@@ -58,7 +63,17 @@ struct AttnShape {
   int n_heads, n_kv_heads, head_dim;
   int64_t q_stride, out_stride, kv_stride;
   float scale;
+  int64_t block_size;  // 0: contiguous keys and values
+  int kv_bf16;         // 1: bf16 keys and values, 0: f32
 };
+
+// Paged KV store rows (backend.h's PagedRows; blocks is a device array): rows [pos0, pos0 + rows),
+// columns [col0, col0 + cols) written from / read to f32 (dst_bf16 / src_bf16: the store's dtype).
+cudaError_t launch_paged_write(void* const* blocks, int64_t block_size, int64_t row_stride, int bf16, int64_t pos0,
+                               int64_t col0, const float* src, int64_t lds, int64_t rows, int64_t cols,
+                               cudaStream_t stream);
+cudaError_t launch_paged_read(float* dst, int64_t ldd, void* const* blocks, int64_t block_size, int64_t row_stride,
+                              int bf16, int64_t pos0, int64_t col0, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // One block per (query token, head) of the chunk; online softmax over the causal keys.
 cudaError_t launch_attention(const AttnChunk& chunk, const AttnShape& shape, cudaStream_t stream);

@@ -25,6 +25,7 @@ namespace {
 struct Common {
   int threads = 0;
   std::string dtype = "f32";
+  std::string kv_dtype = "auto";
 };
 
 LoadOptions load_options(const Common& c) {
@@ -35,6 +36,12 @@ LoadOptions load_options(const Common& c) {
     lo.compute_dtype = DType::BF16;
   else
     fail(ErrorCode::InvalidArgument, "--dtype must be f32 or bf16 (got '{}')", c.dtype);
+  if (c.kv_dtype == "f32")
+    lo.kv_dtype = DType::F32;
+  else if (c.kv_dtype == "bf16")
+    lo.kv_dtype = DType::BF16;
+  else if (c.kv_dtype != "auto")
+    fail(ErrorCode::InvalidArgument, "--kv-dtype must be auto, f32 or bf16 (got '{}')", c.kv_dtype);
   return lo;
 }
 
@@ -64,6 +71,7 @@ json info_json(const Model& m) {
   j["stored_dtype"] = c.torch_dtype;
   j["compute_dtype"] = kernels::dtype_name(m.compute_dtype());
   j["parameters"] = m.n_params();
+  j["kv_cache_dtype"] = kernels::dtype_name(m.kv_dtype());
   j["kv_cache_bytes_per_token"] = m.kv_bytes_per_token();
   j["tokenizer"] = m.tokenizer() ? "tokenizer.json" : "none";
   if (c.n_experts > 0) {
@@ -120,6 +128,7 @@ int main(int argc, char** argv) {
   gen->add_option("--stop", sp.stop_strings, "stop string (repeatable)");
   gen->add_option("--n", n, "number of samples")->capture_default_str();
   gen->add_option("--dtype", common.dtype, "compute dtype: f32 or bf16")->capture_default_str();
+  gen->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   gen->add_flag("--json", as_json, "print completions with token ids and logprobs as JSON");
 
   // tokenize
@@ -135,11 +144,13 @@ int main(int argc, char** argv) {
   scorec->add_option("--model", model_dir)->required();
   scorec->add_option("--text", text)->required();
   scorec->add_option("--dtype", common.dtype)->capture_default_str();
+  scorec->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
 
   // info
   auto* infoc = app.add_subcommand("info", "print the CPU path in use and, with --model, a model's configuration and sizes");
   infoc->add_option("--model", model_dir, "model directory (without it only the CPU path is printed)");
   infoc->add_option("--dtype", common.dtype)->capture_default_str();
+  infoc->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   bool routing = false;
   std::string routing_prompt = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42.";
   infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");

@@ -195,6 +195,7 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
     }
     model.forward(chunks, cache, logits, scratch);
     stats.forward_calls += 1;
+    stats.kv_peak_bytes = std::max<int64_t>(stats.kv_peak_bytes, int64_t(cache.bytes()));
 
     std::vector<std::unique_ptr<Active>> forked;
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -203,7 +204,7 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
       if (a.prefilled < int64_t(rq.prompt.size())) {
         a.prefilled += chunks[i].n;
         if (a.prefilled < int64_t(rq.prompt.size())) continue;  // more prompt to go
-        // The prompt is complete: the requests sharing it start from a copy of its cache rows
+        // The prompt is complete: the requests sharing it start from its cache blocks, shared
         // (taken before this request's first token can end it and free the slot).
         for (size_t f : followers[a.req]) {
           auto b = start(f, cache.fork_sequence(a.slot, a.prefilled));

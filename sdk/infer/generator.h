@@ -25,8 +25,9 @@ struct GenRequest {
   std::vector<int32_t> prompt;
   SamplingParams params;
   // Prefix sharing (GRPO groups, best-of-n): the index of an EARLIER request with the identical
-  // prompt. The prompt's keys/values are then computed once, by that request, and copied into
-  // this request's cache slot (KVCache::fork_sequence) right after the prompt's last position;
+  // prompt. The prompt's keys/values are then computed once, by that request, and its cache
+  // blocks are shared with this request's slot (KVCache::fork_sequence, no copy but the last
+  // partly filled block's, on first write) right after the prompt's last position;
   // this request samples its first token from the same logits with its own seed. -1: none.
   int64_t share_prefix_with = -1;
 };
@@ -45,12 +46,14 @@ using TokenCallback = std::function<bool(size_t request, int32_t token, float lo
 // What a generate() call computed (for tests and throughput figures).
 struct GenerateStats {
   int64_t prompt_tokens_computed = 0;  // prompt positions run through the model
-  int64_t prompt_tokens_shared = 0;    // prompt positions copied from another request's cache
+  int64_t prompt_tokens_shared = 0;    // prompt positions taken from another request's cache (shared blocks)
   int64_t generated_tokens = 0;
   int64_t forward_calls = 0;
   // Largest window a stop-string search scanned: at most the longest stop string - 1 plus one
   // token's text (the search never rescans the whole completion).
   int64_t stop_window_max_bytes = 0;
+  // Most KV-cache bytes in use at once (blocks shared by a group's samples count once).
+  int64_t kv_peak_bytes = 0;
 };
 
 struct GenerateOptions {

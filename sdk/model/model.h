@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,6 +32,9 @@ struct LoadOptions {
   DType compute_dtype = DType::F32;  // F32 or BF16: matmul weights are converted to this
   bool load_tokenizer = true;        // load tokenizer.json from the directory when present
   MlaPath mla_path = MlaPath::Auto;  // Auto: expanded for chunks of several tokens, absorbed for one
+  // The KV cache's storage: F32 or BF16; unset: the compute dtype (bf16 weights get a bf16 cache,
+  // f32 weights an f32 one, so the sampler's logprobs match the trainer's f32 pass).
+  std::optional<DType> kv_dtype;
 };
 
 // A DeepSeek-V3 multi-token-prediction module: h' = layer(eh_proj([enorm(embed(t+1)); hnorm(h)]))
@@ -89,8 +93,10 @@ class Model {
   int64_t n_params() const { return n_params_; }
   // DeepSeek-V3 multi-token-prediction modules found in the checkpoint (kept, not run yet).
   size_t n_mtp_modules() const { return mtp_.size(); }
-  // KV cache bytes per token over all layers (K and V rows, or MLA's latent + roped key; f32).
+  // KV cache bytes per token over all layers (K and V rows, or MLA's latent + roped key, in the
+  // cache's dtype).
   size_t kv_bytes_per_token() const;
+  DType kv_dtype() const { return kv_dtype_; }
 
   // Read access for the training passes (sdk/train), which reuse the model's weights.
   const std::vector<DecoderLayer>& layers() const { return layers_; }
@@ -113,7 +119,10 @@ class Model {
     return it == stored_dtypes_.end() ? DType::F32 : it->second;
   }
 
-  KVCache make_cache() const { return KVCache(cfg_.n_layers, cfg_.kv_k_dim(), cfg_.kv_v_dim()); }
+  // An empty paged KV cache on the model's backend, in kv_dtype() (or `dtype` when given).
+  KVCache make_cache(std::optional<DType> dtype = std::nullopt) const {
+    return KVCache(*backend_, cfg_.n_layers, cfg_.kv_k_dim(), cfg_.kv_v_dim(), dtype.value_or(kv_dtype_));
+  }
 
   // Runs the chunks through the model, appending their keys/values to `cache` (each chunk's
   // positions continue its slot's current length). Writes f32 logits, chunk by chunk: n rows
@@ -129,6 +138,7 @@ class Model {
   ModelConfig cfg_;
   std::string dir_;
   DType compute_dtype_ = DType::F32;
+  DType kv_dtype_ = DType::F32;
   kernels::Backend* backend_ = nullptr;
   Tensor embed_;    // [vocab, d] compute dtype
   Tensor lm_head_;  // [vocab, d] compute dtype (shares storage with embed_ when tied)

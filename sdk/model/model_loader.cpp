@@ -174,11 +174,14 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   if (!fs::exists(cfg_path)) fail(ErrorCode::Io, "{}: no config.json (expected a Hugging Face model directory)", dir);
   if (opts.compute_dtype != DType::F32 && opts.compute_dtype != DType::BF16)
     fail(ErrorCode::InvalidArgument, "compute dtype must be f32 or bf16, not {}", kernels::dtype_name(opts.compute_dtype));
+  if (opts.kv_dtype && *opts.kv_dtype != DType::F32 && *opts.kv_dtype != DType::BF16)
+    fail(ErrorCode::InvalidArgument, "KV cache dtype must be f32 or bf16, not {}", kernels::dtype_name(*opts.kv_dtype));
 
   std::shared_ptr<Model> m(new Model());
   m->cfg_ = ModelConfig::from_json(read_json_file(cfg_path), cfg_path);
   m->dir_ = dir;
   m->compute_dtype_ = opts.compute_dtype;
+  m->kv_dtype_ = opts.kv_dtype.value_or(opts.compute_dtype);
   // Backend selection: the one place that names a concrete backend. Weights and activations are
   // host memory today, so the CPU backend is the only one a model can run on.
   m->backend_ = &kernels::cpu_backend();
@@ -262,7 +265,7 @@ std::shared_ptr<const Tokenizer> Model::require_tokenizer() const {
 }
 
 size_t Model::kv_bytes_per_token() const {
-  return size_t(cfg_.n_layers) * size_t(cfg_.kv_k_dim() + cfg_.kv_v_dim()) * sizeof(float);
+  return size_t(cfg_.n_layers) * size_t(cfg_.kv_k_dim() + cfg_.kv_v_dim()) * kernels::dtype_size(kv_dtype_);
 }
 
 }  // namespace reason

@@ -212,31 +212,97 @@ TEST_CASE("rope: rotate_half on a partial rotary dim, strided tokens, attention 
   check_rope(false);
 }
 
-TEST_CASE("attention: causal GQA over several sequences with KV history", "[cpu_backend]") {
+namespace {
+
+// One sequence's keys and values in a paged store: blocks of block_size rows (row stride kvs),
+// taken from a pool in a scrambled order (so that consecutive blocks are not adjacent), in f32 or
+// bf16. Holds the block tables attention and paged_read / paged_write take.
+struct PagedCopy {
+  std::vector<float> pool_f32;
+  std::vector<uint16_t> pool_bf16;
+  std::vector<void*> k_blocks, v_blocks;
+
+  PagedCopy(const std::vector<float>& k, const std::vector<float>& v, int64_t n_tok, int64_t kvs, int64_t bs, DType dt) {
+    const int64_t nb = (n_tok + bs - 1) / bs, block = bs * kvs;
+    const bool bf = dt == DType::BF16;
+    if (bf)
+      pool_bf16.assign(size_t(2 * nb * block), 0xffff);
+    else
+      pool_f32.assign(size_t(2 * nb * block), NAN);
+    auto base = [&](int64_t slot) -> void* {
+      return bf ? static_cast<void*>(pool_bf16.data() + slot * block) : static_cast<void*>(pool_f32.data() + slot * block);
+    };
+    for (int64_t b = 0; b < nb; ++b) {  // key block b in pool slot 2 * (nb - 1 - b), its value block next to it
+      k_blocks.push_back(base(2 * (nb - 1 - b)));
+      v_blocks.push_back(base(2 * (nb - 1 - b) + 1));
+    }
+    for (int64_t p = 0; p < n_tok; ++p)
+      for (int64_t c = 0; c < kvs; ++c) {
+        const size_t off = size_t((p % bs) * kvs + c);
+        if (bf) {
+          static_cast<uint16_t*>(k_blocks[size_t(p / bs)])[off] = f32_to_bf16(k[size_t(p * kvs + c)]);
+          static_cast<uint16_t*>(v_blocks[size_t(p / bs)])[off] = f32_to_bf16(v[size_t(p * kvs + c)]);
+        } else {
+          static_cast<float*>(k_blocks[size_t(p / bs)])[off] = k[size_t(p * kvs + c)];
+          static_cast<float*>(v_blocks[size_t(p / bs)])[off] = v[size_t(p * kvs + c)];
+        }
+      }
+  }
+};
+
+// Causal GQA over several sequences with KV history, the keys and values contiguous
+// (block_size 0) or paged in blocks of block_size rows, f32 or bf16, against double. With bf16
+// keys and values the reference uses the same bf16-rounded values (products of f32 and bf16 are
+// exact in f32, so the bound is the f32 one).
+void check_attention(int64_t block_size, DType kv_dtype) {
+  INFO("block_size " << block_size << " kv " << dtype_name(kv_dtype) << " isa " << cpu_isa_name(cpu_isa()));
   const int n_heads = 6, n_kv = 2, hd = 12;
   const int64_t qs = n_heads * hd + 3, kvs = n_kv * hd + 5;
   struct S {
     int64_t n_q, pos0;
   };
-  const std::vector<S> shape = {{1, 0}, {5, 0}, {3, 9}, {1, 40}};
+  const std::vector<S> shape = {{1, 0}, {5, 0}, {3, 9}, {1, 40}, {17, 16}};
   std::vector<std::vector<float>> q, k, v, out;
+  std::vector<PagedCopy> paged;
   std::vector<AttnSeq> seqs;
+  const bool bf = kv_dtype == DType::BF16;
   for (size_t s = 0; s < shape.size(); ++s) {
     const int64_t n_kv_tok = shape[s].pos0 + shape[s].n_q;
     q.push_back(randn(size_t(shape[s].n_q * qs), uint32_t(40 + s)));
     k.push_back(randn(size_t(n_kv_tok * kvs), uint32_t(50 + s)));
     v.push_back(randn(size_t(n_kv_tok * kvs), uint32_t(60 + s)));
     out.emplace_back(size_t(shape[s].n_q * qs), 0.0f);
+    if (block_size > 0) paged.emplace_back(k[s], v[s], n_kv_tok, kvs, block_size, kv_dtype);
+    if (bf)  // the reference's values: what the cache holds
+      for (size_t i = 0; i < k[s].size(); ++i) k[s][i] = round_bf16(k[s][i]), v[s][i] = round_bf16(v[s][i]);
   }
-  for (size_t s = 0; s < shape.size(); ++s)
-    seqs.push_back({q[s].data(), out[s].data(), k[s].data(), v[s].data(), shape[s].n_q, shape[s].pos0});
+  for (size_t s = 0; s < shape.size(); ++s) {
+    AttnSeq sq{q[s].data(), out[s].data(), k[s].data(), v[s].data(), shape[s].n_q, shape[s].pos0};
+    if (block_size > 0) {
+      sq.k = sq.v = nullptr;
+      sq.k_blocks = paged[s].k_blocks.data();
+      sq.v_blocks = paged[s].v_blocks.data();
+    }
+    seqs.push_back(sq);
+  }
   AttnArgs a;
   a.seqs = seqs.data();
   a.n_seqs = int(seqs.size());
   a.n_heads = n_heads, a.n_kv_heads = n_kv, a.head_dim = hd;
   a.q_stride = qs, a.out_stride = qs, a.kv_stride = kvs;
   a.scale = 1.0f / std::sqrt(float(hd));
+  a.block_size = block_size;
+  a.kv_dtype = kv_dtype;
+  std::vector<std::vector<uint16_t>> kb(shape.size()), vb(shape.size());
+  if (block_size == 0 && bf) {  // contiguous bf16: the sequences' rows as bf16 arrays
+    for (size_t s = 0; s < shape.size(); ++s) {
+      for (float x : k[s]) kb[s].push_back(f32_to_bf16(x));
+      for (float x : v[s]) vb[s].push_back(f32_to_bf16(x));
+      seqs[s].k = kb[s].data(), seqs[s].v = vb[s].data();
+    }
+  }
   cpu_backend().attention(a);
+  double worst = 0;
   for (size_t s = 0; s < shape.size(); ++s)
     for (int64_t t = 0; t < shape[s].n_q; ++t)
       for (int h = 0; h < n_heads; ++h) {
@@ -259,10 +325,87 @@ TEST_CASE("attention: causal GQA over several sequences with KV history", "[cpu_
           }
           // scores carry gamma_hd * |q||k| * scale (<= ~3 here), exp turns that into a relative
           // error of the weights; the weighted sum adds gamma_n_ctx. 64 u covers both.
-          INFO("seq " << s << " t " << t << " h " << h << " i " << i);
-          CHECK(std::fabs(out[s][size_t(t * qs + h * hd + i)] - e) <= (gamma(n_ctx + hd) + 64 * kU) * (mag + std::fabs(e)) * 4);
+          const double tol = (gamma(n_ctx + hd) + 64 * kU) * (mag + std::fabs(e)) * 4;
+          worst = std::max(worst, std::fabs(out[s][size_t(t * qs + h * hd + i)] - e) / tol);
         }
       }
+  CHECK(worst <= 1.0);
+}
+
+}  // namespace
+
+TEST_CASE("attention: causal GQA over several sequences with KV history, contiguous and paged, f32 and bf16",
+          "[cpu_backend]") {
+  for (DType dt : {DType::F32, DType::BF16})
+    for (int64_t bs : {0, 1, 3, 16, 64}) check_attention(bs, dt);
+}
+
+TEST_CASE("attention rejects a bad KV dtype and missing block tables", "[cpu_backend]") {
+  std::vector<float> q(8, 0.0f), o(8, 0.0f);
+  AttnSeq sq{q.data(), o.data(), q.data(), q.data(), 1, 0};
+  AttnArgs a;
+  a.seqs = &sq;
+  a.n_seqs = 1;
+  a.n_heads = a.n_kv_heads = 1;
+  a.head_dim = 8;
+  a.q_stride = a.out_stride = a.kv_stride = 8;
+  a.kv_dtype = DType::F16;
+  CHECK_THROWS_WITH(cpu_backend().attention(a), Catch::Contains("KV dtype"));
+  a.kv_dtype = DType::F32;
+  a.block_size = 4;  // paged, but the sequence has no block tables
+  CHECK_THROWS_WITH(cpu_backend().attention(a), Catch::Contains("null keys or values"));
+}
+
+TEST_CASE("paged_write / paged_read: rows across blocks, column ranges, bf16 rounding, errors", "[cpu_backend]") {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    INFO("dtype " << dtype_name(dt));
+    const int64_t bs = 5, stride = 11, n_blocks = 4, col0 = 3, cols = 6, pos0 = 3, rows = 14, lds = 9;
+    const size_t es = dtype_size(dt);
+    std::vector<unsigned char> pool(size_t(n_blocks * bs * stride) * es, 0xab);
+    const std::vector<unsigned char> before = pool;
+    std::vector<void*> blocks;
+    for (int64_t b = 0; b < n_blocks; ++b) blocks.push_back(pool.data() + size_t((n_blocks - 1 - b) * bs * stride) * es);
+    const PagedRows pr{blocks.data(), bs, stride, dt};
+    auto src = randn(size_t(rows * lds), 77);
+    cpu_backend().paged_write(pr, pos0, col0, src.data(), lds, rows, cols);
+    // Every written element holds the source (rounded for bf16); every other byte is untouched.
+    std::vector<bool> written(pool.size(), false);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t p = pos0 + r;
+        const size_t off = size_t(static_cast<unsigned char*>(blocks[size_t(p / bs)]) - pool.data()) +
+                           size_t((p % bs) * stride + col0 + c) * es;
+        for (size_t byte = 0; byte < es; ++byte) written[off + byte] = true;
+        const float x = src[size_t(r * lds + c)];
+        if (dt == DType::F32) {
+          float got;
+          std::memcpy(&got, &pool[off], 4);
+          CHECK(got == x);
+        } else {
+          uint16_t got;
+          std::memcpy(&got, &pool[off], 2);
+          CHECK(got == f32_to_bf16(x));
+        }
+      }
+    for (size_t i = 0; i < pool.size(); ++i)
+      if (!written[i]) REQUIRE(pool[i] == before[i]);
+    // Reading back gives f32 (the stored values, widened), into a strided destination.
+    const int64_t ldd = cols + 2;
+    std::vector<float> back(size_t(rows * ldd), -7.0f);
+    cpu_backend().paged_read(back.data(), ldd, pr, pos0, col0, rows, cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const float x = src[size_t(r * lds + c)];
+        CHECK(back[size_t(r * ldd + c)] == (dt == DType::F32 ? x : round_bf16(x)));
+      }
+      CHECK(back[size_t(r * ldd + cols)] == -7.0f);
+    }
+    CHECK_THROWS_WITH(cpu_backend().paged_write(pr, 0, 6, src.data(), lds, 1, 6), Catch::Contains("row stride"));
+    CHECK_THROWS_WITH(cpu_backend().paged_read(back.data(), ldd, PagedRows{nullptr, bs, stride, dt}, 0, 0, 1, 1),
+                      Catch::Contains("null block table"));
+    CHECK_THROWS_WITH(cpu_backend().paged_write(PagedRows{blocks.data(), bs, stride, DType::F16}, 0, 0, src.data(), lds, 1, 1),
+                      Catch::Contains("KV dtype"));
+  }
 }
 
 TEST_CASE("row statistics: scaled_exp_sum and row_max", "[cpu_backend]") {

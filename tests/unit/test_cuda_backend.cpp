@@ -10,6 +10,7 @@
 // that a CUDA-enabled libreason loads and keeps working on a machine without a driver: the
 // factory returns nullptr with a reason, and the CPU backend still runs. Set
 // REASON_REQUIRE_CUDA=1 on GPU machines to make a missing backend a failure, not a skip.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -459,6 +460,68 @@ TEST_CASE("cuda_backend: attention matches the CPU (1e-4)", "[cuda][gpu]") {
   check_attention(g, 8, 2, 64, many, 0, 700);
   // Single query head, single kv head; a head_dim that is not a multiple of 32.
   check_attention(g, 1, 1, 40, {{9, 0}, {1, 129}}, 0, 701);
+}
+
+TEST_CASE("cuda_backend: paged KV store and paged attention (f32, bf16) match the CPU", "[cuda][gpu][paged]") {
+  Backend* g = gpu();
+  if (!g) return;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    INFO("kv dtype " << dtype_name(dt));
+    const int H = 8, KV = 2, hd = 64;
+    const int64_t bs = 16, n_tok = 70, n_q = 5, kvs = KV * hd, nb = (n_tok + bs - 1) / bs;
+    const size_t es = dtype_size(dt), block_bytes = size_t(bs * kvs) * es;
+    const auto k = randv(size_t(n_tok * kvs), 11, -2.0f, 2.0f), v = randv(size_t(n_tok * kvs), 12);
+    const auto q = randv(size_t(n_q * H * hd), 13, -2.0f, 2.0f);
+    // Pools of 2 * nb blocks; key block b at pool block 2 (nb - 1 - b), its value block after it.
+    std::vector<unsigned char> host_pool(size_t(2 * nb) * block_bytes, 0);
+    Dev dev_pool(g, host_pool);
+    std::vector<void*> hk, hv, dk, dv;
+    for (int64_t b = 0; b < nb; ++b) {
+      const size_t off = size_t(2 * (nb - 1 - b)) * block_bytes;
+      hk.push_back(host_pool.data() + off), hv.push_back(host_pool.data() + off + block_bytes);
+      dk.push_back(dev_pool.as<unsigned char>() + off), dv.push_back(dev_pool.as<unsigned char>() + off + block_bytes);
+    }
+    Dev dk_table(g, dk), dv_table(g, dv), dkrows(g, k), dvrows(g, v), dq(g, q);
+    const PagedRows ck{hk.data(), bs, kvs, dt}, cv{hv.data(), bs, kvs, dt};
+    const PagedRows gk{dk_table.as<void*>(), bs, kvs, dt}, gv{dv_table.as<void*>(), bs, kvs, dt};
+    // Written in two pieces (a prompt, then a few rows), on both backends; read back as f32.
+    for (const auto& [p0, n] : {std::pair<int64_t, int64_t>{0, 61}, {61, n_tok - 61}}) {
+      cpu_backend().paged_write(ck, p0, 0, k.data() + p0 * kvs, kvs, n, kvs);
+      cpu_backend().paged_write(cv, p0, 0, v.data() + p0 * kvs, kvs, n, kvs);
+      g->paged_write(gk, p0, 0, dkrows.as<float>() + p0 * kvs, kvs, n, kvs);
+      g->paged_write(gv, p0, 0, dvrows.as<float>() + p0 * kvs, kvs, n, kvs);
+    }
+    std::vector<float> back_cpu(size_t(n_tok * kvs));
+    Dev back_gpu(g, back_cpu);
+    cpu_backend().paged_read(back_cpu.data(), kvs, ck, 0, 0, n_tok, kvs);
+    g->paged_read(back_gpu.as<float>(), kvs, gk, 0, 0, n_tok, kvs);
+    CHECK(back_gpu.get<float>() == back_cpu);  // both round to nearest even: the same bits
+    // Attention of the last n_q positions over the paged history.
+    std::vector<float> out_cpu(size_t(n_q * H * hd), 0.0f);
+    Dev dout(g, out_cpu);
+    AttnSeq cs{q.data(), out_cpu.data(), nullptr, nullptr, n_q, n_tok - n_q, hk.data(), hv.data()};
+    AttnSeq gs{dq.as<float>(), dout.as<float>(), nullptr, nullptr, n_q, n_tok - n_q, dk_table.as<void*>(),
+               dv_table.as<void*>()};
+    AttnArgs a;
+    a.n_seqs = 1;
+    a.n_heads = H, a.n_kv_heads = KV, a.head_dim = hd;
+    a.q_stride = a.out_stride = H * hd;
+    a.kv_stride = kvs;
+    a.scale = 1.0f / std::sqrt(float(hd));
+    a.kv_dtype = dt;
+    a.block_size = bs;
+    a.seqs = &cs;
+    cpu_backend().attention(a);
+    a.seqs = &gs;
+    g->attention(a);
+    const double err = rel_err(dout.get<float>(), out_cpu);
+    INFO("rel err " << err);
+    CHECK(err <= 1e-4);
+    // Copy of a block on the device (the cache's copy on write).
+    g->copy_bytes(dev_pool.as<unsigned char>() + block_bytes, dev_pool.as<unsigned char>(), block_bytes);
+    const auto pool_after = dev_pool.get<unsigned char>();
+    CHECK(std::equal(pool_after.begin(), pool_after.begin() + long(block_bytes), pool_after.begin() + long(block_bytes)));
+  }
 }
 
 TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops]") {

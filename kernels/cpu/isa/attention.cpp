@@ -8,6 +8,38 @@
 
 namespace reason::kernels::cpu::REASON_ISA_NS {
 
+namespace {
+
+// Key/value rows of one sequence, in runs of consecutive positions that are contiguous in memory:
+// the whole history (contiguous layout) or one block (paged layout).
+struct KvRun {
+  const char* k;
+  const char* v;
+  int64_t n;
+};
+
+static inline KvRun kv_run(const AttnArgs& a, const AttnSeq& sq, int64_t p, int64_t n_kv, int64_t elem) {
+  if (a.block_size <= 0)
+    return KvRun{static_cast<const char*>(sq.k) + p * a.kv_stride * elem, static_cast<const char*>(sq.v) + p * a.kv_stride * elem, n_kv - p};
+  const int64_t b = p / a.block_size, off = p % a.block_size;
+  const int64_t n = min_i64(a.block_size - off, n_kv - p);
+  return KvRun{static_cast<const char*>(sq.k_blocks[b]) + off * a.kv_stride * elem,
+               static_cast<const char*>(sq.v_blocks[b]) + off * a.kv_stride * elem, n};
+}
+
+static inline float key_dot(const float* q, const char* k, bool bf16, int hd) {
+  return bf16 ? dot_bf16(q, reinterpret_cast<const uint16_t*>(k), hd) : dot(q, reinterpret_cast<const float*>(k), hd);
+}
+
+static inline void value_axpy(float* out, float w, const char* v, bool bf16, int hd) {
+  if (bf16)
+    axpy_bf16(out, w, reinterpret_cast<const uint16_t*>(v), hd);
+  else
+    axpy(out, w, reinterpret_cast<const float*>(v), hd);
+}
+
+}  // namespace
+
 void attention(const AttnArgs& a) {
   // Flatten (seq, token) pairs so threads balance across sequences of different lengths:
   // first[s] is the index of sequence s's first token among all queries.
@@ -18,6 +50,8 @@ void attention(const AttnArgs& a) {
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
   const int nt = cpu_threads();
+  const bool bf16 = a.kv_dtype == DType::BF16;
+  const int64_t elem = bf16 ? 2 : 4, stride_bytes = a.kv_stride * elem;
 
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
   for (int64_t it = 0; it < n_items; ++it) {
@@ -30,12 +64,15 @@ void attention(const AttnArgs& a) {
     const int64_t n_kv = sq.q_pos0 + t + 1;
     float* scores = static_cast<float*>(thread_scratch(sizeof(float) * size_t(n_kv), 0));
     const float* q = sq.q + t * a.q_stride + int64_t(h) * hd;
-    const int64_t koff = int64_t(h / group) * hd;
+    const int64_t koff = int64_t(h / group) * hd * elem;
     float mx = -INFINITY;
-    for (int64_t p = 0; p < n_kv; ++p) {
-      const float sc = dot(q, sq.k + p * a.kv_stride + koff, hd) * a.scale;
-      scores[p] = sc;
-      mx = sc > mx ? sc : mx;
+    for (int64_t p = 0; p < n_kv;) {
+      const KvRun r = kv_run(a, sq, p, n_kv, elem);
+      for (int64_t j = 0; j < r.n; ++j, ++p) {
+        const float sc = key_dot(q, r.k + j * stride_bytes + koff, bf16, hd) * a.scale;
+        scores[p] = sc;
+        mx = sc > mx ? sc : mx;
+      }
     }
     float sum = 0.0f;
     for (int64_t p = 0; p < n_kv; ++p) {
@@ -46,7 +83,10 @@ void attention(const AttnArgs& a) {
     const float inv = 1.0f / sum;
     float* out = sq.out + t * a.out_stride + int64_t(h) * hd;
     for (int i = 0; i < hd; ++i) out[i] = 0.0f;
-    for (int64_t p = 0; p < n_kv; ++p) axpy(out, scores[p] * inv, sq.v + p * a.kv_stride + koff, hd);
+    for (int64_t p = 0; p < n_kv;) {
+      const KvRun r = kv_run(a, sq, p, n_kv, elem);
+      for (int64_t j = 0; j < r.n; ++j, ++p) value_axpy(out, scores[p] * inv, r.v + j * stride_bytes + koff, bf16, hd);
+    }
   }
 }
 

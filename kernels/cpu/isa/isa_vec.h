@@ -126,6 +126,45 @@ static inline uint16_t round_bf16(float f) {
   return uint16_t(u >> 16);
 }
 
+// Dot product and axpy with bf16 values in b / x (a paged bf16 KV cache's keys and values),
+// widened exactly to f32; the same association as dot / axpy.
+#if defined(__AVX2__) && defined(__FMA__)
+static inline __m256 load_bf16x8(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+static inline float dot_bf16(const float* a, const uint16_t* b, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load_bf16x8(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load_bf16x8(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load_bf16x8(b + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += a[i] * widen_bf16(b[i]);
+  return s;
+}
+static inline void axpy_bf16(float* y, float alpha, const uint16_t* x, int64_t n) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_bf16x8(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += alpha * widen_bf16(x[i]);
+}
+#else
+static inline float dot_bf16(const float* a, const uint16_t* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * widen_bf16(b[i + l]);
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) s += a[i] * widen_bf16(b[i]);
+  return s;
+}
+static inline void axpy_bf16(float* y, float alpha, const uint16_t* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * widen_bf16(x[i]);
+}
+#endif
+
 static inline float sum_squares(const float* x, int64_t n) { return dot(x, x, n); }
 static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 

@@ -23,11 +23,15 @@ void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
   for (size_t i = 0; i < ctx.chunks.size(); ++i) {
     const SeqChunk& ch = ctx.chunks[i];
     const int64_t p0 = (*ctx.pos0)[i];
-    float* kc = ctx.cache->k(ch.slot, layer);
-    float* vc = ctx.cache->v(ch.slot, layer);
-    be.copy_2d(kc + p0 * kvd, kvd, &a.k[size_t(r * kvd)], kvd, ch.n, kvd);  // KV append
-    be.copy_2d(vc + p0 * kvd, kvd, &a.v[size_t(r * kvd)], kvd, ch.n, kvd);
-    seqs[i] = kernels::AttnSeq{&a.q[size_t(r * qd)], &a.att[size_t(r * qd)], kc, vc, ch.n, p0};
+    const kernels::PagedRows kc = ctx.cache->k(ch.slot, layer), vc = ctx.cache->v(ch.slot, layer);
+    be.paged_write(kc, p0, 0, &a.k[size_t(r * kvd)], kvd, ch.n, kvd);  // KV append
+    be.paged_write(vc, p0, 0, &a.v[size_t(r * kvd)], kvd, ch.n, kvd);
+    seqs[i].q = &a.q[size_t(r * qd)];
+    seqs[i].out = &a.att[size_t(r * qd)];
+    seqs[i].n_q = ch.n;
+    seqs[i].q_pos0 = p0;
+    seqs[i].k_blocks = kc.blocks;
+    seqs[i].v_blocks = vc.blocks;
     r += ch.n;
   }
   kernels::AttnArgs aa;
@@ -39,6 +43,8 @@ void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
   aa.q_stride = qd;
   aa.out_stride = qd;
   aa.kv_stride = kvd;
+  aa.kv_dtype = ctx.cache->dtype();
+  aa.block_size = ctx.cache->block_size();
   aa.scale = c.attention_scale();
   ctx.lap(ForwardOp::KvStore);
   be.attention(aa);

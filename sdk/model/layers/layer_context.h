@@ -40,7 +40,7 @@ struct MlpActs {
 
 // Buffers of the MLA attention that only inference uses (absorbed / expanded over the cache).
 struct MlaCacheScratch {
-  std::vector<float> qp, op, kvb, kx, vx, qx, ox;
+  std::vector<float> qp, op, hist, kvb, kx, vx, qx, ox;  // hist: the cached latents as f32 (expanded path)
 };
 
 // A decoder layer's activations over the pass's rows (T).

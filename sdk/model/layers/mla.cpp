@@ -35,10 +35,10 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
   {
     int64_t r = 0;
     for (size_t i = 0; i < ctx.chunks.size(); ++i) {
-      float* dst = ctx.cache->k(ctx.chunks[i].slot, layer) + (*ctx.pos0)[i] * R;
-      const int64_t n = ctx.chunks[i].n;
-      be.copy_2d(dst, R, &a.lat[size_t(r * L)], L, n, L);  // [latent | roped key] rows
-      be.copy_2d(dst + L, R, &a.kr[size_t(r * rope)], rope, n, rope);
+      const kernels::PagedRows dst = ctx.cache->k(ctx.chunks[i].slot, layer);
+      const int64_t n = ctx.chunks[i].n, p0 = (*ctx.pos0)[i];
+      be.paged_write(dst, p0, 0, &a.lat[size_t(r * L)], L, n, L);  // [latent | roped key] rows
+      be.paged_write(dst, p0, L, &a.kr[size_t(r * rope)], rope, n, rope);
       r += n;
     }
   }
@@ -47,7 +47,7 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
   for (size_t i = 0; i < ctx.chunks.size(); ++i) {
     const SeqChunk& ch = ctx.chunks[i];
     const int64_t n = ch.n, n_kv = (*ctx.pos0)[i] + n;
-    const float* latents = ctx.cache->k(ch.slot, layer);
+    const kernels::PagedRows latents = ctx.cache->k(ch.slot, layer);
     const float* q = &a.q[size_t(r * H * qk)];
     float* o = &a.att[size_t(r * H * vd)];
     const bool absorbed = ctx.mla_path == MlaPath::Absorbed || (ctx.mla_path == MlaPath::Auto && n == 1);
@@ -65,29 +65,37 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
         linear_forward_strided(be, ly.w_uk_t[size_t(hh)], q + hh * qk, H * qk, n, &s.qp[size_t(hh * R)], H * R);
         be.copy_2d(&s.qp[size_t(hh * R + L)], H * R, q + hh * qk + nope, H * qk, n, rope);
       }
-      seq = kernels::AttnSeq{s.qp.data(), s.op.data(), latents, latents, n, (*ctx.pos0)[i]};
+      seq.q = s.qp.data();
+      seq.out = s.op.data();
+      seq.n_q = n;
+      seq.q_pos0 = (*ctx.pos0)[i];
+      seq.k_blocks = seq.v_blocks = latents.blocks;  // one shared "key" and "value" row per position
       aa.n_kv_heads = 1;
       aa.head_dim = int(R);
       aa.q_stride = aa.out_stride = H * R;
       aa.kv_stride = R;
+      aa.kv_dtype = latents.dtype;
+      aa.block_size = latents.block_size;
       be.attention(aa);
       for (int64_t hh = 0; hh < H; ++hh)
         linear_forward_strided(be, ly.w_uv[size_t(hh)], &s.op[size_t(hh * R)], H * R, n, o + hh * vd, H * vd);
     } else {
       // Rebuild per-head keys and values of the whole history; pad q/k/v heads to D values.
       const int64_t D = std::max(qk, vd), kvw = nope + vd;
+      s.hist.resize(size_t(n_kv * R));  // the history's [latent | roped key] rows as f32
+      be.paged_read(s.hist.data(), R, latents, 0, 0, n_kv, R);
       s.kvb.resize(size_t(n_kv * H * kvw));
-      linear_forward_strided(be, ly.kv_b, latents, R, n_kv, s.kvb.data(), H * kvw);
+      linear_forward_strided(be, ly.kv_b, s.hist.data(), R, n_kv, s.kvb.data(), H * kvw);
       s.kx.assign(size_t(n_kv * H * D), 0.0f);
       s.vx.assign(size_t(n_kv * H * D), 0.0f);
       // per (position, head) row: k = [W_UK c | the position's roped key], v = W_UV c
       be.copy_2d(s.kx.data(), D, s.kvb.data(), kvw, n_kv * H, nope);
-      for (int64_t hh = 0; hh < H; ++hh) be.copy_2d(&s.kx[size_t(hh * D + nope)], H * D, latents + L, R, n_kv, rope);
+      for (int64_t hh = 0; hh < H; ++hh) be.copy_2d(&s.kx[size_t(hh * D + nope)], H * D, s.hist.data() + L, R, n_kv, rope);
       be.copy_2d(s.vx.data(), D, s.kvb.data() + nope, kvw, n_kv * H, vd);
       s.qx.assign(size_t(n * H * D), 0.0f);
       s.ox.resize(size_t(n * H * D));
       be.copy_2d(s.qx.data(), D, q, qk, n * H, qk);
-      seq = kernels::AttnSeq{s.qx.data(), s.ox.data(), s.kx.data(), s.vx.data(), n, (*ctx.pos0)[i]};
+      seq = kernels::AttnSeq{s.qx.data(), s.ox.data(), s.kx.data(), s.vx.data(), n, (*ctx.pos0)[i], nullptr, nullptr};
       aa.n_kv_heads = int(H);
       aa.head_dim = int(D);
       aa.q_stride = aa.out_stride = aa.kv_stride = H * D;

@@ -38,18 +38,34 @@ struct MatmulArgs {
   float beta = 0.0f;         // 0: overwrite y; 1: accumulate into y
 };
 
+// Rows of a paged (block) store: row p at blocks[p / block_size] + (p % block_size) * row_stride
+// elements of dtype (F32 or BF16). `blocks` is an array in the backend's memory (the KV cache
+// keeps it there), so a kernel reads it where it runs. Several sequences may list the same block
+// (a shared prompt); the cache copies a shared block before one of them writes to it.
+struct PagedRows {
+  void* const* blocks = nullptr;
+  int64_t block_size = 0;
+  int64_t row_stride = 0;
+  DType dtype = DType::F32;
+};
+
 // One sequence's queries against its own KV history (causal).
 // Query token t (absolute position q_pos0 + t) attends to key positions [0, q_pos0 + t].
 // q:   f32, row t at q + t * q_stride, head h at + h * head_dim
-// k,v: f32, position p at k + p * kv_stride, kv head g at + g * head_dim
+// k,v: contiguous (AttnArgs::block_size == 0): position p at k + p * kv_stride elements of
+//      AttnArgs::kv_dtype, kv head g at + g * head_dim; or paged (block_size > 0): position p at
+//      k_blocks[p / block_size] + (p % block_size) * kv_stride (PagedRows' layout), and k / v
+//      are ignored. MLA's absorbed path passes the same rows as keys and values.
 // out: f32, same layout as q (n_heads * head_dim per token at out + t * out_stride)
 struct AttnSeq {
   const float* q = nullptr;
   float* out = nullptr;
-  const float* k = nullptr;
-  const float* v = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
   int64_t n_q = 0;
   int64_t q_pos0 = 0;
+  void* const* k_blocks = nullptr;
+  void* const* v_blocks = nullptr;
 };
 
 struct AttnArgs {
@@ -60,6 +76,8 @@ struct AttnArgs {
   int head_dim = 0;
   int64_t q_stride = 0, out_stride = 0, kv_stride = 0;
   float scale = 1.0f;  // softmax scale, usually 1/sqrt(head_dim)
+  DType kv_dtype = DType::F32;  // F32 or BF16 keys and values (scores and sums in f32)
+  int64_t block_size = 0;       // 0: contiguous k / v; > 0: paged k_blocks / v_blocks
 };
 
 // Causal attention over packed variable-length sequences, FlashAttention-2 style: key tiles with a
@@ -160,6 +178,16 @@ class Backend {
   // dst[r * ldd + c] = src[r * lds + c] for r < rows, c < cols (f32; the regions must not
   // overlap): KV-cache appends, splitting and joining row blocks.
   virtual void copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) = 0;
+
+  // Paged KV store (PagedRows above): rows [pos0, pos0 + rows) of dst, columns [col0, col0 + cols),
+  // get src's rows (f32, row stride lds), rounded to nearest-even when dst is bf16; and back:
+  // dst (f32, row stride ldd) gets those rows of src as f32.
+  virtual void paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* src, int64_t lds,
+                           int64_t rows, int64_t cols) = 0;
+  virtual void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows,
+                          int64_t cols) = 0;
+  // bytes from src to dst, both in this backend's memory (must not overlap).
+  virtual void copy_bytes(void* dst, const void* src, size_t bytes) = 0;
 
   // out[r, :] = table[ids[r], :] as f32, for r < n (table [*, dim] in f32, bf16 or f16; the
   // caller has checked the ids).
