@@ -75,9 +75,9 @@ class CpuBackend final : public Backend {
     cpu::isa_ops().rmsnorm(y, x, w, rows, dim, eps, rstd);
   }
   void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-            const int32_t* pos, const float* inv_freq, float attn_factor) override {
+            const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) override {
     if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) throw BackendError("cpu rope: bad rot_dim");
-    cpu::isa_ops().rope(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor);
+    cpu::isa_ops().rope(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, interleaved);
   }
   void attention(const AttnArgs& a) override {
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads) throw BackendError("cpu attention: n_heads % n_kv_heads != 0");
@@ -124,6 +124,38 @@ class CpuBackend final : public Backend {
                   int64_t cols) override {
     cpu::paged_read(dst, ldd, src, pos0, col0, rows, cols);
   }
+  void add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
+                      int64_t cols) override {
+    if (groups < 0 || group < 0 || cols < 0 || ldo < cols || ldx < cols) throw BackendError("cpu add_group_sums: bad size or stride");
+    if (groups == 0 || group == 0 || cols == 0) return;
+    if (!out || !x) throw BackendError("cpu add_group_sums: null pointer");
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (groups * group * cols > 65536)
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t r = 0; r < group; ++r) {
+        const float* xr = x + (g * group + r) * ldx;
+        float* o = out + g * ldo;
+        for (int64_t j = 0; j < cols; ++j) o[j] += xr[j];
+      }
+  }
+  void moe_route(const MoeRouteArgs& a) override { cpu::moe_route(a); }
+  void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) override {
+    cpu::moe_route_bwd(a, dweight, dlogits);
+  }
+  void moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts, int32_t* offsets,
+                      int32_t* slots, int32_t* tok, float* wts) override {
+    cpu::moe_group_rows(idx, weight, rows, top_k, n_experts, offsets, slots, tok, wts);
+  }
+  void gather_scale_dot(float* dst, float* dots, const float* src, const int32_t* ids, const float* scale,
+                        const float* y, int64_t n, int64_t dim) override {
+    cpu::gather_scale_dot(dst, dots, src, ids, scale, y, n, dim);
+  }
+  void sigmoid_gate_add(float* out, const float* z, const float* y, int64_t rows, int64_t dim) override {
+    cpu::sigmoid_gate_add(out, z, y, rows, dim);
+  }
+  void sigmoid_gate_bwd(float* dy, float* dz, const float* z, const float* y, const float* dout, int64_t rows,
+                        int64_t dim) override {
+    cpu::sigmoid_gate_bwd(dy, dz, z, y, dout, rows, dim);
+  }
   void copy_bytes(void* dst, const void* src, size_t bytes) override {
     if (bytes && (!dst || !src)) throw BackendError("cpu copy_bytes: null pointer");
     if (bytes) std::memcpy(dst, src, bytes);
@@ -151,9 +183,9 @@ class CpuBackend final : public Backend {
     cpu::isa_ops().rmsnorm_bwd(dx, dw, x, w, rstd, dy, rows, dim);
   }
   void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-                const int32_t* pos, const float* inv_freq, float attn_factor) override {
+                const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) override {
     if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) throw BackendError("cpu rope_bwd: bad rot_dim");
-    cpu::isa_ops().rope_bwd(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor);
+    cpu::isa_ops().rope_bwd(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, interleaved);
   }
   void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n) override {
     cpu::isa_ops().silu_mul_bwd(dgate, dup, gate, up, dout, n);

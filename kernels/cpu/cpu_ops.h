@@ -20,4 +20,14 @@ void paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* 
                  int64_t cols);
 void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows, int64_t cols);
 
+// The Mixture-of-Experts ops of backend.h (moe_ops.cpp).
+void moe_route(const MoeRouteArgs& a);
+void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits);
+void moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts, int32_t* offsets,
+                    int32_t* slots, int32_t* tok, float* wts);
+void gather_scale_dot(float* dst, float* dots, const float* src, const int32_t* ids, const float* scale, const float* y,
+                      int64_t n, int64_t dim);
+void sigmoid_gate_add(float* out, const float* z, const float* y, int64_t rows, int64_t dim);
+void sigmoid_gate_bwd(float* dy, float* dz, const float* z, const float* y, const float* dout, int64_t rows, int64_t dim);
+
 }  // namespace reason::kernels::cpu

@@ -1,5 +1,6 @@
 // CudaBackend: host side (validation, streams, cuBLAS) and the cuda_backend() factory.
 #include "cuda_backend.h"
+#include "../backend_checks.h"
 
 #include <climits>
 #include <string>
@@ -287,7 +288,7 @@ void CudaBackend::rmsnorm(float* y, const float* x, const float* w, int64_t rows
 
 void CudaBackend::rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,
                        int64_t stride, const int32_t* pos, const float* inv_freq,
-                       float attn_factor) {
+                       float attn_factor, bool interleaved) {
   const char* op = "rope";
   need(n_tokens >= 0 && n_heads >= 0 && head_dim >= 0, op, "negative size");
   need(rot_dim >= 0 && rot_dim <= head_dim && rot_dim % 2 == 0, op,
@@ -297,7 +298,7 @@ void CudaBackend::rope(float* x, int64_t n_tokens, int n_heads, int head_dim, in
   need(x && pos && inv_freq, op, "null pointer");
   DeviceGuard g(device_, op);
   check(launch_rope(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor,
-                    stream_),
+                    interleaved, stream_),
         op, "kernel launch");
 }
 
@@ -416,6 +417,82 @@ void CudaBackend::copy_bytes(void* dst, const void* src, size_t bytes) {
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), op, "cudaMemcpyAsync");
 }
 
+namespace {
+MoeRouteDev route_dev(const MoeRouteArgs& a, const char* op) {
+  const std::string why = moe_route_problem(a);
+  need(why.empty(), op, why.c_str());
+  return MoeRouteDev{a.logits, a.bias, a.rows, a.n_experts, a.top_k, a.sigmoid ? 1 : 0, a.n_group, a.topk_group,
+                     a.norm_topk_prob ? 1 : 0, a.scale, a.idx, a.weight};
+}
+}  // namespace
+
+void CudaBackend::add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
+                                 int64_t cols) {
+  const char* op = "add_group_sums";
+  need(groups >= 0 && group >= 0 && cols >= 0 && ldo >= cols && ldx >= cols, op, "bad size or stride");
+  if (groups == 0 || group == 0 || cols == 0) return;
+  need(out && x, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_add_group_sums(out, ldo, x, ldx, groups, group, cols, stream_), op, "kernel launch");
+}
+
+void CudaBackend::moe_route(const MoeRouteArgs& a) {
+  const char* op = "moe_route";
+  const MoeRouteDev d = route_dev(a, op);
+  if (a.rows == 0) return;
+  DeviceGuard g(device_, op);
+  check(launch_moe_route(d, stream_), op, "kernel launch");
+}
+
+void CudaBackend::moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) {
+  const char* op = "moe_route_bwd";
+  const MoeRouteDev d = route_dev(a, op);
+  if (a.rows == 0) return;
+  need(dweight && dlogits, op, "null dweight or dlogits");
+  DeviceGuard g(device_, op);
+  check(launch_moe_route_bwd(d, dweight, dlogits, stream_), op, "kernel launch");
+}
+
+void CudaBackend::moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts,
+                                 int32_t* offsets, int32_t* slots, int32_t* tok, float* wts) {
+  const char* op = "moe_group_rows";
+  need(rows >= 0 && top_k > 0 && n_experts > 0, op, "bad size");
+  need(offsets && (rows == 0 || (idx && weight && slots && tok && wts)), op, "null pointer");
+  need(rows * top_k <= INT_MAX, op, "more than 2^31 routing slots");
+  DeviceGuard g(device_, op);
+  check(launch_moe_group_rows(idx, weight, rows * top_k, top_k, n_experts, offsets, slots, tok, wts, stream_), op,
+        "kernel launch");
+}
+
+void CudaBackend::gather_scale_dot(float* dst, float* dots, const float* src, const int32_t* ids, const float* scale,
+                                   const float* y, int64_t n, int64_t dim) {
+  const char* op = "gather_scale_dot";
+  need(n >= 0 && dim >= 0, op, "negative size");
+  if (n == 0) return;
+  need(src && y && dots && (!dst || scale), op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_gather_scale_dot(dst, dots, src, ids, scale, y, n, dim, stream_), op, "kernel launch");
+}
+
+void CudaBackend::sigmoid_gate_add(float* out, const float* z, const float* y, int64_t rows, int64_t dim) {
+  const char* op = "sigmoid_gate_add";
+  need(rows >= 0 && dim >= 0, op, "negative size");
+  if (rows == 0) return;
+  need(out && z && y, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_sigmoid_gate_add(out, z, y, rows, dim, stream_), op, "kernel launch");
+}
+
+void CudaBackend::sigmoid_gate_bwd(float* dy, float* dz, const float* z, const float* y, const float* dout,
+                                   int64_t rows, int64_t dim) {
+  const char* op = "sigmoid_gate_bwd";
+  need(rows >= 0 && dim >= 0, op, "negative size");
+  if (rows == 0) return;
+  need(dy && dz && z && y && dout, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_sigmoid_gate_bwd(dy, dz, z, y, dout, rows, dim, stream_), op, "kernel launch");
+}
+
 void CudaBackend::gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n,
                               int64_t dim) {
   const char* op = "gather_rows";
@@ -439,14 +516,16 @@ void CudaBackend::rmsnorm_bwd(float* dx, float* dw, const float* x, const float*
 }
 
 void CudaBackend::rope_bwd(float* dx, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-                           const int32_t* pos, const float* inv_freq, float attn_factor) {
+                           const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) {
   const char* op = "rope_bwd";
   need(n_tokens >= 0 && n_heads >= 0 && head_dim >= 0, op, "negative size");
   need(rot_dim >= 0 && rot_dim <= head_dim && rot_dim % 2 == 0, op, "rot_dim must be even and <= head_dim");
   if (n_tokens == 0 || n_heads == 0 || rot_dim == 0) return;
   need(dx && pos && inv_freq, op, "null pointer");
   DeviceGuard g(device_, op);
-  check(launch_rope_bwd(dx, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, stream_), op,
+  check(launch_rope_bwd(dx, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, interleaved,
+                        stream_),
+        op,
         "kernel launch");
 }
 

@@ -49,7 +49,7 @@ class CudaBackend final : public Backend {
   void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
                float eps, float* rstd) override;
   void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-            const int32_t* pos, const float* inv_freq, float attn_factor) override;
+            const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) override;
   void attention(const AttnArgs& a) override;
   // Not implemented on CUDA yet (the CUDA training path is its own issue): throw BackendError.
   void attention_fwd_train(const FlashAttnArgs& a) override;
@@ -62,11 +62,22 @@ class CudaBackend final : public Backend {
   void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows,
                   int64_t cols) override;
   void copy_bytes(void* dst, const void* src, size_t bytes) override;
+  void add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
+                      int64_t cols) override;
+  void moe_route(const MoeRouteArgs& a) override;
+  void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) override;
+  void moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts, int32_t* offsets,
+                      int32_t* slots, int32_t* tok, float* wts) override;
+  void gather_scale_dot(float* dst, float* dots, const float* src, const int32_t* ids, const float* scale,
+                        const float* y, int64_t n, int64_t dim) override;
+  void sigmoid_gate_add(float* out, const float* z, const float* y, int64_t rows, int64_t dim) override;
+  void sigmoid_gate_bwd(float* dy, float* dz, const float* z, const float* y, const float* dout, int64_t rows,
+                        int64_t dim) override;
   void gather_rows(float* out, const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t dim) override;
   void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
                    int64_t rows, int64_t dim) override;
   void rope_bwd(float* dx, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-                const int32_t* pos, const float* inv_freq, float attn_factor) override;
+                const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) override;
   void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                     int64_t n) override;
   void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) override;

@@ -106,7 +106,7 @@ __global__ void rmsnorm_kernel(float* y, const float* x, const float* w, int64_t
 // One thread per rotated pair (token t, head h, i < rot_dim / 2).
 __global__ void rope_kernel(float* x, int64_t n_tokens, int n_heads, int head_dim, int half,
                             int64_t stride, const int32_t* pos, const float* inv_freq,
-                            float attn_factor) {
+                            float attn_factor, int interleaved) {
   const int64_t total = n_tokens * n_heads * half;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
@@ -120,9 +120,11 @@ __global__ void rope_kernel(float* x, int64_t n_tokens, int n_heads, int head_di
     sincosf(angle, &s, &c);
     c *= attn_factor;
     s *= attn_factor;
-    const float x0 = xh[i], x1 = xh[i + half];
-    xh[i] = x0 * c - x1 * s;
-    xh[i + half] = x1 * c + x0 * s;
+    float* p = xh + (interleaved ? 2 * i : i);
+    const int partner = interleaved ? 1 : half;
+    const float x0 = p[0], x1 = p[partner];
+    p[0] = x0 * c - x1 * s;
+    p[partner] = x1 * c + x0 * s;
   }
 }
 
@@ -280,11 +282,11 @@ cudaError_t launch_rmsnorm(float* y, const float* x, const float* w, int64_t row
 
 cudaError_t launch_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,
                         int64_t stride, const int32_t* pos, const float* inv_freq,
-                        float attn_factor, cudaStream_t stream) {
+                        float attn_factor, bool interleaved, cudaStream_t stream) {
   const int half = rot_dim / 2;
   if (n_tokens <= 0 || n_heads <= 0 || half <= 0) return cudaSuccess;
   rope_kernel<<<grid_for(n_tokens * n_heads * half), kThreads, 0, stream>>>(
-      x, n_tokens, n_heads, head_dim, half, stride, pos, inv_freq, attn_factor);
+      x, n_tokens, n_heads, head_dim, half, stride, pos, inv_freq, attn_factor, interleaved ? 1 : 0);
   return cudaGetLastError();
 }
 

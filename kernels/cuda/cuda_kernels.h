@@ -27,9 +27,10 @@ cudaError_t launch_rmsnorm(float* y, const float* x, const float* w, int64_t row
                            float eps, float* rstd, cudaStream_t stream);
 
 // rotate_half RoPE on the first rot_dim (even, <= head_dim) values of every head, in place.
+// interleaved: pairs (2i, 2i + 1) instead of (i, i + rot_dim / 2).
 cudaError_t launch_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,
                         int64_t stride, const int32_t* pos, const float* inv_freq,
-                        float attn_factor, cudaStream_t stream);
+                        float attn_factor, bool interleaved, cudaStream_t stream);
 
 cudaError_t launch_silu_mul(float* out, const float* gate, const float* up, int64_t n,
                             cudaStream_t stream);
@@ -75,6 +76,37 @@ cudaError_t launch_paged_write(void* const* blocks, int64_t block_size, int64_t 
 cudaError_t launch_paged_read(float* dst, int64_t ldd, void* const* blocks, int64_t block_size, int64_t row_stride,
                               int bf16, int64_t pos0, int64_t col0, int64_t rows, int64_t cols, cudaStream_t stream);
 
+// ---- moe_kernels.cu: backend.h's Mixture-of-Experts ops (MoeRouteArgs, as plain fields; the
+// caller has validated them: top_k <= 64, n_group <= 64).
+struct MoeRouteDev {
+  const float* logits;
+  const float* bias;
+  int64_t rows;
+  int n_experts, top_k;
+  int sigmoid;
+  int n_group, topk_group;
+  int norm_topk_prob;
+  float scale;
+  int32_t* idx;
+  float* weight;
+};
+cudaError_t launch_moe_route(const MoeRouteDev& a, cudaStream_t stream);
+cudaError_t launch_moe_route_bwd(const MoeRouteDev& a, const float* dweight, float* dlogits, cudaStream_t stream);
+// out[g * ldo + j] += sum over r < group (in order) of x[(g * group + r) * ldx + j]: one thread per
+// output element.
+cudaError_t launch_add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
+                                  int64_t cols, cudaStream_t stream);
+// Slots grouped by expert (ids outside [0, n_experts) are counted nowhere and leave their
+// positions unwritten; the CPU backend rejects them).
+cudaError_t launch_moe_group_rows(const int32_t* idx, const float* weight, int64_t n_slots, int top_k, int n_experts,
+                                  int32_t* offsets, int32_t* slots, int32_t* tok, float* wts, cudaStream_t stream);
+cudaError_t launch_gather_scale_dot(float* dst, float* dots, const float* src, const int32_t* ids, const float* scale,
+                                    const float* y, int64_t n, int64_t dim, cudaStream_t stream);
+cudaError_t launch_sigmoid_gate_add(float* out, const float* z, const float* y, int64_t rows, int64_t dim,
+                                    cudaStream_t stream);
+cudaError_t launch_sigmoid_gate_bwd(float* dy, float* dz, const float* z, const float* y, const float* dout,
+                                    int64_t rows, int64_t dim, cudaStream_t stream);
+
 // One block per (query token, head) of the chunk; online softmax over the causal keys.
 cudaError_t launch_attention(const AttnChunk& chunk, const AttnShape& shape, cudaStream_t stream);
 
@@ -86,7 +118,8 @@ cudaError_t launch_gather_rows(float* out, const void* table, int table_dtype, c
 cudaError_t launch_rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd,
                                const float* dy, int64_t rows, int64_t dim, cudaStream_t stream);
 cudaError_t launch_rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-                            const int32_t* pos, const float* inv_freq, float attn_factor, cudaStream_t stream);
+                            const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved,
+                            cudaStream_t stream);
 cudaError_t launch_silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                                 int64_t n, cudaStream_t stream);
 cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim,

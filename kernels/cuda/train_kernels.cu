@@ -59,7 +59,7 @@ __global__ void rmsnorm_bwd_cols(float* dw, const float* x, const float* rstd, c
 }
 
 __global__ void rope_bwd_kernel(float* x, int64_t n_tokens, int n_heads, int head_dim, int half, int64_t stride,
-                                const int32_t* pos, const float* inv_freq, float attn_factor) {
+                                const int32_t* pos, const float* inv_freq, float attn_factor, int interleaved) {
   GRID_STRIDE(idx, n_tokens * n_heads * half) {
     const int i = int(idx % half);
     const int64_t th = idx / half;
@@ -70,9 +70,11 @@ __global__ void rope_bwd_kernel(float* x, int64_t n_tokens, int n_heads, int hea
     sincosf(float(pos[t]) * inv_freq[i], &s, &c);
     c *= attn_factor;
     s *= attn_factor;
-    const float a = xh[i], b = xh[i + half];
-    xh[i] = a * c + b * s;
-    xh[i + half] = b * c - a * s;
+    float* p = xh + (interleaved ? 2 * i : i);
+    const int partner = interleaved ? 1 : half;
+    const float a = p[0], b = p[partner];
+    p[0] = a * c + b * s;
+    p[partner] = b * c - a * s;
   }
 }
 
@@ -213,11 +215,12 @@ cudaError_t launch_rmsnorm_bwd(float* dx, float* dw, const float* x, const float
 }
 
 cudaError_t launch_rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-                            const int32_t* pos, const float* inv_freq, float attn_factor, cudaStream_t stream) {
+                            const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved,
+                            cudaStream_t stream) {
   const int half = rot_dim / 2;
   if (n_tokens <= 0 || n_heads <= 0 || half <= 0) return cudaSuccess;
-  rope_bwd_kernel<<<grid_for(n_tokens * n_heads * half), kThreads, 0, stream>>>(x, n_tokens, n_heads, head_dim, half,
-                                                                                stride, pos, inv_freq, attn_factor);
+  rope_bwd_kernel<<<grid_for(n_tokens * n_heads * half), kThreads, 0, stream>>>(
+      x, n_tokens, n_heads, head_dim, half, stride, pos, inv_freq, attn_factor, interleaved ? 1 : 0);
   return cudaGetLastError();
 }
 

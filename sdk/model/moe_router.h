@@ -7,9 +7,11 @@
 //     scores the sum of its top-2 biased scores, the best topk_group groups are kept, top-k over
 //     the kept experts; weights = unbiased s of the chosen, divided by their sum when
 //     norm_topk_prob, times routed_scaling_factor.
-// Pure functions: thread-safe.
+// The routing itself is a backend op (Backend::moe_route, kernels/include/reason/kernels/backend.h).
 #pragma once
 #include <cstdint>
+
+#include "reason/kernels/backend.h"
 
 namespace reason {
 
@@ -24,10 +26,11 @@ struct RouterConfig {
   float routed_scaling_factor = 1.0f;
 };
 
-// logits: f32 [T, n_experts]; bias: f32 [n_experts] or null (Sigmoid selection bias).
-// Writes idx [T, top_k] (expert ids, in descending order of selection score) and
-// weight [T, top_k]. Ties break towards the lower expert id.
-void route_tokens(const RouterConfig& cfg, const float* logits, const float* bias, int64_t T, int32_t* idx,
-                  float* weight);
+// The backend's routing arguments for rows of router logits: logits f32 [T, n_experts]; bias f32
+// [n_experts] or null (Sigmoid selection bias); idx / weight [T, top_k] are written by
+// Backend::moe_route (expert ids in descending order of selection score, ties towards the lower
+// id) and read by Backend::moe_route_bwd.
+kernels::MoeRouteArgs route_args(const RouterConfig& cfg, const float* logits, const float* bias, int64_t T,
+                                 int32_t* idx, float* weight);
 
 }  // namespace reason

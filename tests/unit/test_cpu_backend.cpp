@@ -174,8 +174,10 @@ TEST_CASE("rmsnorm, silu_mul, add_inplace against double", "[cpu_backend]") {
 namespace {
 
 // rope (transpose = false) or rope_bwd (true) on a partial rotary dim, strided tokens and an
-// attention factor, against the rotation R (or R^T) computed in double from the f32 angle.
-void check_rope(bool transpose) {
+// attention factor, against the rotation R (or R^T) computed in double from the f32 angle. Pair i
+// is (i, i + rot/2), or (2i, 2i + 1) when interleaved.
+void check_rope(bool transpose, bool interleaved = false) {
+  INFO("transpose " << transpose << " interleaved " << interleaved);
   const int64_t n_tok = 6;
   const int n_heads = 3, head_dim = 10, rot = 6;
   const int64_t stride = n_heads * head_dim + 4;
@@ -186,9 +188,10 @@ void check_rope(bool transpose) {
   for (int i = 0; i < rot / 2; ++i) inv_freq[size_t(i)] = float(std::pow(10000.0, -2.0 * i / rot));
   const float af = 1.25f;
   if (transpose)
-    cpu_backend().rope_bwd(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
+    cpu_backend().rope_bwd(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af, interleaved);
   else
-    cpu_backend().rope(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af);
+    cpu_backend().rope(x.data(), n_tok, n_heads, head_dim, rot, stride, pos.data(), inv_freq.data(), af, interleaved);
+  const int step = interleaved ? 2 : 1, partner = interleaved ? 1 : rot / 2;
   for (int64_t t = 0; t < n_tok; ++t)
     for (int h = 0; h < n_heads; ++h) {
       const float* a = &x0[size_t(t * stride + h * head_dim)];
@@ -196,10 +199,11 @@ void check_rope(bool transpose) {
       for (int i = 0; i < rot / 2; ++i) {
         const double ang = double(float(pos[size_t(t)]) * inv_freq[size_t(i)]);  // the f32 angle
         const double c = std::cos(ang) * af, s = (transpose ? -1 : 1) * std::sin(ang) * af;
-        const double e0 = a[i] * c - a[i + rot / 2] * s, e1 = a[i + rot / 2] * c + a[i] * s;
-        const double mag = (std::fabs(a[i]) + std::fabs(a[i + rot / 2])) * af;
-        CHECK(std::fabs(r[i] - e0) <= 8 * kU * mag);
-        CHECK(std::fabs(r[i + rot / 2] - e1) <= 8 * kU * mag);
+        const int i0 = i * step, i1 = i * step + partner;
+        const double e0 = a[i0] * c - a[i1] * s, e1 = a[i1] * c + a[i0] * s;
+        const double mag = (std::fabs(a[i0]) + std::fabs(a[i1])) * af;
+        CHECK(std::fabs(r[i0] - e0) <= 8 * kU * mag);
+        CHECK(std::fabs(r[i1] - e1) <= 8 * kU * mag);
       }
       for (int i = rot; i < head_dim; ++i) CHECK(r[i] == a[i]);  // past rot_dim: untouched
     }
@@ -208,8 +212,36 @@ void check_rope(bool transpose) {
 
 }  // namespace
 
-TEST_CASE("rope: rotate_half on a partial rotary dim, strided tokens, attention factor", "[cpu_backend]") {
+TEST_CASE("rope: rotate_half and interleaved pairs on a partial rotary dim, strided tokens, attention factor",
+          "[cpu_backend]") {
   check_rope(false);
+  check_rope(false, true);
+}
+
+TEST_CASE("interleaved rope is rotate_half between a de-interleave and a re-interleave, bit for bit", "[cpu_backend]") {
+  // DeepSeek's rope_interleave as transformers computes it (apply_rotary_pos_emb_interleave):
+  // [x0, x1, x2, x3 ...] -> [x0, x2, ... | x1, x3, ...], then rotate_half; the interleaved rope
+  // must give the same values in the original order.
+  const int64_t n_tok = 5;
+  const int rot = 8, head_dim = 12;
+  auto x = randn(size_t(n_tok * head_dim), 61);
+  std::vector<float> perm(x.size());
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* a = &x[size_t(t * head_dim)];
+    float* p = &perm[size_t(t * head_dim)];
+    for (int i = 0; i < rot / 2; ++i) p[i] = a[2 * i], p[i + rot / 2] = a[2 * i + 1];
+    for (int i = rot; i < head_dim; ++i) p[i] = a[i];
+  }
+  const std::vector<int32_t> pos = {0, 3, 9, 100, 2047};
+  std::vector<float> inv_freq(rot / 2);
+  for (int i = 0; i < rot / 2; ++i) inv_freq[size_t(i)] = float(std::pow(10000.0, -2.0 * i / rot));
+  cpu_backend().rope(x.data(), n_tok, 1, head_dim, rot, head_dim, pos.data(), inv_freq.data(), 1.0f, true);
+  cpu_backend().rope(perm.data(), n_tok, 1, head_dim, rot, head_dim, pos.data(), inv_freq.data(), 1.0f, false);
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int i = 0; i < rot / 2; ++i) {
+      CHECK(x[size_t(t * head_dim + 2 * i)] == perm[size_t(t * head_dim + i)]);
+      CHECK(x[size_t(t * head_dim + 2 * i + 1)] == perm[size_t(t * head_dim + i + rot / 2)]);
+    }
 }
 
 namespace {
@@ -674,6 +706,7 @@ TEST_CASE("rmsnorm_bwd against double, and the same bits for 1 and 2 threads", "
 
 TEST_CASE("rope_bwd is rope's transpose; silu_mul_bwd against double", "[cpu_backend][train_ops]") {
   check_rope(true);
+  check_rope(true, true);
   for (int64_t n : {1, 9, 20000}) {
     auto gate = randn(size_t(n), 61, 3.0f), up = randn(size_t(n), 62), dout = randn(size_t(n), 63);
     std::vector<float> dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));
@@ -849,4 +882,20 @@ TEST_CASE("copy_2d: strided rows, padding untouched, contiguous fast path", "[cp
   }
   std::vector<float> a(4), b(4);
   CHECK_THROWS_AS(cpu_backend().copy_2d(a.data(), 1, b.data(), 2, 2, 2), BackendError);  // ldd < cols
+}
+
+TEST_CASE("add_group_sums: column sums of row groups, strided, in row order", "[cpu_backend][train_ops]") {
+  const int64_t groups = 13, group = 5, cols = 7, ldx = 11, ldo = 9;
+  const auto x = randn(size_t(groups * group * ldx), 121);
+  auto out = randn(size_t(groups * ldo), 122);
+  const auto out0 = out;
+  cpu_backend().add_group_sums(out.data(), ldo, x.data(), ldx, groups, group, cols);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t j = 0; j < ldo; ++j) {
+      float e = out0[size_t(g * ldo + j)];  // the same f32 additions, in the same order
+      if (j < cols)
+        for (int64_t r = 0; r < group; ++r) e += x[size_t((g * group + r) * ldx + j)];
+      CHECK(out[size_t(g * ldo + j)] == e);
+    }
+  CHECK_THROWS_AS(cpu_backend().add_group_sums(out.data(), 3, x.data(), ldx, groups, group, cols), BackendError);
 }

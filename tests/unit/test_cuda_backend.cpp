@@ -284,7 +284,7 @@ TEST_CASE("cuda_backend: memory round trip and argument errors", "[cuda][gpu]") 
   at.head_dim = 4;
   at.q_stride = at.out_stride = 12, at.kv_stride = 8;
   CHECK_THROWS_AS(g->attention(at), BackendError);
-  CHECK_THROWS_AS(g->rope(d.as<float>(), 1, 1, 8, 3, 8, nullptr, nullptr, 1.0f), BackendError);
+  CHECK_THROWS_AS(g->rope(d.as<float>(), 1, 1, 8, 3, 8, nullptr, nullptr, 1.0f, false), BackendError);
   try {
     g->matmul(a);
   } catch (const BackendError& e) {
@@ -405,15 +405,18 @@ TEST_CASE("cuda_backend: rope matches the CPU (1e-5)", "[cuda][gpu]") {
     std::vector<float> inv_freq(size_t(c.rot_dim / 2));
     for (int i = 0; i < c.rot_dim / 2; ++i)
       inv_freq[size_t(i)] = float(1.0 / std::pow(10000.0, 2.0 * i / c.rot_dim));
-    std::vector<float> x_cpu = x;
-    cpu_backend().rope(x_cpu.data(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, stride,
-                       pos.data(), inv_freq.data(), c.attn_factor);
-    Dev dx(g, x), dpos(g, pos), dfreq(g, inv_freq);
-    g->rope(dx.as<float>(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, stride,
-            dpos.as<int32_t>(), dfreq.as<float>(), c.attn_factor);
-    const double err = rel_err(dx.get<float>(), x_cpu);
-    INFO("rel err " << err);
-    CHECK(err <= 1e-5);
+    for (bool interleaved : {false, true}) {
+      INFO("interleaved " << interleaved);
+      std::vector<float> x_cpu = x;
+      cpu_backend().rope(x_cpu.data(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, stride,
+                         pos.data(), inv_freq.data(), c.attn_factor, interleaved);
+      Dev dx(g, x), dpos(g, pos), dfreq(g, inv_freq);
+      g->rope(dx.as<float>(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, stride,
+              dpos.as<int32_t>(), dfreq.as<float>(), c.attn_factor, interleaved);
+      const double err = rel_err(dx.get<float>(), x_cpu);
+      INFO("rel err " << err);
+      CHECK(err <= 1e-5);
+    }
   }
 }
 
@@ -524,6 +527,82 @@ TEST_CASE("cuda_backend: paged KV store and paged attention (f32, bf16) match th
   }
 }
 
+TEST_CASE("cuda_backend: MoE routing, grouping by expert, its backward, expert row dots and the sigmoid gate match the CPU",
+          "[cuda][gpu][moe]") {
+  Backend* g = gpu();
+  if (!g) return;
+  struct C {
+    bool sigmoid;
+    int E, K, n_group, topk_group;
+    bool norm;
+    float scale;
+  };
+  for (const C& c : {C{false, 60, 4, 1, 1, true, 1.0f}, C{true, 64, 8, 8, 4, true, 2.5f}, C{true, 12, 3, 1, 1, false, 1.0f}}) {
+    INFO("sigmoid " << c.sigmoid << " E " << c.E << " K " << c.K);
+    const int64_t T = 301;
+    const auto logits = randv(size_t(T * c.E), uint32_t(c.E), -3.0f, 3.0f), bias = randv(size_t(c.E), 4, -0.5f, 0.5f);
+    const auto dw = randv(size_t(T * c.K), 5);
+    std::vector<int32_t> idx(size_t(T * c.K));
+    std::vector<float> w(size_t(T * c.K)), dl(size_t(T * c.E));
+    Dev dlog(g, logits), dbias(g, bias), ddw(g, dw), didx(g, idx), dwt(g, w), ddl(g, dl);
+    MoeRouteArgs a;
+    a.rows = T, a.n_experts = c.E, a.top_k = c.K, a.sigmoid = c.sigmoid, a.n_group = c.n_group;
+    a.topk_group = c.topk_group, a.norm_topk_prob = c.norm, a.scale = c.scale;
+    MoeRouteArgs ac = a, ag = a;
+    ac.logits = logits.data(), ac.bias = c.sigmoid ? bias.data() : nullptr, ac.idx = idx.data(), ac.weight = w.data();
+    ag.logits = dlog.as<float>(), ag.bias = c.sigmoid ? dbias.as<float>() : nullptr, ag.idx = didx.as<int32_t>();
+    ag.weight = dwt.as<float>();
+    cpu_backend().moe_route(ac);
+    g->moe_route(ag);
+    CHECK(didx.get<int32_t>() == idx);  // random logits: no ties within rounding
+    CHECK(rel_err(dwt.get<float>(), w) <= 1e-5);
+    std::vector<int32_t> off(size_t(c.E + 1)), slots(idx.size()), tok(idx.size());
+    std::vector<float> wts(idx.size());
+    Dev doff(g, off), dslots(g, slots), dtok(g, tok), dwts(g, wts);
+    cpu_backend().moe_group_rows(idx.data(), w.data(), T, c.K, c.E, off.data(), slots.data(), tok.data(), wts.data());
+    g->moe_group_rows(didx.as<int32_t>(), dwt.as<float>(), T, c.K, c.E, doff.as<int32_t>(), dslots.as<int32_t>(),
+                      dtok.as<int32_t>(), dwts.as<float>());
+    CHECK(doff.get<int32_t>() == off);
+    CHECK(dslots.get<int32_t>() == slots);
+    CHECK(dtok.get<int32_t>() == tok);
+    CHECK(rel_err(dwts.get<float>(), wts) <= 1e-5);
+    cpu_backend().moe_route_bwd(ac, dw.data(), dl.data());
+    g->moe_route_bwd(ag, ddw.as<float>(), ddl.as<float>());
+    CHECK(rel_err(ddl.get<float>(), dl) <= 1e-5);
+  }
+  {  // add_group_sums (MLA's rope-key gradient over the heads)
+    const int64_t groups = 41, group = 16, cols = 64, ldx = 192, ldo = 64;
+    const auto x = randv(size_t(groups * group * ldx), 31);
+    auto out = randv(size_t(groups * ldo), 32);
+    Dev dx(g, x), dout(g, out);
+    cpu_backend().add_group_sums(out.data(), ldo, x.data(), ldx, groups, group, cols);
+    g->add_group_sums(dout.as<float>(), ldo, dx.as<float>(), ldx, groups, group, cols);
+    CHECK(dout.get<float>() == out);  // the same additions in the same order
+  }
+  const int64_t n = 77, rows = 90, dim = 129;
+  const auto src = randv(size_t(rows * dim), 21), y = randv(size_t(n * dim), 22), scale = randv(size_t(n), 23);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 37) % rows);
+  std::vector<float> dst(size_t(n * dim)), dots(static_cast<size_t>(n));
+  Dev dsrc(g, src), dy(g, y), dscale(g, scale), dids(g, ids), ddst(g, dst), ddots(g, dots);
+  cpu_backend().gather_scale_dot(dst.data(), dots.data(), src.data(), ids.data(), scale.data(), y.data(), n, dim);
+  g->gather_scale_dot(ddst.as<float>(), ddots.as<float>(), dsrc.as<float>(), dids.as<int32_t>(), dscale.as<float>(),
+                      dy.as<float>(), n, dim);
+  CHECK(ddst.get<float>() == dst);
+  CHECK(rel_err(ddots.get<float>(), dots) <= 1e-6);
+  const auto z = randv(size_t(rows), 24, -4.0f, 4.0f), yy = randv(size_t(rows * dim), 25), dout = randv(size_t(rows * dim), 26);
+  auto out = randv(size_t(rows * dim), 27);
+  std::vector<float> gy(size_t(rows * dim)), gz(static_cast<size_t>(rows));
+  Dev dz_in(g, z), dyy(g, yy), ddout(g, dout), dout_acc(g, out), dgy(g, gy), dgz(g, gz);
+  cpu_backend().sigmoid_gate_add(out.data(), z.data(), yy.data(), rows, dim);
+  g->sigmoid_gate_add(dout_acc.as<float>(), dz_in.as<float>(), dyy.as<float>(), rows, dim);
+  CHECK(rel_err(dout_acc.get<float>(), out) <= 1e-6);
+  cpu_backend().sigmoid_gate_bwd(gy.data(), gz.data(), z.data(), yy.data(), dout.data(), rows, dim);
+  g->sigmoid_gate_bwd(dgy.as<float>(), dgz.as<float>(), dz_in.as<float>(), dyy.as<float>(), ddout.as<float>(), rows, dim);
+  CHECK(rel_err(dgy.get<float>(), gy) <= 1e-6);
+  CHECK(rel_err(dgz.get<float>(), gz) <= 1e-6);
+}
+
 TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops]") {
   Backend* g = gpu();
   if (!g) return;
@@ -606,10 +685,13 @@ TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops
     for (int64_t t = 0; t < n_tok; ++t) pos[size_t(t)] = int32_t(t * 517 % 8192);
     std::vector<float> inv_freq(16);
     for (int i = 0; i < 16; ++i) inv_freq[size_t(i)] = float(1.0 / std::pow(10000.0, 2.0 * i / 32));
-    Dev gx(g, x), gpos(g, pos), gf(g, inv_freq);
-    cpu_backend().rope_bwd(x.data(), n_tok, 3, 80, 32, stride, pos.data(), inv_freq.data(), 1.25f);
-    g->rope_bwd(gx.as<float>(), n_tok, 3, 80, 32, stride, gpos.as<int32_t>(), gf.as<float>(), 1.25f);
-    CHECK(rel_err(gx.get<float>(), x) <= 1e-5);
+    for (bool interleaved : {false, true}) {
+      auto xc = x;
+      Dev gx(g, x), gpos(g, pos), gf(g, inv_freq);
+      cpu_backend().rope_bwd(xc.data(), n_tok, 3, 80, 32, stride, pos.data(), inv_freq.data(), 1.25f, interleaved);
+      g->rope_bwd(gx.as<float>(), n_tok, 3, 80, 32, stride, gpos.as<int32_t>(), gf.as<float>(), 1.25f, interleaved);
+      CHECK(rel_err(gx.get<float>(), xc) <= 1e-5);
+    }
   }
 }
 

@@ -19,9 +19,11 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim
 }
 
 // The rotation by angle sign * pos * inv_freq: sign +1 is rope, -1 its transpose (the gradient).
+// Pair i is (i, i + half), or (2i, 2i + 1) when interleaved.
 static void rope_rotate(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-                        const int32_t* pos, const float* inv_freq, float attn_factor, float sign) {
+                        const int32_t* pos, const float* inv_freq, float attn_factor, float sign, bool interleaved) {
   const int half = rot_dim / 2;
+  const int step = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
   const int nt = cpu_threads();
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_tokens > 1)
   for (int64_t t = 0; t < n_tokens; ++t) {
@@ -36,22 +38,23 @@ static void rope_rotate(float* x, int64_t n_tokens, int n_heads, int head_dim, i
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + t * stride + int64_t(h) * head_dim;
       for (int i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
+        float* p = v + i * step;
+        const float a = p[0], b = p[partner];
+        p[0] = a * c[i] - b * s[i];
+        p[partner] = b * c[i] + a * s[i];
       }
     }
   }
 }
 
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-          const int32_t* pos, const float* inv_freq, float attn_factor) {
-  rope_rotate(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, 1.0f);
+          const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) {
+  rope_rotate(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, 1.0f, interleaved);
 }
 
 void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride, const int32_t* pos,
-              const float* inv_freq, float attn_factor) {
-  rope_rotate(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, -1.0f);
+              const float* inv_freq, float attn_factor, bool interleaved) {
+  rope_rotate(x, n_tokens, n_heads, head_dim, rot_dim, stride, pos, inv_freq, attn_factor, -1.0f, interleaved);
 }
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {

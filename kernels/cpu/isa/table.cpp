@@ -9,7 +9,7 @@ namespace reason::kernels::cpu::REASON_ISA_NS {
 void matmul_small_m(const MatmulArgs& a);
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* rstd);
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-          const int32_t* pos, const float* inv_freq, float attn_factor);
+          const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved);
 void attention(const AttnArgs& a);
 void flash_attention_fwd(const FlashAttnArgs& a);
 void flash_attention_bwd(const FlashAttnBwdArgs& a);
@@ -22,7 +22,7 @@ void bf16_to_f32(float* dst, const uint16_t* src, size_t n);
 void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
                  int64_t rows, int64_t dim);
 void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride, const int32_t* pos,
-              const float* inv_freq, float attn_factor);
+              const float* inv_freq, float attn_factor, bool interleaved);
 void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n);
 void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim);
 void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols);

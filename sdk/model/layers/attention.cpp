@@ -83,8 +83,8 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
     rmsnorm_forward(be, a.k_raw.data(), ly.k_norm, a.k.data(), a.k_rstd.data(), T * nkv, hd, c.rms_norm_eps);
     ctx.lap(ForwardOp::QkNorm);
   }
-  be.rope(a.q.data(), T, int(nh), int(hd), int(hd), qd, ctx.pos, rope.inv_freq.data(), rope.attn_factor);
-  be.rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, ctx.pos, rope.inv_freq.data(), rope.attn_factor);
+  be.rope(a.q.data(), T, int(nh), int(hd), int(hd), qd, ctx.pos, rope.inv_freq.data(), rope.attn_factor, false);
+  be.rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, ctx.pos, rope.inv_freq.data(), rope.attn_factor, false);
   ctx.lap(ForwardOp::Rope);
   a.att.resize(size_t(T * qd));
   if (ctx.cache)
@@ -103,8 +103,8 @@ void gqa_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
   std::vector<float> dq(size_t(T * qd), 0.0f), dk(size_t(T * kvd), 0.0f), dv(size_t(T * kvd), 0.0f);
   attention_packed_backward(be, gqa_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                             a.att.data(), a.lse, datt, dq.data(), dk.data(), dv.data());
-  rope_backward(be, dq.data(), T, nh, hd, hd, qd, ctx.pos, *ctx.rope);
-  rope_backward(be, dk.data(), T, nkv, hd, hd, kvd, ctx.pos, *ctx.rope);
+  rope_backward(be, dq.data(), T, nh, hd, hd, qd, ctx.pos, *ctx.rope, false);
+  rope_backward(be, dk.data(), T, nkv, hd, hd, kvd, ctx.pos, *ctx.rope, false);
   if (ly.q_norm.raw()) {
     std::vector<float> dq_raw(dq.size(), 0.0f), dk_raw(dk.size(), 0.0f);
     rmsnorm_backward(be, a.q_raw.data(), ly.q_norm, a.q_rstd.data(), dq.data(), dq_raw.data(), T * nh, hd, g);

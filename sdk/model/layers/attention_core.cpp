@@ -39,27 +39,8 @@ void attention_packed_backward(kernels::Backend& be, const AttnShape& sh, const 
 }
 
 void rope_backward(kernels::Backend& be, float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
-                   const RopeTable& rope) {
-  be.rope_bwd(dx, T, int(heads), int(hd), int(rot), stride, pos, rope.inv_freq.data(),
-                                  rope.attn_factor);
-}
-
-void rope_deinterleave(float* x, int64_t r, float* tmp) {
-  const int64_t half = r / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    tmp[i] = x[2 * i];
-    tmp[half + i] = x[2 * i + 1];
-  }
-  std::memcpy(x, tmp, size_t(r) * sizeof(float));
-}
-
-void rope_reinterleave(float* x, int64_t r, float* tmp) {
-  const int64_t half = r / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    tmp[2 * i] = x[i];
-    tmp[2 * i + 1] = x[half + i];
-  }
-  std::memcpy(x, tmp, size_t(r) * sizeof(float));
+                   const RopeTable& rope, bool interleaved) {
+  be.rope_bwd(dx, T, int(heads), int(hd), int(rot), stride, pos, rope.inv_freq.data(), rope.attn_factor, interleaved);
 }
 
 }  // namespace reason

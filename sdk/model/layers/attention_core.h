@@ -1,6 +1,5 @@
 // The pieces GQA and MLA attention share: causal attention over packed whole sequences in O(rows)
-// memory (FlashAttention-2, a backend op) forward and backward, RoPE's transpose, and MLA's rope
-// (de)interleaving.
+// memory (FlashAttention-2, a backend op) forward and backward, and RoPE's transpose.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -29,14 +28,10 @@ void attention_packed_backward(kernels::Backend& be, const AttnShape& sh, const 
                                const float* k, const float* v, const float* out, const std::vector<float>& lse,
                                const float* dout, float* dq, float* dk, float* dv);
 
-// The transpose of the rotate-half rotation on the first rot dims of each head (token t head h at
-// dx + t * stride + h * hd), i.e. the gradient through the backend's rope.
+// The transpose of the rotation on the first rot dims of each head (token t head h at
+// dx + t * stride + h * hd), i.e. the gradient through the backend's rope (interleaved: MLA's
+// rope_interleave pairs).
 void rope_backward(kernels::Backend& be, float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
-                   const RopeTable& rope);
-
-// MLA rope dims stored as interleaved pairs (x0,x1),(x2,x3)... -> [evens | odds] (the rotate-half
-// layout), and the transpose of that permutation (for gradients). tmp holds r floats.
-void rope_deinterleave(float* x, int64_t r, float* tmp);
-void rope_reinterleave(float* x, int64_t r, float* tmp);
+                   const RopeTable& rope, bool interleaved);
 
 }  // namespace reason

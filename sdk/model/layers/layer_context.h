@@ -56,11 +56,14 @@ struct LayerActs {
   // MLA: q LoRA (before / after its norm), latent (before / after kv_a_layernorm), roped shared key.
   std::vector<float> qa_raw, qa_rstd, qa_n, lat_raw, lat_rstd, lat, kr;
   MlpActs mlp;  // dense FFN
-  // MoE FFN: router logits [T, E], chosen experts and weights [T, K], per expert its rows
-  // (token * K + slot) and activations, the shared expert and its gate logit [T].
+  // MoE FFN: router logits [T, E], chosen experts and weights [T, K]; the routing slots
+  // (token * K + slot) grouped by expert (Backend::moe_group_rows: expert e's are positions
+  // expert_off[e] .. expert_off[e + 1] - 1 of expert_slot / expert_tok / expert_w); per expert
+  // its activations; the shared expert and its gate logit [T].
   std::vector<float> router_logits, route_w;
   std::vector<int32_t> route_idx;
-  std::vector<std::vector<int32_t>> expert_rows;
+  std::vector<int32_t> expert_off, expert_slot, expert_tok;
+  std::vector<float> expert_w;
   std::vector<MlpActs> experts;
   MlpActs shared;
   std::vector<float> shared_gate_logit;

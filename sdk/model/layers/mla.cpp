@@ -2,8 +2,9 @@
 //   q      = q_b(rmsnorm(q_a(h)))            (or q_proj(h))        -> per head [nope | rope]
 //   [c|kr] = kv_a_proj_with_mqa(h);  c = rmsnorm(c)                  latent [kv_lora], key rope [rope]
 //   RoPE on q's rope part and on kr (shared by all heads); with rope_interleave the rope dims are
-//   pairs (x0,x1),(x2,x3)..., handled by de-interleaving them first (the layout transformers'
-//   apply_rotary_pos_emb_interleave produces), then the usual rotate-half rotation.
+//   pairs (x0,x1),(x2,x3)...: transformers' apply_rotary_pos_emb_interleave de-interleaves them to
+//   [evens | odds] and rotates half; the backend's interleaved rope applies the same rotation to
+//   the pairs in place. q and k keep the same (interleaved) order, so every q . k is the same.
 //   k_h = [W_UK_h c | kr],  v_h = W_UV_h c,  scores scaled by ModelConfig::attention_scale().
 // The cache keeps only [c | kr] per token and layer (kv_lora_rank + qk_rope_head_dim values).
 // Expanded path: rebuild k_h, v_h of every cached position from the latents (kv_b over the
@@ -151,7 +152,7 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
     linear_forward(be, ly.q, a.h1.data(), T, a.q.data());
   }
   // Latent (normed) and the shared rope key.
-  std::vector<float> ckv(size_t(T * R)), tmp(static_cast<size_t>(rd));
+  std::vector<float> ckv(size_t(T * R));
   linear_forward(be, ly.kv_a, a.h1.data(), T, ckv.data());
   a.lat_raw.resize(size_t(T * L));
   a.lat.resize(size_t(T * L));
@@ -160,13 +161,9 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   be.copy_2d(a.lat_raw.data(), L, ckv.data(), R, T, L);
   be.copy_2d(a.kr.data(), rd, ckv.data() + L, R, T, rd);
   rmsnorm_forward(be, a.lat_raw.data(), ly.kv_a_norm, a.lat.data(), a.lat_rstd.data(), T, L, c.rms_norm_eps);
-  if (c.rope_interleave)
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t h = 0; h < H; ++h) rope_deinterleave(&a.q[size_t((t * H + h) * qk + nope)], rd, tmp.data());
-      rope_deinterleave(&a.kr[size_t(t * rd)], rd, tmp.data());
-    }
-  be.rope(a.q.data() + nope, T, int(H), int(qk), int(rd), H * qk, ctx.pos, rt.inv_freq.data(), rt.attn_factor);
-  be.rope(a.kr.data(), T, 1, int(rd), int(rd), rd, ctx.pos, rt.inv_freq.data(), rt.attn_factor);
+  be.rope(a.q.data() + nope, T, int(H), int(qk), int(rd), H * qk, ctx.pos, rt.inv_freq.data(), rt.attn_factor,
+          c.rope_interleave);
+  be.rope(a.kr.data(), T, 1, int(rd), int(rd), rd, ctx.pos, rt.inv_freq.data(), rt.attn_factor, c.rope_interleave);
   a.att.resize(size_t(T * H * vd));
   if (ctx.cache)
     attend_cached(ctx, ly, layer, a);
@@ -188,21 +185,13 @@ void mla_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
   std::vector<float> dkvb(size_t(T * H * kvw)), dkr(size_t(T * rd), 0.0f);
   be.copy_2d(dkvb.data(), kvw, dk.data(), qk, T * H, nope);
   be.copy_2d(dkvb.data() + nope, kvw, dv.data(), vd, T * H, vd);
-  for (int64_t t = 0; t < T; ++t)  // the shared rope key's gradient: the sum over heads (in head order)
-    for (int64_t h = 0; h < H; ++h) {
-      const float* gk = &dk[size_t((t * H + h) * qk)];
-      for (int64_t i = 0; i < rd; ++i) dkr[size_t(t * rd + i)] += gk[nope + i];
-    }
-  std::vector<float> dlat(size_t(T * L)), dckv(size_t(T * R), 0.0f), tmp(static_cast<size_t>(rd));
+  // the shared rope key's gradient: the sum over heads (in head order)
+  be.add_group_sums(dkr.data(), rd, dk.data() + nope, qk, T, H, rd);
+  std::vector<float> dlat(size_t(T * L)), dckv(size_t(T * R), 0.0f);
   linear_backward(be, ly.kv_b, a.lat.data(), dkvb.data(), T, dlat.data(), false, g);
-  // RoPE and the de-interleaving, transposed.
-  rope_backward(be, dq.data() + nope, T, H, qk, rd, H * qk, ctx.pos, rt);
-  rope_backward(be, dkr.data(), T, 1, rd, rd, rd, ctx.pos, rt);
-  if (c.rope_interleave)
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t h = 0; h < H; ++h) rope_reinterleave(&dq[size_t((t * H + h) * qk + nope)], rd, tmp.data());
-      rope_reinterleave(&dkr[size_t(t * rd)], rd, tmp.data());
-    }
+  // RoPE, transposed.
+  rope_backward(be, dq.data() + nope, T, H, qk, rd, H * qk, ctx.pos, rt, c.rope_interleave);
+  rope_backward(be, dkr.data(), T, 1, rd, rd, rd, ctx.pos, rt, c.rope_interleave);
   // kv_a_layernorm on the latent; [dc | dkr] back through kv_a_proj_with_mqa.
   std::vector<float> dlat_raw(size_t(T * L), 0.0f);
   rmsnorm_backward(be, a.lat_raw.data(), ly.kv_a_norm, a.lat_rstd.data(), dlat.data(), dlat_raw.data(), T, L, g);

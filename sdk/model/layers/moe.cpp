@@ -9,21 +9,6 @@
 
 namespace reason {
 
-namespace {
-float sigmoid_f(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-// The tokens an expert's rows (token * K + slot) come from, and their routing weights.
-void expert_tokens(const std::vector<int32_t>& rows, int K, const std::vector<float>& route_w, std::vector<int32_t>& tok,
-                   std::vector<float>& wts) {
-  tok.resize(rows.size());
-  wts.resize(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    tok[i] = rows[i] / K;
-    wts[i] = route_w[size_t(rows[i])];
-  }
-}
-}  // namespace
-
 void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, float* out, LayerActs& a,
                  int64_t* expert_load) {
   const int E = w.router.n_experts, K = w.router.top_k;
@@ -31,36 +16,35 @@ void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int6
   linear_forward(be, Linear{w.gate, Tensor()}, h, T, a.router_logits.data());
   a.route_idx.resize(size_t(T * K));
   a.route_w.resize(size_t(T * K));
-  route_tokens(w.router, a.router_logits.data(), w.score_bias.raw() ? w.score_bias.data<float>() : nullptr, T,
-               a.route_idx.data(), a.route_w.data());
-  a.expert_rows.assign(size_t(E), {});
-  for (int64_t t = 0; t < T; ++t)
-    for (int j = 0; j < K; ++j) a.expert_rows[size_t(a.route_idx[size_t(t * K + j)])].push_back(int32_t(t * K + j));
+  be.moe_route(route_args(w.router, a.router_logits.data(), w.score_bias.raw() ? w.score_bias.data<float>() : nullptr,
+                          T, a.route_idx.data(), a.route_w.data()));
+  const size_t slots = size_t(T * K);
+  a.expert_off.resize(size_t(E + 1));
+  a.expert_slot.resize(slots);
+  a.expert_tok.resize(slots);
+  a.expert_w.resize(slots);
+  be.moe_group_rows(a.route_idx.data(), a.route_w.data(), T, K, E, a.expert_off.data(), a.expert_slot.data(),
+                    a.expert_tok.data(), a.expert_w.data());
   a.experts.assign(size_t(E), MlpActs{});
   std::memset(out, 0, size_t(T * d) * sizeof(float));
-  std::vector<float> xe, wts;
-  std::vector<int32_t> tok;
+  std::vector<float> xe;
   for (int e = 0; e < E; ++e) {
-    const auto& rows = a.expert_rows[size_t(e)];
-    if (expert_load) expert_load[e] += int64_t(rows.size());
-    if (rows.empty()) continue;
-    const int64_t n = int64_t(rows.size());
-    expert_tokens(rows, K, a.route_w, tok, wts);
+    const int64_t p0 = a.expert_off[size_t(e)], n = a.expert_off[size_t(e) + 1] - p0;
+    if (expert_load) expert_load[e] += n;
+    if (n == 0) continue;
     xe.resize(size_t(n * d));
-    be.gather_rows(xe.data(), h, DType::F32, tok.data(), n, d);
+    be.gather_rows(xe.data(), h, DType::F32, &a.expert_tok[size_t(p0)], n, d);
     MlpActs& ea = a.experts[size_t(e)];
     mlp_forward(be, w.experts[size_t(e)], xe.data(), n, d, ea);
-    be.scatter_add_rows(out, tok.data(), ea.y.data(), wts.data(), n, d);  // out[t] += w * y, rows in order
+    // out[t] += w * y, in slot order
+    be.scatter_add_rows(out, &a.expert_tok[size_t(p0)], ea.y.data(), &a.expert_w[size_t(p0)], n, d);
   }
   if (w.has_shared) {
     mlp_forward(be, w.shared, h, T, d, a.shared);
     if (w.shared_gate.raw()) {
       a.shared_gate_logit.resize(static_cast<size_t>(T));
       linear_forward(be, Linear{w.shared_gate, Tensor()}, h, T, a.shared_gate_logit.data());
-      for (int64_t t = 0; t < T; ++t) {
-        const float g = sigmoid_f(a.shared_gate_logit[size_t(t)]);
-        for (int64_t c = 0; c < d; ++c) out[t * d + c] += g * a.shared.y[size_t(t * d + c)];
-      }
+      be.sigmoid_gate_add(out, a.shared_gate_logit.data(), a.shared.y.data(), T, d);
     } else {
       be.add_inplace(out, a.shared.y.data(), T * d);
     }
@@ -107,92 +91,46 @@ double moe_seq_aux_loss(const RouterConfig& rc, const std::vector<float>& logits
 // MoE FFN backward: dh (+)= d/dh given dout. The top-k choice is a constant; the gradient
 // reaches the router through the chosen experts' weights
 //   w_j = rsf * r_j / S (normalised) or rsf * r_j,  S = sum_k r_k (+1e-20 for sigmoid scores),
-//   r_j = softmax(logits)[e_j] or sigmoid_f(logits[e_j]).
+//   r_j = softmax(logits)[e_j] or sigmoid(logits[e_j]) (Backend::moe_route_bwd).
 void moe_backward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, const LayerActs& a, const float* dout,
                   float* dh, const ParamGrads& g, const std::vector<int64_t>& seq_start, float aux_alpha,
                   float aux_scale) {
   const RouterConfig& rc = w.router;
   const int E = rc.n_experts, K = rc.top_k;
-  std::vector<float> dwt(size_t(T * K), 0.0f), xe, dy, dxe, wts;
-  std::vector<int32_t> tok;
+  std::vector<float> dwt(size_t(T * K), 0.0f), xe, dy, dxe, dots;
   for (int e = 0; e < E; ++e) {
-    const auto& rows = a.expert_rows[size_t(e)];
-    if (rows.empty()) continue;
-    const int64_t n = int64_t(rows.size());
+    const int64_t p0 = a.expert_off[size_t(e)], n = a.expert_off[size_t(e) + 1] - p0;
+    if (n == 0) continue;
+    const int32_t* tok = &a.expert_tok[size_t(p0)];
     const MlpActs& ea = a.experts[size_t(e)];
-    expert_tokens(rows, K, a.route_w, tok, wts);
     xe.resize(size_t(n * d));
     dy.resize(size_t(n * d));
     dxe.resize(size_t(n * d));
-    be.gather_rows(xe.data(), h, DType::F32, tok.data(), n, d);
-    for (int64_t i = 0; i < n; ++i) {  // dy = w * dout (the expert's share), dL/dw = dout . y
-      const int64_t t = tok[size_t(i)];
-      const float wt = wts[size_t(i)];
-      double dot = 0;
-      for (int64_t c = 0; c < d; ++c) {
-        dy[size_t(i * d + c)] = wt * dout[t * d + c];
-        dot += double(dout[t * d + c]) * ea.y[size_t(i * d + c)];
-      }
-      dwt[size_t(rows[size_t(i)])] = float(dot);
-    }
+    dots.resize(size_t(n));
+    be.gather_rows(xe.data(), h, DType::F32, tok, n, d);
+    // dy = w * dout (the expert's share), dL/dw = dout . y (into the expert's routing slots)
+    be.gather_scale_dot(dy.data(), dots.data(), dout, tok, &a.expert_w[size_t(p0)], ea.y.data(), n, d);
+    be.scatter_add_rows(dwt.data(), &a.expert_slot[size_t(p0)], dots.data(), nullptr, n, 1);
     mlp_backward(be, w.experts[size_t(e)], xe.data(), n, ea, dy.data(), dxe.data(), false, g);
-    be.scatter_add_rows(dh, tok.data(), dxe.data(), nullptr, n, d);
+    be.scatter_add_rows(dh, tok, dxe.data(), nullptr, n, d);
   }
   if (w.has_shared) {
     if (w.shared_gate.raw()) {
-      // out += sigmoid_f(z) * y_shared, z = shared_expert_gate(h)
+      // out += sigmoid(z) * y_shared, z = shared_expert_gate(h)
       std::vector<float> dys(size_t(T * d)), dz(static_cast<size_t>(T));
-      for (int64_t t = 0; t < T; ++t) {
-        const float g = sigmoid_f(a.shared_gate_logit[size_t(t)]);
-        double dot = 0;
-        for (int64_t c = 0; c < d; ++c) {
-          dys[size_t(t * d + c)] = g * dout[t * d + c];
-          dot += double(dout[t * d + c]) * a.shared.y[size_t(t * d + c)];
-        }
-        dz[size_t(t)] = float(dot) * g * (1.0f - g);
-      }
+      be.sigmoid_gate_bwd(dys.data(), dz.data(), a.shared_gate_logit.data(), a.shared.y.data(), dout, T, d);
       mlp_backward(be, w.shared, h, T, a.shared, dys.data(), dh, true, g);
       linear_backward(be, Linear{w.shared_gate, Tensor()}, h, dz.data(), T, dh, true, g);
     } else {
       mlp_backward(be, w.shared, h, T, a.shared, dout, dh, true, g);
     }
   }
-  // Router.
-  const bool sig = rc.scoring == RouterConfig::Scoring::Sigmoid;
-  std::vector<float> dlogits(size_t(T * E), 0.0f), p(static_cast<size_t>(E)), r(static_cast<size_t>(K)), dr(static_cast<size_t>(K));
-  for (int64_t t = 0; t < T; ++t) {
-    const float* lg = &a.router_logits[size_t(t * E)];
-    const int32_t* id = &a.route_idx[size_t(t * K)];
-    float* dl = &dlogits[size_t(t * E)];
-    if (!sig) {  // the forward's softmax, in float as route_tokens computes it
-      float mx = -INFINITY;
-      for (int e = 0; e < E; ++e) mx = std::max(mx, lg[e]);
-      float z = 0.0f;
-      for (int e = 0; e < E; ++e) z += (p[size_t(e)] = std::exp(lg[e] - mx));
-      for (int e = 0; e < E; ++e) p[size_t(e)] /= z;
-      for (int j = 0; j < K; ++j) r[size_t(j)] = p[size_t(id[j])];
-    } else {
-      for (int j = 0; j < K; ++j) r[size_t(j)] = sigmoid_f(lg[id[j]]);
-    }
-    for (int j = 0; j < K; ++j) dr[size_t(j)] = rc.routed_scaling_factor * dwt[size_t(t * K + j)];
-    if (rc.norm_topk_prob) {
-      double S = 0, dot = 0;
-      for (int j = 0; j < K; ++j) {
-        S += r[size_t(j)];
-        dot += double(dr[size_t(j)]) * r[size_t(j)];
-      }
-      if (sig) S += 1e-20;
-      for (int j = 0; j < K; ++j) dr[size_t(j)] = float((double(dr[size_t(j)]) - dot / S) / S);
-    }
-    if (!sig) {  // d p_e' / d z_e = p_e' (delta - p_e)
-      double dot = 0;
-      for (int j = 0; j < K; ++j) dot += double(dr[size_t(j)]) * r[size_t(j)];
-      for (int e = 0; e < E; ++e) dl[e] = -p[size_t(e)] * float(dot);
-      for (int j = 0; j < K; ++j) dl[id[j]] += p[size_t(id[j])] * dr[size_t(j)];
-    } else {
-      for (int j = 0; j < K; ++j) dl[id[j]] += dr[size_t(j)] * r[size_t(j)] * (1.0f - r[size_t(j)]);
-    }
-  }
+  // Router: the chosen experts' weights back to the logits (the choice itself is a constant).
+  std::vector<float> dlogits(size_t(T * E));
+  // (moe_route_bwd only reads idx; the args struct names it as moe_route's output)
+  be.moe_route_bwd(route_args(rc, a.router_logits.data(), nullptr, T, const_cast<int32_t*>(a.route_idx.data()),
+                              const_cast<float*>(a.route_w.data())),
+                   dwt.data(), dlogits.data());
   if (aux_alpha > 0.0f) moe_seq_aux_loss(rc, a.router_logits, a.route_idx, seq_start, aux_alpha, dlogits.data(), aux_scale);
   linear_backward(be, Linear{w.gate, Tensor()}, h, dlogits.data(), T, dh, true, g);
 }

@@ -128,6 +128,28 @@ struct AdamWArgs {
   float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, decay = 0, clip = 1, step_size = 0, bc2_sqrt = 1;
 };
 
+// Mixture-of-Experts routing of rows of router logits (every family the engine runs):
+//   softmax scoring (Mixtral, Qwen2-MoE, Qwen3-MoE): p = softmax(logits) over all experts, the top_k
+//     largest p, weights = their p;
+//   sigmoid scoring (DeepSeek-V3/R1, noaux_tc): s = sigmoid(logits); selection uses s + bias (bias:
+//     selection only, may be null); with n_group > 1 the experts split into n_group equal groups, a
+//     group scores the sum of its two best biased scores, the best topk_group groups are kept and
+//     the top_k is taken over their experts; weights = the chosen experts' unbiased s.
+//   Then weights /= their sum when norm_topk_prob (+1e-20 for sigmoid scoring), and *= scale.
+// idx [rows, top_k] lists the chosen experts by descending selection score (ties: lower id first).
+struct MoeRouteArgs {
+  const float* logits = nullptr;  // f32 [rows, n_experts]
+  const float* bias = nullptr;    // f32 [n_experts] or null
+  int64_t rows = 0;
+  int n_experts = 0, top_k = 0;
+  bool sigmoid = false;
+  int n_group = 1, topk_group = 1;
+  bool norm_topk_prob = false;
+  float scale = 1.0f;  // routed_scaling_factor
+  int32_t* idx = nullptr;   // out [rows, top_k]
+  float* weight = nullptr;  // out [rows, top_k]
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -157,13 +179,15 @@ class Backend {
   virtual void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
                        float eps, float* rstd) = 0;
 
-  // Rotary embedding in the rotate_half (GPT-NeoX) layout on the first rot_dim values of
-  // every head: pairs (i, i + rot_dim/2) rotate by angle pos[t] * inv_freq[i], and cos/sin
-  // are multiplied by attn_factor (YaRN / llama3 attention scaling; 1 otherwise).
+  // Rotary embedding on the first rot_dim values of every head: pair i < rot_dim/2 rotates by
+  // angle pos[t] * inv_freq[i], with cos/sin multiplied by attn_factor (YaRN / llama3 attention
+  // scaling; 1 otherwise). The pairs are (i, i + rot_dim/2) in the rotate_half (GPT-NeoX) layout,
+  // or (2i, 2i + 1) when interleaved (GPT-J; DeepSeek's rope_interleave: the same rotation as
+  // de-interleaving to [evens | odds] then rotate_half, with the values left in place).
   // x: f32, token t head h at x + t * stride + h * head_dim.
   virtual void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim,
                     int64_t stride, const int32_t* pos, const float* inv_freq,
-                    float attn_factor) = 0;
+                    float attn_factor, bool interleaved) = 0;
 
   virtual void attention(const AttnArgs& a) = 0;
   // Training attention in O(rows) memory (FlashAttnArgs / FlashAttnBwdArgs above).
@@ -203,7 +227,7 @@ class Backend {
                            int64_t rows, int64_t dim) = 0;
   // The transpose of rope() (same arguments; rotates by -angle): rope's gradient, in place.
   virtual void rope_bwd(float* dx, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
-                        const int32_t* pos, const float* inv_freq, float attn_factor) = 0;
+                        const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) = 0;
   // Gradient of silu_mul(): with s = sigmoid(gate[i]),
   //   dgate[i] = dout[i] * up[i] * s * (1 + gate[i] * (1 - s)),  dup[i] = dout[i] * gate[i] * s.
   virtual void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
@@ -214,6 +238,11 @@ class Backend {
   virtual void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) = 0;
   // out[j] += sum over rows i (in order) of x[i, j], x f32 [rows, cols] (a bias gradient).
   virtual void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) = 0;
+  // Column sums of consecutive groups of rows: out[g * ldo + j] += sum over r < group (in order) of
+  // x[(g * group + r) * ldx + j], for g < groups, j < cols (MLA's shared rope key: its gradient is
+  // the sum over the heads).
+  virtual void add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
+                              int64_t cols) = 0;
   // sum of x[i]^2 in double: blocks of 4096 elements, the block sums added in order. A NaN or
   // infinity in x gives a non-finite result.
   virtual double sum_squares(const float* x, int64_t n) = 0;
@@ -228,6 +257,31 @@ class Backend {
   virtual void logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
                                    const float* lse, const float* dlogp) = 0;
   virtual void adamw_update(const AdamWArgs& a) = 0;
+
+  // ---- Mixture of Experts (MoeRouteArgs above).
+  virtual void moe_route(const MoeRouteArgs& a) = 0;
+  // The routing weights' gradient back to the logits: given a's logits, bias and chosen idx (from
+  // moe_route; the choice itself is a constant) and dweight [rows, top_k] = dL/dweight,
+  // dlogits [rows, n_experts] is overwritten with dL/dlogits.
+  virtual void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) = 0;
+  // The routing slots s = t * top_k + j (t < rows) grouped by expert, a stable counting sort of
+  // idx (moe_route's): offsets [n_experts + 1] (expert e's slots are positions offsets[e] ..
+  // offsets[e + 1] - 1), and at each position p: slots[p] (in increasing order within an expert),
+  // tok[p] = slots[p] / top_k and wts[p] = weight[slots[p]]. Every id in idx must be in
+  // [0, n_experts).
+  virtual void moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts,
+                              int32_t* offsets, int32_t* slots, int32_t* tok, float* wts) = 0;
+  // For rows i < n, with x_i = src[ids ? ids[i] : i, :] (f32 [*, dim]):
+  //   dst[i, :] = scale[i] * x_i (dst may be null);  dots[i] = x_i . y[i, :] (summed in double).
+  // (The expert and gate backward: an expert's share of dout and the gradient of its weight.)
+  virtual void gather_scale_dot(float* dst, float* dots, const float* src, const int32_t* ids, const float* scale,
+                                const float* y, int64_t n, int64_t dim) = 0;
+  // A sigmoid-gated residual add (Qwen2-MoE's shared expert): out[r, :] += sigmoid(z[r]) * y[r, :]
+  // (f32 [rows, dim], z [rows]); and its backward given dout: dy[r, :] = sigmoid(z[r]) * dout[r, :],
+  // dz[r] = (dout[r, :] . y[r, :]) * s (1 - s) (both overwritten).
+  virtual void sigmoid_gate_add(float* out, const float* z, const float* y, int64_t rows, int64_t dim) = 0;
+  virtual void sigmoid_gate_bwd(float* dy, float* dz, const float* z, const float* y, const float* dout, int64_t rows,
+                                int64_t dim) = 0;
 };
 
 // The process-wide CPU backend. Never null.
