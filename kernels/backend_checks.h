@@ -21,4 +21,22 @@ inline std::string moe_route_problem(const MoeRouteArgs& a) {
   return {};
 }
 
+inline std::string grpo_loss_problem(const GrpoLossArgs& a) {
+  if (a.n < 0) return "negative n";
+  if (!a.sums) return "null sums";
+  if (a.n > 0 && (!a.logp || !a.adv || !a.weight || !a.dlogp)) return "null logp, adv, weight or dlogp";
+  if (a.beta > 0.0f && a.n > 0 && !a.ref_logp) return "beta > 0 needs ref_logp";
+  if (a.kl < 1 || a.kl > 3) return "kl must be 1, 2 or 3";
+  return {};
+}
+
+inline std::string distill_rows_problem(const DistillRowsArgs& a) {
+  if (a.rows < 0 || a.n < 0) return "negative size";
+  if (a.rows > 0 && (!a.z_s || !a.lse_s || !a.z_t || !a.lse_t || !a.weight || !a.loss)) return "null pointer";
+  if (a.kind != DistillKind::ForwardKL && a.kind != DistillKind::ReverseKL && a.kind != DistillKind::JSD)
+    return "unknown distillation loss";
+  if (a.kind == DistillKind::JSD && !(a.beta > 0.0 && a.beta < 1.0)) return "JSD beta must be in (0, 1)";
+  return {};
+}
+
 }  // namespace reason::kernels

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "cpu_ops.h"
 #include "isa_ops.h"
 #include "reason/kernels/cpu_math.h"
@@ -19,6 +21,7 @@ namespace reason::kernels {
 namespace {
 
 std::atomic<int> g_threads{0};
+constexpr size_t kHugePageBytes = size_t(2) << 20;
 
 void check_flash(const FlashAttnArgs& a, const char* op) {
   const std::string o(op);
@@ -40,10 +43,18 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
 
   void* alloc(size_t bytes) override {
-    size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+    // Large buffers (gradients, optimizer state, KV-cache pools) get 2 MiB alignment and
+    // transparent huge pages, as host tensors do (core/tensor.cpp): they are streamed every step.
+    const size_t align = bytes >= kHugePageBytes * 2 ? kHugePageBytes : 64;
+    const size_t rounded = (bytes + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, rounded ? rounded : align);
     if (!p) throw BackendError("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
+    if (align == kHugePageBytes) ::madvise(p, rounded, MADV_HUGEPAGE);
     return p;
+  }
+  void fill_zero(void* p, size_t bytes) override {
+    if (bytes && !p) throw BackendError("cpu fill_zero: null pointer");
+    if (bytes) std::memset(p, 0, bytes);
   }
   void dealloc(void* p) override { std::free(p); }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
@@ -137,6 +148,8 @@ class CpuBackend final : public Backend {
         for (int64_t j = 0; j < cols; ++j) o[j] += xr[j];
       }
   }
+  void grpo_token_loss(const GrpoLossArgs& a) override { cpu::grpo_token_loss(a); }
+  void distill_rows(const DistillRowsArgs& a) override { cpu::distill_rows(a); }
   void moe_route(const MoeRouteArgs& a) override { cpu::moe_route(a); }
   void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) override {
     cpu::moe_route_bwd(a, dweight, dlogits);

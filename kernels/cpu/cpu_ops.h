@@ -20,6 +20,10 @@ void paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* 
                  int64_t cols);
 void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int64_t col0, int64_t rows, int64_t cols);
 
+// GRPO's per-token loss (loss_ops.cpp).
+void grpo_token_loss(const GrpoLossArgs& a);
+void distill_rows(const DistillRowsArgs& a);
+
 // The Mixture-of-Experts ops of backend.h (moe_ops.cpp).
 void moe_route(const MoeRouteArgs& a);
 void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits);

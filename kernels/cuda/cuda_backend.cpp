@@ -409,6 +409,14 @@ void CudaBackend::paged_read(float* dst, int64_t ldd, const PagedRows& src, int6
         op, "kernel launch");
 }
 
+void CudaBackend::fill_zero(void* p, size_t bytes) {
+  const char* op = "fill_zero";
+  if (bytes == 0) return;
+  need(p != nullptr, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(cudaMemsetAsync(p, 0, bytes, stream_), op, "cudaMemsetAsync");
+}
+
 void CudaBackend::copy_bytes(void* dst, const void* src, size_t bytes) {
   const char* op = "copy_bytes";
   if (bytes == 0) return;
@@ -434,6 +442,28 @@ void CudaBackend::add_group_sums(float* out, int64_t ldo, const float* x, int64_
   need(out && x, op, "null pointer");
   DeviceGuard g(device_, op);
   check(launch_add_group_sums(out, ldo, x, ldx, groups, group, cols, stream_), op, "kernel launch");
+}
+
+void CudaBackend::grpo_token_loss(const GrpoLossArgs& a) {
+  const char* op = "grpo_token_loss";
+  const std::string why = grpo_loss_problem(a);
+  need(why.empty(), op, why.c_str());
+  DeviceGuard g(device_, op);
+  check(launch_grpo_token_loss(GrpoLossDev{a.logp, a.old_logp, a.ref_logp, a.adv, a.weight, a.n, a.eps_low, a.eps_high,
+                                           a.beta, a.kl, a.k3_clamp, a.kl_ratio_correction ? 1 : 0, a.dlogp, a.sums},
+                               stream_),
+        op, "kernel launch");
+}
+
+void CudaBackend::distill_rows(const DistillRowsArgs& a) {
+  const char* op = "distill_rows";
+  const std::string why = distill_rows_problem(a);
+  need(why.empty(), op, why.c_str());
+  DeviceGuard g(device_, op);
+  check(launch_distill_rows(DistillRowsDev{a.z_s, a.lse_s, a.z_t, a.lse_t, a.weight, a.rows, a.n, a.inv_t, int(a.kind),
+                                           a.beta, a.loss},
+                            stream_),
+        op, "kernel launch");
 }
 
 void CudaBackend::moe_route(const MoeRouteArgs& a) {

@@ -42,6 +42,7 @@ class CudaBackend final : public Backend {
   void upload(void* dst_device, const void* src_host, size_t bytes) override;
   void download(void* dst_host, const void* src_device, size_t bytes) override;
   void synchronize() override;
+  void fill_zero(void* p, size_t bytes) override;
 
   void matmul(const MatmulArgs& a) override;
   void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -64,6 +65,8 @@ class CudaBackend final : public Backend {
   void copy_bytes(void* dst, const void* src, size_t bytes) override;
   void add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
                       int64_t cols) override;
+  void grpo_token_loss(const GrpoLossArgs& a) override;
+  void distill_rows(const DistillRowsArgs& a) override;
   void moe_route(const MoeRouteArgs& a) override;
   void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) override;
   void moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts, int32_t* offsets,

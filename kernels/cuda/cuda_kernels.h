@@ -76,6 +76,37 @@ cudaError_t launch_paged_write(void* const* blocks, int64_t block_size, int64_t 
 cudaError_t launch_paged_read(float* dst, int64_t ldd, void* const* blocks, int64_t block_size, int64_t row_stride,
                               int bf16, int64_t pos0, int64_t col0, int64_t rows, int64_t cols, cudaStream_t stream);
 
+// ---- loss_kernels.cu: backend.h's grpo_token_loss (GrpoLossArgs, as plain fields, validated).
+struct GrpoLossDev {
+  const float* logp;
+  const float* old_logp;
+  const float* ref_logp;
+  const float* adv;
+  const double* weight;
+  int64_t n;
+  float eps_low, eps_high, beta;
+  int kl;
+  float k3_clamp;
+  int kl_ratio_correction;
+  float* dlogp;
+  double* sums;
+};
+cudaError_t launch_grpo_token_loss(const GrpoLossDev& a, cudaStream_t stream);
+// backend.h's distill_rows (validated): one block per row, the row's sums reduced in the block.
+struct DistillRowsDev {
+  float* z_s;
+  const float* lse_s;
+  const float* z_t;
+  const float* lse_t;
+  const float* weight;
+  int64_t rows, n;
+  float inv_t;
+  int kind;
+  double beta;
+  double* loss;
+};
+cudaError_t launch_distill_rows(const DistillRowsDev& a, cudaStream_t stream);
+
 // ---- moe_kernels.cu: backend.h's Mixture-of-Experts ops (MoeRouteArgs, as plain fields; the
 // caller has validated them: top_k <= 64, n_group <= 64).
 struct MoeRouteDev {

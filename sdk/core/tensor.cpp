@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -45,6 +46,32 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
   return t;
 }
 
+Tensor Tensor::empty(kernels::Backend& be, DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  for (int64_t d : t.shape_)
+    if (d < 0) fail(ErrorCode::InvalidArgument, "tensor shape {} has a negative dimension", t.shape_str());
+  void* p = nullptr;
+  try {
+    p = be.alloc(std::max<size_t>(1, t.nbytes()));
+  } catch (const std::exception& e) {
+    fail(ErrorCode::OutOfMemory, "cannot allocate {} bytes on {} for a {} tensor {}: {}", t.nbytes(), be.name(),
+         kernels::dtype_name(dtype), t.shape_str(), e.what());
+  }
+  kernels::Backend* owner = &be;
+  t.data_ = p;
+  t.owner_ = std::shared_ptr<const void>(p, [owner](const void* q) { owner->dealloc(const_cast<void*>(q)); });
+  t.backend_ = &be;
+  return t;
+}
+
+Tensor Tensor::zeros(kernels::Backend& be, DType dtype, Shape shape) {
+  Tensor t = empty(be, dtype, std::move(shape));
+  be.fill_zero(t.data_, t.nbytes());
+  return t;
+}
+
 Tensor Tensor::view(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner) {
   Tensor t;
   t.dtype_ = dtype;
@@ -55,6 +82,7 @@ Tensor Tensor::view(DType dtype, Shape shape, const void* data, std::shared_ptr<
 }
 
 Tensor Tensor::to(DType dtype) const {
+  if (!host_accessible()) fail(ErrorCode::Unsupported, "cannot convert a tensor {} that lives on {}", shape_str(), backend_->name());
   Tensor out = empty(dtype, shape_);
   size_t n = size_t(numel());
   if (dtype == dtype_) {
@@ -68,6 +96,20 @@ Tensor Tensor::to(DType dtype) const {
   } else {
     return to(DType::F32).to(dtype);
   }
+  return out;
+}
+
+Tensor Tensor::host() const {
+  if (host_accessible()) return *this;
+  Tensor out = empty(dtype_, shape_);
+  backend_->download(out.data_, data_, nbytes());
+  return out;
+}
+
+Tensor Tensor::on(kernels::Backend& be) const {
+  if (!host_accessible()) fail(ErrorCode::Unsupported, "cannot copy a tensor {} from {} to {}", shape_str(), backend_->name(), be.name());
+  Tensor out = empty(be, dtype_, shape_);
+  be.upload(out.data_, data_, nbytes());
   return out;
 }
 

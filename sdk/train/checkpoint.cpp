@@ -76,8 +76,8 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
     if (opt) {
       std::vector<std::pair<std::string, Tensor>> st;
       for (auto& [name, mv] : const_cast<AdamW*>(opt)->state()) {
-        st.emplace_back("exp_avg." + name, mv.first);
-        st.emplace_back("exp_avg_sq." + name, mv.second);
+        st.emplace_back("exp_avg." + name, mv.first.host());
+        st.emplace_back("exp_avg_sq." + name, mv.second.host());
       }
       write_safetensors((tmp / "optimizer.safetensors").string(), st, {{"format", kFormat}});
     }
@@ -128,7 +128,7 @@ nlohmann::json load_optimizer_state(const std::string& dir, const Model& model, 
       Tensor mt = f->tensor(*m), vt = f->tensor(*v);
       if (mt.shape() != p.shape() || vt.shape() != p.shape() || mt.dtype() != DType::F32 || vt.dtype() != DType::F32)
         fail(ErrorCode::Format, "{}: optimizer state of '{}' is not f32 {}", f->name(), name, p.shape_str());
-      opt.state().emplace(name, std::make_pair(mt.to(DType::F32), vt.to(DType::F32)));
+      opt.state().emplace(name, std::make_pair(mt.on(model.backend()), vt.on(model.backend())));
     }
   }
   opt.set_steps(ts["step"].get<int64_t>());

@@ -36,8 +36,17 @@ class GradSink final : public ParamGrads {
 
 Gradients Gradients::zeros_like(const Model& m) {
   Gradients g;
-  for (auto& [name, t] : m.parameters()) g.by_name.emplace(name, Tensor::zeros(DType::F32, t.shape()));
+  for (auto& [name, t] : m.parameters()) g.by_name.emplace(name, Tensor::zeros(m.backend(), DType::F32, t.shape()));
   return g;
+}
+
+void Gradients::zero() {
+  for (auto& [name, g] : by_name) {
+    if (g.backend())
+      g.backend()->fill_zero(g.raw(), g.nbytes());
+    else
+      std::memset(g.raw(), 0, g.nbytes());  // host accumulators (made by a caller)
+  }
 }
 
 Tensor& Gradients::at(const std::string& name) {
@@ -141,32 +150,37 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   return out;
 }
 
-void LogprobPass::row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) const {
-  if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::row_logprobs called before forward");
+void LogprobPass::row_logits(int64_t i0, int64_t n, float* out) const {
+  if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::row_logits called before forward");
   kernels::Backend& be = model_->backend();
-  const int64_t d = model_->config().hidden_size, V = model_->config().vocab_size;
-  if (i0 < 0 || n < 0 || i0 + n > int64_t(target_row_.size())) fail(ErrorCode::InvalidArgument, "row_logprobs: rows out of range");
+  const int64_t d = model_->config().hidden_size;
+  if (i0 < 0 || n < 0 || i0 + n > int64_t(target_row_.size())) fail(ErrorCode::InvalidArgument, "row_logits: rows out of range");
   std::vector<float> hc(size_t(n * d));
   be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(i0)], n, d);
-  out.resize(size_t(n * V));
-  linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out.data());
-  const float inv_t = 1.0f / temperature_;
-  for (int64_t i = 0; i < n; ++i) {  // the forward already has each row's log-sum-exp
-    float* z = &out[size_t(i * V)];
-    const float lse = lse_[size_t(i0 + i)];
-    for (int64_t j = 0; j < V; ++j) z[j] = z[j] * inv_t - lse;
-  }
+  linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out);
 }
 
 void LogprobPass::backward(std::span<const float> dlogp, Gradients& grads) {
   if (dlogp.size() != target_row_.size())
     fail(ErrorCode::InvalidArgument, "backward: {} gradients for {} target tokens", dlogp.size(), target_row_.size());
-  backward_impl(nullptr, dlogp, grads);
+  backward_impl(nullptr, nullptr, dlogp, grads);
 }
 
-void LogprobPass::backward_rows(const RowGrad& row_grad, Gradients& grads) { backward_impl(&row_grad, {}, grads); }
+void LogprobPass::backward_rows(const RowGrad& row_grad, Gradients& grads) { backward_impl(&row_grad, nullptr, {}, grads); }
 
-void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> dlogp, Gradients& grads) {
+void LogprobPass::backward_distill(const Distill& d, Gradients& grads) {
+  if (!model_ || !d.teacher || !d.teacher->model_) fail(ErrorCode::InvalidArgument, "backward_distill: both passes need a forward");
+  if (d.teacher->target_row_.size() != target_row_.size() || d.teacher->temperature_ != temperature_ ||
+      d.teacher->model_->config().vocab_size != model_->config().vocab_size)
+    fail(ErrorCode::InvalidArgument, "backward_distill: the teacher's pass covers other rows, temperature or vocabulary");
+  if (d.row_weight.size() != target_row_.size() || !d.row_loss)
+    fail(ErrorCode::InvalidArgument, "backward_distill: {} row weights for {} target rows", d.row_weight.size(), target_row_.size());
+  d.row_loss->assign(target_row_.size(), 0.0);
+  backward_impl(nullptr, &d, {}, grads);
+}
+
+void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill, std::span<const float> dlogp,
+                                Gradients& grads) {
   if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::backward called before forward");
   const Model& model = *model_;
   kernels::Backend& be = model.backend();
@@ -181,12 +195,28 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, std::span<const float> 
   {
     std::vector<float> hc(size_t(kVocabChunkRows * d)), logits(size_t(kVocabChunkRows * V)), dhc(size_t(kVocabChunkRows * d));
     std::vector<float> rowlp(size_t(row_grad ? V : 0)), rowg(size_t(row_grad ? V : 0));
+    std::vector<float> tlogits(size_t(distill ? kVocabChunkRows * V : 0));
     const Linear head{model.lm_head(), Tensor()};
     for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
       const int64_t m = std::min(kVocabChunkRows, N - c0);
       be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(c0)], m, d);
       linear_forward(be, head, hc.data(), m, logits.data());
-      if (row_grad) {
+      if (distill) {
+        distill->teacher->row_logits(c0, m, tlogits.data());
+        kernels::DistillRowsArgs da;
+        da.z_s = logits.data();
+        da.lse_s = &lse_[size_t(c0)];
+        da.z_t = tlogits.data();
+        da.lse_t = &distill->teacher->lse_[size_t(c0)];
+        da.weight = &distill->row_weight[size_t(c0)];
+        da.rows = m;
+        da.n = V;
+        da.inv_t = inv_t;
+        da.kind = distill->kind;
+        da.beta = distill->beta;
+        da.loss = &(*distill->row_loss)[size_t(c0)];
+        be.distill_rows(da);
+      } else if (row_grad) {
         for (int64_t i = 0; i < m; ++i) {
           float* z = &logits[size_t(i * V)];
           // dz_j = (g_j - p_j * sum_k g_k) / T for an arbitrary dL/dlogprob row g.

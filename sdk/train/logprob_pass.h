@@ -32,12 +32,15 @@
 
 namespace reason {
 
-// Gradient accumulators by parameter name (f32, the parameter's shape).
+// Gradient accumulators by parameter name (f32, the parameter's shape), in the memory of the
+// model's backend.
 struct Gradients {
   std::map<std::string, Tensor> by_name;
-  // Zeroed accumulators for every parameter of `m`.
+  // Zeroed accumulators for every parameter of `m`, on m.backend().
   static Gradients zeros_like(const Model& m);
   Tensor& at(const std::string& name);
+  // Sets every accumulator to 0 (on its backend).
+  void zero();
 };
 
 class LogprobPass {
@@ -76,13 +79,26 @@ class LogprobPass {
   // of the last forward() (same order and length).
   void backward(std::span<const float> dlogp, Gradients& grads);
 
-  // Full-distribution losses (distillation). Called with target index i, the row's
-  // log softmax(logits / T) over the vocabulary, and a zeroed buffer to fill with dL/dlogprob
-  // over the vocabulary. The [tokens x vocab] matrix is still never held whole.
+  // Full-distribution losses written by the caller (host code). Called with target index i, the
+  // row's log softmax(logits / T) over the vocabulary, and a zeroed buffer to fill with
+  // dL/dlogprob over the vocabulary. The [tokens x vocab] matrix is still never held whole.
   using RowGrad = std::function<void(int64_t i, const float* logp, float* dlogp)>;
   void backward_rows(const RowGrad& row_grad, Gradients& grads);
-  // log softmax(logits / T) of target rows [i0, i0 + n) of the last forward into out [n x vocab].
-  void row_logprobs(int64_t i0, int64_t n, std::vector<float>& out) const;
+  // Logit distillation against `teacher` (a forward over the same sequences at the same
+  // temperature), computed by the backend (Backend::distill_rows), chunk by chunk: row i's loss,
+  // with weight row_weight[i] (0: no loss, no gradient), goes to (*row_loss)[i] (resized to
+  // n_targets()), its gradient into grads. Throws InvalidArgument when the passes do not match.
+  struct Distill {
+    const LogprobPass* teacher = nullptr;
+    kernels::DistillKind kind = kernels::DistillKind::ForwardKL;
+    double beta = 0.5;  // JSD only
+    std::span<const float> row_weight;
+    std::vector<double>* row_loss = nullptr;
+  };
+  void backward_distill(const Distill& d, Gradients& grads);
+  // The raw logits (before the temperature) of target rows [i0, i0 + n) of the last forward into
+  // out [n x vocab] (caller-sized).
+  void row_logits(int64_t i0, int64_t n, float* out) const;
   int64_t n_targets() const { return int64_t(target_row_.size()); }
 
   // The experts the last forward() routed each token to: routes()[layer] holds top_k expert ids
@@ -97,7 +113,7 @@ class LogprobPass {
   std::vector<int32_t> pos_;        // position within its sequence [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
-  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and row_logprobs
+  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and distillation
   bool recompute_ = false;
   LayerCtx layer_ctx() const;
   void layer_forward(int64_t l, std::vector<float>& x, bool record);
@@ -108,7 +124,7 @@ class LogprobPass {
   std::vector<float> x_final_, rstd_f_, h_final_;
   std::vector<float> entropy_;
   std::vector<std::vector<int32_t>> routes_;
-  void backward_impl(const RowGrad* row_grad, std::span<const float> dlogp, Gradients& grads);
+  void backward_impl(const RowGrad* row_grad, const Distill* distill, std::span<const float> dlogp, Gradients& grads);
 };
 
 }  // namespace reason

@@ -56,7 +56,8 @@ float AdamW::step(kernels::Backend& be, const std::vector<std::pair<std::string,
     if (p.dtype() != DType::F32) fail(ErrorCode::Unsupported, "AdamW: parameter '{}' is not f32", name);
     auto it = state_.find(name);
     if (it == state_.end())
-      it = state_.emplace(name, std::make_pair(Tensor::zeros(DType::F32, p.shape()), Tensor::zeros(DType::F32, p.shape()))).first;
+      it = state_.emplace(name, std::make_pair(Tensor::zeros(be, DType::F32, p.shape()), Tensor::zeros(be, DType::F32, p.shape())))
+               .first;
     float* w = const_cast<float*>(p.data<float>());
     const float* g = grads.at(name).data<float>();
     float* m = it->second.first.data<float>();

@@ -89,7 +89,7 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "sft: the batch has no completion tokens to train on");
   size_t n_seqs = 0;
   for (const auto& mb : micro_batches) n_seqs += mb.size();
-  for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  grads_.zero();
   std::fill(load_.begin(), load_.end(), 0);
   StepMetrics m;
   m.tokens = n_tokens;
@@ -141,6 +141,40 @@ std::vector<float> Trainer::advantages(std::span<const GrpoSample> batch, const 
   return adv;
 }
 
+namespace {
+
+// A micro-batch's completion tokens, gathered for the backend's GRPO loss op.
+struct GrpoTokens {
+  std::vector<size_t> pos;  // index of each token's logprob in the pass's output
+  std::vector<float> logp, old, ref, adv;
+  std::vector<double> weight;
+};
+
+// Runs Backend::grpo_token_loss over the tokens: returns d loss / d logp per token (weighted) and
+// fills sums (backend.h's GrpoLossArgs::sums).
+std::vector<float> grpo_token_loss(kernels::Backend& be, const GrpoTokens& tk, const GrpoConfig& cfg, double* sums) {
+  std::vector<float> dlogp(tk.logp.size());
+  kernels::GrpoLossArgs a;
+  a.logp = tk.logp.data();
+  a.old_logp = tk.old.data();
+  a.ref_logp = cfg.beta > 0.0f ? tk.ref.data() : nullptr;
+  a.adv = tk.adv.data();
+  a.weight = tk.weight.data();
+  a.n = int64_t(tk.logp.size());
+  a.eps_low = cfg.epsilon;
+  a.eps_high = cfg.epsilon_high;
+  a.beta = cfg.beta;
+  a.kl = cfg.kl == KlEstimator::K1 ? 1 : cfg.kl == KlEstimator::K2 ? 2 : 3;
+  a.k3_clamp = cfg.k3_clamp;
+  a.kl_ratio_correction = cfg.kl_ratio_correction;
+  a.dlogp = dlogp.data();
+  a.sums = sums;
+  be.grpo_token_loss(a);
+  return dlogp;
+}
+
+}  // namespace
+
 StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConfig& cfg, int64_t micro_batch, bool apply) {
   if (batch.empty()) fail(ErrorCode::InvalidArgument, "grpo: empty batch");
   if (!(cfg.epsilon >= 0.0f) || !(cfg.epsilon_high >= 0.0f)) fail(ErrorCode::InvalidArgument, "grpo: epsilon must be >= 0");
@@ -178,7 +212,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     }
   }
 
-  for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
+  grads_.zero();
   std::fill(load_.begin(), load_.end(), 0);
   last_dlogp_.assign(B, {});
   last_logp_.assign(B, {});
@@ -206,7 +240,9 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     loss += share * pass.aux_loss();
     count_routes(pass);
     const auto& entropy = pass.entropies();
-    std::vector<float> dlp(lp.size(), 0.0f);
+    // The completion tokens of the micro-batch, in order: their logprobs (positions k of lp), old
+    // and reference logprobs, advantages and weights (0: masked), for the backend's loss op.
+    GrpoTokens tk;
     size_t k = 0;
     for (size_t i = b0; i < b1; ++i) {
       const GrpoSample& s = batch[i];
@@ -214,55 +250,31 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
       const bool masked = cfg.mask_truncated && s.truncated;
       for (size_t t = 0; t < s.completion.size(); ++t, ++k) {
         last_logp_[i][t] = lp[k];
-        if (masked) continue;
-        const double logp = lp[k];
-        const double old = s.old_logprobs.empty() ? logp : double(s.old_logprobs[t]);
-        const double A = adv[i];
-        const double ratio = std::exp(logp - old);
-        const double clipped = std::clamp(ratio, 1.0 - double(cfg.epsilon), 1.0 + double(cfg.epsilon_high));
-        const double t1 = ratio * A, t2 = clipped * A;
-        double tok_loss = -std::min(t1, t2);
-        // d(-min(t1, t2))/dlogp: -A * ratio unless the clipped (constant) term is the smaller.
-        double d = (t2 < t1 && clipped != ratio) ? 0.0 : -A * ratio;
-        if (ratio < 1.0 - cfg.epsilon && A < 0) low += 1;
-        if (ratio > 1.0 + cfg.epsilon_high && A > 0) high += 1;
-        if (cfg.beta > 0.0f) {
-          const double ref = s.ref_logprobs[t];
-          double kl = 0, dkl = 0;
-          switch (cfg.kl) {
-            case KlEstimator::K1: kl = logp - ref; dkl = 1.0; break;
-            case KlEstimator::K2: kl = 0.5 * (logp - ref) * (logp - ref); dkl = logp - ref; break;
-            case KlEstimator::K3: {
-              double lr = ref - logp;
-              bool pass_through = true;
-              if (cfg.k3_clamp > 0.0f && std::fabs(lr) > 20.0) {
-                lr = std::clamp(lr, -20.0, 20.0);
-                pass_through = false;
-              }
-              kl = std::exp(lr) - lr - 1.0;
-              dkl = pass_through ? 1.0 - std::exp(lr) : 0.0;
-              if (cfg.k3_clamp > 0.0f && std::fabs(kl) > cfg.k3_clamp) {
-                kl = std::clamp(kl, -double(cfg.k3_clamp), double(cfg.k3_clamp));
-                dkl = 0.0;
-              }
-              break;
-            }
-          }
-          if (cfg.kl_ratio_correction) {  // kl * r, d(kl * r)/dlogp = dkl * r + kl * r
-            dkl = dkl * ratio + kl * ratio;
-            kl *= ratio;
-          }
-          tok_loss += cfg.beta * kl;
-          d += cfg.beta * dkl;
-          kl_sum += kl;
+        tk.pos.push_back(k);
+        tk.logp.push_back(lp[k]);
+        tk.old.push_back(s.old_logprobs.empty() ? lp[k] : s.old_logprobs[t]);
+        if (cfg.beta > 0.0f) tk.ref.push_back(s.ref_logprobs[t]);
+        tk.adv.push_back(adv[i]);
+        tk.weight.push_back(masked ? 0.0 : w[i]);
+        if (!masked) {
+          ent += entropy[k];
+          ++counted;
         }
-        loss += w[i] * tok_loss;
-        dlp[k] = float(w[i] * d);
-        last_dlogp_[i][t] = dlp[k];
-        ent += entropy[k];
-        ++counted;
       }
     }
+    double sums[5];
+    const std::vector<float> tok_dlogp = grpo_token_loss(policy_->backend(), tk, cfg, sums);
+    loss += sums[0];
+    kl_sum += sums[1];
+    low += sums[2];
+    high += sums[3];
+    std::vector<float> dlp(lp.size(), 0.0f);
+    size_t q = 0;
+    for (size_t i = b0; i < b1; ++i)
+      for (size_t t = 0; t < batch[i].completion.size(); ++t, ++q) {
+        dlp[tk.pos[q]] = tok_dlogp[q];
+        last_dlogp_[i][t] = tok_dlogp[q];
+      }
     pass.backward(dlp, grads_);
   }
   m.loss = float(loss);
@@ -300,10 +312,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
   if (!apply) {
     if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "grpo loss is not finite ({})", m.loss);
     double sq = 0;
-    for (auto& [name, g] : grads_.by_name) {
-      const float* gd = g.data<float>();
-      for (int64_t i = 0, n = g.numel(); i < n; ++i) sq += double(gd[i]) * gd[i];
-    }
+    for (auto& [name, g] : grads_.by_name) sq += policy_->backend().sum_squares(g.data<float>(), g.numel());
     m.grad_norm = float(std::sqrt(sq));
     return m;
   }
@@ -325,9 +334,7 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
       for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
     }
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "distill: the batch has no completion tokens");
-  for (auto& [n, g] : grads_.by_name) std::fill(g.data<float>(), g.data<float>() + g.numel(), 0.0f);
-  const int64_t V = policy_->config().vocab_size;
-  const double beta = cfg.beta, lb = std::log(beta), l1b = std::log(1.0 - beta);
+  grads_.zero();
   double loss = 0;
   for (const auto& mb : micro_batches) {
     if (mb.empty()) continue;
@@ -340,42 +347,21 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
     LogprobPass student, teach;
     student.forward(*policy_, seqs, cfg.temperature);
     teach.forward(teacher, seqs, cfg.temperature);
-    std::vector<float> tq;
-    int64_t chunk0 = -1;
+    // The backend computes each completion row's divergence and its gradient (Backend::distill_rows).
     const float w = 1.0f / float(n_tokens);
-    student.backward_rows(
-        [&](int64_t i, const float* lp, float* g) {
-          if (!on[size_t(i)]) return;
-          const int64_t c0 = i / LogprobPass::kVocabChunkRows * LogprobPass::kVocabChunkRows;
-          if (c0 != chunk0) {
-            teach.row_logprobs(c0, std::min(LogprobPass::kVocabChunkRows, teach.n_targets() - c0), tq);
-            chunk0 = c0;
-          }
-          const float* lq = &tq[size_t((i - c0) * V)];
-          double l = 0;
-          for (int64_t j = 0; j < V; ++j) {
-            const double s = std::exp(double(lp[j])), q = std::exp(double(lq[j]));
-            switch (cfg.loss) {
-              case DistillLoss::ForwardKL:
-                l += q * (double(lq[j]) - lp[j]);
-                g[j] = float(-q * w);
-                break;
-              case DistillLoss::ReverseKL:
-                l += s * (double(lp[j]) - lq[j]);
-                g[j] = float(s * (double(lp[j]) - lq[j] + 1.0) * w);
-                break;
-              case DistillLoss::JSD: {
-                const double a = double(lp[j]) + l1b, b = double(lq[j]) + lb;
-                const double lm = std::max(a, b) + std::log1p(std::exp(-std::fabs(a - b)));  // log mixture
-                l += beta * q * (double(lq[j]) - lm) + (1.0 - beta) * s * (double(lp[j]) - lm);
-                g[j] = float((1.0 - beta) * s * (double(lp[j]) - lm) * w);
-                break;
-              }
-            }
-          }
-          loss += l;
-        },
-        grads_);
+    std::vector<float> row_weight(on.size());
+    for (size_t i = 0; i < on.size(); ++i) row_weight[i] = on[i] ? w : 0.0f;
+    std::vector<double> row_loss;
+    LogprobPass::Distill d;
+    d.teacher = &teach;
+    d.kind = cfg.loss == DistillLoss::ForwardKL   ? kernels::DistillKind::ForwardKL
+             : cfg.loss == DistillLoss::ReverseKL ? kernels::DistillKind::ReverseKL
+                                                  : kernels::DistillKind::JSD;
+    d.beta = cfg.beta;
+    d.row_weight = row_weight;
+    d.row_loss = &row_loss;
+    student.backward_distill(d, grads_);
+    for (double l : row_loss) loss += l;
   }
   StepMetrics m;
   m.tokens = n_tokens;

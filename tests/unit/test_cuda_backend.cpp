@@ -603,6 +603,68 @@ TEST_CASE("cuda_backend: MoE routing, grouping by expert, its backward, expert r
   CHECK(rel_err(dgz.get<float>(), gz) <= 1e-6);
 }
 
+TEST_CASE("cuda_backend: the GRPO per-token loss matches the CPU", "[cuda][gpu][loss]") {
+  Backend* g = gpu();
+  if (!g) return;
+  const int64_t n = 3001;
+  const auto logp = randv(size_t(n), 41, -4.0f, -0.1f), old = randv(size_t(n), 42, -4.0f, -0.1f);
+  const auto ref = randv(size_t(n), 43, -4.0f, -0.1f), adv = randv(size_t(n), 44, -1.5f, 1.5f);
+  std::vector<double> w(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) w[size_t(t)] = t % 11 == 3 ? 0.0 : 1.0 / double(100 + t % 13);
+  std::vector<float> dl(static_cast<size_t>(n));
+  std::vector<double> sums(5);
+  Dev dlogp(g, logp), dold(g, old), dref(g, ref), dadv(g, adv), dw(g, w), ddl(g, dl), dsums(g, sums);
+  for (int kl : {1, 2, 3}) {
+    INFO("kl k" << kl);
+    GrpoLossArgs a;
+    a.n = n, a.eps_low = 0.2f, a.eps_high = 0.28f, a.beta = 0.04f, a.kl = kl, a.k3_clamp = 10.0f;
+    a.kl_ratio_correction = kl == 3;
+    GrpoLossArgs ac = a, ag = a;
+    ac.logp = logp.data(), ac.old_logp = old.data(), ac.ref_logp = ref.data(), ac.adv = adv.data(), ac.weight = w.data();
+    ac.dlogp = dl.data(), ac.sums = sums.data();
+    ag.logp = dlogp.as<float>(), ag.old_logp = dold.as<float>(), ag.ref_logp = dref.as<float>(), ag.adv = dadv.as<float>();
+    ag.weight = dw.as<double>(), ag.dlogp = ddl.as<float>(), ag.sums = dsums.as<double>();
+    cpu_backend().grpo_token_loss(ac);
+    g->grpo_token_loss(ag);
+    CHECK(rel_err(ddl.get<float>(), dl) <= 1e-6);
+    const auto gs = dsums.get<double>();
+    for (int i = 0; i < 5; ++i) CHECK(gs[size_t(i)] == Approx(sums[size_t(i)]).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("cuda_backend: logit distillation rows match the CPU", "[cuda][gpu][loss]") {
+  Backend* g = gpu();
+  if (!g) return;
+  const int64_t rows = 67, n = 5003;
+  const auto zs = randv(size_t(rows * n), 51, -4.0f, 4.0f), zt = randv(size_t(rows * n), 52, -4.0f, 4.0f);
+  std::vector<float> lse_s(static_cast<size_t>(rows)), lse_t(static_cast<size_t>(rows)), w(static_cast<size_t>(rows));
+  const float inv_t = 0.5f;
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0, st = 0;  // |z| <= 4: no shift needed
+    for (int64_t j = 0; j < n; ++j) ss += std::exp(double(zs[size_t(r * n + j)] * inv_t)), st += std::exp(double(zt[size_t(r * n + j)] * inv_t));
+    lse_s[size_t(r)] = float(std::log(ss)), lse_t[size_t(r)] = float(std::log(st));
+    w[size_t(r)] = r % 9 == 4 ? 0.0f : 0.01f;
+  }
+  Dev dzt(g, zt), dls(g, lse_s), dlt(g, lse_t), dw(g, w);
+  for (DistillKind kind : {DistillKind::ForwardKL, DistillKind::ReverseKL, DistillKind::JSD}) {
+    INFO("kind " << int(kind));
+    std::vector<float> gc = zs;
+    std::vector<double> lc(static_cast<size_t>(rows));
+    Dev dzs(g, zs), dloss(g, lc);
+    DistillRowsArgs a;
+    a.rows = rows, a.n = n, a.inv_t = inv_t, a.kind = kind, a.beta = 0.5;
+    DistillRowsArgs ac = a, ag = a;
+    ac.z_s = gc.data(), ac.lse_s = lse_s.data(), ac.z_t = zt.data(), ac.lse_t = lse_t.data(), ac.weight = w.data(), ac.loss = lc.data();
+    ag.z_s = dzs.as<float>(), ag.lse_s = dls.as<float>(), ag.z_t = dzt.as<float>(), ag.lse_t = dlt.as<float>();
+    ag.weight = dw.as<float>(), ag.loss = dloss.as<double>();
+    cpu_backend().distill_rows(ac);
+    g->distill_rows(ag);
+    CHECK(rel_err(dzs.get<float>(), gc) <= 1e-5);
+    const auto lg = dloss.get<double>();
+    for (int64_t r = 0; r < rows; ++r) CHECK(lg[size_t(r)] == Approx(lc[size_t(r)]).epsilon(1e-9).margin(1e-12));
+  }
+}
+
 TEST_CASE("cuda_backend: the training ops match the CPU", "[cuda][gpu][train_ops]") {
   Backend* g = gpu();
   if (!g) return;

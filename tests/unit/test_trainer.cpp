@@ -82,6 +82,38 @@ TEST_CASE("SFT memorises a small corpus", "[train][sft]") {
   INFO("loss " << first << " -> " << last);
   CHECK(first > 3.0f);
   CHECK(last < 0.05f);
+  // The gradients and the optimizer state live on the model's backend.
+  for (const auto& [name, g] : tr.gradients().by_name) REQUIRE(g.backend() == &m->backend());
+  REQUIRE(!tr.optimizer().state().empty());
+  for (const auto& [name, mv] : tr.optimizer().state()) {
+    REQUIRE(mv.first.backend() == &m->backend());
+    REQUIRE(mv.second.backend() == &m->backend());
+  }
+}
+
+TEST_CASE("tensors on a backend: zeroed by it, copied to and from the host", "[train][device]") {
+  auto m = Model::load(kDense + "qwen2_tied");
+  kernels::Backend& be = m->backend();
+  Tensor z = Tensor::zeros(be, DType::F32, {3, 5});
+  CHECK(z.backend() == &be);
+  CHECK(z.host_accessible());  // the CPU backend's memory is host memory
+  const Tensor h = z.host();
+  for (int64_t i = 0; i < 15; ++i) CHECK(h.data<float>()[i] == 0.0f);
+  Tensor src = Tensor::empty(DType::F32, {3, 5});
+  for (int64_t i = 0; i < 15; ++i) src.data<float>()[i] = float(i) * 0.5f;
+  Tensor dev = src.on(be);
+  CHECK(dev.backend() == &be);
+  CHECK(dev.raw() != src.raw());  // a copy
+  for (int64_t i = 0; i < 15; ++i) CHECK(dev.host().data<float>()[i] == float(i) * 0.5f);
+  CHECK(dev.slice_rows(1, 2).backend() == &be);
+  CHECK(src.backend() == nullptr);
+  Gradients g = Gradients::zeros_like(*m);
+  for (auto& [name, t] : g.by_name) {
+    REQUIRE(t.backend() == &be);
+    t.data<float>()[0] = 3.0f;
+  }
+  g.zero();
+  for (const auto& [name, t] : g.by_name) REQUIRE(t.data<float>()[0] == 0.0f);
 }
 
 TEST_CASE("micro-batches give the same gradient as one batch, for every aggregation", "[train][grpo]") {

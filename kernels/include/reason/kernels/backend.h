@@ -150,6 +150,54 @@ struct MoeRouteArgs {
   float* weight = nullptr;  // out [rows, top_k]
 };
 
+// GRPO's per-token policy loss (DeepSeekMath eq. 3 with TRL's options) over n completion tokens:
+//   r = exp(logp - old);  loss_t = -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) + beta KL_t,
+//   KL_t: k1 = logp - ref; k2 = (logp - ref)^2 / 2; k3 = exp(ref - logp) - (ref - logp) - 1, with
+//   |ref - logp| clamped at 20 and k3 at k3_clamp when k3_clamp > 0 (no gradient where clamped);
+//   KL_t times r when kl_ratio_correction. The clipped term carries no gradient where it is the min.
+// In double from the f32 inputs. A token with weight 0 is masked: no loss, no gradient, not counted.
+//   dlogp[t] = weight[t] * d loss_t / d logp[t] (f32);
+//   sums (double[5], summed in token order): sum weight * loss_t, sum KL_t, the tokens clipped below
+//   with A < 0, those clipped above with A > 0, and the live tokens.
+struct GrpoLossArgs {
+  const float* logp = nullptr;     // [n] the policy's logprobs
+  const float* old_logp = nullptr; // [n] the old policy's, or null (r = 1)
+  const float* ref_logp = nullptr; // [n] the reference's (required when beta > 0)
+  const float* adv = nullptr;      // [n] each token's advantage
+  const double* weight = nullptr;  // [n] each token's aggregation weight (0: masked)
+  int64_t n = 0;
+  float eps_low = 0.2f, eps_high = 0.2f, beta = 0.0f;
+  int kl = 3;  // 1: k1, 2: k2, 3: k3
+  float k3_clamp = 10.0f;
+  bool kl_ratio_correction = false;
+  float* dlogp = nullptr;  // out [n]
+  double* sums = nullptr;  // out [5]
+};
+
+// Logit distillation of rows of student logits against the teacher's (raw logits [rows, n] each,
+// with each row's log-sum-exp at the temperature, lse = log sum_j exp(z_j * inv_t)):
+//   lp = z_s * inv_t - lse_s, lq = z_t * inv_t - lse_t (f32), s = exp(lp), q = exp(lq), and
+//   forward KL  sum_j q (lq - lp),                     g_j = -q_j
+//   reverse KL  sum_j s (lp - lq),                     g_j = s_j (lp_j - lq_j + 1)
+//   JSD(beta)   sum_j beta q (lq - lm) + (1 - beta) s (lp - lm),  g_j = (1 - beta) s_j (lp_j - lm_j),
+//               lm = log(beta q + (1 - beta) s)  (TRL's generalized_jsd_loss)
+// with g = d loss / d lp times the row's weight (f32). loss[r] (double) gets the row's loss
+// (unweighted), and z_s is overwritten with d loss / d z_s = (g - s * sum_k g_k) * inv_t. A row of
+// weight 0 gets loss 0 and a zero gradient. Each row is summed in element order.
+enum class DistillKind : int { ForwardKL = 0, ReverseKL = 1, JSD = 2 };
+struct DistillRowsArgs {
+  float* z_s = nullptr;          // in: student logits; out: their gradient
+  const float* lse_s = nullptr;  // [rows]
+  const float* z_t = nullptr;    // teacher logits
+  const float* lse_t = nullptr;  // [rows]
+  const float* weight = nullptr; // [rows]
+  int64_t rows = 0, n = 0;
+  float inv_t = 1.0f;
+  DistillKind kind = DistillKind::ForwardKL;
+  double beta = 0.5;  // JSD only, in (0, 1)
+  double* loss = nullptr;  // out [rows]
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -160,6 +208,8 @@ class Backend {
   virtual void* alloc(size_t bytes) = 0;
   virtual void dealloc(void* p) = 0;
   virtual void upload(void* dst_device, const void* src_host, size_t bytes) = 0;
+  // bytes zero bytes at p (this backend's memory).
+  virtual void fill_zero(void* p, size_t bytes) = 0;
   virtual void download(void* dst_host, const void* src_device, size_t bytes) = 0;
   virtual void synchronize() = 0;
 
@@ -257,6 +307,11 @@ class Backend {
   virtual void logsoftmax_rows_bwd(float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target,
                                    const float* lse, const float* dlogp) = 0;
   virtual void adamw_update(const AdamWArgs& a) = 0;
+
+  // GRPO's per-token loss and its gradient (GrpoLossArgs above).
+  virtual void grpo_token_loss(const GrpoLossArgs& a) = 0;
+  // Logit distillation's loss rows and their gradient to the student's logits (DistillRowsArgs).
+  virtual void distill_rows(const DistillRowsArgs& a) = 0;
 
   // ---- Mixture of Experts (MoeRouteArgs above).
   virtual void moe_route(const MoeRouteArgs& a) = 0;
