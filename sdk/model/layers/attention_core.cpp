@@ -1,7 +1,5 @@
 #include "model/layers/attention_core.h"
 
-#include <cstring>
-
 #include "reason/kernels/backend.h"
 
 namespace reason {

@@ -28,6 +28,7 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
   ctx.lap(ForwardOp::OProj, double(ly.o.w.nbytes()));
   be.add_inplace(x.data(), a.tmp.data(), T * d);
   ctx.lap(ForwardOp::ResidualAdd);
+  if (ctx.keep_inputs) std::vector<float>().swap(a.tmp);  // the backward does not need o_proj's output
 
   if (ctx.keep_inputs) a.x_mid = x;
   a.rstd2.resize(size_t(T));
@@ -46,6 +47,10 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
   }
   be.add_inplace(x.data(), out, T * d);
   ctx.lap(ForwardOp::ResidualAdd);
+  if (ctx.keep_inputs) {  // nor the FFN block's output (the experts' own outputs stay: the router's gradient needs them)
+    std::vector<float>().swap(a.ffn_out);
+    if (!ly.is_moe) std::vector<float>().swap(a.mlp.y);
+  }
 }
 
 void decoder_layer_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, std::vector<float>& dx,

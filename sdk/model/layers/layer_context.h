@@ -67,7 +67,9 @@ struct LayerActs {
   std::vector<MlpActs> experts;
   MlpActs shared;
   std::vector<float> shared_gate_logit;
-  std::vector<float> ffn_out, tmp;  // the FFN block's output [T, d]; o_proj output [T, d]
+  // The FFN block's output [T, d]; o_proj's output [T, d]. Training frees both (and a dense MLP's
+  // y) once added to the residual: no backward reads them.
+  std::vector<float> ffn_out, tmp;
   MlaCacheScratch mla_cache;
 };
 

@@ -13,7 +13,6 @@
 //   one shared "key" row per position (MQA over the latent); the attention-weighted latent
 //   o_lat_h then gives o_h = W_UV_h o_lat_h.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "model/layers/attention.h"
@@ -87,13 +86,16 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
       be.paged_read(s.hist.data(), R, latents, 0, 0, n_kv, R);
       s.kvb.resize(size_t(n_kv * H * kvw));
       linear_forward_strided(be, ly.kv_b, s.hist.data(), R, n_kv, s.kvb.data(), H * kvw);
-      s.kx.assign(size_t(n_kv * H * D), 0.0f);
-      s.vx.assign(size_t(n_kv * H * D), 0.0f);
+      s.kx.resize(size_t(n_kv * H * D));
+      s.vx.resize(size_t(n_kv * H * D));
+      be.fill_zero(s.kx.data(), s.kx.size() * sizeof(float));  // the padding past each head's values
+      be.fill_zero(s.vx.data(), s.vx.size() * sizeof(float));
       // per (position, head) row: k = [W_UK c | the position's roped key], v = W_UV c
       be.copy_2d(s.kx.data(), D, s.kvb.data(), kvw, n_kv * H, nope);
       for (int64_t hh = 0; hh < H; ++hh) be.copy_2d(&s.kx[size_t(hh * D + nope)], H * D, s.hist.data() + L, R, n_kv, rope);
       be.copy_2d(s.vx.data(), D, s.kvb.data() + nope, kvw, n_kv * H, vd);
-      s.qx.assign(size_t(n * H * D), 0.0f);
+      s.qx.resize(size_t(n * H * D));
+      be.fill_zero(s.qx.data(), s.qx.size() * sizeof(float));
       s.ox.resize(size_t(n * H * D));
       be.copy_2d(s.qx.data(), D, q, qk, n * H, qk);
       seq = kernels::AttnSeq{s.qx.data(), s.ox.data(), s.kx.data(), s.vx.data(), n, (*ctx.pos0)[i], nullptr, nullptr};

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "model/layers/mlp.h"
 #include "reason/kernels/backend.h"
@@ -26,7 +25,7 @@ void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int6
   be.moe_group_rows(a.route_idx.data(), a.route_w.data(), T, K, E, a.expert_off.data(), a.expert_slot.data(),
                     a.expert_tok.data(), a.expert_w.data());
   a.experts.assign(size_t(E), MlpActs{});
-  std::memset(out, 0, size_t(T * d) * sizeof(float));
+  be.fill_zero(out, size_t(T * d) * sizeof(float));
   std::vector<float> xe;
   for (int e = 0; e < E; ++e) {
     const int64_t p0 = a.expert_off[size_t(e)], n = a.expert_off[size_t(e) + 1] - p0;
