@@ -3,11 +3,7 @@
 #pragma once
 #include <math.h>
 
-#if defined(__CUDACC__)
-#define REASON_HD __host__ __device__ inline
-#else
-#define REASON_HD inline
-#endif
+#include "host_device.h"
 
 namespace reason::kernels {
 
@@ -39,5 +35,3 @@ REASON_HD DistillTerm distill_term(float zs, float lse_s, float zt, float lse_t,
 }
 
 }  // namespace reason::kernels
-
-#undef REASON_HD

@@ -4,11 +4,7 @@
 #pragma once
 #include <math.h>
 
-#if defined(__CUDACC__)
-#define REASON_HD __host__ __device__ inline
-#else
-#define REASON_HD inline
-#endif
+#include "host_device.h"
 
 namespace reason::kernels {
 
@@ -66,5 +62,3 @@ REASON_HD GrpoTokenTerms grpo_token_terms(double logp, double old, double ref, d
 }
 
 }  // namespace reason::kernels
-
-#undef REASON_HD

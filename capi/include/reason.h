@@ -137,9 +137,11 @@ typedef struct reason_model_options {
   uint32_t struct_size;       /* sizeof(reason_model_options) */
   reason_dtype compute_dtype; /* weights are converted to this at load */
   int load_tokenizer;         /* non-zero: also load tokenizer.json from the directory */
+  /* Added after 0.2.0 (read only when struct_size covers it): */
+  reason_dtype kv_dtype; /* KV cache storage: AUTO = the compute dtype (bf16 weights: bf16 cache), F32 or BF16 */
 } reason_model_options;
 
-#define REASON_MODEL_OPTIONS_INIT {(uint32_t)sizeof(reason_model_options), REASON_DTYPE_AUTO, 1}
+#define REASON_MODEL_OPTIONS_INIT {(uint32_t)sizeof(reason_model_options), REASON_DTYPE_AUTO, 1, REASON_DTYPE_AUTO}
 REASON_API void reason_model_options_init(reason_model_options* opts);
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded
@@ -175,6 +177,8 @@ typedef struct reason_model_info {
   int32_t n_moe_layers;       /* layers that are MoE (the others are dense) */
   int32_t n_mtp_modules;      /* DeepSeek-V3 multi-token-prediction modules loaded (kept, not run) */
   int32_t mla;                /* non-zero: Multi-head Latent Attention (KV cache holds the latent only) */
+  /* Added after 0.2.0: */
+  reason_dtype kv_dtype;      /* the KV cache's storage (F32 or BF16); kv_bytes_per_token counts it */
 } reason_model_info;
 
 REASON_API reason_status reason_model_get_info(reason_model_info* out, const reason_model* model);

@@ -101,6 +101,12 @@ REASON_API reason_status reason_model_load(reason_model** out, const char* dir, 
       default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown compute_dtype {}", int(o.compute_dtype));
     }
     lo.load_tokenizer = o.load_tokenizer != 0;
+    switch (o.kv_dtype) {
+      case REASON_DTYPE_AUTO: break;  // the compute dtype
+      case REASON_DTYPE_F32: lo.kv_dtype = reason::DType::F32; break;
+      case REASON_DTYPE_BF16: lo.kv_dtype = reason::DType::BF16; break;
+      default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown kv_dtype {}", int(o.kv_dtype));
+    }
     auto m = std::make_unique<reason_model>();
     m->model = reason::Model::load(dir, lo);
     m->tokenizer.tok = m->model->tokenizer();
@@ -138,6 +144,7 @@ REASON_API reason_status reason_model_get_info(reason_model_info* out, const rea
     for (int64_t l = 0; l < c.n_layers; ++l) i.n_moe_layers += c.is_moe_layer(l) ? 1 : 0;
     i.n_mtp_modules = int32_t(model->model->n_mtp_modules());
     i.mla = c.mla ? 1 : 0;
+    i.kv_dtype = model->model->kv_dtype() == reason::DType::BF16 ? REASON_DTYPE_BF16 : REASON_DTYPE_F32;
     const size_t n = out->struct_size < sizeof(i) ? out->struct_size : sizeof(i);
     const uint32_t caller_size = out->struct_size;
     std::memcpy(out, &i, n);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,11 +65,10 @@ inline std::vector<float> prefill_logits(const Model& m, const std::vector<int32
   return logits;
 }
 
-// Feeds `prompt` then the oracle's tokens one KV-cache step at a time and checks that the
-// logits before each step equal the oracle's decode logits ([steps, vocab]) within `tol`.
-inline void check_decode_steps(const Model& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& tokens,
-                               const std::vector<float>& decode_logits, float tol) {
-  const size_t V = size_t(m.config().vocab_size);
+// Feeds `prompt` then `tokens` one KV-cache step at a time (a cache of the model's KV dtype) and
+// calls visit(step, logits) with the last position's logits before each step's token.
+inline void for_each_decode_step(const Model& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& tokens,
+                                 const std::function<void(size_t step, const float* logits)>& visit) {
   KVCache cache = m.make_cache();
   ForwardScratch s;
   std::vector<float> logits;
@@ -76,11 +76,21 @@ inline void check_decode_steps(const Model& m, const std::vector<int32_t>& promp
   SeqChunk ch{slot, prompt.data(), int64_t(prompt.size()), false};
   m.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
   for (size_t step = 0; step < tokens.size(); ++step) {
-    INFO("decode step " << step);
-    CHECK(max_abs_diff(logits.data(), decode_logits.data() + step * V, V) < tol);
+    visit(step, logits.data());
     SeqChunk next{slot, &tokens[step], 1, false};
     m.forward(std::span<const SeqChunk>(&next, 1), cache, logits, s);
   }
+}
+
+// Checks that the logits before each decode step equal the oracle's decode logits
+// ([steps, vocab]) within `tol`.
+inline void check_decode_steps(const Model& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& tokens,
+                               const std::vector<float>& decode_logits, float tol) {
+  const size_t V = size_t(m.config().vocab_size);
+  for_each_decode_step(m, prompt, tokens, [&](size_t step, const float* logits) {
+    INFO("decode step " << step);
+    CHECK(max_abs_diff(logits, decode_logits.data() + step * V, V) < tol);
+  });
 }
 
 // Tolerance for two f32 computations of the same logprobs that differ only in the order of their

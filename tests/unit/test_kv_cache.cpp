@@ -149,23 +149,15 @@ namespace {
 std::pair<float, double> decode_errors(const Model& m, const std::vector<int32_t>& prompt,
                                        const std::vector<int32_t>& tokens, const std::vector<float>& oracle) {
   const size_t V = size_t(m.config().vocab_size);
-  KVCache cache = m.make_cache();
-  ForwardScratch s;
-  std::vector<float> logits;
-  const int slot = cache.add_sequence();
-  SeqChunk ch{slot, prompt.data(), int64_t(prompt.size()), false};
-  m.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, s);
   float mx = 0;
   double sum = 0;
-  for (size_t step = 0; step < tokens.size(); ++step) {
+  test::for_each_decode_step(m, prompt, tokens, [&](size_t step, const float* logits) {
     for (size_t j = 0; j < V; ++j) {
       const float d = std::fabs(logits[j] - oracle[step * V + j]);
       mx = std::max(mx, d);
       sum += d;
     }
-    SeqChunk next{slot, &tokens[step], 1, false};
-    m.forward(std::span<const SeqChunk>(&next, 1), cache, logits, s);
-  }
+  });
   return {mx, sum / double(tokens.size() * V)};
 }
 
