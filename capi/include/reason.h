@@ -137,11 +137,12 @@ typedef struct reason_model_options {
   uint32_t struct_size;       /* sizeof(reason_model_options) */
   reason_dtype compute_dtype; /* weights are converted to this at load */
   int load_tokenizer;         /* non-zero: also load tokenizer.json from the directory */
-  /* Added after 0.2.0 (read only when struct_size covers it): */
-  reason_dtype kv_dtype; /* KV cache storage: AUTO = the compute dtype (bf16 weights: bf16 cache), F32 or BF16 */
 } reason_model_options;
+/* The KV cache is stored in the compute dtype (bf16 weights: a bf16 cache; reason_model_info
+ * says which). The struct keeps its 0.2.0 size: reason_model_options_init() writes sizeof of the
+ * library's struct, so a member appended here would overflow an older caller's struct. */
 
-#define REASON_MODEL_OPTIONS_INIT {(uint32_t)sizeof(reason_model_options), REASON_DTYPE_AUTO, 1, REASON_DTYPE_AUTO}
+#define REASON_MODEL_OPTIONS_INIT {(uint32_t)sizeof(reason_model_options), REASON_DTYPE_AUTO, 1}
 REASON_API void reason_model_options_init(reason_model_options* opts);
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded
@@ -177,7 +178,7 @@ typedef struct reason_model_info {
   int32_t n_moe_layers;       /* layers that are MoE (the others are dense) */
   int32_t n_mtp_modules;      /* DeepSeek-V3 multi-token-prediction modules loaded (kept, not run) */
   int32_t mla;                /* non-zero: Multi-head Latent Attention (KV cache holds the latent only) */
-  /* Added after 0.2.0: */
+  /* Added after 0.2.0 (written only when struct_size covers it): */
   reason_dtype kv_dtype;      /* the KV cache's storage (F32 or BF16); kv_bytes_per_token counts it */
 } reason_model_info;
 

@@ -101,12 +101,6 @@ REASON_API reason_status reason_model_load(reason_model** out, const char* dir, 
       default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown compute_dtype {}", int(o.compute_dtype));
     }
     lo.load_tokenizer = o.load_tokenizer != 0;
-    switch (o.kv_dtype) {
-      case REASON_DTYPE_AUTO: break;  // the compute dtype
-      case REASON_DTYPE_F32: lo.kv_dtype = reason::DType::F32; break;
-      case REASON_DTYPE_BF16: lo.kv_dtype = reason::DType::BF16; break;
-      default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown kv_dtype {}", int(o.kv_dtype));
-    }
     auto m = std::make_unique<reason_model>();
     m->model = reason::Model::load(dir, lo);
     m->tokenizer.tok = m->model->tokenizer();

@@ -99,6 +99,8 @@ class CpuBackend final : public Backend {
       const AttnSeq& q = a.seqs[s];
       if (q.n_q > 0 && (a.block_size > 0 ? !q.k_blocks || !q.v_blocks : !q.k || !q.v))
         throw BackendError("cpu attention: null keys or values in a sequence");
+      if (q.n_q > 0 && a.block_size > 0 && q.q_pos0 + q.n_q > q.n_blocks * a.block_size)
+        throw BackendError("cpu attention: keys past the block table");
     }
     cpu::isa_ops().attention(a);
   }

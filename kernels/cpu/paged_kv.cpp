@@ -16,6 +16,7 @@ void check_paged(const PagedRows& p, int64_t pos0, int64_t col0, int64_t rows, i
   if (!p.blocks) throw BackendError(std::string("cpu ") + op + ": null block table");
   if (p.block_size <= 0) throw BackendError(std::string("cpu ") + op + ": block_size must be positive");
   if (col0 + cols > p.row_stride) throw BackendError(std::string("cpu ") + op + ": columns past the row stride");
+  if (pos0 + rows > p.n_blocks * p.block_size) throw BackendError(std::string("cpu ") + op + ": rows past the block table");
   if (p.dtype != DType::F32 && p.dtype != DType::BF16)
     throw BackendError(std::string("cpu ") + op + ": unsupported KV dtype " + dtype_name(p.dtype));
 }

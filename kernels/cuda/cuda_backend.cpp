@@ -337,6 +337,7 @@ void CudaBackend::attention(const AttnArgs& a) {
     need(s.n_q >= 0 && s.q_pos0 >= 0, op, "negative n_q or q_pos0");
     if (s.n_q == 0) continue;
     need(s.q && s.out && (a.block_size > 0 ? s.k_blocks && s.v_blocks : s.k && s.v), op, "null pointer in a sequence");
+    need(a.block_size == 0 || s.q_pos0 + s.n_q <= s.n_blocks * a.block_size, op, "keys past the block table");
     need(s.n_q <= INT_MAX, op, "n_q too large");
     if (chunk.n_seqs == kAttnChunk || chunk.n_tokens + s.n_q > INT_MAX) flush();
     chunk.seq[chunk.n_seqs++] = AttnSeqDev{s.q, s.out, s.k, s.v, s.k_blocks, s.v_blocks, s.n_q, s.q_pos0, chunk.n_tokens};
@@ -381,6 +382,7 @@ void check_paged(const PagedRows& p, int64_t pos0, int64_t col0, int64_t rows, i
   need(p.blocks != nullptr, op, "null block table");
   need(p.block_size > 0, op, "block_size must be positive");
   need(col0 + cols <= p.row_stride, op, "columns past the row stride");
+  need(pos0 + rows <= p.n_blocks * p.block_size, op, "rows past the block table");
   need(p.dtype == DType::F32 || p.dtype == DType::BF16, op, "KV dtype must be f32 or bf16");
 }
 }  // namespace

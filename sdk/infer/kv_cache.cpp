@@ -77,6 +77,7 @@ int KVCache::add_sequence() {
 }
 
 int KVCache::fork_sequence(int src, int64_t len) {
+  live(src);
   if (len < 0 || len > length(src))
     fail(ErrorCode::InvalidArgument, "fork_sequence: prefix {} longer than sequence {}", len, length(src));
   const int dst = add_sequence();
@@ -91,13 +92,15 @@ int KVCache::fork_sequence(int src, int64_t len) {
 }
 
 void KVCache::remove_sequence(int slot) {
-  Seq& s = seqs_.at(size_t(slot));
+  live(slot);
+  Seq& s = seqs_[size_t(slot)];
   for (int32_t b : s.blocks) release_block(b);
   s = Seq{};
 }
 
 void KVCache::resize(int slot, int64_t n) {
-  Seq& s = seqs_.at(size_t(slot));
+  live(slot);
+  Seq& s = seqs_[size_t(slot)];
   if (n < 0) fail(ErrorCode::InvalidArgument, "KV cache: negative length {}", n);
   const int64_t need = (n + block_size_ - 1) / block_size_;
   bool changed = false;
@@ -126,14 +129,21 @@ void KVCache::resize(int slot, int64_t n) {
 }
 
 kernels::PagedRows KVCache::k(int slot, int64_t layer) const {
-  const Seq& s = seqs_.at(size_t(slot));
-  return kernels::PagedRows{static_cast<void* const*>(s.table.get()) + layer * 2 * s.table_cap, block_size_, k_dim_, dtype_};
+  const Seq& s = live(slot);
+  return kernels::PagedRows{static_cast<void* const*>(s.table.get()) + layer * 2 * s.table_cap, block_size_, k_dim_, dtype_,
+                            int64_t(s.blocks.size())};
 }
 
 kernels::PagedRows KVCache::v(int slot, int64_t layer) const {
-  const Seq& s = seqs_.at(size_t(slot));
+  const Seq& s = live(slot);
   return kernels::PagedRows{static_cast<void* const*>(s.table.get()) + (layer * 2 + 1) * s.table_cap, block_size_, v_dim_,
-                            dtype_};
+                            dtype_, int64_t(s.blocks.size())};
+}
+
+const KVCache::Seq& KVCache::live(int slot) const {
+  if (slot < 0 || size_t(slot) >= seqs_.size() || !seqs_[size_t(slot)].used)
+    fail(ErrorCode::InvalidArgument, "KV cache: slot {} is not a live sequence", slot);
+  return seqs_[size_t(slot)];
 }
 
 }  // namespace reason

@@ -40,7 +40,8 @@ class KVCache {
   // Drops a slot's references to its blocks; the slot id may be reused by add_sequence.
   void remove_sequence(int slot);
 
-  int64_t length(int slot) const { return seqs_.at(size_t(slot)).len; }
+  // Every call taking a slot throws InvalidArgument for a slot that is not live.
+  int64_t length(int slot) const { return live(slot).len; }
   // Sets the length to n: blocks for positions [0, n) exist afterwards and the ones that will be
   // written (from the old length on) belong to this slot alone. New rows are written by forward.
   void resize(int slot, int64_t n);
@@ -75,6 +76,7 @@ class KVCache {
     DevicePtr table{nullptr, BackendFree{nullptr}};
   };
 
+  const Seq& live(int slot) const;
   int32_t take_block();
   void release_block(int32_t b);
   void upload_table(Seq& s);

@@ -314,6 +314,7 @@ void check_attention(int64_t block_size, DType kv_dtype) {
       sq.k = sq.v = nullptr;
       sq.k_blocks = paged[s].k_blocks.data();
       sq.v_blocks = paged[s].v_blocks.data();
+      sq.n_blocks = int64_t(paged[s].k_blocks.size());
     }
     seqs.push_back(sq);
   }
@@ -386,6 +387,11 @@ TEST_CASE("attention rejects a bad KV dtype and missing block tables", "[cpu_bac
   a.kv_dtype = DType::F32;
   a.block_size = 4;  // paged, but the sequence has no block tables
   CHECK_THROWS_WITH(cpu_backend().attention(a), Catch::Contains("null keys or values"));
+  void* blocks[1] = {q.data()};
+  sq.k_blocks = sq.v_blocks = blocks;
+  sq.n_blocks = 1;
+  sq.q_pos0 = 4;  // key position 4 lies in a second block the table does not have
+  CHECK_THROWS_WITH(cpu_backend().attention(a), Catch::Contains("past the block table"));
 }
 
 TEST_CASE("paged_write / paged_read: rows across blocks, column ranges, bf16 rounding, errors", "[cpu_backend]") {
@@ -397,7 +403,7 @@ TEST_CASE("paged_write / paged_read: rows across blocks, column ranges, bf16 rou
     const std::vector<unsigned char> before = pool;
     std::vector<void*> blocks;
     for (int64_t b = 0; b < n_blocks; ++b) blocks.push_back(pool.data() + size_t((n_blocks - 1 - b) * bs * stride) * es);
-    const PagedRows pr{blocks.data(), bs, stride, dt};
+    const PagedRows pr{blocks.data(), bs, stride, dt, n_blocks};
     auto src = randn(size_t(rows * lds), 77);
     cpu_backend().paged_write(pr, pos0, col0, src.data(), lds, rows, cols);
     // Every written element holds the source (rounded for bf16); every other byte is untouched.
@@ -433,10 +439,14 @@ TEST_CASE("paged_write / paged_read: rows across blocks, column ranges, bf16 rou
       CHECK(back[size_t(r * ldd + cols)] == -7.0f);
     }
     CHECK_THROWS_WITH(cpu_backend().paged_write(pr, 0, 6, src.data(), lds, 1, 6), Catch::Contains("row stride"));
-    CHECK_THROWS_WITH(cpu_backend().paged_read(back.data(), ldd, PagedRows{nullptr, bs, stride, dt}, 0, 0, 1, 1),
+    CHECK_THROWS_WITH(cpu_backend().paged_read(back.data(), ldd, PagedRows{nullptr, bs, stride, dt, n_blocks}, 0, 0, 1, 1),
                       Catch::Contains("null block table"));
-    CHECK_THROWS_WITH(cpu_backend().paged_write(PagedRows{blocks.data(), bs, stride, DType::F16}, 0, 0, src.data(), lds, 1, 1),
+    CHECK_THROWS_WITH(cpu_backend().paged_write(PagedRows{blocks.data(), bs, stride, DType::F16, n_blocks}, 0, 0, src.data(), lds, 1, 1),
                       Catch::Contains("KV dtype"));
+    // rows [n_blocks * bs - 1, n_blocks * bs + 1): one past the last block
+    CHECK_THROWS_WITH(cpu_backend().paged_write(pr, n_blocks * bs - 1, 0, src.data(), lds, 2, 1),
+                      Catch::Contains("past the block table"));
+    CHECK_THROWS_WITH(cpu_backend().paged_read(back.data(), ldd, pr, n_blocks * bs, 0, 1, 1), Catch::Contains("past the block table"));
   }
 }
 

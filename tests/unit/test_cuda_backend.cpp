@@ -485,8 +485,8 @@ TEST_CASE("cuda_backend: paged KV store and paged attention (f32, bf16) match th
       dk.push_back(dev_pool.as<unsigned char>() + off), dv.push_back(dev_pool.as<unsigned char>() + off + block_bytes);
     }
     Dev dk_table(g, dk), dv_table(g, dv), dkrows(g, k), dvrows(g, v), dq(g, q);
-    const PagedRows ck{hk.data(), bs, kvs, dt}, cv{hv.data(), bs, kvs, dt};
-    const PagedRows gk{dk_table.as<void*>(), bs, kvs, dt}, gv{dv_table.as<void*>(), bs, kvs, dt};
+    const PagedRows ck{hk.data(), bs, kvs, dt, nb}, cv{hv.data(), bs, kvs, dt, nb};
+    const PagedRows gk{dk_table.as<void*>(), bs, kvs, dt, nb}, gv{dv_table.as<void*>(), bs, kvs, dt, nb};
     // Written in two pieces (a prompt, then a few rows), on both backends; read back as f32.
     for (const auto& [p0, n] : {std::pair<int64_t, int64_t>{0, 61}, {61, n_tok - 61}}) {
       cpu_backend().paged_write(ck, p0, 0, k.data() + p0 * kvs, kvs, n, kvs);
@@ -502,9 +502,9 @@ TEST_CASE("cuda_backend: paged KV store and paged attention (f32, bf16) match th
     // Attention of the last n_q positions over the paged history.
     std::vector<float> out_cpu(size_t(n_q * H * hd), 0.0f);
     Dev dout(g, out_cpu);
-    AttnSeq cs{q.data(), out_cpu.data(), nullptr, nullptr, n_q, n_tok - n_q, hk.data(), hv.data()};
+    AttnSeq cs{q.data(), out_cpu.data(), nullptr, nullptr, n_q, n_tok - n_q, hk.data(), hv.data(), nb};
     AttnSeq gs{dq.as<float>(), dout.as<float>(), nullptr, nullptr, n_q, n_tok - n_q, dk_table.as<void*>(),
-               dv_table.as<void*>()};
+               dv_table.as<void*>(), nb};
     AttnArgs a;
     a.n_seqs = 1;
     a.n_heads = H, a.n_kv_heads = KV, a.head_dim = hd;

@@ -104,6 +104,8 @@ TEST_CASE("forked slots share full blocks and copy a shared partial block before
     CHECK(c.blocks_in_use() == 0);
     CHECK(c.reserved_bytes() >= 5 * block_bytes);  // the pool is kept for reuse
 
+    CHECK_THROWS_WITH(c.fork_sequence(a, 0), Catch::Contains("not a live sequence"));  // removed
+    CHECK_THROWS_WITH(c.resize(7, 1), Catch::Contains("not a live sequence"));
     const int e = c.add_sequence();  // a freed slot id is reused
     CHECK(e == a);
     CHECK_THROWS_WITH(c.fork_sequence(e, 1), Catch::Contains("longer than sequence"));

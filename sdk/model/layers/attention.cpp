@@ -32,6 +32,7 @@ void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
     seqs[i].q_pos0 = p0;
     seqs[i].k_blocks = kc.blocks;
     seqs[i].v_blocks = vc.blocks;
+    seqs[i].n_blocks = kc.n_blocks;
     r += ch.n;
   }
   kernels::AttnArgs aa;

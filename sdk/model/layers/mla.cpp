@@ -70,6 +70,7 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
       seq.n_q = n;
       seq.q_pos0 = (*ctx.pos0)[i];
       seq.k_blocks = seq.v_blocks = latents.blocks;  // one shared "key" and "value" row per position
+      seq.n_blocks = latents.n_blocks;
       aa.n_kv_heads = 1;
       aa.head_dim = int(R);
       aa.q_stride = aa.out_stride = H * R;

@@ -39,14 +39,16 @@ struct MatmulArgs {
 };
 
 // Rows of a paged (block) store: row p at blocks[p / block_size] + (p % block_size) * row_stride
-// elements of dtype (F32 or BF16). `blocks` is an array in the backend's memory (the KV cache
-// keeps it there), so a kernel reads it where it runs. Several sequences may list the same block
-// (a shared prompt); the cache copies a shared block before one of them writes to it.
+// elements of dtype (F32 or BF16), for p < n_blocks * block_size (ops reject rows past it).
+// `blocks` is an array in the backend's memory (the KV cache keeps it there), so a kernel reads it
+// where it runs. Several sequences may list the same block (a shared prompt); the cache copies a
+// shared block before one of them writes to it.
 struct PagedRows {
   void* const* blocks = nullptr;
   int64_t block_size = 0;
   int64_t row_stride = 0;
   DType dtype = DType::F32;
+  int64_t n_blocks = 0;
 };
 
 // One sequence's queries against its own KV history (causal).
@@ -55,7 +57,8 @@ struct PagedRows {
 // k,v: contiguous (AttnArgs::block_size == 0): position p at k + p * kv_stride elements of
 //      AttnArgs::kv_dtype, kv head g at + g * head_dim; or paged (block_size > 0): position p at
 //      k_blocks[p / block_size] + (p % block_size) * kv_stride (PagedRows' layout), and k / v
-//      are ignored. MLA's absorbed path passes the same rows as keys and values.
+//      are ignored; n_blocks: the blocks listed (q_pos0 + n_q <= n_blocks * block_size). MLA's
+//      absorbed path passes the same rows as keys and values.
 // out: f32, same layout as q (n_heads * head_dim per token at out + t * out_stride)
 struct AttnSeq {
   const float* q = nullptr;
@@ -66,6 +69,7 @@ struct AttnSeq {
   int64_t q_pos0 = 0;
   void* const* k_blocks = nullptr;
   void* const* v_blocks = nullptr;
+  int64_t n_blocks = 0;
 };
 
 struct AttnArgs {
@@ -183,7 +187,8 @@ struct GrpoLossArgs {
 //               lm = log(beta q + (1 - beta) s)  (TRL's generalized_jsd_loss)
 // with g = d loss / d lp times the row's weight (f32). loss[r] (double) gets the row's loss
 // (unweighted), and z_s is overwritten with d loss / d z_s = (g - s * sum_k g_k) * inv_t. A row of
-// weight 0 gets loss 0 and a zero gradient. Each row is summed in element order.
+// weight 0 gets loss 0 and a zero gradient. The CPU sums each row in element order; the CUDA backend
+// reduces a row within a thread block (the same terms, another order of the sums).
 enum class DistillKind : int { ForwardKL = 0, ReverseKL = 1, JSD = 2 };
 struct DistillRowsArgs {
   float* z_s = nullptr;          // in: student logits; out: their gradient
@@ -323,7 +328,9 @@ class Backend {
   // idx (moe_route's): offsets [n_experts + 1] (expert e's slots are positions offsets[e] ..
   // offsets[e + 1] - 1), and at each position p: slots[p] (in increasing order within an expert),
   // tok[p] = slots[p] / top_k and wts[p] = weight[slots[p]]. Every id in idx must be in
-  // [0, n_experts).
+  // [0, n_experts) (moe_route's are): the CPU backend rejects others with a BackendError, the
+  // CUDA backend, which does not read results back, counts them nowhere and leaves their
+  // positions unwritten.
   virtual void moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts,
                               int32_t* offsets, int32_t* slots, int32_t* tok, float* wts) = 0;
   // For rows i < n, with x_i = src[ids ? ids[i] : i, :] (f32 [*, dim]):
