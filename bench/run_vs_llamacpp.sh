@@ -215,13 +215,16 @@ EOF
 low=$(printf '%s\n' "$table" | sed -n 's/^LOW *//p')
 table=$(printf '%s\n' "$table" | grep -v '^LOW')
 llama_commit=$(git -C "$LLAMA_CPP_SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
-reason_commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The commit REASON_BUILD was configured from (it may be another worktree), and its KV cache dtype.
+reason_src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$REASON_BUILD/CMakeCache.txt" 2>/dev/null)
+reason_commit=$(git -C "${reason_src:-$REPO}" rev-parse --short HEAD 2>/dev/null || echo unknown)
+reason_kv=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("kv_dtype", "f32"))' "$OUT/reason-t1-r1.json" 2>/dev/null || echo f32)
 {
   echo "# libreason vs llama.cpp, CPU, bf16"
   echo
   echo "- model: random-weight Qwen2.5-0.5B shape (494M params, bf16, tied embeddings), $CHECKPOINT"
   echo "- llama.cpp $llama_commit (llama-bench -p $PROMPT -n $GEN -r $REPS, GGUF bf16, KV cache f16)"
-  echo "- libreason $reason_commit (reason_bench, KV cache f32); mean ± stddev over $REPS reps after a warm-up"
+  echo "- libreason $reason_commit (reason_bench, KV cache $reason_kv); mean ± stddev over $REPS reps after a warm-up"
   echo "- $ROUNDS rounds per engine and thread count; each row is the round least disturbed by other processes"
   echo "- machine: $cpu, $(nproc) cpus, shared; \"other load\" = cores used by other processes during that run"
   echo "- $(date -u +%Y-%m-%dT%H:%MZ)"
