@@ -2,6 +2,7 @@
 // so the sums are those of a sequential loop whatever the thread count.
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "../backend_checks.h"
 #include "../distill_row.h"
@@ -38,26 +39,31 @@ void distill_rows(const DistillRowsArgs& a) {
   if (!why.empty()) throw BackendError("cpu distill_rows: " + why);
   const int kind = int(a.kind);
   const double lb = kind == 2 ? std::log(a.beta) : 0.0, l1b = kind == 2 ? std::log(1.0 - a.beta) : 0.0;
-#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (a.rows * a.n > 65536)
-  for (int64_t r = 0; r < a.rows; ++r) {
-    float* z = a.z_s + r * a.n;
-    const float* zt = a.z_t + r * a.n;
-    const float w = a.weight[r];
-    if (w == 0.0f) {
-      a.loss[r] = 0.0;
-      for (int64_t j = 0; j < a.n; ++j) z[j] = 0.0f;
-      continue;
-    }
-    double loss = 0, gsum = 0;
-    for (int64_t j = 0; j < a.n; ++j) {
-      const DistillTerm o = distill_term(z[j], a.lse_s[r], zt[j], a.lse_t[r], a.inv_t, kind, a.beta, lb, l1b, w);
-      loss += o.loss;
-      gsum += o.g;
-    }
-    a.loss[r] = loss;
-    for (int64_t j = 0; j < a.n; ++j) {  // the same terms again (same bits), then the softmax's backward
-      const DistillTerm o = distill_term(z[j], a.lse_s[r], zt[j], a.lse_t[r], a.inv_t, kind, a.beta, lb, l1b, w);
-      z[j] = float((o.g - o.s * gsum) * a.inv_t);
+#pragma omp parallel num_threads(cpu_threads()) if (a.rows * a.n > 65536)
+  {
+    std::vector<float> g(size_t(a.n));  // the row's d loss / d lp (f32), kept for the second pass
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < a.rows; ++r) {
+      float* z = a.z_s + r * a.n;
+      const float* zt = a.z_t + r * a.n;
+      const float w = a.weight[r];
+      if (w == 0.0f) {
+        a.loss[r] = 0.0;
+        for (int64_t j = 0; j < a.n; ++j) z[j] = 0.0f;
+        continue;
+      }
+      double loss = 0, gsum = 0;
+      for (int64_t j = 0; j < a.n; ++j) {
+        const DistillTerm o = distill_term(z[j], a.lse_s[r], zt[j], a.lse_t[r], a.inv_t, kind, a.beta, lb, l1b, w);
+        loss += o.loss;
+        gsum += o.g;
+        g[size_t(j)] = o.g;
+      }
+      a.loss[r] = loss;
+      for (int64_t j = 0; j < a.n; ++j) {  // the softmax's backward: s = exp(lp) as distill_term computes it
+        const float lp = z[j] * a.inv_t - a.lse_s[r];
+        z[j] = float((g[size_t(j)] - std::exp(double(lp)) * gsum) * a.inv_t);
+      }
     }
   }
 }

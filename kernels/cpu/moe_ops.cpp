@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../backend_checks.h"
+#include "../moe_route_math.h"
 #include "cpu_ops.h"
 
 namespace reason::kernels::cpu {
@@ -84,13 +85,7 @@ void route_row(const MoeRouteArgs& a, int64_t t, std::vector<float>& p, std::vec
     top_k(choice.data(), E, K, id, order);
   }
   for (int j = 0; j < K; ++j) w[j] = p[size_t(id[j])];
-  if (a.norm_topk_prob) {
-    float s = 0.0f;
-    for (int j = 0; j < K; ++j) s += w[j];
-    const float denom = a.sigmoid ? s + 1e-20f : s;
-    for (int j = 0; j < K; ++j) w[j] /= denom;
-  }
-  for (int j = 0; j < K; ++j) w[j] *= a.scale;
+  route_weights(w, K, a.sigmoid, a.norm_topk_prob, a.scale);
 }
 
 // w_j = scale * r_j / S (normalised) or scale * r_j, S = sum_k r_k (+1e-20 for sigmoid scores),
@@ -110,16 +105,8 @@ void route_row_bwd(const MoeRouteArgs& a, int64_t t, const float* dweight, float
   } else {
     for (int j = 0; j < K; ++j) r[size_t(j)] = sigmoid_f(lg[id[j]]);
   }
-  for (int j = 0; j < K; ++j) dr[size_t(j)] = a.scale * dweight[t * K + j];
-  if (a.norm_topk_prob) {
-    double S = 0, dot = 0;
-    for (int j = 0; j < K; ++j) {
-      S += r[size_t(j)];
-      dot += double(dr[size_t(j)]) * r[size_t(j)];
-    }
-    if (a.sigmoid) S += 1e-20;
-    for (int j = 0; j < K; ++j) dr[size_t(j)] = float((double(dr[size_t(j)]) - dot / S) / S);
-  }
+  for (int j = 0; j < K; ++j) dr[size_t(j)] = dweight[t * K + j];
+  route_weights_bwd(dr.data(), r.data(), K, a.sigmoid, a.norm_topk_prob, a.scale);
   if (!a.sigmoid) {  // d p_e' / d z_e = p_e' (delta - p_e)
     double dot = 0;
     for (int j = 0; j < K; ++j) dot += double(dr[size_t(j)]) * r[size_t(j)];

@@ -3,6 +3,7 @@
 // one thread per row (double sums in element order, as on the CPU), elementwise parts grid-strided.
 #include <cmath>
 
+#include "../moe_route_math.h"
 #include "cuda_kernels.h"
 
 namespace reason::kernels::cuda {
@@ -92,13 +93,7 @@ __global__ void moe_route_kernel(MoeRouteDev a) {
       id[j] = best;
       w[j] = a.sigmoid ? sigmoid_d(lg[best]) : expf(lg[best] - mx) / z;
     }
-    if (a.norm_topk_prob) {
-      float s = 0.0f;
-      for (int j = 0; j < K; ++j) s += w[j];
-      const float denom = a.sigmoid ? s + 1e-20f : s;
-      for (int j = 0; j < K; ++j) w[j] /= denom;
-    }
-    for (int j = 0; j < K; ++j) w[j] *= a.scale;
+    route_weights(w, K, a.sigmoid != 0, a.norm_topk_prob != 0, a.scale);
   }
 }
 
@@ -112,17 +107,9 @@ __global__ void moe_route_bwd_kernel(MoeRouteDev a, const float* dweight, float*
     if (!a.sigmoid) softmax_stats(lg, E, mx, z);
     for (int j = 0; j < K; ++j) {
       r[j] = a.sigmoid ? sigmoid_d(lg[id[j]]) : expf(lg[id[j]] - mx) / z;
-      dr[j] = a.scale * dweight[t * K + j];
+      dr[j] = dweight[t * K + j];
     }
-    if (a.norm_topk_prob) {
-      double S = 0, dot = 0;
-      for (int j = 0; j < K; ++j) {
-        S += r[j];
-        dot += double(dr[j]) * r[j];
-      }
-      if (a.sigmoid) S += 1e-20;
-      for (int j = 0; j < K; ++j) dr[j] = float((double(dr[j]) - dot / S) / S);
-    }
+    route_weights_bwd(dr, r, K, a.sigmoid != 0, a.norm_topk_prob != 0, a.scale);
     if (!a.sigmoid) {
       double dot = 0;
       for (int j = 0; j < K; ++j) dot += double(dr[j]) * r[j];
