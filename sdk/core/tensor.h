@@ -46,7 +46,7 @@ class Tensor {
   size_t nbytes() const { return size_t(numel()) * kernels::dtype_size(dtype_); }
   // The backend whose memory holds the elements, or null for host memory (see above).
   kernels::Backend* backend() const { return backend_; }
-  bool host_accessible() const { return !backend_ || backend_->kind() == kernels::DeviceKind::CPU; }
+  bool host_accessible() const { return !backend_ || backend_->host_addressable(); }
 
   void* raw() { return data_; }
   const void* raw() const { return data_; }

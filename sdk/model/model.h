@@ -28,7 +28,19 @@ namespace reason {
 
 class Tokenizer;
 
+// Where a model's weights, KV cache and activations live and its ops run.
+enum class Device { Cpu, Cuda };
+// "cpu" / "cuda" -> Device; throws InvalidArgument naming the word otherwise.
+Device parse_device(const std::string& name);
+const char* device_name(Device d);
+
 struct LoadOptions {
+  // Cuda: the CUDA backend on device 0; Model::load fails (Unsupported, with the reason) when the
+  // library was built without CUDA or no driver/GPU is usable.
+  Device device = Device::Cpu;
+  // Overrides `device` with a backend the caller owns (must outlive the model): tests run the
+  // engine on an instrumented backend this way.
+  kernels::Backend* backend = nullptr;
   DType compute_dtype = DType::F32;  // F32 or BF16: matmul weights are converted to this
   bool load_tokenizer = true;        // load tokenizer.json from the directory when present
   MlaPath mla_path = MlaPath::Auto;  // Auto: expanded for chunks of several tokens, absorbed for one
@@ -48,9 +60,11 @@ struct MtpModule {
 };
 
 // Activation buffers reused across forward calls (sized on demand).
+// Activations live in the model's backend memory (DeviceArray); logits come back to the host.
 struct ForwardScratch {
-  std::vector<float> x, head_in;  // the residual stream [T, d]; the rows that get logits
-  std::vector<int32_t> pos;
+  DeviceArray<float> x, head_in;  // the residual stream [T, d]; the rows that get logits
+  DeviceArray<float> logits;      // the LM head's output when the backend's memory is not host memory
+  DeviceArray<int32_t> tokens, pos;
   LayerActs acts;                 // one layer's activations, reused layer after layer
   // When non-null, forward() times each op with std::chrono::steady_clock (from the end of the
   // previous op to the end of this one, so the ops add up to the whole call) and adds the times
@@ -104,6 +118,8 @@ class Model {
   const Tensor& lm_head() const { return lm_head_; }
   const Tensor& final_norm() const { return final_norm_; }
   const RopeTable& rope() const { return rope_; }
+  // rope().inv_freq in the backend's memory (what the rope ops read).
+  const float* rope_freq() const { return rope_freq_.data<float>(); }
 
   // Every weight by its checkpoint name (tied embeddings appear once, as
   // model.embed_tokens.weight). The tensors share storage with the model: writing through them
@@ -145,10 +161,14 @@ class Model {
   Tensor final_norm_;
   std::vector<DecoderLayer> layers_;
   std::vector<MtpModule> mtp_;
+  // Replaces every weight by a copy in the backend's memory (a backend the host cannot address);
+  // tensors that share storage (tied embeddings) stay shared.
+  void place_weights_on_backend();
   void add_layer_parameters(std::vector<std::pair<std::string, Tensor>>& out, const std::string& prefix,
                             const DecoderLayer& ly) const;
   MlaPath mla_path_ = MlaPath::Auto;
   RopeTable rope_;
+  Tensor rope_freq_;
   int64_t n_params_ = 0;
   std::map<std::string, DType> stored_dtypes_;
   std::shared_ptr<const Tokenizer> tokenizer_;

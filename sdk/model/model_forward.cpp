@@ -33,21 +33,24 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     T += ch.n;
     n_out += ch.all_logits ? ch.n : 1;
   }
-  s.x.resize(size_t(T * d));
-  s.pos.resize(size_t(T));
+  s.x.resize(be, size_t(T * d));
   if (s.expert_load) s.expert_load->resize(size_t(c.n_layers * c.n_experts), 0);
 
-  // Embedding lookup, positions, cache growth.
+  // Tokens and positions to the backend, embedding lookup, cache growth.
   {
+    std::vector<int32_t> tok(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
     int64_t r = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const SeqChunk& ch = chunks[i];
-      embedding_forward(be, embed_, ch.tokens, ch.n, &s.x[size_t(r * d)]);
-      for (int64_t t = 0; t < ch.n; ++t) s.pos[size_t(r + t)] = int32_t(pos0[i] + t);
+      std::copy(ch.tokens, ch.tokens + ch.n, tok.begin() + r);
+      for (int64_t t = 0; t < ch.n; ++t) pos[size_t(r + t)] = int32_t(pos0[i] + t);
       r += ch.n;
       cache.resize(ch.slot, pos0[i] + ch.n);
     }
+    s.tokens.upload(be, tok);
+    s.pos.upload(be, pos);
   }
+  embedding_forward(be, embed_, s.tokens.data(), T, s.x.data());
   lap(ForwardOp::Embed);
 
   LayerCtx ctx;
@@ -56,6 +59,7 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   ctx.rope = &rope_;
   ctx.rows = T;
   ctx.pos = s.pos.data();
+  ctx.inv_freq = rope_freq_.data<float>();
   ctx.cache = &cache;
   ctx.chunks = chunks;
   ctx.pos0 = &pos0;
@@ -68,36 +72,37 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
     if (ly.is_moe && s.route_trace) {
       s.route_trace->idx.resize(size_t(c.n_layers));
       s.route_trace->weight.resize(size_t(c.n_layers));
-      s.route_trace->idx[size_t(l)] = s.acts.route_idx;
-      s.route_trace->weight[size_t(l)] = s.acts.route_w;
+      s.route_trace->idx[size_t(l)] = s.acts.route_idx.download();
+      s.route_trace->weight[size_t(l)] = s.acts.route_w.download();
     }
   }
 
   // Final norm and LM head on the rows that need logits only.
-  s.head_in.resize(size_t(n_out * d));
+  s.head_in.resize(be, size_t(n_out * d));
   {
     int64_t r = 0, o = 0;
     for (const SeqChunk& ch : chunks) {
       const int64_t first = ch.all_logits ? r : r + ch.n - 1, n = ch.all_logits ? ch.n : 1;
-      be.copy_2d(&s.head_in[size_t(o * d)], d, &s.x[size_t(first * d)], d, n, d);
+      be.copy_2d(s.head_in.data() + o * d, d, s.x.data() + first * d, d, n, d);
       o += n;
       r += ch.n;
     }
   }
   rmsnorm_forward(be, s.head_in.data(), final_norm_, s.head_in.data(), nullptr, n_out, d, c.rms_norm_eps);
   lap(ForwardOp::FinalNorm);
+  // The logits go to the host: written there directly when the backend's memory is host memory,
+  // else computed in s.logits and downloaded.
   Linear head{lm_head_, Tensor()};
-  if (s.logits_sink) {
-    const int64_t block = std::max<int64_t>(1, s.logits_chunk_rows);
-    logits.resize(size_t(std::min(block, n_out) * V));
-    for (int64_t r0 = 0; r0 < n_out; r0 += block) {
-      const int64_t n = std::min(block, n_out - r0);
-      linear_forward(be, head, &s.head_in[size_t(r0 * d)], n, logits.data());
-      s.logits_sink(r0, n, logits.data());
-    }
-  } else {
-    logits.resize(size_t(n_out * V));
-    linear_forward(be, head, s.head_in.data(), n_out, logits.data());
+  const int64_t block = s.logits_sink ? std::max<int64_t>(1, s.logits_chunk_rows) : std::max<int64_t>(1, n_out);
+  logits.resize(size_t(std::min(block, n_out) * V));
+  const bool direct = be.host_addressable();
+  if (!direct) s.logits.resize(be, logits.size());
+  for (int64_t r0 = 0; r0 < n_out; r0 += block) {
+    const int64_t n = std::min(block, n_out - r0);
+    float* dst = direct ? logits.data() : s.logits.data();
+    linear_forward(be, head, s.head_in.data() + r0 * d, n, dst);
+    if (!direct) be.download(logits.data(), dst, size_t(n * V) * sizeof(float));
+    if (s.logits_sink) s.logits_sink(r0, n, logits.data());
   }
   lap(ForwardOp::LmHead, double(head.w.nbytes()));
 }

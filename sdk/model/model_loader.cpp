@@ -15,6 +15,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Backend selection: the one place that names a concrete backend.
+kernels::Backend& select_backend(const LoadOptions& o) {
+  if (o.backend) return *o.backend;
+  if (o.device == Device::Cpu) return kernels::cpu_backend();
+  std::string why;
+  kernels::Backend* be = kernels::cuda_backend(&why);
+  if (!be) fail(ErrorCode::Unsupported, "device cuda is not available: {}", why);
+  return *be;
+}
+
 class Loader {
  public:
   Loader(const std::string& dir, const ModelConfig& cfg, DType compute)
@@ -167,6 +177,14 @@ void load_mla(Loader& L, const ModelConfig& c, const std::string& p, DType compu
 
 }  // namespace
 
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::Cpu;
+  if (name == "cuda") return Device::Cuda;
+  fail(ErrorCode::InvalidArgument, "unknown device '{}' (cpu or cuda)", name);
+}
+
+const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
+
 std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptions& opts) {
   if (!fs::exists(dir)) fail(ErrorCode::Io, "{}: model directory does not exist", dir);
   if (!fs::is_directory(dir)) fail(ErrorCode::Io, "{}: not a directory (expected a Hugging Face model directory)", dir);
@@ -182,9 +200,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   m->dir_ = dir;
   m->compute_dtype_ = opts.compute_dtype;
   m->kv_dtype_ = opts.kv_dtype.value_or(opts.compute_dtype);
-  // Backend selection: the one place that names a concrete backend. Weights and activations are
-  // host memory today, so the CPU backend is the only one a model can run on.
-  m->backend_ = &kernels::cpu_backend();
+  m->backend_ = &select_backend(opts);
   const ModelConfig& c = m->cfg_;
   const int64_t d = c.hidden_size, hd = c.head_dim, qd = c.n_heads * hd, kvd = c.n_kv_heads * hd;
 
@@ -254,6 +270,12 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   m->mla_path_ = opts.mla_path;
   m->n_params_ = L.n_params();
   m->rope_ = make_rope_table(c, int(hd));
+  {
+    Tensor freq = Tensor::empty(DType::F32, {int64_t(m->rope_.inv_freq.size())});
+    std::copy(m->rope_.inv_freq.begin(), m->rope_.inv_freq.end(), freq.data<float>());
+    m->rope_freq_ = freq.on(*m->backend_);
+  }
+  if (!m->backend_->host_addressable()) m->place_weights_on_backend();
 
   if (opts.load_tokenizer && fs::exists(fs::path(dir) / "tokenizer.json")) m->tokenizer_ = Tokenizer::load(dir);
   return m;

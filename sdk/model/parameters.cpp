@@ -1,4 +1,7 @@
-// Model::parameters: the weights by their Hugging Face checkpoint names.
+// Model::parameters: the weights by their Hugging Face checkpoint names; and every weight moved to
+// the model's backend.
+#include <unordered_map>
+
 #include "model/model.h"
 
 namespace reason {
@@ -16,7 +19,46 @@ void add_swiglu(std::vector<std::pair<std::string, Tensor>>& out, const std::str
   add_linear(out, p + (mixtral ? ".w2" : ".down_proj"), m.down);
 }
 
+// Visits every weight tensor of a layer (incl. MLA's absorbed per-head matrices).
+template <typename F>
+void visit_layer(DecoderLayer& ly, F&& f) {
+  auto lin = [&](Linear& l) {
+    f(l.w);
+    f(l.b);
+  };
+  auto mlp = [&](SwiGLU& m) {
+    lin(m.gate);
+    lin(m.up);
+    lin(m.down);
+  };
+  for (Tensor* t : {&ly.attn_norm, &ly.q_norm, &ly.k_norm, &ly.mlp_norm, &ly.q_a_norm, &ly.kv_a_norm, &ly.moe.gate,
+                    &ly.moe.score_bias, &ly.moe.shared_gate})
+    f(*t);
+  for (Linear* l : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.q_a, &ly.q_b, &ly.kv_a, &ly.kv_b}) lin(*l);
+  for (Linear& l : ly.w_uk_t) lin(l);
+  for (Linear& l : ly.w_uv) lin(l);  // views into kv_b on the host; their own copies on the device
+  mlp(ly.mlp);
+  for (SwiGLU& m : ly.moe.experts) mlp(m);
+  mlp(ly.moe.shared);
+}
+
 }  // namespace
+
+void Model::place_weights_on_backend() {
+  std::unordered_map<const void*, Tensor> placed;  // by host storage: shared tensors stay shared
+  auto move = [&](Tensor& t) {
+    if (!t.raw() || t.backend() == backend_) return;
+    auto it = placed.find(t.raw());
+    if (it == placed.end()) it = placed.emplace(t.raw(), t.on(*backend_)).first;
+    t = it->second;
+  };
+  for (Tensor* t : {&embed_, &lm_head_, &final_norm_}) move(*t);
+  for (DecoderLayer& ly : layers_) visit_layer(ly, move);
+  for (MtpModule& mt : mtp_) {
+    for (Tensor* t : {&mt.enorm, &mt.hnorm, &mt.head_norm, &mt.head, &mt.eh_proj.w, &mt.eh_proj.b}) move(*t);
+    visit_layer(mt.layer, move);
+  }
+}
 
 void Model::add_layer_parameters(std::vector<std::pair<std::string, Tensor>>& out, const std::string& p,
                                  const DecoderLayer& ly) const {

@@ -61,20 +61,23 @@ LayerCtx LogprobPass::layer_ctx() const {
   ctx.cfg = &model_->config();
   ctx.rope = &model_->rope();
   ctx.rows = int64_t(tokens_.size());
-  ctx.pos = pos_.data();
+  ctx.pos = pos_dev_.data();
+  ctx.inv_freq = model_->rope_freq();
   ctx.seq_start = &seq_start_;
+  ctx.seq_start_dev = seq_start_dev_.data();
   ctx.keep_inputs = true;
   return ctx;
 }
 
-void LogprobPass::layer_forward(int64_t l, std::vector<float>& x, bool record) {
+void LogprobPass::layer_forward(int64_t l, DeviceArray<float>& x, bool record) {
   const DecoderLayer& ly = model_->layers()[size_t(l)];
   LayerActs& a = acts_[size_t(l)];
   decoder_layer_forward(layer_ctx(), ly, l, x, a, nullptr);
   if (!record || !ly.is_moe) return;
-  if (aux_alpha_ > 0.0f)
-    aux_loss_ += moe_seq_aux_loss(ly.moe.router, a.router_logits, a.route_idx, seq_start_, aux_alpha_, nullptr, 0.0f);
-  routes_[size_t(l)] = a.route_idx;
+  routes_[size_t(l)] = a.route_idx.download();
+  if (aux_alpha_ > 0.0f)  // on the host, from the downloaded router logits and choices
+    aux_loss_ += moe_seq_aux_loss(ly.moe.router, a.router_logits.download(), routes_[size_t(l)], seq_start_, aux_alpha_,
+                                  nullptr, 0.0f);
 }
 
 std::vector<float> LogprobPass::forward(const Model& model, std::span<const std::vector<int32_t>> seqs,
@@ -89,10 +92,9 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   const int64_t d = c.hidden_size, V = c.vocab_size;
 
   tokens_.clear();
-  pos_.clear();
   seq_start_.clear();
   target_row_.clear();
-  target_id_.clear();
+  std::vector<int32_t> pos, target_id;
   for (size_t s = 0; s < seqs.size(); ++s) {
     if (seqs[s].size() < 2) fail(ErrorCode::InvalidArgument, "training sequence {} has fewer than 2 tokens", s);
     seq_start_.push_back(int64_t(tokens_.size()));
@@ -102,10 +104,10 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
         fail(ErrorCode::InvalidArgument, "sequence {}: token id {} at position {} is outside the vocabulary [0, {})", s, id, t, V);
       if (t + 1 < seqs[s].size()) {
         target_row_.push_back(int32_t(tokens_.size()));
-        target_id_.push_back(seqs[s][t + 1]);
+        target_id.push_back(seqs[s][t + 1]);
       }
       tokens_.push_back(id);
-      pos_.push_back(int32_t(t));
+      pos.push_back(int32_t(t));
     }
   }
   const int64_t T = int64_t(tokens_.size());
@@ -113,41 +115,47 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   aux_loss_ = 0.0;
   if (T == 0) fail(ErrorCode::InvalidArgument, "training batch is empty");
   if (T > INT32_MAX) fail(ErrorCode::InvalidArgument, "training batch has {} tokens (at most {})", T, INT32_MAX);
+  tokens_dev_.upload(be, tokens_);
+  pos_dev_.upload(be, pos);
+  seq_start_dev_.upload(be, seq_start_);
+  target_row_dev_.upload(be, target_row_);
+  target_id_dev_.upload(be, target_id);
 
-  std::vector<float> x(static_cast<size_t>(T * d));
-  embedding_forward(be, model.embed(), tokens_.data(), T, x.data());
+  DeviceArray<float> x(be, size_t(T * d));
+  embedding_forward(be, model.embed(), tokens_dev_.data(), T, x.data());
 
-  acts_.assign(size_t(c.n_layers), LayerActs{});
+  acts_.clear();
+  acts_.resize(size_t(c.n_layers));
   routes_.assign(size_t(c.n_layers), {});
   for (int64_t l = 0; l < c.n_layers; ++l) {
     layer_forward(l, x, true);
     // With recomputation only the layer's input is kept; backward() runs the layer again.
     if (recompute_) {
-      std::vector<float> x_in = std::move(acts_[size_t(l)].x_in);
+      DeviceArray<float> x_in = std::move(acts_[size_t(l)].x_in);
       acts_[size_t(l)] = LayerActs{};
       acts_[size_t(l)].x_in = std::move(x_in);
     }
   }
-  x_final_ = x;
-  rstd_f_.resize(static_cast<size_t>(T));
-  h_final_.resize(size_t(T * d));
-  rmsnorm_forward(be, x.data(), model.final_norm(), h_final_.data(), rstd_f_.data(), T, d, c.rms_norm_eps);
+  x_final_ = std::move(x);
+  rstd_f_.resize(be, static_cast<size_t>(T));
+  h_final_.resize(be, size_t(T * d));
+  rmsnorm_forward(be, x_final_.data(), model.final_norm(), h_final_.data(), rstd_f_.data(), T, d, c.rms_norm_eps);
 
   // Chunked LM head + log-softmax: only kVocabChunkRows x V logits at a time.
   const int64_t N = int64_t(target_row_.size());
-  std::vector<float> out(static_cast<size_t>(N));
-  entropy_.assign(size_t(N), 0.0f);
-  lse_.assign(size_t(N), 0.0f);
-  std::vector<float> hc(size_t(kVocabChunkRows * d)), logits(size_t(kVocabChunkRows * V));
+  DeviceArray<float> out(be, size_t(N)), entropy(be, size_t(N));
+  lse_.resize(be, size_t(N));
+  DeviceArray<float> hc(be, size_t(kVocabChunkRows * d)), logits(be, size_t(kVocabChunkRows * V));
   const float inv_t = 1.0f / temperature;
   for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
     const int64_t m = std::min(kVocabChunkRows, N - c0);
-    be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(c0)], m, d);
+    be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + c0, m, d);
     linear_forward(be, Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data());
-    be.logsoftmax_rows(logits.data(), m, V, inv_t, &target_id_[size_t(c0)], &lse_[size_t(c0)], &out[size_t(c0)],
-                       &entropy_[size_t(c0)]);
+    be.logsoftmax_rows(logits.data(), m, V, inv_t, target_id_dev_.data() + c0, lse_.data() + c0, out.data() + c0,
+                       entropy.data() + c0);
   }
-  return out;
+  entropy_ = entropy.download();
+  return out.download();
 }
 
 void LogprobPass::row_logits(int64_t i0, int64_t n, float* out) const {
@@ -155,8 +163,8 @@ void LogprobPass::row_logits(int64_t i0, int64_t n, float* out) const {
   kernels::Backend& be = model_->backend();
   const int64_t d = model_->config().hidden_size;
   if (i0 < 0 || n < 0 || i0 + n > int64_t(target_row_.size())) fail(ErrorCode::InvalidArgument, "row_logits: rows out of range");
-  std::vector<float> hc(size_t(n * d));
-  be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(i0)], n, d);
+  DeviceArray<float> hc(be, size_t(n * d));
+  be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + i0, n, d);
   linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out);
 }
 
@@ -191,68 +199,89 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill,
   const GradSink gs(model, grads);
 
   // LM head and log-softmax, chunk by chunk: dz = dlogp * (onehot - softmax), dlogits = dz / T.
-  std::vector<float> dh(size_t(T * d), 0.0f);
+  DeviceArray<float> dh;
+  dh.zeros(be, size_t(T * d));
   {
-    std::vector<float> hc(size_t(kVocabChunkRows * d)), logits(size_t(kVocabChunkRows * V)), dhc(size_t(kVocabChunkRows * d));
-    std::vector<float> rowlp(size_t(row_grad ? V : 0)), rowg(size_t(row_grad ? V : 0));
-    std::vector<float> tlogits(size_t(distill ? kVocabChunkRows * V : 0));
+    DeviceArray<float> hc(be, size_t(kVocabChunkRows * d)), logits(be, size_t(kVocabChunkRows * V)),
+        dhc(be, size_t(kVocabChunkRows * d)), tlogits, dlogp_dev, weight_dev;
+    DeviceArray<double> loss_dev;
+    if (distill) {
+      tlogits.resize(be, size_t(kVocabChunkRows * V));
+      weight_dev.upload(be, distill->row_weight);
+      loss_dev.resize(be, size_t(N));
+    } else if (!row_grad) {
+      dlogp_dev.upload(be, dlogp);
+    }
     const Linear head{model.lm_head(), Tensor()};
     for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
       const int64_t m = std::min(kVocabChunkRows, N - c0);
-      be.gather_rows(hc.data(), h_final_.data(), DType::F32, &target_row_[size_t(c0)], m, d);
+      be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + c0, m, d);
       linear_forward(be, head, hc.data(), m, logits.data());
       if (distill) {
         distill->teacher->row_logits(c0, m, tlogits.data());
         kernels::DistillRowsArgs da;
         da.z_s = logits.data();
-        da.lse_s = &lse_[size_t(c0)];
+        da.lse_s = lse_.data() + c0;
         da.z_t = tlogits.data();
-        da.lse_t = &distill->teacher->lse_[size_t(c0)];
-        da.weight = &distill->row_weight[size_t(c0)];
+        da.lse_t = distill->teacher->lse_.data() + c0;
+        da.weight = weight_dev.data() + c0;
         da.rows = m;
         da.n = V;
         da.inv_t = inv_t;
         da.kind = distill->kind;
         da.beta = distill->beta;
-        da.loss = &(*distill->row_loss)[size_t(c0)];
+        da.loss = loss_dev.data() + c0;
         be.distill_rows(da);
       } else if (row_grad) {
-        for (int64_t i = 0; i < m; ++i) {
-          float* z = &logits[size_t(i * V)];
-          // dz_j = (g_j - p_j * sum_k g_k) / T for an arbitrary dL/dlogprob row g.
-          const float lse = lse_[size_t(c0 + i)];
-          for (int64_t j = 0; j < V; ++j) rowlp[size_t(j)] = z[j] * inv_t - lse;
-          std::fill(rowg.begin(), rowg.end(), 0.0f);
-          (*row_grad)(c0 + i, rowlp.data(), rowg.data());
-          double gsum = 0;
-          for (int64_t j = 0; j < V; ++j) gsum += rowg[size_t(j)];
-          for (int64_t j = 0; j < V; ++j) z[j] = float((rowg[size_t(j)] - std::exp(double(rowlp[size_t(j)])) * gsum) * inv_t);
-        }
+        host_row_grads(*row_grad, c0, m, logits, inv_t);
       } else {
         // dz = g (onehot - p) / T with p = exp(z / T - lse) from the forward.
-        be.logsoftmax_rows_bwd(logits.data(), m, V, inv_t, &target_id_[size_t(c0)], &lse_[size_t(c0)], &dlogp[size_t(c0)]);
+        be.logsoftmax_rows_bwd(logits.data(), m, V, inv_t, target_id_dev_.data() + c0, lse_.data() + c0,
+                               dlogp_dev.data() + c0);
       }
       linear_backward(be, head, hc.data(), logits.data(), m, dhc.data(), false, gs);
-      be.scatter_add_rows(dh.data(), &target_row_[size_t(c0)], dhc.data(), nullptr, m, d);
+      be.scatter_add_rows(dh.data(), target_row_dev_.data() + c0, dhc.data(), nullptr, m, d);
     }
+    if (distill) *distill->row_loss = loss_dev.download();
   }
-  std::vector<float> dx(size_t(T * d), 0.0f);
+  DeviceArray<float> dx;
+  dx.zeros(be, size_t(T * d));
   rmsnorm_backward(be, x_final_.data(), model.final_norm(), rstd_f_.data(), dh.data(), dx.data(), T, d, gs);
 
   const LayerCtx ctx = layer_ctx();
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     if (recompute_) {  // rebuild this layer's activations from its saved input; drop the layer above's
       if (l + 1 < c.n_layers) {
-        std::vector<float> keep = std::move(acts_[size_t(l + 1)].x_in);
+        DeviceArray<float> keep = std::move(acts_[size_t(l + 1)].x_in);
         acts_[size_t(l + 1)] = LayerActs{};
         acts_[size_t(l + 1)].x_in = std::move(keep);
       }
-      std::vector<float> xr = acts_[size_t(l)].x_in;
+      DeviceArray<float> xr;
+      xr.copy_from(be, acts_[size_t(l)].x_in);
       layer_forward(l, xr, false);
     }
     decoder_layer_backward(ctx, model.layers()[size_t(l)], acts_[size_t(l)], dx, gs, AuxLoss{aux_alpha_, aux_weight_});
   }
-  embedding_backward(be, model.embed(), tokens_.data(), T, dx.data(), gs);
+  embedding_backward(be, model.embed(), tokens_dev_.data(), T, dx.data(), gs);
+}
+
+// A caller's dL/dlogprob rows (RowGrad, host code): the chunk's logits come to the host, each
+// row's dz_j = (g_j - p_j * sum_k g_k) / T goes back into them.
+void LogprobPass::host_row_grads(const RowGrad& row_grad, int64_t c0, int64_t m, DeviceArray<float>& logits,
+                                 float inv_t) const {
+  const int64_t V = model_->config().vocab_size;
+  std::vector<float> z = logits.download(0, size_t(m * V)), lse = lse_.download(size_t(c0), size_t(m));
+  std::vector<float> rowlp(static_cast<size_t>(V)), rowg(static_cast<size_t>(V));
+  for (int64_t i = 0; i < m; ++i) {
+    float* zi = &z[size_t(i * V)];
+    for (int64_t j = 0; j < V; ++j) rowlp[size_t(j)] = zi[j] * inv_t - lse[size_t(i)];
+    std::fill(rowg.begin(), rowg.end(), 0.0f);
+    row_grad(c0 + i, rowlp.data(), rowg.data());
+    double gsum = 0;
+    for (int64_t j = 0; j < V; ++j) gsum += rowg[size_t(j)];
+    for (int64_t j = 0; j < V; ++j) zi[j] = float((rowg[size_t(j)] - std::exp(double(rowlp[size_t(j)])) * gsum) * inv_t);
+  }
+  model_->backend().upload(logits.data(), z.data(), z.size() * sizeof(float));
 }
 
 }  // namespace reason

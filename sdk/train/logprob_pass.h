@@ -97,7 +97,7 @@ class LogprobPass {
   };
   void backward_distill(const Distill& d, Gradients& grads);
   // The raw logits (before the temperature) of target rows [i0, i0 + n) of the last forward into
-  // out [n x vocab] (caller-sized).
+  // out [n x vocab] (caller-sized, in the model backend's memory).
   void row_logits(int64_t i0, int64_t n, float* out) const;
   int64_t n_targets() const { return int64_t(target_row_.size()); }
 
@@ -109,21 +109,23 @@ class LogprobPass {
  private:
   const Model* model_ = nullptr;
   float temperature_ = 1.0f;
+  // Built on the host, used by the backend's ops from its memory (*_dev).
   std::vector<int32_t> tokens_;     // all sequences concatenated [T]
-  std::vector<int32_t> pos_;        // position within its sequence [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
+  std::vector<int32_t> target_row_; // for each target: the row whose logits predict it
+  DeviceArray<int32_t> tokens_dev_, pos_dev_, target_row_dev_, target_id_dev_;
+  DeviceArray<int64_t> seq_start_dev_;
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
-  std::vector<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and distillation
+  DeviceArray<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and distillation
   bool recompute_ = false;
   LayerCtx layer_ctx() const;
-  void layer_forward(int64_t l, std::vector<float>& x, bool record);
+  void layer_forward(int64_t l, DeviceArray<float>& x, bool record);
   double aux_loss_ = 0.0;
-  std::vector<int32_t> target_row_; // for each target: the row whose logits predict it
-  std::vector<int32_t> target_id_;
   std::vector<LayerActs> acts_;
-  std::vector<float> x_final_, rstd_f_, h_final_;
-  std::vector<float> entropy_;
+  DeviceArray<float> x_final_, rstd_f_, h_final_;
+  std::vector<float> entropy_;  // downloaded after the forward
   std::vector<std::vector<int32_t>> routes_;
+  void host_row_grads(const RowGrad& row_grad, int64_t c0, int64_t m, DeviceArray<float>& logits, float inv_t) const;
   void backward_impl(const RowGrad* row_grad, const Distill* distill, std::span<const float> dlogp, Gradients& grads);
 };
 

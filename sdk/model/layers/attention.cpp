@@ -24,10 +24,10 @@ void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
     const SeqChunk& ch = ctx.chunks[i];
     const int64_t p0 = (*ctx.pos0)[i];
     const kernels::PagedRows kc = ctx.cache->k(ch.slot, layer), vc = ctx.cache->v(ch.slot, layer);
-    be.paged_write(kc, p0, 0, &a.k[size_t(r * kvd)], kvd, ch.n, kvd);  // KV append
-    be.paged_write(vc, p0, 0, &a.v[size_t(r * kvd)], kvd, ch.n, kvd);
-    seqs[i].q = &a.q[size_t(r * qd)];
-    seqs[i].out = &a.att[size_t(r * qd)];
+    be.paged_write(kc, p0, 0, a.k.data() + r * kvd, kvd, ch.n, kvd);  // KV append
+    be.paged_write(vc, p0, 0, a.v.data() + r * kvd, kvd, ch.n, kvd);
+    seqs[i].q = a.q.data() + r * qd;
+    seqs[i].out = a.att.data() + r * qd;
     seqs[i].n_q = ch.n;
     seqs[i].q_pos0 = p0;
     seqs[i].k_blocks = kc.blocks;
@@ -64,12 +64,12 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   const RopeTable& rope = *ctx.rope;
   const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
   const bool qk_norm = ly.q_norm.raw() != nullptr;
-  a.q.resize(size_t(T * qd));
-  a.k.resize(size_t(T * kvd));
-  a.v.resize(size_t(T * kvd));
+  a.q.resize(be, size_t(T * qd));
+  a.k.resize(be, size_t(T * kvd));
+  a.v.resize(be, size_t(T * kvd));
   if (qk_norm) {  // Qwen3: the projections go to q_raw / k_raw, normed per head into q / k
-    a.q_raw.resize(a.q.size());
-    a.k_raw.resize(a.k.size());
+    a.q_raw.resize(be, a.q.size());
+    a.k_raw.resize(be, a.k.size());
   }
   linear_forward(be, ly.q, a.h1.data(), T, (qk_norm ? a.q_raw : a.q).data());
   ctx.lap(ForwardOp::QProj, double(ly.q.w.nbytes()));
@@ -78,20 +78,20 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   linear_forward(be, ly.v, a.h1.data(), T, a.v.data());
   ctx.lap(ForwardOp::VProj, double(ly.v.w.nbytes()));
   if (qk_norm) {
-    a.q_rstd.resize(size_t(T * nh));
-    a.k_rstd.resize(size_t(T * nkv));
+    a.q_rstd.resize(be, size_t(T * nh));
+    a.k_rstd.resize(be, size_t(T * nkv));
     rmsnorm_forward(be, a.q_raw.data(), ly.q_norm, a.q.data(), a.q_rstd.data(), T * nh, hd, c.rms_norm_eps);
     rmsnorm_forward(be, a.k_raw.data(), ly.k_norm, a.k.data(), a.k_rstd.data(), T * nkv, hd, c.rms_norm_eps);
     ctx.lap(ForwardOp::QkNorm);
   }
-  be.rope(a.q.data(), T, int(nh), int(hd), int(hd), qd, ctx.pos, rope.inv_freq.data(), rope.attn_factor, false);
-  be.rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, ctx.pos, rope.inv_freq.data(), rope.attn_factor, false);
+  be.rope(a.q.data(), T, int(nh), int(hd), int(hd), qd, ctx.pos, ctx.inv_freq, rope.attn_factor, false);
+  be.rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, ctx.pos, ctx.inv_freq, rope.attn_factor, false);
   ctx.lap(ForwardOp::Rope);
-  a.att.resize(size_t(T * qd));
+  a.att.resize(be, size_t(T * qd));
   if (ctx.cache)
     attend_cached(ctx, layer, a);
   else
-    attention_packed_forward(be, gqa_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+    attention_packed_forward(be, gqa_shape(c), ctx, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                              a.att.data(), a.lse);
   ctx.lap(ForwardOp::Attention);
 }
@@ -101,17 +101,19 @@ void gqa_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
   kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
-  std::vector<float> dq(size_t(T * qd), 0.0f), dk(size_t(T * kvd), 0.0f), dv(size_t(T * kvd), 0.0f);
-  attention_packed_backward(be, gqa_shape(c), *ctx.seq_start, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+  DevF dq(be, size_t(T * qd)), dk(be, size_t(T * kvd)), dv(be, size_t(T * kvd));
+  attention_packed_backward(be, gqa_shape(c), ctx, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                             a.att.data(), a.lse, datt, dq.data(), dk.data(), dv.data());
-  rope_backward(be, dq.data(), T, nh, hd, hd, qd, ctx.pos, *ctx.rope, false);
-  rope_backward(be, dk.data(), T, nkv, hd, hd, kvd, ctx.pos, *ctx.rope, false);
+  rope_backward(ctx, dq.data(), T, nh, hd, hd, qd, false);
+  rope_backward(ctx, dk.data(), T, nkv, hd, hd, kvd, false);
   if (ly.q_norm.raw()) {
-    std::vector<float> dq_raw(dq.size(), 0.0f), dk_raw(dk.size(), 0.0f);
+    DevF dq_raw, dk_raw;
+    dq_raw.zeros(be, dq.size());
+    dk_raw.zeros(be, dk.size());
     rmsnorm_backward(be, a.q_raw.data(), ly.q_norm, a.q_rstd.data(), dq.data(), dq_raw.data(), T * nh, hd, g);
     rmsnorm_backward(be, a.k_raw.data(), ly.k_norm, a.k_rstd.data(), dk.data(), dk_raw.data(), T * nkv, hd, g);
-    dq.swap(dq_raw);
-    dk.swap(dk_raw);
+    dq = std::move(dq_raw);
+    dk = std::move(dk_raw);
   }
   linear_backward(be, ly.q, a.h1.data(), dq.data(), T, dh1, false, g);
   linear_backward(be, ly.k, a.h1.data(), dk.data(), T, dh1, true, g);

@@ -2,9 +2,8 @@
 // memory (FlashAttention-2, a backend op) forward and backward, and RoPE's transpose.
 #pragma once
 #include <cstdint>
-#include <vector>
 
-#include "model/rope.h"
+#include "model/layers/layer_context.h"
 #include "reason/kernels/backend.h"
 
 namespace reason {
@@ -17,21 +16,21 @@ struct AttnShape {
   int64_t q_ld = 0, k_ld = 0, v_ld = 0, o_ld = 0;
 };
 
-// Causal attention within each sequence of seq_start (no [T x T] matrix); out is overwritten,
-// lse (resized to [T, heads]) keeps each row's log-sum-exp for the backward.
-void attention_packed_forward(kernels::Backend& be, const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
-                              const float* k, const float* v, float* out, std::vector<float>& lse);
+// Causal attention within each sequence of ctx.seq_start (no [T x T] matrix); out is
+// overwritten, lse (resized to [T, heads]) keeps each row's log-sum-exp for the backward.
+void attention_packed_forward(kernels::Backend& be, const AttnShape& sh, const LayerCtx& ctx, float scale, const float* q,
+                              const float* k, const float* v, float* out, DevF& lse);
 
 // dq, dk, dv (laid out as q, k, v; overwritten) from dout (laid out as out), recomputing the
 // probabilities tile by tile from the forward's out and lse.
-void attention_packed_backward(kernels::Backend& be, const AttnShape& sh, const std::vector<int64_t>& seq_start, float scale, const float* q,
-                               const float* k, const float* v, const float* out, const std::vector<float>& lse,
+void attention_packed_backward(kernels::Backend& be, const AttnShape& sh, const LayerCtx& ctx, float scale, const float* q,
+                               const float* k, const float* v, const float* out, const DevF& lse,
                                const float* dout, float* dq, float* dk, float* dv);
 
 // The transpose of the rotation on the first rot dims of each head (token t head h at
 // dx + t * stride + h * hd), i.e. the gradient through the backend's rope (interleaved: MLA's
 // rope_interleave pairs).
-void rope_backward(kernels::Backend& be, float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride, const int32_t* pos,
-                   const RopeTable& rope, bool interleaved);
+void rope_backward(const LayerCtx& ctx, float* dx, int64_t T, int64_t heads, int64_t hd, int64_t rot, int64_t stride,
+                   bool interleaved);
 
 }  // namespace reason

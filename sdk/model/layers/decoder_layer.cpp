@@ -7,14 +7,14 @@
 
 namespace reason {
 
-void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, std::vector<float>& x,
+void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, DevF& x,
                            LayerActs& a, int64_t* expert_load) {
   kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const int64_t T = ctx.rows, d = c.hidden_size;
-  if (ctx.keep_inputs) a.x_in = x;
-  a.rstd1.resize(size_t(T));
-  a.h1.resize(size_t(T * d));
+  if (ctx.keep_inputs) a.x_in.copy_from(be, x);
+  a.rstd1.resize(be, size_t(T));
+  a.h1.resize(be, size_t(T * d));
   rmsnorm_forward(be, x.data(), ly.attn_norm, a.h1.data(), a.rstd1.data(), T, d, c.rms_norm_eps);
   ctx.lap(ForwardOp::RmsNorm);
   if (c.mla) {
@@ -23,21 +23,21 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
   } else {
     gqa_forward(ctx, ly, layer, a);
   }
-  a.tmp.resize(size_t(T * d));
+  a.tmp.resize(be, size_t(T * d));
   linear_forward(be, ly.o, a.att.data(), T, a.tmp.data());
   ctx.lap(ForwardOp::OProj, double(ly.o.w.nbytes()));
   be.add_inplace(x.data(), a.tmp.data(), T * d);
   ctx.lap(ForwardOp::ResidualAdd);
-  if (ctx.keep_inputs) std::vector<float>().swap(a.tmp);  // the backward does not need o_proj's output
+  if (ctx.keep_inputs) a.tmp.release();  // the backward does not need o_proj's output
 
-  if (ctx.keep_inputs) a.x_mid = x;
-  a.rstd2.resize(size_t(T));
-  a.h2.resize(size_t(T * d));
+  if (ctx.keep_inputs) a.x_mid.copy_from(be, x);
+  a.rstd2.resize(be, size_t(T));
+  a.h2.resize(be, size_t(T * d));
   rmsnorm_forward(be, x.data(), ly.mlp_norm, a.h2.data(), a.rstd2.data(), T, d, c.rms_norm_eps);
   ctx.lap(ForwardOp::RmsNorm);
   const float* out;
   if (ly.is_moe) {
-    a.ffn_out.resize(size_t(T * d));
+    a.ffn_out.resize(be, size_t(T * d));
     moe_forward(be, ly.moe, a.h2.data(), T, d, a.ffn_out.data(), a, expert_load);
     out = a.ffn_out.data();
     ctx.lap(ForwardOp::Moe);
@@ -48,25 +48,26 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
   be.add_inplace(x.data(), out, T * d);
   ctx.lap(ForwardOp::ResidualAdd);
   if (ctx.keep_inputs) {  // nor the FFN block's output (the experts' own outputs stay: the router's gradient needs them)
-    std::vector<float>().swap(a.ffn_out);
-    if (!ly.is_moe) std::vector<float>().swap(a.mlp.y);
+    a.ffn_out.release();
+    if (!ly.is_moe) a.mlp.y.release();
   }
 }
 
-void decoder_layer_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, std::vector<float>& dx,
+void decoder_layer_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, DevF& dx,
                             const ParamGrads& g, AuxLoss aux) {
   kernels::Backend& be = *ctx.be;
   const ModelConfig& c = *ctx.cfg;
   const int64_t T = ctx.rows, d = c.hidden_size;
   // FFN: x += ffn(rmsnorm(x)); dx keeps the residual path's gradient and gains the norm's.
-  std::vector<float> dh(size_t(T * d), 0.0f);
+  DevF dh;
+  dh.zeros(be, size_t(T * d));
   if (ly.is_moe)
     moe_backward(be, ly.moe, a.h2.data(), T, d, a, dx.data(), dh.data(), g, *ctx.seq_start, aux.alpha, aux.weight);
   else
     mlp_backward(be, ly.mlp, a.h2.data(), T, a.mlp, dx.data(), dh.data(), false, g);
   rmsnorm_backward(be, a.x_mid.data(), ly.mlp_norm, a.rstd2.data(), dh.data(), dx.data(), T, d, g);
   // Attention: x += o(attn(rmsnorm(x)))
-  std::vector<float> datt(a.att.size());
+  DevF datt(be, a.att.size());
   linear_backward(be, ly.o, a.att.data(), dx.data(), T, datt.data(), false, g);
   if (c.mla)
     mla_backward(ctx, ly, a, datt.data(), dh.data(), g);

@@ -38,7 +38,7 @@ struct DecoderLayer {
 
 // x[T, d] -> the layer's output, in place; `a` receives the activations. expert_load (MoE
 // layers, nullable): expert_load[e] += tokens routed to expert e.
-void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, std::vector<float>& x,
+void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, DevF& x,
                            LayerActs& a, int64_t* expert_load);
 
 // The balance-loss settings of a training pass (LogprobPass::set_aux_loss).
@@ -49,7 +49,7 @@ struct AuxLoss {
 
 // dx: in, dL/d(layer output) [T, d]; out, dL/d(layer input). Weight gradients accumulate into g.
 // `a` must hold this layer's activations from a training forward (keep_inputs).
-void decoder_layer_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, std::vector<float>& dx,
+void decoder_layer_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& a, DevF& dx,
                             const ParamGrads& g, AuxLoss aux);
 
 }  // namespace reason

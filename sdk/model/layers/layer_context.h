@@ -5,12 +5,16 @@
 // - training (LogprobPass): rows are whole sequences; attention runs over the layer's own keys
 //   and values (FlashAttention-2, keeping the row log-sum-exp); one LayerActs per layer is kept
 //   for the backward, which sits beside each forward (sdk/model/layers/*.cpp).
+// Every activation is a DeviceArray in the model's backend memory: the host never reads one
+// except through an explicit download (MoE's expert offsets, which size the expert matmuls; the
+// routing a caller asked to trace; training's balance loss).
 // Threads: a LayerCtx and its LayerActs belong to one pass on one thread.
 #pragma once
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "core/device_array.h"
 #include "infer/kv_cache.h"
 #include "model/config.h"
 #include "model/forward_profile.h"
@@ -34,42 +38,47 @@ struct SeqChunk {
 };
 
 // One SwiGLU MLP's activations over its rows.
+using DevF = DeviceArray<float>;
+using DevI = DeviceArray<int32_t>;
+
 struct MlpActs {
-  std::vector<float> gate, up, act, y;  // act = silu(gate) * up; y = the MLP's output
+  DevF gate, up, act, y;  // act = silu(gate) * up; y = the MLP's output
 };
 
 // Buffers of the MLA attention that only inference uses (absorbed / expanded over the cache).
 struct MlaCacheScratch {
-  std::vector<float> qp, op, hist, kvb, kx, vx, qx, ox;  // hist: the cached latents as f32 (expanded path)
+  DevF qp, op, hist, kvb, kx, vx, qx, ox;  // hist: the cached latents as f32 (expanded path)
 };
 
 // A decoder layer's activations over the pass's rows (T).
 struct LayerActs {
   // Training only (LayerCtx::keep_inputs): the layer's input and the residual after attention.
-  std::vector<float> x_in, x_mid;
-  std::vector<float> rstd1, h1, rstd2, h2;  // the two RMSNorms: row factors [T] and outputs [T, d]
+  DevF x_in, x_mid;
+  DevF rstd1, h1, rstd2, h2;  // the two RMSNorms: row factors [T] and outputs [T, d]
   // Attention inputs: GQA q [T, H*hd] / k, v [T, kv*hd] after q/k norm and RoPE; MLA q and (in
   // training) the expanded keys [T, H*(nope+rope)] (rope dims de-interleaved, roped), values
   // [T, H*v]. att: attention output [T, H*v]; lse [T, H]: its row log-sum-exp (training only).
-  std::vector<float> q, k, v, att, lse;
-  std::vector<float> q_raw, k_raw, q_rstd, k_rstd;  // Qwen3 q/k norm: projections before the norm
+  DevF q, k, v, att, lse;
+  DevF q_raw, k_raw, q_rstd, k_rstd;  // Qwen3 q/k norm: projections before the norm
   // MLA: q LoRA (before / after its norm), latent (before / after kv_a_layernorm), roped shared key.
-  std::vector<float> qa_raw, qa_rstd, qa_n, lat_raw, lat_rstd, lat, kr;
+  DevF qa_raw, qa_rstd, qa_n, lat_raw, lat_rstd, lat, kr;
   MlpActs mlp;  // dense FFN
   // MoE FFN: router logits [T, E], chosen experts and weights [T, K]; the routing slots
   // (token * K + slot) grouped by expert (Backend::moe_group_rows: expert e's are positions
-  // expert_off[e] .. expert_off[e + 1] - 1 of expert_slot / expert_tok / expert_w); per expert
-  // its activations; the shared expert and its gate logit [T].
-  std::vector<float> router_logits, route_w;
-  std::vector<int32_t> route_idx;
-  std::vector<int32_t> expert_off, expert_slot, expert_tok;
-  std::vector<float> expert_w;
+  // expert_off[e] .. expert_off[e + 1] - 1 of expert_slot / expert_tok / expert_w; expert_off_host:
+  // the offsets downloaded, which size each expert's matmuls); per expert its activations; the
+  // shared expert and its gate logit [T].
+  DevF router_logits, route_w;
+  DevI route_idx;
+  DevI expert_off, expert_slot, expert_tok;
+  std::vector<int32_t> expert_off_host;
+  DevF expert_w;
   std::vector<MlpActs> experts;
   MlpActs shared;
-  std::vector<float> shared_gate_logit;
+  DevF shared_gate_logit;
   // The FFN block's output [T, d]; o_proj's output [T, d]. Training frees both (and a dense MLP's
   // y) once added to the residual: no backward reads them.
-  std::vector<float> ffn_out, tmp;
+  DevF ffn_out, tmp;
   MlaCacheScratch mla_cache;
 };
 
@@ -78,9 +87,12 @@ struct LayerCtx {
   const ModelConfig* cfg = nullptr;
   const RopeTable* rope = nullptr;
   int64_t rows = 0;             // T: rows of every sequence or chunk, concatenated
-  const int32_t* pos = nullptr; // [T] position of each row within its sequence
-  // Training: sequence s is rows [seq_start[s], seq_start[s + 1]); no cache.
+  const int32_t* pos = nullptr; // [T] position of each row within its sequence (backend memory)
+  const float* inv_freq = nullptr;  // the RoPE table's frequencies (backend memory)
+  // Training: sequence s is rows [seq_start[s], seq_start[s + 1]) (host; seq_start_dev: the same
+  // in backend memory, for attention); no cache.
   const std::vector<int64_t>* seq_start = nullptr;
+  const int64_t* seq_start_dev = nullptr;
   // Inference: the chunks (in row order), their slots' lengths before this pass, and the cache.
   KVCache* cache = nullptr;
   std::span<const SeqChunk> chunks;

@@ -8,10 +8,10 @@ namespace reason {
 
 void mlp_forward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t n, int64_t d, MlpActs& a, OpLaps* laps) {
   const int64_t ffn = m.gate.w.dim(0);
-  a.gate.resize(size_t(n * ffn));
-  a.up.resize(size_t(n * ffn));
-  a.act.resize(size_t(n * ffn));
-  a.y.resize(size_t(n * d));
+  a.gate.resize(be, size_t(n * ffn));
+  a.up.resize(be, size_t(n * ffn));
+  a.act.resize(be, size_t(n * ffn));
+  a.y.resize(be, size_t(n * d));
   OpLaps none(nullptr);
   OpLaps& lap = laps ? *laps : none;
   linear_forward(be, m.gate, x, n, a.gate.data());
@@ -27,7 +27,7 @@ void mlp_forward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t 
 void mlp_backward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t n, const MlpActs& a, const float* dy, float* dx,
                   bool accumulate_dx, const ParamGrads& g) {
   const int64_t ffn = m.gate.w.dim(0);
-  std::vector<float> dact(size_t(n * ffn)), dgate(size_t(n * ffn)), dup(size_t(n * ffn));
+  DevF dact(be, size_t(n * ffn)), dgate(be, size_t(n * ffn)), dup(be, size_t(n * ffn));
   linear_backward(be, m.down, a.act.data(), dy, n, dact.data(), false, g);
   be.silu_mul_bwd(dgate.data(), dup.data(), a.gate.data(), a.up.data(), dact.data(), n * ffn);
   linear_backward(be, m.gate, x, dgate.data(), n, dx, accumulate_dx, g);

@@ -11,37 +11,39 @@ namespace reason {
 void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, float* out, LayerActs& a,
                  int64_t* expert_load) {
   const int E = w.router.n_experts, K = w.router.top_k;
-  a.router_logits.resize(size_t(T * E));
+  a.router_logits.resize(be, size_t(T * E));
   linear_forward(be, Linear{w.gate, Tensor()}, h, T, a.router_logits.data());
-  a.route_idx.resize(size_t(T * K));
-  a.route_w.resize(size_t(T * K));
+  a.route_idx.resize(be, size_t(T * K));
+  a.route_w.resize(be, size_t(T * K));
   be.moe_route(route_args(w.router, a.router_logits.data(), w.score_bias.raw() ? w.score_bias.data<float>() : nullptr,
                           T, a.route_idx.data(), a.route_w.data()));
   const size_t slots = size_t(T * K);
-  a.expert_off.resize(size_t(E + 1));
-  a.expert_slot.resize(slots);
-  a.expert_tok.resize(slots);
-  a.expert_w.resize(slots);
+  a.expert_off.resize(be, size_t(E + 1));
+  a.expert_slot.resize(be, slots);
+  a.expert_tok.resize(be, slots);
+  a.expert_w.resize(be, slots);
   be.moe_group_rows(a.route_idx.data(), a.route_w.data(), T, K, E, a.expert_off.data(), a.expert_slot.data(),
                     a.expert_tok.data(), a.expert_w.data());
-  a.experts.assign(size_t(E), MlpActs{});
+  // The one download of the block: how many rows each expert's matmuls take.
+  a.expert_off_host = a.expert_off.download();
+  a.experts.resize(size_t(E));
   be.fill_zero(out, size_t(T * d) * sizeof(float));
-  std::vector<float> xe;
+  DevF xe;
   for (int e = 0; e < E; ++e) {
-    const int64_t p0 = a.expert_off[size_t(e)], n = a.expert_off[size_t(e) + 1] - p0;
+    const int64_t p0 = a.expert_off_host[size_t(e)], n = a.expert_off_host[size_t(e) + 1] - p0;
     if (expert_load) expert_load[e] += n;
     if (n == 0) continue;
-    xe.resize(size_t(n * d));
-    be.gather_rows(xe.data(), h, DType::F32, &a.expert_tok[size_t(p0)], n, d);
     MlpActs& ea = a.experts[size_t(e)];
+    xe.resize(be, size_t(n * d));
+    be.gather_rows(xe.data(), h, DType::F32, a.expert_tok.data() + p0, n, d);
     mlp_forward(be, w.experts[size_t(e)], xe.data(), n, d, ea);
     // out[t] += w * y, in slot order
-    be.scatter_add_rows(out, &a.expert_tok[size_t(p0)], ea.y.data(), &a.expert_w[size_t(p0)], n, d);
+    be.scatter_add_rows(out, a.expert_tok.data() + p0, ea.y.data(), a.expert_w.data() + p0, n, d);
   }
   if (w.has_shared) {
     mlp_forward(be, w.shared, h, T, d, a.shared);
     if (w.shared_gate.raw()) {
-      a.shared_gate_logit.resize(static_cast<size_t>(T));
+      a.shared_gate_logit.resize(be, static_cast<size_t>(T));
       linear_forward(be, Linear{w.shared_gate, Tensor()}, h, T, a.shared_gate_logit.data());
       be.sigmoid_gate_add(out, a.shared_gate_logit.data(), a.shared.y.data(), T, d);
     } else {
@@ -96,27 +98,28 @@ void moe_backward(kernels::Backend& be, const MoeWeights& w, const float* h, int
                   float aux_scale) {
   const RouterConfig& rc = w.router;
   const int E = rc.n_experts, K = rc.top_k;
-  std::vector<float> dwt(size_t(T * K), 0.0f), xe, dy, dxe, dots;
+  DevF dwt, xe, dy, dxe, dots;
+  dwt.zeros(be, size_t(T * K));
   for (int e = 0; e < E; ++e) {
-    const int64_t p0 = a.expert_off[size_t(e)], n = a.expert_off[size_t(e) + 1] - p0;
+    const int64_t p0 = a.expert_off_host[size_t(e)], n = a.expert_off_host[size_t(e) + 1] - p0;
     if (n == 0) continue;
-    const int32_t* tok = &a.expert_tok[size_t(p0)];
+    const int32_t* tok = a.expert_tok.data() + p0;
     const MlpActs& ea = a.experts[size_t(e)];
-    xe.resize(size_t(n * d));
-    dy.resize(size_t(n * d));
-    dxe.resize(size_t(n * d));
-    dots.resize(size_t(n));
+    xe.resize(be, size_t(n * d));
+    dy.resize(be, size_t(n * d));
+    dxe.resize(be, size_t(n * d));
+    dots.resize(be, size_t(n));
     be.gather_rows(xe.data(), h, DType::F32, tok, n, d);
     // dy = w * dout (the expert's share), dL/dw = dout . y (into the expert's routing slots)
-    be.gather_scale_dot(dy.data(), dots.data(), dout, tok, &a.expert_w[size_t(p0)], ea.y.data(), n, d);
-    be.scatter_add_rows(dwt.data(), &a.expert_slot[size_t(p0)], dots.data(), nullptr, n, 1);
+    be.gather_scale_dot(dy.data(), dots.data(), dout, tok, a.expert_w.data() + p0, ea.y.data(), n, d);
+    be.scatter_add_rows(dwt.data(), a.expert_slot.data() + p0, dots.data(), nullptr, n, 1);
     mlp_backward(be, w.experts[size_t(e)], xe.data(), n, ea, dy.data(), dxe.data(), false, g);
     be.scatter_add_rows(dh, tok, dxe.data(), nullptr, n, d);
   }
   if (w.has_shared) {
     if (w.shared_gate.raw()) {
       // out += sigmoid(z) * y_shared, z = shared_expert_gate(h)
-      std::vector<float> dys(size_t(T * d)), dz(static_cast<size_t>(T));
+      DevF dys(be, size_t(T * d)), dz(be, static_cast<size_t>(T));
       be.sigmoid_gate_bwd(dys.data(), dz.data(), a.shared_gate_logit.data(), a.shared.y.data(), dout, T, d);
       mlp_backward(be, w.shared, h, T, a.shared, dys.data(), dh, true, g);
       linear_backward(be, Linear{w.shared_gate, Tensor()}, h, dz.data(), T, dh, true, g);
@@ -125,12 +128,17 @@ void moe_backward(kernels::Backend& be, const MoeWeights& w, const float* h, int
     }
   }
   // Router: the chosen experts' weights back to the logits (the choice itself is a constant).
-  std::vector<float> dlogits(size_t(T * E));
+  DevF dlogits(be, size_t(T * E));
   // (moe_route_bwd only reads idx; the args struct names it as moe_route's output)
   be.moe_route_bwd(route_args(rc, a.router_logits.data(), nullptr, T, const_cast<int32_t*>(a.route_idx.data()),
                               const_cast<float*>(a.route_w.data())),
                    dwt.data(), dlogits.data());
-  if (aux_alpha > 0.0f) moe_seq_aux_loss(rc, a.router_logits, a.route_idx, seq_start, aux_alpha, dlogits.data(), aux_scale);
+  if (aux_alpha > 0.0f) {
+    // The balance loss's gradient, on the host (a few values per token; downloaded, added, uploaded).
+    std::vector<float> dl = dlogits.download();
+    moe_seq_aux_loss(rc, a.router_logits.download(), a.route_idx.download(), seq_start, aux_alpha, dl.data(), aux_scale);
+    dlogits.upload(be, dl);
+  }
   linear_backward(be, Linear{w.gate, Tensor()}, h, dlogits.data(), T, dh, true, g);
 }
 

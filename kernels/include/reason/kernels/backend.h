@@ -208,6 +208,10 @@ class Backend {
   virtual ~Backend() = default;
   virtual DeviceKind kind() const = 0;
   virtual const char* name() const = 0;
+  // Whether the host may dereference this backend's memory (alloc's pointers). Only host code
+  // that reads results without a copy asks (DeviceArray::read, Tensor::host); everything else goes
+  // through upload / download.
+  virtual bool host_addressable() const { return kind() == DeviceKind::CPU; }
 
   // Device memory. alloc throws on failure; dealloc(nullptr) is a no-op.
   virtual void* alloc(size_t bytes) = 0;
