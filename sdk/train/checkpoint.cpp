@@ -68,7 +68,8 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
       for (auto& [name, t] : list) {
         DType dt = model.stored_dtype(name);
         if (dt == DType::F8_E4M3) dt = DType::BF16;
-        tensors.emplace_back(name, t.dtype() == dt ? t : t.to(dt));
+        const Tensor h = t.host();  // downloaded when the weights live on a device
+        tensors.emplace_back(name, h.dtype() == dt ? h : h.to(dt));
       }
     write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
     stage("model");

@@ -37,10 +37,12 @@ float AdamW::step(kernels::Backend& be, const std::vector<std::pair<std::string,
     const float* gd = g.data<float>();
     const int64_t n = g.numel();
     const double s = be.sum_squares(gd, n);
-    if (!std::isfinite(s))  // a NaN or infinity (squares of finite floats cannot overflow a double)
+    if (!std::isfinite(s)) {  // a NaN or infinity (squares of finite floats cannot overflow a double)
+      const Tensor h = g.host();
       for (int64_t i = 0; i < n; ++i)
-        if (!std::isfinite(gd[i]))
+        if (!std::isfinite(h.data<float>()[i]))
           fail(ErrorCode::InvalidArgument, "gradient of '{}' is not finite (element {}); the step was not applied", name, i);
+    }
     sq += s;
   }
   const float norm = float(std::sqrt(sq));

@@ -150,17 +150,24 @@ struct GrpoTokens {
   std::vector<double> weight;
 };
 
-// Runs Backend::grpo_token_loss over the tokens: returns d loss / d logp per token (weighted) and
-// fills sums (backend.h's GrpoLossArgs::sums).
+// Runs Backend::grpo_token_loss over the tokens (uploaded to the backend's memory): returns d loss /
+// d logp per token (weighted) and fills sums (backend.h's GrpoLossArgs::sums).
 std::vector<float> grpo_token_loss(kernels::Backend& be, const GrpoTokens& tk, const GrpoConfig& cfg, double* sums) {
-  std::vector<float> dlogp(tk.logp.size());
+  const size_t n = tk.logp.size();
+  DeviceArray<float> logp, old, ref, adv, dlogp(be, n);
+  DeviceArray<double> weight, sums_dev(be, 5);
+  logp.upload(be, tk.logp);
+  old.upload(be, tk.old);
+  if (cfg.beta > 0.0f) ref.upload(be, tk.ref);
+  adv.upload(be, tk.adv);
+  weight.upload(be, tk.weight);
   kernels::GrpoLossArgs a;
-  a.logp = tk.logp.data();
-  a.old_logp = tk.old.data();
-  a.ref_logp = cfg.beta > 0.0f ? tk.ref.data() : nullptr;
-  a.adv = tk.adv.data();
-  a.weight = tk.weight.data();
-  a.n = int64_t(tk.logp.size());
+  a.logp = logp.data();
+  a.old_logp = old.data();
+  a.ref_logp = cfg.beta > 0.0f ? ref.data() : nullptr;
+  a.adv = adv.data();
+  a.weight = weight.data();
+  a.n = int64_t(n);
   a.eps_low = cfg.epsilon;
   a.eps_high = cfg.epsilon_high;
   a.beta = cfg.beta;
@@ -168,9 +175,11 @@ std::vector<float> grpo_token_loss(kernels::Backend& be, const GrpoTokens& tk, c
   a.k3_clamp = cfg.k3_clamp;
   a.kl_ratio_correction = cfg.kl_ratio_correction;
   a.dlogp = dlogp.data();
-  a.sums = sums;
+  a.sums = sums_dev.data();
   be.grpo_token_loss(a);
-  return dlogp;
+  const std::vector<double> s = sums_dev.download();
+  std::copy(s.begin(), s.end(), sums);
+  return dlogp.download();
 }
 
 }  // namespace
@@ -389,11 +398,14 @@ void Trainer::balance_experts(std::span<const int64_t> load, float gamma) {
     double mean = 0;
     for (int64_t e = 0; e < c.n_experts; ++e) mean += double(l[e]);
     mean /= double(c.n_experts);
-    float* b = const_cast<float*>(bias.data<float>());
+    // The bias is a few values per layer: updated on the host, written back to the backend.
+    Tensor h = bias.host_accessible() ? bias : bias.host();
+    float* b = h.data<float>();
     for (int64_t e = 0; e < c.n_experts; ++e) {
       if (double(l[e]) > mean) b[e] -= gamma;
       else if (double(l[e]) < mean) b[e] += gamma;
     }
+    if (!bias.host_accessible()) bias.backend()->upload(const_cast<void*>(bias.raw()), h.raw(), h.nbytes());
   }
 }
 
