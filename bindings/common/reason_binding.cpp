@@ -164,7 +164,10 @@ void Model::close() {
   m_ = nullptr;
 }
 
-Status Model::load(const std::string& dir, const std::string& dtype) {
+Status Model::load(const std::string& dir, const std::string& dtype) { return load_on(dir, dtype, "cpu", "auto"); }
+
+Status Model::load_on(const std::string& dir, const std::string& dtype, const std::string& device,
+                      const std::string& kv_dtype) {
   close();
   reason_model_options o = REASON_MODEL_OPTIONS_INIT;
   if (dtype == "bf16")
@@ -173,7 +176,19 @@ Status Model::load(const std::string& dir, const std::string& dtype) {
     o.compute_dtype = REASON_DTYPE_F32;
   else
     return error(REASON_ERR_INVALID_ARGUMENT, "dtype must be \"f32\" or \"bf16\" (got \"" + dtype + "\")");
-  return status_of(reason_model_load(&m_, dir.c_str(), &o));
+  reason_device dev = REASON_DEVICE_CPU;
+  if (device == "cuda")
+    dev = REASON_DEVICE_CUDA;
+  else if (device != "cpu" && !device.empty())
+    return error(REASON_ERR_INVALID_ARGUMENT, "device must be \"cpu\" or \"cuda\" (got \"" + device + "\")");
+  reason_dtype kv = REASON_DTYPE_AUTO;
+  if (kv_dtype == "f32")
+    kv = REASON_DTYPE_F32;
+  else if (kv_dtype == "bf16")
+    kv = REASON_DTYPE_BF16;
+  else if (kv_dtype != "auto" && !kv_dtype.empty())
+    return error(REASON_ERR_INVALID_ARGUMENT, "kv_dtype must be \"auto\", \"f32\" or \"bf16\" (got \"" + kv_dtype + "\")");
+  return status_of(reason_model_load_on(&m_, dir.c_str(), &o, dev, kv));
 }
 
 ModelInfo Model::info() const {
@@ -188,6 +203,8 @@ ModelInfo Model::info() const {
   out.num_layers = i.n_layers;
   out.num_params = i.n_params;
   out.num_experts = i.n_experts;
+  out.device = reason_model_device(m_) == REASON_DEVICE_CUDA ? "cuda" : "cpu";
+  out.kv_dtype = i.kv_dtype == REASON_DTYPE_BF16 ? "bf16" : "f32";
   return out;
 }
 

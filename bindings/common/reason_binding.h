@@ -109,6 +109,8 @@ class Tokenizer {
 struct ModelInfo {
   std::string architecture;
   int64_t vocab_size = 0, hidden_size = 0, num_layers = 0, num_params = 0, num_experts = 0;
+  std::string device;    // "cpu" or "cuda"
+  std::string kv_dtype;  // the KV cache's storage: "f32" or "bf16"
 };
 
 class Model {
@@ -119,6 +121,10 @@ class Model {
   Model& operator=(const Model&) = delete;
   // dtype: "f32" or "bf16" (compute dtype; training needs f32).
   Status load(const std::string& dir, const std::string& dtype = "f32");
+  // device: "cpu" or "cuda" (reason_model_load_on); kv_dtype: "auto" (the compute dtype), "f32"
+  // or "bf16".
+  Status load_on(const std::string& dir, const std::string& dtype, const std::string& device,
+                 const std::string& kv_dtype);
   ModelInfo info() const;
   // The model's tokenizer into `out` (borrowed: valid while this model is open).
   Status tokenizer(Tokenizer& out) const;

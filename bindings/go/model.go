@@ -22,13 +22,20 @@ type modelCore struct {
 	tok *tokCore // the tokenizer loaded with the model (borrowed from it), or nil
 }
 
-type loadOptions struct{ dtype string }
+type loadOptions struct{ dtype, device, kvDType string }
 
 // LoadOption changes how LoadModel loads a model.
 type LoadOption func(*loadOptions)
 
 // WithDType sets the compute dtype: "f32" (the default; training needs it) or "bf16".
 func WithDType(dtype string) LoadOption { return func(o *loadOptions) { o.dtype = dtype } }
+
+// WithDevice sets where the model runs: "cpu" (the default) or "cuda" (an error naming the reason
+// when the library has no CUDA or no GPU is usable).
+func WithDevice(device string) LoadOption { return func(o *loadOptions) { o.device = device } }
+
+// WithKVDType sets the KV cache's storage: "auto" (the default: the compute dtype), "f32" or "bf16".
+func WithKVDType(dtype string) LoadOption { return func(o *loadOptions) { o.kvDType = dtype } }
 
 // LoadModel loads a Hugging Face model directory (config.json, model.safetensors or a sharded
 // index, and tokenizer.json when present). Errors are *Error values naming the directory and
@@ -37,12 +44,12 @@ func LoadModel(dir string, opts ...LoadOption) (*Model, error) {
 	if versionErr != nil {
 		return nil, versionErr
 	}
-	o := loadOptions{dtype: "f32"}
+	o := loadOptions{dtype: "f32", device: "cpu", kvDType: "auto"}
 	for _, f := range opts {
 		f(&o)
 	}
 	nm := native.NewModel()
-	if err := takeStatus(nm.Load(dir, o.dtype)); err != nil {
+	if err := takeStatus(nm.Load_on(dir, o.dtype, o.device, o.kvDType)); err != nil {
 		native.DeleteModel(nm)
 		return nil, err
 	}
@@ -98,6 +105,7 @@ func (m *Model) Info() ModelInfo {
 	return ModelInfo{
 		Architecture: i.GetArchitecture(), VocabSize: i.GetVocab_size(), HiddenSize: i.GetHidden_size(),
 		NumLayers: i.GetNum_layers(), NumParams: i.GetNum_params(), NumExperts: i.GetNum_experts(),
+		Device: i.GetDevice(), KVDType: i.GetKv_dtype(),
 	}
 }
 

@@ -79,10 +79,35 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+func TestDeviceAndKVDTypeAtLoad(t *testing.T) {
+	m, err := LoadModel(fixture(t, "dense/qwen2_tied"), WithDevice("cpu"), WithKVDType("bf16"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if info := m.Info(); info.Device != "cpu" || info.KVDType != "bf16" {
+		t.Errorf("info %+v, want device cpu and a bf16 KV cache", info)
+	}
+	if _, err := LoadModel(fixture(t, "dense/qwen2_tied"), WithDevice("tpu")); !errors.Is(err, ErrInvalidArgument) ||
+		!strings.Contains(err.Error(), "tpu") {
+		t.Errorf("device tpu: %v", err)
+	}
+	// CUDA runs where a GPU is usable; elsewhere it is an Unsupported error with the reason.
+	if g, err := LoadModel(fixture(t, "dense/qwen2_tied"), WithDevice("cuda")); err == nil {
+		if g.Info().Device != "cuda" {
+			t.Errorf("device %q", g.Info().Device)
+		}
+		g.Close()
+	} else if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "device cuda is not available") {
+		t.Errorf("device cuda: %v", err)
+	}
+}
+
 func TestModelInfoAndTokenizer(t *testing.T) {
 	m := loadModel(t, "dense/qwen2_tied")
 	info := m.Info()
-	if info.Architecture != "Qwen2ForCausalLM" || info.VocabSize != 512 || info.NumLayers != 2 || info.HiddenSize != 32 {
+	if info.Architecture != "Qwen2ForCausalLM" || info.VocabSize != 512 || info.NumLayers != 2 || info.HiddenSize != 32 ||
+		info.Device != "cpu" || info.KVDType != "f32" {
 		t.Errorf("info %+v", info)
 	}
 	tok, err := m.Tokenizer()

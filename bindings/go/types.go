@@ -104,7 +104,9 @@ type ModelInfo struct {
 	HiddenSize   int64
 	NumLayers    int64
 	NumParams    int64
-	NumExperts   int64 // routed experts per MoE layer; 0 for dense models
+	NumExperts   int64  // routed experts per MoE layer; 0 for dense models
+	Device       string // where the model runs: "cpu" or "cuda"
+	KVDType      string // the KV cache's storage: "f32" or "bf16"
 }
 
 // StepMetrics are the metrics of one training step.

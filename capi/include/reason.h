@@ -155,6 +155,19 @@ REASON_API reason_status reason_model_load(reason_model** out, const char* dir,
                                            const reason_model_options* opts);
 REASON_API void reason_model_free(reason_model* model);
 
+/* Where a model's weights, KV cache and activations live and its ops run. */
+typedef enum reason_device {
+  REASON_DEVICE_CPU = 0,  /* the CPU backend (oneDNN + vectorised loops) */
+  REASON_DEVICE_CUDA = 1  /* the CUDA backend on GPU 0 */
+} reason_device;
+
+/* reason_model_load on `device`, with the KV cache stored in kv_dtype (REASON_DTYPE_AUTO: the
+ * compute dtype; F32 or BF16). REASON_DEVICE_CUDA is REASON_ERR_UNSUPPORTED, with the reason in
+ * the message, when the library was built without CUDA or no driver or GPU is usable; a bad enum
+ * value is REASON_ERR_INVALID_ARGUMENT. Ownership and threads as reason_model_load. */
+REASON_API reason_status reason_model_load_on(reason_model** out, const char* dir, const reason_model_options* opts,
+                                              reason_device device, reason_dtype kv_dtype);
+
 /* The tokenizer loaded with the model, or NULL if none. Borrowed: owned by the model and
  * valid while the model is. */
 REASON_API const reason_tokenizer* reason_model_tokenizer(const reason_model* model);
@@ -181,8 +194,13 @@ typedef struct reason_model_info {
   /* Added after 0.2.0 (written only when struct_size covers it): */
   reason_dtype kv_dtype;      /* the KV cache's storage (F32 or BF16); kv_bytes_per_token counts it */
 } reason_model_info;
+/* (The device is not a member: it would fall in the struct's 0.2.0 tail padding. See
+ * reason_model_device.) */
 
 REASON_API reason_status reason_model_get_info(reason_model_info* out, const reason_model* model);
+
+/* Where the model runs (the device it was loaded on); REASON_DEVICE_CPU for a NULL model. */
+REASON_API reason_device reason_model_device(const reason_model* model);
 
 /* Runs a prompt through an MoE model and counts, per layer and expert, the tokens routed to it:
  * out_counts[layer * n_experts + e] for layer < n_layers (dense layers count 0). out_counts is

@@ -88,6 +88,11 @@ REASON_API void reason_set_num_threads(int n) { reason::kernels::set_cpu_threads
 REASON_API int reason_get_num_threads(void) { return reason::kernels::cpu_threads(); }
 
 REASON_API reason_status reason_model_load(reason_model** out, const char* dir, const reason_model_options* opts) {
+  return reason_model_load_on(out, dir, opts, REASON_DEVICE_CPU, REASON_DTYPE_AUTO);
+}
+
+REASON_API reason_status reason_model_load_on(reason_model** out, const char* dir, const reason_model_options* opts,
+                                              reason_device device, reason_dtype kv_dtype) {
   REASON_CHECK_ARG(out, "reason_model_load", "out is NULL");
   REASON_CHECK_ARG(dir, "reason_model_load", "dir is NULL");
   REASON_CHECK_ARG(!opts || opts->struct_size >= sizeof(uint32_t), "reason_model_load", "opts->struct_size is not set");
@@ -99,6 +104,17 @@ REASON_API reason_status reason_model_load(reason_model** out, const char* dir, 
       case REASON_DTYPE_F32: lo.compute_dtype = reason::DType::F32; break;
       case REASON_DTYPE_BF16: lo.compute_dtype = reason::DType::BF16; break;
       default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown compute_dtype {}", int(o.compute_dtype));
+    }
+    switch (kv_dtype) {
+      case REASON_DTYPE_AUTO: break;
+      case REASON_DTYPE_F32: lo.kv_dtype = reason::DType::F32; break;
+      case REASON_DTYPE_BF16: lo.kv_dtype = reason::DType::BF16; break;
+      default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown kv_dtype {}", int(kv_dtype));
+    }
+    switch (device) {
+      case REASON_DEVICE_CPU: lo.device = reason::Device::Cpu; break;
+      case REASON_DEVICE_CUDA: lo.device = reason::Device::Cuda; break;
+      default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown device {}", int(device));
     }
     lo.load_tokenizer = o.load_tokenizer != 0;
     auto m = std::make_unique<reason_model>();
@@ -144,6 +160,11 @@ REASON_API reason_status reason_model_get_info(reason_model_info* out, const rea
     std::memcpy(out, &i, n);
     out->struct_size = caller_size;
   });
+}
+
+REASON_API reason_device reason_model_device(const reason_model* model) {
+  if (!model || !model->model) return REASON_DEVICE_CPU;
+  return model->model->backend().kind() == reason::kernels::DeviceKind::CUDA ? REASON_DEVICE_CUDA : REASON_DEVICE_CPU;
 }
 
 REASON_API reason_status reason_model_expert_load(int64_t* out_counts, size_t n_counts, const reason_model* model,

@@ -26,10 +26,12 @@ struct Common {
   int threads = 0;
   std::string dtype = "f32";
   std::string kv_dtype = "auto";
+  std::string device = "cpu";
 };
 
 LoadOptions load_options(const Common& c) {
   LoadOptions lo;
+  lo.device = parse_device(c.device);
   if (c.dtype == "f32")
     lo.compute_dtype = DType::F32;
   else if (c.dtype == "bf16")
@@ -73,6 +75,7 @@ json info_json(const Model& m) {
   j["parameters"] = m.n_params();
   j["kv_cache_dtype"] = kernels::dtype_name(m.kv_dtype());
   j["kv_cache_bytes_per_token"] = m.kv_bytes_per_token();
+  j["device"] = m.backend().name();
   j["tokenizer"] = m.tokenizer() ? "tokenizer.json" : "none";
   if (c.n_experts > 0) {
     int64_t moe_layers = 0;
@@ -129,6 +132,7 @@ int main(int argc, char** argv) {
   gen->add_option("--n", n, "number of samples")->capture_default_str();
   gen->add_option("--dtype", common.dtype, "compute dtype: f32 or bf16")->capture_default_str();
   gen->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
+  gen->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
   gen->add_flag("--json", as_json, "print completions with token ids and logprobs as JSON");
 
   // tokenize
@@ -145,12 +149,14 @@ int main(int argc, char** argv) {
   scorec->add_option("--text", text)->required();
   scorec->add_option("--dtype", common.dtype)->capture_default_str();
   scorec->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
+  scorec->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
 
   // info
   auto* infoc = app.add_subcommand("info", "print the CPU path in use and, with --model, a model's configuration and sizes");
   infoc->add_option("--model", model_dir, "model directory (without it only the CPU path is printed)");
   infoc->add_option("--dtype", common.dtype)->capture_default_str();
   infoc->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
+  infoc->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
   bool routing = false;
   std::string routing_prompt = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42.";
   infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");

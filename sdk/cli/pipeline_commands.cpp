@@ -22,7 +22,7 @@ struct PipelineCommands::State {
   CLI::App* run = nullptr;
   CLI::App* check = nullptr;
   CLI::App* eval = nullptr;
-  std::string config, out;
+  std::string config, out, device = "cpu";
   bool no_progress = false;
   // eval
   std::string model, data, template_text = "{prompt}", json_out, prompt_field = "prompt", answer_field = "answer";
@@ -41,6 +41,7 @@ PipelineCommands::PipelineCommands(CLI::App& app) : s_(std::make_unique<State>()
   s.run->add_option("config", s.config, "pipeline config (protobuf text format, see examples/pipelines/)")->required();
   s.run->add_option("--out", s.out, "output directory (checkpoints, metrics.jsonl, plots, summary.json)")->required();
   s.run->add_flag("--no-progress", s.no_progress, "no progress bars");
+  s.run->add_option("--device", s.device, "where every model of the pipeline runs: cpu or cuda")->capture_default_str();
   s.check = s.pipeline->add_subcommand("check", "validate CONFIG and the files it names, run nothing");
   s.check->add_option("config", s.config, "pipeline config")->required();
 
@@ -56,6 +57,7 @@ PipelineCommands::PipelineCommands(CLI::App& app) : s_(std::make_unique<State>()
   s.eval->add_option("--max-prompts", s.max_prompts, "evaluate the first N problems only (0: all)");
   s.eval->add_option("--seed", s.seed, "sampling seed")->capture_default_str();
   s.eval->add_flag("--no-greedy", s.no_greedy, "skip greedy decoding");
+  s.eval->add_option("--device", s.device, "where the model runs: cpu or cuda")->capture_default_str();
   s.eval->add_option("--prompt-field", s.prompt_field, "JSON field of the prompt")->capture_default_str();
   s.eval->add_option("--answer-field", s.answer_field, "JSON field of the gold answer")->capture_default_str();
   s.eval->add_option("--json", s.json_out, "also write the results (with every sample) to this file");
@@ -69,6 +71,7 @@ bool PipelineCommands::run() {
     PipelineOptions po;
     po.out_dir = s.out;
     po.progress = !s.no_progress;
+    po.load.device = parse_device(s.device);
     run_pipeline(s.config, po);
     std::fprintf(stderr, "results: %s/summary.json, plots: %s/plots.svg and %s/stages/*/plots.svg\n", s.out.c_str(),
                  s.out.c_str(), s.out.c_str());
@@ -79,7 +82,9 @@ bool PipelineCommands::run() {
     return true;
   }
   if (!*s.eval) return false;
-  auto m = Model::load(s.model);
+  LoadOptions lo;
+  lo.device = parse_device(s.device);
+  auto m = Model::load(s.model, lo);
   auto tok = m->require_tokenizer();
   DatasetFields f;
   f.prompt = s.prompt_field;

@@ -31,12 +31,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/model.h"
 #include "rl/reward_runner.h"
 
 namespace reason {
 
 struct PipelineOptions {
   std::string out_dir;
+  // How every model of the pipeline is loaded: its device (or a caller's backend). Training needs
+  // f32, so compute_dtype stays F32.
+  LoadOptions load;
   bool progress = true;   // progress bars on `log`
   FILE* log = stderr;
   // Reward functions that a RewardTerm can name with `callback: "NAME"`. They are called from

@@ -90,7 +90,7 @@ TrainingRun open_training(const StageEnv& env, const std::string& model_name, co
   TrainingRun run;
   const std::string ckpt = (fs::path(env.dir) / "ckpt").string();
   const bool resume = checkpoint_complete(ckpt);
-  run.model = Model::load(resume ? ckpt : env.model_dir(model_name));
+  run.model = Model::load(resume ? ckpt : env.model_dir(model_name), env.opts->load);
   run.trainer = std::make_unique<Trainer>(run.model, tc);
   if (resume) {
     auto state = load_optimizer_state(ckpt, *run.model, run.trainer->optimizer());

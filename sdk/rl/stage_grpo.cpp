@@ -83,7 +83,7 @@ StageResult run_grpo_stage(const StageEnv& env) {
 
   TrainingRun run = open_training(env, s.model(), tc);
   std::shared_ptr<const Model> reference;
-  if (gc.beta > 0) reference = Model::load(env.model_dir(s.model()));
+  if (gc.beta > 0) reference = Model::load(env.model_dir(s.model()), env.opts->load);
   const Tokenizer& tok = *run.model->require_tokenizer();
 
   const Dataset& data = env.dataset(s.dataset());

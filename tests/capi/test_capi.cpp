@@ -84,6 +84,35 @@ TEST_CASE("the KV cache dtype follows the compute dtype; info reports it to new 
   }
 }
 
+TEST_CASE("reason_model_load_on: device and KV dtype chosen at load; a device that cannot run is a clear error", "[capi]") {
+  reason_model* m = nullptr;
+  REQUIRE(reason_model_load_on(&m, kModel.c_str(), nullptr, REASON_DEVICE_CPU, REASON_DTYPE_BF16) == REASON_OK);
+  reason_model_info info{};
+  info.struct_size = sizeof(info);
+  REQUIRE(reason_model_get_info(&info, m) == REASON_OK);
+  CHECK(reason_model_device(m) == REASON_DEVICE_CPU);
+  CHECK(info.compute_dtype == REASON_DTYPE_F32);
+  CHECK(info.kv_dtype == REASON_DTYPE_BF16);  // f32 weights, bf16 cache
+  CHECK(info.kv_bytes_per_token == 2u * 2 * 8 * 2 * 2);
+  reason_model_free(m);
+  m = nullptr;
+  CHECK(reason_model_load_on(&m, kModel.c_str(), nullptr, reason_device(9), REASON_DTYPE_AUTO) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(reason_last_error()).find("unknown device 9") != std::string::npos);
+  CHECK(reason_model_device(nullptr) == REASON_DEVICE_CPU);
+  CHECK(reason_model_load_on(&m, kModel.c_str(), nullptr, REASON_DEVICE_CPU, reason_dtype(7)) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(reason_last_error()).find("unknown kv_dtype 7") != std::string::npos);
+  CHECK(m == nullptr);
+  // CUDA: runs where a GPU is usable; elsewhere UNSUPPORTED with the reason (never a crash).
+  const reason_status st = reason_model_load_on(&m, kModel.c_str(), nullptr, REASON_DEVICE_CUDA, REASON_DTYPE_AUTO);
+  if (st == REASON_OK) {
+    CHECK(reason_model_device(m) == REASON_DEVICE_CUDA);
+    reason_model_free(m);
+  } else {
+    CHECK(st == REASON_ERR_UNSUPPORTED);
+    CHECK(std::string(reason_last_error()).find("device cuda is not available") != std::string::npos);
+  }
+}
+
 TEST_CASE("tokenizer through the ABI round-trips and formats chat", "[capi]") {
   ModelHandle h;
   const reason_tokenizer* tok = reason_model_tokenizer(h.m);

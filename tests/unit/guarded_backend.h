@@ -9,8 +9,9 @@
 // BackendError naming the op and the argument: a host std::vector handed to an op is caught as a
 // CUDA run would fault on it. Ops are serialised (one mutex); results are bit for bit the CPU
 // backend's, so a test can compare a whole run on this backend with the same run on the CPU.
-// Freed pages are returned with MADV_DONTNEED and never handed out again (a use after free reads
-// zeros inside an op, and faults outside one).
+// Freed pages are returned with MADV_DONTNEED (opening and closing the range costs time in
+// proportion to its resident pages) and handed out again only for an allocation of the same size
+// (which keeps the range small: training repeats its shapes).
 #pragma once
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "reason/kernels/backend.h"
 
@@ -47,6 +49,13 @@ class GuardedBackend final : public kernels::Backend {
     std::lock_guard<std::mutex> lk(mu_);
     const size_t page = size_t(::sysconf(_SC_PAGESIZE));
     const size_t n = (std::max<size_t>(bytes, 1) + page - 1) / page * page;
+    auto fit = free_.find(n);
+    if (fit != free_.end() && !fit->second.empty()) {
+      char* p = fit->second.back();
+      fit->second.pop_back();
+      sizes_[p] = n;
+      return p;
+    }
     if (used_ + n > reserve_) throw kernels::BackendError("guarded backend: out of reserved address space");
     char* p = base_ + used_;
     used_ += n;
@@ -59,6 +68,7 @@ class GuardedBackend final : public kernels::Backend {
     auto it = sizes_.find(static_cast<char*>(p));
     if (it == sizes_.end()) throw kernels::BackendError("guarded backend: dealloc of a pointer it did not allocate");
     ::madvise(it->first, it->second, MADV_DONTNEED);
+    free_[it->second].push_back(it->first);
     sizes_.erase(it);
   }
   void upload(void* dst, const void* src, size_t bytes) override {
@@ -300,6 +310,7 @@ class GuardedBackend final : public kernels::Backend {
   char* base_ = nullptr;
   size_t used_ = 0;
   std::map<char*, size_t> sizes_;
+  std::map<size_t, std::vector<char*>> free_;  // freed ranges by size
   std::mutex mu_;
   const char* op_ = "";
   int64_t ops_ = 0;

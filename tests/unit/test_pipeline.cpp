@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "reason.pb.h"
+#include "guarded_backend.h"
 #include "rl/pipeline.h"
 #include "rl/rewards.h"
 
@@ -272,6 +273,38 @@ TEST_CASE("r1 example (all five stage types), scaled down", "[pipeline]") {
   CHECK(kinds.size() == 5);
   json s = run_config(dir, cfg);
   check_outputs(dir / "out", s, size_t(c.stages_size()));
+}
+
+TEST_CASE("r1 example on a device the host cannot touch ends exactly as on the CPU", "[pipeline][device]") {
+  // Every model of every stage (SFT, GRPO with its reference, rejection sampling, distillation,
+  // eval) on test::GuardedBackend: a host read of device memory would fault, a host array given to
+  // an op would throw, and the results must be the CPU backend's bit for bit.
+  const std::string cfg = scaled_example("r1.textproto");
+  const fs::path cpu = temp_dir("r1_cpu"), dev = temp_dir("r1_device");
+  test::GuardedBackend g;
+  PipelineOptions on_dev;
+  on_dev.load.backend = &g;
+  run_config(cpu, cfg);
+  run_config(dev, cfg, on_dev);
+  CHECK(g.ops() > 10000);
+  size_t compared = 0;
+  for (const auto& st : fs::directory_iterator(cpu / "out" / "stages")) {
+    const fs::path other = dev / "out" / "stages" / st.path().filename();
+    INFO(st.path().filename().string());
+    if (fs::exists(st.path() / "final" / "model.safetensors")) {
+      CHECK(read(st.path() / "final" / "model.safetensors") == read(other / "final" / "model.safetensors"));
+      ++compared;
+    }
+    if (fs::exists(st.path() / "metrics.jsonl")) {
+      auto a = read_jsonl(st.path() / "metrics.jsonl"), b = read_jsonl(other / "metrics.jsonl");
+      REQUIRE(a.size() == b.size());
+      for (size_t i = 0; i < a.size(); ++i) CHECK(without_timings(a[i]) == without_timings(b[i]));
+    }
+    if (fs::exists(st.path() / "eval.json"))
+      CHECK(json::parse(read(st.path() / "eval.json"))["problems_detail"] ==
+            json::parse(read(other / "eval.json"))["problems_detail"]);
+  }
+  CHECK(compared >= 3);
 }
 
 TEST_CASE("distill example, scaled down, from a teacher trained by a pipeline", "[pipeline]") {

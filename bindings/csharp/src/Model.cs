@@ -26,12 +26,20 @@ public sealed class Model : IDisposable {
   /// <param name="dtype">Compute dtype: "f32" (needed for training) or "bf16".</param>
   /// <exception cref="ReasonException">The directory or a file in it is missing (Status.Io), malformed
   /// (Status.Format) or of an unsupported architecture (Status.Unsupported); the message names it.</exception>
-  public Model(string dir, string dtype = "f32") {
+  public Model(string dir, string dtype = "f32") : this(dir, dtype, "cpu", "auto") {}
+
+  /// <summary>Loads a model directory on a device.</summary>
+  /// <param name="dir">A Hugging Face model directory.</param>
+  /// <param name="dtype">Compute dtype: "f32" (needed for training) or "bf16".</param>
+  /// <param name="device">Where the model runs: "cpu" or "cuda" (Status.Unsupported, naming the reason,
+  /// when the library has no CUDA or no GPU is usable).</param>
+  /// <param name="kvDType">The KV cache's storage: "auto" (the compute dtype), "f32" or "bf16".</param>
+  public Model(string dir, string dtype, string device, string kvDType) {
     Check.NotNull(dir, "dir");
     Library.EnsureLoaded();
     var m = new Native.Model();
     try {
-      Check.Ok(m.load(dir, dtype ?? "f32"));
+      Check.Ok(m.load_on(dir, dtype ?? "f32", device ?? "cpu", kvDType ?? "auto"));
     } catch {
       m.Dispose();
       throw;
@@ -43,6 +51,11 @@ public sealed class Model : IDisposable {
 
   /// <summary>Same as the constructor.</summary>
   public static Model Load(string dir, string dtype = "f32") { return new Model(dir, dtype); }
+
+  /// <summary>Same as the four-argument constructor.</summary>
+  public static Model Load(string dir, string dtype, string device, string kvDType) {
+    return new Model(dir, dtype, device, kvDType);
+  }
 
   /// <summary>The directory the model was loaded from.</summary>
   public string Path { get; }
@@ -57,6 +70,7 @@ public sealed class Model : IDisposable {
         return new ModelInfo {
           Architecture = i.architecture, VocabSize = i.vocab_size, HiddenSize = i.hidden_size,
           NumLayers = i.num_layers, NumParams = i.num_params, NumExperts = i.num_experts,
+          Device = i.device, KVDType = i.kv_dtype,
         };
     }
   }

@@ -117,6 +117,10 @@ public sealed class ModelInfo {
   public long NumParams { get; internal set; }
   /// <summary>0 for a dense model.</summary>
   public long NumExperts { get; internal set; }
+  /// <summary>Where the model runs: "cpu" or "cuda".</summary>
+  public string Device { get; internal set; }
+  /// <summary>The KV cache's storage: "f32" or "bf16".</summary>
+  public string KVDType { get; internal set; }
   public override string ToString() {
     return Architecture + " (" + NumLayers + " layers, hidden " + HiddenSize + ", vocab " + VocabSize + ", " +
            NumParams + " parameters" + (NumExperts > 0 ? ", " + NumExperts + " experts" : "") + ")";

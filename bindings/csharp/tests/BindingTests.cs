@@ -71,6 +71,26 @@ public class BindingTests {
   }
 
   [Test]
+  public void DeviceAndKvDTypeAreChosenAtLoad() {
+    Assert.AreEqual("cpu", model.Info.Device);
+    Assert.AreEqual("f32", model.Info.KVDType);
+    using (var m = new Model(Tied, "f32", "cpu", "bf16")) {
+      Assert.AreEqual("cpu", m.Info.Device);
+      Assert.AreEqual("bf16", m.Info.KVDType);
+    }
+    var bad = Assert.Throws<ReasonException>(() => Model.Load(Tied, "f32", "tpu", "auto"));
+    Assert.AreEqual(Status.InvalidArgument, bad.Status);
+    StringAssert.Contains("tpu", bad.Message);
+    // CUDA runs where a GPU is usable; elsewhere it is Unsupported with the reason.
+    try {
+      using (var m = Model.Load(Tied, "f32", "cuda", "auto")) Assert.AreEqual("cuda", m.Info.Device);
+    } catch (ReasonException e) {
+      Assert.AreEqual(Status.Unsupported, e.Status);
+      StringAssert.Contains("device cuda is not available", e.Message);
+    }
+  }
+
+  [Test]
   public void ModelInfoAndTokenizerRoundTrip() {
     ModelInfo info = model.Info;
     Assert.AreEqual(2, info.NumLayers);

@@ -55,14 +55,29 @@ public final class Model implements AutoCloseable {
    * @throws ReasonException naming the file or field that is wrong (IO for a missing path)
    */
   public static Model load(String dir, String dtype) {
+    return load(dir, dtype, "cpu", "auto");
+  }
+
+  /**
+   * Loads a model on a device.
+   *
+   * @param dtype the compute dtype: "f32" or "bf16" (training needs f32)
+   * @param device where the model runs: "cpu" or "cuda" (a ReasonException naming the reason when
+   *     the library has no CUDA or no GPU is usable)
+   * @param kvDType the KV cache's storage: "auto" (the compute dtype), "f32" or "bf16"
+   * @throws ReasonException naming the file, field or option that is wrong
+   */
+  public static Model load(String dir, String dtype, String device, String kvDType) {
     Objects.requireNonNull(dir, "dir");
     Objects.requireNonNull(dtype, "dtype");
+    Objects.requireNonNull(device, "device");
+    Objects.requireNonNull(kvDType, "kvDType");
     NativeLibrary.ensureLoaded();
     org.libreason.internal.Model m = new org.libreason.internal.Model();
     org.libreason.internal.Tokenizer t = null;
     String tokError = null;
     try {
-      Convert.check(m.load(dir, dtype));
+      Convert.check(m.load_on(dir, dtype, device, kvDType));
       t = new org.libreason.internal.Tokenizer();
       org.libreason.internal.Status s = m.tokenizer(t);
       try {
@@ -93,7 +108,7 @@ public final class Model implements AutoCloseable {
       org.libreason.internal.ModelInfo i = handle.info();
       try {
         return new ModelInfo(i.getArchitecture(), i.getVocab_size(), i.getHidden_size(), i.getNum_layers(),
-            i.getNum_params(), i.getNum_experts());
+            i.getNum_params(), i.getNum_experts(), i.getDevice(), i.getKv_dtype());
       } finally {
         i.delete();
       }

@@ -69,6 +69,27 @@ class ModelTest {
     assertEquals(2, i.numLayers());
     assertTrue(i.numParams() > 0);
     assertFalse(i.architecture().isEmpty());
+    assertEquals("cpu", i.device());
+    assertEquals("f32", i.kvDType());
+  }
+
+  @Test
+  void deviceAndKvDTypeAreChosenAtLoad() {
+    try (Model m = Model.load(Fixtures.qwen2Tied().toString(), "f32", "cpu", "bf16")) {
+      assertEquals("cpu", m.info().device());
+      assertEquals("bf16", m.info().kvDType());
+    }
+    ReasonException bad = assertThrows(ReasonException.class,
+        () -> Model.load(Fixtures.qwen2Tied().toString(), "f32", "tpu", "auto"));
+    assertEquals(ReasonStatus.INVALID_ARGUMENT, bad.status());
+    assertTrue(bad.detail().contains("tpu"), bad.detail());
+    // CUDA runs where a GPU is usable; elsewhere it is UNSUPPORTED with the reason.
+    try (Model m = Model.load(Fixtures.qwen2Tied().toString(), "f32", "cuda", "auto")) {
+      assertEquals("cuda", m.info().device());
+    } catch (ReasonException e) {
+      assertEquals(ReasonStatus.UNSUPPORTED, e.status());
+      assertTrue(e.detail().contains("device cuda is not available"), e.detail());
+    }
   }
 
   @Test
