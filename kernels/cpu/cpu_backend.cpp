@@ -152,6 +152,7 @@ class CpuBackend final : public Backend {
   }
   void grpo_token_loss(const GrpoLossArgs& a) override { cpu::grpo_token_loss(a); }
   void distill_rows(const DistillRowsArgs& a) override { cpu::distill_rows(a); }
+  void sample_rows(const SampleArgs& a) override { cpu::sample_rows(a); }
   void moe_route(const MoeRouteArgs& a) override { cpu::moe_route(a); }
   void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) override {
     cpu::moe_route_bwd(a, dweight, dlogits);

@@ -24,6 +24,9 @@ void paged_read(float* dst, int64_t ldd, const PagedRows& src, int64_t pos0, int
 void grpo_token_loss(const GrpoLossArgs& a);
 void distill_rows(const DistillRowsArgs& a);
 
+// Next-token sampling over rows of logits (sampling.cpp).
+void sample_rows(const SampleArgs& a);
+
 // The Mixture-of-Experts ops of backend.h (moe_ops.cpp).
 void moe_route(const MoeRouteArgs& a);
 void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits);

@@ -468,6 +468,21 @@ void CudaBackend::distill_rows(const DistillRowsArgs& a) {
         op, "kernel launch");
 }
 
+// Sampling runs the host algorithm (sampling.h) on the rows it downloads: V floats per sampled
+// row per step. A device kernel (sorting-free top-k/top-p) is the CUDA issue's; this keeps every
+// backend's tokens identical meanwhile.
+void CudaBackend::sample_rows(const SampleArgs& a) {
+  const char* op = "sample_rows";
+  if (a.n_rows <= 0) return;
+  need(a.logits && a.rows && a.n > 0, op, "null logits or rows, or an empty vocabulary");
+  std::vector<float> row(static_cast<size_t>(a.n));
+  SamplerScratch s;
+  for (int64_t i = 0; i < a.n_rows; ++i) {
+    download(row.data(), a.logits + a.rows[i].row * a.n, row.size() * sizeof(float));
+    sample_row(row.data(), a.n, a.rows[i], s);
+  }
+}
+
 void CudaBackend::moe_route(const MoeRouteArgs& a) {
   const char* op = "moe_route";
   const MoeRouteDev d = route_dev(a, op);

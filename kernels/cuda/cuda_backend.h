@@ -67,6 +67,7 @@ class CudaBackend final : public Backend {
                       int64_t cols) override;
   void grpo_token_loss(const GrpoLossArgs& a) override;
   void distill_rows(const DistillRowsArgs& a) override;
+  void sample_rows(const SampleArgs& a) override;
   void moe_route(const MoeRouteArgs& a) override;
   void moe_route_bwd(const MoeRouteArgs& a, const float* dweight, float* dlogits) override;
   void moe_group_rows(const int32_t* idx, const float* weight, int64_t rows, int top_k, int n_experts, int32_t* offsets,

@@ -94,8 +94,6 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
   std::vector<GenResult> results(requests.size());
   KVCache cache = model.make_cache();
   ForwardScratch scratch;
-  SamplerScratch sscratch;
-  std::vector<float> logits;
   std::deque<size_t> waiting;
   for (size_t i = 0; i < requests.size(); ++i)
     if (requests[i].share_prefix_with == -1) waiting.push_back(i);
@@ -117,11 +115,9 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
     results[a.req].finish = why;
     cache.remove_sequence(a.slot);
   };
-  // Samples the next token of `a` from its logits row and handles streaming, stop strings and
-  // the end of the request.
-  auto advance = [&](Active& a, std::span<const float> row) {
+  // Takes the token sampled for `a` and handles streaming, stop strings and the end of the request.
+  auto advance = [&](Active& a, const Sampled sm) {
     const GenRequest& rq = requests[a.req];
-    const Sampled sm = sample(row, rq.params, a.history, a.rng, sscratch);
     GenResult& res = results[a.req];
     res.tokens.push_back(sm.token);
     res.logprobs.push_back(sm.logprob);
@@ -193,11 +189,21 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
       }
       owners.push_back(&a);
     }
-    model.forward(chunks, cache, logits, scratch);
+    model.forward_device(chunks, cache, scratch);
     stats.forward_calls += 1;
     stats.kv_peak_bytes = std::max<int64_t>(stats.kv_peak_bytes, int64_t(cache.bytes()));
 
+    // The rows that sample now (sequences past their prompt, and the requests forked from a prompt
+    // that just completed, from the same row), sampled by the backend in one call, then taken in order.
     std::vector<std::unique_ptr<Active>> forked;
+    std::vector<Active*> takers;
+    std::vector<kernels::SampleRow> rows;
+    auto wants = [&](Active& a, size_t row) {
+      kernels::SampleRow r = sample_row_of(requests[a.req].params, a.history, a.rng);
+      r.row = int64_t(row);
+      rows.push_back(r);
+      takers.push_back(&a);
+    };
     for (size_t i = 0; i < chunks.size(); ++i) {
       Active& a = *owners[i];
       const GenRequest& rq = requests[a.req];
@@ -206,18 +212,25 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
         if (a.prefilled < int64_t(rq.prompt.size())) continue;  // more prompt to go
         // The prompt is complete: the requests sharing it start from its cache blocks, shared
         // (taken before this request's first token can end it and free the slot).
+        wants(a, i);
         for (size_t f : followers[a.req]) {
           auto b = start(f, cache.fork_sequence(a.slot, a.prefilled));
           b->prefilled = a.prefilled;
           stats.prompt_tokens_shared += a.prefilled;
+          wants(*b, i);
           forked.push_back(std::move(b));
         }
+      } else {
+        wants(a, i);
       }
-      std::span<const float> row(logits.data() + i * size_t(V), size_t(V));
-      advance(a, row);
-      for (auto& b : forked)
-        if (b->history.size() == requests[b->req].prompt.size() && !b->done) advance(*b, row);
     }
+    kernels::SampleArgs sa;
+    sa.logits = scratch.logits.data();
+    sa.n = V;
+    sa.rows = rows.data();
+    sa.n_rows = int64_t(rows.size());
+    model.backend().sample_rows(sa);
+    for (size_t k = 0; k < rows.size(); ++k) advance(*takers[k], Sampled{rows[k].token, rows[k].logprob});
     active.erase(std::remove_if(active.begin(), active.end(), [](const auto& a) { return a->done; }), active.end());
     for (auto& b : forked)
       if (!b->done) active.push_back(std::move(b));
@@ -233,9 +246,8 @@ std::vector<int64_t> expert_load(const Model& model, std::span<const int32_t> id
   ForwardScratch scratch;
   std::vector<int64_t> load;
   scratch.expert_load = &load;
-  std::vector<float> logits;
   SeqChunk ch{cache.add_sequence(), ids.data(), int64_t(ids.size()), false};
-  model.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, scratch);
+  model.forward_device(std::span<const SeqChunk>(&ch, 1), cache, scratch);
   return load;
 }
 
@@ -251,25 +263,25 @@ std::vector<float> score(const Model& model, std::span<const int32_t> ids, const
   st.chunk_rows = opts.chunk_rows;
   KVCache cache = model.make_cache();
   ForwardScratch scratch;
-  std::vector<float> logits;
-  const size_t V = size_t(model.config().vocab_size);
-  std::vector<float> out(ids.size() - 1);
+  kernels::Backend& be = model.backend();
+  const int64_t V = model.config().vocab_size, N = int64_t(ids.size()) - 1;
+  // The targets and their logprobs in the backend's memory; the log-softmax runs there too.
+  DeviceArray<int32_t> targets;
+  targets.upload(be, ids.subspan(1));
+  DeviceArray<float> lp(be, size_t(N)), lse(be, size_t(opts.chunk_rows));
   // The LM head runs on blocks of positions; each block's rows become logprobs at once.
   scratch.logits_chunk_rows = opts.chunk_rows;
   scratch.logits_sink = [&](int64_t row0, int64_t n, const float* block) {
     st.blocks += 1;
     st.max_block_rows = std::max(st.max_block_rows, n);
-    st.logits_capacity = std::max(st.logits_capacity, int64_t(logits.capacity()));
-    for (int64_t r = 0; r < n; ++r) {
-      const size_t t = size_t(row0 + r);
-      if (t + 1 < ids.size()) out[t] = token_logprob(std::span<const float>(block + size_t(r) * V, V), ids[t + 1], 1.0f);
-    }
+    st.logits_capacity = std::max(st.logits_capacity, int64_t(scratch.logits.size()));
+    const int64_t m = std::min(n, N - row0);  // the last position predicts nothing
+    if (m > 0) be.logsoftmax_rows(block, m, V, 1.0f, targets.data() + row0, lse.data(), lp.data() + row0, nullptr);
   };
   const int slot = cache.add_sequence();
-  // The last position predicts nothing: its logits are not needed.
   SeqChunk ch{slot, ids.data(), int64_t(ids.size()), true};
-  model.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, scratch);
-  return out;
+  model.forward_device(std::span<const SeqChunk>(&ch, 1), cache, scratch);
+  return lp.download();
 }
 
 }  // namespace reason

@@ -1,10 +1,9 @@
 #include "infer/sampler.h"
 
-#include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "core/error.h"
+#include "reason/kernels/backend.h"
 
 namespace reason {
 
@@ -40,158 +39,49 @@ Rng::Rng(uint64_t seed) {
   for (auto& w : s_) w = splitmix64(seed);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t Rng::next() {
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
+kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_t> history, Rng& rng) {
+  kernels::SampleRow r;
+  r.temperature = p.temperature;
+  r.top_k = p.top_k;
+  r.top_p = p.top_p;
+  r.min_p = p.min_p;
+  r.repetition_penalty = p.repetition_penalty;
+  r.history = history.data();
+  r.n_history = int64_t(history.size());
+  r.rng = rng.state();
+  return r;
+}
+
+// The host entry points translate the kernels' BackendError (NaN logits) into Error(Backend).
+template <typename F>
+static auto as_error(F&& f) {
+  try {
+    return f();
+  } catch (const kernels::BackendError& e) {
+    fail(ErrorCode::Backend, "{}", e.what());
+  }
 }
 
 float token_logprob(std::span<const float> logits, int32_t token, float temperature) {
-  const float inv_t = temperature > 0.0f ? 1.0f / temperature : 1.0f;
-  float mx = -std::numeric_limits<float>::infinity();
-  for (float v : logits) mx = std::max(mx, v * inv_t);
-  double sum = 0.0;
-  for (float v : logits) sum += std::exp(double(v * inv_t - mx));
-  return float(double(logits[size_t(token)] * inv_t - mx) - std::log(sum));
+  return kernels::token_logprob(logits.data(), int64_t(logits.size()), token, temperature);
 }
 
 int64_t candidate_distribution(std::span<const float> raw, const SamplingParams& p, std::span<const int32_t> history,
                                SamplerScratch& s) {
-  const int64_t V = int64_t(raw.size());
-  s.logits.assign(raw.begin(), raw.end());
-  float* lg = s.logits.data();
-  for (int64_t i = 0; i < V; ++i)
-    if (std::isnan(lg[i])) fail(ErrorCode::Backend, "sampling: logits contain NaN (token {})", i);
-
-  if (p.repetition_penalty != 1.0f) {
-    // Penalise each distinct token once (the transformers/vLLM semantics): the applied flag is
-    // kept by negating nothing; a small seen-set over the history suffices.
-    s.idx.assign(history.begin(), history.end());
-    std::sort(s.idx.begin(), s.idx.end());
-    s.idx.erase(std::unique(s.idx.begin(), s.idx.end()), s.idx.end());
-    for (int32_t t : s.idx) {
-      if (t < 0 || t >= V) continue;
-      lg[t] = lg[t] > 0 ? lg[t] / p.repetition_penalty : lg[t] * p.repetition_penalty;
-    }
-  }
-
-  if (p.temperature == 0.0f) {
-    s.idx.assign(1, int32_t(std::max_element(lg, lg + V) - lg));
-    s.probs.assign(1, 1.0f);
-    return 1;
-  }
-
-  const float inv_t = 1.0f / p.temperature;
-  for (int64_t i = 0; i < V; ++i) lg[i] *= inv_t;
-
-  const float mx = *std::max_element(lg, lg + V);
-  const bool truncate = p.top_k > 0 || p.top_p < 1.0f || p.min_p > 0.0f;
-  if (!truncate) {  // plain temperature sampling over the whole vocabulary, in id order
-    s.idx.resize(size_t(V));
-    s.probs.resize(size_t(V));
-    double z = 0.0;
-    for (int64_t i = 0; i < V; ++i) {
-      s.idx[size_t(i)] = int32_t(i);
-      z += (s.probs[size_t(i)] = float(std::exp(double(lg[i] - mx))));
-    }
-    for (float& q : s.probs) q = float(q / z);
-    return V;
-  }
-
-  // Candidates in descending logit order (ties by id). Only as many as top-k / top-p can need
-  // are sorted: top-k sorts k; top-p grows a partial sort until the kept mass reaches top_p.
-  // As in transformers and vLLM, top-p is measured on the distribution renormalised after
-  // top-k, and min-p keeps tokens with p >= min_p * p_max.
-  s.idx.resize(size_t(V));
-  for (int64_t i = 0; i < V; ++i) s.idx[size_t(i)] = int32_t(i);
-  auto by_logit = [lg](int32_t a, int32_t b) { return lg[a] > lg[b] || (lg[a] == lg[b] && a < b); };
-  const int64_t limit = p.top_k > 0 ? std::min<int64_t>(p.top_k, V) : V;
-  double z_limit = 0.0;
-  if (p.top_k > 0) {
-    std::partial_sort(s.idx.begin(), s.idx.begin() + limit, s.idx.end(), by_logit);
-    for (int64_t i = 0; i < limit; ++i) z_limit += std::exp(double(lg[s.idx[size_t(i)]] - mx));
-  } else {
-    for (int64_t i = 0; i < V; ++i) z_limit += std::exp(double(lg[i] - mx));
-  }
-  int64_t keep = limit;
-  if (p.top_p < 1.0f) {
-    int64_t sorted = p.top_k > 0 ? limit : 0;
-    int64_t want = p.top_k > 0 ? limit : std::min<int64_t>(limit, 64);
-    double mass = 0.0;
-    int64_t i = 0;
-    bool done = false;
-    while (!done) {
-      if (want > sorted) {
-        std::partial_sort(s.idx.begin() + sorted, s.idx.begin() + want, s.idx.end(), by_logit);
-        sorted = want;
-      }
-      for (; i < sorted; ++i) {
-        mass += std::exp(double(lg[s.idx[size_t(i)]] - mx)) / z_limit;
-        if (mass >= double(p.top_p)) {
-          keep = i + 1;
-          done = true;
-          break;
-        }
-      }
-      if (!done && sorted >= limit) {
-        keep = limit;
-        done = true;
-      }
-      want = std::min<int64_t>(limit, want * 4);
-    }
-  } else if (p.top_k == 0) {
-    // min-p only: keep the tokens above the threshold, sorted.
-    const float thresh = mx + std::log(p.min_p);
-    auto mid = std::partition(s.idx.begin(), s.idx.end(), [&](int32_t t) { return lg[t] >= thresh; });
-    keep = int64_t(mid - s.idx.begin());
-    std::sort(s.idx.begin(), mid, by_logit);
-  }
-  if (p.min_p > 0.0f) {
-    const float thresh = mx + std::log(p.min_p);
-    int64_t k = 1;
-    while (k < keep && lg[s.idx[size_t(k)]] >= thresh) ++k;
-    keep = k;
-  }
-  s.probs.resize(size_t(keep));
-  double z = 0.0;
-  for (int64_t i = 0; i < keep; ++i) {
-    double e = std::exp(double(lg[s.idx[size_t(i)]] - mx));
-    s.probs[size_t(i)] = float(e);
-    z += e;
-  }
-  for (int64_t i = 0; i < keep; ++i) s.probs[size_t(i)] = float(s.probs[size_t(i)] / z);
-  return keep;
+  Rng unused(0);
+  const kernels::SampleRow r = sample_row_of(p, history, unused);
+  return as_error([&] { return kernels::candidate_distribution(raw.data(), int64_t(raw.size()), r, s); });
 }
 
 Sampled sample(std::span<const float> raw, const SamplingParams& p, std::span<const int32_t> history, Rng& rng,
                SamplerScratch& s) {
-  const int64_t keep = candidate_distribution(raw, p, history, s);
-  Sampled out;
-  if (keep == 1) {
-    out.token = s.idx[0];
-  } else {
-    const double u = rng.uniform();
-    double acc = 0.0;
-    int64_t pick = keep - 1;
-    for (int64_t i = 0; i < keep; ++i) {
-      acc += s.probs[size_t(i)];
-      if (u < acc) {
-        pick = i;
-        break;
-      }
-    }
-    out.token = s.idx[size_t(pick)];
-  }
-  out.logprob = token_logprob(raw, out.token, p.temperature);
-  return out;
+  kernels::SampleRow r = sample_row_of(p, history, rng);
+  as_error([&] {
+    kernels::sample_row(raw.data(), int64_t(raw.size()), r, s);
+    return 0;
+  });
+  return Sampled{r.token, r.logprob};
 }
 
 }  // namespace reason

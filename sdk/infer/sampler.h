@@ -1,11 +1,15 @@
 // Token sampling: repetition penalty, temperature, top-k, top-p, min-p, with a seeded
-// per-request random generator, and the logprob of the chosen token.
+// per-request random generator, and the logprob of the chosen token. The algorithm is the
+// backends' (reason/kernels/sampling.h, Backend::sample_rows, which the generator calls on the
+// device's logits); these functions run it on host logits, for tests and host callers.
 // Pure functions plus a small RNG value type: a Rng belongs to one request (one thread).
 #pragma once
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "reason/kernels/sampling.h"
 
 namespace reason {
 
@@ -31,9 +35,11 @@ struct SamplingParams {
 class Rng {
  public:
   explicit Rng(uint64_t seed);
-  uint64_t next();
+  uint64_t next() { return kernels::xoshiro_next(s_); }
   // Uniform in [0, 1) with 53 bits.
-  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
+  double uniform() { return kernels::xoshiro_uniform(s_); }
+  // The 4-word state a backend's sample_rows advances (kernels::SampleRow::rng).
+  uint64_t* state() { return s_; }
 
  private:
   uint64_t s_[4];
@@ -45,11 +51,10 @@ struct Sampled {
 };
 
 // Reusable buffers for sample(); one per thread.
-struct SamplerScratch {
-  std::vector<float> logits;
-  std::vector<int32_t> idx;
-  std::vector<float> probs;
-};
+using SamplerScratch = kernels::SamplerScratch;
+
+// A backend sample row for `p` (row 0, the history as its penalty list, rng's state).
+kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_t> history, Rng& rng);
 
 // The distribution sample() draws from: fills scratch.idx[0..k) with token ids and
 // scratch.probs[0..k) with their renormalised probabilities after the repetition penalty,

@@ -63,7 +63,7 @@ struct MtpModule {
 // Activations live in the model's backend memory (DeviceArray); logits come back to the host.
 struct ForwardScratch {
   DeviceArray<float> x, head_in;  // the residual stream [T, d]; the rows that get logits
-  DeviceArray<float> logits;      // the LM head's output when the backend's memory is not host memory
+  DeviceArray<float> logits;      // the LM head's output [rows, vocab] (forward_device)
   DeviceArray<int32_t> tokens, pos;
   LayerActs acts;                 // one layer's activations, reused layer after layer
   // When non-null, forward() times each op with std::chrono::steady_clock (from the end of the
@@ -81,10 +81,11 @@ struct ForwardScratch {
     std::vector<std::vector<float>> weight;
   };
   RouteTrace* route_trace = nullptr;
-  // When set, the LM head runs on blocks of at most logits_chunk_rows (>= 1) output rows and
-  // hands each block to logits_sink(first row, rows, f32 [rows x vocab]) instead of writing every
-  // row to `logits`, which then holds one block at a time (scoring long sequences without the
-  // [n x vocab] matrix). Called on the forward()'s thread, in row order.
+  // forward_device only: when set, the LM head runs on blocks of at most logits_chunk_rows (>= 1)
+  // output rows and hands each block to logits_sink(first row, rows, f32 [rows x vocab] in the
+  // backend's memory) instead of keeping every row (scoring long sequences without the
+  // [n x vocab] matrix); `logits` then holds one block at a time. Called on the forward's
+  // thread, in row order.
   std::function<void(int64_t row0, int64_t n, const float* logits)> logits_sink;
   int64_t logits_chunk_rows = 64;
 };
@@ -141,10 +142,12 @@ class Model {
   }
 
   // Runs the chunks through the model, appending their keys/values to `cache` (each chunk's
-  // positions continue its slot's current length). Writes f32 logits, chunk by chunk: n rows
-  // for an all_logits chunk, else 1 row (its last position); `logits` is resized to rows x vocab
-  // (or, with scratch.logits_sink set, to one block of rows at a time).
+  // positions continue its slot's current length), and leaves f32 logits in scratch.logits (the
+  // backend's memory), chunk by chunk: n rows for an all_logits chunk, else 1 row (its last
+  // position). Returns the number of rows (0 with scratch.logits_sink set: the sink got them).
   // Throws InvalidArgument for a token id outside [0, vocab_size).
+  int64_t forward_device(std::span<const SeqChunk> chunks, KVCache& cache, ForwardScratch& scratch) const;
+  // forward_device, then the logits downloaded into `logits` (resized to rows x vocab).
   void forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
                ForwardScratch& scratch) const;
 

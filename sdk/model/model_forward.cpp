@@ -15,6 +15,13 @@ namespace reason {
 
 void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vector<float>& logits,
                     ForwardScratch& s) const {
+  if (s.logits_sink) fail(ErrorCode::InvalidArgument, "forward: logits_sink is for forward_device");
+  const int64_t rows = forward_device(chunks, cache, s);
+  logits.resize(size_t(rows * cfg_.vocab_size));
+  backend_->download(logits.data(), s.logits.data(), logits.size() * sizeof(float));
+}
+
+int64_t Model::forward_device(std::span<const SeqChunk> chunks, KVCache& cache, ForwardScratch& s) const {
   OpLaps lap(s.profile);
   kernels::Backend& be = *backend_;
   const ModelConfig& c = cfg_;
@@ -90,21 +97,17 @@ void Model::forward(std::span<const SeqChunk> chunks, KVCache& cache, std::vecto
   }
   rmsnorm_forward(be, s.head_in.data(), final_norm_, s.head_in.data(), nullptr, n_out, d, c.rms_norm_eps);
   lap(ForwardOp::FinalNorm);
-  // The logits go to the host: written there directly when the backend's memory is host memory,
-  // else computed in s.logits and downloaded.
+  // The LM head, in blocks of rows when a sink takes them one at a time.
   Linear head{lm_head_, Tensor()};
   const int64_t block = s.logits_sink ? std::max<int64_t>(1, s.logits_chunk_rows) : std::max<int64_t>(1, n_out);
-  logits.resize(size_t(std::min(block, n_out) * V));
-  const bool direct = be.host_addressable();
-  if (!direct) s.logits.resize(be, logits.size());
+  s.logits.resize(be, size_t(std::min(block, n_out) * V));
   for (int64_t r0 = 0; r0 < n_out; r0 += block) {
     const int64_t n = std::min(block, n_out - r0);
-    float* dst = direct ? logits.data() : s.logits.data();
-    linear_forward(be, head, s.head_in.data() + r0 * d, n, dst);
-    if (!direct) be.download(logits.data(), dst, size_t(n * V) * sizeof(float));
-    if (s.logits_sink) s.logits_sink(r0, n, logits.data());
+    linear_forward(be, head, s.head_in.data() + r0 * d, n, s.logits.data());
+    if (s.logits_sink) s.logits_sink(r0, n, s.logits.data());
   }
   lap(ForwardOp::LmHead, double(head.w.nbytes()));
+  return s.logits_sink ? 0 : n_out;
 }
 
 }  // namespace reason

@@ -233,6 +233,12 @@ class GuardedBackend final : public kernels::Backend {
     dev(a.loss, "loss");
     cpu().distill_rows(a);
   }
+  void sample_rows(const kernels::SampleArgs& a) override {
+    Op op(this, "sample_rows");
+    dev(a.logits, "logits"), host(a.rows, "rows");
+    for (int64_t i = 0; i < a.n_rows; ++i) host(a.rows[i].history, "history"), host(a.rows[i].rng, "rng");
+    cpu().sample_rows(a);
+  }
   void moe_route(const kernels::MoeRouteArgs& a) override {
     Op op(this, "moe_route");
     route(a);

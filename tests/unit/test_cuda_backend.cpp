@@ -10,6 +10,7 @@
 // that a CUDA-enabled libreason loads and keeps working on a machine without a driver: the
 // factory returns nullptr with a reason, and the CPU backend still runs. Set
 // REASON_REQUIRE_CUDA=1 on GPU machines to make a missing backend a failure, not a skip.
+#include <array>
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -778,5 +779,38 @@ TEST_CASE("cuda_backend: logsoftmax_rows and its backward match the CPU", "[cuda
     cpu_backend().logsoftmax_rows_bwd(z.data(), rows, n, inv_t, target.data(), lse.data(), dl.data());
     g->logsoftmax_rows_bwd(gz.as<float>(), rows, n, inv_t, gt.as<int32_t>(), gl.as<float>(), gdl.as<float>());
     CHECK(rel_err(gz.get<float>(), z) <= 1e-5);
+  }
+}
+
+TEST_CASE("cuda_backend: sample_rows gives the CPU's tokens and logprobs", "[cuda][gpu][sampling]") {
+  Backend* g = gpu();
+  if (!g) return;
+  const int64_t V = 5003, R = 9;
+  const auto logits = randv(size_t(R * V), 61, -5.0f, 5.0f);
+  Dev dl(g, logits);
+  const std::vector<int32_t> hist{1, 2, 3};
+  std::vector<SampleRow> rc(static_cast<size_t>(R)), rg;
+  std::vector<std::array<uint64_t, 4>> sc(static_cast<size_t>(R)), sg;
+  for (int64_t i = 0; i < R; ++i) {
+    SampleRow& r = rc[size_t(i)];
+    r.row = i, r.temperature = i == 0 ? 0.0f : 0.7f, r.top_k = i % 2 ? 50 : 0, r.top_p = i % 3 ? 0.9f : 1.0f;
+    r.min_p = i == 4 ? 0.1f : 0.0f, r.repetition_penalty = i == 5 ? 1.2f : 1.0f;
+    r.history = hist.data(), r.n_history = int64_t(hist.size());
+    sc[size_t(i)] = {uint64_t(i) + 1, 7, 11, 13};
+  }
+  sg = sc;
+  rg = rc;
+  for (int64_t i = 0; i < R; ++i) rc[size_t(i)].rng = sc[size_t(i)].data(), rg[size_t(i)].rng = sg[size_t(i)].data();
+  SampleArgs a;
+  a.n = V, a.n_rows = R;
+  SampleArgs ac = a, ag = a;
+  ac.logits = logits.data(), ac.rows = rc.data();
+  ag.logits = dl.as<float>(), ag.rows = rg.data();
+  cpu_backend().sample_rows(ac);
+  g->sample_rows(ag);
+  for (int64_t i = 0; i < R; ++i) {
+    CHECK(rg[size_t(i)].token == rc[size_t(i)].token);
+    CHECK(rg[size_t(i)].logprob == rc[size_t(i)].logprob);
+    CHECK(sg[size_t(i)] == sc[size_t(i)]);
   }
 }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "reason/kernels/dtype.h"
+#include "reason/kernels/sampling.h"
 
 namespace reason::kernels {
 
@@ -321,6 +322,12 @@ class Backend {
   virtual void grpo_token_loss(const GrpoLossArgs& a) = 0;
   // Logit distillation's loss rows and their gradient to the student's logits (DistillRowsArgs).
   virtual void distill_rows(const DistillRowsArgs& a) = 0;
+
+  // ---- Sampling: the next token of each SampleRow from its logits row (sampling.h): penalty,
+  // temperature, top-k / top-p / min-p, a draw with the row's generator, the token's logprob;
+  // results in the (host) descriptors. Every backend gives the same token from the same logits
+  // and generator state.
+  virtual void sample_rows(const SampleArgs& a) = 0;
 
   // ---- Mixture of Experts (MoeRouteArgs above).
   virtual void moe_route(const MoeRouteArgs& a) = 0;
