@@ -141,19 +141,28 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   h_final_.resize(be, size_t(T * d));
   rmsnorm_forward(be, x_final_.data(), model.final_norm(), h_final_.data(), rstd_f_.data(), T, d, c.rms_norm_eps);
 
-  // Chunked LM head + log-softmax: only kVocabChunkRows x V logits at a time.
+  // LM head + log-softmax. When the [targets x vocab] logits fit in kKeepLogitsBytes they are
+  // computed by one matmul and kept for the backward (which then needs no second LM-head
+  // forward and runs the head's backward as one matmul); otherwise kVocabChunkRows rows at a time.
   const int64_t N = int64_t(target_row_.size());
   DeviceArray<float> out(be, size_t(N)), entropy(be, size_t(N));
   lse_.resize(be, size_t(N));
-  DeviceArray<float> hc(be, size_t(kVocabChunkRows * d)), logits(be, size_t(kVocabChunkRows * V));
+  const bool keep = double(N) * double(V) * sizeof(float) <= double(kKeepLogitsBytes);
+  const int64_t B = keep ? N : std::min(N, kVocabChunkRows);
+  DeviceArray<float> hc(be, size_t(B * d)), chunk;
+  DeviceArray<float>& logits = keep ? logits_ : chunk;
+  logits.resize(be, size_t(B * V));
+  logits_kept_ = false;
   const float inv_t = 1.0f / temperature;
-  for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
-    const int64_t m = std::min(kVocabChunkRows, N - c0);
+  for (int64_t c0 = 0; c0 < N; c0 += B) {
+    const int64_t m = std::min(B, N - c0);
     be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + c0, m, d);
     linear_forward(be, Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data());
     be.logsoftmax_rows(logits.data(), m, V, inv_t, target_id_dev_.data() + c0, lse_.data() + c0, out.data() + c0,
                        entropy.data() + c0);
   }
+  logits_kept_ = keep;
+  if (!keep) logits_.release();
   entropy_ = entropy.download();
   return out.download();
 }
@@ -163,6 +172,11 @@ void LogprobPass::row_logits(int64_t i0, int64_t n, float* out) const {
   kernels::Backend& be = model_->backend();
   const int64_t d = model_->config().hidden_size;
   if (i0 < 0 || n < 0 || i0 + n > int64_t(target_row_.size())) fail(ErrorCode::InvalidArgument, "row_logits: rows out of range");
+  if (logits_kept_) {  // the forward's own logits
+    const int64_t V = model_->config().vocab_size;
+    be.copy_bytes(out, logits_.data() + i0 * V, size_t(n * V) * sizeof(float));
+    return;
+  }
   DeviceArray<float> hc(be, size_t(n * d));
   be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + i0, n, d);
   linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out);
@@ -198,25 +212,31 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill,
   const float inv_t = 1.0f / temperature_;
   const GradSink gs(model, grads);
 
-  // LM head and log-softmax, chunk by chunk: dz = dlogp * (onehot - softmax), dlogits = dz / T.
+  // LM head and log-softmax: dz = dlogp * (onehot - softmax), dlogits = dz / T, over the logits the
+  // forward kept (all rows at once; overwritten by their gradient), else chunk by chunk with the
+  // logits computed again.
   DeviceArray<float> dh;
   dh.zeros(be, size_t(T * d));
   {
-    DeviceArray<float> hc(be, size_t(kVocabChunkRows * d)), logits(be, size_t(kVocabChunkRows * V)),
-        dhc(be, size_t(kVocabChunkRows * d)), tlogits, dlogp_dev, weight_dev;
+    const bool kept = logits_kept_;
+    logits_kept_ = false;  // the backward overwrites them
+    const int64_t B = kept ? N : std::min(N, kVocabChunkRows);
+    DeviceArray<float> hc(be, size_t(B * d)), chunk, dhc(be, size_t(B * d)), tlogits, dlogp_dev, weight_dev;
+    DeviceArray<float>& logits = kept ? logits_ : chunk;
+    if (!kept) chunk.resize(be, size_t(B * V));
     DeviceArray<double> loss_dev;
     if (distill) {
-      tlogits.resize(be, size_t(kVocabChunkRows * V));
+      tlogits.resize(be, size_t(B * V));
       weight_dev.upload(be, distill->row_weight);
       loss_dev.resize(be, size_t(N));
     } else if (!row_grad) {
       dlogp_dev.upload(be, dlogp);
     }
     const Linear head{model.lm_head(), Tensor()};
-    for (int64_t c0 = 0; c0 < N; c0 += kVocabChunkRows) {
-      const int64_t m = std::min(kVocabChunkRows, N - c0);
+    for (int64_t c0 = 0; c0 < N; c0 += B) {
+      const int64_t m = std::min(B, N - c0);
       be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + c0, m, d);
-      linear_forward(be, head, hc.data(), m, logits.data());
+      if (!kept) linear_forward(be, head, hc.data(), m, logits.data());
       if (distill) {
         distill->teacher->row_logits(c0, m, tlogits.data());
         kernels::DistillRowsArgs da;
@@ -242,6 +262,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill,
       linear_backward(be, head, hc.data(), logits.data(), m, dhc.data(), false, gs);
       be.scatter_add_rows(dh.data(), target_row_dev_.data() + c0, dhc.data(), nullptr, m, d);
     }
+    logits_.release();
     if (distill) *distill->row_loss = loss_dev.download();
   }
   DeviceArray<float> dx;

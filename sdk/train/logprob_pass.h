@@ -15,8 +15,8 @@
 // gradient flows through the chosen experts' weights exactly as the forward formula computes
 // them (softmax probabilities or sigmoid scores, the renormalisation, routed_scaling_factor).
 // DeepSeek's multi-token-prediction modules are not run (they are buffers, not trained). The
-// log-softmax over the vocabulary is computed in chunks of rows: the [tokens x vocab] matrix is
-// never held.
+// [tokens x vocab] logits are kept for the backward only up to kKeepLogitsBytes; above that the
+// log-softmax runs in chunks of rows and the matrix is never held.
 // Threads: a LogprobPass belongs to one thread; the model must not be updated between
 // forward() and backward().
 #pragma once
@@ -45,8 +45,12 @@ struct Gradients {
 
 class LogprobPass {
  public:
-  // Rows of the chunked LM head / log-softmax.
+  // Rows of the chunked LM head / log-softmax (when the logits are not kept).
   static constexpr int64_t kVocabChunkRows = 64;
+  // The forward keeps the [targets x vocab] logits for the backward when they take at most this
+  // many bytes (one LM-head matmul each way, none repeated, as PyTorch keeps them); above it the
+  // backward computes them again chunk by chunk and memory stays O(chunk x vocab).
+  static constexpr int64_t kKeepLogitsBytes = int64_t(256) << 20;
 
   // Runs the model over each sequence (causal attention within a sequence only) and returns,
   // for each sequence s and t < len(s) - 1, log softmax(logits(t) / temperature)[tokens[t + 1]],
@@ -81,7 +85,7 @@ class LogprobPass {
 
   // Full-distribution losses written by the caller (host code). Called with target index i, the
   // row's log softmax(logits / T) over the vocabulary, and a zeroed buffer to fill with
-  // dL/dlogprob over the vocabulary. The [tokens x vocab] matrix is still never held whole.
+  // dL/dlogprob over the vocabulary (a row at a time on the host).
   using RowGrad = std::function<void(int64_t i, const float* logp, float* dlogp)>;
   void backward_rows(const RowGrad& row_grad, Gradients& grads);
   // Logit distillation against `teacher` (a forward over the same sequences at the same
@@ -116,6 +120,8 @@ class LogprobPass {
   DeviceArray<int32_t> tokens_dev_, pos_dev_, target_row_dev_, target_id_dev_;
   DeviceArray<int64_t> seq_start_dev_;
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
+  DeviceArray<float> logits_;  // the forward's logits [targets, vocab] when kept (logits_kept_)
+  bool logits_kept_ = false;
   DeviceArray<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and distillation
   bool recompute_ = false;
   LayerCtx layer_ctx() const;
