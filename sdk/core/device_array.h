@@ -10,6 +10,7 @@
 // Threads: not synchronised; one pass on one thread owns it.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <utility>
@@ -37,10 +38,13 @@ class DeviceArray {
   ~DeviceArray() { release(); }
 
   // n elements on `be`, contents undefined (see above). A new backend drops the old allocation.
+  // Throws std::length_error when n elements overflow a size_t of bytes, and whatever be.alloc
+  // throws when it cannot allocate.
   void resize(kernels::Backend& be, size_t n) {
     if (be_ != &be) release();
     be_ = &be;
     if (n > cap_) {
+      if (n > SIZE_MAX / sizeof(T)) throw std::length_error("DeviceArray: size overflows");
       be.dealloc(p_);
       p_ = nullptr;
       cap_ = 0;

@@ -268,7 +268,7 @@ std::vector<float> score(const Model& model, std::span<const int32_t> ids, const
   // The targets and their logprobs in the backend's memory; the log-softmax runs there too.
   DeviceArray<int32_t> targets;
   targets.upload(be, ids.subspan(1));
-  DeviceArray<float> lp(be, size_t(N)), lse(be, size_t(opts.chunk_rows));
+  DeviceArray<float> lp(be, size_t(N)), lse(be, size_t(std::min<int64_t>(opts.chunk_rows, N)));
   // The LM head runs on blocks of positions; each block's rows become logprobs at once.
   scratch.logits_chunk_rows = opts.chunk_rows;
   scratch.logits_sink = [&](int64_t row0, int64_t n, const float* block) {

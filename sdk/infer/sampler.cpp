@@ -39,7 +39,6 @@ Rng::Rng(uint64_t seed) {
   for (auto& w : s_) w = splitmix64(seed);
 }
 
-
 kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_t> history, Rng& rng) {
   kernels::SampleRow r;
   r.temperature = p.temperature;

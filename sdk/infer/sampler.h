@@ -59,7 +59,9 @@ kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_
 // The distribution sample() draws from: fills scratch.idx[0..k) with token ids and
 // scratch.probs[0..k) with their renormalised probabilities after the repetition penalty,
 // temperature, top-k, top-p and min-p (in that order, as transformers applies them); returns k.
-// Greedy (temperature 0) gives k = 1. Throws Backend on NaN logits.
+// Greedy (temperature 0) gives k = 1. Throws Error(Backend) naming the token on NaN logits (the
+// backends' sample_rows, which the generator calls, throw kernels::BackendError, which the C ABI
+// reports as REASON_ERR_BACKEND).
 int64_t candidate_distribution(std::span<const float> logits, const SamplingParams& p,
                                std::span<const int32_t> history, SamplerScratch& scratch);
 

@@ -122,6 +122,11 @@ class Model {
   // rope().inv_freq in the backend's memory (what the rope ops read).
   const float* rope_freq() const { return rope_freq_.data<float>(); }
 
+  // MLA's absorbed path keeps W_UK^T per head, a transposed copy of kv_b's rows (W_UV is a view
+  // of kv_b): a trainer that changed kv_b calls this after its update. No-op without MLA. Same
+  // thread rules as writing through parameters().
+  void refresh_absorbed_weights() const;
+
   // Every weight by its checkpoint name (tied embeddings appear once, as
   // model.embed_tokens.weight). The tensors share storage with the model: writing through them
   // changes the weights every later forward() sees (that is how a trainer updates the policy the

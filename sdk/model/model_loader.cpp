@@ -1,5 +1,6 @@
 // Model::load: config.json -> ModelConfig, safetensors -> weights checked by name and shape,
 // converted to the compute dtype (f32 weights used in place from the memory map when possible).
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -147,6 +148,16 @@ MoeWeights load_deepseek_moe(Loader& L, const ModelConfig& c, const std::string&
   return w;
 }
 
+// W_UK_h^T [kv_lora, nope] of head h, from kv_b's f32 rows (host memory), in `dtype`.
+Tensor w_uk_transposed(const Tensor& kvb32, const ModelConfig& c, int64_t h, DType dtype) {
+  const int64_t nope = c.qk_nope_head_dim, vd = c.v_head_dim, Lr = c.kv_lora_rank;
+  Tensor t = Tensor::empty(DType::F32, {Lr, nope});
+  const float* src = kvb32.data<float>() + h * (nope + vd) * Lr;  // [nope, Lr]
+  for (int64_t i = 0; i < nope; ++i)
+    for (int64_t j = 0; j < Lr; ++j) t.data<float>()[j * nope + i] = src[i * Lr + j];
+  return t.to(dtype);
+}
+
 // MLA weights of one layer, plus the per-head matrices of the absorbed path.
 void load_mla(Loader& L, const ModelConfig& c, const std::string& p, DType compute, DecoderLayer& ly) {
   const int64_t d = c.hidden_size, H = c.n_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
@@ -167,15 +178,26 @@ void load_mla(Loader& L, const ModelConfig& c, const std::string& p, DType compu
   const Tensor kvb32 = ly.kv_b.w.to(DType::F32);
   for (int64_t h = 0; h < H; ++h) {
     ly.w_uv.push_back(Linear{ly.kv_b.w.slice_rows(h * (nope + vd) + nope, vd), Tensor()});
-    Tensor t = Tensor::empty(DType::F32, {Lr, nope});
-    const float* src = kvb32.data<float>() + h * (nope + vd) * Lr;  // [nope, Lr]
-    for (int64_t i = 0; i < nope; ++i)
-      for (int64_t j = 0; j < Lr; ++j) t.data<float>()[j * nope + i] = src[i * Lr + j];
-    ly.w_uk_t.push_back(Linear{t.to(compute), Tensor()});
+    ly.w_uk_t.push_back(Linear{w_uk_transposed(kvb32, c, h, compute), Tensor()});
   }
 }
 
 }  // namespace
+
+void Model::refresh_absorbed_weights() const {
+  if (!cfg_.mla) return;
+  for (const DecoderLayer& ly : layers_) {  // (MTP modules are not trained)
+    const Tensor kvb32 = ly.kv_b.w.host().to(DType::F32);
+    for (size_t h = 0; h < ly.w_uk_t.size(); ++h) {
+      Tensor dst = ly.w_uk_t[h].w;  // shares the storage the absorbed path reads
+      const Tensor t = w_uk_transposed(kvb32, cfg_, int64_t(h), dst.dtype());
+      if (dst.host_accessible())
+        std::memcpy(dst.raw(), t.raw(), t.nbytes());
+      else
+        backend_->upload(dst.raw(), t.raw(), t.nbytes());
+    }
+  }
+}
 
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::Cpu;

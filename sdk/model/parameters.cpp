@@ -36,7 +36,6 @@ void visit_layer(DecoderLayer& ly, F&& f) {
     f(*t);
   for (Linear* l : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.q_a, &ly.q_b, &ly.kv_a, &ly.kv_b}) lin(*l);
   for (Linear& l : ly.w_uk_t) lin(l);
-  for (Linear& l : ly.w_uv) lin(l);  // views into kv_b on the host; their own copies on the device
   mlp(ly.mlp);
   for (SwiGLU& m : ly.moe.experts) mlp(m);
   mlp(ly.moe.shared);
@@ -52,11 +51,20 @@ void Model::place_weights_on_backend() {
     if (it == placed.end()) it = placed.emplace(t.raw(), t.on(*backend_)).first;
     t = it->second;
   };
+  // W_UV per head stays a view of (the placed) kv_b, so a trainer's update reaches it.
+  auto views = [&](DecoderLayer& ly) {
+    const int64_t nope = cfg_.qk_nope_head_dim, vd = cfg_.v_head_dim;
+    for (size_t h = 0; h < ly.w_uv.size(); ++h) ly.w_uv[h].w = ly.kv_b.w.slice_rows(int64_t(h) * (nope + vd) + nope, vd);
+  };
   for (Tensor* t : {&embed_, &lm_head_, &final_norm_}) move(*t);
-  for (DecoderLayer& ly : layers_) visit_layer(ly, move);
+  for (DecoderLayer& ly : layers_) {
+    visit_layer(ly, move);
+    views(ly);
+  }
   for (MtpModule& mt : mtp_) {
     for (Tensor* t : {&mt.enorm, &mt.hnorm, &mt.head_norm, &mt.head, &mt.eh_proj.w, &mt.eh_proj.b}) move(*t);
     visit_layer(mt.layer, move);
+    views(mt.layer);
   }
 }
 

@@ -24,6 +24,7 @@ StepMetrics Trainer::apply_step(StepMetrics m) {
   if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
   m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
   m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_);
+  policy_->refresh_absorbed_weights();  // MLA: W_UK^T follows the updated kv_b
   if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) balance_experts(load_, cfg_.bias_update_speed);
   return m;
 }
@@ -333,6 +334,9 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
   if (teacher.config().vocab_size != policy_->config().vocab_size)
     fail(ErrorCode::InvalidArgument, "distill: teacher vocabulary ({}) differs from the student's ({})",
          teacher.config().vocab_size, policy_->config().vocab_size);
+  if (&teacher.backend() != &policy_->backend())
+    fail(ErrorCode::InvalidArgument, "distill: the teacher runs on {} but the student on {}; load both on one device",
+         teacher.backend().name(), policy_->backend().name());
   if (!(cfg.temperature > 0.0f)) fail(ErrorCode::InvalidArgument, "distill: temperature must be > 0");
   if (cfg.loss == DistillLoss::JSD && !(cfg.beta > 0.0f && cfg.beta < 1.0f))
     fail(ErrorCode::InvalidArgument, "distill: JSD beta must be in (0, 1) (got {}; use forward or reverse KL for 0 or 1)", cfg.beta);

@@ -180,6 +180,18 @@ TEST_CASE("SFT, GRPO and distillation steps on a device the host cannot touch eq
   }
 }
 
+TEST_CASE("distillation from a teacher on another device is refused before any work", "[device][train]") {
+  test::GuardedBackend g;
+  auto student = load("dense/qwen2_tied", &g);
+  auto teacher = load("dense/qwen2_tied", nullptr);
+  Trainer tr(student, TrainerConfig{});
+  const std::vector<std::vector<SftExample>> sft{sft_batch(student->config().vocab_size)};
+  const std::vector<float> before = weights(*student);
+  CHECK_THROWS_WITH(tr.distill_step(*teacher, sft, DistillConfig{}),
+                    Catch::Contains("the teacher runs on cpu but the student on guarded-cpu"));
+  CHECK(weights(*student) == before);
+}
+
 TEST_CASE("a NaN on the device stops the step with a clear error and leaves the weights unchanged", "[device][train]") {
   test::GuardedBackend g;
   auto dev = load("dense/qwen2_tied", &g);

@@ -32,8 +32,11 @@ void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int6
   for (int e = 0; e < E; ++e) {
     const int64_t p0 = a.expert_off_host[size_t(e)], n = a.expert_off_host[size_t(e) + 1] - p0;
     if (expert_load) expert_load[e] += n;
-    if (n == 0) continue;
     MlpActs& ea = a.experts[size_t(e)];
+    if (n == 0) {  // no rows: its buffers go (memory stays one layer's routed rows)
+      ea = MlpActs{};
+      continue;
+    }
     xe.resize(be, size_t(n * d));
     be.gather_rows(xe.data(), h, DType::F32, a.expert_tok.data() + p0, n, d);
     mlp_forward(be, w.experts[size_t(e)], xe.data(), n, d, ea);
