@@ -143,12 +143,13 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
 
   // LM head + log-softmax. When the [targets x vocab] logits fit in kKeepLogitsBytes they are
   // computed by one matmul and kept for the backward (which then needs no second LM-head
-  // forward and runs the head's backward as one matmul); otherwise kVocabChunkRows rows at a time.
+  // forward and runs the head's backward as one matmul); otherwise in chunks of rows that fit the
+  // same budget (chunk_rows()), computed again by the backward.
   const int64_t N = int64_t(target_row_.size());
   DeviceArray<float> out(be, size_t(N)), entropy(be, size_t(N));
   lse_.resize(be, size_t(N));
-  const bool keep = double(N) * double(V) * sizeof(float) <= double(kKeepLogitsBytes);
-  const int64_t B = keep ? N : std::min(N, kVocabChunkRows);
+  const bool keep = double(N) * double(V) * sizeof(float) <= double(logits_budget_);
+  const int64_t B = keep ? N : std::min(N, chunk_rows(V));
   DeviceArray<float> hc(be, size_t(B * d)), chunk;
   DeviceArray<float>& logits = keep ? logits_ : chunk;
   logits.resize(be, size_t(B * V));
@@ -220,7 +221,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill,
   {
     const bool kept = logits_kept_;
     logits_kept_ = false;  // the backward overwrites them
-    const int64_t B = kept ? N : std::min(N, kVocabChunkRows);
+    const int64_t B = kept ? N : std::min(N, chunk_rows(V));
     DeviceArray<float> hc(be, size_t(B * d)), chunk, dhc(be, size_t(B * d)), tlogits, dlogp_dev, weight_dev;
     DeviceArray<float>& logits = kept ? logits_ : chunk;
     if (!kept) chunk.resize(be, size_t(B * V));

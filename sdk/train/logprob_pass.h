@@ -20,6 +20,7 @@
 // Threads: a LogprobPass belongs to one thread; the model must not be updated between
 // forward() and backward().
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -45,8 +46,14 @@ struct Gradients {
 
 class LogprobPass {
  public:
-  // Rows of the chunked LM head / log-softmax (when the logits are not kept).
+  // Rows of the chunked LM head / log-softmax when the logits are not kept: as many as fit
+  // kKeepLogitsBytes (large matmuls), at least kVocabChunkRows.
   static constexpr int64_t kVocabChunkRows = 64;
+  int64_t chunk_rows(int64_t vocab) const {
+    return std::max<int64_t>(kVocabChunkRows, logits_budget_ / (int64_t(sizeof(float)) * std::max<int64_t>(1, vocab)));
+  }
+  // The budget for kept logits and for a chunk (default kKeepLogitsBytes). Set before forward().
+  void set_logits_budget(int64_t bytes) { logits_budget_ = std::max<int64_t>(0, bytes); }
   // The forward keeps the [targets x vocab] logits for the backward when they take at most this
   // many bytes (one LM-head matmul each way, none repeated, as PyTorch keeps them); above it the
   // backward computes them again chunk by chunk and memory stays O(chunk x vocab).
@@ -122,6 +129,7 @@ class LogprobPass {
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;
   DeviceArray<float> logits_;  // the forward's logits [targets, vocab] when kept (logits_kept_)
   bool logits_kept_ = false;
+  int64_t logits_budget_ = kKeepLogitsBytes;
   DeviceArray<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and distillation
   bool recompute_ = false;
   LayerCtx layer_ctx() const;

@@ -422,3 +422,28 @@ TEST_CASE("after training steps an MLA model's absorbed decode still equals its 
     CHECK(test::max_abs_diff(logits, &full[(prompt.size() - 1 + step) * V], V) <= 1e-4f * scale);
   });
 }
+
+TEST_CASE("kept logits and the chunked LM head give the same logprobs and gradients", "[train][logits]") {
+  // Budget 0: the logits are never kept; the LM head runs 64 rows at a time, again in backward.
+  auto m = Model::load(kDense + "qwen2_tied");
+  std::vector<std::vector<int32_t>> seqs;
+  for (int s = 0; s < 3; ++s) {
+    std::vector<int32_t> q;
+    for (int t = 0; t < 50 + 17 * s; ++t) q.push_back(int32_t((31 * s + 7 * t + 2) % 390));
+    seqs.push_back(q);
+  }
+  Gradients gk = Gradients::zeros_like(*m), gc = Gradients::zeros_like(*m);
+  LogprobPass kept, chunked;
+  chunked.set_logits_budget(0);
+  const std::vector<float> lk = kept.forward(*m, seqs, 0.7f), lc = chunked.forward(*m, seqs, 0.7f);
+  REQUIRE(lk.size() > 64);  // more than one chunk
+  REQUIRE(lk.size() == lc.size());
+  double worst = 0;  // the matmul's blocking differs with its row count: rounding only
+  for (size_t i = 0; i < lk.size(); ++i) worst = std::max(worst, std::fabs(double(lk[i]) - lc[i]) / std::max(1.0, std::fabs(double(lk[i]))));
+  CHECK(worst < 1e-5);
+  std::vector<float> dlogp(lk.size());
+  for (size_t i = 0; i < dlogp.size(); ++i) dlogp[i] = 0.01f * float(int(i % 7) - 3);
+  kept.backward(dlogp, gk);
+  chunked.backward(dlogp, gc);
+  CHECK(max_rel_diff(gk, gc) < 1e-5);  // the LM head's weight gradient is summed in another order
+}
