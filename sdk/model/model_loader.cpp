@@ -1,6 +1,5 @@
 // Model::load: config.json -> ModelConfig, safetensors -> weights checked by name and shape,
 // converted to the compute dtype (f32 weights used in place from the memory map when possible).
-#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -191,10 +190,7 @@ void Model::refresh_absorbed_weights() const {
     for (size_t h = 0; h < ly.w_uk_t.size(); ++h) {
       Tensor dst = ly.w_uk_t[h].w;  // shares the storage the absorbed path reads
       const Tensor t = w_uk_transposed(kvb32, cfg_, int64_t(h), dst.dtype());
-      if (dst.host_accessible())
-        std::memcpy(dst.raw(), t.raw(), t.nbytes());
-      else
-        backend_->upload(dst.raw(), t.raw(), t.nbytes());
+      backend_->upload(dst.raw(), t.raw(), t.nbytes());  // (a memcpy on the CPU backend)
     }
   }
 }

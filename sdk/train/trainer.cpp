@@ -403,13 +403,13 @@ void Trainer::balance_experts(std::span<const int64_t> load, float gamma) {
     for (int64_t e = 0; e < c.n_experts; ++e) mean += double(l[e]);
     mean /= double(c.n_experts);
     // The bias is a few values per layer: updated on the host, written back to the backend.
-    Tensor h = bias.host_accessible() ? bias : bias.host();
+    Tensor h = bias.host();  // the bias itself in host memory, else a downloaded copy
     float* b = h.data<float>();
     for (int64_t e = 0; e < c.n_experts; ++e) {
       if (double(l[e]) > mean) b[e] -= gamma;
       else if (double(l[e]) < mean) b[e] += gamma;
     }
-    if (!bias.host_accessible()) bias.backend()->upload(const_cast<void*>(bias.raw()), h.raw(), h.nbytes());
+    if (h.raw() != bias.raw()) bias.backend()->upload(const_cast<void*>(bias.raw()), h.raw(), h.nbytes());
   }
 }
 
