@@ -80,8 +80,33 @@ void LogprobPass::layer_forward(int64_t l, DeviceArray<float>& x, bool record) {
                                   nullptr, 0.0f);
 }
 
+std::vector<float> LogprobPass::to_all(std::vector<float> computed) const {
+  if (head_pos_.empty() && int64_t(computed.size()) == n_all_targets_) return computed;
+  std::vector<float> all(size_t(n_all_targets_), 0.0f);
+  for (size_t i = 0; i < head_pos_.size(); ++i) all[size_t(head_pos_[i])] = computed[i];
+  return all;
+}
+
+template <class T>
+std::vector<T> LogprobPass::to_computed(std::span<const T> all, const char* what) const {
+  if (int64_t(all.size()) != n_all_targets_)
+    fail(ErrorCode::InvalidArgument, "backward: {} {} for {} target tokens", all.size(), what, n_all_targets_);
+  if (int64_t(target_row_.size()) == n_all_targets_) return std::vector<T>(all.begin(), all.end());
+  std::vector<T> out(head_pos_.size());
+  size_t j = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (j < head_pos_.size() && head_pos_[j] == int64_t(i)) {
+      out[j++] = all[i];
+    } else if (all[i] != T(0)) {
+      fail(ErrorCode::InvalidArgument, "backward: target {} has {} {} but the forward skipped it (need = 0)", i,
+           double(all[i]), what);
+    }
+  }
+  return out;
+}
+
 std::vector<float> LogprobPass::forward(const Model& model, std::span<const std::vector<int32_t>> seqs,
-                                        float temperature) {
+                                        float temperature, std::span<const uint8_t> need) {
   const ModelConfig& c = model.config();
   if (model.compute_dtype() != DType::F32)
     fail(ErrorCode::Unsupported, "training needs the model loaded in f32 (its master weights)");
@@ -94,6 +119,12 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   tokens_.clear();
   seq_start_.clear();
   target_row_.clear();
+  head_pos_.clear();
+  n_all_targets_ = 0;
+  int64_t n_need = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) n_need += std::max<int64_t>(0, int64_t(seqs[s].size()) - 1);
+  if (!need.empty() && int64_t(need.size()) != n_need)
+    fail(ErrorCode::InvalidArgument, "training forward: {} need flags for {} target tokens", need.size(), n_need);
   std::vector<int32_t> pos, target_id;
   for (size_t s = 0; s < seqs.size(); ++s) {
     if (seqs[s].size() < 2) fail(ErrorCode::InvalidArgument, "training sequence {} has fewer than 2 tokens", s);
@@ -103,8 +134,12 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
       if (id < 0 || id >= V)
         fail(ErrorCode::InvalidArgument, "sequence {}: token id {} at position {} is outside the vocabulary [0, {})", s, id, t, V);
       if (t + 1 < seqs[s].size()) {
-        target_row_.push_back(int32_t(tokens_.size()));
-        target_id.push_back(seqs[s][t + 1]);
+        if (need.empty() || need[size_t(n_all_targets_)]) {
+          if (!need.empty()) head_pos_.push_back(n_all_targets_);
+          target_row_.push_back(int32_t(tokens_.size()));
+          target_id.push_back(seqs[s][t + 1]);
+        }
+        ++n_all_targets_;
       }
       tokens_.push_back(id);
       pos.push_back(int32_t(t));
@@ -164,8 +199,8 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   }
   logits_kept_ = keep;
   if (!keep) logits_.release();
-  entropy_ = entropy.download();
-  return out.download();
+  entropy_ = to_all(entropy.download());
+  return to_all(out.download());
 }
 
 void LogprobPass::row_logits(int64_t i0, int64_t n, float* out) const {
@@ -184,22 +219,27 @@ void LogprobPass::row_logits(int64_t i0, int64_t n, float* out) const {
 }
 
 void LogprobPass::backward(std::span<const float> dlogp, Gradients& grads) {
-  if (dlogp.size() != target_row_.size())
-    fail(ErrorCode::InvalidArgument, "backward: {} gradients for {} target tokens", dlogp.size(), target_row_.size());
-  backward_impl(nullptr, nullptr, dlogp, grads);
+  const std::vector<float> g = to_computed(dlogp, "dL/dlogprob values");
+  backward_impl(nullptr, nullptr, g, grads);
 }
 
 void LogprobPass::backward_rows(const RowGrad& row_grad, Gradients& grads) { backward_impl(&row_grad, nullptr, {}, grads); }
 
 void LogprobPass::backward_distill(const Distill& d, Gradients& grads) {
   if (!model_ || !d.teacher || !d.teacher->model_) fail(ErrorCode::InvalidArgument, "backward_distill: both passes need a forward");
-  if (d.teacher->target_row_.size() != target_row_.size() || d.teacher->temperature_ != temperature_ ||
+  if (d.teacher->target_row_ != target_row_ || d.teacher->n_all_targets_ != n_all_targets_ ||
+      d.teacher->temperature_ != temperature_ ||
       d.teacher->model_->config().vocab_size != model_->config().vocab_size)
     fail(ErrorCode::InvalidArgument, "backward_distill: the teacher's pass covers other rows, temperature or vocabulary");
-  if (d.row_weight.size() != target_row_.size() || !d.row_loss)
-    fail(ErrorCode::InvalidArgument, "backward_distill: {} row weights for {} target rows", d.row_weight.size(), target_row_.size());
-  d.row_loss->assign(target_row_.size(), 0.0);
-  backward_impl(nullptr, &d, {}, grads);
+  if (!d.row_loss) fail(ErrorCode::InvalidArgument, "backward_distill: no row_loss output");
+  const std::vector<float> w = to_computed(d.row_weight, "row weights");
+  Distill dc = d;
+  dc.row_weight = w;
+  std::vector<double> loss;
+  dc.row_loss = &loss;
+  backward_impl(nullptr, &dc, {}, grads);
+  d.row_loss->assign(size_t(n_all_targets_), 0.0);
+  for (size_t i = 0; i < loss.size(); ++i) (*d.row_loss)[head_pos_.empty() ? i : size_t(head_pos_[i])] = loss[i];
 }
 
 void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill, std::span<const float> dlogp,
@@ -298,7 +338,7 @@ void LogprobPass::host_row_grads(const RowGrad& row_grad, int64_t c0, int64_t m,
     float* zi = &z[size_t(i * V)];
     for (int64_t j = 0; j < V; ++j) rowlp[size_t(j)] = zi[j] * inv_t - lse[size_t(i)];
     std::fill(rowg.begin(), rowg.end(), 0.0f);
-    row_grad(c0 + i, rowlp.data(), rowg.data());
+    row_grad(head_pos_.empty() ? c0 + i : head_pos_[size_t(c0 + i)], rowlp.data(), rowg.data());
     double gsum = 0;
     for (int64_t j = 0; j < V; ++j) gsum += rowg[size_t(j)];
     for (int64_t j = 0; j < V; ++j) zi[j] = float((rowg[size_t(j)] - std::exp(double(rowlp[size_t(j)])) * gsum) * inv_t);

@@ -61,9 +61,14 @@ class LogprobPass {
 
   // Runs the model over each sequence (causal attention within a sequence only) and returns,
   // for each sequence s and t < len(s) - 1, log softmax(logits(t) / temperature)[tokens[t + 1]],
-  // concatenated over sequences. Throws for a model not loaded in f32, sequences shorter than 2
-  // tokens or out-of-range ids.
-  std::vector<float> forward(const Model& model, std::span<const std::vector<int32_t>> seqs, float temperature);
+  // concatenated over sequences (the "targets"). Throws for a model not loaded in f32, sequences
+  // shorter than 2 tokens or out-of-range ids.
+  // `need` (optional, one value per target in that order): targets with 0 carry no loss, and the
+  // LM head and log-softmax skip their rows (prompt tokens of GRPO, masked SFT tokens: PyTorch's
+  // logits_to_keep). Their logprob and entropy are returned as 0, the backward requires their
+  // dL/dlogprob to be 0, and distillation their row weight.
+  std::vector<float> forward(const Model& model, std::span<const std::vector<int32_t>> seqs, float temperature,
+                             std::span<const uint8_t> need = {});
 
   // Optional sequence-wise auxiliary balance loss of MoE layers (DeepSeek-V3 eq. 17-20):
   //   L_bal = alpha * sum_i f_i P_i per sequence and MoE layer, averaged over sequences, with
@@ -90,7 +95,8 @@ class LogprobPass {
   // of the last forward() (same order and length).
   void backward(std::span<const float> dlogp, Gradients& grads);
 
-  // Full-distribution losses written by the caller (host code). Called with target index i, the
+  // Full-distribution losses written by the caller (host code). Called with target index i (each
+  // computed target; its index among all targets), the
   // row's log softmax(logits / T) over the vocabulary, and a zeroed buffer to fill with
   // dL/dlogprob over the vocabulary (a row at a time on the host).
   using RowGrad = std::function<void(int64_t i, const float* logp, float* dlogp)>;
@@ -107,10 +113,12 @@ class LogprobPass {
     std::vector<double>* row_loss = nullptr;
   };
   void backward_distill(const Distill& d, Gradients& grads);
-  // The raw logits (before the temperature) of target rows [i0, i0 + n) of the last forward into
-  // out [n x vocab] (caller-sized, in the model backend's memory).
+  // The raw logits (before the temperature) of computed targets [i0, i0 + n) of the last forward
+  // (the needed ones, in order; all targets without `need`) into out [n x vocab] (caller-sized,
+  // in the model backend's memory).
   void row_logits(int64_t i0, int64_t n, float* out) const;
-  int64_t n_targets() const { return int64_t(target_row_.size()); }
+  // Targets of the last forward (needed or not).
+  int64_t n_targets() const { return n_all_targets_; }
 
   // The experts the last forward() routed each token to: routes()[layer] holds top_k expert ids
   // per token row (sequences concatenated, in order), empty for dense layers. Ids of a token are
@@ -123,7 +131,12 @@ class LogprobPass {
   // Built on the host, used by the backend's ops from its memory (*_dev).
   std::vector<int32_t> tokens_;     // all sequences concatenated [T]
   std::vector<int64_t> seq_start_;  // start row of each sequence, plus T at the end
-  std::vector<int32_t> target_row_; // for each target: the row whose logits predict it
+  std::vector<int32_t> target_row_; // for each computed target: the row whose logits predict it
+  std::vector<int64_t> head_pos_;   // for each computed target: its index among all targets (empty: all computed)
+  int64_t n_all_targets_ = 0;
+  std::vector<float> to_all(std::vector<float> computed) const;        // computed-target order -> all targets
+  template <class T>
+  std::vector<T> to_computed(std::span<const T> all, const char* what) const;  // all targets -> computed
   DeviceArray<int32_t> tokens_dev_, pos_dev_, target_row_dev_, target_id_dev_;
   DeviceArray<int64_t> seq_start_dev_;
   float aux_alpha_ = 0.0f, aux_weight_ = 1.0f;

@@ -98,12 +98,16 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
   for (const auto& mb : micro_batches) {
     if (mb.empty()) continue;
     std::vector<std::vector<int32_t>> seqs;
-    for (const auto& ex : mb) seqs.push_back(ex.tokens);
+    std::vector<uint8_t> need;  // the LM head runs only on the rows the loss uses
+    for (const auto& ex : mb) {
+      seqs.push_back(ex.tokens);
+      for (size_t t = 1; t < ex.tokens.size(); ++t) need.push_back(ex.mask[t] != 0);
+    }
     LogprobPass pass;
     const float share = float(mb.size()) / float(n_seqs);
     pass.set_aux_loss(cfg_.aux_loss_alpha, share);
     pass.set_recompute(cfg_.recompute_activations);
-    auto lp = pass.forward(*policy_, seqs, 1.0f);
+    auto lp = pass.forward(*policy_, seqs, 1.0f, need);
     loss += double(n_tokens) * share * pass.aux_loss();  // divided by n_tokens below
     count_routes(pass);
     std::vector<float> dlp(lp.size());
@@ -237,16 +241,19 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
   for (size_t b0 = 0; b0 < B; b0 += mb) {
     const size_t b1 = std::min(B, b0 + mb);
     std::vector<std::vector<int32_t>> seqs;
+    std::vector<uint8_t> need;  // completion targets only: the LM head skips the prompt's rows
     for (size_t i = b0; i < b1; ++i) {
       std::vector<int32_t> s = batch[i].prompt;
       s.insert(s.end(), batch[i].completion.begin(), batch[i].completion.end());
       seqs.push_back(std::move(s));
+      need.insert(need.end(), batch[i].prompt.size() - 1, 0);
+      need.insert(need.end(), batch[i].completion.size(), 1);
     }
     LogprobPass pass;
     const float share = float(b1 - b0) / float(B);
     pass.set_aux_loss(cfg_.aux_loss_alpha, share);
     pass.set_recompute(cfg_.recompute_activations);
-    auto lp = pass.forward(*policy_, seqs, cfg.temperature);
+    auto lp = pass.forward(*policy_, seqs, cfg.temperature, need);
     loss += share * pass.aux_loss();
     count_routes(pass);
     const auto& entropy = pass.entropies();
@@ -358,8 +365,8 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
       for (size_t t = 1; t < ex.tokens.size(); ++t) on.push_back(ex.mask[t]);
     }
     LogprobPass student, teach;
-    student.forward(*policy_, seqs, cfg.temperature);
-    teach.forward(teacher, seqs, cfg.temperature);
+    student.forward(*policy_, seqs, cfg.temperature, on);
+    teach.forward(teacher, seqs, cfg.temperature, on);
     // The backend computes each completion row's divergence and its gradient (Backend::distill_rows).
     const float w = 1.0f / float(n_tokens);
     std::vector<float> row_weight(on.size());

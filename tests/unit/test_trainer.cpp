@@ -447,3 +447,50 @@ TEST_CASE("kept logits and the chunked LM head give the same logprobs and gradie
   chunked.backward(dlogp, gc);
   CHECK(max_rel_diff(gk, gc) < 1e-5);  // the LM head's weight gradient is summed in another order
 }
+
+TEST_CASE("skipping targets without loss (need = 0) changes no logprob or gradient of the others", "[train][logits]") {
+  // `need` makes the LM head and log-softmax skip rows (PyTorch's logits_to_keep); the kept rows'
+  // logprobs and every weight's gradient equal the full pass with zero dL/dlogprob on the others.
+  auto m = Model::load(kDense + "qwen2_tied");
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<uint8_t> need;
+  for (int s = 0; s < 3; ++s) {
+    std::vector<int32_t> q;
+    for (int t = 0; t < 20 + 9 * s; ++t) q.push_back(int32_t((29 * s + 11 * t + 3) % 390));
+    seqs.push_back(q);
+    for (size_t t = 1; t < q.size(); ++t) need.push_back(uint8_t(s != 1 && (t % 3 != 0 || t > 12)));
+  }
+  for (const int64_t budget : {LogprobPass::kKeepLogitsBytes, int64_t(0)}) {
+    INFO("logits budget " << budget);
+    LogprobPass full, part;
+    full.set_logits_budget(budget);
+    part.set_logits_budget(budget);
+    const std::vector<float> lf = full.forward(*m, seqs, 0.8f), lp = part.forward(*m, seqs, 0.8f, need);
+    REQUIRE(lf.size() == need.size());
+    REQUIRE(lp.size() == need.size());
+    REQUIRE(part.n_targets() == int64_t(need.size()));
+    std::vector<float> dlogp(lf.size(), 0.0f);
+    for (size_t i = 0; i < lf.size(); ++i) {
+      if (need[i]) {
+        CHECK(std::fabs(lf[i] - lp[i]) <= 1e-5f * std::max(1.0f, std::fabs(lf[i])));
+        CHECK(std::fabs(full.entropies()[i] - part.entropies()[i]) <= 1e-4f);
+        dlogp[i] = 0.02f * float(int(i % 5) - 2);
+      } else {
+        CHECK(lp[i] == 0.0f);
+        CHECK(part.entropies()[i] == 0.0f);
+      }
+    }
+    Gradients gf = Gradients::zeros_like(*m), gp = Gradients::zeros_like(*m);
+    full.backward(dlogp, gf);
+    part.backward(dlogp, gp);
+    CHECK(max_rel_diff(gf, gp) < 1e-5);
+    // A gradient on a skipped target is a caller's error, not a silent drop.
+    size_t skipped = 0;
+    while (need[skipped]) ++skipped;
+    dlogp[skipped] = 1.0f;
+    CHECK_THROWS_WITH(part.backward(dlogp, gp), Catch::Contains("skipped"));
+  }
+  LogprobPass bad;
+  std::vector<uint8_t> short_need(need.begin(), need.end() - 1);
+  CHECK_THROWS_WITH(bad.forward(*m, seqs, 1.0f, short_need), Catch::Contains("need flags"));
+}
