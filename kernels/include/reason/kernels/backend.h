@@ -303,7 +303,8 @@ class Backend {
   // the sum over the heads).
   virtual void add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
                               int64_t cols) = 0;
-  // sum of x[i]^2 in double: blocks of 4096 elements, the block sums added in order. A NaN or
+  // sum of x[i]^2 in double: blocks of 4096 elements (each summed with up to 16 partial sums),
+  // the block sums added in order. A NaN or
   // infinity in x gives a non-finite result.
   virtual double sum_squares(const float* x, int64_t n) = 0;
   // Log-softmax of rows of logits at a temperature, the training losses' core: for row r of z
