@@ -45,18 +45,28 @@ struct HeapGreater {
 }  // namespace
 
 void BpeModel::encode_word(std::string_view word, BpeScratch& sc, std::vector<int32_t>& out) const {
-  const size_t n = word.size();
-  if (n == 1) {
-    out.push_back(byte_id[static_cast<uint8_t>(word[0])]);
-    return;
-  }
   auto& sym = sc.symbols;
   auto& heap = sc.heap;
-  sym.resize(n);
+  sym.clear();
   heap.clear();
-  for (size_t i = 0; i < n; ++i) {
-    sym[i] = {byte_id[static_cast<uint8_t>(word[i])], static_cast<int32_t>(i) - 1,
-              i + 1 < n ? static_cast<int32_t>(i + 1) : -1, true};
+  bool last_unk = false;
+  for (char ch : word) {
+    int32_t id = byte_id[static_cast<uint8_t>(ch)];
+    if (id < 0) {
+      if (unk_id < 0 || (fuse_unk && last_unk)) continue;
+      id = unk_id;
+      last_unk = true;
+    } else {
+      last_unk = false;
+    }
+    sym.push_back({id, static_cast<int32_t>(sym.size()) - 1, -1, true});
+  }
+  const size_t n = sym.size();
+  if (n == 0) return;
+  for (size_t i = 0; i + 1 < n; ++i) sym[i].next = static_cast<int32_t>(i + 1);
+  if (n == 1) {
+    out.push_back(sym[0].id);
+    return;
   }
   HeapGreater cmp;
   for (size_t i = 0; i + 1 < n; ++i) {

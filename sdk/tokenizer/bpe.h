@@ -67,7 +67,14 @@ struct BpeScratch {
 
 class BpeModel {
  public:
-  std::array<int32_t, 256> byte_id{};  // id of the single-byte token of each byte
+  // Id of the single-byte token of each byte; -1 where the vocabulary has none (real vocabularies
+  // often lack bytes that never occur in UTF-8 text, such as 0xC0, or rare control characters).
+  std::array<int32_t, 256> byte_id{};
+  // What a byte without a token becomes, as HF tokenizers' BPE does: model.unk_token's id (runs of
+  // them fused into one when fuse_unk), or, with no unk_token (-1), nothing: the byte is dropped
+  // and its neighbours may merge across it.
+  int32_t unk_id = -1;
+  bool fuse_unk = false;
   MergeTable merges;
 
   // Appends the ids of `word` (raw bytes, at least one) to `out`.

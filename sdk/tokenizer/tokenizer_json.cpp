@@ -139,14 +139,24 @@ void parse_model(const Reader& r, const json& root, Tokenizer::Impl& impl) {
     impl.token_str[id] = token;
   }
 
-  // Every byte must have its single-character token, or some input could not be encoded.
+  // The single-character token of each byte. A byte without one is dropped at encode time, or
+  // becomes unk_token (HF tokenizers' BPE); a vocabulary with none of them is not byte-level.
+  int n_bytes = 0;
   for (int b = 0; b < 256; ++b) {
     std::string ch = tok::bytes_to_byte_level(std::string_view(reinterpret_cast<const char*>(&b), 1));
     auto it = impl.vocab.find(ch);
-    if (it == impl.vocab.end())
-      r.bad("model.vocab", fmt::format("no token for byte 0x{:02X} (\"{}\"): not a byte-level BPE vocabulary", b, ch));
-    impl.bpe.byte_id[static_cast<size_t>(b)] = it->second;
+    impl.bpe.byte_id[static_cast<size_t>(b)] = it == impl.vocab.end() ? -1 : it->second;
+    n_bytes += it == impl.vocab.end() ? 0 : 1;
   }
+  if (n_bytes < 128)
+    r.bad("model.vocab", fmt::format("only {} of the 256 byte symbols have a token: not a byte-level BPE vocabulary", n_bytes));
+  if (const json* u = r.member(model, "unk_token"); u && !u->is_null()) {
+    const std::string unk = r.string(*u, "model.unk_token");
+    auto it = impl.vocab.find(unk);
+    if (it == impl.vocab.end()) r.bad("model.unk_token", fmt::format("\"{}\" is not in the vocabulary", unk));
+    impl.bpe.unk_id = it->second;
+  }
+  impl.bpe.fuse_unk = r.boolean(model, "fuse_unk", false, "model");
 
   const json& merges = r.required(model, "merges", "model");
   if (!merges.is_array()) r.bad("model.merges", fmt::format("expected an array, found {}", merges.type_name()));
