@@ -147,7 +147,7 @@ REASON_API void reason_model_options_init(reason_model_options* opts);
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded
  * model.safetensors.index.json). opts may be NULL for defaults. Supported architectures:
- * LlamaForCausalLM, Qwen2ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
+ * LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
  * DeepseekV3ForCausalLM (incl. FP8 block-scaled checkpoints, dequantised at load). Errors name the directory and the file/tensor/field.
  * On success *out owns the model; free with reason_model_free. The model is immutable and may
  * be shared by any number of threads. */

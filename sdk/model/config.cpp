@@ -105,6 +105,40 @@ void check_products(const ModelConfig& c, const std::string& src) {
   }
 }
 
+// Fields that change the math and that the engine does not implement are refused by name, never
+// ignored (a model that loads must compute what transformers computes).
+void check_math_fields(const json& j, const ModelConfig& c, const std::string& src) {
+  for (const char* key : {"hidden_act", "hidden_activation"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_string()) fail(ErrorCode::Format, "{}: '{}' must be a string", src, key);
+    const std::string act = it->get<std::string>();
+    if (act != "silu" && act != "swish")
+      fail(ErrorCode::Unsupported, "{}: {} \"{}\" is not supported (the engine's MLP is SwiGLU: silu)", src, key, act);
+  }
+  // Sliding-window attention: Mistral/Mixtral's sliding_window, Qwen's use_sliding_window (with
+  // max_window_layers), transformers v5's layer_types.
+  if (c.arch == Arch::Mixtral) {
+    if (auto it = j.find("sliding_window"); it != j.end() && !it->is_null())
+      fail(ErrorCode::Unsupported, "{}: sliding-window attention (sliding_window {}) is not supported", src, it->dump());
+  } else if (get_bool(j, "use_sliding_window", src, false)) {
+    fail(ErrorCode::Unsupported, "{}: sliding-window attention (use_sliding_window) is not supported", src);
+  }
+  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) fail(ErrorCode::Format, "{}: 'layer_types' must be an array", src);
+    for (size_t i = 0; i < it->size(); ++i)
+      if (!(*it)[i].is_string() || (*it)[i].get<std::string>() != "full_attention")
+        fail(ErrorCode::Unsupported, "{}: layer_types[{}] is {} (only full_attention is supported)", src, i, (*it)[i].dump());
+  }
+  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
+    auto it = j.find(key);
+    if (it != j.end() && !it->is_null()) fail(ErrorCode::Unsupported, "{}: {} is not supported", src, key);
+  }
+  if (auto it = j.find("partial_rotary_factor"); it != j.end() && !it->is_null() &&
+                                                  !(it->is_number() && it->get<double>() == 1.0))
+    fail(ErrorCode::Unsupported, "{}: partial_rotary_factor {} is not supported (rotary on the whole head)", src, it->dump());
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
@@ -122,14 +156,16 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.arch = Arch::Mixtral;
   } else if (c.architecture == "Qwen2MoeForCausalLM") {
     c.arch = Arch::Qwen2Moe;
+  } else if (c.architecture == "Qwen3ForCausalLM") {
+    c.arch = Arch::Qwen3;
   } else if (c.architecture == "Qwen3MoeForCausalLM") {
     c.arch = Arch::Qwen3Moe;
   } else if (c.architecture == "DeepseekV3ForCausalLM") {
     c.arch = Arch::DeepseekV3;
   } else {
     fail(ErrorCode::Unsupported,
-         "{}: unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, MixtralForCausalLM, "
-         "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, DeepseekV3ForCausalLM)",
+         "{}: unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+         "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, DeepseekV3ForCausalLM)",
          src, c.architecture);
   }
   c.vocab_size = get_int(j, "vocab_size", src);
@@ -201,7 +237,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", src, false);
   if (c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe) {
     c.attention_bias = true;  // Qwen2 always has q/k/v biases, never an o bias
-  } else if (c.arch == Arch::Qwen3Moe) {
+  } else if (c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe) {
     c.attention_bias = get_bool(j, "attention_bias", src, false);  // q/k/v and o
     c.o_bias = c.attention_bias;
     c.qk_norm = true;
@@ -258,8 +294,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     }
     if (!(c.rope_scaling.factor > 0)) fail(ErrorCode::Format, "{}: rope_scaling factor must be positive", src);
   }
-  if (c.arch == Arch::Qwen2 && get_bool(j, "use_sliding_window", src, false))
-    fail(ErrorCode::Unsupported, "{}: Qwen2 sliding-window attention (use_sliding_window) is not supported", src);
+  check_math_fields(j, c, src);
   if (c.arch == Arch::DeepseekV3) {
     c.attention_bias = get_bool(j, "attention_bias", src, false);
     c.n_experts = get_int(j, "n_routed_experts", src, 0);

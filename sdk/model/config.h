@@ -21,7 +21,7 @@ inline constexpr int64_t kMaxPositions = int64_t(1) << 30;  // max_position_embe
 // vocab_size x hidden_size, num_attention_heads x head_dim x hidden_size, layers x experts, ...
 inline constexpr int64_t kMaxConfigProduct = int64_t(1) << 40;
 
-enum class Arch { Llama, Qwen2, Mixtral, Qwen2Moe, Qwen3Moe, DeepseekV3 };
+enum class Arch { Llama, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe, DeepseekV3 };
 
 struct RopeScaling {
   std::string type = "default";  // default | linear | llama3 | yarn

@@ -201,3 +201,38 @@ TEST_CASE("a huge num_hidden_layers fails before anything is sized by it", "[con
   t.write_config_text(j.dump());
   expect_load_format(t.dir, {"num_hidden_layers", "4000", "model.layers.3999.input_layernorm.weight"});
 }
+
+TEST_CASE("config fields that change the math and are not implemented are refused by name", "[config][limits]") {
+  // Before, these loaded and silently computed something else than transformers (SiLU for a GELU
+  // model, full attention for a sliding window).
+  auto refused = [](json j, const std::vector<std::string>& words) {
+    INFO(j.dump());
+    test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, ErrorCode::Unsupported, words);
+  };
+  const json llama = fixture_config("dense/llama_mha"), mixtral = fixture_config("moe/mixtral"),
+             qwen3_moe = fixture_config("moe/qwen3_moe"), qwen3 = fixture_config("dense/qwen3_tied");
+  json j = llama;
+  j["hidden_act"] = "gelu_pytorch_tanh";
+  refused(j, {"hidden_act", "gelu_pytorch_tanh"});
+  j = llama;
+  j["hidden_act"] = "swish";  // transformers' ACT2FN: the same function as silu
+  CHECK_NOTHROW(ModelConfig::from_json(j, "config.json"));
+  j = mixtral;
+  j["sliding_window"] = 40;
+  refused(j, {"sliding_window", "40"});
+  for (const json& base : {qwen3_moe, qwen3, fixture_config("dense/qwen2_tied")}) {
+    j = base;
+    j["use_sliding_window"] = true;
+    refused(j, {"use_sliding_window"});
+  }
+  j = qwen3;
+  j["layer_types"] = json::array({"full_attention", "sliding_attention"});
+  refused(j, {"layer_types[1]", "sliding_attention"});
+  j = llama;
+  j["final_logit_softcapping"] = 30.0;
+  refused(j, {"final_logit_softcapping"});
+  j = llama;
+  j["partial_rotary_factor"] = 0.5;
+  refused(j, {"partial_rotary_factor"});
+  for (const char* f : {"dense/qwen3_tied", "dense/qwen3_bias_untied"}) CHECK_NOTHROW(ModelConfig::from_json(fixture_config(f), f));
+}
