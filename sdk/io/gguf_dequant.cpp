@@ -82,6 +82,18 @@ void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
   }
 }
 
+// Scale and min of sub-blocks is and is + 1 (the two nibbles of a 32-byte run), as d * sc, dmin * m.
+struct SubScales {
+  float d1, m1, d2, m2;
+};
+SubScales sub_scales(const uint8_t* scales, int is, float d, float dmin) {
+  uint8_t sc, m;
+  scale_min_k4(is, scales, &sc, &m);
+  const float d1 = d * sc, m1 = dmin * m;
+  scale_min_k4(is + 1, scales, &sc, &m);
+  return {d1, m1, d * sc, dmin * m};
+}
+
 // Q4_K: d, dmin (f16), 12 bytes of scales/mins, 128 bytes of 4-bit quants; 8 sub-blocks of 32.
 void q4_k(const uint8_t* b, float* y) {
   const float d = half(b), dmin = half(b + 2);
@@ -89,13 +101,9 @@ void q4_k(const uint8_t* b, float* y) {
   const uint8_t* q = b + 16;
   int is = 0;
   for (int j = 0; j < 256; j += 64) {
-    uint8_t sc, m;
-    scale_min_k4(is, scales, &sc, &m);
-    const float d1 = d * sc, m1 = dmin * m;
-    scale_min_k4(is + 1, scales, &sc, &m);
-    const float d2 = d * sc, m2 = dmin * m;
-    for (int l = 0; l < 32; ++l) *y++ = d1 * float(q[l] & 0x0F) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * float(q[l] >> 4) - m2;
+    const SubScales s = sub_scales(scales, is, d, dmin);
+    for (int l = 0; l < 32; ++l) *y++ = s.d1 * float(q[l] & 0x0F) - s.m1;
+    for (int l = 0; l < 32; ++l) *y++ = s.d2 * float(q[l] >> 4) - s.m2;
     q += 32;
     is += 2;
   }
@@ -110,13 +118,9 @@ void q5_k(const uint8_t* b, float* y) {
   int is = 0;
   uint8_t u1 = 1, u2 = 2;
   for (int j = 0; j < 256; j += 64) {
-    uint8_t sc, m;
-    scale_min_k4(is, scales, &sc, &m);
-    const float d1 = d * sc, m1 = dmin * m;
-    scale_min_k4(is + 1, scales, &sc, &m);
-    const float d2 = d * sc, m2 = dmin * m;
-    for (int l = 0; l < 32; ++l) *y++ = d1 * float((ql[l] & 0x0F) + (qh[l] & u1 ? 16 : 0)) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * float((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+    const SubScales s = sub_scales(scales, is, d, dmin);
+    for (int l = 0; l < 32; ++l) *y++ = s.d1 * float((ql[l] & 0x0F) + (qh[l] & u1 ? 16 : 0)) - s.m1;
+    for (int l = 0; l < 32; ++l) *y++ = s.d2 * float((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - s.m2;
     ql += 32;
     is += 2;
     u1 = uint8_t(u1 << 2);
