@@ -2,6 +2,8 @@
 // (pipeline_commands.cpp).
 // Errors are one line on stderr ("reason: error: ...") with exit status 1.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -11,6 +13,7 @@
 #include "core/error.h"
 #include "infer/generator.h"
 #include "pipeline_commands.h"
+#include "model/generation_config.h"
 #include "model/model.h"
 #include "reason/kernels/backend.h"
 #include "reason/kernels/cpu_isa.h"
@@ -117,7 +120,8 @@ int main(int argc, char** argv) {
   bool chat = false, as_json = false, r1 = false;
   SamplingParams sp;
   int n = 1;
-  gen->add_option("--model", model_dir, "Hugging Face model directory")->required();
+  gen->add_option("--model", model_dir,
+                  "Hugging Face model directory (its generation_config.json supplies sampling defaults)")->required();
   gen->add_option("--prompt", prompt, "prompt text")->required();
   gen->add_flag("--chat", chat, "format the prompt as a user turn with the model's chat template");
   gen->add_flag("--r1", r1, "DeepSeek-R1's recommended sampling (temperature 0.6, top-p 0.95)");
@@ -175,6 +179,19 @@ int main(int argc, char** argv) {
     if (pipeline_cmds.run()) {
       // pipeline run|check or eval
     } else if (*gen) {
+      // generation_config.json's defaults where the command line sets nothing (transformers'
+      // precedence: explicit arguments, then the model's generation config); --r1 on top.
+      const GenerationDefaults gd = read_generation_defaults(model_dir);
+      auto unset = [&](const char* opt) { return gen->get_option(opt)->count() == 0; };
+      if (unset("--temperature")) {
+        if (gd.temperature) sp.temperature = float(*gd.temperature);
+        if (gd.do_sample && !*gd.do_sample) sp.temperature = 0.0f;
+      }
+      if (gd.top_p && unset("--top-p")) sp.top_p = float(*gd.top_p);
+      if (gd.top_k && unset("--top-k")) sp.top_k = int32_t(std::min<int64_t>(*gd.top_k, INT32_MAX));
+      if (gd.min_p && unset("--min-p")) sp.min_p = float(*gd.min_p);
+      if (gd.repetition_penalty && unset("--repetition-penalty")) sp.repetition_penalty = float(*gd.repetition_penalty);
+      if (gd.max_new_tokens && unset("--max-tokens")) sp.max_new_tokens = int32_t(std::min<int64_t>(*gd.max_new_tokens, INT32_MAX));
       if (r1) {
         sp.temperature = 0.6f;
         sp.top_p = 0.95f;
@@ -236,6 +253,7 @@ int main(int argc, char** argv) {
     } else if (*infoc) {
       auto m = Model::load(model_dir, load_options(common));
       json j = info_json(*m);
+      j["generation_defaults"] = to_json(read_generation_defaults(model_dir));
       j["cpu"] = cpu_json();
       if (routing) {
         auto tok = m->require_tokenizer();
