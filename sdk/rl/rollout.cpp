@@ -116,14 +116,8 @@ void fill_reference_logprobs(const Model& model, std::span<GrpoSample> samples, 
     size_t j = i;
     int64_t tokens = 0;
     while (j < samples.size() && (j == i || tokens < batch_tokens)) {
-      std::vector<int32_t> s = samples[j].prompt;
-      s.insert(s.end(), samples[j].completion.begin(), samples[j].completion.end());
-      if (samples[j].prompt.empty())
-        fail(ErrorCode::InvalidArgument, "reference logprobs: sample {} has an empty prompt", j);
-      need.insert(need.end(), samples[j].prompt.size() - 1, 0);
-      need.insert(need.end(), samples[j].completion.size(), 1);
-      tokens += int64_t(s.size());
-      seqs.push_back(std::move(s));
+      append_completion_sequence(seqs, need, samples[j].prompt, samples[j].completion);
+      tokens += int64_t(seqs.back().size());
       ++j;
     }
     const auto lp = pass.forward(model, seqs, temperature, need);

@@ -34,6 +34,16 @@ class GradSink final : public ParamGrads {
 
 }  // namespace
 
+void append_completion_sequence(std::vector<std::vector<int32_t>>& seqs, std::vector<uint8_t>& need,
+                                std::span<const int32_t> prompt, std::span<const int32_t> completion) {
+  if (prompt.empty()) fail(ErrorCode::InvalidArgument, "sequence {}: a completion needs a non-empty prompt", seqs.size());
+  std::vector<int32_t> s(prompt.begin(), prompt.end());
+  s.insert(s.end(), completion.begin(), completion.end());
+  seqs.push_back(std::move(s));
+  need.insert(need.end(), prompt.size() - 1, 0);
+  need.insert(need.end(), completion.size(), 1);
+}
+
 Gradients Gradients::zeros_like(const Model& m) {
   Gradients g;
   for (auto& [name, t] : m.parameters()) g.by_name.emplace(name, Tensor::zeros(m.backend(), DType::F32, t.shape()));

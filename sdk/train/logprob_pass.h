@@ -44,6 +44,12 @@ struct Gradients {
   void zero();
 };
 
+// Appends prompt + completion to seqs as one sequence and its need flags (LogprobPass::forward) to
+// need: the prompt's targets carry no loss, the completion's do. Throws InvalidArgument for an
+// empty prompt (the first completion token would have no row to predict it).
+void append_completion_sequence(std::vector<std::vector<int32_t>>& seqs, std::vector<uint8_t>& need,
+                                std::span<const int32_t> prompt, std::span<const int32_t> completion);
+
 class LogprobPass {
  public:
   // Rows of the chunked LM head / log-softmax when the logits are not kept: as many as fit

@@ -242,13 +242,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     const size_t b1 = std::min(B, b0 + mb);
     std::vector<std::vector<int32_t>> seqs;
     std::vector<uint8_t> need;  // completion targets only: the LM head skips the prompt's rows
-    for (size_t i = b0; i < b1; ++i) {
-      std::vector<int32_t> s = batch[i].prompt;
-      s.insert(s.end(), batch[i].completion.begin(), batch[i].completion.end());
-      seqs.push_back(std::move(s));
-      need.insert(need.end(), batch[i].prompt.size() - 1, 0);
-      need.insert(need.end(), batch[i].completion.size(), 1);
-    }
+    for (size_t i = b0; i < b1; ++i) append_completion_sequence(seqs, need, batch[i].prompt, batch[i].completion);
     LogprobPass pass;
     const float share = float(b1 - b0) / float(B);
     pass.set_aux_loss(cfg_.aux_loss_alpha, share);
