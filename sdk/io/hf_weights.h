@@ -11,6 +11,7 @@
 
 #include "core/tensor.h"
 #include "io/safetensors.h"
+#include "io/weight_source.h"
 
 namespace reason {
 
@@ -18,7 +19,7 @@ namespace reason {
 // files are memory-mapped and their headers validated at open(); tensor bytes are paged in
 // only when read. Immutable after open(): every member is const and one instance may be shared
 // by any number of threads. Tensors it returns keep their file's mapping alive on their own.
-class WeightStore {
+class WeightStore final : public WeightSource {
  public:
   using Entry = SafetensorsFile::Entry;
   enum class Layout {
@@ -40,18 +41,19 @@ class WeightStore {
   const std::string& dir() const { return dir_; }
   Layout layout() const { return layout_; }
 
-  bool has(const std::string& name) const { return find(name) != nullptr; }
+  bool has(const std::string& name) const override { return find(name) != nullptr; }
   // The header entry of `name` (dtype, shape, bytes), or nullptr. Lives as long as this store.
   const Entry* find(const std::string& name) const;
   // A zero-copy view of tensor `name` (see SafetensorsFile::tensor). Throws reason::Error:
   // Format "DIR: no tensor named 'NAME' in the model's weights" when absent, Unsupported when
   // its dtype is not one the engine computes with.
-  Tensor get(const std::string& name) const;
+  Tensor get(const std::string& name) const override;
   // The file holding `name`, or nullptr.
   const SafetensorsFile* file_of(const std::string& name) const;
 
   // Every tensor name, sorted.
-  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<std::string>& names() const override { return names_; }
+  const std::string& source() const override { return dir_; }
   size_t size() const { return names_.size(); }
   // The opened files (one for Single), in file-name order.
   const std::vector<std::shared_ptr<const SafetensorsFile>>& files() const { return files_; }

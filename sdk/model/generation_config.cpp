@@ -4,7 +4,9 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/gguf.h"
 #include "io/json_file.h"
+#include "model/gguf_model.h"
 
 namespace reason {
 
@@ -38,11 +40,8 @@ std::optional<int64_t> integer(const json& j, const char* key, const std::string
 
 }  // namespace
 
-GenerationDefaults read_generation_defaults(const std::string& model_dir) {
-  const std::string path = (std::filesystem::path(model_dir) / "generation_config.json").string();
+GenerationDefaults generation_defaults_from_json(const nlohmann::json& j, const std::string& path) {
   GenerationDefaults d;
-  if (!std::filesystem::is_regular_file(path)) return d;
-  const json j = read_json_file(path, size_t(1) << 20);
   if (!j.is_object()) fail(ErrorCode::Format, "{}: not a JSON object", path);
   if (const json* v = field(j, "do_sample")) {
     if (!v->is_boolean()) fail(ErrorCode::Format, "{}: 'do_sample' must be true or false (got {})", path, v->dump());
@@ -55,6 +54,14 @@ GenerationDefaults read_generation_defaults(const std::string& model_dir) {
   d.repetition_penalty = number(j, "repetition_penalty", path, 0.0, 1e6, true);
   d.max_new_tokens = integer(j, "max_new_tokens", path, 1);
   return d;
+}
+
+GenerationDefaults read_generation_defaults(const std::string& model_dir) {
+  if (is_gguf_file(model_dir))
+    return generation_defaults_from_json(gguf_generation_config(*GgufFile::open(model_dir)), model_dir + " (general.sampling)");
+  const std::string path = (std::filesystem::path(model_dir) / "generation_config.json").string();
+  if (!std::filesystem::is_regular_file(path)) return GenerationDefaults{};
+  return generation_defaults_from_json(read_json_file(path, size_t(1) << 20), path);
 }
 
 nlohmann::json to_json(const GenerationDefaults& d) {

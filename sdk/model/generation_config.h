@@ -22,9 +22,12 @@ struct GenerationDefaults {
   std::optional<int64_t> max_new_tokens;    // > 0
 };
 
-// Reads <model_dir>/generation_config.json; no file gives all fields empty. Throws
-// reason::Error(Format) naming the file and the field for a wrong type or an out-of-range value.
+// Reads <model_dir>/generation_config.json, or a GGUF file's general.sampling.* metadata when
+// model_dir is a .gguf file; no file gives all fields empty. Throws reason::Error(Format) naming
+// the file and the field for a wrong type or an out-of-range value.
 GenerationDefaults read_generation_defaults(const std::string& model_dir);
+// The same checks on a generation_config.json object; `path` names it in messages.
+GenerationDefaults generation_defaults_from_json(const nlohmann::json& j, const std::string& path);
 
 // The fields that are set, as a JSON object (for `reason info`).
 nlohmann::json to_json(const GenerationDefaults& d);

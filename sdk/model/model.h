@@ -92,15 +92,23 @@ struct ForwardScratch {
 
 class Model {
  public:
-  // Loads config.json + safetensors weights from a Hugging Face directory.
-  // Throws reason::Error naming the directory and the offending file/tensor/field.
+  // Loads config.json + safetensors weights from a Hugging Face directory, or a GGUF file
+  // (model/gguf_model.h: config, tokenizer and generation defaults from its metadata, tensors
+  // dequantised at load). Throws reason::Error naming the directory or file and the offending
+  // file/tensor/field/key.
   static std::shared_ptr<const Model> load(const std::string& dir, const LoadOptions& opts = {});
 
   const ModelConfig& config() const { return cfg_; }
   DType compute_dtype() const { return compute_dtype_; }
   // The backend every op of this model's forward (and of training it) runs on. Never null.
   kernels::Backend& backend() const { return *backend_; }
+  // The directory or GGUF file the model was loaded from.
   const std::string& dir() const { return dir_; }
+  // config.json as loaded: read from the directory, or made from a GGUF file's metadata.
+  const nlohmann::json& config_json() const { return config_json_; }
+  // Files made from a GGUF file's metadata that a directory would hold (tokenizer.json,
+  // tokenizer_config.json, generation_config.json), by file name; empty for a directory.
+  const std::map<std::string, std::string>& derived_files() const { return derived_files_; }
   // The tokenizer found in the directory, or null.
   std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
   // The tokenizer, or Error(Io) "<dir>: no tokenizer.json in the model directory" when there is none.
@@ -160,6 +168,8 @@ class Model {
   Model() = default;
 
   ModelConfig cfg_;
+  nlohmann::json config_json_;
+  std::map<std::string, std::string> derived_files_;
   std::string dir_;
   DType compute_dtype_ = DType::F32;
   DType kv_dtype_ = DType::F32;

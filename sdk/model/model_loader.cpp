@@ -5,8 +5,11 @@
 
 #include "core/error.h"
 #include "io/hf_weights.h"
+#include "io/gguf.h"
 #include "io/json_file.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
 
 namespace reason {
@@ -27,8 +30,8 @@ kernels::Backend& select_backend(const LoadOptions& o) {
 
 class Loader {
  public:
-  Loader(const std::string& dir, const ModelConfig& cfg, DType compute)
-      : dir_(dir), cfg_(cfg), compute_(compute), store_(WeightStore::open(dir)) {}
+  Loader(std::shared_ptr<const WeightSource> store, const ModelConfig& cfg, DType compute)
+      : dir_(store->source()), cfg_(cfg), compute_(compute), store_(std::move(store)) {}
 
   // A weight checked against `shape` and converted to `dtype`.
   Tensor get(const std::string& name, const Shape& shape, DType dtype) {
@@ -93,7 +96,7 @@ class Loader {
   std::string dir_;
   const ModelConfig& cfg_;
   DType compute_;
-  std::shared_ptr<const WeightStore> store_;
+  std::shared_ptr<const WeightSource> store_;
   int64_t n_params_ = 0;
 };
 
@@ -204,17 +207,36 @@ Device parse_device(const std::string& name) {
 const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
 
 std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptions& opts) {
-  if (!fs::exists(dir)) fail(ErrorCode::Io, "{}: model directory does not exist", dir);
-  if (!fs::is_directory(dir)) fail(ErrorCode::Io, "{}: not a directory (expected a Hugging Face model directory)", dir);
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  if (!fs::exists(cfg_path)) fail(ErrorCode::Io, "{}: no config.json (expected a Hugging Face model directory)", dir);
   if (opts.compute_dtype != DType::F32 && opts.compute_dtype != DType::BF16)
     fail(ErrorCode::InvalidArgument, "compute dtype must be f32 or bf16, not {}", kernels::dtype_name(opts.compute_dtype));
   if (opts.kv_dtype && *opts.kv_dtype != DType::F32 && *opts.kv_dtype != DType::BF16)
     fail(ErrorCode::InvalidArgument, "KV cache dtype must be f32 or bf16, not {}", kernels::dtype_name(*opts.kv_dtype));
-
   std::shared_ptr<Model> m(new Model());
-  m->cfg_ = ModelConfig::from_json(read_json_file(cfg_path), cfg_path);
+  std::shared_ptr<const WeightSource> weights;
+  if (is_gguf_file(dir)) {
+    // A GGUF file: config, tokenizer and generation defaults from its metadata.
+    GgufModel g = open_gguf_model(dir);
+    m->cfg_ = g.model_config;
+    m->config_json_ = g.config;
+    weights = g.weights;
+    if (opts.load_tokenizer) {
+      GgufTokenizerFiles tf = gguf_tokenizer_files(*g.file);
+      m->tokenizer_ = Tokenizer::load_from_json(tf.tokenizer_json, tf.tokenizer_config_json, dir);
+      m->derived_files_["tokenizer.json"] = std::move(tf.tokenizer_json);
+      m->derived_files_["tokenizer_config.json"] = std::move(tf.tokenizer_config_json);
+    }
+    if (!g.generation_config.empty()) m->derived_files_["generation_config.json"] = g.generation_config.dump(2);
+  } else {
+    if (!fs::exists(dir)) fail(ErrorCode::Io, "{}: model directory does not exist", dir);
+    if (!fs::is_directory(dir))
+      fail(ErrorCode::Io, "{}: not a directory or a GGUF file (expected a Hugging Face model directory or a .gguf file)", dir);
+    const std::string cfg_path = (fs::path(dir) / "config.json").string();
+    if (!fs::exists(cfg_path)) fail(ErrorCode::Io, "{}: no config.json (expected a Hugging Face model directory)", dir);
+    m->config_json_ = read_json_file(cfg_path);
+    m->cfg_ = ModelConfig::from_json(m->config_json_, cfg_path);
+    weights = WeightStore::open(dir);
+    if (opts.load_tokenizer && fs::exists(fs::path(dir) / "tokenizer.json")) m->tokenizer_ = Tokenizer::load(dir);
+  }
   m->dir_ = dir;
   m->compute_dtype_ = opts.compute_dtype;
   m->kv_dtype_ = opts.kv_dtype.value_or(opts.compute_dtype);
@@ -222,7 +244,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   const ModelConfig& c = m->cfg_;
   const int64_t d = c.hidden_size, hd = c.head_dim, qd = c.n_heads * hd, kvd = c.n_kv_heads * hd;
 
-  Loader L(dir, c, opts.compute_dtype);
+  Loader L(weights, c, opts.compute_dtype);
   m->embed_ = L.matrix("model.embed_tokens.weight", c.vocab_size, d);
   m->final_norm_ = L.vec("model.norm.weight", d);
   if (c.tie_word_embeddings) {
@@ -294,13 +316,11 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     m->rope_freq_ = freq.on(*m->backend_);
   }
   if (!m->backend_->host_addressable()) m->place_weights_on_backend();
-
-  if (opts.load_tokenizer && fs::exists(fs::path(dir) / "tokenizer.json")) m->tokenizer_ = Tokenizer::load(dir);
   return m;
 }
 
 std::shared_ptr<const Tokenizer> Model::require_tokenizer() const {
-  if (!tokenizer_) fail(ErrorCode::Io, "{}: no tokenizer.json in the model directory", dir_);
+  if (!tokenizer_) fail(ErrorCode::Io, "{}: no tokenizer.json in the model directory", dir_);  // (a GGUF always has one)
   return tokenizer_;
 }
 

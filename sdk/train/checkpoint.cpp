@@ -53,14 +53,18 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
   };
   try {
     // config.json: the source config, minus FP8 quantisation (weights are written dequantised).
-    nlohmann::json cfg = read_json_file((fs::path(model.dir()) / "config.json").string());
+    nlohmann::json cfg = model.config_json();
     if (model.config().fp8) {
       cfg.erase("quantization_config");
       cfg["torch_dtype"] = "bfloat16";
     }
     atomic_write_file((tmp / "config.json").string(), cfg.dump(2));
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"})
-      copy_if_exists(fs::path(model.dir()) / f, tmp / f);
+    if (model.derived_files().empty()) {
+      for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"})
+        copy_if_exists(fs::path(model.dir()) / f, tmp / f);
+    } else {  // a model loaded from GGUF: the files made from its metadata
+      for (const auto& [name, text] : model.derived_files()) atomic_write_file((tmp / name).string(), text);
+    }
     stage("config");
 
     std::vector<std::pair<std::string, Tensor>> tensors;
