@@ -81,8 +81,8 @@ REASON_API int reason_get_num_threads(void);
 typedef struct reason_tokenizer reason_tokenizer;
 
 /* Loads a Hugging Face tokenizer: `path` is a directory holding tokenizer.json (and optionally
- * tokenizer_config.json for BOS/EOS and the chat format) or the path of a tokenizer.json.
- * On success *out owns a new tokenizer; free it with reason_tokenizer_free. Thread-safe. */
+ * tokenizer_config.json for BOS/EOS and the chat format), the path of a tokenizer.json, or a
+ * GGUF model file (its tokenizer.ggml.* metadata). On success *out owns a new tokenizer; free it with reason_tokenizer_free. Thread-safe. */
 REASON_API reason_status reason_tokenizer_load(reason_tokenizer** out, const char* path);
 REASON_API void reason_tokenizer_free(reason_tokenizer* tok);
 
@@ -146,7 +146,9 @@ typedef struct reason_model_options {
 REASON_API void reason_model_options_init(reason_model_options* opts);
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded
- * model.safetensors.index.json). opts may be NULL for defaults. Supported architectures:
+ * model.safetensors.index.json) or a GGUF model file (general.architecture llama, qwen2, qwen3,
+ * qwen2moe, qwen3moe or deepseek2; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K tensors,
+ * dequantised at load; tokenizer and chat template from its metadata). opts may be NULL for defaults. Supported architectures:
  * LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
  * DeepseekV3ForCausalLM (incl. FP8 block-scaled checkpoints, dequantised at load). Errors name the directory and the file/tensor/field.
  * On success *out owns the model; free with reason_model_free. The model is immutable and may

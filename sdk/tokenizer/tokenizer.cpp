@@ -4,10 +4,13 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
+#include "io/gguf.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/tokenizer_impl.h"
 
@@ -193,6 +196,14 @@ Tokenizer::~Tokenizer() = default;
 std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
+  if (fs::is_regular_file(p, ec)) {  // a GGUF model file: the tokenizer of its metadata
+    char magic[4] = {};
+    std::ifstream in(p, std::ios::binary);
+    if (in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0) {
+      const GgufTokenizerFiles f = gguf_tokenizer_files(*GgufFile::open(path));
+      return load_from_json(f.tokenizer_json, f.tokenizer_config_json, path);
+    }
+  }
   fs::path json_path = fs::is_directory(p, ec) ? p / "tokenizer.json" : p;
   if (!fs::exists(json_path, ec)) fail(ErrorCode::Io, "{}: no such file", json_path.string());
   fs::path dir = json_path.parent_path();

@@ -51,8 +51,8 @@ enum class ChatFormat {
 class Tokenizer {
  public:
   // Loads `path`: a directory holding tokenizer.json (and optionally tokenizer_config.json and
-  // chat_template.jinja), or the path of a tokenizer.json file (its directory is searched for
-  // tokenizer_config.json). Throws reason::Error: Io (missing/unreadable file), Format
+  // chat_template.jinja), the path of a tokenizer.json file (its directory is searched for
+  // tokenizer_config.json), or a GGUF model file (its tokenizer.ggml.* metadata; gguf_vocab.h). Throws reason::Error: Io (missing/unreadable file), Format
   // (malformed JSON, wrong field types, merges naming unknown tokens, bad regex, ...) or
   // Unsupported (a model or component type this engine does not implement); the message names
   // the file and the field. The returned object is immutable and may be shared by any threads.
