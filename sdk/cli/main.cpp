@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -14,7 +15,10 @@
 #include "infer/generator.h"
 #include "pipeline_commands.h"
 #include "model/generation_config.h"
+#include "model/gguf_export.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
+#include "train/checkpoint.h"
 #include "reason/kernels/backend.h"
 #include "reason/kernels/cpu_isa.h"
 #include "tokenizer/chat_template.h"
@@ -79,7 +83,7 @@ json info_json(const Model& m) {
   j["kv_cache_dtype"] = kernels::dtype_name(m.kv_dtype());
   j["kv_cache_bytes_per_token"] = m.kv_bytes_per_token();
   j["device"] = m.backend().name();
-  j["tokenizer"] = m.tokenizer() ? "tokenizer.json" : "none";
+  j["tokenizer"] = !m.tokenizer() ? "none" : m.derived_files().empty() ? "tokenizer.json" : "gguf metadata";
   if (c.n_experts > 0) {
     int64_t moe_layers = 0;
     for (int64_t l = 0; l < c.n_layers; ++l) moe_layers += c.is_moe_layer(l) ? 1 : 0;
@@ -166,6 +170,13 @@ int main(int argc, char** argv) {
   infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");
   infoc->add_option("--prompt", routing_prompt, "prompt for --routing")->capture_default_str();
 
+  // convert
+  auto* convc = app.add_subcommand("convert", "convert a GGUF file to a Hugging Face directory, or a directory to a GGUF file");
+  std::string conv_src, conv_out, conv_type = "f16";
+  convc->add_option("source", conv_src, "a .gguf file or a Hugging Face model directory")->required();
+  convc->add_option("--out", conv_out, "the directory (from GGUF) or .gguf file (from a directory) to write")->required();
+  convc->add_option("--type", conv_type, "GGUF weight type: f32, f16, bf16 or q8_0 (norms stay f32)")->capture_default_str();
+
   cli::PipelineCommands pipeline_cmds(app);
 
   try {
@@ -248,6 +259,25 @@ int main(int argc, char** argv) {
       double total = 0;
       for (float v : lp) total += v;
       std::cout << json{{"tokens", toks}, {"sum_logprob", total}}.dump(2) << "\n";
+    } else if (*convc) {
+      // f32 compute keeps every stored value exact (bf16/f16 weights are widened, then written back)
+      LoadOptions lo;
+      lo.compute_dtype = DType::F32;
+      if (is_gguf_file(conv_src)) {
+        if (std::filesystem::exists(conv_out))
+          fail(ErrorCode::InvalidArgument, "--out {} already exists; choose a new directory", conv_out);
+        auto m = Model::load(conv_src, lo);
+        SaveOptions so;
+        so.model_only = true;
+        save_checkpoint(conv_out, *m, nullptr, {}, so);
+      } else {
+        const GgufOutType type = parse_gguf_out_type(conv_type);
+        if (std::filesystem::is_directory(conv_out))
+          fail(ErrorCode::InvalidArgument, "--out {} is a directory; converting a directory writes a .gguf file", conv_out);
+        auto m = Model::load(conv_src, lo);
+        write_gguf_model(*m, conv_out, type);
+      }
+      std::cout << json{{"source", conv_src}, {"out", conv_out}}.dump() << "\n";
     } else if (*infoc && model_dir.empty()) {
       std::cout << json{{"cpu", cpu_json()}}.dump(2) << "\n";
     } else if (*infoc) {

@@ -325,33 +325,11 @@ void GgufWeights::map_layer_tensor(const GgufFile::Tensor& t, int64_t layer, con
     if (arch_ == "deepseek2" && layer < cfg_.n_layers + 8) return;  // next-token-prediction blocks: not loaded
     fail(ErrorCode::Format, "{}: GGUF: tensor '{}' is past the {} layers", f_->source(), t.name, cfg_.n_layers);
   }
-  static const std::map<std::string, std::string> common = {
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"attn_output.bias", "self_attn.o_proj.bias"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_v.bias", "self_attn.v_proj.bias"},
-      {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-      {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"},
-      {"ffn_gate.bias", "mlp.gate_proj.bias"},
-      {"ffn_up.bias", "mlp.up_proj.bias"},
-      {"ffn_down.bias", "mlp.down_proj.bias"},
-      // DeepSeek MLA
-      {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
-      {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
-      {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
-      {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"},
-      {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"},
-      {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
-  };
-  if (auto it = common.find(suffix); it != common.end()) {
-    add(p + it->second, {Recipe::Plain, &t, nullptr, 0, hf_shape(t)});
-    return;
-  }
+  for (const auto& [gguf_suffix, hf_suffix] : gguf_layer_tensor_names())
+    if (suffix == gguf_suffix) {
+      add(p + hf_suffix, {Recipe::Plain, &t, nullptr, 0, hf_shape(t)});
+      return;
+    }
   if (suffix == "attn_q.weight" || suffix == "attn_q.bias" || suffix == "attn_k.weight" || suffix == "attn_k.bias") {
     const bool q = suffix[5] == 'q';
     const std::string hf = p + (q ? "self_attn.q_proj." : "self_attn.k_proj.") + suffix.substr(suffix.find('.') + 1);
@@ -441,6 +419,33 @@ Tensor GgufWeights::get(const std::string& name) const {
 }
 
 }  // namespace
+
+const std::vector<std::pair<std::string, std::string>>& gguf_layer_tensor_names() {
+  static const std::vector<std::pair<std::string, std::string>> names = {
+      {"attn_norm.weight", "input_layernorm.weight"},
+      {"ffn_norm.weight", "post_attention_layernorm.weight"},
+      {"attn_output.weight", "self_attn.o_proj.weight"},
+      {"attn_output.bias", "self_attn.o_proj.bias"},
+      {"attn_v.weight", "self_attn.v_proj.weight"},
+      {"attn_v.bias", "self_attn.v_proj.bias"},
+      {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+      {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+      {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},
+      {"ffn_down.weight", "mlp.down_proj.weight"},
+      {"ffn_gate.bias", "mlp.gate_proj.bias"},
+      {"ffn_up.bias", "mlp.up_proj.bias"},
+      {"ffn_down.bias", "mlp.down_proj.bias"},
+      // DeepSeek MLA
+      {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
+      {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
+      {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
+      {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"},
+      {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"},
+      {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
+  };
+  return names;
+}
 
 bool is_gguf_file(const std::string& path) {
   std::error_code ec;

@@ -17,6 +17,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "io/weight_source.h"
 #include "model/config.h"
@@ -42,6 +44,11 @@ bool is_gguf_file(const std::string& path);
 GgufModel open_gguf_model(const std::string& path);
 // The same from a file already parsed.
 GgufModel gguf_model(std::shared_ptr<const GgufFile> file);
+
+// Per-layer tensors whose name is all that differs between the formats: (GGUF suffix after
+// "blk.N.", Hugging Face suffix after "model.layers.N."). Q/K (permuted for Llama), experts,
+// routers and DeepSeek's k_b/v_b are mapped in code, both ways.
+const std::vector<std::pair<std::string, std::string>>& gguf_layer_tensor_names();
 
 // generation_config.json of a GGUF file alone (general.sampling.* keys), for callers that need
 // no weights.

@@ -5,9 +5,11 @@
 #include <optional>
 #include <vector>
 #include <string_view>
+#include <cctype>
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/gguf_write.h"
 
 namespace reason {
 
@@ -40,6 +42,9 @@ json byte_level(bool use_regex) {
 }
 
 // The pre_tokenizer of a tokenizer.ggml.pre name; sets ignore_merges where llama.cpp does.
+constexpr const char* kPreNames[] = {"gpt-2",    "gpt2", "llama-bpe", "llama3",           "llama-v3",    "smaug-bpe",
+                                     "dbrx",     "falcon3", "qwen2",  "deepseek-r1-qwen", "deepseek-v3", "smollm"};
+
 json pre_tokenizer(const std::string& pre, bool& ignore_merges, const std::string& src) {
   std::vector<json> seq;
   ignore_merges = false;
@@ -74,7 +79,46 @@ std::optional<int64_t> token_id(const GgufFile& f, std::string_view key, size_t 
   return int64_t(id);
 }
 
+// A pre_tokenizer in a canonical form for comparison: a list of steps, Split steps as (regex,
+// behavior, invert), ByteLevel as (use_regex, add_prefix_space); Digits(individual_digits) is a
+// Split on \p{N}. Empty for anything else.
+json canonical_steps(const json& pt) {
+  json steps = json::array();
+  const json items = pt.is_object() && pt.value("type", "") == "Sequence" ? pt.value("pretokenizers", json::array())
+                                                                          : json::array({pt});
+  for (const json& it : items) {
+    if (!it.is_object()) return json();
+    const std::string type = it.value("type", "");
+    if (type == "Split") {
+      const json& pat = it.value("pattern", json::object());
+      std::string re = pat.contains("Regex") ? pat["Regex"].get<std::string>() : pat.value("String", "");
+      std::string beh = it.value("behavior", "");
+      for (char& ch : beh) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+      steps.push_back({"split", re, beh, it.value("invert", false)});
+    } else if (type == "ByteLevel") {
+      steps.push_back({"bytelevel", it.value("use_regex", true), it.value("add_prefix_space", false)});
+    } else if (type == "Digits" && it.value("individual_digits", false)) {
+      steps.push_back({"split", R"(\p{N})", "isolated", false});
+    } else {
+      return json();
+    }
+  }
+  return steps;
+}
+
 }  // namespace
+
+std::string gguf_pre_tokenizer_name(const nlohmann::json& pre_tokenizer_json, const std::string& src) {
+  const json want = canonical_steps(pre_tokenizer_json);
+  bool ignore = false;
+  if (!want.is_null())
+    for (const char* name : kPreNames)
+      if (canonical_steps(pre_tokenizer(name, ignore, src)) == want) return name;
+  fail(ErrorCode::Unsupported,
+       "{}: the pre_tokenizer is not one GGUF names (gpt-2, llama-bpe, qwen2, deepseek-v3, smollm): it cannot be written "
+       "as tokenizer.ggml.pre",
+       src);
+}
 
 GgufTokenizerFiles gguf_tokenizer_files(const GgufFile& f) {
   const std::string& src = f.source();
@@ -137,6 +181,66 @@ GgufTokenizerFiles gguf_tokenizer_files(const GgufFile& f) {
   if (f.find("tokenizer.chat_template")) cfg["chat_template"] = f.get_string("tokenizer.chat_template");
   cfg["model_max_length"] = nullptr;
   return {tj.dump(), cfg.dump(2)};
+}
+
+}  // namespace reason
+
+namespace reason {
+
+namespace {
+
+// A special token of tokenizer_config.json: a string or {"content": ...}.
+std::optional<std::string> config_token(const json& cfg, const char* key) {
+  auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const nlohmann::json& tj, const nlohmann::json& cfg,
+                                                                       const std::string& chat_template, int64_t vocab_size,
+                                                                       const std::string& src) {
+  const json& model = tj.at("model");
+  if (model.value("type", "") != "BPE")
+    fail(ErrorCode::Unsupported, "{}: only byte-level BPE tokenizers can be written to GGUF", src);
+  std::vector<std::string> tokens(static_cast<size_t>(vocab_size));
+  std::vector<int32_t> types(static_cast<size_t>(vocab_size), 5);  // UNUSED until a token claims the id
+  auto put = [&](const std::string& s, int64_t id, int32_t type) {
+    if (id < 0 || id >= vocab_size)
+      fail(ErrorCode::Format, "{}: token id {} of \"{}\" is outside the model's vocabulary of {}", src, id, s, vocab_size);
+    tokens[size_t(id)] = s;
+    types[size_t(id)] = type;
+  };
+  for (const auto& [s, id] : model.at("vocab").items()) put(s, id.get<int64_t>(), 1);
+  for (const json& a : tj.value("added_tokens", json::array()))
+    put(a.at("content").get<std::string>(), a.at("id").get<int64_t>(), a.value("special", false) ? kControl : kUserDefined);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (types[i] == 5) tokens[i] = "[PAD" + std::to_string(i) + "]";  // as convert_hf_to_gguf.py pads
+  std::vector<std::string> merges;
+  for (const json& m : model.value("merges", json::array()))
+    merges.push_back(m.is_string() ? m.get<std::string>() : m.at(0).get<std::string>() + " " + m.at(1).get<std::string>());
+  std::vector<std::pair<std::string, GgufValue>> kv;
+  kv.emplace_back("tokenizer.ggml.model", gguf_string("gpt2"));
+  kv.emplace_back("tokenizer.ggml.pre", gguf_string(gguf_pre_tokenizer_name(tj.at("pre_tokenizer"), src)));
+  kv.emplace_back("tokenizer.ggml.tokens", gguf_string_array(tokens));
+  kv.emplace_back("tokenizer.ggml.token_type", gguf_i32_array(types));
+  kv.emplace_back("tokenizer.ggml.merges", gguf_string_array(merges));
+  auto id_of = [&](const std::string& s) -> std::optional<uint32_t> {
+    for (size_t i = 0; i < tokens.size(); ++i)
+      if (types[i] != 5 && tokens[i] == s) return uint32_t(i);
+    return std::nullopt;
+  };
+  for (auto [key, field] : {std::pair{"tokenizer.ggml.bos_token_id", "bos_token"}, {"tokenizer.ggml.eos_token_id", "eos_token"},
+                            {"tokenizer.ggml.padding_token_id", "pad_token"}})
+    if (auto t = config_token(cfg, field))
+      if (auto id = id_of(*t)) kv.emplace_back(key, gguf_u32(*id));
+  kv.emplace_back("tokenizer.ggml.add_bos_token", gguf_bool(cfg.value("add_bos_token", false)));
+  if (cfg.value("add_eos_token", false)) kv.emplace_back("tokenizer.ggml.add_eos_token", gguf_bool(true));
+  if (!chat_template.empty()) kv.emplace_back("tokenizer.chat_template", gguf_string(chat_template));
+  return kv;
 }
 
 }  // namespace reason

@@ -11,11 +11,15 @@
 // dropped (no unk_token), as llama.cpp's BPE tokenizer does. Anything else (SentencePiece
 // "llama", WordPiece "bert", unknown pre-tokenizers) is refused with Unsupported naming it.
 #pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "io/gguf.h"
 
 namespace reason {
-
-class GgufFile;
 
 struct GgufTokenizerFiles {
   std::string tokenizer_json;         // tokenizer.json text
@@ -26,5 +30,20 @@ struct GgufTokenizerFiles {
 // Throws reason::Error: Format (a key of the wrong type, token ids out of range, array lengths
 // that disagree), Unsupported (see above).
 GgufTokenizerFiles gguf_tokenizer_files(const GgufFile& f);
+
+// The reverse, for writing a GGUF: tokenizer.ggml.* metadata from a tokenizer.json and its
+// tokenizer_config.json (bos/eos/pad tokens, add_bos_token), with the vocabulary padded to the
+// model's vocab_size with [PADn] tokens of type UNUSED (as llama.cpp's converter does). Added
+// tokens become CONTROL (special) or USER_DEFINED tokens. Throws Unsupported for a model other
+// than BPE or a pre-tokenizer that matches none of the names above (gguf_pre_tokenizer_name),
+// Format for ids outside vocab_size. `src` names the files in messages.
+std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const nlohmann::json& tokenizer_json,
+                                                                       const nlohmann::json& tokenizer_config,
+                                                                       const std::string& chat_template, int64_t vocab_size,
+                                                                       const std::string& src);
+
+// The tokenizer.ggml.pre name whose split rules equal this tokenizer.json pre_tokenizer (the
+// regexes and byte-level step; trim_offsets ignored), or Unsupported.
+std::string gguf_pre_tokenizer_name(const nlohmann::json& pre_tokenizer_json, const std::string& src);
 
 }  // namespace reason

@@ -87,14 +87,16 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
       write_safetensors((tmp / "optimizer.safetensors").string(), st, {{"format", kFormat}});
     }
     stage("optimizer");
-    nlohmann::json ts;
-    ts["format"] = kFormat;
-    ts["step"] = opt ? opt->steps() : 0;
-    ts["has_optimizer"] = opt != nullptr;
-    ts["state"] = state;
-    atomic_write_file((tmp / "trainer_state.json").string(), ts.dump(2));
-    stage("state");
-    atomic_write_file((tmp / kMarker).string(), "complete\n");
+    if (!opts.model_only) {
+      nlohmann::json ts;
+      ts["format"] = kFormat;
+      ts["step"] = opt ? opt->steps() : 0;
+      ts["has_optimizer"] = opt != nullptr;
+      ts["state"] = state;
+      atomic_write_file((tmp / "trainer_state.json").string(), ts.dump(2));
+      stage("state");
+      atomic_write_file((tmp / kMarker).string(), "complete\n");
+    }
     fsync_dir(tmp);
     stage("marker");
 

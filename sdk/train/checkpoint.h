@@ -21,6 +21,9 @@ struct SaveOptions {
   // Called after each stage ("config", "model", "optimizer", "state", "marker"); a test can throw
   // from it to simulate a crash mid-save.
   std::function<void(const std::string& stage)> on_stage;
+  // Write the model as a plain Hugging Face directory: no trainer_state.json and no DONE marker
+  // (`reason convert`); `opt` must then be null. Still atomic.
+  bool model_only = false;
 };
 
 // Saves `model` (its source directory supplies config.json and the tokenizer files) and, when

@@ -5,6 +5,8 @@
 // engine cannot run faithfully must be refused by name.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -17,6 +19,7 @@
 #include "io/gguf.h"
 #include "io/gguf_write.h"
 #include "model/generation_config.h"
+#include "model/gguf_export.h"
 #include "model/gguf_model.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -249,4 +252,94 @@ TEST_CASE("GGUF files the engine cannot run faithfully are refused by name", "[g
   }
   // A failed load leaves nothing behind and the good file still loads.
   CHECK_NOTHROW(Model::load(kGguf + "qwen3_bias_untied.gguf"));
+}
+
+namespace {
+
+// Tensor `name` of two GGUF files: same dims, type and bytes.
+void check_same_tensor(const GgufFile& a, const GgufFile& b, const std::string& name) {
+  INFO(name);
+  const auto* x = a.find_tensor(name);
+  const auto* y = b.find_tensor(name);
+  REQUIRE(x != nullptr);
+  REQUIRE(y != nullptr);
+  CHECK(x->type == y->type);
+  // gguf-py keeps a [1, d] shared-expert gate as 2-D; the engine writes it 1-D as llama.cpp reads it
+  if (name.find("ffn_gate_inp_shexp") == std::string::npos) CHECK(x->dims == y->dims);
+  REQUIRE(x->nbytes == y->nbytes);
+  if (name == "rope_freqs.weight") {  // the converter computes the factors in torch f32: within 1 ulp
+    REQUIRE(x->type == uint32_t(GgmlType::F32));
+    for (int64_t i = 0; i < x->numel; ++i) {
+      float u, v;
+      std::memcpy(&u, x->data + 4 * i, 4);
+      std::memcpy(&v, y->data + 4 * i, 4);
+      CHECK(std::fabs(u - v) <= 2e-7f * std::fabs(v));
+    }
+    return;
+  }
+  CHECK(std::memcmp(x->data, y->data, x->nbytes) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("convert to GGUF writes what llama.cpp's converter writes, and loads back as the checkpoint", "[gguf][convert]") {
+  TempDir tmp;
+  LoadOptions f32;
+  for (const Case& c : kCases) {
+    INFO(c.gguf);
+    auto hf = Model::load(kFix + c.src, f32);
+    const std::string out = (tmp.path / c.gguf).string();
+    write_gguf_model(*hf, out, GgufOutType::F32);
+    // Every tensor equals the one gguf-py wrote following convert_hf_to_gguf.py.
+    auto ours = GgufFile::open(out);
+    auto ref = GgufFile::open(kGguf + c.gguf);
+    if (!ref->find_tensor("blk.0.attn_kv_b.weight")) {  // (that fixture has the older whole-kv_b layout)
+      CHECK(ours->tensors().size() == ref->tensors().size());
+      for (const auto& t : ref->tensors()) check_same_tensor(*ours, *ref, t.name);
+    }
+    for (const auto& [k, v] : ref->metadata())
+      if (k != "general.name" && k != "general.file_type") {
+        INFO(k);
+        CHECK(ours->find(k) != nullptr);
+      }
+    check_against(*Model::load(out), test::Fixture(kFix + std::string(c.src) + "/expected.safetensors"), c.prompts);
+  }
+  // Mixtral-style experts under "llama" (no committed GGUF): the round trip alone.
+  const std::string mx = (tmp.path / "mixtral.gguf").string();
+  write_gguf_model(*Model::load(kFix + "moe/mixtral", f32), mx, GgufOutType::F32);
+  auto m = Model::load(mx);
+  CHECK(m->config().arch == Arch::Mixtral);
+  check_against(*m, test::Fixture(kFix + "moe/mixtral/expected.safetensors"), 2);
+}
+
+TEST_CASE("convert to GGUF as q8_0, f16 and bf16 gives gguf-py's bytes", "[gguf][convert]") {
+  // llama_mha_quant.gguf holds gguf-py's Q8_0 (ffn_gate, ffn_down, token_embd), F16 (ffn_up) and
+  // BF16 (output) encodings of llama_mha's f32 weights.
+  TempDir tmp;
+  LoadOptions f32;
+  auto hf = Model::load(kFix + "dense/llama_mha", f32);
+  auto ref = GgufFile::open(kGguf + "llama_mha_quant.gguf");
+  const std::string q8 = (tmp.path / "q8.gguf").string(), f16 = (tmp.path / "f16.gguf").string(),
+                    bf16 = (tmp.path / "bf16.gguf").string();
+  write_gguf_model(*hf, q8, GgufOutType::Q8_0);
+  write_gguf_model(*hf, f16, GgufOutType::F16);
+  write_gguf_model(*hf, bf16, GgufOutType::BF16);
+  auto a = GgufFile::open(q8), b = GgufFile::open(f16), c = GgufFile::open(bf16);
+  for (const char* n : {"token_embd.weight", "blk.0.ffn_gate.weight", "blk.1.ffn_down.weight"}) check_same_tensor(*a, *ref, n);
+  check_same_tensor(*b, *ref, "blk.0.ffn_up.weight");
+  check_same_tensor(*c, *ref, "output.weight");
+  CHECK(a->find_tensor("blk.0.attn_norm.weight")->type == uint32_t(GgmlType::F32));  // norms stay f32
+  CHECK(a->get_uint("general.file_type") == 7);
+  // And each loads and runs (its logits are the f32 model's within what the rounding allows).
+  const auto ex = test::Fixture(kFix + "dense/llama_mha/expected.safetensors");
+  for (auto [p, tol] : {std::pair{q8, 0.5f}, {f16, 0.01f}, {bf16, 0.1f}}) {
+    INFO(p);
+    auto ids = ex.ids("prompt_0");
+    const auto got = test::prefill_logits(*Model::load(p), ids);
+    const auto want = ex.floats("logits_0");
+    const float err = test::max_abs_diff(got.data(), want.data(), got.size());
+    UNSCOPED_INFO("max |logit - f32| = " << err);
+    CHECK(err < tol);
+  }
+  CHECK_THROWS_WITH(parse_gguf_out_type("q4_k"), Catch::Contains("unknown GGUF output type 'q4_k'"));
 }
