@@ -110,14 +110,19 @@ typedef struct reason_chat_message {
 } reason_chat_message;
 
 typedef enum reason_chat_format {
-  REASON_CHAT_AUTO = 0,        /* detected from tokenizer_config.json's chat_template */
+  REASON_CHAT_AUTO = 0,        /* the tokenizer's own chat template (Jinja, rendered as transformers'
+                                  apply_chat_template renders it); without one, detected */
   REASON_CHAT_DEEPSEEK_R1 = 1, /* BOS, <｜User｜>, <｜Assistant｜>, forced "<think>\n" */
   REASON_CHAT_CHATML = 2       /* Qwen: <|im_start|>role\n...<|im_end|>\n */
 } reason_chat_format;
 
 /* Formats a conversation as the model's chat template would, returning the prompt text (free
- * with reason_free). With add_generation_prompt != 0 the assistant prefix is appended (for
- * DeepSeek-R1 it includes "<think>\n"). Earlier assistant turns drop their <think> part. */
+ * with reason_free). REASON_CHAT_AUTO renders the tokenizer's own template (tokenizer_config.json,
+ * chat_template.jinja or GGUF metadata) byte-identical to transformers' apply_chat_template; a
+ * template's raise_exception is REASON_ERR_INVALID_ARGUMENT with its message. With
+ * add_generation_prompt != 0 the assistant prefix is appended (for DeepSeek-R1 it includes
+ * "<think>\n", appended where an older R1 template stops at "<｜Assistant｜>"). The named formats
+ * are native renderings: earlier assistant turns drop their <think> part. */
 REASON_API reason_status reason_tokenizer_apply_chat(char** out_text, const reason_tokenizer* tok,
                                                      const reason_chat_message* messages,
                                                      size_t n_messages, int add_generation_prompt,

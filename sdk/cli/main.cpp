@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "infer/generator.h"
+#include "io/json_file.h"
 #include "pipeline_commands.h"
 #include "model/generation_config.h"
 #include "model/gguf_export.h"
@@ -170,6 +171,16 @@ int main(int argc, char** argv) {
   infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");
   infoc->add_option("--prompt", routing_prompt, "prompt for --routing")->capture_default_str();
 
+  // template
+  auto* tmplc = app.add_subcommand("template", "print a conversation rendered with the model's own chat template, exactly");
+  std::string tmpl_messages;
+  std::vector<std::string> tmpl_vars;
+  bool no_gen_prompt = false;
+  tmplc->add_option("--model", model_dir, "model directory (tokenizer.json + tokenizer_config.json suffice) or .gguf file")->required();
+  tmplc->add_option("--messages", tmpl_messages, "JSON file: an OpenAI-style array of {role, content} messages")->required();
+  tmplc->add_flag("--no-generation-prompt", no_gen_prompt, "do not end with the assistant's turn header");
+  tmplc->add_option("--var", tmpl_vars, "NAME=JSON: another template variable (e.g. enable_thinking=false)");
+
   // convert
   auto* convc = app.add_subcommand("convert", "convert a GGUF file to a Hugging Face directory, or a directory to a GGUF file");
   std::string conv_src, conv_out, conv_type = "f16";
@@ -259,6 +270,22 @@ int main(int argc, char** argv) {
       double total = 0;
       for (float v : lp) total += v;
       std::cout << json{{"tokens", toks}, {"sum_logprob", total}}.dump(2) << "\n";
+    } else if (*tmplc) {
+      auto tok = Tokenizer::load(model_dir);
+      json messages = read_json_file(tmpl_messages, size_t(64) << 20);
+      if (messages.is_object() && messages.contains("messages")) messages = messages["messages"];
+      json extra = json::object();
+      for (const std::string& v : tmpl_vars) {
+        const size_t eq = v.find('=');
+        if (eq == std::string::npos || eq == 0) fail(ErrorCode::InvalidArgument, "--var {}: expected NAME=JSON", v);
+        try {
+          extra[v.substr(0, eq)] = json::parse(v.substr(eq + 1));
+        } catch (const json::exception&) {
+          fail(ErrorCode::InvalidArgument, "--var {}: the value is not JSON (strings need quotes)", v);
+        }
+      }
+      const std::string out = render_chat_template(*tok, messages, !no_gen_prompt, extra);
+      std::fwrite(out.data(), 1, out.size(), stdout);
     } else if (*convc) {
       // f32 compute keeps every stored value exact (bf16/f16 weights are widened, then written back)
       LoadOptions lo;

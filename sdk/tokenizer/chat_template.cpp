@@ -1,8 +1,10 @@
-// Native renderings of the DeepSeek-R1 and Qwen3 (ChatML) chat templates; see chat_template.h.
+// The model's chat template through the Jinja interpreter, and native renderings of the
+// DeepSeek-R1 and Qwen3 (ChatML) templates; see chat_template.h.
 // Each branch below mirrors one branch of the Jinja template it replaces.
 #include "tokenizer/chat_template.h"
 
 #include "core/error.h"
+#include "tokenizer/jinja.h"
 
 namespace reason {
 namespace {
@@ -128,10 +130,61 @@ std::string render_chatml_qwen3(std::span<const ChatMessage> msgs, bool add_gene
   return out;
 }
 
+// transformers' _alias_reasoning_fields: the first non-null of reasoning_content / thinking /
+// reasoning is also given as "thinking" (unless present) and "reasoning_content".
+nlohmann::json alias_reasoning(const nlohmann::json& messages, const std::string& name) {
+  if (!messages.is_array()) fail(ErrorCode::Format, "{}: messages must be a JSON array of message objects", name);
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    if (!m.is_object()) fail(ErrorCode::Format, "{}: messages[{}] is not an object", name, i);
+    if (!m.contains("role") || !m["role"].is_string())
+      fail(ErrorCode::Format, "{}: messages[{}] has no string \"role\"", name, i);
+    nlohmann::json msg = m;
+    for (const char* key : {"reasoning_content", "thinking", "reasoning"})
+      if (m.contains(key) && !m[key].is_null()) {
+        if (!msg.contains("thinking")) msg["thinking"] = m[key];
+        msg["reasoning_content"] = m[key];
+        break;
+      }
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string render_chat_template(const std::string& tmpl, const std::string& name, const nlohmann::json& messages,
+                                 bool add_generation_prompt, const nlohmann::json& vars) {
+  nlohmann::json ctx = vars.is_object() ? vars : nlohmann::json::object();
+  ctx["messages"] = alias_reasoning(messages, name);
+  ctx["add_generation_prompt"] = add_generation_prompt;
+  if (!ctx.contains("tools")) ctx["tools"] = nullptr;
+  if (!ctx.contains("documents")) ctx["documents"] = nullptr;
+  return jinja::Template::parse(tmpl, name)->render(ctx);
+}
+
+std::string render_chat_template(const Tokenizer& tok, const nlohmann::json& messages, bool add_generation_prompt,
+                                 const nlohmann::json& extra) {
+  if (tok.chat_template().empty()) fail(ErrorCode::Unsupported, "{}: the tokenizer has no chat template", tok.source());
+  nlohmann::json vars = nlohmann::json::object();
+  for (auto [key, id] : {std::pair{"bos_token", tok.bos_id()}, {"eos_token", tok.eos_id()}, {"pad_token", tok.pad_id()}})
+    if (id) vars[key] = tok.id_to_token(*id);
+  if (extra.is_object())
+    for (const auto& [k, v] : extra.items()) vars[k] = v;
+  return render_chat_template(tok.chat_template(), tok.source() + " chat_template", messages, add_generation_prompt, vars);
+}
 
 std::string apply_chat_template(const Tokenizer& tok, std::span<const ChatMessage> messages, bool add_generation_prompt,
                                 ChatFormat fmt) {
+  if (fmt == ChatFormat::None && !tok.chat_template().empty()) {
+    nlohmann::json msgs = nlohmann::json::array();
+    for (const ChatMessage& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+    std::string out = render_chat_template(tok, msgs, add_generation_prompt);
+    const std::string_view assistant = "<｜Assistant｜>";
+    if (add_generation_prompt && tok.chat_format() == ChatFormat::DeepSeekR1 && ends_with(out, assistant)) out += "<think>\n";
+    return out;
+  }
   for (size_t i = 0; i < messages.size(); ++i) check_role(messages[i], i);
   if (fmt == ChatFormat::None) fmt = tok.chat_format();
   switch (fmt) {

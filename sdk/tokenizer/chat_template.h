@@ -1,5 +1,7 @@
-// Chat prompt formatting for the two template families the engine serves, implemented natively
-// (no Jinja interpreter) and checked against transformers' apply_chat_template output.
+// Chat prompt formatting. The model's own template (tokenizer_config.json chat_template,
+// chat_template.jinja, or a GGUF's tokenizer.chat_template) is rendered by the Jinja interpreter
+// (jinja.h) exactly as transformers' apply_chat_template renders it. Two native renderings
+// remain for callers that ask for a format by name (and for tokenizers without a template):
 //
 // DeepSeekR1 follows the chat_template of deepseek-ai/DeepSeek-R1's tokenizer_config.json:
 //   bos_token + system contents (several joined by "\n\n", no markers)
@@ -17,6 +19,7 @@
 // wrapped in <tool_response> inside a user turn; generation prompt "<|im_start|>assistant\n".
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 
@@ -29,11 +32,30 @@ struct ChatMessage {
   std::string content;  // UTF-8
 };
 
-// Renders `messages` as the prompt text of format `fmt` (ChatFormat::None means
-// tok.chat_format()). Encode the result with tok.encode(text, /*add_special_tokens=*/false):
-// the DeepSeek text already starts with the BOS token. Throws Error(InvalidArgument) for an
-// unknown role and Error(Unsupported) when no format is given or detected. Thread-safe.
+// Renders `messages` as prompt text. With fmt == ChatFormat::None and a tokenizer that has a
+// chat template, that template (render_chat_template); a DeepSeek-R1 template whose generation
+// prompt ends at "<｜Assistant｜>" (older R1 and V3 files) gets "<think>\n" appended, as the
+// engine has always prompted R1. With an explicit format, or no template, the native rendering
+// of fmt (None: tok.chat_format()). Encode the result with tok.encode(text,
+// /*add_special_tokens=*/false): templates write their own BOS. Throws Error(InvalidArgument)
+// for an unknown role (native) or a template's raise_exception, Error(Unsupported) when there
+// is neither a template nor a format. Thread-safe.
 std::string apply_chat_template(const Tokenizer& tok, std::span<const ChatMessage> messages,
                                 bool add_generation_prompt, ChatFormat fmt = ChatFormat::None);
+
+// The tokenizer's own template rendered as transformers' apply_chat_template renders it, with
+// the variables transformers passes: messages (an OpenAI-style JSON array of message objects:
+// role, content, and optionally reasoning_content / tool_calls / ...; reasoning fields aliased
+// as transformers aliases them), add_generation_prompt, bos_token / eos_token / pad_token from
+// tokenizer_config.json, tools and documents none, plus `extra` (e.g. enable_thinking,
+// date_string). Throws Unsupported when the tokenizer has no template or it uses Jinja outside
+// the supported subset, Format for a template syntax error or malformed messages,
+// InvalidArgument for the template's own raise_exception. Thread-safe.
+std::string render_chat_template(const Tokenizer& tok, const nlohmann::json& messages, bool add_generation_prompt,
+                                 const nlohmann::json& extra = nlohmann::json::object());
+// The same for template text with every variable but messages / add_generation_prompt given in
+// `vars` (bos_token, eos_token, ...). `name` appears in errors.
+std::string render_chat_template(const std::string& tmpl, const std::string& name, const nlohmann::json& messages,
+                                 bool add_generation_prompt, const nlohmann::json& vars);
 
 }  // namespace reason

