@@ -323,8 +323,9 @@ void CudaBackend::attention(const AttnArgs& a) {
 
   need(a.kv_dtype == DType::F32 || a.kv_dtype == DType::BF16, op, "KV dtype must be f32 or bf16");
   need(a.block_size >= 0, op, "negative block_size");
+  need(a.window >= 0, op, "negative window");
   AttnShape shape{a.n_heads, a.n_kv_heads, a.head_dim, a.q_stride, a.out_stride, a.kv_stride,
-                  a.scale, a.block_size, a.kv_dtype == DType::BF16 ? 1 : 0};
+                  a.scale, a.block_size, a.kv_dtype == DType::BF16 ? 1 : 0, a.window};
   DeviceGuard g(device_, op);
   AttnChunk chunk{};
   auto flush = [&] {

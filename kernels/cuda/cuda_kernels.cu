@@ -209,8 +209,9 @@ __global__ void __launch_bounds__(kAttnThreads)
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
   const int64_t n_keys = seq.q_pos0 + t + 1;  // causal: keys 0 .. q_pos0 + t
+  const int64_t key0 = sh.window > 0 && n_keys > sh.window ? n_keys - sh.window : 0;  // sliding window
   float m = -INFINITY, l = 0.0f;
-  for (int64_t j0 = 0; j0 < n_keys; j0 += kAttnTile) {
+  for (int64_t j0 = key0; j0 < n_keys; j0 += kAttnTile) {
     const int nt = int(n_keys - j0 < kAttnTile ? n_keys - j0 : kAttnTile);
     // Scores: one warp per key.
     for (int jj = warp; jj < nt; jj += n_warps) {

@@ -66,6 +66,7 @@ struct AttnShape {
   float scale;
   int64_t block_size;  // 0: contiguous keys and values
   int kv_bf16;         // 1: bf16 keys and values, 0: f32
+  int64_t window;      // > 0: sliding window of that many keys
 };
 
 // Paged KV store rows (backend.h's PagedRows; blocks is a device array): rows [pos0, pos0 + rows),

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/checked_math.h"
@@ -107,7 +108,53 @@ void check_products(const ModelConfig& c, const std::string& src) {
 
 // Fields that change the math and that the engine does not implement are refused by name, never
 // ignored (a model that loads must compute what transformers computes).
-void check_math_fields(const json& j, const ModelConfig& c, const std::string& src) {
+// Sliding-window attention, as transformers 5 decides it per layer: Mixtral's sliding_window on
+// every layer; Qwen3-MoE's use_sliding_window on every layer; Qwen2 / Qwen3 / Qwen2-MoE's
+// layer_types ("sliding_attention" layers), or when absent their defaults (Qwen2/3: layers >=
+// max_window_layers; Qwen2-MoE: even layers below max_window_layers), windowed only when
+// use_sliding_window is true. Sets c.layer_window (empty: no layer is windowed).
+void read_sliding_window(const json& j, ModelConfig& c, const std::string& src) {
+  const int64_t L = c.n_layers;
+  auto window_field = [&]() {
+    const int64_t w = get_int(j, "sliding_window", src);
+    require_positive(w, "sliding_window", src);
+    return w;
+  };
+  std::vector<std::string> types;
+  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || int64_t(it->size()) != L)
+      fail(ErrorCode::Format, "{}: 'layer_types' must be an array of num_hidden_layers ({}) strings", src, L);
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& t = (*it)[i];
+      if (!t.is_string() || (t.get<std::string>() != "full_attention" && t.get<std::string>() != "sliding_attention"))
+        fail(ErrorCode::Unsupported, "{}: layer_types[{}] is {} (full_attention or sliding_attention)", src, i, t.dump());
+      types.push_back(t.get<std::string>());
+    }
+  }
+  const bool qwen = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen3 || c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
+  const bool any_sliding = std::find(types.begin(), types.end(), "sliding_attention") != types.end();
+  if (c.arch == Arch::Mixtral) {
+    if (auto it = j.find("sliding_window"); it != j.end() && !it->is_null()) c.layer_window.assign(size_t(L), window_field());
+  } else if (c.arch == Arch::Qwen3Moe) {
+    if (get_bool(j, "use_sliding_window", src, false)) c.layer_window.assign(size_t(L), window_field());
+  } else if (qwen && get_bool(j, "use_sliding_window", src, false)) {
+    const int64_t w = window_field(), max_window = get_int(j, "max_window_layers", src, 28);
+    c.layer_window.assign(size_t(L), 0);
+    for (int64_t i = 0; i < L; ++i) {
+      const bool sliding = !types.empty() ? types[size_t(i)] == "sliding_attention"
+                           : c.arch == Arch::Qwen2Moe ? (i + 1) % 2 != 0 && i < max_window
+                                                      : i >= max_window;
+      if (sliding) c.layer_window[size_t(i)] = w;
+    }
+    if (std::all_of(c.layer_window.begin(), c.layer_window.end(), [](int64_t v) { return v == 0; })) c.layer_window.clear();
+    return;
+  }
+  if (any_sliding)
+    fail(ErrorCode::Unsupported, "{}: layer_types marks sliding_attention layers but {} (sliding windows: Mixtral, and the "
+         "Qwen families with use_sliding_window)", src, qwen ? "use_sliding_window is false" : "the architecture has no sliding window");
+}
+
+void check_math_fields(const json& j, const std::string& src) {
   for (const char* key : {"hidden_act", "hidden_activation"}) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
@@ -115,20 +162,6 @@ void check_math_fields(const json& j, const ModelConfig& c, const std::string& s
     const std::string act = it->get<std::string>();
     if (act != "silu" && act != "swish")
       fail(ErrorCode::Unsupported, "{}: {} \"{}\" is not supported (the engine's MLP is SwiGLU: silu)", src, key, act);
-  }
-  // Sliding-window attention: Mistral/Mixtral's sliding_window, Qwen's use_sliding_window (with
-  // max_window_layers), transformers v5's layer_types.
-  if (c.arch == Arch::Mixtral) {
-    if (auto it = j.find("sliding_window"); it != j.end() && !it->is_null())
-      fail(ErrorCode::Unsupported, "{}: sliding-window attention (sliding_window {}) is not supported", src, it->dump());
-  } else if (get_bool(j, "use_sliding_window", src, false)) {
-    fail(ErrorCode::Unsupported, "{}: sliding-window attention (use_sliding_window) is not supported", src);
-  }
-  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
-    if (!it->is_array()) fail(ErrorCode::Format, "{}: 'layer_types' must be an array", src);
-    for (size_t i = 0; i < it->size(); ++i)
-      if (!(*it)[i].is_string() || (*it)[i].get<std::string>() != "full_attention")
-        fail(ErrorCode::Unsupported, "{}: layer_types[{}] is {} (only full_attention is supported)", src, i, (*it)[i].dump());
   }
   for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
     auto it = j.find(key);
@@ -294,7 +327,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     }
     if (!(c.rope_scaling.factor > 0)) fail(ErrorCode::Format, "{}: rope_scaling factor must be positive", src);
   }
-  check_math_fields(j, c, src);
+  check_math_fields(j, src);
+  read_sliding_window(j, c, src);
   if (c.arch == Arch::DeepseekV3) {
     c.attention_bias = get_bool(j, "attention_bias", src, false);
     c.n_experts = get_int(j, "n_routed_experts", src, 0);

@@ -62,6 +62,11 @@ struct ModelConfig {
   // Per-head RMSNorm of q and k before RoPE (Qwen3).
   bool qk_norm = false;
 
+  // Sliding-window attention: layer l attends to the last layer_window[l] keys (0: all).
+  // Empty when no layer is windowed.
+  std::vector<int64_t> layer_window;
+  int64_t window_of(int64_t layer) const { return layer_window.empty() ? 0 : layer_window[size_t(layer)]; }
+
   // Mixture of Experts (n_experts == 0: dense model).
   int64_t n_experts = 0;
   int64_t n_experts_per_tok = 0;

@@ -198,6 +198,7 @@ TEST_CASE("a huge num_hidden_layers fails before anything is sized by it", "[con
   // before any layer is loaded.
   TempModel t("dense/qwen2_tied", "layers");
   j["num_hidden_layers"] = 4000;
+  j.erase("layer_types");  // (one entry per layer, else refused first)
   t.write_config_text(j.dump());
   expect_load_format(t.dir, {"num_hidden_layers", "4000", "model.layers.3999.input_layernorm.weight"});
 }
@@ -217,17 +218,36 @@ TEST_CASE("config fields that change the math and are not implemented are refuse
   j = llama;
   j["hidden_act"] = "swish";  // transformers' ACT2FN: the same function as silu
   CHECK_NOTHROW(ModelConfig::from_json(j, "config.json"));
+  // Sliding windows are read per layer as transformers 5 decides them (the attention itself is
+  // checked against transformers in test_dense_conformance / test_moe_conformance).
+  auto windows = [](const json& cfg) { return ModelConfig::from_json(cfg, "config.json").layer_window; };
   j = mixtral;
   j["sliding_window"] = 40;
-  refused(j, {"sliding_window", "40"});
-  for (const json& base : {qwen3_moe, qwen3, fixture_config("dense/qwen2_tied")}) {
-    j = base;
-    j["use_sliding_window"] = true;
-    refused(j, {"use_sliding_window"});
-  }
+  CHECK(windows(j) == std::vector<int64_t>{40, 40});
+  j = qwen3_moe;
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 16;
+  CHECK(windows(j) == std::vector<int64_t>{16, 16});
+  j = qwen3;  // two layers: layer 1 >= max_window_layers 1
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 8;
+  j["max_window_layers"] = 1;
+  j.erase("layer_types");
+  CHECK(windows(j) == std::vector<int64_t>{0, 8});
+  j["layer_types"] = json::array({"sliding_attention", "full_attention"});  // explicit types win
+  CHECK(windows(j) == std::vector<int64_t>{8, 0});
+  j["use_sliding_window"] = false;  // sliding layers without the switch: refused, never silently full
+  refused(j, {"sliding_attention", "use_sliding_window is false"});
   j = qwen3;
+  j["layer_types"] = json::array({"full_attention", "chunked_attention"});
+  refused(j, {"layer_types[1]", "chunked_attention"});
+  j = qwen3;
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 0;
+  test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, ErrorCode::Format, {"sliding_window"});
+  j = llama;
   j["layer_types"] = json::array({"full_attention", "sliding_attention"});
-  refused(j, {"layer_types[1]", "sliding_attention"});
+  refused(j, {"no sliding window"});
   j = llama;
   j["final_logit_softcapping"] = 30.0;
   refused(j, {"final_logit_softcapping"});

@@ -286,8 +286,9 @@ struct PagedCopy {
 // (block_size 0) or paged in blocks of block_size rows, f32 or bf16, against double. With bf16
 // keys and values the reference uses the same bf16-rounded values (products of f32 and bf16 are
 // exact in f32, so the bound is the f32 one).
-void check_attention(int64_t block_size, DType kv_dtype) {
-  INFO("block_size " << block_size << " kv " << dtype_name(kv_dtype) << " isa " << cpu_isa_name(cpu_isa()));
+void check_attention(int64_t block_size, DType kv_dtype, int64_t window = 0) {
+  INFO("block_size " << block_size << " kv " << dtype_name(kv_dtype) << " window " << window << " isa "
+                     << cpu_isa_name(cpu_isa()));
   const int n_heads = 6, n_kv = 2, hd = 12;
   const int64_t qs = n_heads * hd + 3, kvs = n_kv * hd + 5;
   struct S {
@@ -326,6 +327,7 @@ void check_attention(int64_t block_size, DType kv_dtype) {
   a.scale = 1.0f / std::sqrt(float(hd));
   a.block_size = block_size;
   a.kv_dtype = kv_dtype;
+  a.window = window;
   std::vector<std::vector<uint16_t>> kb(shape.size()), vb(shape.size());
   if (block_size == 0 && bf) {  // contiguous bf16: the sequences' rows as bf16 arrays
     for (size_t s = 0; s < shape.size(); ++s) {
@@ -341,18 +343,19 @@ void check_attention(int64_t block_size, DType kv_dtype) {
       for (int h = 0; h < n_heads; ++h) {
         const int g = h / (n_heads / n_kv);
         const int64_t n_ctx = shape[s].pos0 + t + 1;
-        std::vector<double> p(static_cast<size_t>(n_ctx));
+        const int64_t j0 = window > 0 && n_ctx > window ? n_ctx - window : 0;  // sliding window: the last keys
+        std::vector<double> p(static_cast<size_t>(n_ctx), 0.0);
         double mx = -1e300, sum = 0;
-        for (int64_t j = 0; j < n_ctx; ++j) {
+        for (int64_t j = j0; j < n_ctx; ++j) {
           double d = 0;
           for (int i = 0; i < hd; ++i) d += double(q[s][size_t(t * qs + h * hd + i)]) * k[s][size_t(j * kvs + g * hd + i)];
           p[size_t(j)] = d * a.scale;
           mx = std::max(mx, p[size_t(j)]);
         }
-        for (auto& e : p) sum += (e = std::exp(e - mx));
+        for (int64_t j = j0; j < n_ctx; ++j) sum += (p[size_t(j)] = std::exp(p[size_t(j)] - mx));
         for (int i = 0; i < hd; ++i) {
           double e = 0, mag = 0;
-          for (int64_t j = 0; j < n_ctx; ++j) {
+          for (int64_t j = j0; j < n_ctx; ++j) {
             e += p[size_t(j)] / sum * v[s][size_t(j * kvs + g * hd + i)];
             mag += std::fabs(v[s][size_t(j * kvs + g * hd + i)]) * p[size_t(j)] / sum;
           }
@@ -371,6 +374,12 @@ TEST_CASE("attention: causal GQA over several sequences with KV history, contigu
           "[cpu_backend]") {
   for (DType dt : {DType::F32, DType::BF16})
     for (int64_t bs : {0, 1, 3, 16, 64}) check_attention(bs, dt);
+}
+
+TEST_CASE("attention with a sliding window sees only the last keys, contiguous and paged", "[cpu_backend]") {
+  for (int64_t w : {1, 4, 16, 100})
+    for (int64_t bs : {0, 3, 16}) check_attention(bs, DType::F32, w);
+  check_attention(16, DType::BF16, 7);
 }
 
 TEST_CASE("attention rejects a bad KV dtype and missing block tables", "[cpu_backend]") {
@@ -519,15 +528,16 @@ FlashRef flash_reference(const FlashAttnArgs& a, const std::vector<float>& dout)
       const int64_t g = h / group;
       for (int64_t i = 0; i < n; ++i) {
         const float* q = a.q + (b + i) * a.q_stride + h * a.dk;
-        std::vector<double> p(static_cast<size_t>(i + 1));
+        const int64_t j0 = a.window > 0 && i + 1 > a.window ? i + 1 - a.window : 0;  // sliding window
+        std::vector<double> p(static_cast<size_t>(i + 1), 0.0);
         double mx = -1e300, z = 0;
-        for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t j = j0; j <= i; ++j) {
           double d = 0;
           for (int c = 0; c < a.dk; ++c) d += double(q[c]) * a.k[(b + j) * a.k_stride + g * a.dk + c];
           p[size_t(j)] = d * a.scale;
           mx = std::max(mx, p[size_t(j)]);
         }
-        for (auto& e : p) z += (e = std::exp(e - mx));
+        for (int64_t j = j0; j <= i; ++j) z += (p[size_t(j)] = std::exp(p[size_t(j)] - mx));
         r.lse[size_t((b + i) * H + h)] = mx + std::log(z);
         for (auto& e : p) e /= z;
         const float* go = &dout[size_t((b + i) * a.o_stride + h * a.dv)];
@@ -564,7 +574,7 @@ double rel_err(const float* got, const std::vector<double>& ref, int64_t rows, i
       err = std::max(err, std::fabs(got[t * stride + c] - ref[size_t(t * stride + c)]));
       mag = std::max(mag, std::fabs(ref[size_t(t * stride + c)]));
     }
-  return err / mag;
+  return mag > 0 ? err / mag : err;  // (a window of 1 key: the exact dq and dk are 0)
 }
 
 }  // namespace
@@ -573,12 +583,16 @@ TEST_CASE("flash attention forward and backward against a double-precision n x n
   struct Case {
     std::vector<int64_t> lens;
     int heads, kv, dk, dv;
+    int64_t window = 0;
   };
   // Sequences shorter than, equal to and longer than the 32-query / 64-key tiles, several per
-  // batch; GQA groups 1, 2 and 4; MLA-like dk != dv; head dims that are not multiples of 8.
-  const std::vector<Case> cases = {{{1, 5, 31}, 2, 2, 8, 8}, {{32, 33, 64, 65}, 4, 2, 16, 16},
-                                   {{200}, 4, 1, 12, 12},     {{70, 3}, 3, 3, 24, 16},
-                                   {{129}, 8, 2, 7, 5}};
+  // batch; GQA groups 1, 2 and 4; MLA-like dk != dv; head dims that are not multiples of 8;
+  // sliding windows shorter than, across and longer than the tiles.
+  const std::vector<Case> cases = {{{1, 5, 31}, 2, 2, 8, 8},        {{32, 33, 64, 65}, 4, 2, 16, 16},
+                                   {{200}, 4, 1, 12, 12},            {{70, 3}, 3, 3, 24, 16},
+                                   {{129}, 8, 2, 7, 5},              {{200}, 4, 1, 12, 12, 37},
+                                   {{129, 70}, 8, 2, 7, 5, 64},      {{65, 33, 1}, 4, 2, 16, 16, 1},
+                                   {{300}, 2, 2, 8, 8, 100},         {{40}, 2, 1, 8, 8, 1000}};
   for (const Case& cs : cases) {
     std::vector<int64_t> starts{0};
     for (int64_t n : cs.lens) starts.push_back(starts.back() + n);
@@ -590,11 +604,13 @@ TEST_CASE("flash attention forward and backward against a double-precision n x n
     a.q_stride = cs.heads * cs.dk + 3, a.k_stride = cs.kv * cs.dk + 1, a.v_stride = cs.kv * cs.dv + 2;
     a.o_stride = cs.heads * cs.dv + 5;
     a.scale = 1.0f / std::sqrt(float(cs.dk));
+    a.window = cs.window;
     auto q = randn(size_t(rows * a.q_stride), 91, 1.5f), k = randn(size_t(rows * a.k_stride), 92, 1.5f);
     auto v = randn(size_t(rows * a.v_stride), 93), dout = randn(size_t(rows * a.o_stride), 94);
     std::vector<float> o(size_t(rows * a.o_stride), 0.0f), lse(size_t(rows * cs.heads));
     a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data(), a.lse = lse.data();
-    INFO("heads " << cs.heads << " kv " << cs.kv << " dk " << cs.dk << " dv " << cs.dv << " rows " << rows);
+    INFO("heads " << cs.heads << " kv " << cs.kv << " dk " << cs.dk << " dv " << cs.dv << " rows " << rows << " window "
+                  << cs.window);
     cpu_backend().attention_fwd_train(a);
     FlashAttnBwdArgs b;
     b.fwd = a;

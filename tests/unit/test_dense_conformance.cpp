@@ -27,7 +27,8 @@ using test::prefill_logits;
 Fixture expected(const std::string& model) { return Fixture(kDir + model + "/expected.safetensors"); }
 
 const char* kF32Models[] = {"llama_mha", "llama_gqa2_llama3rope", "llama_gqa4_odd", "qwen2_tied", "qwen2_odd_untied",
-                            "qwen2_sharded", "qwen2_bf16", "qwen3_tied", "qwen3_bias_untied"};
+                            "qwen2_sharded", "qwen2_bf16", "qwen3_tied", "qwen3_bias_untied", "qwen2_sliding",
+                            "qwen3_sliding"};
 
 }  // namespace
 

@@ -62,11 +62,12 @@ void attention(const AttnArgs& a) {
     const int h = int(it % a.n_heads);
     const AttnSeq& sq = a.seqs[s];
     const int64_t n_kv = sq.q_pos0 + t + 1;
-    float* scores = static_cast<float*>(thread_scratch(sizeof(float) * size_t(n_kv), 0));
+    const int64_t k0 = a.window > 0 && n_kv > a.window ? n_kv - a.window : 0;  // first key seen
+    float* scores = static_cast<float*>(thread_scratch(sizeof(float) * size_t(n_kv - k0), 0)) - k0;
     const float* q = sq.q + t * a.q_stride + int64_t(h) * hd;
     const int64_t koff = int64_t(h / group) * hd * elem;
     float mx = -INFINITY;
-    for (int64_t p = 0; p < n_kv;) {
+    for (int64_t p = k0; p < n_kv;) {
       const KvRun r = kv_run(a, sq, p, n_kv, elem);
       for (int64_t j = 0; j < r.n; ++j, ++p) {
         const float sc = key_dot(q, r.k + j * stride_bytes + koff, bf16, hd) * a.scale;
@@ -75,7 +76,7 @@ void attention(const AttnArgs& a) {
       }
     }
     float sum = 0.0f;
-    for (int64_t p = 0; p < n_kv; ++p) {
+    for (int64_t p = k0; p < n_kv; ++p) {
       const float e = expf(scores[p] - mx);
       scores[p] = e;
       sum += e;
@@ -83,7 +84,7 @@ void attention(const AttnArgs& a) {
     const float inv = 1.0f / sum;
     float* out = sq.out + t * a.out_stride + int64_t(h) * hd;
     for (int i = 0; i < hd; ++i) out[i] = 0.0f;
-    for (int64_t p = 0; p < n_kv;) {
+    for (int64_t p = k0; p < n_kv;) {
       const KvRun r = kv_run(a, sq, p, n_kv, elem);
       for (int64_t j = 0; j < r.n; ++j, ++p) value_axpy(out, scores[p] * inv, r.v + j * stride_bytes + koff, bf16, hd);
     }

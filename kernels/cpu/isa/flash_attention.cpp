@@ -141,14 +141,29 @@ void tile_ds(const float* p, float* dp, int64_t nr, const float* delta, int64_t 
   }
 }
 
-// P = exp(S - lse_i) over the causal part of the tile (key c0 + j <= query i0 + r, j < nc), 0 elsewhere.
-void tile_probs(float* s, int64_t nr, int64_t i0, int64_t c0, int64_t nc, const float* lse, int64_t row0, int64_t H,
-                int64_t h) {
+// The keys [lo, lim) of a tile that query row i sees: causal (key c0 + j <= i, j < nc) and, with
+// a sliding window W > 0, key c0 + j > i - W.
+inline void visible(int64_t i, int64_t c0, int64_t nc, int64_t window, int64_t* lo, int64_t* lim) {
+  *lim = min_i64(nc, i - c0 + 1);
+  *lo = window > 0 && i - window + 1 - c0 > 0 ? i - window + 1 - c0 : 0;
+  if (*lo > *lim) *lo = *lim > 0 ? *lim : 0;
+}
+
+// First key tile a query tile starting at row r0 needs (0 without a window).
+inline int64_t first_key_tile(int64_t r0, int64_t window) {
+  return window > 0 && r0 - window + 1 > 0 ? (r0 - window + 1) / kBc * kBc : 0;
+}
+
+// P = exp(S - lse_i) over the visible part of the tile (visible()), 0 elsewhere.
+void tile_probs(float* s, int64_t nr, int64_t i0, int64_t c0, int64_t nc, int64_t window, const float* lse, int64_t row0,
+                int64_t H, int64_t h) {
   for (int64_t r = 0; r < nr; ++r) {
-    const int64_t lim = min_i64(nc, i0 + r - c0 + 1);
+    int64_t lo, lim;
+    visible(i0 + r, c0, nc, window, &lo, &lim);
     float* p = s + r * kBc;
-    if (lim > 0) exp_shifted(p, lim, lse[(row0 + r) * H + h]);
-    for (int64_t j = lim < 0 ? 0 : lim; j < kBc; ++j) p[j] = 0.0f;
+    for (int64_t j = 0; j < lo; ++j) p[j] = 0.0f;
+    if (lim > lo) exp_shifted(p + lo, lim - lo, lse[(row0 + r) * H + h]);
+    for (int64_t j = lim < lo ? lo : lim; j < kBc; ++j) p[j] = 0.0f;
   }
 }
 
@@ -159,25 +174,28 @@ int64_t tile_prefix(const FlashAttnArgs& a, int64_t tile, int64_t* first) {
   return first[a.n_seqs];
 }
 
-// The online softmax of one query tile and key tile: for each row r (query i0 + r), the causal
-// scores s[r][0, lim) become P = exp(S - m'), m and l are updated, and alpha[r] = exp(m - m')
+// The online softmax of one query tile and key tile: for each row r (query i0 + r), the visible
+// scores s[r][lo, lim) become P = exp(S - m'), m and l are updated, and alpha[r] = exp(m - m')
 // rescales the row's accumulator (1 for a row that sees no key of the tile).
-void online_softmax(float* s, int64_t nr, int64_t i0, int64_t c0, int64_t nc, float* m, float* l, float* alpha) {
+void online_softmax(float* s, int64_t nr, int64_t i0, int64_t c0, int64_t nc, int64_t window, float* m, float* l,
+                    float* alpha) {
   for (int64_t r = 0; r < nr; ++r) {
-    const int64_t lim = min_i64(nc, i0 + r - c0 + 1);
+    int64_t lo, lim;
+    visible(i0 + r, c0, nc, window, &lo, &lim);
     float* p = s + r * kBc;
-    if (lim <= 0) {
+    if (lim <= lo) {
       zero(p, kBc);
       alpha[r] = 1.0f;
       continue;
     }
     float mx = m[r];
-    for (int64_t j = 0; j < lim; ++j) mx = p[j] > mx ? p[j] : mx;
+    for (int64_t j = lo; j < lim; ++j) mx = p[j] > mx ? p[j] : mx;
     alpha[r] = expf(m[r] - mx);  // 0 on the first tile (m = -inf)
-    exp_shifted(p, lim, mx);
+    for (int64_t j = 0; j < lo; ++j) p[j] = 0.0f;
+    exp_shifted(p + lo, lim - lo, mx);
     for (int64_t j = lim; j < kBc; ++j) p[j] = 0.0f;
     float sum = 0.0f;
-    for (int64_t j = 0; j < lim; ++j) sum += p[j];
+    for (int64_t j = lo; j < lim; ++j) sum += p[j];
     l[r] = alpha[r] * l[r] + sum;
     m[r] = mx;
   }
@@ -206,13 +224,13 @@ void flash_attention_fwd(const FlashAttnArgs& a) {
     float* alpha = p + kBr * kBc;           // [kBr]
     for (int64_t i = 0; i < group * kBr; ++i) m[i] = -INFINITY, l[i] = 0.0f;
     zero(acc, group * kBr * dv);
-    for (int64_t c0 = 0; c0 < r0 + nr; c0 += kBc) {
+    for (int64_t c0 = first_key_tile(r0, a.window); c0 < r0 + nr; c0 += kBc) {
       const int64_t nc = min_i64(kBc, n - c0);
       pack_t(a.k + b * a.k_stride, a.k_stride, g * dk, c0, nc, dk, kt);
       for (int64_t hh = 0; hh < group; ++hh) {
         const int64_t h = g * group + hh;
         tile_scores(a.q + (b + r0) * a.q_stride + h * dk, a.q_stride, nr, kt, dk, a.scale, p);
-        online_softmax(p, nr, r0, c0, nc, m + hh * kBr, l + hh * kBr, alpha);
+        online_softmax(p, nr, r0, c0, nc, a.window, m + hh * kBr, l + hh * kBr, alpha);
         float* o = acc + hh * kBr * dv;
         for (int64_t r = 0; r < nr; ++r)
           if (alpha[r] != 1.0f)
@@ -266,12 +284,14 @@ void flash_attention_bwd(const FlashAttnBwdArgs& ba) {
     zero(gacc, kBc * (dk + dv));
     for (int64_t hh = 0; hh < group; ++hh) {
       const int64_t h = g * group + hh;
-      for (int64_t i0 = c0; i0 < n; i0 += kBr) {
+      // queries from the tile's first key on; with a window only those that still see its last key
+      const int64_t i_end = a.window > 0 ? min_i64(n, c0 + nc + a.window - 1) : n;
+      for (int64_t i0 = c0; i0 < i_end; i0 += kBr) {
         const int64_t nr = min_i64(kBr, n - i0);
         const float* q = a.q + (b + i0) * a.q_stride + h * dk;
         const float* go = ba.dout + (b + i0) * a.o_stride + h * dv;
         tile_scores(q, a.q_stride, nr, kt, dk, a.scale, p);
-        tile_probs(p, nr, i0, c0, nc, a.lse, b + i0, H, h);
+        tile_probs(p, nr, i0, c0, nc, a.window, a.lse, b + i0, H, h);
         zero(dp, nr * kBc);
         mm_acc(nr, kBc, dv, go, a.o_stride, 1, vt, kBc, dp, kBc);
         tile_ds(p, dp, nr, ba.delta, b + i0, H, h, a.scale);
@@ -305,12 +325,12 @@ void flash_attention_bwd(const FlashAttnBwdArgs& ba) {
     const float* q = a.q + (b + r0) * a.q_stride + h * dk;
     const float* go = ba.dout + (b + r0) * a.o_stride + h * dv;
     zero(gq, kBr * dk);
-    for (int64_t c0 = 0; c0 < r0 + nr; c0 += kBc) {
+    for (int64_t c0 = first_key_tile(r0, a.window); c0 < r0 + nr; c0 += kBc) {
       const int64_t nc = min_i64(kBc, n - c0);
       pack_t(a.k + b * a.k_stride, a.k_stride, g * dk, c0, nc, dk, kt);
       pack_t(a.v + b * a.v_stride, a.v_stride, g * dv, c0, nc, dv, vt);
       tile_scores(q, a.q_stride, nr, kt, dk, a.scale, p);
-      tile_probs(p, nr, r0, c0, nc, a.lse, b + r0, H, h);
+      tile_probs(p, nr, r0, c0, nc, a.window, a.lse, b + r0, H, h);
       zero(dp, nr * kBc);
       mm_acc(nr, kBc, dv, go, a.o_stride, 1, vt, kBc, dp, kBc);
       tile_ds(p, dp, nr, ba.delta, b + r0, H, h, a.scale);

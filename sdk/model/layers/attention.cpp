@@ -47,13 +47,14 @@ void attend_cached(const LayerCtx& ctx, int64_t layer, LayerActs& a) {
   aa.kv_dtype = ctx.cache->dtype();
   aa.block_size = ctx.cache->block_size();
   aa.scale = c.attention_scale();
+  aa.window = c.window_of(layer);
   ctx.lap(ForwardOp::KvStore);
   be.attention(aa);
 }
 
-AttnShape gqa_shape(const ModelConfig& c) {
+AttnShape gqa_shape(const ModelConfig& c, int64_t window) {
   const int64_t hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
-  return AttnShape{nh, nh / nkv, hd, hd, nh * hd, nkv * hd, nkv * hd, nh * hd};
+  return AttnShape{nh, nh / nkv, hd, hd, nh * hd, nkv * hd, nkv * hd, nh * hd, window};
 }
 
 }  // namespace
@@ -88,10 +89,11 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
   be.rope(a.k.data(), T, int(nkv), int(hd), int(hd), kvd, ctx.pos, ctx.inv_freq, rope.attn_factor, false);
   ctx.lap(ForwardOp::Rope);
   a.att.resize(be, size_t(T * qd));
+  a.window = c.window_of(layer);
   if (ctx.cache)
     attend_cached(ctx, layer, a);
   else
-    attention_packed_forward(be, gqa_shape(c), ctx, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+    attention_packed_forward(be, gqa_shape(c, a.window), ctx, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                              a.att.data(), a.lse);
   ctx.lap(ForwardOp::Attention);
 }
@@ -102,7 +104,7 @@ void gqa_backward(const LayerCtx& ctx, const DecoderLayer& ly, const LayerActs& 
   const ModelConfig& c = *ctx.cfg;
   const int64_t T = ctx.rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, qd = nh * hd, kvd = nkv * hd;
   DevF dq(be, size_t(T * qd)), dk(be, size_t(T * kvd)), dv(be, size_t(T * kvd));
-  attention_packed_backward(be, gqa_shape(c), ctx, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
+  attention_packed_backward(be, gqa_shape(c, a.window), ctx, c.attention_scale(), a.q.data(), a.k.data(), a.v.data(),
                             a.att.data(), a.lse, datt, dq.data(), dk.data(), dv.data());
   rope_backward(ctx, dq.data(), T, nh, hd, hd, qd, false);
   rope_backward(ctx, dk.data(), T, nkv, hd, hd, kvd, false);

@@ -15,6 +15,7 @@ kernels::FlashAttnArgs flash_args(const AttnShape& sh, const LayerCtx& ctx, floa
   f.n_heads = int(sh.heads), f.n_kv_heads = int(sh.heads / sh.group), f.dk = int(sh.dk), f.dv = int(sh.dv);
   f.q_stride = sh.q_ld, f.k_stride = sh.k_ld, f.v_stride = sh.v_ld, f.o_stride = sh.o_ld;
   f.scale = scale;
+  f.window = sh.window;
   return f;
 }
 

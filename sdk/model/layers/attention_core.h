@@ -14,9 +14,10 @@ struct AttnShape {
   int64_t heads = 0, group = 1;
   int64_t dk = 0, dv = 0;  // q/k and v values per head
   int64_t q_ld = 0, k_ld = 0, v_ld = 0, o_ld = 0;
+  int64_t window = 0;  // > 0: sliding-window attention over the last `window` keys
 };
 
-// Causal attention within each sequence of ctx.seq_start (no [T x T] matrix); out is
+// Causal attention within each sequence of ctx.seq_start (sh.window: sliding; no [T x T] matrix); out is
 // overwritten, lse (resized to [T, heads]) keeps each row's log-sum-exp for the backward.
 void attention_packed_forward(kernels::Backend& be, const AttnShape& sh, const LayerCtx& ctx, float scale, const float* q,
                               const float* k, const float* v, float* out, DevF& lse);

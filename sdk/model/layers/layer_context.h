@@ -54,6 +54,7 @@ struct MlaCacheScratch {
 struct LayerActs {
   // Training only (LayerCtx::keep_inputs): the layer's input and the residual after attention.
   DevF x_in, x_mid;
+  int64_t window = 0;  // the layer's sliding window (0: full attention), for the backward
   DevF rstd1, h1, rstd2, h2;  // the two RMSNorms: row factors [T] and outputs [T, d]
   // Attention inputs: GQA q [T, H*hd] / k, v [T, kv*hd] after q/k norm and RoPE; MLA q and (in
   // training) the expanded keys [T, H*(nope+rope)] (rope dims de-interleaved, roped), values

@@ -53,7 +53,8 @@ struct PagedRows {
 };
 
 // One sequence's queries against its own KV history (causal).
-// Query token t (absolute position q_pos0 + t) attends to key positions [0, q_pos0 + t].
+// Query token t (absolute position q_pos0 + t) attends to key positions [0, q_pos0 + t], or with
+// AttnArgs::window = W > 0 to the last W of them, (q_pos0 + t - W, q_pos0 + t] (sliding window).
 // q:   f32, row t at q + t * q_stride, head h at + h * head_dim
 // k,v: contiguous (AttnArgs::block_size == 0): position p at k + p * kv_stride elements of
 //      AttnArgs::kv_dtype, kv head g at + g * head_dim; or paged (block_size > 0): position p at
@@ -83,12 +84,14 @@ struct AttnArgs {
   float scale = 1.0f;  // softmax scale, usually 1/sqrt(head_dim)
   DType kv_dtype = DType::F32;  // F32 or BF16 keys and values (scores and sums in f32)
   int64_t block_size = 0;       // 0: contiguous k / v; > 0: paged k_blocks / v_blocks
+  int64_t window = 0;           // > 0: sliding-window attention over the last `window` keys
 };
 
 // Causal attention over packed variable-length sequences, FlashAttention-2 style: key tiles with a
 // running max and sum per query row, so no [n x n] matrix is ever held (memory O(rows)).
 // Sequence s is rows [seq_start[s], seq_start[s + 1]) (seq_start[0] = 0, increasing); query row
-// i of a sequence attends to that sequence's rows up to and including i.
+// i of a sequence attends to that sequence's rows up to and including i (with window = W > 0
+// only rows (i - W, i]: sliding-window attention).
 // Query head h reads key/value head h / (n_heads / n_kv_heads).
 // q: f32 row t at q + t * q_stride, head h at + h * dk;  k: head g at + g * dk (k_stride);
 // v: head g at + g * dv (v_stride);  o: f32 row t at o + t * o_stride, head h at + h * dv
@@ -105,6 +108,7 @@ struct FlashAttnArgs {
   int n_heads = 0, n_kv_heads = 0, dk = 0, dv = 0;
   int64_t q_stride = 0, k_stride = 0, v_stride = 0, o_stride = 0;
   float scale = 1.0f;
+  int64_t window = 0;  // > 0: sliding window of that many keys
 };
 
 // Gradients of attention_fwd_train. fwd.o and fwd.lse are the forward's outputs (read); dout is
