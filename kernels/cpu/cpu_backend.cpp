@@ -15,6 +15,7 @@
 #include "cpu_ops.h"
 #include "isa_ops.h"
 #include "reason/kernels/cpu_math.h"
+#include "reason/kernels/gelu.h"
 
 namespace reason::kernels {
 
@@ -116,6 +117,19 @@ class CpuBackend final : public Backend {
     cpu::isa_ops().flash_attention_bwd(a);
   }
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override { cpu::isa_ops().silu_mul(out, gate, up, n); }
+  // GELU MLPs are rare (no supported checkpoint family ships one): plain loops, not per-ISA kernels.
+  void gelu_mul(float* out, const float* gate, const float* up, int64_t n, bool tanh_approx) override {
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) out[i] = gelu(gate[i], tanh_approx) * up[i];
+  }
+  void gelu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n,
+                    bool tanh_approx) override {
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      dup[i] = dout[i] * gelu(gate[i], tanh_approx);
+      dgate[i] = dout[i] * up[i] * gelu_grad(gate[i], tanh_approx);
+    }
+  }
   void add_inplace(float* y, const float* x, int64_t n) override { cpu::isa_ops().add_inplace(y, x, n); }
 
   void copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) override {

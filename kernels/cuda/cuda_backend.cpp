@@ -347,6 +347,25 @@ void CudaBackend::attention(const AttnArgs& a) {
   flush();
 }
 
+void CudaBackend::gelu_mul(float* out, const float* gate, const float* up, int64_t n, bool tanh_approx) {
+  const char* op = "gelu_mul";
+  need(n >= 0, op, "negative size");
+  if (n == 0) return;
+  need(out && gate && up, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_gelu_mul(out, gate, up, n, tanh_approx ? 1 : 0, stream_), op, "kernel launch");
+}
+
+void CudaBackend::gelu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                               int64_t n, bool tanh_approx) {
+  const char* op = "gelu_mul_bwd";
+  need(n >= 0, op, "negative size");
+  if (n == 0) return;
+  need(dgate && dup && gate && up && dout, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_gelu_mul_bwd(dgate, dup, gate, up, dout, n, tanh_approx ? 1 : 0, stream_), op, "kernel launch");
+}
+
 void CudaBackend::silu_mul(float* out, const float* gate, const float* up, int64_t n) {
   const char* op = "silu_mul";
   need(n >= 0, op, "negative size");

@@ -56,6 +56,7 @@ class CudaBackend final : public Backend {
   void attention_fwd_train(const FlashAttnArgs& a) override;
   void attention_bwd(const FlashAttnBwdArgs& a) override;
   void silu_mul(float* out, const float* gate, const float* up, int64_t n) override;
+  void gelu_mul(float* out, const float* gate, const float* up, int64_t n, bool tanh_approx) override;
   void add_inplace(float* y, const float* x, int64_t n) override;
   void copy_2d(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) override;
   void paged_write(const PagedRows& dst, int64_t pos0, int64_t col0, const float* src, int64_t lds, int64_t rows,
@@ -82,6 +83,8 @@ class CudaBackend final : public Backend {
                    int64_t rows, int64_t dim) override;
   void rope_bwd(float* dx, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
                 const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved) override;
+  void gelu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n,
+                    bool tanh_approx) override;
   void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                     int64_t n) override;
   void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) override;

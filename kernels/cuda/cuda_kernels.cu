@@ -136,6 +136,34 @@ __global__ void silu_mul_kernel(float* out, const float* gate, const float* up, 
   }
 }
 
+__device__ __forceinline__ float gelu_dev(float x, int tanh_approx, float* grad) {
+  if (tanh_approx) {
+    const float k = 0.7978845608028654f, t = tanhf(k * (x + 0.044715f * x * x * x));
+    *grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * x * (1.0f + t);
+  }
+  const float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+  *grad = cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+  return x * cdf;
+}
+
+__global__ void gelu_mul_kernel(float* out, const float* gate, const float* up, int64_t n, int tanh_approx) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float grad;
+    out[i] = gelu_dev(gate[i], tanh_approx, &grad) * up[i];
+  }
+}
+
+__global__ void gelu_mul_bwd_kernel(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
+                                    int64_t n, int tanh_approx) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float grad;
+    const float gl = gelu_dev(gate[i], tanh_approx, &grad);
+    dup[i] = dout[i] * gl;
+    dgate[i] = dout[i] * up[i] * grad;
+  }
+}
+
 __global__ void add_inplace_kernel(float* y, const float* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -288,6 +316,17 @@ cudaError_t launch_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, i
   if (n_tokens <= 0 || n_heads <= 0 || half <= 0) return cudaSuccess;
   rope_kernel<<<grid_for(n_tokens * n_heads * half), kThreads, 0, stream>>>(
       x, n_tokens, n_heads, head_dim, half, stride, pos, inv_freq, attn_factor, interleaved ? 1 : 0);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_gelu_mul(float* out, const float* gate, const float* up, int64_t n, int tanh_approx, cudaStream_t stream) {
+  gelu_mul_kernel<<<grid_for(n), kThreads, 0, stream>>>(out, gate, up, n, tanh_approx);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_gelu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n,
+                                int tanh_approx, cudaStream_t stream) {
+  gelu_mul_bwd_kernel<<<grid_for(n), kThreads, 0, stream>>>(dgate, dup, gate, up, dout, n, tanh_approx);
   return cudaGetLastError();
 }
 

@@ -32,6 +32,10 @@ cudaError_t launch_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, i
                         int64_t stride, const int32_t* pos, const float* inv_freq,
                         float attn_factor, bool interleaved, cudaStream_t stream);
 
+// out = gelu(gate) * up (tanh_approx: the tanh form) and its gradient (reason/kernels/gelu.h's math).
+cudaError_t launch_gelu_mul(float* out, const float* gate, const float* up, int64_t n, int tanh_approx, cudaStream_t stream);
+cudaError_t launch_gelu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n,
+                                int tanh_approx, cudaStream_t stream);
 cudaError_t launch_silu_mul(float* out, const float* gate, const float* up, int64_t n,
                             cudaStream_t stream);
 cudaError_t launch_add_inplace(float* y, const float* x, int64_t n, cudaStream_t stream);

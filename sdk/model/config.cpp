@@ -154,15 +154,25 @@ void read_sliding_window(const json& j, ModelConfig& c, const std::string& src) 
          "Qwen families with use_sliding_window)", src, qwen ? "use_sliding_window is false" : "the architecture has no sliding window");
 }
 
-void check_math_fields(const json& j, const std::string& src) {
+// hidden_act (or Gemma-style hidden_activation), as transformers' ACT2FN names them.
+Activation read_activation(const json& j, const std::string& src) {
+  Activation out = Activation::Silu;
   for (const char* key : {"hidden_act", "hidden_activation"}) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
     if (!it->is_string()) fail(ErrorCode::Format, "{}: '{}' must be a string", src, key);
     const std::string act = it->get<std::string>();
-    if (act != "silu" && act != "swish")
-      fail(ErrorCode::Unsupported, "{}: {} \"{}\" is not supported (the engine's MLP is SwiGLU: silu)", src, key, act);
+    if (act == "silu" || act == "swish") out = Activation::Silu;
+    else if (act == "gelu") out = Activation::Gelu;
+    else if (act == "gelu_pytorch_tanh" || act == "gelu_new" || act == "gelu_fast") out = Activation::GeluTanh;
+    else
+      fail(ErrorCode::Unsupported,
+           "{}: {} \"{}\" is not supported (silu, swish, gelu, gelu_pytorch_tanh, gelu_new, gelu_fast)", src, key, act);
   }
+  return out;
+}
+
+void check_math_fields(const json& j, const std::string& src) {
   for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
     auto it = j.find(key);
     if (it != j.end() && !it->is_null()) fail(ErrorCode::Unsupported, "{}: {} is not supported", src, key);
@@ -328,6 +338,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     if (!(c.rope_scaling.factor > 0)) fail(ErrorCode::Format, "{}: rope_scaling factor must be positive", src);
   }
   check_math_fields(j, src);
+  c.hidden_act = read_activation(j, src);
   read_sliding_window(j, c, src);
   if (c.arch == Arch::DeepseekV3) {
     c.attention_bias = get_bool(j, "attention_bias", src, false);

@@ -23,6 +23,13 @@ inline constexpr int64_t kMaxConfigProduct = int64_t(1) << 40;
 
 enum class Arch { Llama, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe, DeepseekV3 };
 
+// The gated MLP's activation (config.json hidden_act): act(gate) * up.
+enum class Activation {
+  Silu,      // "silu", "swish"
+  Gelu,      // "gelu" (exact, erf)
+  GeluTanh,  // "gelu_pytorch_tanh", "gelu_new", "gelu_fast" (tanh approximation)
+};
+
 struct RopeScaling {
   std::string type = "default";  // default | linear | llama3 | yarn
   float factor = 1.0f;
@@ -58,6 +65,7 @@ struct ModelConfig {
   std::vector<int32_t> eos_token_ids;
   std::optional<int32_t> bos_token_id;
   std::string torch_dtype;  // as stored, informational
+  Activation hidden_act = Activation::Silu;
 
   // Per-head RMSNorm of q and k before RoPE (Qwen3).
   bool qk_norm = false;

@@ -58,6 +58,10 @@ std::vector<float> llama3_factors(const ModelConfig& c) {
 
 Meta model_metadata(const ModelConfig& c, const std::string& name, GgufOutType type, const std::string& src) {
   const std::string a = arch_name(c);
+  if (c.hidden_act != Activation::Silu)
+    fail(ErrorCode::Unsupported, "{}: a GELU MLP cannot be written to GGUF (llama.cpp's {} is SwiGLU)", src, a);
+  if (!c.layer_window.empty())
+    fail(ErrorCode::Unsupported, "{}: sliding-window attention cannot be written to GGUF by this engine", src);
   Meta kv;
   auto u = [&](const std::string& k, int64_t v) { kv.emplace_back(a + "." + k, gguf_u32(uint32_t(v))); };
   auto f = [&](const std::string& k, double v) { kv.emplace_back(a + "." + k, gguf_f32(float(v))); };

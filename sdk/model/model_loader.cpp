@@ -60,7 +60,7 @@ class Loader {
   SwiGLU swiglu(const std::string& prefix, int64_t ffn, int64_t d, bool bias,
                 const char* g = "gate_proj", const char* u = "up_proj", const char* dn = "down_proj") {
     return SwiGLU{linear(prefix + "." + g, ffn, d, bias), linear(prefix + "." + u, ffn, d, bias),
-                  linear(prefix + "." + dn, d, ffn, bias)};
+                  linear(prefix + "." + dn, d, ffn, bias), cfg_.hidden_act};
   }
   bool has(const std::string& name) const { return store_->has(name); }
 

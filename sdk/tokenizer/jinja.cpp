@@ -17,7 +17,7 @@ namespace {
 
 constexpr int kMaxDepth = 200;                      // nesting of blocks and expressions
 constexpr size_t kMaxOutput = size_t(64) << 20;     // rendered bytes
-constexpr int64_t kMaxSteps = 2'000'000;            // loop iterations + nodes + expressions per render
+constexpr int64_t kMaxSteps = 1'000'000;            // loop iterations + nodes + expressions per render
 
 // ---- lexing the template into text and tags ----
 

@@ -139,6 +139,16 @@ class GuardedBackend final : public kernels::Backend {
     dev(out, "out"), dev(g, "gate"), dev(u, "up");
     cpu().silu_mul(out, g, u, n);
   }
+  void gelu_mul(float* out, const float* g, const float* u, int64_t n, bool t) override {
+    Op op(this, "gelu_mul");
+    dev(out, "out"), dev(g, "gate"), dev(u, "up");
+    cpu().gelu_mul(out, g, u, n, t);
+  }
+  void gelu_mul_bwd(float* dg, float* du, const float* g, const float* u, const float* dout, int64_t n, bool t) override {
+    Op op(this, "gelu_mul_bwd");
+    dev(dg, "dgate"), dev(du, "dup"), dev(g, "gate"), dev(u, "up"), dev(dout, "dout");
+    cpu().gelu_mul_bwd(dg, du, g, u, dout, n, t);
+  }
   void add_inplace(float* y, const float* x, int64_t n) override {
     Op op(this, "add_inplace");
     dev(y, "y"), dev(x, "x");

@@ -213,8 +213,14 @@ TEST_CASE("config fields that change the math and are not implemented are refuse
   const json llama = fixture_config("dense/llama_mha"), mixtral = fixture_config("moe/mixtral"),
              qwen3_moe = fixture_config("moe/qwen3_moe"), qwen3 = fixture_config("dense/qwen3_tied");
   json j = llama;
-  j["hidden_act"] = "gelu_pytorch_tanh";
-  refused(j, {"hidden_act", "gelu_pytorch_tanh"});
+  j["hidden_act"] = "gelu_pytorch_tanh";  // implemented (test_dense_conformance's llama_gelu_tanh)
+  CHECK(ModelConfig::from_json(j, "config.json").hidden_act == Activation::GeluTanh);
+  j["hidden_act"] = "gelu";
+  CHECK(ModelConfig::from_json(j, "config.json").hidden_act == Activation::Gelu);
+  j["hidden_act"] = "quick_gelu";
+  refused(j, {"hidden_act", "quick_gelu"});
+  j["hidden_act"] = "relu2";
+  refused(j, {"hidden_act", "relu2"});
   j = llama;
   j["hidden_act"] = "swish";  // transformers' ACT2FN: the same function as silu
   CHECK_NOTHROW(ModelConfig::from_json(j, "config.json"));

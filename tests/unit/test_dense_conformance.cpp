@@ -28,7 +28,7 @@ Fixture expected(const std::string& model) { return Fixture(kDir + model + "/exp
 
 const char* kF32Models[] = {"llama_mha", "llama_gqa2_llama3rope", "llama_gqa4_odd", "qwen2_tied", "qwen2_odd_untied",
                             "qwen2_sharded", "qwen2_bf16", "qwen3_tied", "qwen3_bias_untied", "qwen2_sliding",
-                            "qwen3_sliding"};
+                            "qwen3_sliding", "llama_gelu_tanh", "qwen2_gelu"};
 
 }  // namespace
 

@@ -342,4 +342,11 @@ TEST_CASE("convert to GGUF as q8_0, f16 and bf16 gives gguf-py's bytes", "[gguf]
     CHECK(err < tol);
   }
   CHECK_THROWS_WITH(parse_gguf_out_type("q4_k"), Catch::Contains("unknown GGUF output type 'q4_k'"));
+  // What GGUF cannot say is refused, and nothing is left behind.
+  const std::string no = (tmp.path / "no.gguf").string();
+  CHECK_THROWS_WITH(write_gguf_model(*Model::load(kFix + "dense/llama_gelu_tanh", f32), no, GgufOutType::F32),
+                    Catch::Contains("GELU"));
+  CHECK_THROWS_WITH(write_gguf_model(*Model::load(kFix + "dense/qwen3_sliding", f32), no, GgufOutType::F32),
+                    Catch::Contains("sliding-window"));
+  CHECK(!fs::exists(no));
 }

@@ -24,7 +24,8 @@ const std::string kFixtures = std::string(REASON_FIXTURES_DIR) + "/";
 const char* const kGradModels[] = {
     "dense/qwen2_tied",   "dense/llama_gqa2_llama3rope", "dense/llama_mha",          "moe/qwen2_moe",
     "moe/qwen2_moe_norm", "moe/qwen3_moe",               "moe/mixtral",              "moe/dsv3_qlora_group",
-    "moe/dsv3_noqlora_nogroup", "dense/qwen3_sliding"};
+    "moe/dsv3_noqlora_nogroup", "dense/qwen3_sliding",
+    "dense/llama_gelu_tanh", "dense/qwen2_gelu"};
 
 // Each token's chosen experts as a set (the order within a token does not change the function).
 std::vector<std::vector<int32_t>> route_sets(const LogprobPass& p, const Model& m) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "model/config.h"
 #include "reason/kernels/backend.h"
 
 namespace reason {
@@ -16,9 +17,11 @@ struct Linear {
 };
 
 // One SwiGLU MLP: down(silu(gate(x)) * up(x)).
+// A gated MLP: down(act(gate(x)) * up(x)); act is SiLU (SwiGLU) or a GELU (GeGLU).
 struct SwiGLU {
   Linear gate, up;  // [ffn, d]
   Linear down;      // [d, ffn]
+  Activation act = Activation::Silu;
 };
 
 // Where the gradient of each weight accumulates (f32, the weight's shape). Implemented by the

@@ -18,7 +18,10 @@ void mlp_forward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t 
   lap(ForwardOp::GateProj, double(m.gate.w.nbytes()));
   linear_forward(be, m.up, x, n, a.up.data());
   lap(ForwardOp::UpProj, double(m.up.w.nbytes()));
-  be.silu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn);
+  if (m.act == Activation::Silu)
+    be.silu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn);
+  else
+    be.gelu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn, m.act == Activation::GeluTanh);
   lap(ForwardOp::SiluMul);
   linear_forward(be, m.down, a.act.data(), n, a.y.data());
   lap(ForwardOp::DownProj, double(m.down.w.nbytes()));
@@ -29,7 +32,10 @@ void mlp_backward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t
   const int64_t ffn = m.gate.w.dim(0);
   DevF dact(be, size_t(n * ffn)), dgate(be, size_t(n * ffn)), dup(be, size_t(n * ffn));
   linear_backward(be, m.down, a.act.data(), dy, n, dact.data(), false, g);
-  be.silu_mul_bwd(dgate.data(), dup.data(), a.gate.data(), a.up.data(), dact.data(), n * ffn);
+  if (m.act == Activation::Silu)
+    be.silu_mul_bwd(dgate.data(), dup.data(), a.gate.data(), a.up.data(), dact.data(), n * ffn);
+  else
+    be.gelu_mul_bwd(dgate.data(), dup.data(), a.gate.data(), a.up.data(), dact.data(), n * ffn, m.act == Activation::GeluTanh);
   linear_backward(be, m.gate, x, dgate.data(), n, dx, accumulate_dx, g);
   linear_backward(be, m.up, x, dup.data(), n, dx, true, g);
 }

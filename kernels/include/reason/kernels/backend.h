@@ -260,6 +260,10 @@ class Backend {
 
   // out[i] = silu(gate[i]) * up[i] for i < n (row-strided variants are built from rows).
   virtual void silu_mul(float* out, const float* gate, const float* up, int64_t n) = 0;
+  // out[i] = gelu(gate[i]) * up[i]: exact GELU 0.5 x (1 + erf(x / sqrt 2)) (transformers' "gelu"),
+  // or with tanh_approx its tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  // ("gelu_pytorch_tanh", "gelu_new", "gelu_fast").
+  virtual void gelu_mul(float* out, const float* gate, const float* up, int64_t n, bool tanh_approx) = 0;
   // y[i] += x[i]
   virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
 
@@ -296,6 +300,9 @@ class Backend {
   //   dgate[i] = dout[i] * up[i] * s * (1 + gate[i] * (1 - s)),  dup[i] = dout[i] * gate[i] * s.
   virtual void silu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout,
                             int64_t n) = 0;
+  // Gradient of gelu_mul(): dgate[i] = dout[i] * up[i] * gelu'(gate[i]), dup[i] = dout[i] * gelu(gate[i]).
+  virtual void gelu_mul_bwd(float* dgate, float* dup, const float* gate, const float* up, const float* dout, int64_t n,
+                            bool tanh_approx) = 0;
   // table[ids[r], :] += weights[r] * src[r, :] for r < n (f32 [*, dim]; weights null: 1, no
   // multiplication); repeated ids add in row order. (Embedding and LM-head row gradients, MoE's
   // weighted combine of expert outputs.)
