@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -118,6 +119,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Common common;
   app.add_option("--threads", common.threads, "CPU threads (default: all cores or $REASON_NUM_THREADS)");
+  bool allow_unknown_config = false;
+  app.add_flag("--allow-unknown-config-fields", allow_unknown_config,
+               "load config.json files with fields the engine does not know (refused by default: they may change the math)");
 
   // generate
   auto* gen = app.add_subcommand("generate", "sample completions for a prompt");
@@ -198,6 +202,7 @@ int main(int argc, char** argv) {
 
   try {
     if (common.threads > 0) kernels::set_cpu_threads(common.threads);
+    if (allow_unknown_config) ::setenv("REASON_ALLOW_UNKNOWN_CONFIG", "1", 1);  // every model any command loads
     if (pipeline_cmds.run()) {
       // pipeline run|check or eval
     } else if (*gen) {

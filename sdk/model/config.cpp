@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <set>
 #include <cmath>
 
 #include "core/checked_math.h"
@@ -108,6 +109,68 @@ void check_products(const ModelConfig& c, const std::string& src) {
 
 // Fields that change the math and that the engine does not implement are refused by name, never
 // ignored (a model that loads must compute what transformers computes).
+// Top-level config.json fields of the supported families that the engine reads (or checks).
+const std::set<std::string, std::less<>>& read_fields() {
+  static const std::set<std::string, std::less<>> f = {
+      "architectures", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+      "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling",
+      "rope_parameters", "tie_word_embeddings", "attention_bias", "qkv_bias", "mlp_bias", "eos_token_id", "bos_token_id",
+      "torch_dtype", "dtype", "hidden_act", "hidden_activation", "sliding_window", "use_sliding_window",
+      "max_window_layers", "layer_types", "attn_logit_softcapping", "final_logit_softcapping", "partial_rotary_factor",
+      // MoE
+      "num_experts", "num_local_experts", "n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
+      "shared_expert_intermediate_size", "norm_topk_prob", "routed_scaling_factor", "decoder_sparse_step",
+      "mlp_only_layers", "first_k_dense_replace", "n_group", "topk_group", "n_shared_experts", "scoring_func",
+      // MLA, MTP, FP8
+      "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave",
+      "num_nextn_predict_layers", "quantization_config",
+      // checked below to hold the value the engine implements
+      "attention_dropout", "router_jitter_noise", "moe_layer_freq", "topk_method", "is_encoder_decoder", "qk_head_dim"};
+  return f;
+}
+
+// Fields that do not change inference or the engine's training math: bookkeeping, training-only
+// coefficients the engine takes from its own config, and transformers' generic PretrainedConfig
+// and (v4) generation attributes.
+const std::set<std::string, std::less<>>& harmless_fields() {
+  static const std::set<std::string, std::less<>> f = {
+      "model_type", "transformers_version", "_name_or_path", "name_or_path", "auto_map", "initializer_range",
+      "use_cache", "pad_token_id", "pretraining_tp", "output_router_logits", "router_aux_loss_coef", "aux_loss_alpha",
+      "seq_aux", "ep_size", "_attn_implementation", "attn_implementation", "use_flash_attn", "return_dict",
+      "output_hidden_states", "output_attentions", "use_return_dict", "torchscript", "tie_encoder_decoder", "is_decoder",
+      "add_cross_attention", "pruned_heads", "id2label", "label2id", "problem_type", "tokenizer_class", "prefix",
+      "sep_token_id", "decoder_start_token_id", "task_specific_params", "finetuning_task", "chunk_size_feed_forward",
+      "tf_legacy_loss", "use_bfloat16", "cross_attention_hidden_size", "max_length", "min_length", "do_sample",
+      "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
+      "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
+      "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id",
+      "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens"};
+  return f;
+}
+
+// Refuses what the engine does not understand (unless allowed), and the read-but-fixed fields
+// whose value it does not implement.
+void check_known_fields(const json& j, const std::string& src, bool allow_unknown) {
+  for (const auto& [k, v] : j.items())
+    if (!allow_unknown && !read_fields().count(k) && !harmless_fields().count(k))
+      fail(ErrorCode::Unsupported,
+           "{}: field '{}' is not one the engine understands (it may change the model's math); set "
+           "REASON_ALLOW_UNKNOWN_CONFIG=1 or pass --allow-unknown-config-fields to load it anyway",
+           src, k);
+  auto zero = [&](const char* key) {
+    if (auto it = j.find(key); it != j.end() && !it->is_null() && !(it->is_number() && it->get<double>() == 0.0))
+      fail(ErrorCode::Unsupported, "{}: {} = {} is not supported (the engine implements 0)", src, key, it->dump());
+  };
+  zero("attention_dropout");
+  zero("router_jitter_noise");
+  if (auto it = j.find("moe_layer_freq"); it != j.end() && !it->is_null() && !(it->is_number_integer() && it->get<int64_t>() == 1))
+    fail(ErrorCode::Unsupported, "{}: moe_layer_freq = {} is not supported (1: every layer after first_k_dense_replace)", src, it->dump());
+  if (auto it = j.find("topk_method"); it != j.end() && !it->is_null() && !(it->is_string() && it->get<std::string>() == "noaux_tc"))
+    fail(ErrorCode::Unsupported, "{}: topk_method {} is not supported (noaux_tc)", src, it->dump());
+  if (auto it = j.find("is_encoder_decoder"); it != j.end() && it->is_boolean() && it->get<bool>())
+    fail(ErrorCode::Unsupported, "{}: encoder-decoder models are not supported", src);
+}
+
 // Sliding-window attention, as transformers 5 decides it per layer: Mixtral's sliding_window on
 // every layer; Qwen3-MoE's use_sliding_window on every layer; Qwen2 / Qwen3 / Qwen2-MoE's
 // layer_types ("sliding_attention" layers), or when absent their defaults (Qwen2/3: layers >=
@@ -184,8 +247,9 @@ void check_math_fields(const json& j, const std::string& src) {
 
 }  // namespace
 
-ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
+ModelConfig ModelConfig::from_json(const json& j, const std::string& src, bool allow_unknown_fields) {
   if (!j.is_object()) fail(ErrorCode::Format, "{}: not a JSON object", src);
+  check_known_fields(j, src, allow_unknown_fields);
   ModelConfig c;
   auto archs = j.find("architectures");
   if (archs == j.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string())
@@ -279,7 +343,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   c.rope_theta = get_float(j, "rope_theta", src, 10000.0f);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", src, false);
   if (c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe) {
-    c.attention_bias = true;  // Qwen2 always has q/k/v biases, never an o bias
+    c.attention_bias = get_bool(j, "qkv_bias", src, true);  // q/k/v biases (Qwen2-MoE's qkv_bias), never an o bias
   } else if (c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe) {
     c.attention_bias = get_bool(j, "attention_bias", src, false);  // q/k/v and o
     c.o_bias = c.attention_bias;

@@ -112,8 +112,12 @@ struct ModelConfig {
   int64_t kv_k_dim() const { return mla ? kv_lora_rank + qk_rope_head_dim : n_kv_heads * head_dim; }
   int64_t kv_v_dim() const { return mla ? 0 : n_kv_heads * head_dim; }
 
-  // Parses and validates. `source` names the file in error messages.
-  static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
+  // Parses and validates. `source` names the file in error messages. A top-level field that
+  // the engine neither reads nor knows to be harmless (known_config_fields()) is refused with
+  // Unsupported naming it, since it may change the math; allow_unknown_fields loads anyway
+  // (LoadOptions::allow_unknown_config_fields, `--allow-unknown-config-fields`, or
+  // REASON_ALLOW_UNKNOWN_CONFIG=1 in the environment).
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& source, bool allow_unknown_fields = false);
 };
 
 }  // namespace reason

@@ -47,6 +47,9 @@ struct LoadOptions {
   // The KV cache's storage: F32 or BF16; unset: the compute dtype (bf16 weights get a bf16 cache,
   // f32 weights an f32 one, so the sampler's logprobs match the trainer's f32 pass).
   std::optional<DType> kv_dtype;
+  // Load a config.json with fields the engine does not know (ModelConfig::from_json); also on
+  // when REASON_ALLOW_UNKNOWN_CONFIG=1 is in the environment (for C ABI and binding callers).
+  bool allow_unknown_config_fields = false;
 };
 
 // A DeepSeek-V3 multi-token-prediction module: h' = layer(eh_proj([enorm(embed(t+1)); hnorm(h)]))

@@ -1,5 +1,6 @@
 // Model::load: config.json -> ModelConfig, safetensors -> weights checked by name and shape,
 // converted to the compute dtype (f32 weights used in place from the memory map when possible).
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 
@@ -233,7 +234,9 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     const std::string cfg_path = (fs::path(dir) / "config.json").string();
     if (!fs::exists(cfg_path)) fail(ErrorCode::Io, "{}: no config.json (expected a Hugging Face model directory)", dir);
     m->config_json_ = read_json_file(cfg_path);
-    m->cfg_ = ModelConfig::from_json(m->config_json_, cfg_path);
+    const char* env = std::getenv("REASON_ALLOW_UNKNOWN_CONFIG");
+    const bool allow = opts.allow_unknown_config_fields || (env && std::string(env) == "1");
+    m->cfg_ = ModelConfig::from_json(m->config_json_, cfg_path, allow);
     weights = WeightStore::open(dir);
     if (opts.load_tokenizer && fs::exists(fs::path(dir) / "tokenizer.json")) m->tokenizer_ = Tokenizer::load(dir);
   }

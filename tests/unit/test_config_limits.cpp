@@ -262,3 +262,39 @@ TEST_CASE("config fields that change the math and are not implemented are refuse
   refused(j, {"partial_rotary_factor"});
   for (const char* f : {"dense/qwen3_tied", "dense/qwen3_bias_untied"}) CHECK_NOTHROW(ModelConfig::from_json(fixture_config(f), f));
 }
+
+TEST_CASE("a config field the engine does not understand is refused by name unless allowed", "[config][limits]") {
+  auto refused = [](const json& j, const std::vector<std::string>& words) {
+    INFO(j.dump());
+    test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, ErrorCode::Unsupported, words);
+  };
+  // Every fixture config written by transformers 5.25 (all their default fields) loads.
+  for (const char* f : {"dense/llama_mha", "dense/qwen2_tied", "dense/qwen3_sliding", "dense/llama_gelu_tanh", "moe/mixtral",
+                        "moe/qwen2_moe", "moe/qwen3_moe", "moe/dsv3_qlora_group", "moe/dsv3_fp8"})
+    CHECK_NOTHROW(ModelConfig::from_json(fixture_config(f), f));
+  json j = fixture_config("dense/qwen2_tied");
+  j["use_mrope"] = true;  // Qwen2-VL's multimodal rotary: not implemented, so never ignored
+  refused(j, {"field 'use_mrope'", "REASON_ALLOW_UNKNOWN_CONFIG"});
+  CHECK_NOTHROW(ModelConfig::from_json(j, "config.json", /*allow_unknown_fields=*/true));
+  j = fixture_config("dense/qwen2_tied");
+  j["transformers_version"] = "4.46.0";  // bookkeeping and v4 generation attributes are harmless
+  j["temperature"] = 0.6;
+  j["_name_or_path"] = "x";
+  CHECK_NOTHROW(ModelConfig::from_json(j, "config.json"));
+  // Read fields whose value the engine does not implement.
+  j["attention_dropout"] = 0.1;
+  refused(j, {"attention_dropout", "0.1"});
+  j = fixture_config("moe/mixtral");
+  j["router_jitter_noise"] = 0.01;
+  refused(j, {"router_jitter_noise"});
+  j = fixture_config("moe/dsv3_qlora_group");
+  j["moe_layer_freq"] = 2;
+  refused(j, {"moe_layer_freq"});
+  j = fixture_config("moe/dsv3_qlora_group");
+  j["topk_method"] = "greedy";
+  refused(j, {"topk_method"});
+  // Qwen2-MoE's qkv_bias is read: without biases the q/k/v bias tensors are not expected.
+  j = fixture_config("moe/qwen2_moe");
+  j["qkv_bias"] = false;
+  CHECK(!ModelConfig::from_json(j, "config.json").attention_bias);
+}
