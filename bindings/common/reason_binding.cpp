@@ -86,6 +86,21 @@ int binding_version_major() { return REASON_VERSION_MAJOR; }
 std::string status_name(int code) { return reason_status_name(reason_status(code)); }
 void set_num_threads(int n) { reason_set_num_threads(n); }
 
+SamplingResult Model::sampling_defaults(const SamplingOptions& base) const {
+  SamplingResult r;
+  r.options = base;
+  COptions c(base);
+  r.status = status_of(reason_sampling_options_from_model(&c.c, m_));
+  if (r.status.code != 0) return r;
+  r.options.temperature = c.c.temperature;
+  r.options.top_k = c.c.top_k;
+  r.options.top_p = c.c.top_p;
+  r.options.min_p = c.c.min_p;
+  r.options.repetition_penalty = c.c.repetition_penalty;
+  r.options.max_new_tokens = c.c.max_new_tokens;
+  return r;
+}
+
 SamplingOptions SamplingOptions::r1() {
   SamplingOptions o;
   o.temperature = 0.6f;

@@ -67,6 +67,7 @@ struct IdsResult { Status status; std::vector<int32_t> ids; };
 struct TextResult { Status status; std::string text; };
 struct FloatsResult { Status status; std::vector<float> values; };
 struct CompletionsResult { Status status; std::vector<Completion> completions; };
+struct SamplingResult { Status status; SamplingOptions options; };
 
 // Director: return false from on_token to stop that request. Runs on the generating thread.
 class TokenHandler {
@@ -136,6 +137,10 @@ class Model {
                                  TokenHandler* handler = nullptr) const;
   // Teacher-forced logprobs: values[t] = log p(ids[t+1] | ids[..t]).
   FloatsResult score(const std::vector<int32_t>& ids) const;
+  // `base` with the sampling defaults the model ships with applied (generation_config.json or a
+  // GGUF's general.sampling.*; reason_sampling_options_from_model): fields the model sets replace
+  // base's, the others stay.
+  SamplingResult sampling_defaults(const SamplingOptions& base) const;
   bool is_open() const { return m_ != nullptr; }
   void close();
   reason_model* raw() const { return m_; }

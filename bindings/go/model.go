@@ -109,6 +109,34 @@ func (m *Model) Info() ModelInfo {
 	}
 }
 
+// SamplingDefaults returns base with the sampling settings the model ships with applied (its
+// generation_config.json, or a GGUF's general.sampling.*): the fields the model sets replace
+// base's (do_sample false is temperature 0), the others stay. A malformed file is an error
+// naming the field.
+func (m *Model) SamplingDefaults(base SamplingOptions) (SamplingOptions, error) {
+	c := m.c
+	if !c.g.enter() {
+		return base, closedError("model")
+	}
+	no := base.toNative()
+	r := c.m.Sampling_defaults(no)
+	c.g.leave()
+	native.DeleteSamplingOptions(no)
+	defer native.DeleteSamplingResult(r)
+	if err := statusError(r.GetStatus()); err != nil {
+		return base, err
+	}
+	o := r.GetOptions()
+	out := base
+	out.Temperature = o.GetTemperature()
+	out.TopK = o.GetTop_k()
+	out.TopP = o.GetTop_p()
+	out.MinP = o.GetMin_p()
+	out.RepetitionPenalty = o.GetRepetition_penalty()
+	out.MaxNewTokens = o.GetMax_new_tokens()
+	return out, nil
+}
+
 // Tokenizer returns the tokenizer loaded with the model. It belongs to the model: it is valid
 // while the model is open, and its Close does nothing.
 func (m *Model) Tokenizer() (*Tokenizer, error) {

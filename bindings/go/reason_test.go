@@ -103,6 +103,18 @@ func TestDeviceAndKVDTypeAtLoad(t *testing.T) {
 	}
 }
 
+func TestSamplingDefaults(t *testing.T) {
+	m := loadModel(t, "dense/qwen2_tied_r1_sampling") // qwen2_tied with DeepSeek-R1's generation_config.json
+	o, err := m.SamplingDefaults(SamplingOptions{Temperature: 1, TopK: 7})
+	if err != nil || o.Temperature != 0.6 || o.TopP != 0.95 || o.TopK != 7 || o.MaxNewTokens != 256 {
+		t.Errorf("SamplingDefaults = %+v, %v", o, err)
+	}
+	plain, err := loadModel(t, "dense/qwen2_tied").SamplingDefaults(SamplingOptions{Temperature: 1})
+	if err != nil || plain.Temperature != 1 {
+		t.Errorf("SamplingDefaults without sampling fields = %+v, %v", plain, err)
+	}
+}
+
 func TestModelInfoAndTokenizer(t *testing.T) {
 	m := loadModel(t, "dense/qwen2_tied")
 	info := m.Info()

@@ -242,6 +242,13 @@ typedef struct reason_sampling_options {
 REASON_API void reason_sampling_options_init(reason_sampling_options* opts);
 /* DeepSeek-R1's recommended settings: temperature 0.6, top-p 0.95, max_new_tokens 32768. */
 REASON_API void reason_sampling_options_r1(reason_sampling_options* opts);
+/* Applies the sampling defaults the model ships with to opts (call after
+ * reason_sampling_options_init; set explicit values afterwards, they win): generation_config.json
+ * in its directory, or a GGUF's general.sampling.* (temperature, top_p, top_k, min_p,
+ * repetition_penalty, max_new_tokens; do_sample false means temperature 0, as transformers).
+ * Fields the model does not set keep their value. A malformed file is REASON_ERR_FORMAT naming
+ * the field, opts unchanged. Thread-safe. */
+REASON_API reason_status reason_sampling_options_from_model(reason_sampling_options* opts, const reason_model* model);
 
 typedef enum reason_finish_reason {
   REASON_FINISH_LENGTH = 0, /* max_new_tokens reached, or prompt + completion reached the model's

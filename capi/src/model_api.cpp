@@ -1,6 +1,11 @@
 // C ABI: model load/free/info, generation and scoring.
+#include <algorithm>
+#include <climits>
+#include <cstddef>
 #include <string>
 #include <vector>
+
+#include "model/generation_config.h"
 
 #include "capi_internal.h"
 #include "handles.h"
@@ -185,6 +190,23 @@ REASON_API reason_status reason_model_expert_load(int64_t* out_counts, size_t n_
 
 REASON_API void reason_sampling_options_init(reason_sampling_options* opts) {
   if (opts) *opts = reason_sampling_options REASON_SAMPLING_OPTIONS_INIT;
+}
+
+REASON_API reason_status reason_sampling_options_from_model(reason_sampling_options* opts, const reason_model* model) {
+  REASON_CHECK_ARG(opts, "reason_sampling_options_from_model", "opts is NULL");
+  REASON_CHECK_ARG(model && model->model, "reason_sampling_options_from_model", "model is NULL");
+  REASON_CHECK_ARG(opts->struct_size >= offsetof(reason_sampling_options, max_new_tokens) + sizeof(int32_t),
+                   "reason_sampling_options_from_model", "opts->struct_size is too small (call reason_sampling_options_init)");
+  return guard("reason_sampling_options_from_model", [&] {
+    const reason::GenerationDefaults d = reason::read_generation_defaults(model->model->dir());
+    if (d.temperature) opts->temperature = float(*d.temperature);
+    if (d.do_sample && !*d.do_sample) opts->temperature = 0.0f;  // transformers: do_sample false is greedy
+    if (d.top_p) opts->top_p = float(*d.top_p);
+    if (d.top_k) opts->top_k = int32_t(std::min<int64_t>(*d.top_k, INT32_MAX));
+    if (d.min_p) opts->min_p = float(*d.min_p);
+    if (d.repetition_penalty) opts->repetition_penalty = float(*d.repetition_penalty);
+    if (d.max_new_tokens) opts->max_new_tokens = int32_t(std::min<int64_t>(*d.max_new_tokens, INT32_MAX));
+  });
 }
 
 REASON_API void reason_sampling_options_r1(reason_sampling_options* opts) {

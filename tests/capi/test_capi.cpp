@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -371,4 +374,38 @@ TEST_CASE("a GGUF model file loads through the ABI and runs as the checkpoint it
   CHECK(reason_model_load(&c, bad.c_str(), nullptr) != REASON_OK);
   CHECK_THAT(reason_last_error(), Catch::Contains("types.gguf"));
   CHECK(c == nullptr);
+}
+
+TEST_CASE("the model's own sampling defaults through the ABI", "[capi]") {
+  // A copy of a fixture with DeepSeek-R1's generation_config.json; another without one.
+  namespace fs = std::filesystem;
+  const fs::path tmp = fs::temp_directory_path() / ("reason_capi_gen_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  fs::copy(kModel, tmp / "r1", fs::copy_options::recursive);
+  {
+    std::ofstream(tmp / "r1" / "generation_config.json") << R"({"do_sample": true, "temperature": 0.6, "top_p": 0.95})";
+  }
+  reason_model* m = nullptr;
+  REQUIRE(reason_model_load(&m, (tmp / "r1").c_str(), nullptr) == REASON_OK);
+  reason_sampling_options o;
+  reason_sampling_options_init(&o);
+  o.top_k = 7;  // not in the file: kept
+  REQUIRE(reason_sampling_options_from_model(&o, m) == REASON_OK);
+  CHECK(o.temperature == 0.6f);
+  CHECK(o.top_p == 0.95f);
+  CHECK(o.top_k == 7);
+  CHECK(o.max_new_tokens == 256);
+  reason_model_free(m);
+  {
+    std::ofstream(tmp / "r1" / "generation_config.json") << R"({"do_sample": false, "temperature": "hot"})";
+  }
+  REQUIRE(reason_model_load(&m, (tmp / "r1").c_str(), nullptr) == REASON_OK);
+  reason_sampling_options_init(&o);
+  CHECK(reason_sampling_options_from_model(&o, m) == REASON_ERR_FORMAT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("temperature"));
+  CHECK(o.temperature == 1.0f);  // unchanged
+  reason_model_free(m);
+  CHECK(reason_sampling_options_from_model(&o, nullptr) == REASON_ERR_INVALID_ARGUMENT);
+  fs::remove_all(tmp);
 }

@@ -75,6 +75,29 @@ public sealed class Model : IDisposable {
     }
   }
 
+  /// <summary>The sampling settings the model ships with (its generation_config.json, or a GGUF's
+  /// general.sampling.*) applied to <paramref name="baseOptions"/> (default: new SamplingOptions()):
+  /// the fields the model sets replace the base's (do_sample false is temperature 0), the others stay.</summary>
+  /// <exception cref="ReasonException">FORMAT, naming the field, when the file is malformed.</exception>
+  public SamplingOptions SamplingDefaults(SamplingOptions baseOptions = null) {
+    SamplingOptions b = baseOptions ?? new SamplingOptions();
+    using (handle.Use())
+    using (Native.SamplingOptions o = b.ToNative())
+    using (Native.SamplingResult r = native.sampling_defaults(o)) {
+      Check.Ok(r.status);
+      using (Native.SamplingOptions n = r.options) {
+        SamplingOptions s = b.Clone();
+        s.Temperature = n.temperature;
+        s.TopK = n.top_k;
+        s.TopP = n.top_p;
+        s.MinP = n.min_p;
+        s.RepetitionPenalty = n.repetition_penalty;
+        s.MaxNewTokens = n.max_new_tokens;
+        return s;
+      }
+    }
+  }
+
   /// <summary>The model's own tokenizer (the same object each time; disposed with the model).</summary>
   /// <exception cref="ReasonException">The model directory has no tokenizer.json.</exception>
   public Tokenizer Tokenizer {

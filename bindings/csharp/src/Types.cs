@@ -56,6 +56,14 @@ public sealed class SamplingOptions {
   public IList<string> StopStrings { get; set; } = new List<string>();
   public bool IgnoreEos { get; set; }
 
+  /// <summary>A copy (the stop lists copied too).</summary>
+  public SamplingOptions Clone() {
+    var c = (SamplingOptions)MemberwiseClone();
+    c.StopTokenIds = new List<int>(StopTokenIds ?? new List<int>());
+    c.StopStrings = new List<string>(StopStrings ?? new List<string>());
+    return c;
+  }
+
   /// <summary>Greedy decoding of up to <paramref name="maxNewTokens"/> tokens.</summary>
   public static SamplingOptions Greedy(int maxNewTokens = 256) {
     return new SamplingOptions { Temperature = 0, MaxNewTokens = maxNewTokens };

@@ -24,6 +24,7 @@ public class BindingTests {
     }
   }
   static string Tied { get { return Path.Combine(Fixtures, "dense", "qwen2_tied"); } }
+  static string TiedR1Sampling { get { return Path.Combine(Fixtures, "dense", "qwen2_tied_r1_sampling"); } }
   static string AdditionBase { get { return Path.Combine(Fixtures, "pipeline", "addition-base"); } }
   const string AdditionPrompt = "User: What is 23 + 45?\nAssistant:";
   const string GrpoConfig = "optimizer { lr: 1e-3 } grpo { group_size: 4 }";
@@ -49,6 +50,19 @@ public class BindingTests {
   static float AdditionReward(string prompt, string completion, string answer) {
     MatchCollection ms = Regex.Matches(completion, @"\\boxed\{(-?\d+)\}");
     return ms.Count > 0 && ms[ms.Count - 1].Groups[1].Value == answer ? 1.0f : 0.0f;
+  }
+
+  [Test]
+  public void SamplingDefaultsComeFromTheModelsGenerationConfig() {
+    using (var m = new Model(TiedR1Sampling)) {
+      SamplingOptions o = m.SamplingDefaults(new SamplingOptions { TopK = 7 });
+      Assert.AreEqual(0.6f, o.Temperature);
+      Assert.AreEqual(0.95f, o.TopP);
+      Assert.AreEqual(7, o.TopK);
+      Assert.AreEqual(256, o.MaxNewTokens);
+    }
+    SamplingOptions plain = model.SamplingDefaults();
+    Assert.AreEqual(1.0f, plain.Temperature);
   }
 
   [Test]

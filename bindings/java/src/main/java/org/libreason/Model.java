@@ -118,6 +118,40 @@ public final class Model implements AutoCloseable {
     }
   }
 
+  /** {@link #samplingDefaults(SamplingOptions)} over {@link SamplingOptions#defaults()}. */
+  public SamplingOptions samplingDefaults() {
+    return samplingDefaults(SamplingOptions.defaults());
+  }
+
+  /**
+   * The sampling settings the model ships with (its generation_config.json, or a GGUF's
+   * general.sampling.*) applied to {@code base}: the fields the model sets replace base's (do_sample
+   * false is temperature 0), the others stay. Set explicit values afterwards with toBuilder().
+   *
+   * @throws ReasonException (FORMAT) naming the field when the file is malformed
+   */
+  public SamplingOptions samplingDefaults(SamplingOptions base) {
+    SamplingOptions b = base == null ? SamplingOptions.defaults() : base;
+    life.enter();
+    org.libreason.internal.SamplingOptions o = null;
+    try {
+      o = b.toNative();
+      org.libreason.internal.SamplingResult r = handle.sampling_defaults(o);
+      try {
+        Convert.check(r.getStatus());
+        org.libreason.internal.SamplingOptions n = r.getOptions();
+        return b.toBuilder().temperature(n.getTemperature()).topK(n.getTop_k()).topP(n.getTop_p()).minP(n.getMin_p())
+            .repetitionPenalty(n.getRepetition_penalty()).maxNewTokens(n.getMax_new_tokens()).build();
+      } finally {
+        r.delete();
+      }
+    } finally {
+      if (o != null) o.delete();
+      life.exit();
+      Reference.reachabilityFence(this);
+    }
+  }
+
   /**
    * The model's tokenizer. It belongs to the model (valid while the model is open; its close()
    * does nothing).

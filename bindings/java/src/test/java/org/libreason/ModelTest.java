@@ -63,6 +63,21 @@ class ModelTest {
   }
 
   @Test
+  void samplingDefaultsComeFromTheModelsGenerationConfig() {
+    // qwen2_tied_r1_sampling: qwen2_tied with DeepSeek-R1's generation_config.json (0.6 / 0.95).
+    try (Model m = Model.load(Fixtures.root().resolve("dense/qwen2_tied_r1_sampling").toString())) {
+      SamplingOptions o = m.samplingDefaults(SamplingOptions.builder().topK(7).build());
+      assertEquals(0.6f, o.temperature());
+      assertEquals(0.95f, o.topP());
+      assertEquals(7, o.topK());  // not in the file: kept
+      assertEquals(256, o.maxNewTokens());
+    }
+    SamplingOptions plain = tiny.samplingDefaults();  // no sampling fields: the defaults unchanged
+    assertEquals(1.0f, plain.temperature());
+    assertEquals(1.0f, plain.topP());
+  }
+
+  @Test
   void info() {
     ModelInfo i = tiny.info();
     assertEquals(512, i.vocabSize());
