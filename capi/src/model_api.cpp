@@ -198,7 +198,13 @@ REASON_API reason_status reason_sampling_options_from_model(reason_sampling_opti
   REASON_CHECK_ARG(opts->struct_size >= offsetof(reason_sampling_options, max_new_tokens) + sizeof(int32_t),
                    "reason_sampling_options_from_model", "opts->struct_size is too small (call reason_sampling_options_init)");
   return guard("reason_sampling_options_from_model", [&] {
-    const reason::GenerationDefaults d = reason::read_generation_defaults(model->model->dir());
+    const reason::Model& m = *model->model;
+    const auto& derived = m.derived_files();  // a GGUF's settings, read when it was loaded
+    const auto it = derived.find("generation_config.json");
+    const reason::GenerationDefaults d =
+        it != derived.end() ? reason::generation_defaults_from_json(nlohmann::json::parse(it->second), m.dir())
+        : derived.empty()   ? reason::read_generation_defaults(m.dir())
+                            : reason::GenerationDefaults{};
     if (d.temperature) opts->temperature = float(*d.temperature);
     if (d.do_sample && !*d.do_sample) opts->temperature = 0.0f;  // transformers: do_sample false is greedy
     if (d.top_p) opts->top_p = float(*d.top_p);

@@ -277,16 +277,17 @@ int main(int argc, char** argv) {
       std::cout << json{{"tokens", toks}, {"sum_logprob", total}}.dump(2) << "\n";
     } else if (*tmplc) {
       auto tok = Tokenizer::load(model_dir);
-      json messages = read_json_file(tmpl_messages, size_t(64) << 20);
+      // ordered: tools, tool calls and arguments keep their key order, as Python dicts do
+      nlohmann::ordered_json messages = read_ordered_json_file(tmpl_messages, size_t(64) << 20);
       if (messages.is_object() && messages.contains("messages")) messages = messages["messages"];
-      json extra = json::object();
+      nlohmann::ordered_json extra = nlohmann::ordered_json::object();
       for (const std::string& v : tmpl_vars) {
         const size_t eq = v.find('=');
         if (eq == std::string::npos || eq == 0) fail(ErrorCode::InvalidArgument, "--var {}: expected NAME=JSON", v);
         try {
-          extra[v.substr(0, eq)] = json::parse(v.substr(eq + 1));
-        } catch (const json::exception&) {
-          fail(ErrorCode::InvalidArgument, "--var {}: the value is not JSON (strings need quotes)", v);
+          extra[v.substr(0, eq)] = parse_ordered_json_text(v.substr(eq + 1), "--var " + v.substr(0, eq));
+        } catch (const Error& e) {
+          fail(ErrorCode::InvalidArgument, "--var {}: the value is not JSON (strings need quotes): {}", v, e.what());
         }
       }
       const std::string out = render_chat_template(*tok, messages, !no_gen_prompt, extra);

@@ -180,7 +180,11 @@ void quantize_q8_0(const float* x, int64_t n, uint8_t* out) {
   if (n % 32) fail(ErrorCode::InvalidArgument, "Q8_0: {} values are not whole blocks of 32", n);
   for (int64_t b = 0; b < n / 32; ++b, x += 32, out += 34) {
     float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    for (int j = 0; j < 32; ++j) {
+      if (!std::isfinite(x[j]))
+        fail(ErrorCode::InvalidArgument, "Q8_0: value {} at element {} is not finite", x[j], b * 32 + j);
+      amax = std::max(amax, std::fabs(x[j]));
+    }
     const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
     const uint16_t h = kernels::f32_to_f16(d);
     std::memcpy(out, &h, 2);

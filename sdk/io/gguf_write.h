@@ -40,7 +40,8 @@ GgufValue gguf_string_array(const std::vector<std::string>& v);
 GgufValue gguf_i32_array(const std::vector<int32_t>& v);
 
 // ggml's quantize_row_q8_0_ref: per block of 32, d = max|x| / 127 (stored f16), q = round(x / d).
-// n must be a multiple of 32; out receives n / 32 x 34 bytes.
+// n must be a multiple of 32; out receives n / 32 x 34 bytes. A NaN or infinite value is an
+// InvalidArgument error naming it.
 void quantize_q8_0(const float* x, int64_t n, uint8_t* out);
 
 }  // namespace reason

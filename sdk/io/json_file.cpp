@@ -89,13 +89,16 @@ size_t find_invalid_utf8(std::string_view text) {
   return std::string_view::npos;
 }
 
-nlohmann::json parse_json_text(std::string_view text, const std::string& what, size_t max_depth) {
+namespace {
+
+template <typename Json>
+Json parse_checked(std::string_view text, const std::string& what, size_t max_depth) {
   if (size_t at = find_invalid_utf8(text); at != std::string_view::npos)
     fail(ErrorCode::Format, "{}: not valid UTF-8 (byte {})", what, at);
   if (size_t at = json_depth_exceeded_at(text, max_depth); at != std::string_view::npos)
     fail(ErrorCode::Format, "{}: JSON nests deeper than {} levels (at byte {})", what, max_depth, at);
   try {
-    return nlohmann::json::parse(text.begin(), text.end());
+    return Json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {
     // e.what() is "[json.exception.parse_error.101] parse error at line L, column C: ...";
     // keep the human part, which carries the position.
@@ -106,6 +109,29 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& what, s
   } catch (const nlohmann::json::exception& e) {
     fail(ErrorCode::Format, "{}: not valid JSON: {}", what, e.what());
   }
+}
+
+template <typename Json>
+Json read_checked(const std::string& path, size_t max_bytes, size_t max_depth) {
+  auto file = MappedFile::open(path);
+  if (file->size() > max_bytes)
+    fail(ErrorCode::Format, "{}: JSON file is {} bytes, over the {}-byte limit", path, file->size(), max_bytes);
+  std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
+  return parse_checked<Json>(text, path, max_depth);
+}
+
+}  // namespace
+
+nlohmann::json parse_json_text(std::string_view text, const std::string& what, size_t max_depth) {
+  return parse_checked<nlohmann::json>(text, what, max_depth);
+}
+
+nlohmann::ordered_json parse_ordered_json_text(std::string_view text, const std::string& what, size_t max_depth) {
+  return parse_checked<nlohmann::ordered_json>(text, what, max_depth);
+}
+
+nlohmann::ordered_json read_ordered_json_file(const std::string& path, size_t max_bytes, size_t max_depth) {
+  return read_checked<nlohmann::ordered_json>(path, max_bytes, max_depth);
 }
 
 LineRead read_bounded_line(std::istream& in, std::string& line, size_t max_bytes) {
@@ -127,11 +153,7 @@ LineRead read_bounded_line(std::istream& in, std::string& line, size_t max_bytes
 }
 
 nlohmann::json read_json_file(const std::string& path, size_t max_bytes, size_t max_depth) {
-  auto file = MappedFile::open(path);
-  if (file->size() > max_bytes)
-    fail(ErrorCode::Format, "{}: JSON file is {} bytes, over the {}-byte limit", path, file->size(), max_bytes);
-  std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
-  return parse_json_text(text, path, max_depth);
+  return read_checked<nlohmann::json>(path, max_bytes, max_depth);
 }
 
 }  // namespace reason

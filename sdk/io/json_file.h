@@ -32,6 +32,13 @@ nlohmann::json read_json_file(const std::string& path, size_t max_bytes = kJsonF
 // "model.safetensors: header"). Throws reason::Error(Format).
 nlohmann::json parse_json_text(std::string_view text, const std::string& what, size_t max_depth = kJsonMaxDepth);
 
+// The same two, keeping object keys in file order (nlohmann::ordered_json): for JSON handed to
+// code that shows the order, as a chat template's tojson and items() do.
+nlohmann::ordered_json read_ordered_json_file(const std::string& path, size_t max_bytes = kJsonFileMaxBytes,
+                                              size_t max_depth = kJsonMaxDepth);
+nlohmann::ordered_json parse_ordered_json_text(std::string_view text, const std::string& what,
+                                               size_t max_depth = kJsonMaxDepth);
+
 // JSON Lines: reads the next line of `in` into `line` (without its '\n'), never holding more
 // than max_bytes bytes of it. End: nothing left. TooLong: the line has more than max_bytes bytes
 // (the rest of it is not read). A last line without '\n' is a line, as std::getline reads it.

@@ -125,7 +125,8 @@ const std::set<std::string, std::less<>>& read_fields() {
       "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave",
       "num_nextn_predict_layers", "quantization_config",
       // checked below to hold the value the engine implements
-      "attention_dropout", "router_jitter_noise", "moe_layer_freq", "topk_method", "is_encoder_decoder", "qk_head_dim"};
+      "attention_dropout", "router_jitter_noise", "moe_layer_freq", "topk_method", "is_encoder_decoder", "qk_head_dim",
+      "use_mrope", "rope_interleaved"};
   return f;
 }
 
@@ -144,7 +145,9 @@ const std::set<std::string, std::less<>>& harmless_fields() {
       "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
       "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
       "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id",
-      "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens"};
+      "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
+      // seen in published configs: SmolLM2's, transformers.js's export settings
+      "is_llama_config", "transformers.js_config", "_from_model_config"};
   return f;
 }
 
@@ -167,6 +170,11 @@ void check_known_fields(const json& j, const std::string& src, bool allow_unknow
     fail(ErrorCode::Unsupported, "{}: moe_layer_freq = {} is not supported (1: every layer after first_k_dense_replace)", src, it->dump());
   if (auto it = j.find("topk_method"); it != j.end() && !it->is_null() && !(it->is_string() && it->get<std::string>() == "noaux_tc"))
     fail(ErrorCode::Unsupported, "{}: topk_method {} is not supported (noaux_tc)", src, it->dump());
+  // Qwen2-VL's multimodal rotary and an interleaved rotary layout for Llama-family weights (both
+  // false in the Qwen2.5 / R1-Distill and SmolLM2 configs that carry them).
+  for (const char* key : {"use_mrope", "rope_interleaved"})
+    if (auto it = j.find(key); it != j.end() && !it->is_null() && !(it->is_boolean() && !it->get<bool>()))
+      fail(ErrorCode::Unsupported, "{}: {} = {} is not supported", src, key, it->dump());
   if (auto it = j.find("is_encoder_decoder"); it != j.end() && it->is_boolean() && it->get<bool>())
     fail(ErrorCode::Unsupported, "{}: encoder-decoder models are not supported", src);
 }

@@ -130,23 +130,32 @@ std::string render_chatml_qwen3(std::span<const ChatMessage> msgs, bool add_gene
   return out;
 }
 
-// transformers' _alias_reasoning_fields: the first non-null of reasoning_content / thinking /
-// reasoning is also given as "thinking" (unless present) and "reasoning_content".
-nlohmann::json alias_reasoning(const nlohmann::json& messages, const std::string& name) {
+// transformers' _alias_reasoning_fields: with r the first non-null of reasoning_content /
+// thinking / reasoning, the message becomes {"thinking": r, **message, "reasoning_content": r}
+// (Python dict order: "thinking" first, the message's keys, "reasoning_content" last if new).
+nlohmann::ordered_json alias_reasoning(const nlohmann::ordered_json& messages, const std::string& name) {
+  using oj = nlohmann::ordered_json;
   if (!messages.is_array()) fail(ErrorCode::Format, "{}: messages must be a JSON array of message objects", name);
-  nlohmann::json out = nlohmann::json::array();
+  oj out = oj::array();
   for (size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
     if (!m.is_object()) fail(ErrorCode::Format, "{}: messages[{}] is not an object", name, i);
     if (!m.contains("role") || !m["role"].is_string())
       fail(ErrorCode::Format, "{}: messages[{}] has no string \"role\"", name, i);
-    nlohmann::json msg = m;
+    const oj* r = nullptr;
     for (const char* key : {"reasoning_content", "thinking", "reasoning"})
       if (m.contains(key) && !m[key].is_null()) {
-        if (!msg.contains("thinking")) msg["thinking"] = m[key];
-        msg["reasoning_content"] = m[key];
+        r = &m[key];
         break;
       }
+    if (!r) {
+      out.push_back(m);
+      continue;
+    }
+    oj msg = oj::object();
+    msg["thinking"] = *r;
+    for (const auto& [k, v] : m.items()) msg[k] = v;
+    msg["reasoning_content"] = *r;
     out.push_back(std::move(msg));
   }
   return out;
@@ -154,9 +163,9 @@ nlohmann::json alias_reasoning(const nlohmann::json& messages, const std::string
 
 }  // namespace
 
-std::string render_chat_template(const std::string& tmpl, const std::string& name, const nlohmann::json& messages,
-                                 bool add_generation_prompt, const nlohmann::json& vars) {
-  nlohmann::json ctx = vars.is_object() ? vars : nlohmann::json::object();
+std::string render_chat_template(const std::string& tmpl, const std::string& name, const nlohmann::ordered_json& messages,
+                                 bool add_generation_prompt, const nlohmann::ordered_json& vars) {
+  nlohmann::ordered_json ctx = vars.is_object() ? vars : nlohmann::ordered_json::object();
   ctx["messages"] = alias_reasoning(messages, name);
   ctx["add_generation_prompt"] = add_generation_prompt;
   if (!ctx.contains("tools")) ctx["tools"] = nullptr;
@@ -164,10 +173,10 @@ std::string render_chat_template(const std::string& tmpl, const std::string& nam
   return jinja::Template::parse(tmpl, name)->render(ctx);
 }
 
-std::string render_chat_template(const Tokenizer& tok, const nlohmann::json& messages, bool add_generation_prompt,
-                                 const nlohmann::json& extra) {
+std::string render_chat_template(const Tokenizer& tok, const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                 const nlohmann::ordered_json& extra) {
   if (tok.chat_template().empty()) fail(ErrorCode::Unsupported, "{}: the tokenizer has no chat template", tok.source());
-  nlohmann::json vars = nlohmann::json::object();
+  nlohmann::ordered_json vars = nlohmann::ordered_json::object();
   for (auto [key, id] : {std::pair{"bos_token", tok.bos_id()}, {"eos_token", tok.eos_id()}, {"pad_token", tok.pad_id()}})
     if (id) vars[key] = tok.id_to_token(*id);
   if (extra.is_object())
@@ -178,7 +187,7 @@ std::string render_chat_template(const Tokenizer& tok, const nlohmann::json& mes
 std::string apply_chat_template(const Tokenizer& tok, std::span<const ChatMessage> messages, bool add_generation_prompt,
                                 ChatFormat fmt) {
   if (fmt == ChatFormat::None && !tok.chat_template().empty()) {
-    nlohmann::json msgs = nlohmann::json::array();
+    nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
     for (const ChatMessage& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
     std::string out = render_chat_template(tok, msgs, add_generation_prompt);
     const std::string_view assistant = "<｜Assistant｜>";

@@ -43,7 +43,9 @@ struct ChatMessage {
 std::string apply_chat_template(const Tokenizer& tok, std::span<const ChatMessage> messages,
                                 bool add_generation_prompt, ChatFormat fmt = ChatFormat::None);
 
-// The tokenizer's own template rendered as transformers' apply_chat_template renders it, with
+// The tokenizer's own template rendered as transformers' apply_chat_template renders it (JSON
+// objects keep their key order, as the Python dicts transformers passes: parse messages with
+// nlohmann::ordered_json), with
 // the variables transformers passes: messages (an OpenAI-style JSON array of message objects:
 // role, content, and optionally reasoning_content / tool_calls / ...; reasoning fields aliased
 // as transformers aliases them), add_generation_prompt, bos_token / eos_token / pad_token from
@@ -51,11 +53,11 @@ std::string apply_chat_template(const Tokenizer& tok, std::span<const ChatMessag
 // date_string). Throws Unsupported when the tokenizer has no template or it uses Jinja outside
 // the supported subset, Format for a template syntax error or malformed messages,
 // InvalidArgument for the template's own raise_exception. Thread-safe.
-std::string render_chat_template(const Tokenizer& tok, const nlohmann::json& messages, bool add_generation_prompt,
-                                 const nlohmann::json& extra = nlohmann::json::object());
+std::string render_chat_template(const Tokenizer& tok, const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                 const nlohmann::ordered_json& extra = nlohmann::ordered_json::object());
 // The same for template text with every variable but messages / add_generation_prompt given in
 // `vars` (bos_token, eos_token, ...). `name` appears in errors.
-std::string render_chat_template(const std::string& tmpl, const std::string& name, const nlohmann::json& messages,
-                                 bool add_generation_prompt, const nlohmann::json& vars);
+std::string render_chat_template(const std::string& tmpl, const std::string& name, const nlohmann::ordered_json& messages,
+                                 bool add_generation_prompt, const nlohmann::ordered_json& vars);
 
 }  // namespace reason

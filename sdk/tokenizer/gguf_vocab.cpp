@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_write.h"
+#include "io/json_file.h"
 
 namespace reason {
 
@@ -155,6 +156,8 @@ GgufTokenizerFiles gguf_tokenizer_files(const GgufFile& f) {
   json vocab = json::object(), added = json::array();
   for (size_t i = 0; i < n; ++i) {
     const std::string& s = tokens.items[i].s;
+    if (find_invalid_utf8(s) != std::string_view::npos)
+      fail(ErrorCode::Format, "{}: GGUF: tokenizer.ggml.tokens[{}] is not valid UTF-8", src, i);
     if (types[i] == kControl || types[i] == kUserDefined)
       added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
                        {"normalized", false}, {"special", types[i] == kControl}});
@@ -162,7 +165,11 @@ GgufTokenizerFiles gguf_tokenizer_files(const GgufFile& f) {
   }
   json merges = json::array();
   if (f.find("tokenizer.ggml.merges"))
-    for (const GgufValue& v : f.get_array("tokenizer.ggml.merges", GgufType::String).items) merges.push_back(v.s);
+    for (const GgufValue& v : f.get_array("tokenizer.ggml.merges", GgufType::String).items) {
+      if (find_invalid_utf8(v.s) != std::string_view::npos)
+        fail(ErrorCode::Format, "{}: GGUF: tokenizer.ggml.merges[{}] is not valid UTF-8", src, merges.size());
+      merges.push_back(v.s);
+    }
   tj["added_tokens"] = added;
   tj["model"] = {{"type", "BPE"},           {"dropout", nullptr},        {"unk_token", nullptr},
                  {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
@@ -178,7 +185,12 @@ GgufTokenizerFiles gguf_tokenizer_files(const GgufFile& f) {
   name_of("tokenizer.ggml.padding_token_id", "pad_token");
   cfg["add_bos_token"] = f.find("tokenizer.ggml.add_bos_token") ? f.get_bool("tokenizer.ggml.add_bos_token") : false;
   cfg["add_eos_token"] = f.find("tokenizer.ggml.add_eos_token") ? f.get_bool("tokenizer.ggml.add_eos_token") : false;
-  if (f.find("tokenizer.chat_template")) cfg["chat_template"] = f.get_string("tokenizer.chat_template");
+  if (f.find("tokenizer.chat_template")) {
+    const std::string& t = f.get_string("tokenizer.chat_template");
+    if (find_invalid_utf8(t) != std::string_view::npos)
+      fail(ErrorCode::Format, "{}: GGUF: tokenizer.chat_template is not valid UTF-8", src);
+    cfg["chat_template"] = t;
+  }
   cfg["model_max_length"] = nullptr;
   return {tj.dump(), cfg.dump(2)};
 }

@@ -3,7 +3,9 @@
 // rendered text.
 #include "tokenizer/jinja.h"
 
+#include <algorithm>
 #include <cctype>
+#include <climits>
 #include <map>
 #include <optional>
 #include <unordered_map>
@@ -17,6 +19,8 @@ namespace {
 
 constexpr int kMaxDepth = 200;                      // nesting of blocks and expressions
 constexpr size_t kMaxOutput = size_t(64) << 20;     // rendered bytes
+constexpr int kMaxValueDepth = 64;                  // lists / dicts inside each other
+constexpr size_t kMaxItems = 1'000'000;              // elements of one list
 constexpr int64_t kMaxSteps = 1'000'000;            // loop iterations + nodes + expressions per render
 
 // ---- lexing the template into text and tags ----
@@ -172,6 +176,15 @@ std::vector<Tok> tokenize(const Source& s, const std::string& in, size_t base) {
                                (in[j] == '.' && j + 1 < in.size() && std::isdigit(static_cast<unsigned char>(in[j + 1]))))) {
         if (in[j] == '.') is_float = true;
         ++j;
+      }
+      if (j < in.size() && (in[j] == 'e' || in[j] == 'E')) {  // exponent: 1e16, 2.5e-3 (jinja2's float literal)
+        size_t k = j + 1;
+        if (k < in.size() && (in[k] == '+' || in[k] == '-')) ++k;
+        if (k < in.size() && std::isdigit(static_cast<unsigned char>(in[k]))) {
+          while (k < in.size() && (std::isdigit(static_cast<unsigned char>(in[k])) || in[k] == '_')) ++k;
+          j = k;
+          is_float = true;
+        }
       }
       std::string num;
       for (size_t k = i; k < j; ++k)
@@ -683,7 +696,7 @@ enum class Flow { Normal, Break, Continue };
 
 class Renderer {
  public:
-  Renderer(const Source& s, const nlohmann::json& ctx) : s_(s) {
+  Renderer(const Source& s, const nlohmann::ordered_json& ctx) : s_(s) {
     scopes_.emplace_back();
     if (!ctx.is_object()) fail(ErrorCode::InvalidArgument, "chat template context must be a JSON object");
     for (const auto& [k, v] : ctx.items()) scopes_.back()[k] = Value::from_json(v);
@@ -749,12 +762,46 @@ class Renderer {
     return Flow::Normal;
   }
 
+  // True if `v` holds the dict `d` (a namespace about to be stored into itself).
+  static bool contains(const Value& v, const Dict* d, int depth) {
+    if (depth > kMaxValueDepth) return false;
+    if (v.dict && v.dict.get() == d) return true;
+    if (v.list)
+      for (const Value& x : *v.list)
+        if (contains(x, d, depth + 1)) return true;
+    if (v.dict)
+      for (const auto& kv : *v.dict)
+        if (contains(kv.second, d, depth + 1)) return true;
+    return false;
+  }
+  // Values nest at most kMaxValueDepth deep (printing, comparing and freeing them recurse).
+  void check_depth(const Value& v, size_t pos) const {
+    if (value_depth(v, 0) > kMaxValueDepth)
+      s_.error(ErrorCode::InvalidArgument, pos, "values nested more than " + std::to_string(kMaxValueDepth) + " deep");
+  }
+  static int value_depth(const Value& v, int depth) {
+    if (depth > kMaxValueDepth) return depth;
+    int m = depth;
+    if (v.list)
+      for (const Value& x : *v.list) m = std::max(m, value_depth(x, depth + 1));
+    if (v.dict)
+      for (const auto& kv : *v.dict) m = std::max(m, value_depth(kv.second, depth + 1));
+    return m;
+  }
+  Value text(std::string s, size_t pos) const {
+    if (s.size() > kMaxOutput) s_.error(ErrorCode::InvalidArgument, pos, "a string longer than 64 MiB");
+    return Value::string(std::move(s));
+  }
+
   void set_targets(const Node& n, Value v) {
     const std::string& t = n.targets[0];
     if (const size_t dot = t.find('.'); dot != std::string::npos) {
       Value ns = lookup(t.substr(0, dot));
       if (ns.kind != Value::Kind::Namespace)
         s_.error(ErrorCode::InvalidArgument, n.pos, "cannot assign attribute on a " + ns.type_name() + " (use namespace())");
+      if (contains(v, ns.dict.get(), 0))
+        s_.error(ErrorCode::InvalidArgument, n.pos, "cannot store a namespace inside itself");
+      check_depth(v, n.pos);
       ns.set(t.substr(dot + 1), std::move(v));
       return;
     }
@@ -789,6 +836,7 @@ class Renderer {
       }
       shared = std::make_shared<const List>(std::move(kept));
     }
+    scopes_.pop_back();
     const List& all = *shared;
     const int64_t len = int64_t(all.size());
     Value loop = Value::make_dict({{"index", Value::integer(0)},     {"index0", Value::integer(0)},
@@ -799,6 +847,7 @@ class Renderer {
     Dict& fields = *loop.dict;  // one loop object, updated in place (as jinja2's LoopContext)
     for (int64_t i = 0; i < len; ++i) {
       step(n.pos);
+      scopes_.emplace_back();  // each iteration starts afresh: a set in one is not seen by the next
       bind(n, all[size_t(i)]);
       fields[0].second.i = i + 1;
       fields[1].second.i = i;
@@ -808,10 +857,11 @@ class Renderer {
       fields[5].second = Value::boolean(i == len - 1);
       fields[7].second = i > 0 ? all[size_t(i - 1)] : Value::undefined("loop.previtem");
       fields[8].second = i + 1 < len ? all[size_t(i + 1)] : Value::undefined("loop.nextitem");
-      if (i == 0) assign("loop", loop);
-      if (run(n.body) == Flow::Break) break;
+      assign("loop", loop);
+      const Flow f = run(n.body);
+      scopes_.pop_back();
+      if (f == Flow::Break) break;
     }
-    scopes_.pop_back();
     if (len == 0) return run(n.else_body);
     return Flow::Normal;
   }
@@ -842,7 +892,9 @@ class Renderer {
       case Expr::K::List: {
         List l;
         for (const ExprP& x : e.items) l.push_back(eval(*x));
-        return Value::make_list(std::move(l));
+        Value v = Value::make_list(std::move(l));
+        check_depth(v, e.pos);
+        return v;
       }
       case Expr::K::Dict: {
         Value d = Value::make_dict();
@@ -895,7 +947,10 @@ class Renderer {
       }
       case Expr::K::Neg: {
         const Value v = eval(*e.a);
-        if (v.kind == Value::Kind::Int || v.kind == Value::Kind::Bool) return Value::integer(-v.i);
+        if (v.kind == Value::Kind::Int || v.kind == Value::Kind::Bool) {
+          if (v.i == INT64_MIN) s_.error(ErrorCode::InvalidArgument, e.pos, "integer overflow in unary -");
+          return Value::integer(-v.i);
+        }
         if (v.kind == Value::Kind::Float) return Value::number(-v.f);
         s_.error(ErrorCode::InvalidArgument, e.pos, "bad operand type for unary -: " + v.type_name());
       }
@@ -941,7 +996,7 @@ class Renderer {
       }
       return Value::boolean(found == (op == "in"));
     }
-    if (op == "~") return Value::string(to_str(a) + to_str(b));
+    if (op == "~") return text(to_str(a) + to_str(b), e.pos);
     if (op == "<" || op == ">" || op == "<=" || op == ">=") {
       int cmp;
       if (a.is_number() && b.is_number()) cmp = a.as_double() < b.as_double() ? -1 : a.as_double() > b.as_double() ? 1 : 0;
@@ -950,16 +1005,21 @@ class Renderer {
       return Value::boolean(op == "<" ? cmp < 0 : op == ">" ? cmp > 0 : op == "<=" ? cmp <= 0 : cmp >= 0);
     }
     if (op == "+") {
-      if (a.is_string() && b.is_string()) return Value::string(a.s + b.s);
+      if (a.is_string() && b.is_string()) return text(a.s + b.s, e.pos);
       if (a.kind == VK::List && b.kind == VK::List) {
+        if (a.list->size() + b.list->size() > kMaxItems) s_.error(ErrorCode::InvalidArgument, e.pos, "a list of more than 1,000,000 items");
         List l = *a.list;
         l.insert(l.end(), b.list->begin(), b.list->end());
         return Value::make_list(std::move(l));
       }
     }
     if (op == "*" && a.is_string() && b.kind == VK::Int) {
+      if (a.s.empty() || b.i <= 0) return Value::string("");
+      if (uint64_t(b.i) > kMaxOutput / a.s.size())
+        s_.error(ErrorCode::InvalidArgument, e.pos, "a string longer than 64 MiB");
       std::string s;
-      for (int64_t i = 0; i < b.i && s.size() < kMaxOutput; ++i) s += a.s;
+      s.reserve(a.s.size() * size_t(b.i));
+      for (int64_t i = 0; i < b.i; ++i) s += a.s;
       return Value::string(s);
     }
     if (!a.is_number() || !b.is_number()) return type_error();
@@ -968,17 +1028,29 @@ class Renderer {
       if (b.as_double() == 0) s_.error(ErrorCode::InvalidArgument, e.pos, "division by zero");
       return Value::number(a.as_double() / b.as_double());
     }
-    if (ints) {
+    if (ints) {  // Python's int semantics within int64; past it an error, never a wrap
       const int64_t x = a.i, y = b.i;
-      if (op == "+") return Value::integer(x + y);
-      if (op == "-") return Value::integer(x - y);
-      if (op == "*") return Value::integer(x * y);
+      int64_t r = 0;
+      auto overflow = [&]() -> Value { s_.error(ErrorCode::InvalidArgument, e.pos, "integer overflow in " + op); };
+      if (op == "+") return __builtin_add_overflow(x, y, &r) ? overflow() : Value::integer(r);
+      if (op == "-") return __builtin_sub_overflow(x, y, &r) ? overflow() : Value::integer(r);
+      if (op == "*") return __builtin_mul_overflow(x, y, &r) ? overflow() : Value::integer(r);
       if (y == 0 && (op == "//" || op == "%")) s_.error(ErrorCode::InvalidArgument, e.pos, "division by zero");
-      if (op == "//") return Value::integer(x / y - ((x % y != 0) && ((x < 0) != (y < 0))));
-      if (op == "%") return Value::integer(((x % y) + y) % y);
-      if (op == "**") {
-        int64_t r = 1;
-        for (int64_t i = 0; i < y && i < 64; ++i) r *= x;
+      if (op == "//") {
+        if (y == -1) return x == INT64_MIN ? overflow() : Value::integer(-x);
+        return Value::integer(x / y - ((x % y != 0) && ((x < 0) != (y < 0))));
+      }
+      if (op == "%") {
+        if (y == -1) return Value::integer(0);
+        r = x % y;
+        return Value::integer(r != 0 && ((r < 0) != (y < 0)) ? r + y : r);
+      }
+      if (op == "**" && y >= 0) {  // (a negative exponent gives a float, below)
+        if (x == 0 || x == 1) return Value::integer(y == 0 ? 1 : x);
+        if (x == -1) return Value::integer(y % 2 ? -1 : 1);
+        r = 1;  // |x| >= 2: overflows within 63 factors
+        for (int64_t i = 0; i < y; ++i)
+          if (__builtin_mul_overflow(r, x, &r)) return overflow();
         return Value::integer(r);
       }
     }
@@ -1000,14 +1072,27 @@ Template::~Template() = default;
 std::shared_ptr<const Template> Template::parse(const std::string& source, const std::string& name) {
   std::shared_ptr<Template> t(new Template());
   t->name_ = name;
-  t->source_ = source;
+  // jinja2's defaults: newlines normalised to "\n", and one trailing newline of the template
+  // dropped (keep_trailing_newline=False).
+  std::string src;
+  src.reserve(source.size());
+  for (size_t i = 0; i < source.size(); ++i) {
+    if (source[i] == '\r') {
+      src += '\n';
+      if (i + 1 < source.size() && source[i + 1] == '\n') ++i;
+    } else {
+      src += source[i];
+    }
+  }
+  if (!src.empty() && src.back() == '\n') src.pop_back();
+  t->source_ = std::move(src);
   const Source s{t->source_, t->name_};
-  Parser p(s, lex(s));
+  Parser p(s, lex(s));  // (positions in messages count lines of the normalised text)
   t->body_ = p.parse_all();
   return t;
 }
 
-std::string Template::render(const nlohmann::json& context) const {
+std::string Template::render(const nlohmann::ordered_json& context) const {
   const Source s{source_, name_};
   Renderer r(s, context);
   r.run(body_);

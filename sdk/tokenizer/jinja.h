@@ -37,9 +37,9 @@ class Template {
   static std::shared_ptr<const Template> parse(const std::string& source, const std::string& name);
   ~Template();
   // Renders with the variables of `context` (a JSON object: messages, add_generation_prompt,
-  // bos_token, ...). Throws reason::Error: InvalidArgument for raise_exception() (its message)
+  // bos_token, ...; objects keep their key order, as Python dicts). Throws reason::Error: InvalidArgument for raise_exception() (its message)
   // and for type errors, naming the line.
-  std::string render(const nlohmann::json& context) const;
+  std::string render(const nlohmann::ordered_json& context) const;
 
  private:
   Template() = default;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <ctime>
 
@@ -254,6 +255,7 @@ Value apply_filter(const std::string& name, const Value& v, const CallArgs& a) {
   }
   if (name == "abs") {
     if (v.kind == K::Float) return Value::number(std::fabs(v.f));
+    if (v.kind == K::Int && v.i == INT64_MIN) type_error(a, "integer overflow in abs");
     if (v.kind == K::Int) return Value::integer(v.i < 0 ? -v.i : v.i);
     type_error(a, "abs of " + v.type_name());
   }
@@ -481,6 +483,8 @@ Value slice(const Value& v, std::optional<int64_t> start, std::optional<int64_t>
 }
 
 Value index(const Value& v, const Value& key, const std::string& where) {
+  // jinja2's getitem: what cannot be indexed (None, a list with a string key, ...) is undefined;
+  // only an undefined value itself is an error.
   if (v.is_mapping()) {
     const Value* x = key.is_string() ? v.get(key.s) : nullptr;
     return x ? *x : Value::undefined(to_str(key));
@@ -493,7 +497,7 @@ Value index(const Value& v, const Value& key, const std::string& where) {
     if (i < 0 || i >= n) return Value::undefined("index " + std::to_string(key.i));
     return items[size_t(i)];
   }
-  fail(ErrorCode::InvalidArgument, "chat template {}: cannot index a {} with a {}", where, v.type_name(), key.type_name());
+  return Value::undefined(to_str(key));
 }
 
 }  // namespace reason::jinja

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 
@@ -68,7 +69,7 @@ Value Value::function(Function f) {
   return v;
 }
 
-Value Value::from_json(const nlohmann::json& j) {
+Value Value::from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
     case nlohmann::json::value_t::null: return none();
     case nlohmann::json::value_t::boolean: return boolean(j.get<bool>());
@@ -162,19 +163,44 @@ bool equal(const Value& a, const Value& b) {
 
 namespace {
 
-// Python's repr of a float: the shortest string that reads back, with ".0" for integral values.
+// Python's repr of a float: the shortest digits that read back, laid out as Python does —
+// positional for exponents -4 <= e < 16 ("100.0", "0.0001"), else "1e+16" / "1.5e-05".
 std::string float_repr(double x) {
   if (std::isnan(x)) return "nan";
   if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  if (x == 0) return std::signbit(x) ? "-0.0" : "0.0";
   char buf[64];
-  for (int prec = 1; prec <= 17; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*g", prec, x);
+  int prec = 1;
+  for (; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*e", prec - 1, x);
     if (std::strtod(buf, nullptr) == x) break;
   }
+  // buf: [-]d[.ddd]e[+-]XX
   std::string s = buf;
-  if (s.find_first_of(".en") == std::string::npos) s += ".0";
-  // Python writes exponents as e+16 / e-05 (at least two digits), as printf does.
-  return s;
+  const bool neg = s[0] == '-';
+  if (neg) s.erase(0, 1);
+  const size_t epos = s.find('e');
+  const int exp10 = std::atoi(s.c_str() + epos + 1);
+  std::string digits;
+  for (size_t i = 0; i < epos; ++i)
+    if (s[i] != '.') digits += s[i];
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  std::string out;
+  if (exp10 >= -4 && exp10 < 16) {
+    if (exp10 < 0) {
+      out = "0." + std::string(size_t(-exp10 - 1), '0') + digits;
+    } else if (size_t(exp10) + 1 >= digits.size()) {
+      out = digits + std::string(size_t(exp10) + 1 - digits.size(), '0') + ".0";
+    } else {
+      out = digits.substr(0, size_t(exp10) + 1) + "." + digits.substr(size_t(exp10) + 1);
+    }
+  } else {
+    out = digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "");
+    char e[16];
+    std::snprintf(e, sizeof e, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+    out += e;
+  }
+  return neg ? "-" + out : out;
 }
 
 std::string quote_py(const std::string& s) {

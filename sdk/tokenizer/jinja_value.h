@@ -43,7 +43,8 @@ struct Value {
   static Value make_dict(Dict v = {});
   static Value make_namespace(Dict v = {});
   static Value function(Function f);
-  static Value from_json(const nlohmann::json& j);
+  // JSON objects keep their key order (Python dicts do; tojson and items() show it).
+  static Value from_json(const nlohmann::ordered_json& j);
 
   bool is_undefined() const { return kind == Kind::Undefined; }
   bool is_none() const { return kind == Kind::None; }

@@ -59,7 +59,7 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
       cfg["torch_dtype"] = "bfloat16";
     }
     atomic_write_file((tmp / "config.json").string(), cfg.dump(2));
-    if (model.derived_files().empty()) {
+    if (fs::is_directory(model.dir())) {
       for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"})
         copy_if_exists(fs::path(model.dir()) / f, tmp / f);
     } else {  // a model loaded from GGUF: the files made from its metadata

@@ -13,7 +13,7 @@
 #include "tokenizer/jinja.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const nlohmann::json ctx = nlohmann::json::parse(R"({
+  static const nlohmann::ordered_json ctx = nlohmann::ordered_json::parse(R"({
     "messages": [
       {"role": "system", "content": "Be brief."},
       {"role": "user", "content": "What is 12+30?"},

@@ -273,9 +273,23 @@ TEST_CASE("a config field the engine does not understand is refused by name unle
                         "moe/qwen2_moe", "moe/qwen3_moe", "moe/dsv3_qlora_group", "moe/dsv3_fp8"})
     CHECK_NOTHROW(ModelConfig::from_json(fixture_config(f), f));
   json j = fixture_config("dense/qwen2_tied");
-  j["use_mrope"] = true;  // Qwen2-VL's multimodal rotary: not implemented, so never ignored
-  refused(j, {"field 'use_mrope'", "REASON_ALLOW_UNKNOWN_CONFIG"});
+  j["vision_start_token_id"] = 151652;  // a Qwen2-VL field: not understood, so never ignored
+  refused(j, {"field 'vision_start_token_id'", "REASON_ALLOW_UNKNOWN_CONFIG"});
   CHECK_NOTHROW(ModelConfig::from_json(j, "config.json", /*allow_unknown_fields=*/true));
+  // Fields of published configs: Qwen2.5 / R1-Distill-Qwen ("use_mrope": false), SmolLM2
+  // ("is_llama_config", "rope_interleaved": false, "transformers.js_config").
+  j = fixture_config("dense/qwen2_tied");
+  j["use_mrope"] = false;
+  CHECK_NOTHROW(ModelConfig::from_json(j, "config.json"));
+  j["use_mrope"] = true;
+  refused(j, {"use_mrope = true"});
+  j = fixture_config("dense/llama_mha");
+  j["is_llama_config"] = true;
+  j["rope_interleaved"] = false;
+  j["transformers.js_config"] = {{"kv_cache_dtype", {{"q4f16", "float16"}}}};
+  CHECK_NOTHROW(ModelConfig::from_json(j, "config.json"));
+  j["rope_interleaved"] = true;
+  refused(j, {"rope_interleaved = true"});
   j = fixture_config("dense/qwen2_tied");
   j["transformers_version"] = "4.46.0";  // bookkeeping and v4 generation attributes are harmless
   j["temperature"] = 0.6;

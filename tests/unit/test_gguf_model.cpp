@@ -215,6 +215,11 @@ TEST_CASE("GGUF files the engine cannot run faithfully are refused by name", "[g
                ErrorCode::Format, {"eos_token_id"});
   expect_error([&] { load_with("qwen3_bias_untied.gguf", [](Meta& m) { set(m, "tokenizer.ggml.token_type", gguf_i32_array({1, 1})); }); },
                ErrorCode::Format, {"tokenizer.ggml.token_type"});
+  expect_error([&] { load_with("qwen3_bias_untied.gguf", [](Meta& m) {
+    GgufValue toks = [&] { for (auto& [k, v] : m) if (k == "tokenizer.ggml.tokens") return v; return GgufValue{}; }();
+    toks.items[5].s = std::string("\xff\xfe");
+    set(m, "tokenizer.ggml.tokens", toks);
+  }); }, ErrorCode::Format, {"tokenizer.ggml.tokens[5] is not valid UTF-8"});
   expect_error([&] { load_with("dsv3_qlora_group.gguf", [](Meta& m) { set(m, "deepseek2.expert_gating_func", gguf_u32(1)); }); },
                ErrorCode::Unsupported, {"softmax expert gating"});
   // A tensor the engine does not know (math it would skip), and a stacked expert tensor that is not 3-D.

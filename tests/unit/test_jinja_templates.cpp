@@ -16,7 +16,7 @@
 #include "tokenizer/jinja.h"
 
 using namespace reason;
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // key order matters, as in Python dicts
 
 namespace {
 
@@ -36,7 +36,7 @@ std::string render(const std::string& tmpl, const json& ctx = json::object()) {
 }  // namespace
 
 TEST_CASE("real chat templates render byte-identical to transformers' apply_chat_template", "[jinja][templates]") {
-  const json ex = read_json_file(kDir + "expected.json");
+  const json ex = read_ordered_json_file(kDir + "expected.json");
   size_t rendered = 0, errors = 0;
   for (const auto& c : ex["cases"]) {
     const std::string name = c["template"].get<std::string>();
@@ -83,13 +83,24 @@ TEST_CASE("Jinja semantics the templates rely on", "[jinja]") {
   CHECK(render("{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 'ab' * 2 }} {{ 1 ~ 'x' }}") == "3 -4 1 3.5 1024 abab 1x");
   CHECK(render("{{ x if x is defined else 'undef' }} {{ y | default('d') }} {{ (z or 'z') | upper }}") == "undef d Z");
   CHECK(render("{{ m | tojson }}", {{"m", {{"b", 1}, {"a", {"x", nullptr, true, 1.5, "é\"\n"}}}}}) ==
-        "{\"a\": [\"x\", null, true, 1.5, \"é\\\"\\n\"], \"b\": 1}");
+        "{\"b\": 1, \"a\": [\"x\", null, true, 1.5, \"é\\\"\\n\"]}");  // insertion order, as json.dumps
   CHECK(render("{{ m | tojson(indent=2) }}", {{"m", {{"a", {1, 2}}}}}) == "{\n  \"a\": [\n    1,\n    2\n  ]\n}");
   CHECK(render("{{ msgs | selectattr('role', 'equalto', 'user') | map(attribute='content') | join(',') }}",
                {{"msgs", {{{"role", "user"}, {"content", "a"}}, {{"role", "bot"}, {"content", "b"}}, {{"role", "user"}, {"content", "c"}}}}}) == "a,c");
   CHECK(render("{% set s %}in{{ 1 }}{% endset %}[{{ s }}]") == "[in1]");
   CHECK(render("{% raw %}{{ not parsed }}{% endraw %}") == "{{ not parsed }}");
   CHECK(render("{{ messages[0]['content'] | trim }}", {{"messages", {{{"content", "  hi  "}}}}}) == "hi");
+  // Each loop iteration starts afresh (jinja2): a set in one is not seen by the next.
+  CHECK(render("{% for m in ['A', 'B'] %}{% if loop.first %}{% set s = m %}{% endif %}[{{ s }}]{% endfor %}") == "[A][]");
+  // Python's float repr, in {{ }} and tojson.
+  CHECK(render("{{ 10.0 }} {{ 100.0 }} {{ 0.1 }} {{ 1e16 }} {{ 1.5e-05 }} {{ 0.0001 }} {{ 123456789.0 }} {{ -2.5 }}") ==
+        "10.0 100.0 0.1 1e+16 1.5e-05 0.0001 123456789.0 -2.5");
+  CHECK(render("{{ x | tojson }}", {{"x", {{"maximum", 100.0}, {"min", 0.5}}}}) == "{\"maximum\": 100.0, \"min\": 0.5}");
+  // jinja2 defaults: CRLF read as LF; one trailing newline of the template dropped.
+  CHECK(render("a\r\n{% if true %}\r\nb{% endif %}\n") == "a\nb");
+  CHECK(render("x\n\n") == "x\n");
+  // What cannot be indexed is undefined (jinja2's getitem), not an error.
+  CHECK(render("{{ 'u' if none['x'] is undefined }}{{ 'v' if [1]['k'] is undefined }}") == "uv");
 }
 
 TEST_CASE("bad and hostile templates fail with a clear error", "[jinja][errors]") {
@@ -108,6 +119,20 @@ TEST_CASE("bad and hostile templates fail with a clear error", "[jinja][errors]"
                ErrorCode::InvalidArgument, {"too many steps"});
   expect_error([] { render("{% set s = 'x' * 100000000 %}{{ s }}{{ s }}"); }, ErrorCode::InvalidArgument, {"64 MiB"});
   expect_error([] { render("{{ range(1000001) }}"); }, ErrorCode::InvalidArgument, {"range() of more than 100,000"});
+  // Found by review: cycles, deep values, integer overflow, huge intermediate strings.
+  expect_error([] { render("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}"); }, ErrorCode::InvalidArgument,
+               {"namespace inside itself"});
+  expect_error([] { render("{% set ns = namespace(x=none) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"); },
+               ErrorCode::InvalidArgument, {"nested more than 64 deep"});
+  expect_error([] { render("{{ (-9223372036854775807 - 1) // -1 }}"); }, ErrorCode::InvalidArgument, {"integer overflow"});
+  expect_error([] { render("{{ 9223372036854775807 + 1 }}"); }, ErrorCode::InvalidArgument, {"integer overflow"});
+  expect_error([] { render("{{ 3 ** 100 }}"); }, ErrorCode::InvalidArgument, {"integer overflow"});
+  CHECK(render("{{ (-9223372036854775807 - 1) % -1 }} {{ 2 ** 62 }} {{ (-1) ** 1000001 }} {{ 2 ** -1 }}") ==
+        "0 4611686018427387904 -1 0.5");
+  CHECK(render("{{ '' * 9999999999999999 }}|") == "|");
+  expect_error([] { render("{{ 'ab' * 9999999999999999 }}"); }, ErrorCode::InvalidArgument, {"64 MiB"});
+  expect_error([] { render("{% set ns = namespace(s='xy') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"); },
+               ErrorCode::InvalidArgument, {"64 MiB"});
   expect_error([] { render_chat_template("{{ messages }}", "t", json::object(), true, {}); }, ErrorCode::Format,
                {"messages must be a JSON array"});
 }

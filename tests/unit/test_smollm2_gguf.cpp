@@ -37,7 +37,7 @@ TEST_CASE("SmolLM2 Q4_1 GGUF: prompt ids and greedy tokens equal transformers'",
     std::printf("SKIPPED: %s is absent (run scripts/fetch_test_models.sh)\n", path.c_str());
     std::exit(77);
   }
-  const auto ex = read_json_file(std::string(REASON_FIXTURES_DIR) + "/gguf_models/smollm2_expected.json");
+  const auto ex = read_ordered_json_file(std::string(REASON_FIXTURES_DIR) + "/gguf_models/smollm2_expected.json");
   auto m = Model::load(path);
   auto tok = m->require_tokenizer();
   CHECK(m->config().architecture == "LlamaForCausalLM");

@@ -63,7 +63,7 @@ void attention(const AttnArgs& a) {
     const AttnSeq& sq = a.seqs[s];
     const int64_t n_kv = sq.q_pos0 + t + 1;
     const int64_t k0 = a.window > 0 && n_kv > a.window ? n_kv - a.window : 0;  // first key seen
-    float* scores = static_cast<float*>(thread_scratch(sizeof(float) * size_t(n_kv - k0), 0)) - k0;
+    float* scores = static_cast<float*>(thread_scratch(sizeof(float) * size_t(n_kv - k0), 0));  // [p - k0]
     const float* q = sq.q + t * a.q_stride + int64_t(h) * hd;
     const int64_t koff = int64_t(h / group) * hd * elem;
     float mx = -INFINITY;
@@ -71,14 +71,14 @@ void attention(const AttnArgs& a) {
       const KvRun r = kv_run(a, sq, p, n_kv, elem);
       for (int64_t j = 0; j < r.n; ++j, ++p) {
         const float sc = key_dot(q, r.k + j * stride_bytes + koff, bf16, hd) * a.scale;
-        scores[p] = sc;
+        scores[p - k0] = sc;
         mx = sc > mx ? sc : mx;
       }
     }
     float sum = 0.0f;
     for (int64_t p = k0; p < n_kv; ++p) {
-      const float e = expf(scores[p] - mx);
-      scores[p] = e;
+      const float e = expf(scores[p - k0] - mx);
+      scores[p - k0] = e;
       sum += e;
     }
     const float inv = 1.0f / sum;
@@ -86,7 +86,7 @@ void attention(const AttnArgs& a) {
     for (int i = 0; i < hd; ++i) out[i] = 0.0f;
     for (int64_t p = k0; p < n_kv;) {
       const KvRun r = kv_run(a, sq, p, n_kv, elem);
-      for (int64_t j = 0; j < r.n; ++j, ++p) value_axpy(out, scores[p] * inv, r.v + j * stride_bytes + koff, bf16, hd);
+      for (int64_t j = 0; j < r.n; ++j, ++p) value_axpy(out, scores[p - k0] * inv, r.v + j * stride_bytes + koff, bf16, hd);
     }
   }
 }
