@@ -8,9 +8,9 @@ SRC=$2
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cp -r "$SRC" "$WORK/m"
-sed -i 's/^{/{\n  "use_mrope": true,/' "$WORK/m/config.json"
+sed -i 's/^{/{\n  "vision_start_token_id": 151652,/' "$WORK/m/config.json"
 out=$("$REASON" info --model "$WORK/m" 2>&1) && { echo "FAIL: loaded a config with an unknown field"; exit 1; }
-grep -q "field 'use_mrope' is not one the engine understands" <<<"$out" || { echo "FAIL: $out"; exit 1; }
+grep -q "field 'vision_start_token_id' is not one the engine understands" <<<"$out" || { echo "FAIL: $out"; exit 1; }
 "$REASON" --allow-unknown-config-fields info --model "$WORK/m" | grep -q '"architecture"' || { echo "FAIL: the flag"; exit 1; }
 REASON_ALLOW_UNKNOWN_CONFIG=1 "$REASON" info --model "$WORK/m" | grep -q '"architecture"' || { echo "FAIL: the env var"; exit 1; }
 echo OK
