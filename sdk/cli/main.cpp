@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "infer/generator.h"
+#include "io/gguf.h"
 #include "io/json_file.h"
 #include "pipeline_commands.h"
 #include "model/generation_config.h"

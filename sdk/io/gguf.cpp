@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "io/mapped_file.h"
@@ -257,6 +259,14 @@ std::shared_ptr<const GgufFile> GgufFile::parse(std::shared_ptr<const void> owne
   f->what_ = what;
   GgufParser(data, size, f->what_).parse(*f);
   return f;
+}
+
+bool is_gguf_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
 std::shared_ptr<const GgufFile> GgufFile::open(const std::string& path) {

@@ -102,6 +102,10 @@ class GgufFile {
   friend class GgufParser;
 };
 
+// True if `path` is a regular file that starts with the GGUF magic (a model file, not a
+// directory). Reads 4 bytes; false when it cannot be read.
+bool is_gguf_file(const std::string& path);
+
 // Dequantises `n` elements starting at element `first` of tensor data in ggml type `type` into
 // out (f32). first and n must be multiples of the type's block size (whole blocks); the bytes
 // read are (first + n) / block x block_bytes from `data`, which the caller has checked. Layouts

@@ -4,8 +4,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <numbers>
 #include <regex>
@@ -18,7 +16,6 @@ namespace reason {
 namespace {
 
 using json = nlohmann::json;
-namespace fs = std::filesystem;
 
 // Typed access to "<arch>.<key>" metadata.
 struct Meta {
@@ -445,14 +442,6 @@ const std::vector<std::pair<std::string, std::string>>& gguf_layer_tensor_names(
       {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
   };
   return names;
-}
-
-bool is_gguf_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
 json gguf_generation_config(const GgufFile& f) {

@@ -36,9 +36,6 @@ struct GgufModel {
   std::shared_ptr<const WeightSource> weights;  // by Hugging Face tensor name
 };
 
-// True if `path` is a regular file that starts with the GGUF magic.
-bool is_gguf_file(const std::string& path);
-
 // Opens and validates `path`: metadata -> config (Unsupported naming the architecture or key the
 // engine does not implement, Format for missing or inconsistent keys), tensors -> names.
 GgufModel open_gguf_model(const std::string& path);

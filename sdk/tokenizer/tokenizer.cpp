@@ -196,13 +196,9 @@ Tokenizer::~Tokenizer() = default;
 std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
-  if (fs::is_regular_file(p, ec)) {  // a GGUF model file: the tokenizer of its metadata
-    char magic[4] = {};
-    std::ifstream in(p, std::ios::binary);
-    if (in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0) {
-      const GgufTokenizerFiles f = gguf_tokenizer_files(*GgufFile::open(path));
-      return load_from_json(f.tokenizer_json, f.tokenizer_config_json, path);
-    }
+  if (is_gguf_file(path)) {  // a GGUF model file: the tokenizer of its metadata
+    const GgufTokenizerFiles f = gguf_tokenizer_files(*GgufFile::open(path));
+    return load_from_json(f.tokenizer_json, f.tokenizer_config_json, path);
   }
   fs::path json_path = fs::is_directory(p, ec) ? p / "tokenizer.json" : p;
   if (!fs::exists(json_path, ec)) fail(ErrorCode::Io, "{}: no such file", json_path.string());
