@@ -1,6 +1,7 @@
 // Bulk dtype conversions; widening runs the per-ISA loops (f16 uses F16C where the path has it).
 #include "isa_ops.h"
 #include "reason/kernels/dtype.h"
+#include "reason/kernels/quant.h"
 
 namespace reason::kernels {
 
@@ -22,8 +23,9 @@ bool convert_to_f32(float* dst, const void* src, DType t, size_t n) {
       for (size_t i = 0; i < n; ++i) dst[i] = f8e4m3_to_f32(s[i]);
       return true;
     }
+    default:
+      return dequantize_row(t, src, dst, int64_t(n));
   }
-  return false;
 }
 
 bool convert_from_f32(void* dst, const float* src, DType t, size_t n) {
@@ -43,8 +45,9 @@ bool convert_from_f32(void* dst, const float* src, DType t, size_t n) {
     }
     case DType::F8_E4M3:
       return false;
+    default:
+      return quantize_row(t, src, dst, int64_t(n));
   }
-  return false;
 }
 
 }  // namespace reason::kernels

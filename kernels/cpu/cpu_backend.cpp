@@ -65,10 +65,12 @@ class CpuBackend final : public Backend {
   void matmul(const MatmulArgs& a) override {
     if (!a.x || !a.w || !a.y || a.m < 0 || a.n < 0 || a.k < 0)
       throw BackendError("cpu matmul: null pointer or negative size");
-    if (a.w_dtype != DType::F32 && a.w_dtype != DType::BF16)
+    if (a.w_dtype != DType::F32 && a.w_dtype != DType::BF16 && !dtype_is_quantized(a.w_dtype))
       throw BackendError(std::string("cpu matmul: unsupported weight dtype ") + dtype_name(a.w_dtype));
     if (a.m == 0 || a.n == 0) return;
-    if (a.m <= cpu::kSmallM)
+    if (dtype_is_quantized(a.w_dtype))
+      cpu::matmul_quant(a);
+    else if (a.m <= cpu::kSmallM)
       cpu::isa_ops().matmul_small_m(a);
     else
       cpu::matmul_onednn(a);
@@ -194,13 +196,16 @@ class CpuBackend final : public Backend {
     if (n < 0 || dim < 0) throw BackendError("cpu gather_rows: negative size");
     if (n == 0 || dim == 0) return;
     if (!out || !table || !ids) throw BackendError("cpu gather_rows: null pointer");
-    const size_t es = dtype_size(dtype);
-    if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16 && !dtype_is_quantized(dtype))
       throw BackendError(std::string("cpu gather_rows: unsupported table dtype ") + dtype_name(dtype));
+    if (dim % dtype_block_elems(dtype))
+      throw BackendError(std::string("cpu gather_rows: rows of ") + std::to_string(dim) + " are not whole " +
+                         dtype_name(dtype) + " blocks");
+    const size_t row_bytes = dtype_nbytes(dtype, dim);
     const char* base = static_cast<const char*>(table);
 #pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (n * dim > 65536)
     for (int64_t r = 0; r < n; ++r) {
-      const void* row = base + size_t(ids[r]) * size_t(dim) * es;
+      const void* row = base + size_t(ids[r]) * row_bytes;
       if (dtype == DType::F32)
         std::memcpy(out + r * dim, row, size_t(dim) * 4);
       else

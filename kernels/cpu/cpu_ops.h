@@ -12,6 +12,12 @@ namespace reason::kernels::cpu {
 // as oneDNN bf16 where the ISA path has it (AVX-512), else as f32 on bf16-rounded inputs with
 // the weights widened panel by panel (the same products, exact in f32, summed in f32).
 void matmul_onednn(const MatmulArgs& a);
+// bf16 or quantised weights through oneDNN f32: panels of w widened / dequantised to f32 (a few MB,
+// reused for all m rows); for bf16 the rows of x are first rounded to bf16 (matmul_onednn.cpp).
+void matmul_dequantized(const MatmulArgs& a, int64_t ldx, int64_t ldy);
+// Block-quantised weights (matmul_quant.cpp): integer dot kernels for m <= kSmallM, else
+// matmul_dequantized. k must be a multiple of the block (BackendError otherwise).
+void matmul_quant(const MatmulArgs& a);
 // Largest m that the streaming small-m kernel (isa_ops().matmul_small_m) is used for.
 constexpr int64_t kSmallM = 8;
 

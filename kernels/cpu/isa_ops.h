@@ -9,10 +9,41 @@
 
 namespace reason::kernels::cpu {
 
+// Activation rows quantised for the quantised-weight dot products (quant_dot.cpp): int8 values
+// with an f32 scale per block, so the products with the weights' integers are exact.
+struct ActQ8 {  // 32 values, for Q8_0 / Q4_0 / Q4_1 weights
+  float d;      // x ~= d * qs
+  float s;      // d * sum(qs) (Q4_1's min term)
+  int8_t qs[32];
+};
+struct ActQ8K {       // 256 values, for the K-quants (ggml's block_q8_K)
+  float d;
+  int16_t bsums[16];  // sums of qs by 16
+  int8_t qs[256];
+};
+
+// y[i, j] for weight rows j0 <= j < j1 and activation rows i < m: the quantised row j of w
+// (`blocks` blocks of wt) dotted with activation row i (ActQ8 or ActQ8K blocks), + bias[j], + beta y.
+struct QuantRowsArgs {
+  DType wt = DType::Q8_0;
+  const uint8_t* w = nullptr;
+  size_t w_row_bytes = 0;
+  int64_t blocks = 0;
+  const uint8_t* xq = nullptr;
+  size_t xq_row_bytes = 0;
+  int64_t m = 0;
+  float* y = nullptr;
+  int64_t ldy = 0;
+  const float* bias = nullptr;
+  float beta = 0.0f;
+};
+
 struct IsaOps {
   CpuIsa isa;
   // Small-m matmul (decode): each weight row streamed once for all m <= kSmallM rows of x.
   void (*matmul_small_m)(const MatmulArgs& a);
+  // Quantised weights (QuantRowsArgs above), rows j0 <= j < j1; the caller splits rows over threads.
+  void (*quant_rows)(const QuantRowsArgs& a, int64_t j0, int64_t j1);
   void (*rmsnorm)(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* rstd);
   void (*rope)(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
                const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved);

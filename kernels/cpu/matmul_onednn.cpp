@@ -14,6 +14,7 @@
 
 #include "cpu_ops.h"
 #include "isa_ops.h"
+#include "reason/kernels/quant.h"
 
 namespace reason::kernels::cpu {
 
@@ -68,29 +69,42 @@ std::shared_ptr<Entry> get_entry(const MatmulArgs& a, int64_t ldx, int64_t ldy) 
 
 }  // namespace
 
-// bf16 weights on a path without oneDNN bf16 (it needs AVX-512): x rounded to bf16 and widened
-// once, the weights widened panel by panel (a few MB, reused for all m rows), then oneDNN f32.
-// bf16 x bf16 products are exact in f32, so this computes what the bf16 primitive computes, up to
-// the order of the f32 sums.
-static void matmul_bf16_as_f32(const MatmulArgs& a, int64_t ldx, int64_t ldy) {
+// bf16 weights on a path without oneDNN bf16 (it needs AVX-512), and quantised weights: x rounded to
+// bf16 and widened once (bf16 only), the weights widened or dequantised panel by panel (a few MB,
+// reused for all m rows), then oneDNN f32. bf16 x bf16 products are exact in f32, so for bf16 this
+// computes what the bf16 primitive computes, up to the order of the f32 sums.
+void matmul_dequantized(const MatmulArgs& a, int64_t ldx, int64_t ldy) {
   const IsaOps& ops = isa_ops();
   const int nt = cpu_threads();
-  float* xr = static_cast<float*>(thread_scratch(sizeof(float) * size_t(a.m * a.k), 3));
+  const bool bf16 = a.w_dtype == DType::BF16;
+  const float* x = a.x;
+  if (bf16) {
+    float* xr = static_cast<float*>(thread_scratch(sizeof(float) * size_t(a.m * a.k), 3));
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < a.m; ++i)
-    for (int64_t j = 0; j < a.k; ++j) xr[i * a.k + j] = bf16_to_f32(f32_to_bf16(a.x[i * ldx + j]));
+    for (int64_t i = 0; i < a.m; ++i)
+      for (int64_t j = 0; j < a.k; ++j) xr[i * a.k + j] = bf16_to_f32(f32_to_bf16(a.x[i * ldx + j]));
+    x = xr;
+    ldx = a.k;
+  }
   // Panels of 64-row multiples, about 4 MB of f32: two distinct shapes (full and tail) per matrix.
   const int64_t target = (int64_t(1) << 20) / std::max<int64_t>(a.k, 1);
   const int64_t nc = std::min(a.n, std::max<int64_t>(64, target / 64 * 64));
   float* panel = static_cast<float*>(thread_scratch(sizeof(float) * size_t(nc * a.k), 2));
-  const uint16_t* w = static_cast<const uint16_t*>(a.w);
+  const uint8_t* w = static_cast<const uint8_t*>(a.w);
+  const size_t w_row = dtype_nbytes(a.w_dtype, a.k);
   for (int64_t j0 = 0; j0 < a.n; j0 += nc) {
     const int64_t rows = std::min(nc, a.n - j0);
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) ops.bf16_to_f32(panel + r * a.k, w + (j0 + r) * a.k, size_t(a.k));
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* src = w + size_t(j0 + r) * w_row;
+      if (bf16)
+        ops.bf16_to_f32(panel + r * a.k, reinterpret_cast<const uint16_t*>(src), size_t(a.k));
+      else
+        dequantize_row(a.w_dtype, src, panel + r * a.k, a.k);
+    }
     MatmulArgs p = a;
-    p.x = xr;
-    p.ldx = a.k;
+    p.x = x;
+    p.ldx = ldx;
     p.w = panel;
     p.w_dtype = DType::F32;
     p.bias = a.bias ? a.bias + j0 : nullptr;
@@ -105,7 +119,7 @@ void matmul_onednn(const MatmulArgs& a) {
   const int64_t ldx = a.ldx ? a.ldx : a.k;
   const int64_t ldy = a.ldy ? a.ldy : a.n;
   const bool bf16 = a.w_dtype == DType::BF16;
-  if (bf16 && isa_ops().isa != CpuIsa::AVX512) return matmul_bf16_as_f32(a, ldx, ldy);
+  if (bf16 && isa_ops().isa != CpuIsa::AVX512) return matmul_dequantized(a, ldx, ldy);
   auto e = get_entry(a, ldx, ldy);
 
   thread_local std::vector<uint16_t> xb;

@@ -20,12 +20,20 @@ int64_t Tensor::numel() const {
   return n;
 }
 
+void Tensor::check_shape() const {
+  for (int64_t d : shape_)
+    if (d < 0) fail(ErrorCode::InvalidArgument, "tensor shape {} has a negative dimension", shape_str());
+  const int64_t block = kernels::dtype_block_elems(dtype_);
+  if (block > 1 && (shape_.empty() || shape_.back() % block))
+    fail(ErrorCode::InvalidArgument, "a {} tensor needs rows of whole {}-element blocks, not shape {}",
+         kernels::dtype_name(dtype_), block, shape_str());
+}
+
 Tensor Tensor::empty(DType dtype, Shape shape) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
-  for (int64_t d : t.shape_)
-    if (d < 0) fail(ErrorCode::InvalidArgument, "tensor shape {} has a negative dimension", t.shape_str());
+  t.check_shape();
   size_t bytes = t.nbytes();
   // Large tensors (weights, caches) get 2 MiB alignment and transparent huge pages: streaming
   // a model's weights once per decoded token is bound by memory bandwidth, and 4 KiB pages
@@ -50,8 +58,7 @@ Tensor Tensor::empty(kernels::Backend& be, DType dtype, Shape shape) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
-  for (int64_t d : t.shape_)
-    if (d < 0) fail(ErrorCode::InvalidArgument, "tensor shape {} has a negative dimension", t.shape_str());
+  t.check_shape();
   void* p = nullptr;
   try {
     p = be.alloc(std::max<size_t>(1, t.nbytes()));
@@ -76,6 +83,7 @@ Tensor Tensor::view(DType dtype, Shape shape, const void* data, std::shared_ptr<
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
+  t.check_shape();
   t.data_ = const_cast<void*>(data);
   t.owner_ = std::move(owner);
   return t;
@@ -93,6 +101,9 @@ Tensor Tensor::to(DType dtype) const {
   } else if (dtype_ == DType::F32) {
     if (!kernels::convert_from_f32(out.data_, data<float>(), dtype, n))
       fail(ErrorCode::Unsupported, "cannot convert f32 to {}", kernels::dtype_name(dtype));
+  } else if (kernels::dtype_is_quantized(dtype_) && kernels::dtype_is_quantized(dtype)) {
+    fail(ErrorCode::Unsupported, "cannot convert {} to {}: requantising loses precision twice",
+         kernels::dtype_name(dtype_), kernels::dtype_name(dtype));
   } else {
     return to(DType::F32).to(dtype);
   }

@@ -43,7 +43,9 @@ class Tensor {
   int ndim() const { return int(shape_.size()); }
   int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
   int64_t numel() const;
-  size_t nbytes() const { return size_t(numel()) * kernels::dtype_size(dtype_); }
+  // Bytes of the elements (whole blocks for the quantised dtypes, whose last dimension is a
+  // multiple of the block: empty() and view() check it).
+  size_t nbytes() const { return kernels::dtype_nbytes(dtype_, numel()); }
   // The backend whose memory holds the elements, or null for host memory (see above).
   kernels::Backend* backend() const { return backend_; }
   bool host_accessible() const { return !backend_ || backend_->host_addressable(); }
@@ -68,6 +70,8 @@ class Tensor {
   std::string shape_str() const;
 
  private:
+  // Throws InvalidArgument for a negative dimension or a quantised row of partial blocks.
+  void check_shape() const;
   DType dtype_ = DType::F32;
   Shape shape_;
   void* data_ = nullptr;

@@ -13,9 +13,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "reason/kernels/dtype.h"
 
 namespace reason {
 
@@ -105,6 +108,10 @@ class GgufFile {
 // True if `path` is a regular file that starts with the GGUF magic (a model file, not a
 // directory). Reads 4 bytes; false when it cannot be read.
 bool is_gguf_file(const std::string& path);
+
+// The engine's DType for a ggml block-quantised type it computes with as stored (Q8_0, Q4_0,
+// Q4_1, Q4_K, Q5_K, Q6_K, the same byte layouts), or nullopt (F32/F16/BF16, Q5_0, Q5_1, others).
+std::optional<kernels::DType> ggml_quant_dtype(uint32_t type);
 
 // Dequantises `n` elements starting at element `first` of tensor data in ggml type `type` into
 // out (f32). first and n must be multiples of the type's block size (whole blocks); the bytes

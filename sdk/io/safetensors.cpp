@@ -232,8 +232,11 @@ const char* safetensors_dtype_name(DType dtype) {
       return "F16";
     case DType::F8_E4M3:
       return "F8_E4M3";
+    default:
+      break;
   }
-  fail(ErrorCode::InvalidArgument, "no safetensors name for dtype {}", int(dtype));
+  fail(ErrorCode::InvalidArgument, "safetensors has no dtype for {} (a quantised tensor is written as GGUF)",
+       kernels::dtype_name(dtype));
 }
 
 std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& path) {

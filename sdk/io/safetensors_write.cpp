@@ -26,8 +26,9 @@ int reference_rank(DType t) {
       return 2;
     case DType::F32:
       return 3;
+    default:
+      return -1;
   }
-  return -1;
 }
 
 std::string json_string(const std::string& s, const char* what) {
@@ -63,6 +64,9 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
       if (!checked_mul(numel, uint64_t(d), &numel))
         fail(ErrorCode::InvalidArgument, "{}: tensor '{}' shape {} overflows", path, name, t.shape_str());
     }
+    if (kernels::dtype_is_quantized(t.dtype()))
+      fail(ErrorCode::Unsupported, "{}: tensor '{}' is {}, which safetensors cannot hold (write the model as GGUF: "
+           "reason quantize / reason convert)", path, name, kernels::dtype_name(t.dtype()));
     uint64_t nbytes;
     if (!checked_mul(numel, kernels::dtype_size(t.dtype()), &nbytes))
       fail(ErrorCode::InvalidArgument, "{}: tensor '{}' shape {} overflows", path, name, t.shape_str());

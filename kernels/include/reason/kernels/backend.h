@@ -26,8 +26,12 @@ enum class DeviceKind : uint8_t { CPU = 0, CUDA = 1 };
 
 // y[m, n] = x[m, k] . w[n, k]^T (+ bias[n]) (+ beta * y).
 // x and y are f32 (row strides ldx, ldy in elements); w is a weight matrix as Hugging Face
-// stores a Linear (out_features rows of in_features), in f32 or bf16. With bf16 weights the
-// rows of x are rounded to bf16 and the product accumulates in f32.
+// stores a Linear (out_features rows of in_features), in f32 or bf16, or (CPU backend) in a
+// block-quantised type of quant.h with k a multiple of its block. With bf16 weights the rows of x
+// are rounded to bf16 and the product accumulates in f32. With quantised weights and m <= 8 the
+// rows of x are quantised to int8 per block of 32 (Q8_0/Q4_0/Q4_1) or 256 (K-quants), llama.cpp's
+// Q8_0 / Q8_K, and the integer products are summed exactly; larger m multiplies the dequantised
+// weights with the f32 rows.
 struct MatmulArgs {
   const float* x = nullptr;
   const void* w = nullptr;

@@ -13,17 +13,50 @@ enum class DType : uint8_t {
   BF16 = 1,
   F16 = 2,
   F8_E4M3 = 3,  // storage only (DeepSeek-V3 FP8 checkpoints), dequantised before compute
+  // ggml's block-quantised formats (llama.cpp's byte layouts, so GGUF tensors are used as stored;
+  // quant.h has the formats): matmul weights and embedding tables only, rows of whole blocks.
+  Q8_0 = 4,  // blocks of 32: f16 d, 32 x int8                       (34 bytes, 8.5 bits/weight)
+  Q4_0 = 5,  // blocks of 32: f16 d, 16 bytes of 4-bit q, x = (q - 8) d (18 bytes)
+  Q4_1 = 6,  // blocks of 32: f16 d, f16 m, 16 bytes, x = q d + m       (20 bytes)
+  Q4_K = 7,  // super-blocks of 256: 8 sub-blocks with 6-bit scales and mins (144 bytes, 4.5 bits)
+  Q5_K = 8,  // super-blocks of 256: Q4_K plus a fifth bit per weight       (176 bytes, 5.5 bits)
+  Q6_K = 9,  // super-blocks of 256: 16 sub-blocks of 16 with int8 scales   (210 bytes, 6.6 bits)
 };
 
-inline size_t dtype_size(DType t) {
+inline bool dtype_is_quantized(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0) && uint8_t(t) <= uint8_t(DType::Q6_K); }
+
+// Elements per block: 1 for the scalar types, 32 or 256 for the quantised ones.
+inline int64_t dtype_block_elems(DType t) {
+  switch (t) {
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: return 32;
+    case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return 256;
+    default: return 1;
+  }
+}
+
+// Bytes per block (per element for the scalar types; 0 for an unknown value).
+inline size_t dtype_block_bytes(DType t) {
   switch (t) {
     case DType::F32: return 4;
     case DType::BF16: return 2;
     case DType::F16: return 2;
     case DType::F8_E4M3: return 1;
+    case DType::Q8_0: return 34;
+    case DType::Q4_0: return 18;
+    case DType::Q4_1: return 20;
+    case DType::Q4_K: return 144;
+    case DType::Q5_K: return 176;
+    case DType::Q6_K: return 210;
   }
   return 0;
 }
+
+// Bytes of one element of a scalar type; 0 for the quantised types, whose sizes are per block
+// (dtype_block_bytes): code that indexes elements must not see them.
+inline size_t dtype_size(DType t) { return dtype_is_quantized(t) ? 0 : dtype_block_bytes(t); }
+
+// Bytes of n elements (n a multiple of dtype_block_elems(t)).
+inline size_t dtype_nbytes(DType t, int64_t n) { return size_t(n / dtype_block_elems(t)) * dtype_block_bytes(t); }
 
 inline const char* dtype_name(DType t) {
   switch (t) {
@@ -31,6 +64,12 @@ inline const char* dtype_name(DType t) {
     case DType::BF16: return "bf16";
     case DType::F16: return "f16";
     case DType::F8_E4M3: return "f8_e4m3";
+    case DType::Q8_0: return "q8_0";
+    case DType::Q4_0: return "q4_0";
+    case DType::Q4_1: return "q4_1";
+    case DType::Q4_K: return "q4_k";
+    case DType::Q5_K: return "q5_k";
+    case DType::Q6_K: return "q6_k";
   }
   return "?";
 }
@@ -125,9 +164,11 @@ inline float f8e4m3_to_f32(uint8_t v) {
   return sign ? -f : f;
 }
 
-// Converts n elements of `src` (type t) to f32. Returns false for an unknown type.
+// Converts n elements of `src` (type t) to f32 (quantised types: n whole blocks, quant.h).
+// Returns false for an unknown type or partial blocks.
 bool convert_to_f32(float* dst, const void* src, DType t, size_t n);
-// Converts n f32 elements to `t` (F32, BF16 or F16). Returns false otherwise.
+// Converts n f32 elements to `t` (F32, BF16, F16, or whole blocks of a type quant.h's
+// quantize_row supports). Returns false otherwise.
 bool convert_from_f32(void* dst, const float* src, DType t, size_t n);
 
 }  // namespace reason::kernels

@@ -1,0 +1,356 @@
+// Dot products of quantised weight rows (quant.h's formats) with activation rows quantised to int8
+// (isa_ops.h: ActQ8 blocks of 32 for Q8_0 / Q4_0 / Q4_1, ActQ8K super-blocks of 256 for the
+// K-quants), llama.cpp's vec_dot_*_q8_* idea: the integer products are exact, the float scales are
+// applied per block. AVX2 kernels use maddubs (u8 x s8 -> s16 pairs) and madd as ggml's do; the
+// generic path is the same arithmetic in scalar loops (the integer sums are identical, the float
+// accumulation order differs).
+// Compiled once per ISA path (isa_vec.h says the rules).
+#include <string.h>
+
+#include "../isa_ops.h"
+#include "isa_vec.h"
+
+namespace reason::kernels::cpu::REASON_ISA_NS {
+
+namespace {
+
+// ggml's fp16 -> fp32 (the exact widening; no std:: or external inline function here).
+static inline float fp16(const uint8_t* p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {
+      exp = 127 - 15 + 1;
+      while ((man & 0x400u) == 0) {
+        man <<= 1;
+        --exp;
+      }
+      u = sign | (exp << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+// The 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (ggml's get_scale_min_k4).
+static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// ---- scalar kernels (the generic path; their arithmetic defines the others') -----------------
+
+[[maybe_unused]] static float dot_q8_0_scalar(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += 34) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(w + 2);
+    int32_t s = 0;
+    for (int l = 0; l < 32; ++l) s += int32_t(q[l]) * x[b].qs[l];
+    acc += fp16(w) * x[b].d * float(s);
+  }
+  return acc;
+}
+
+[[maybe_unused]] static float dot_q4_0_scalar(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += 18) {
+    const uint8_t* q = w + 2;
+    int32_t s = 0;
+    for (int l = 0; l < 16; ++l)
+      s += (int32_t(q[l] & 0x0F) - 8) * x[b].qs[l] + (int32_t(q[l] >> 4) - 8) * x[b].qs[l + 16];
+    acc += fp16(w) * x[b].d * float(s);
+  }
+  return acc;
+}
+
+[[maybe_unused]] static float dot_q4_1_scalar(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += 20) {
+    const uint8_t* q = w + 4;
+    int32_t s = 0;
+    for (int l = 0; l < 16; ++l) s += int32_t(q[l] & 0x0F) * x[b].qs[l] + int32_t(q[l] >> 4) * x[b].qs[l + 16];
+    acc += fp16(w) * x[b].d * float(s) + fp16(w + 2) * x[b].s;
+  }
+  return acc;
+}
+
+// Q4_K and Q5_K: sum_j sc_j (q . x)_j d - dmin sum_j m_j (sum x)_j over the 8 sub-blocks of 32.
+[[maybe_unused]] static float dot_k4_k5_scalar(const uint8_t* w, const ActQ8K* x, int64_t nb, bool five) {
+  const size_t bytes = five ? 176 : 144;
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += bytes) {
+    const uint8_t* scales = w + 4;
+    const uint8_t* qh = w + 16;
+    const uint8_t* ql = w + (five ? 48 : 16);
+    int32_t sum_q = 0, sum_m = 0;
+    for (int j = 0; j < 8; ++j) {
+      int sc, m;
+      scale_min_k4(j, scales, &sc, &m);
+      const uint8_t* qj = ql + (j / 2) * 32;
+      const int shift = (j % 2) * 4;
+      int32_t s = 0;
+      for (int l = 0; l < 32; ++l) {
+        int q = (qj[l] >> shift) & 0x0F;
+        if (five) q |= ((qh[l] >> j) & 1) << 4;
+        s += q * x[b].qs[j * 32 + l];
+      }
+      sum_q += sc * s;
+      sum_m += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+    }
+    acc += x[b].d * fp16(w) * float(sum_q) - x[b].d * fp16(w + 2) * float(sum_m);
+  }
+  return acc;
+}
+
+[[maybe_unused]] static float dot_q6_k_scalar(const uint8_t* w, const ActQ8K* x, int64_t nb) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += 210) {
+    const uint8_t* ql = w;
+    const uint8_t* qh = w + 128;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+    const int8_t* q8 = x[b].qs;
+    int32_t sum = 0;
+    for (int n = 0; n < 2; ++n, ql += 64, qh += 32, sc += 8, q8 += 128) {
+      int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // by scale index
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        s[is + 0] += (int32_t((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32) * q8[l];
+        s[is + 2] += (int32_t((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32) * q8[l + 32];
+        s[is + 4] += (int32_t((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * q8[l + 64];
+        s[is + 6] += (int32_t((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * q8[l + 96];
+      }
+      for (int i = 0; i < 8; ++i) sum += sc[i] * s[i];
+    }
+    acc += x[b].d * fp16(w + 208) * float(sum);
+  }
+  return acc;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// ---- AVX2 kernels ---------------------------------------------------------------------------
+
+// sum over pairs of x[i] * y[i] (signed bytes) as 8 floats (the sign trick: |x| as u8 times
+// y * sign(x) as s8, so maddubs applies).
+static inline __m256 mul_sum_i8_pairs_float(__m256i x, __m256i y) {
+  const __m256i ax = _mm256_sign_epi8(x, x);
+  const __m256i sy = _mm256_sign_epi8(y, x);
+  const __m256i dot = _mm256_maddubs_epi16(ax, sy);
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
+}
+
+// 16 bytes of nibbles as 32 bytes: low nibbles in the low lane (elements 0..15), high in the high.
+static inline __m256i nibbles_32(const uint8_t* p) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+}
+
+static float dot_q8_0_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += 34) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
+  }
+  return hsum(acc);
+}
+
+static float dot_q4_0_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i off = _mm256_set1_epi8(8);
+  for (int64_t b = 0; b < nb; ++b, w += 18) {
+    const __m256i q = _mm256_sub_epi8(nibbles_32(w + 2), off);
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
+  }
+  return hsum(acc);
+}
+
+static float dot_q4_1_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float summ = 0.0f;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b, w += 20) {
+    const __m256i q = nibbles_32(w + 4);
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+    summ += fp16(w + 2) * x[b].s;
+  }
+  return hsum(acc) + summ;
+}
+
+// Shuffles that broadcast 16-bit scale i to all 16 lanes (ggml's get_scale_shuffle_k4).
+static inline __m256i scale_shuffle_k4(int i) {
+  alignas(32) static const uint8_t k[8][32] = {
+      {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+      {2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
+      {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5},
+      {6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
+      {8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9},
+      {10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11,
+       10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11},
+      {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13,
+       12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13},
+      {14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15,
+       14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15}};
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(k[i]));
+}
+
+// The 8 scales then the 8 mins of a Q4_K / Q5_K block as 16-bit lanes (ggml's utmp shuffle).
+static inline __m256i k4_mins_and_scales(const uint8_t* scales) {
+  uint32_t u[4];
+  memcpy(u, scales, 12);
+  const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+  const uint32_t uaux = u[1] & kmask1;
+  u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+  u[2] = uaux;
+  u[0] &= kmask1;
+  return _mm256_cvtepu8_epi16(_mm_set_epi32(int(u[3]), int(u[2]), int(u[1]), int(u[0])));
+}
+
+// sum_j m_j * (sum of the activations of sub-block j), from the 16 partial sums of 16.
+static inline int32_t k4_min_sum(__m256i mins_and_scales, const int16_t* bsums) {
+  const __m256i q8sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
+  const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+  const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+  const __m128i h = _mm_hadd_epi32(_mm_hadd_epi32(prod, prod), prod);
+  return _mm_cvtsi128_si32(h);
+}
+
+static float dot_k4_k5_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, bool five) {
+  const size_t bytes = five ? 176 : 144;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float summ = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += bytes) {
+    const __m256i ms = k4_mins_and_scales(w + 4);
+    summ += x[b].d * fp16(w + 2) * float(k4_min_sum(ms, x[b].bsums));
+    const __m128i sc128 = _mm256_extracti128_si256(ms, 0);
+    const __m256i scales = _mm256_set_m128i(sc128, sc128);
+    const uint8_t* q = w + (five ? 48 : 16);
+    const __m256i hbits = five ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16)) : _mm256_setzero_si256();
+    const int8_t* q8 = x[b].qs;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j, q += 32, q8 += 64) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+      __m256i lo = _mm256_and_si256(bits, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      if (five) {  // the fifth bit of sub-block 2j is bit 2j of hbits, of 2j + 1 bit 2j + 1
+        const __m256i one = _mm256_set1_epi8(1);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
+      }
+      const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
+      const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 32)));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j)), plo));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1)), phi));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * fp16(w)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc) - summ;
+}
+
+// Shuffles that broadcast int8 scales 2i and 2i + 1 to 8 lanes each (ggml's get_scale_shuffle).
+static inline __m128i scale_shuffle_q6(int i) {
+  alignas(16) static const uint8_t k[8][16] = {
+      {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},         {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+      {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},         {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+      {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},         {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+      {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+      {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(k[i]));
+}
+
+static float dot_q6_k_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), m32s = _mm256_set1_epi8(32);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += 210) {
+    const uint8_t* q4 = w;
+    const uint8_t* qh = w + 128;
+    const int8_t* q8 = x[b].qs;
+    const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0, is = 0; j < 2; ++j, is += 4, q4 += 64, qh += 32, q8 += 128) {
+      const __m256i bits1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q4));
+      const __m256i bits2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q4 + 32));
+      const __m256i bitsh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+      const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(bitsh, m2), 4);
+      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bitsh, 2), m2), 4);
+      const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bitsh, 4), m2), 4);
+      const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bitsh, 6), m2), 4);
+      const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(bits1, m4), h0),
+                            _mm256_or_si256(_mm256_and_si256(bits2, m4), h1),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4), h2),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4), h3)};
+      for (int t = 0; t < 4; ++t) {
+        const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 32 * t));
+        // (q - 32) . y = q . y - 32 . y, both with q, 32 unsigned
+        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[t], y), _mm256_maddubs_epi16(m32s, y));
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(is + t)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * fp16(w + 208)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+#endif  // __AVX2__ && __FMA__
+
+// One weight row (nb blocks) dotted with one quantised activation row.
+static inline float dot_row(DType t, const uint8_t* w, const uint8_t* xq, int64_t nb) {
+  const ActQ8* x8 = reinterpret_cast<const ActQ8*>(xq);
+  const ActQ8K* xk = reinterpret_cast<const ActQ8K*>(xq);
+#if defined(__AVX2__) && defined(__FMA__)
+  switch (t) {
+    case DType::Q8_0: return dot_q8_0_avx2(w, x8, nb);
+    case DType::Q4_0: return dot_q4_0_avx2(w, x8, nb);
+    case DType::Q4_1: return dot_q4_1_avx2(w, x8, nb);
+    case DType::Q4_K: return dot_k4_k5_avx2(w, xk, nb, false);
+    case DType::Q5_K: return dot_k4_k5_avx2(w, xk, nb, true);
+    case DType::Q6_K: return dot_q6_k_avx2(w, xk, nb);
+    default: return 0.0f;
+  }
+#else
+  switch (t) {
+    case DType::Q8_0: return dot_q8_0_scalar(w, x8, nb);
+    case DType::Q4_0: return dot_q4_0_scalar(w, x8, nb);
+    case DType::Q4_1: return dot_q4_1_scalar(w, x8, nb);
+    case DType::Q4_K: return dot_k4_k5_scalar(w, xk, nb, false);
+    case DType::Q5_K: return dot_k4_k5_scalar(w, xk, nb, true);
+    case DType::Q6_K: return dot_q6_k_scalar(w, xk, nb);
+    default: return 0.0f;
+  }
+#endif
+}
+
+}  // namespace
+
+void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
+  const int64_t nb = a.blocks;
+  for (int64_t j = j0; j < j1; ++j) {
+    const uint8_t* w = a.w + size_t(j) * a.w_row_bytes;
+    for (int64_t i = 0; i < a.m; ++i) {
+      float s = dot_row(a.wt, w, a.xq + size_t(i) * a.xq_row_bytes, nb);
+      if (a.bias) s += a.bias[j];
+      float* out = a.y + i * a.ldy + j;
+      *out = a.beta != 0.0f ? a.beta * *out + s : s;
+    }
+  }
+}
+
+}  // namespace reason::kernels::cpu::REASON_ISA_NS
