@@ -153,7 +153,8 @@ REASON_API void reason_model_options_init(reason_model_options* opts);
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded
  * model.safetensors.index.json) or a GGUF model file (general.architecture llama, qwen2, qwen3,
  * qwen2moe, qwen3moe or deepseek2; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K tensors,
- * dequantised at load; tokenizer and chat template from its metadata). opts may be NULL for defaults. Supported architectures:
+ * dequantised at load — reason_model_load_quantized keeps them quantised; tokenizer and chat
+ * template from its metadata). opts may be NULL for defaults. Supported architectures:
  * LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
  * DeepseekV3ForCausalLM (incl. FP8 block-scaled checkpoints, dequantised at load). Errors name the directory and the file/tensor/field.
  * On success *out owns the model; free with reason_model_free. The model is immutable and may
@@ -174,6 +175,31 @@ typedef enum reason_device {
  * value is REASON_ERR_INVALID_ARGUMENT. Ownership and threads as reason_model_load. */
 REASON_API reason_status reason_model_load_on(reason_model** out, const char* dir, const reason_model_options* opts,
                                               reason_device device, reason_dtype kv_dtype);
+
+/* How matmul weights are held in memory (reason_model_load_quantized). Quantised weights use llama.cpp's
+ * block formats and run through integer kernels on int8-rounded activations for small batches
+ * (decode) and through dequantised f32 panels for larger ones (prefill); such a model runs
+ * inference only (trainers and checkpoint saving refuse it). Norms, biases, MoE routers and MLA's
+ * kv_b are never quantised. */
+typedef enum reason_weight_quant {
+  REASON_QUANT_STORED = 0, /* a GGUF file's Q8_0/Q4_0/Q4_1/Q4_K/Q5_K/Q6_K tensors used as stored
+                              (zero-copy views of the mapped file); everything else in the compute dtype */
+  REASON_QUANT_NONE = 1,   /* every weight in the compute dtype (GGUF tensors dequantised): the exact
+                              path, and what reason_model_load / reason_model_load_on do */
+  REASON_QUANT_Q8_0 = 2,   /* float weights quantised to Q8_0 at load (llama.cpp's Q8_0 files) */
+  REASON_QUANT_Q4_K = 3    /* float weights quantised as llama.cpp's Q4_K_M files: Q4_K, and Q6_K for the
+                              LM head and for attn_v / ffn_down in the layers llama.cpp picks */
+} reason_weight_quant;
+
+/* reason_model_load_on with the weights held as `quantize` says. A bad enum value is
+ * REASON_ERR_INVALID_ARGUMENT. Ownership and threads as reason_model_load. */
+REASON_API reason_status reason_model_load_quantized(reason_model** out, const char* path,
+                                                     const reason_model_options* opts, reason_device device,
+                                                     reason_dtype kv_dtype, reason_weight_quant quantize);
+
+/* ggml's name of the block type of the model's first quantised weight ("Q4_K", "Q6_K", "Q8_0",
+ * "Q4_0", "Q4_1", "Q5_K"), or NULL when no weight is quantised (or model is NULL). A static string. */
+REASON_API const char* reason_model_quantized_weights(const reason_model* model);
 
 /* The tokenizer loaded with the model, or NULL if none. Borrowed: owned by the model and
  * valid while the model is. */

@@ -98,6 +98,12 @@ REASON_API reason_status reason_model_load(reason_model** out, const char* dir, 
 
 REASON_API reason_status reason_model_load_on(reason_model** out, const char* dir, const reason_model_options* opts,
                                               reason_device device, reason_dtype kv_dtype) {
+  return reason_model_load_quantized(out, dir, opts, device, kv_dtype, REASON_QUANT_NONE);
+}
+
+REASON_API reason_status reason_model_load_quantized(reason_model** out, const char* dir,
+                                                     const reason_model_options* opts, reason_device device,
+                                                     reason_dtype kv_dtype, reason_weight_quant quantize) {
   REASON_CHECK_ARG(out, "reason_model_load", "out is NULL");
   REASON_CHECK_ARG(dir, "reason_model_load", "dir is NULL");
   REASON_CHECK_ARG(!opts || opts->struct_size >= sizeof(uint32_t), "reason_model_load", "opts->struct_size is not set");
@@ -121,12 +127,34 @@ REASON_API reason_status reason_model_load_on(reason_model** out, const char* di
       case REASON_DEVICE_CUDA: lo.device = reason::Device::Cuda; break;
       default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown device {}", int(device));
     }
+    switch (quantize) {
+      case REASON_QUANT_STORED: lo.quantize = reason::WeightQuant::AsStored; break;
+      case REASON_QUANT_NONE: lo.quantize = reason::WeightQuant::None; break;
+      case REASON_QUANT_Q8_0: lo.quantize = reason::WeightQuant::Q8_0; break;
+      case REASON_QUANT_Q4_K: lo.quantize = reason::WeightQuant::Q4_K_M; break;
+      default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown weight quantisation {}", int(quantize));
+    }
     lo.load_tokenizer = o.load_tokenizer != 0;
     auto m = std::make_unique<reason_model>();
     m->model = reason::Model::load(dir, lo);
     m->tokenizer.tok = m->model->tokenizer();
     *out = m.release();
   });
+}
+
+REASON_API const char* reason_model_quantized_weights(const reason_model* model) {
+  if (!model || !model->model) return nullptr;
+  const std::optional<reason::DType> q = model->model->quantized_weights();
+  if (!q) return nullptr;
+  switch (*q) {  // ggml's names
+    case reason::DType::Q8_0: return "Q8_0";
+    case reason::DType::Q4_0: return "Q4_0";
+    case reason::DType::Q4_1: return "Q4_1";
+    case reason::DType::Q4_K: return "Q4_K";
+    case reason::DType::Q5_K: return "Q5_K";
+    case reason::DType::Q6_K: return "Q6_K";
+    default: return "?";
+  }
 }
 
 REASON_API void reason_model_free(reason_model* model) { delete model; }

@@ -8,14 +8,17 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "infer/generator.h"
+#include "infer/perplexity.h"
 #include "io/gguf.h"
 #include "io/json_file.h"
+#include "io/mapped_file.h"
 #include "pipeline_commands.h"
 #include "model/generation_config.h"
 #include "model/gguf_export.h"
@@ -37,6 +40,7 @@ struct Common {
   std::string dtype = "f32";
   std::string kv_dtype = "auto";
   std::string device = "cpu";
+  std::string quantize = "stored";
 };
 
 LoadOptions load_options(const Common& c) {
@@ -54,6 +58,7 @@ LoadOptions load_options(const Common& c) {
     lo.kv_dtype = DType::BF16;
   else if (c.kv_dtype != "auto")
     fail(ErrorCode::InvalidArgument, "--kv-dtype must be auto, f32 or bf16 (got '{}')", c.kv_dtype);
+  lo.quantize = parse_weight_quant(c.quantize);
   return lo;
 }
 
@@ -82,6 +87,14 @@ json info_json(const Model& m) {
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["stored_dtype"] = c.torch_dtype;
   j["compute_dtype"] = kernels::dtype_name(m.compute_dtype());
+  {
+    std::map<std::string, int64_t> by_type;  // matmul weights by storage type (quantised or not)
+    for (const auto& [name, t] : m.parameters()) by_type[kernels::dtype_name(t.dtype())] += t.numel();
+    j["weights_by_dtype"] = by_type;
+    size_t bytes = 0;
+    for (const auto& [name, t] : m.parameters()) bytes += t.nbytes();
+    j["weight_bytes"] = bytes;
+  }
   j["parameters"] = m.n_params();
   j["kv_cache_dtype"] = kernels::dtype_name(m.kv_dtype());
   j["kv_cache_bytes_per_token"] = m.kv_bytes_per_token();
@@ -112,6 +125,10 @@ json info_json(const Model& m) {
                                                  : t->chat_format() == ChatFormat::ChatML ? "chatml" : "none";
   return j;
 }
+
+constexpr const char* kQuantizeHelp =
+    "matmul weights: stored (a GGUF file's quantised tensors as they are), none (dequantised), q8_0 or q4_k "
+    "(quantise float weights at load, as llama.cpp's Q8_0 / Q4_K_M files)";
 
 }  // namespace
 
@@ -147,6 +164,7 @@ int main(int argc, char** argv) {
   gen->add_option("--dtype", common.dtype, "compute dtype: f32 or bf16")->capture_default_str();
   gen->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   gen->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
+  gen->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
   gen->add_flag("--json", as_json, "print completions with token ids and logprobs as JSON");
 
   // tokenize
@@ -164,6 +182,22 @@ int main(int argc, char** argv) {
   scorec->add_option("--dtype", common.dtype)->capture_default_str();
   scorec->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   scorec->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
+  scorec->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
+
+  // perplexity
+  auto* pplc = app.add_subcommand("perplexity", "perplexity of a text file, computed as llama.cpp's llama-perplexity does");
+  std::string ppl_file;
+  int64_t ppl_ctx = 512, ppl_chunks = -1, ppl_batch = 512;
+  pplc->add_option("--model", model_dir)->required();
+  pplc->add_option("--file", ppl_file, "UTF-8 text file")->required();
+  pplc->add_option("--ctx", ppl_ctx, "tokens per chunk (llama-perplexity's -c); the second half of each is scored")->capture_default_str();
+  pplc->add_option("--chunks", ppl_chunks, "at most this many chunks (-1: all)")->capture_default_str();
+  pplc->add_option("--batch", ppl_batch,
+                   "tokens per forward call; <= 8 runs quantised weights on int8-rounded activations, as llama.cpp does")
+      ->capture_default_str();
+  pplc->add_option("--dtype", common.dtype)->capture_default_str();
+  pplc->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
+  pplc->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
 
   // info
   auto* infoc = app.add_subcommand("info", "print the CPU path in use and, with --model, a model's configuration and sizes");
@@ -171,6 +205,7 @@ int main(int argc, char** argv) {
   infoc->add_option("--dtype", common.dtype)->capture_default_str();
   infoc->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   infoc->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
+  infoc->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
   bool routing = false;
   std::string routing_prompt = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42.";
   infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");
@@ -276,6 +311,27 @@ int main(int argc, char** argv) {
       double total = 0;
       for (float v : lp) total += v;
       std::cout << json{{"tokens", toks}, {"sum_logprob", total}}.dump(2) << "\n";
+    } else if (*pplc) {
+      auto m = Model::load(model_dir, load_options(common));
+      auto tok = m->require_tokenizer();
+      const auto text_file = MappedFile::open(ppl_file);
+      const std::string_view body(reinterpret_cast<const char*>(text_file->data()), text_file->size());
+      if (find_invalid_utf8(body) != std::string_view::npos) fail(ErrorCode::InvalidArgument, "--file {}: not UTF-8 text", ppl_file);
+      const std::vector<int32_t> ids = tok->encode(body, true);
+      PerplexityOptions po;
+      po.n_ctx = ppl_ctx;
+      po.max_chunks = ppl_chunks;
+      po.batch = ppl_batch;
+      // llama-perplexity puts BOS first in every chunk when the tokenizer adds one
+      const std::optional<int32_t> bos = tok->bos_id();
+      const std::vector<int32_t> probe = tok->encode("a", true);
+      po.replace_bos = bos && !probe.empty() && probe.front() == *bos;
+      po.bos_id = bos.value_or(0);
+      const PerplexityResult r = perplexity(*m, ids, po);
+      const std::optional<DType> q = m->quantized_weights();
+      std::cout << json{{"ppl", r.ppl}, {"nll", r.nll}, {"tokens_scored", r.tokens}, {"chunks", r.chunks},
+                        {"n_ctx", ppl_ctx}, {"text_tokens", ids.size()}, {"running_ppl", r.running_ppl},
+                        {"quantized_weights", q ? kernels::dtype_name(*q) : "none"}}.dump(2) << "\n";
     } else if (*tmplc) {
       auto tok = Tokenizer::load(model_dir);
       // ordered: tools, tool calls and arguments keep their key order, as Python dicts do
@@ -297,6 +353,7 @@ int main(int argc, char** argv) {
       // f32 compute keeps every stored value exact (bf16/f16 weights are widened, then written back)
       LoadOptions lo;
       lo.compute_dtype = DType::F32;
+      lo.quantize = WeightQuant::None;  // quantised GGUF tensors dequantised: safetensors holds floats
       if (is_gguf_file(conv_src)) {
         if (std::filesystem::exists(conv_out))
           fail(ErrorCode::InvalidArgument, "--out {} already exists; choose a new directory", conv_out);

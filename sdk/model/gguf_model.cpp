@@ -272,6 +272,7 @@ class GgufWeights final : public WeightSource {
   GgufWeights(std::shared_ptr<const GgufFile> f, const std::string& arch, const ModelConfig& c);
   bool has(const std::string& name) const override { return recipes_.count(name) != 0; }
   Tensor get(const std::string& name) const override;
+  Tensor get_quantized(const std::string& name) const override;
   const std::vector<std::string>& names() const override { return names_; }
   const std::string& source() const override { return f_->source(); }
 
@@ -412,6 +413,36 @@ Tensor GgufWeights::get(const std::string& name) const {
   }
   if (a.type == uint32_t(GgmlType::F16)) return out.to(DType::F16);
   if (a.type == uint32_t(GgmlType::BF16)) return out.to(DType::BF16);
+  return out;
+}
+
+// Quantised tensors as stored: a view of the mapped file (one tensor, or one expert's slice of a
+// stacked one), or Llama's Q/K rows put back in Hugging Face order (whole rows of blocks move).
+Tensor GgufWeights::get_quantized(const std::string& name) const {
+  auto it = recipes_.find(name);
+  if (it == recipes_.end()) return get(name);
+  const Recipe& r = it->second;
+  const GgufFile::Tensor& a = *r.a;
+  const std::optional<DType> q = ggml_quant_dtype(a.type);
+  if (!q || r.shape.size() != 2 || r.kind == Recipe::KvB) return get(name);
+  const int64_t rows = r.shape[0];
+  const size_t row_bytes = kernels::dtype_nbytes(*q, r.shape[1]);
+  const std::shared_ptr<const void> owner(f_, f_.get());
+  if (r.kind == Recipe::Plain) return Tensor::view(*q, r.shape, a.data, owner);
+  if (r.kind == Recipe::Expert) return Tensor::view(*q, r.shape, a.data + size_t(r.arg * rows) * row_bytes, owner);
+  // Permute: GGUF row (h, j, p) holds Hugging Face row (h, p, j).
+  const int64_t heads = r.arg;
+  if (heads <= 0 || rows % (2 * heads))
+    fail(ErrorCode::Format, "{}: GGUF: tensor '{}' has {} rows, not a multiple of 2 x {} heads", f_->source(), a.name,
+         rows, heads);
+  Tensor out = Tensor::empty(*q, r.shape);
+  uint8_t* dst = out.data<uint8_t>();
+  const int64_t half = rows / heads / 2;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t pr = 0; pr < 2; ++pr)
+      for (int64_t j = 0; j < half; ++j)
+        std::memcpy(dst + size_t((h * 2 + pr) * half + j) * row_bytes, a.data + size_t((h * half + j) * 2 + pr) * row_bytes,
+                    row_bytes);
   return out;
 }
 

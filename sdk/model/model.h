@@ -22,6 +22,7 @@
 #include "model/forward_profile.h"
 #include "model/layers/decoder_layer.h"
 #include "model/layers/layer_context.h"
+#include "model/quant_scheme.h"
 #include "model/rope.h"
 
 namespace reason {
@@ -42,6 +43,12 @@ struct LoadOptions {
   // engine on an instrumented backend this way.
   kernels::Backend* backend = nullptr;
   DType compute_dtype = DType::F32;  // F32 or BF16: matmul weights are converted to this
+  // Block-quantised matmul weights (model/quant_scheme.h): AsStored keeps a GGUF file's quantised
+  // tensors as they are (zero-copy views of the mapped file); None dequantises them to the compute
+  // dtype; Q8_0 / Q4_K_M quantise float weights at load as llama.cpp's files of those types.
+  // Norms, biases, routers and MLA's kv_b stay in f32 / the compute dtype. A model with
+  // quantised weights runs inference only: trainers refuse it.
+  WeightQuant quantize = WeightQuant::AsStored;
   bool load_tokenizer = true;        // load tokenizer.json from the directory when present
   MlaPath mla_path = MlaPath::Auto;  // Auto: expanded for chunks of several tokens, absorbed for one
   // The KV cache's storage: F32 or BF16; unset: the compute dtype (bf16 weights get a bf16 cache,
@@ -103,6 +110,9 @@ class Model {
 
   const ModelConfig& config() const { return cfg_; }
   DType compute_dtype() const { return compute_dtype_; }
+  // The block-quantised type of the first quantised matmul weight (embedding, LM head, then layer
+  // by layer), or nullopt when none is: such a model runs inference only.
+  std::optional<DType> quantized_weights() const;
   // The backend every op of this model's forward (and of training it) runs on. Never null.
   kernels::Backend& backend() const { return *backend_; }
   // The directory or GGUF file the model was loaded from.

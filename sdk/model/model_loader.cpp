@@ -2,7 +2,9 @@
 // converted to the compute dtype (f32 weights used in place from the memory map when possible).
 #include <cstdlib>
 #include <filesystem>
+#include <cstring>
 #include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "io/hf_weights.h"
@@ -10,6 +12,7 @@
 #include "io/json_file.h"
 #include "model/gguf_model.h"
 #include "model/model.h"
+#include "model/quant_scheme.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
 
@@ -29,28 +32,45 @@ kernels::Backend& select_backend(const LoadOptions& o) {
   return *be;
 }
 
+// A weight's role for the quantisation schemes (model/quant_scheme.h), from its checkpoint name as
+// llama.cpp decides from its GGUF name; nullopt for weights that are never quantised (MLA's kv_b,
+// whose transpose the absorbed attention path needs).
+std::optional<TensorRole> role_of(const std::string& name, bool tied) {
+  auto ends = [&](const char* s) { return name.size() >= std::strlen(s) && name.compare(name.size() - std::strlen(s), std::string::npos, s) == 0; };
+  if (ends("kv_b_proj.weight")) return std::nullopt;
+  if (name == "model.embed_tokens.weight") return tied ? TensorRole::Output : TensorRole::Embedding;
+  if (name == "lm_head.weight" || ends("shared_head.head.weight")) return TensorRole::Output;
+  if (ends("v_proj.weight")) return TensorRole::AttnV;
+  if (ends("down_proj.weight") || ends(".w2.weight")) return TensorRole::FfnDown;
+  return TensorRole::Other;
+}
+
+// The N of "model.layers.N.", or 0.
+int64_t layer_of(const std::string& name) {
+  static const std::string p = "model.layers.";
+  if (name.rfind(p, 0) != 0) return 0;
+  return std::strtoll(name.c_str() + p.size(), nullptr, 10);
+}
+
 class Loader {
  public:
-  Loader(std::shared_ptr<const WeightSource> store, const ModelConfig& cfg, DType compute)
-      : dir_(store->source()), cfg_(cfg), compute_(compute), store_(std::move(store)) {}
+  Loader(std::shared_ptr<const WeightSource> store, const ModelConfig& cfg, DType compute, WeightQuant quant)
+      : dir_(store->source()), cfg_(cfg), compute_(compute), quant_(quant), store_(std::move(store)) {}
 
   // A weight checked against `shape` and converted to `dtype`.
   Tensor get(const std::string& name, const Shape& shape, DType dtype) {
-    Tensor t = store_->get(name);
-    stored_dtypes_[name] = t.dtype();
-    if (t.dtype() == DType::F8_E4M3) t = dequantize_fp8(name, t);
-    if (t.shape() != shape) {
-      Tensor expect = Tensor::view(dtype, shape, nullptr, nullptr);
-      fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but the config implies {}", dir_, name, t.shape_str(),
-           expect.shape_str());
-    }
-    if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16)
-      fail(ErrorCode::Unsupported, "{}: tensor '{}' has dtype {} (supported: f32, bf16, f16, f8_e4m3 with block scales)",
-           dir_, name, kernels::dtype_name(t.dtype()));
-    n_params_ += t.numel();
-    return t.to(dtype);  // always an owned copy: huge pages, and the file can change underneath
+    return fetch(name, store_->get(name), shape).to(dtype);  // always an owned copy: huge pages, and the file can change underneath
   }
-  Tensor matrix(const std::string& name, int64_t rows, int64_t cols) { return get(name, {rows, cols}, compute_); }
+  // A matmul weight: quantised as stored (AsStored), quantised now (Q8_0 / Q4_K_M, for float
+  // weights), or in the compute dtype.
+  Tensor matrix(const std::string& name, int64_t rows, int64_t cols) {
+    const std::optional<TensorRole> role = role_of(name, cfg_.tie_word_embeddings);
+    if (!role || quant_ == WeightQuant::None) return get(name, {rows, cols}, compute_);
+    Tensor t = fetch(name, store_->get_quantized(name), {rows, cols});
+    if (kernels::dtype_is_quantized(t.dtype())) return t;  // a view of the file, or rows put in order
+    const DType q = quant_type_for(quant_, *role, layer_of(name), cfg_.n_layers, cols);
+    return t.to(kernels::dtype_is_quantized(q) ? q : compute_);
+  }
   Tensor vec(const std::string& name, int64_t n) { return get(name, {n}, DType::F32); }
   Linear linear(const std::string& prefix, int64_t out, int64_t in, bool bias) {
     Linear l;
@@ -64,6 +84,23 @@ class Loader {
                   linear(prefix + "." + dn, d, ffn, bias), cfg_.hidden_act};
   }
   bool has(const std::string& name) const { return store_->has(name); }
+
+  // Tensor `name` as the source gave it (FP8 dequantised), checked against `shape` and counted.
+  Tensor fetch(const std::string& name, Tensor t, const Shape& shape) {
+    stored_dtypes_[name] = t.dtype();
+    if (t.dtype() == DType::F8_E4M3) t = dequantize_fp8(name, t);
+    if (t.shape() != shape) {
+      Tensor expect = Tensor::view(DType::F32, shape, nullptr, nullptr);
+      fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but the config implies {}", dir_, name, t.shape_str(),
+           expect.shape_str());
+    }
+    if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16 &&
+        !kernels::dtype_is_quantized(t.dtype()))
+      fail(ErrorCode::Unsupported, "{}: tensor '{}' has dtype {} (supported: f32, bf16, f16, f8_e4m3 with block scales)",
+           dir_, name, kernels::dtype_name(t.dtype()));
+    n_params_ += t.numel();
+    return t;
+  }
 
   // DeepSeek-V3 FP8: w[i, j] = fp8[i, j] * scale_inv[i / block_rows, j / block_cols], with the
   // scales in "<name>_scale_inv" (F32, [ceil(rows / 128), ceil(cols / 128)]; edge blocks partial).
@@ -97,6 +134,7 @@ class Loader {
   std::string dir_;
   const ModelConfig& cfg_;
   DType compute_;
+  WeightQuant quant_;
   std::shared_ptr<const WeightSource> store_;
   int64_t n_params_ = 0;
 };
@@ -247,7 +285,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   const ModelConfig& c = m->cfg_;
   const int64_t d = c.hidden_size, hd = c.head_dim, qd = c.n_heads * hd, kvd = c.n_kv_heads * hd;
 
-  Loader L(weights, c, opts.compute_dtype);
+  Loader L(weights, c, opts.compute_dtype, opts.quantize);
   m->embed_ = L.matrix("model.embed_tokens.weight", c.vocab_size, d);
   m->final_norm_ = L.vec("model.norm.weight", d);
   if (c.tie_word_embeddings) {

@@ -422,6 +422,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
   FILE* log = opts.log ? opts.log : stderr;
   PipelineOptions eff = opts;
   eff.log = log;
+  eff.load.quantize = WeightQuant::None;
 
   // The run's identity: refuse to resume with another config.
   // The run's identity is the parsed config (comments and layout may change).

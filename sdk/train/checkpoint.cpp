@@ -43,6 +43,10 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
                      const SaveOptions& opts) {
   const fs::path final_dir = fs::path(dir);
   if (final_dir.filename().empty()) fail(ErrorCode::InvalidArgument, "checkpoint directory '{}' has no name", dir);
+  if (auto q = model.quantized_weights())
+    fail(ErrorCode::Unsupported,
+         "{}: the model has {} weights, which safetensors cannot hold: load it with quantize none to save a "
+         "checkpoint, or write a quantised GGUF with `reason quantize`", dir, kernels::dtype_name(*q));
   const fs::path parent = fs::absolute(final_dir).parent_path();
   fs::create_directories(parent);
   const fs::path tmp = parent / (final_dir.filename().string() + ".tmp." + std::to_string(::getpid()));

@@ -120,6 +120,9 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   const ModelConfig& c = model.config();
   if (model.compute_dtype() != DType::F32)
     fail(ErrorCode::Unsupported, "training needs the model loaded in f32 (its master weights)");
+  if (auto q = model.quantized_weights())
+    fail(ErrorCode::Unsupported, "training needs unquantised weights, but the model has {} weights (load it with quantize none)",
+         kernels::dtype_name(*q));
   if (!(temperature > 0.0f)) fail(ErrorCode::InvalidArgument, "training temperature must be > 0 (got {})", temperature);
   model_ = &model;
   temperature_ = temperature;

@@ -12,6 +12,9 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
   if (!policy_) fail(ErrorCode::InvalidArgument, "trainer: policy model is null");
   if (policy_->compute_dtype() != DType::F32)
     fail(ErrorCode::Unsupported, "trainer: load the policy in f32 (its weights are the master weights)");
+  if (auto q = policy_->quantized_weights())
+    fail(ErrorCode::Unsupported, "trainer: the policy has {} weights, which cannot be trained; load it with quantize none",
+         kernels::dtype_name(*q));
   if (!(cfg_.optim.lr >= 0.0f)) fail(ErrorCode::InvalidArgument, "trainer: learning rate must be >= 0 (got {})", cfg_.optim.lr);
   params_ = policy_->parameters();
   for (const auto& [name, t] : params_)

@@ -409,3 +409,36 @@ TEST_CASE("the model's own sampling defaults through the ABI", "[capi]") {
   CHECK(reason_sampling_options_from_model(&o, nullptr) == REASON_ERR_INVALID_ARGUMENT);
   fs::remove_all(tmp);
 }
+
+TEST_CASE("quantised weights through the ABI: a GGUF's as stored, a checkpoint's at load", "[capi][quant]") {
+  const std::string fx = std::string(REASON_FIXTURES_DIR);
+  const std::string gguf = fx + "/gguf_models/llama_mha_quant.gguf", dir = fx + "/quant/llama256";
+  reason_model *exact = nullptr, *stored = nullptr, *q4 = nullptr;
+  REQUIRE(reason_model_load(&exact, gguf.c_str(), nullptr) == REASON_OK);  // dequantised, as always
+  CHECK(reason_model_quantized_weights(exact) == nullptr);
+  REQUIRE(reason_model_load_quantized(&stored, gguf.c_str(), nullptr, REASON_DEVICE_CPU, REASON_DTYPE_AUTO,
+                                      REASON_QUANT_STORED) == REASON_OK);
+  CHECK(std::string(reason_model_quantized_weights(stored)) == "Q8_0");  // token_embd
+  REQUIRE(reason_model_load_quantized(&q4, dir.c_str(), nullptr, REASON_DEVICE_CPU, REASON_DTYPE_AUTO,
+                                      REASON_QUANT_Q4_K) == REASON_OK);
+  CHECK(std::string(reason_model_quantized_weights(q4)) == "Q6_K");  // the tied embedding / LM head
+  // Greedy generation runs on the quantised weights.
+  reason_sampling_options so = REASON_SAMPLING_OPTIONS_INIT;
+  so.temperature = 0.0f;
+  so.max_new_tokens = 6;
+  const int32_t prompt[] = {5, 17, 42, 99};
+  const int32_t* prompts[] = {prompt};
+  const size_t lens[] = {4};
+  Gen g;
+  REQUIRE(reason_generate(&g.g, q4, prompts, lens, 1, &so, nullptr, nullptr) == REASON_OK);
+  CHECK(reason_generation_get(g.g, 0)->n_tokens == 6);
+  reason_model* bad = nullptr;
+  CHECK(reason_model_load_quantized(&bad, dir.c_str(), nullptr, REASON_DEVICE_CPU, REASON_DTYPE_AUTO,
+                                    reason_weight_quant(9)) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("weight quantisation 9"));
+  CHECK(bad == nullptr);
+  CHECK(reason_model_quantized_weights(nullptr) == nullptr);
+  reason_model_free(exact);
+  reason_model_free(stored);
+  reason_model_free(q4);
+}

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -131,12 +132,46 @@ TEST_CASE("GGUF files give the logits and greedy tokens of the checkpoints they 
 }
 
 TEST_CASE("a quantised GGUF gives transformers' logits on the same file", "[gguf]") {
-  // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, F16 and BF16 weights, dequantised at load as gguf-py does.
-  auto m = Model::load(kGguf + "llama_mha_quant.gguf");
+  // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, F16 and BF16 weights, dequantised at load (quantize none) as
+  // gguf-py does.
+  LoadOptions o;
+  o.quantize = WeightQuant::None;
+  auto m = Model::load(kGguf + "llama_mha_quant.gguf", o);
   check_against(*m, test::Fixture(kGguf + "expected_quant.safetensors"), 4);
   CHECK(m->stored_dtype("model.layers.0.mlp.up_proj.weight") == DType::F16);
   CHECK(m->stored_dtype("lm_head.weight") == DType::BF16);
   CHECK(m->stored_dtype("model.layers.0.self_attn.q_proj.weight") == DType::F32);
+  CHECK_FALSE(m->quantized_weights().has_value());
+}
+
+TEST_CASE("a quantised GGUF's tensors are used as stored, viewing the mapped file", "[gguf][quant]") {
+  LoadOptions exact;
+  exact.quantize = WeightQuant::None;
+  const auto deq = Model::load(kGguf + "llama_mha_quant.gguf", exact);
+  const auto m = Model::load(kGguf + "llama_mha_quant.gguf");  // quantize: stored (the default)
+  std::map<std::string, Tensor> p, d;
+  for (const auto& [n, t] : m->parameters()) p[n] = t;
+  for (const auto& [n, t] : deq->parameters()) d[n] = t;
+  const std::string l0 = "model.layers.0.";
+  CHECK(p[l0 + "self_attn.q_proj.weight"].dtype() == DType::Q4_0);  // rows put back in HF order
+  CHECK(p[l0 + "self_attn.k_proj.weight"].dtype() == DType::Q4_1);
+  CHECK(p[l0 + "mlp.gate_proj.weight"].dtype() == DType::Q8_0);
+  CHECK(p["model.embed_tokens.weight"].dtype() == DType::Q8_0);
+  CHECK(p[l0 + "self_attn.v_proj.weight"].dtype() == DType::F32);  // Q5_0: read, not computed with
+  CHECK(p[l0 + "mlp.up_proj.weight"].dtype() == DType::F32);       // F16 -> the compute dtype
+  CHECK(m->stored_dtype(l0 + "mlp.gate_proj.weight") == DType::Q8_0);
+  // The same values as the dequantised model, row for row (the permuted Q rows included).
+  for (const char* n : {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "mlp.gate_proj.weight"}) {
+    INFO(n);
+    const Tensor a = p[l0 + n].to(DType::F32), b = d[l0 + n];
+    REQUIRE(a.shape() == b.shape());
+    CHECK(std::memcmp(a.raw(), b.raw(), b.nbytes()) == 0);
+  }
+  // Plain tensors are views of the memory-mapped file: no copy of the weights is made at load.
+  auto file = GgufFile::open(kGguf + "llama_mha_quant.gguf");
+  const Tensor& gate = p[l0 + "mlp.gate_proj.weight"];
+  CHECK(std::memcmp(gate.raw(), file->find_tensor("blk.0.ffn_gate.weight")->data, gate.nbytes()) == 0);
+  CHECK(m->n_params() == deq->n_params());
 }
 
 TEST_CASE("the tokenizer and chat template come from the GGUF metadata", "[gguf]") {
