@@ -183,6 +183,11 @@ Status Model::load(const std::string& dir, const std::string& dtype) { return lo
 
 Status Model::load_on(const std::string& dir, const std::string& dtype, const std::string& device,
                       const std::string& kv_dtype) {
+  return load_quantized(dir, dtype, device, kv_dtype, "none");
+}
+
+Status Model::load_quantized(const std::string& dir, const std::string& dtype, const std::string& device,
+                             const std::string& kv_dtype, const std::string& quantize) {
   close();
   reason_model_options o = REASON_MODEL_OPTIONS_INIT;
   if (dtype == "bf16")
@@ -203,7 +208,17 @@ Status Model::load_on(const std::string& dir, const std::string& dtype, const st
     kv = REASON_DTYPE_BF16;
   else if (kv_dtype != "auto" && !kv_dtype.empty())
     return error(REASON_ERR_INVALID_ARGUMENT, "kv_dtype must be \"auto\", \"f32\" or \"bf16\" (got \"" + kv_dtype + "\")");
-  return status_of(reason_model_load_on(&m_, dir.c_str(), &o, dev, kv));
+  reason_weight_quant q = REASON_QUANT_NONE;
+  if (quantize == "stored")
+    q = REASON_QUANT_STORED;
+  else if (quantize == "q8_0")
+    q = REASON_QUANT_Q8_0;
+  else if (quantize == "q4_k")
+    q = REASON_QUANT_Q4_K;
+  else if (quantize != "none" && !quantize.empty())
+    return error(REASON_ERR_INVALID_ARGUMENT,
+                 "quantize must be \"none\", \"stored\", \"q8_0\" or \"q4_k\" (got \"" + quantize + "\")");
+  return status_of(reason_model_load_quantized(&m_, dir.c_str(), &o, dev, kv, q));
 }
 
 ModelInfo Model::info() const {
@@ -220,6 +235,8 @@ ModelInfo Model::info() const {
   out.num_experts = i.n_experts;
   out.device = reason_model_device(m_) == REASON_DEVICE_CUDA ? "cuda" : "cpu";
   out.kv_dtype = i.kv_dtype == REASON_DTYPE_BF16 ? "bf16" : "f32";
+  const char* q = reason_model_quantized_weights(m_);
+  out.quantized_weights = q ? q : "";
   return out;
 }
 

@@ -112,6 +112,9 @@ struct ModelInfo {
   int64_t vocab_size = 0, hidden_size = 0, num_layers = 0, num_params = 0, num_experts = 0;
   std::string device;    // "cpu" or "cuda"
   std::string kv_dtype;  // the KV cache's storage: "f32" or "bf16"
+  // ggml's name of the first quantised weight's block type ("Q4_K", "Q6_K", "Q8_0", ...), or ""
+  // when no weight is quantised (reason_model_quantized_weights).
+  std::string quantized_weights;
 };
 
 class Model {
@@ -126,6 +129,12 @@ class Model {
   // or "bf16".
   Status load_on(const std::string& dir, const std::string& dtype, const std::string& device,
                  const std::string& kv_dtype);
+  // load_on with the weights held as `quantize` says (reason_model_load_quantized): "none" (what
+  // load_on does: every weight in the compute dtype), "stored" (a GGUF file's quantised tensors
+  // used as stored), "q8_0" or "q4_k" (llama.cpp's Q8_0 / Q4_K_M choices, at load). A quantised
+  // model runs inference only.
+  Status load_quantized(const std::string& dir, const std::string& dtype, const std::string& device,
+                        const std::string& kv_dtype, const std::string& quantize);
   ModelInfo info() const;
   // The model's tokenizer into `out` (borrowed: valid while this model is open).
   Status tokenizer(Tokenizer& out) const;

@@ -22,7 +22,7 @@ type modelCore struct {
 	tok *tokCore // the tokenizer loaded with the model (borrowed from it), or nil
 }
 
-type loadOptions struct{ dtype, device, kvDType string }
+type loadOptions struct{ dtype, device, kvDType, quantize string }
 
 // LoadOption changes how LoadModel loads a model.
 type LoadOption func(*loadOptions)
@@ -37,6 +37,12 @@ func WithDevice(device string) LoadOption { return func(o *loadOptions) { o.devi
 // WithKVDType sets the KV cache's storage: "auto" (the default: the compute dtype), "f32" or "bf16".
 func WithKVDType(dtype string) LoadOption { return func(o *loadOptions) { o.kvDType = dtype } }
 
+// WithQuantize sets how matmul weights are held: "none" (the default: the compute dtype, GGUF
+// tensors dequantised), "stored" (a GGUF file's quantised tensors used as stored), "q8_0" or
+// "q4_k" (quantised at load as llama.cpp's Q8_0 / Q4_K_M files). A quantised model runs inference
+// only: training it is an error.
+func WithQuantize(q string) LoadOption { return func(o *loadOptions) { o.quantize = q } }
+
 // LoadModel loads a Hugging Face model directory (config.json, model.safetensors or a sharded
 // index, and tokenizer.json when present). Errors are *Error values naming the directory and
 // the file, tensor or field at fault.
@@ -44,12 +50,12 @@ func LoadModel(dir string, opts ...LoadOption) (*Model, error) {
 	if versionErr != nil {
 		return nil, versionErr
 	}
-	o := loadOptions{dtype: "f32", device: "cpu", kvDType: "auto"}
+	o := loadOptions{dtype: "f32", device: "cpu", kvDType: "auto", quantize: "none"}
 	for _, f := range opts {
 		f(&o)
 	}
 	nm := native.NewModel()
-	if err := takeStatus(nm.Load_on(dir, o.dtype, o.device, o.kvDType)); err != nil {
+	if err := takeStatus(nm.Load_quantized(dir, o.dtype, o.device, o.kvDType, o.quantize)); err != nil {
 		native.DeleteModel(nm)
 		return nil, err
 	}
@@ -105,7 +111,7 @@ func (m *Model) Info() ModelInfo {
 	return ModelInfo{
 		Architecture: i.GetArchitecture(), VocabSize: i.GetVocab_size(), HiddenSize: i.GetHidden_size(),
 		NumLayers: i.GetNum_layers(), NumParams: i.GetNum_params(), NumExperts: i.GetNum_experts(),
-		Device: i.GetDevice(), KVDType: i.GetKv_dtype(),
+		Device: i.GetDevice(), KVDType: i.GetKv_dtype(), QuantizedWeights: i.GetQuantized_weights(),
 	}
 }
 

@@ -79,6 +79,33 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+func TestQuantizedWeights(t *testing.T) {
+	m, err := LoadModel(fixture(t, "quant/llama256"), WithQuantize("q4_k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if q := m.Info().QuantizedWeights; q != "Q6_K" { // the tied embedding and LM head, as llama.cpp's Q4_K_M
+		t.Errorf("quantized weights %q, want Q6_K", q)
+	}
+	res, err := m.GenerateIDs([][]int32{{5, 17, 42, 99}}, SamplingOptions{Temperature: 0, MaxNewTokens: 5}, nil)
+	if err != nil || len(res) != 1 || len(res[0].TokenIDs) == 0 {
+		t.Fatalf("generate on q4_k weights: %v %+v", err, res)
+	}
+	plain, err := LoadModel(fixture(t, "quant/llama256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if q := plain.Info().QuantizedWeights; q != "" {
+		t.Errorf("default load quantized %q", q)
+	}
+	if _, err := LoadModel(fixture(t, "quant/llama256"), WithQuantize("q3_k")); !errors.Is(err, ErrInvalidArgument) ||
+		!strings.Contains(err.Error(), "q3_k") {
+		t.Errorf("quantize q3_k: %v", err)
+	}
+}
+
 func TestDeviceAndKVDTypeAtLoad(t *testing.T) {
 	m, err := LoadModel(fixture(t, "dense/qwen2_tied"), WithDevice("cpu"), WithKVDType("bf16"))
 	if err != nil {

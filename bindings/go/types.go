@@ -107,6 +107,9 @@ type ModelInfo struct {
 	NumExperts   int64  // routed experts per MoE layer; 0 for dense models
 	Device       string // where the model runs: "cpu" or "cuda"
 	KVDType      string // the KV cache's storage: "f32" or "bf16"
+	// QuantizedWeights is ggml's name of the first quantised weight's block type ("Q4_K", "Q6_K",
+	// "Q8_0", ...), or "" when no weight is quantised.
+	QuantizedWeights string
 }
 
 // StepMetrics are the metrics of one training step.

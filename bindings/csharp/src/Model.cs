@@ -34,12 +34,19 @@ public sealed class Model : IDisposable {
   /// <param name="device">Where the model runs: "cpu" or "cuda" (Status.Unsupported, naming the reason,
   /// when the library has no CUDA or no GPU is usable).</param>
   /// <param name="kvDType">The KV cache's storage: "auto" (the compute dtype), "f32" or "bf16".</param>
-  public Model(string dir, string dtype, string device, string kvDType) {
+  public Model(string dir, string dtype, string device, string kvDType) : this(dir, dtype, device, kvDType, "none") {}
+
+  /// <summary>Loads a model with its matmul weights held as <paramref name="quantize"/> says.</summary>
+  /// <param name="quantize">"none" (every weight in the compute dtype, GGUF tensors dequantised; what the
+  /// other constructors do), "stored" (a GGUF file's quantised tensors used as stored), "q8_0" or "q4_k"
+  /// (quantised at load as llama.cpp's Q8_0 / Q4_K_M files). A quantised model runs inference only: a
+  /// trainer refuses it.</param>
+  public Model(string dir, string dtype, string device, string kvDType, string quantize) {
     Check.NotNull(dir, "dir");
     Library.EnsureLoaded();
     var m = new Native.Model();
     try {
-      Check.Ok(m.load_on(dir, dtype ?? "f32", device ?? "cpu", kvDType ?? "auto"));
+      Check.Ok(m.load_quantized(dir, dtype ?? "f32", device ?? "cpu", kvDType ?? "auto", quantize ?? "none"));
     } catch {
       m.Dispose();
       throw;
@@ -57,6 +64,11 @@ public sealed class Model : IDisposable {
     return new Model(dir, dtype, device, kvDType);
   }
 
+  /// <summary>Same as the five-argument constructor.</summary>
+  public static Model Load(string dir, string dtype, string device, string kvDType, string quantize) {
+    return new Model(dir, dtype, device, kvDType, quantize);
+  }
+
   /// <summary>The directory the model was loaded from.</summary>
   public string Path { get; }
 
@@ -70,7 +82,7 @@ public sealed class Model : IDisposable {
         return new ModelInfo {
           Architecture = i.architecture, VocabSize = i.vocab_size, HiddenSize = i.hidden_size,
           NumLayers = i.num_layers, NumParams = i.num_params, NumExperts = i.num_experts,
-          Device = i.device, KVDType = i.kv_dtype,
+          Device = i.device, KVDType = i.kv_dtype, QuantizedWeights = i.quantized_weights,
         };
     }
   }

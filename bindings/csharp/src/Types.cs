@@ -129,6 +129,9 @@ public sealed class ModelInfo {
   public string Device { get; internal set; }
   /// <summary>The KV cache's storage: "f32" or "bf16".</summary>
   public string KVDType { get; internal set; }
+  /// <summary>ggml's name of the first quantised weight's block type ("Q4_K", "Q6_K", "Q8_0", ...), or ""
+  /// when no weight is quantised.</summary>
+  public string QuantizedWeights { get; internal set; }
   public override string ToString() {
     return Architecture + " (" + NumLayers + " layers, hidden " + HiddenSize + ", vocab " + VocabSize + ", " +
            NumParams + " parameters" + (NumExperts > 0 ? ", " + NumExperts + " experts" : "") + ")";

@@ -85,6 +85,20 @@ public class BindingTests {
   }
 
   [Test]
+  public void QuantizedWeightsAtLoad() {
+    string dir = Path.Combine(Fixtures, "quant", "llama256");
+    using (var m = Model.Load(dir, "f32", "cpu", "auto", "q4_k")) {
+      Assert.AreEqual("Q6_K", m.Info.QuantizedWeights);  // the tied embedding / LM head, as Q4_K_M
+      var c = m.GenerateIds(new[] { new[] { 5, 17, 42, 99 } }, SamplingOptions.Greedy(5));
+      Assert.Greater(c[0].TokenIds.Count, 0);
+    }
+    using (var m = Model.Load(dir)) Assert.AreEqual("", m.Info.QuantizedWeights);
+    var bad = Assert.Throws<ReasonException>(() => Model.Load(dir, "f32", "cpu", "auto", "q3_k"));
+    Assert.AreEqual(Status.InvalidArgument, bad.Status);
+    StringAssert.Contains("q3_k", bad.Message);
+  }
+
+  [Test]
   public void DeviceAndKvDTypeAreChosenAtLoad() {
     Assert.AreEqual("cpu", model.Info.Device);
     Assert.AreEqual("f32", model.Info.KVDType);

@@ -68,6 +68,20 @@ public final class Model implements AutoCloseable {
    * @throws ReasonException naming the file, field or option that is wrong
    */
   public static Model load(String dir, String dtype, String device, String kvDType) {
+    return load(dir, dtype, device, kvDType, "none");
+  }
+
+  /**
+   * Loads a model with its matmul weights held as {@code quantize} says.
+   *
+   * @param quantize "none" (every weight in the compute dtype, GGUF tensors dequantised; what the
+   *     other overloads do), "stored" (a GGUF file's quantised tensors used as stored), "q8_0" or
+   *     "q4_k" (quantised at load as llama.cpp's Q8_0 / Q4_K_M files). A quantised model runs
+   *     inference only: a trainer refuses it.
+   * @throws ReasonException naming the file, field or option that is wrong
+   */
+  public static Model load(String dir, String dtype, String device, String kvDType, String quantize) {
+    Objects.requireNonNull(quantize, "quantize");
     Objects.requireNonNull(dir, "dir");
     Objects.requireNonNull(dtype, "dtype");
     Objects.requireNonNull(device, "device");
@@ -77,7 +91,7 @@ public final class Model implements AutoCloseable {
     org.libreason.internal.Tokenizer t = null;
     String tokError = null;
     try {
-      Convert.check(m.load_on(dir, dtype, device, kvDType));
+      Convert.check(m.load_quantized(dir, dtype, device, kvDType, quantize));
       t = new org.libreason.internal.Tokenizer();
       org.libreason.internal.Status s = m.tokenizer(t);
       try {
@@ -108,7 +122,7 @@ public final class Model implements AutoCloseable {
       org.libreason.internal.ModelInfo i = handle.info();
       try {
         return new ModelInfo(i.getArchitecture(), i.getVocab_size(), i.getHidden_size(), i.getNum_layers(),
-            i.getNum_params(), i.getNum_experts(), i.getDevice(), i.getKv_dtype());
+            i.getNum_params(), i.getNum_experts(), i.getDevice(), i.getKv_dtype(), i.getQuantized_weights());
       } finally {
         i.delete();
       }

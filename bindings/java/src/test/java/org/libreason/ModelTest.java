@@ -89,6 +89,22 @@ class ModelTest {
   }
 
   @Test
+  void quantizedWeightsAtLoad() {
+    String dir = Fixtures.root().resolve("quant/llama256").toString();
+    try (Model m = Model.load(dir, "f32", "cpu", "auto", "q4_k")) {
+      assertEquals("Q6_K", m.info().quantizedWeights());  // the tied embedding / LM head, as Q4_K_M
+      List<Completion> c = m.generateIds(List.of(new int[] {5, 17, 42, 99}), SamplingOptions.greedy(5), null);
+      assertTrue(c.get(0).tokenIds().length > 0);
+    }
+    try (Model m = Model.load(dir)) {
+      assertEquals("", m.info().quantizedWeights());
+    }
+    ReasonException bad = assertThrows(ReasonException.class, () -> Model.load(dir, "f32", "cpu", "auto", "q3_k"));
+    assertEquals(ReasonStatus.INVALID_ARGUMENT, bad.status());
+    assertTrue(bad.detail().contains("q3_k"), bad.detail());
+  }
+
+  @Test
   void deviceAndKvDTypeAreChosenAtLoad() {
     try (Model m = Model.load(Fixtures.qwen2Tied().toString(), "f32", "cpu", "bf16")) {
       assertEquals("cpu", m.info().device());
