@@ -29,8 +29,8 @@ c=$(score "$WORK/back.gguf")
 # Refusals: an existing output directory is never replaced; unknown types; a missing source.
 out=$("$REASON" convert "$G" --out "$WORK/hf" 2>&1) && { echo "FAIL: replaced an existing directory"; exit 1; }
 grep -q "already exists" <<<"$out" || { echo "FAIL: $out"; exit 1; }
-out=$("$REASON" convert "$WORK/hf" --out "$WORK/x.gguf" --type q4_k 2>&1) && { echo "FAIL: accepted q4_k"; exit 1; }
-grep -q "unknown GGUF output type 'q4_k'" <<<"$out" || { echo "FAIL: $out"; exit 1; }
+out=$("$REASON" convert "$WORK/hf" --out "$WORK/x.gguf" --type q3_k 2>&1) && { echo "FAIL: accepted q3_k"; exit 1; }
+grep -q "unknown GGUF output type 'q3_k'" <<<"$out" || { echo "FAIL: $out"; exit 1; }
 out=$("$REASON" convert "$WORK/nope" --out "$WORK/x.gguf" 2>&1) && { echo "FAIL: converted a missing directory"; exit 1; }
 grep -q "does not exist" <<<"$out" || { echo "FAIL: $out"; exit 1; }
 [ ! -e "$WORK/x.gguf" ] || { echo "FAIL: a failed convert left a file"; exit 1; }

@@ -226,7 +226,15 @@ int main(int argc, char** argv) {
   std::string conv_src, conv_out, conv_type = "f16";
   convc->add_option("source", conv_src, "a .gguf file or a Hugging Face model directory")->required();
   convc->add_option("--out", conv_out, "the directory (from GGUF) or .gguf file (from a directory) to write")->required();
-  convc->add_option("--type", conv_type, "GGUF weight type: f32, f16, bf16 or q8_0 (norms stay f32)")->capture_default_str();
+  convc->add_option("--type", conv_type, "GGUF weight type: f32, f16, bf16, q8_0 or q4_k (norms stay f32)")->capture_default_str();
+
+  // quantize
+  auto* quantc = app.add_subcommand(
+      "quantize", "write a quantised GGUF file llama.cpp loads, with llama-quantize's choice of type per tensor");
+  std::string quant_src, quant_out, quant_type;
+  quantc->add_option("source", quant_src, "a Hugging Face model directory or an unquantised .gguf file")->required();
+  quantc->add_option("--out", quant_out, "the .gguf file to write")->required();
+  quantc->add_option("--type", quant_type, "q4_k (llama.cpp's Q4_K_M) or q8_0")->required();
 
   cli::PipelineCommands pipeline_cmds(app);
 
@@ -369,6 +377,25 @@ int main(int argc, char** argv) {
         write_gguf_model(*m, conv_out, type);
       }
       std::cout << json{{"source", conv_src}, {"out", conv_out}}.dump() << "\n";
+    } else if (*quantc) {
+      const GgufOutType type = parse_gguf_out_type(quant_type);
+      if (type != GgufOutType::Q4_K_M && type != GgufOutType::Q8_0)
+        fail(ErrorCode::InvalidArgument, "--type must be q4_k or q8_0 (got '{}'; reason convert writes float types)", quant_type);
+      if (std::filesystem::is_directory(quant_out))
+        fail(ErrorCode::InvalidArgument, "--out {} is a directory; quantize writes a .gguf file", quant_out);
+      // Quantising quantised values twice loses precision twice (llama-quantize refuses it too).
+      if (is_gguf_file(quant_src)) {
+        const auto file = GgufFile::open(quant_src);  // (kept alive: tensors() refers into it)
+        for (const GgufFile::Tensor& t : file->tensors())
+          if (t.type != uint32_t(GgmlType::F32) && t.type != uint32_t(GgmlType::F16) && t.type != uint32_t(GgmlType::BF16))
+            fail(ErrorCode::InvalidArgument, "{}: tensor '{}' is already {}; quantise from the float checkpoint",
+                 quant_src, t.name, ggml_type_info(t.type)->name);
+      }
+      LoadOptions lo;
+      lo.quantize = WeightQuant::None;
+      auto m = Model::load(quant_src, lo);
+      write_gguf_model(*m, quant_out, type);
+      std::cout << json{{"source", quant_src}, {"out", quant_out}, {"type", quant_type}}.dump() << "\n";
     } else if (*infoc && model_dir.empty()) {
       std::cout << json{{"cpu", cpu_json()}}.dump(2) << "\n";
     } else if (*infoc) {

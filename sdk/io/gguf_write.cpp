@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/atomic_write.h"
 #include "reason/kernels/dtype.h"
+#include "reason/kernels/quant.h"
 
 namespace reason {
 
@@ -176,20 +177,13 @@ GgufValue gguf_i32_array(const std::vector<int32_t>& xs) {
   return v;
 }
 
-void quantize_q8_0(const float* x, int64_t n, uint8_t* out) {
-  if (n % 32) fail(ErrorCode::InvalidArgument, "Q8_0: {} values are not whole blocks of 32", n);
-  for (int64_t b = 0; b < n / 32; ++b, x += 32, out += 34) {
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) {
-      if (!std::isfinite(x[j]))
-        fail(ErrorCode::InvalidArgument, "Q8_0: value {} at element {} is not finite", x[j], b * 32 + j);
-      amax = std::max(amax, std::fabs(x[j]));
-    }
-    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-    const uint16_t h = kernels::f32_to_f16(d);
-    std::memcpy(out, &h, 2);
-    for (int j = 0; j < 32; ++j) out[2 + j] = uint8_t(int8_t(std::roundf(x[j] * id)));
-  }
+void ggml_quantize(kernels::DType t, const float* x, int64_t n, uint8_t* out) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]))
+      fail(ErrorCode::InvalidArgument, "{}: value {} at element {} is not finite", kernels::dtype_name(t), x[i], i);
+  if (!kernels::quantize_row(t, x, out, n))
+    fail(ErrorCode::InvalidArgument, "{}: {} values are not whole blocks of {} (or the type cannot be written)",
+         kernels::dtype_name(t), n, kernels::dtype_block_elems(t));
 }
 
 }  // namespace reason

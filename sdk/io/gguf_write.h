@@ -39,9 +39,10 @@ GgufValue gguf_bool(bool v);
 GgufValue gguf_string_array(const std::vector<std::string>& v);
 GgufValue gguf_i32_array(const std::vector<int32_t>& v);
 
-// ggml's quantize_row_q8_0_ref: per block of 32, d = max|x| / 127 (stored f16), q = round(x / d).
-// n must be a multiple of 32; out receives n / 32 x 34 bytes. A NaN or infinite value is an
-// InvalidArgument error naming it.
-void quantize_q8_0(const float* x, int64_t n, uint8_t* out);
+// n values quantised to blocks of t with ggml's reference quantisers (kernels/quant.h: Q8_0, Q4_0,
+// Q4_1, Q4_K, Q6_K; the bytes llama-quantize writes without an importance matrix); out receives
+// dtype_nbytes(t, n) bytes. A NaN or infinite value, partial blocks or a type that cannot be
+// written are an InvalidArgument error naming them.
+void ggml_quantize(kernels::DType t, const float* x, int64_t n, uint8_t* out);
 
 }  // namespace reason

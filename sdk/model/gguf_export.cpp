@@ -1,6 +1,8 @@
 // Model -> GGUF (see gguf_export.h).
 #include "model/gguf_export.h"
 
+#include "model/quant_scheme.h"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -67,9 +69,11 @@ Meta model_metadata(const ModelConfig& c, const std::string& name, GgufOutType t
   auto f = [&](const std::string& k, double v) { kv.emplace_back(a + "." + k, gguf_f32(float(v))); };
   kv.emplace_back("general.architecture", gguf_string(a));
   kv.emplace_back("general.name", gguf_string(name));
-  const uint32_t file_type[] = {0, 1, 32, 7};  // llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16, MOSTLY_Q8_0
+  // llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16, MOSTLY_Q8_0, MOSTLY_Q4_K_M
+  const uint32_t file_type[] = {0, 1, 32, 7, 15};
   kv.emplace_back("general.file_type", gguf_u32(file_type[int(type)]));
-  if (type == GgufOutType::Q8_0) kv.emplace_back("general.quantization_version", gguf_u32(2));
+  if (type == GgufOutType::Q8_0 || type == GgufOutType::Q4_K_M)
+    kv.emplace_back("general.quantization_version", gguf_u32(2));
   u("context_length", c.max_position_embeddings);
   u("embedding_length", c.hidden_size);
   u("block_count", c.n_layers);
@@ -129,27 +133,47 @@ Meta model_metadata(const ModelConfig& c, const std::string& name, GgufOutType t
   return kv;
 }
 
-// One GGUF tensor made from f32 host values produced on demand.
-GgufWriteTensor make_tensor(std::string name, std::vector<int64_t> dims, GgufOutType want,
-                            std::function<std::vector<float>()> values) {
-  uint32_t type = uint32_t(GgmlType::F32);
-  if (dims.size() >= 2) {
-    switch (want) {
-      case GgufOutType::F32: break;
-      case GgufOutType::F16: type = uint32_t(GgmlType::F16); break;
-      case GgufOutType::BF16: type = uint32_t(GgmlType::BF16); break;
-      case GgufOutType::Q8_0: type = uint32_t(dims[0] % 32 == 0 ? GgmlType::Q8_0 : GgmlType::F16); break;
-    }
+// The ggml type of GGUF tensor `name` (dims in ggml order: dims[0] is the row length) in a file of
+// type `want` with n_layers layers: llama-quantize's choice for the quantised types (by GGUF name, as
+// llama_tensor_get_type decides), the converter's for the float ones.
+uint32_t tensor_type(const std::string& name, const std::vector<int64_t>& dims, GgufOutType want, bool has_output,
+                     int64_t n_layers) {
+  if (dims.size() < 2) return uint32_t(GgmlType::F32);
+  switch (want) {
+    case GgufOutType::F32: return uint32_t(GgmlType::F32);
+    case GgufOutType::F16: return uint32_t(GgmlType::F16);
+    case GgufOutType::BF16: return uint32_t(GgmlType::BF16);
+    case GgufOutType::Q8_0:
+    case GgufOutType::Q4_K_M: break;
   }
+  if (name.find("ffn_gate_inp") != std::string::npos) return uint32_t(GgmlType::F32);  // routers stay f32
+  TensorRole role = TensorRole::Other;
+  if (name == "output.weight" || (!has_output && name == "token_embd.weight")) role = TensorRole::Output;
+  else if (name == "token_embd.weight") role = TensorRole::Embedding;
+  else if (name.find("attn_v.weight") != std::string::npos) role = TensorRole::AttnV;
+  else if (name.find("ffn_down") != std::string::npos) role = TensorRole::FfnDown;
+  const int64_t layer = name.rfind("blk.", 0) == 0 ? std::strtoll(name.c_str() + 4, nullptr, 10) : 0;
+  const WeightQuant q = want == GgufOutType::Q8_0 ? WeightQuant::Q8_0 : WeightQuant::Q4_K_M;
+  switch (quant_type_for(q, role, layer, n_layers, dims[0])) {
+    case DType::Q8_0: return uint32_t(GgmlType::Q8_0);
+    case DType::Q4_K: return uint32_t(GgmlType::Q4_K);
+    case DType::Q6_K: return uint32_t(GgmlType::Q6_K);
+    default: return uint32_t(GgmlType::F16);  // rows that are not whole blocks of 32
+  }
+}
+
+// One GGUF tensor of ggml type `type` made from f32 host values produced on demand.
+GgufWriteTensor make_tensor(std::string name, std::vector<int64_t> dims, uint32_t type,
+                            std::function<std::vector<float>()> values) {
   GgufWriteTensor t{std::move(name), std::move(dims), type, {}};
   t.write = [type, values = std::move(values)](const auto& sink) {
     const std::vector<float> v = values();
     if (type == uint32_t(GgmlType::F32)) {
       sink(v.data(), v.size() * 4);
-    } else if (type == uint32_t(GgmlType::Q8_0)) {
-      std::vector<uint8_t> q(v.size() / 32 * 34);
-      quantize_q8_0(v.data(), int64_t(v.size()), q.data());
-      sink(q.data(), q.size());
+    } else if (const std::optional<DType> q = ggml_quant_dtype(type)) {
+      std::vector<uint8_t> out(kernels::dtype_nbytes(*q, int64_t(v.size())));
+      ggml_quantize(*q, v.data(), int64_t(v.size()), out.data());
+      sink(out.data(), out.size());
     } else {
       std::vector<uint16_t> h(v.size());
       for (size_t i = 0; i < v.size(); ++i)
@@ -177,6 +201,10 @@ class Exporter {
   std::vector<GgufWriteTensor> tensors();
 
  private:
+  void emit(std::string name, std::vector<int64_t> dims, std::function<std::vector<float>()> values) {
+    const uint32_t type = tensor_type(name, dims, type_, !c_.tie_word_embeddings, c_.n_layers);
+    out_.push_back(make_tensor(std::move(name), std::move(dims), type, std::move(values)));
+  }
   const Tensor& need(const std::string& name) {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) fail(ErrorCode::Format, "{}: the model has no tensor '{}'", m_.dir(), name);
@@ -185,7 +213,7 @@ class Exporter {
   }
   void plain(const std::string& gguf, const std::string& hf) {
     const Tensor& t = need(hf);
-    out_.push_back(make_tensor(gguf, ggml_dims(t), type_, [&t] { return values_of(t); }));
+    emit(gguf, ggml_dims(t), [&t] { return values_of(t); });
   }
   void permuted(const std::string& gguf, const std::string& hf, int64_t heads);
   void experts(const std::string& gguf, const std::string& prefix, const std::string& proj, int64_t n);
@@ -203,7 +231,7 @@ class Exporter {
 // Hugging Face row (h, p, j) goes to GGUF row (h, j, p): convert_hf_to_gguf.py's LlamaModel.permute.
 void Exporter::permuted(const std::string& gguf, const std::string& hf, int64_t heads) {
   const Tensor& t = need(hf);
-  out_.push_back(make_tensor(gguf, ggml_dims(t), type_, [&t, heads] {
+  emit(gguf, ggml_dims(t), [&t, heads] {
     const std::vector<float> src = values_of(t);
     const int64_t rows = t.shape()[0], cols = int64_t(src.size()) / rows, half = rows / heads / 2;
     std::vector<float> dst(src.size());
@@ -213,7 +241,7 @@ void Exporter::permuted(const std::string& gguf, const std::string& hf, int64_t 
           std::memcpy(dst.data() + ((h * half + j) * 2 + p) * cols, src.data() + ((h * 2 + p) * half + j) * cols,
                       size_t(cols) * sizeof(float));
     return dst;
-  }));
+  });
 }
 
 void Exporter::experts(const std::string& gguf, const std::string& prefix, const std::string& proj, int64_t n) {
@@ -221,35 +249,35 @@ void Exporter::experts(const std::string& gguf, const std::string& prefix, const
   for (int64_t e = 0; e < n; ++e) ts.push_back(&need(prefix + std::to_string(e) + "." + proj + ".weight"));
   std::vector<int64_t> dims = ggml_dims(*ts[0]);
   dims.push_back(n);
-  out_.push_back(make_tensor(gguf, dims, type_, [ts] {
+  emit(gguf, dims, [ts] {
     std::vector<float> all;
     for (const Tensor* t : ts) {
       const std::vector<float> v = values_of(*t);
       all.insert(all.end(), v.begin(), v.end());
     }
     return all;
-  }));
+  });
 }
 
 // kv_b [H x (nope + v), kv_lora] -> attn_k_b [H][kv_lora][nope] (W_UK transposed) and attn_v_b [H][v][kv_lora].
 void Exporter::kv_b_split(int64_t i) {
   const Tensor& t = need(fmt::format("model.layers.{}.self_attn.kv_b_proj.weight", i));
   const int64_t H = c_.n_heads, nope = c_.qk_nope_head_dim, vd = c_.v_head_dim, lr = c_.kv_lora_rank;
-  out_.push_back(make_tensor(fmt::format("blk.{}.attn_k_b.weight", i), {nope, lr, H}, type_, [&t, H, nope, vd, lr] {
+  emit(fmt::format("blk.{}.attn_k_b.weight", i), {nope, lr, H}, [&t, H, nope, vd, lr] {
     const std::vector<float> kv = values_of(t);
     std::vector<float> kb(size_t(H * lr * nope));
     for (int64_t h = 0; h < H; ++h)
       for (int64_t r = 0; r < nope; ++r)
         for (int64_t j = 0; j < lr; ++j) kb[size_t((h * lr + j) * nope + r)] = kv[size_t((h * (nope + vd) + r) * lr + j)];
     return kb;
-  }));
-  out_.push_back(make_tensor(fmt::format("blk.{}.attn_v_b.weight", i), {lr, vd, H}, type_, [&t, H, nope, vd, lr] {
+  });
+  emit(fmt::format("blk.{}.attn_v_b.weight", i), {lr, vd, H}, [&t, H, nope, vd, lr] {
     const std::vector<float> kv = values_of(t);
     std::vector<float> vb;
     for (int64_t h = 0; h < H; ++h)
       vb.insert(vb.end(), kv.begin() + (h * (nope + vd) + nope) * lr, kv.begin() + (h + 1) * (nope + vd) * lr);
     return vb;
-  }));
+  });
 }
 
 void Exporter::layer(int64_t i) {
@@ -277,7 +305,7 @@ void Exporter::layer(int64_t i) {
   }
   if (by_name_.count(blk + "shared_expert_gate.weight")) {
     const Tensor& t = need(blk + "shared_expert_gate.weight");
-    out_.push_back(make_tensor(b + "ffn_gate_inp_shexp.weight", {t.numel()}, type_, [&t] { return values_of(t); }));
+    emit(b + "ffn_gate_inp_shexp.weight", {t.numel()}, [&t] { return values_of(t); });
   }
 }
 
@@ -285,7 +313,7 @@ std::vector<GgufWriteTensor> Exporter::tensors() {
   plain("token_embd.weight", "model.embed_tokens.weight");
   if (c_.rope_scaling.type == "llama3") {
     std::vector<float> rf = llama3_factors(c_);
-    out_.push_back(make_tensor("rope_freqs.weight", {int64_t(rf.size())}, type_, [rf] { return rf; }));
+    emit("rope_freqs.weight", {int64_t(rf.size())}, [rf] { return rf; });
   }
   for (int64_t i = 0; i < c_.n_layers; ++i) layer(i);
   plain("output_norm.weight", "model.norm.weight");
@@ -314,7 +342,8 @@ GgufOutType parse_gguf_out_type(const std::string& name) {
   if (name == "f16") return GgufOutType::F16;
   if (name == "bf16") return GgufOutType::BF16;
   if (name == "q8_0") return GgufOutType::Q8_0;
-  fail(ErrorCode::InvalidArgument, "unknown GGUF output type '{}' (f32, f16, bf16 or q8_0)", name);
+  if (name == "q4_k" || name == "q4_k_m") return GgufOutType::Q4_K_M;
+  fail(ErrorCode::InvalidArgument, "unknown GGUF output type '{}' (f32, f16, bf16, q8_0 or q4_k)", name);
 }
 
 void write_gguf_model(const Model& m, const std::string& path, GgufOutType type) {

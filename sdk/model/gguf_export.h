@@ -12,9 +12,11 @@ namespace reason {
 
 // Type of the 2-D and 3-D weights (norms, biases and the router's bias stay F32, as llama.cpp).
 // Q8_0 needs rows that are whole blocks of 32; a weight whose rows are not is written F16, as
-// llama.cpp's converter falls back.
-enum class GgufOutType { F32, F16, BF16, Q8_0 };
-// "f32", "f16", "bf16", "q8_0"; InvalidArgument naming the value otherwise.
+// llama.cpp's converter falls back. Q4_K_M is llama-quantize's mix (model/quant_scheme.h: Q4_K,
+// Q6_K for the LM head and for attn_v / ffn_down in the layers use_more_bits picks; MoE routers
+// stay F32); rows that are not whole blocks of 256 fall back to Q8_0 (llama.cpp writes Q5_0) or F16.
+enum class GgufOutType { F32, F16, BF16, Q8_0, Q4_K_M };
+// "f32", "f16", "bf16", "q8_0", "q4_k" ("q4_k_m"); InvalidArgument naming the value otherwise.
 GgufOutType parse_gguf_out_type(const std::string& name);
 
 // Writes `m` to `path` atomically. The tokenizer comes from the files the model was loaded with

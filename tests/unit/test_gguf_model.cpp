@@ -381,7 +381,7 @@ TEST_CASE("convert to GGUF as q8_0, f16 and bf16 gives gguf-py's bytes", "[gguf]
     UNSCOPED_INFO("max |logit - f32| = " << err);
     CHECK(err < tol);
   }
-  CHECK_THROWS_WITH(parse_gguf_out_type("q4_k"), Catch::Contains("unknown GGUF output type 'q4_k'"));
+  CHECK_THROWS_WITH(parse_gguf_out_type("q3_k"), Catch::Contains("unknown GGUF output type 'q3_k'"));
   // What GGUF cannot say is refused, and nothing is left behind.
   const std::string no = (tmp.path / "no.gguf").string();
   CHECK_THROWS_WITH(write_gguf_model(*Model::load(kFix + "dense/llama_gelu_tanh", f32), no, GgufOutType::F32),

@@ -1,6 +1,7 @@
 // Quantised models against llama.cpp: a checkpoint quantised at load (Q8_0, Q4_K_M) holds the very
 // bytes llama-quantize writes for it, tensor by tensor, and its perplexity equals llama-perplexity's
-// on the same text; inference-only models refuse training and safetensors.
+// on the same text; `reason quantize` writes those bytes into a GGUF file; inference-only models
+// refuse training and safetensors.
 // Fixtures: tests/fixtures/quant/llama256 and llama256_llama_cpp.json (make_quant_model_fixtures.py,
 // which ran llama.cpp's llama-quantize and llama-perplexity with an f32 KV cache).
 #include <catch2/catch.hpp>
@@ -8,11 +9,15 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <filesystem>
 #include <string>
+#include <tuple>
 
 #include "core/error.h"
 #include "infer/perplexity.h"
+#include "io/gguf.h"
 #include "io/safetensors.h"
+#include "model/gguf_export.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
@@ -133,4 +138,30 @@ TEST_CASE("perplexity refuses texts shorter than two contexts and bad sizes", "[
   o.n_ctx = 64;
   o.batch = 0;
   CHECK_THROWS_WITH(perplexity(*m, ids, o), Catch::Contains("batch must be >= 1"));
+}
+
+TEST_CASE("reason quantize's GGUF holds llama-quantize's tensors and metadata llama.cpp reads", "[quant_model][gguf]") {
+  const auto fx = read_json(kQuant + "llama256_llama_cpp.json");
+  const auto src = load(kQuant + "llama256", WeightQuant::None);
+  for (auto [scheme, type, ftype] : {std::tuple{"Q8_0", GgufOutType::Q8_0, 7u}, {"Q4_K_M", GgufOutType::Q4_K_M, 15u}}) {
+    INFO(scheme);
+    const std::string path = std::string(REASON_BINARY_DIR) + "/quant_model_" + scheme + ".gguf";
+    write_gguf_model(*src, path, type);
+    auto file = GgufFile::open(path);
+    CHECK(file->get_uint("general.file_type") == ftype);
+    CHECK(file->get_uint("general.quantization_version") == 2);
+    CHECK(file->find_tensor("blk.0.attn_norm.weight")->type == uint32_t(GgmlType::F32));  // norms stay f32
+    const auto m = Model::load(path);  // as stored
+    const auto& want = fx["tensors"][scheme];
+    size_t seen = 0;
+    for (const auto& [name, t] : m->parameters()) {
+      if (!want.contains(name)) continue;
+      INFO(name);
+      CHECK(ggml_name(t.dtype()) == want[name][0].get<std::string>());
+      CHECK(fnv1a64(t.raw(), t.nbytes()) == want[name][1].get<std::string>());
+      ++seen;
+    }
+    CHECK(seen == want.size());
+    std::filesystem::remove(path);
+  }
 }
