@@ -153,6 +153,8 @@ REASON_API const char* reason_model_quantized_weights(const reason_model* model)
     case reason::DType::Q4_K: return "Q4_K";
     case reason::DType::Q5_K: return "Q5_K";
     case reason::DType::Q6_K: return "Q6_K";
+    case reason::DType::Q5_0: return "Q5_0";
+    case reason::DType::Q5_1: return "Q5_1";
     default: return "?";
   }
 }

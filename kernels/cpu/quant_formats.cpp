@@ -43,6 +43,32 @@ void q4_1(const uint8_t* b, float* y) {
 
 
 
+// Q5_0: d, 32 high bits (qh), 16 bytes; x = (q - 16) d.
+void q5_0(const uint8_t* b, float* y) {
+  const float d = half(b);
+  uint32_t qh;
+  std::memcpy(&qh, b + 2, 4);
+  const uint8_t* qs = b + 6;
+  for (int j = 0; j < 16; ++j) {
+    const uint8_t h0 = uint8_t(((qh >> j) << 4) & 0x10), h1 = uint8_t((qh >> (j + 12)) & 0x10);
+    y[j] = float(int((qs[j] & 0x0F) | h0) - 16) * d;
+    y[j + 16] = float(int((qs[j] >> 4) | h1) - 16) * d;
+  }
+}
+
+// Q5_1: d, m, qh, 16 bytes; x = q d + m.
+void q5_1(const uint8_t* b, float* y) {
+  const float d = half(b), m = half(b + 2);
+  uint32_t qh;
+  std::memcpy(&qh, b + 4, 4);
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 16; ++j) {
+    const uint8_t h0 = uint8_t(((qh >> j) << 4) & 0x10), h1 = uint8_t((qh >> (j + 12)) & 0x10);
+    y[j] = float((qs[j] & 0x0F) | h0) * d + m;
+    y[j + 16] = float((qs[j] >> 4) | h1) * d + m;
+  }
+}
+
 // Q8_0: d, 32 int8; x = q d.
 void q8_0(const uint8_t* b, float* y) {
   const float d = half(b);
@@ -193,6 +219,50 @@ void quant_q4_1(const float* x, uint8_t* b) {
     qs[j] = uint8_t(lo | (hi << 4));
   }
 }
+
+// Q5_0 and Q5_1 (quantize_row_q5_0_ref / q5_1_ref): Q4_0 / Q4_1 with 32 levels; bit 4 of element
+// e goes to bit e of qh.
+void quant_q5(const float* x, uint8_t* b, bool one) {
+  float d, id, min = 0.0f;
+  if (one) {
+    float max = -FLT_MAX;
+    min = FLT_MAX;
+    for (int j = 0; j < 32; ++j) {
+      if (x[j] < min) min = x[j];
+      if (x[j] > max) max = x[j];
+    }
+    d = (max - min) / 31.0f;
+  } else {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; ++j)
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    d = max / -16.0f;
+  }
+  id = d != 0.0f ? 1.0f / d : 0.0f;
+  put_half(b, d);
+  if (one) put_half(b + 2, min);
+  uint8_t* qs = b + (one ? 8 : 6);
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    uint8_t lo, hi;
+    if (one) {
+      lo = uint8_t((x[j] - min) * id + 0.5f);
+      hi = uint8_t((x[j + 16] - min) * id + 0.5f);
+    } else {
+      lo = uint8_t(std::min(31, int(int8_t(x[j] * id + 16.5f))));
+      hi = uint8_t(std::min(31, int(int8_t(x[j + 16] * id + 16.5f))));
+    }
+    qs[j] = uint8_t((lo & 0x0F) | ((hi & 0x0F) << 4));
+    qh |= uint32_t((lo & 0x10u) >> 4) << j;
+    qh |= uint32_t((hi & 0x10u) >> 4) << (j + 16);
+  }
+  std::memcpy(b + (one ? 4 : 2), &qh, 4);
+}
+void quant_q5_0(const float* x, uint8_t* b) { quant_q5(x, b, false); }
+void quant_q5_1(const float* x, uint8_t* b) { quant_q5(x, b, true); }
 
 // make_qkx2_quants: a scale and a min for n values in [0, nmax] minimising the weighted error,
 // searched over nstep + 1 candidate scales.
@@ -415,6 +485,8 @@ BlockToF32 dequantizer(DType t) {
     case DType::Q4_K: return q4_k;
     case DType::Q5_K: return q5_k;
     case DType::Q6_K: return q6_k;
+    case DType::Q5_0: return q5_0;
+    case DType::Q5_1: return q5_1;
     default: return nullptr;
   }
 }
@@ -426,6 +498,8 @@ F32ToBlock quantizer(DType t) {
     case DType::Q4_1: return quant_q4_1;
     case DType::Q4_K: return quant_q4_k;
     case DType::Q6_K: return quant_q6_k;
+    case DType::Q5_0: return quant_q5_0;
+    case DType::Q5_1: return quant_q5_1;
     default: return nullptr;
   }
 }

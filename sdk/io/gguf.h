@@ -110,7 +110,7 @@ class GgufFile {
 bool is_gguf_file(const std::string& path);
 
 // The engine's DType for a ggml block-quantised type it computes with as stored (Q8_0, Q4_0,
-// Q4_1, Q4_K, Q5_K, Q6_K, the same byte layouts), or nullopt (F32/F16/BF16, Q5_0, Q5_1, others).
+// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, the same byte layouts), or nullopt (F32/F16/BF16, others).
 std::optional<kernels::DType> ggml_quant_dtype(uint32_t type);
 
 // Dequantises `n` elements starting at element `first` of tensor data in ggml type `type` into

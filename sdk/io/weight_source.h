@@ -20,7 +20,7 @@ class WeightSource {
   // source when absent or malformed.
   virtual Tensor get(const std::string& name) const = 0;
   // Tensor `name` in a block-quantised dtype (kernels/quant.h) when the source stores it in one the
-  // engine computes with (GGUF's Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K), as a zero-copy view where the
+  // engine computes with (GGUF's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), as a zero-copy view where the
   // layout allows; otherwise the same as get(). Errors as get().
   virtual Tensor get_quantized(const std::string& name) const { return get(name); }
   // Every tensor name this source serves, sorted.

@@ -158,6 +158,7 @@ uint32_t tensor_type(const std::string& name, const std::vector<int64_t>& dims, 
     case DType::Q8_0: return uint32_t(GgmlType::Q8_0);
     case DType::Q4_K: return uint32_t(GgmlType::Q4_K);
     case DType::Q6_K: return uint32_t(GgmlType::Q6_K);
+    case DType::Q5_0: return uint32_t(GgmlType::Q5_0);
     default: return uint32_t(GgmlType::F16);  // rows that are not whole blocks of 32
   }
 }

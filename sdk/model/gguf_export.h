@@ -14,7 +14,8 @@ namespace reason {
 // Q8_0 needs rows that are whole blocks of 32; a weight whose rows are not is written F16, as
 // llama.cpp's converter falls back. Q4_K_M is llama-quantize's mix (model/quant_scheme.h: Q4_K,
 // Q6_K for the LM head and for attn_v / ffn_down in the layers use_more_bits picks; MoE routers
-// stay F32); rows that are not whole blocks of 256 fall back to Q8_0 (llama.cpp writes Q5_0) or F16.
+// stay F32); rows that are not whole blocks of 256 fall back as llama.cpp's (Q4_K -> Q5_0,
+// Q6_K -> Q8_0, then F16).
 enum class GgufOutType { F32, F16, BF16, Q8_0, Q4_K_M };
 // "f32", "f16", "bf16", "q8_0", "q4_k" ("q4_k_m"); InvalidArgument naming the value otherwise.
 GgufOutType parse_gguf_out_type(const std::string& name);

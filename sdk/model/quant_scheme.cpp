@@ -29,10 +29,12 @@ namespace {
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third in between.
 bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
+// llama.cpp's fallbacks for rows that are not whole blocks of 256: Q4_K -> Q5_0, Q6_K -> Q8_0; then
+// (rows not whole blocks of 32) the compute dtype, where llama.cpp writes F16.
 DType fit(DType t, int64_t cols) {
   if (cols % kernels::dtype_block_elems(t) == 0) return t;
-  if (cols % kernels::dtype_block_elems(DType::Q8_0) == 0) return DType::Q8_0;
-  return DType::F32;
+  const DType f = t == DType::Q4_K ? DType::Q5_0 : DType::Q8_0;
+  return cols % kernels::dtype_block_elems(f) == 0 ? f : DType::F32;
 }
 
 }  // namespace

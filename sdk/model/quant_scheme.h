@@ -13,7 +13,7 @@ namespace reason {
 
 // How matmul weights are held in memory.
 enum class WeightQuant : uint8_t {
-  AsStored = 0,  // quantised GGUF tensors (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) used as stored;
+  AsStored = 0,  // quantised GGUF tensors (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) used as stored;
                  // everything else in the compute dtype
   None = 1,      // every weight in the compute dtype (quantised GGUF tensors dequantised): the exact
                  // path, required for training and for converting to safetensors
@@ -38,8 +38,7 @@ enum class TensorRole : uint8_t {
 
 // The type of a [rows, cols] weight of `role` in layer `layer` of `n_layers` under scheme q (Q8_0 or
 // Q4_K_M), or F32 when it stays unquantised: cols not a multiple of the type's block even after
-// llama.cpp's fallbacks (Q6_K -> Q8_0; Q4_K -> Q8_0 here, where llama.cpp writes Q5_0, which this
-// engine reads but does not write).
+// llama.cpp's fallbacks (Q4_K -> Q5_0, Q6_K -> Q8_0; llama.cpp then writes F16).
 kernels::DType quant_type_for(WeightQuant q, TensorRole role, int64_t layer, int64_t n_layers, int64_t cols);
 
 }  // namespace reason

@@ -157,11 +157,13 @@ TEST_CASE("a quantised GGUF's tensors are used as stored, viewing the mapped fil
   CHECK(p[l0 + "self_attn.k_proj.weight"].dtype() == DType::Q4_1);
   CHECK(p[l0 + "mlp.gate_proj.weight"].dtype() == DType::Q8_0);
   CHECK(p["model.embed_tokens.weight"].dtype() == DType::Q8_0);
-  CHECK(p[l0 + "self_attn.v_proj.weight"].dtype() == DType::F32);  // Q5_0: read, not computed with
-  CHECK(p[l0 + "mlp.up_proj.weight"].dtype() == DType::F32);       // F16 -> the compute dtype
+  CHECK(p[l0 + "self_attn.v_proj.weight"].dtype() == DType::Q5_0);
+  CHECK(p[l0 + "self_attn.o_proj.weight"].dtype() == DType::Q5_1);
+  CHECK(p[l0 + "mlp.up_proj.weight"].dtype() == DType::F32);  // F16 -> the compute dtype
   CHECK(m->stored_dtype(l0 + "mlp.gate_proj.weight") == DType::Q8_0);
   // The same values as the dequantised model, row for row (the permuted Q rows included).
-  for (const char* n : {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "mlp.gate_proj.weight"}) {
+  for (const char* n : {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                        "self_attn.o_proj.weight", "mlp.gate_proj.weight"}) {
     INFO(n);
     const Tensor a = p[l0 + n].to(DType::F32), b = d[l0 + n];
     REQUIRE(a.shape() == b.shape());

@@ -25,7 +25,8 @@ using namespace reason::kernels;
 
 namespace {
 
-const DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                        DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 void put_half(uint8_t* p, float v) {
   const uint16_t h = f32_to_f16(v);
@@ -43,8 +44,8 @@ std::vector<uint8_t> random_weights(DType t, int64_t n, int64_t k, uint32_t seed
   for (size_t off = 0; off < w.size(); off += bb) {
     uint8_t* b = w.data() + off;
     switch (t) {
-      case DType::Q8_0: case DType::Q4_0: put_half(b, scale(rng) * (sign(rng) < 0 ? -1.0f : 1.0f)); break;
-      case DType::Q4_1: put_half(b, scale(rng)); put_half(b + 2, sign(rng) * 0.05f); break;
+      case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: put_half(b, scale(rng) * (sign(rng) < 0 ? -1.0f : 1.0f)); break;
+      case DType::Q4_1: case DType::Q5_1: put_half(b, scale(rng)); put_half(b + 2, sign(rng) * 0.05f); break;
       case DType::Q4_K: case DType::Q5_K: put_half(b, scale(rng) / 8); put_half(b + 2, scale(rng) / 8); break;
       case DType::Q6_K: put_half(b + 208, scale(rng) / 16); break;
       default: break;
@@ -145,13 +146,14 @@ void check_quant_matmul(DType t, int64_t m, int64_t n, int64_t k, bool exact, bo
 
 }  // namespace
 
-TEST_CASE("quantize_row writes llama.cpp's bytes: Q8_0, Q4_0, Q4_1 (gguf-py) and Q4_K, Q6_K (ggml)", "[quant]") {
+TEST_CASE("quantize_row writes llama.cpp's bytes: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (gguf-py) and Q4_K, Q6_K (ggml)",
+          "[quant]") {
   reason::test::Fixture f(std::string(REASON_FIXTURES_DIR) + "/quant/rows.safetensors");
   const auto x = f.floats("x");
   const int64_t rows = 8, k = 512;
   REQUIRE(x.size() == size_t(rows * k));
   for (auto [name, t] : {std::pair{"q8_0", DType::Q8_0}, {"q4_0", DType::Q4_0}, {"q4_1", DType::Q4_1},
-                         {"q4_k", DType::Q4_K}, {"q6_k", DType::Q6_K}}) {
+                         {"q5_0", DType::Q5_0}, {"q5_1", DType::Q5_1}, {"q4_k", DType::Q4_K}, {"q6_k", DType::Q6_K}}) {
     INFO(name);
     const auto& e = f.entry(name, "U8");
     const size_t row_bytes = dtype_nbytes(t, k);
@@ -185,7 +187,8 @@ TEST_CASE("quantised matmul: exactly quantisable activations give the dequantise
     for (int64_t m : {1, 2, 5, 8, 9, 33})  // integer kernels (m <= 8) and dequantised panels
       for (int64_t k : {256, 768})
         for (int64_t n : {1, 17, 40}) check_quant_matmul(t, m, n, k, true, (m + n) % 2 == 0, seed++);
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1}) check_quant_matmul(t, 3, 9, 32 * 3, true, true, seed++);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1})
+    check_quant_matmul(t, 3, 9, 32 * 3, true, true, seed++);
 }
 
 TEST_CASE("quantised matmul: general activations stay within their int8 rounding", "[quant]") {

@@ -88,6 +88,26 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
   return acc;
 }
 
+// Q5_0 (signed: q - 16) and Q5_1 (unsigned, + m * sum x): element e's fifth bit is bit e of qh.
+[[maybe_unused]] static float dot_q5_scalar(const uint8_t* w, const ActQ8* x, int64_t nb, bool one) {
+  const size_t bytes = one ? 24 : 22;
+  float acc = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += bytes) {
+    uint32_t qh;
+    memcpy(&qh, w + (one ? 4 : 2), 4);
+    const uint8_t* q = w + (one ? 8 : 6);
+    const int32_t off = one ? 0 : 16;
+    int32_t s = 0;
+    for (int l = 0; l < 16; ++l) {
+      s += (int32_t((q[l] & 0x0F) | (((qh >> l) & 1) << 4)) - off) * x[b].qs[l];
+      s += (int32_t((q[l] >> 4) | (((qh >> (l + 16)) & 1) << 4)) - off) * x[b].qs[l + 16];
+    }
+    acc += fp16(w) * x[b].d * float(s);
+    if (one) acc += fp16(w + 2) * x[b].s;
+  }
+  return acc;
+}
+
 // Q4_K and Q5_K: sum_j sc_j (q . x)_j d - dmin sum_j m_j (sum x)_j over the 8 sub-blocks of 32.
 [[maybe_unused]] static float dot_k4_k5_scalar(const uint8_t* w, const ActQ8K* x, int64_t nb, bool five) {
   const size_t bytes = five ? 176 : 144;
@@ -177,6 +197,43 @@ static float dot_q4_0_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
   }
   return hsum(acc);
+}
+
+// 32 bits as 32 bytes: 0xFF where bit e is set (ggml's bytes_from_bits_32).
+static inline __m256i bytes_from_bits_32(const uint8_t* p) {
+  uint32_t x32;
+  memcpy(&x32, p, 4);
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(int(x32)), shuf);
+  bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+  return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+static float dot_q5_0_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += 22) {
+    // nibble | 0xF0 where the fifth bit is clear: the byte is then q - 16 as a signed value
+    const __m256i hi = _mm256_andnot_si256(bytes_from_bits_32(w + 2), _mm256_set1_epi8(char(0xF0)));
+    const __m256i q = _mm256_or_si256(nibbles_32(w + 6), hi);
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
+  }
+  return hsum(acc);
+}
+
+static float dot_q5_1_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float summ = 0.0f;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b, w += 24) {
+    const __m256i hi = _mm256_and_si256(bytes_from_bits_32(w + 4), _mm256_set1_epi8(0x10));
+    const __m256i q = _mm256_or_si256(nibbles_32(w + 8), hi);
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+    summ += fp16(w + 2) * x[b].s;
+  }
+  return hsum(acc) + summ;
 }
 
 static float dot_q4_1_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
@@ -323,6 +380,8 @@ static inline float dot_row(DType t, const uint8_t* w, const uint8_t* xq, int64_
     case DType::Q4_K: return dot_k4_k5_avx2(w, xk, nb, false);
     case DType::Q5_K: return dot_k4_k5_avx2(w, xk, nb, true);
     case DType::Q6_K: return dot_q6_k_avx2(w, xk, nb);
+    case DType::Q5_0: return dot_q5_0_avx2(w, x8, nb);
+    case DType::Q5_1: return dot_q5_1_avx2(w, x8, nb);
     default: return 0.0f;
   }
 #else
@@ -333,6 +392,8 @@ static inline float dot_row(DType t, const uint8_t* w, const uint8_t* xq, int64_
     case DType::Q4_K: return dot_k4_k5_scalar(w, xk, nb, false);
     case DType::Q5_K: return dot_k4_k5_scalar(w, xk, nb, true);
     case DType::Q6_K: return dot_q6_k_scalar(w, xk, nb);
+    case DType::Q5_0: return dot_q5_scalar(w, x8, nb, false);
+    case DType::Q5_1: return dot_q5_scalar(w, x8, nb, true);
     default: return 0.0f;
   }
 #endif

@@ -21,14 +21,16 @@ enum class DType : uint8_t {
   Q4_K = 7,  // super-blocks of 256: 8 sub-blocks with 6-bit scales and mins (144 bytes, 4.5 bits)
   Q5_K = 8,  // super-blocks of 256: Q4_K plus a fifth bit per weight       (176 bytes, 5.5 bits)
   Q6_K = 9,  // super-blocks of 256: 16 sub-blocks of 16 with int8 scales   (210 bytes, 6.6 bits)
+  Q5_0 = 10, // blocks of 32: f16 d, 32 fifth bits, 16 bytes, x = (q - 16) d (22 bytes)
+  Q5_1 = 11, // blocks of 32: f16 d, f16 m, 32 fifth bits, 16 bytes, x = q d + m (24 bytes)
 };
 
-inline bool dtype_is_quantized(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0) && uint8_t(t) <= uint8_t(DType::Q6_K); }
+inline bool dtype_is_quantized(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0) && uint8_t(t) <= uint8_t(DType::Q5_1); }
 
 // Elements per block: 1 for the scalar types, 32 or 256 for the quantised ones.
 inline int64_t dtype_block_elems(DType t) {
   switch (t) {
-    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: return 32;
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: return 32;
     case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return 256;
     default: return 1;
   }
@@ -47,6 +49,8 @@ inline size_t dtype_block_bytes(DType t) {
     case DType::Q4_K: return 144;
     case DType::Q5_K: return 176;
     case DType::Q6_K: return 210;
+    case DType::Q5_0: return 22;
+    case DType::Q5_1: return 24;
   }
   return 0;
 }
@@ -70,6 +74,8 @@ inline const char* dtype_name(DType t) {
     case DType::Q4_K: return "q4_k";
     case DType::Q5_K: return "q5_k";
     case DType::Q6_K: return "q6_k";
+    case DType::Q5_0: return "q5_0";
+    case DType::Q5_1: return "q5_1";
   }
   return "?";
 }

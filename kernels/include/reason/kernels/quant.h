@@ -4,6 +4,8 @@
 //   Q8_0  d (f16) | q[32] int8                              x = q d
 //   Q4_0  d (f16) | 16 bytes, element j low nibble, j+16 high  x = (q - 8) d
 //   Q4_1  d, m (f16) | 16 bytes as Q4_0                       x = q d + m
+//   Q5_0  d (f16) | qh (32 bits: bit e is element e's bit 4) | 16 bytes as Q4_0   x = (q - 16) d
+//   Q5_1  d, m (f16) | qh | 16 bytes                         x = q d + m
 //   Q4_K  d, dmin (f16) | 12 bytes: 8 x (6-bit scale, 6-bit min) | 128 bytes of nibbles
 //         (runs of 64: 32 low nibbles then 32 high)           x = d sc_j q - dmin m_j
 //   Q5_K  Q4_K's header | 32 bytes of fifth bits | 128 bytes of nibbles
@@ -24,8 +26,8 @@ bool dequantize_row(DType t, const void* src, float* dst, int64_t n);
 // n f32 elements to blocks of t with ggml's reference quantisers (quantize_row_*_ref: Q8_0 by the
 // block's absolute maximum; Q4_K and Q6_K by the weighted least-squares searches of
 // make_qkx2_quants / make_qx_quants), bit for bit what llama-quantize writes without an
-// importance matrix. Supported: Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; returns false for other types or
-// partial blocks. Non-finite inputs give unspecified (but memory-safe) blocks: callers check.
+// importance matrix. Supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K; returns false for other
+// types (Q5_K) or partial blocks. Non-finite inputs give unspecified (but memory-safe) blocks: callers check.
 bool quantize_row(DType t, const float* src, void* dst, int64_t n);
 
 // Whether quantize_row supports t.
