@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes a random-weight checkpoint of the Qwen2.5-0.5B shape as a Hugging Face directory.
+"""Writes a random-weight checkpoint of the Qwen2.5-0.5B (or, with --shape 1.5b, the Qwen2.5-1.5B =
+DeepSeek-R1-Distill-Qwen-1.5B) shape as a Hugging Face directory.
 
-  python bench/make_random_checkpoint.py OUT_DIR [--seed 0] [--tokenizer-dir DIR]
+  python bench/make_random_checkpoint.py OUT_DIR [--shape 0.5b|1.5b] [--seed 0] [--tokenizer-dir DIR]
 
 The weights are random (normal init, std = initializer_range, fixed seed), so the model's
 output is meaningless; only the shapes and dtypes matter: the benchmark measures speed, and
@@ -51,6 +52,13 @@ QWEN25_05B = {
     "vocab_size": 151936,
 }
 
+# Qwen2.5-1.5B (https://huggingface.co/Qwen/Qwen2.5-1.5B/blob/main/config.json); DeepSeek-R1-Distill-Qwen-1.5B
+# has the same shapes (it unties nothing: tie_word_embeddings false there, so its LM head is a
+# separate 151936 x 1536 matrix; Qwen2.5-1.5B ties it).
+QWEN25_15B = dict(QWEN25_05B, hidden_size=1536, intermediate_size=8960, max_window_layers=21,
+                  num_attention_heads=12, num_hidden_layers=28, num_key_value_heads=2)
+SHAPES = {"0.5b": QWEN25_05B, "1.5b": QWEN25_15B}
+
 # The Qwen tokenizer files committed as tests/fixtures/tokenizers/qwen3.tar.xz, unpacked on first use.
 TOKENIZER_ARCHIVE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tokenizers" / "qwen3.tar.xz"
 
@@ -69,6 +77,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="0.5b")
     ap.add_argument("--tokenizer-dir", type=Path,
                     default=Path(os.environ["REASON_QWEN_TOKENIZER_DIR"]) if "REASON_QWEN_TOKENIZER_DIR" in os.environ else None)
     ap.add_argument("--force", action="store_true", help="overwrite an existing OUT_DIR")
@@ -90,7 +99,8 @@ def main() -> int:
 
     t0 = time.time()
     torch.manual_seed(args.seed)
-    cfg_fields = {k: v for k, v in QWEN25_05B.items()
+    shape = SHAPES[args.shape]
+    cfg_fields = {k: v for k, v in shape.items()
                   if k not in ("architectures", "torch_dtype", "transformers_version", "model_type")}
     config = Qwen2Config(**cfg_fields)
     model = Qwen2ForCausalLM(config)  # random init: normal(0, initializer_range), norms = 1, biases = 0
@@ -103,7 +113,7 @@ def main() -> int:
         model.save_pretrained(tmp, safe_serialization=True)
         # save_pretrained's config.json depends on the installed transformers version (v5 writes
         # "dtype" and "rope_parameters"); write the v4 form the real Qwen2.5 checkpoints have.
-        (tmp / "config.json").write_text(json.dumps(QWEN25_05B, indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(shape, indent=2) + "\n")
         for f in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copyfile(args.tokenizer_dir / f, tmp / f)
         if not (tmp / "model.safetensors").is_file():

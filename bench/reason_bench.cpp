@@ -2,7 +2,12 @@
 //
 //   reason_bench --model DIR [--threads N] [--dtype f32|bf16] [--kv-dtype auto|f32|bf16]
 //                [--prompt-tokens P] [--gen-tokens G] [--reps R] [--seed S] [--profile]
-//                [--no-prefill] [--no-decode] [--group N]
+//                [--no-prefill] [--no-decode] [--group N] [--quantize stored|none|q8_0|q4_k] [--depth D]
+//
+// --model may be a GGUF file; --quantize says how its matmul weights are held (default stored: a
+// GGUF's quantised tensors used as they are). --depth D: decode runs after a prefill of D tokens
+// (llama-bench's -d, "tg G @ dD"); the prefill is not timed. The JSON reports the process's peak
+// resident set (getrusage ru_maxrss) after all runs.
 //
 // Prefill ("pp P"): one forward of P random valid token ids into an empty KV cache, logits for
 //   the last position only (llama-bench: llama_decode of the whole prompt in one batch).
@@ -26,6 +31,8 @@
 // (generated tokens over wall time, prompt included) and its peak KV-cache bytes.
 //
 // The JSON document goes to stdout; progress and the human-readable summary go to stderr.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -67,6 +74,8 @@ struct Args {
   bool profile = false;
   bool prefill = true;
   bool decode = true;
+  std::string quantize = "stored";
+  int64_t depth = 0;
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -74,7 +83,8 @@ struct Args {
   std::fprintf(stderr,
                "usage: reason_bench --model DIR [--threads N] [--dtype f32|bf16] [--kv-dtype auto|f32|bf16]\n"
                "                    [--prompt-tokens P] [--gen-tokens G] [--reps R] [--seed S] [--profile]\n"
-               "                    [--no-prefill] [--no-decode] [--group N]\n");
+               "                    [--no-prefill] [--no-decode] [--group N] [--quantize stored|none|q8_0|q4_k]\n"
+               "                    [--depth D]\n");
   std::exit(2);
 }
 
@@ -104,6 +114,8 @@ Args parse_args(int argc, char** argv) {
     else if (s == "--profile") a.profile = true;
     else if (s == "--no-prefill") a.prefill = false;
     else if (s == "--no-decode") a.decode = false;
+    else if (s == "--quantize") a.quantize = need(i);
+    else if (s == "--depth" || s == "-d") a.depth = to_int(need(i), "--depth", 0);
     else if (s == "--help" || s == "-h") usage(nullptr);
     else usage(("unknown argument " + s).c_str());
   }
@@ -171,6 +183,20 @@ std::string stats_json(const Stats& st) {
          json_array(st.ts(), "%.3f") + "}";
 }
 
+// ---- memory ----------------------------------------------------------------------------------
+
+long long peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return (long long)ru.ru_maxrss * 1024;  // Linux: kilobytes
+}
+
+size_t weight_bytes(const reason::Model& m) {
+  size_t b = 0;
+  for (const auto& [name, t] : m.parameters()) b += t.nbytes();
+  return b;
+}
+
 // ---- the measured runs ---------------------------------------------------------------------
 
 std::vector<int32_t> random_tokens(std::mt19937& rng, int64_t vocab, int64_t n) {
@@ -191,10 +217,20 @@ double run_prefill(const reason::Model& m, const std::vector<int32_t>& tokens, r
   return seconds_since(t0);
 }
 
+int64_t g_depth = 0;  // --depth: tokens in the cache before the timed decode steps
+
 double run_decode(const reason::Model& m, const std::vector<int32_t>& tokens, reason::ForwardScratch& scratch,
                   std::vector<float>& logits, std::vector<double>* step_s = nullptr) {
   reason::KVCache cache = m.make_cache();
   const int slot = cache.add_sequence();
+  if (g_depth > 0) {  // untimed prefill of the context (llama-bench -d)
+    std::vector<int32_t> ctx(static_cast<size_t>(g_depth));
+    for (size_t i = 0; i < ctx.size(); ++i) ctx[i] = tokens[i % tokens.size()];
+    for (int64_t p0 = 0; p0 < g_depth; p0 += 512) {
+      reason::SeqChunk ch{slot, ctx.data() + p0, std::min<int64_t>(512, g_depth - p0), false};
+      m.forward_device({&ch, 1}, cache, scratch);
+    }
+  }
   const auto t0 = Clock::now();
   for (size_t i = 0; i < tokens.size(); ++i) {
     const auto ts = Clock::now();
@@ -350,6 +386,8 @@ int main(int argc, char** argv) {
     lo.compute_dtype = dt;
     lo.load_tokenizer = false;
     if (args.kv_dtype != "auto") lo.kv_dtype = args.kv_dtype == "bf16" ? rk::DType::BF16 : rk::DType::F32;
+    lo.quantize = reason::parse_weight_quant(args.quantize);
+    g_depth = args.depth;
     auto model = reason::Model::load(args.model, lo);
     const double load_s = seconds_since(t0);
     const reason::ModelConfig& c = model->config();
@@ -444,9 +482,12 @@ int main(int argc, char** argv) {
     std::snprintf(head, sizeof head,
                   "{\n  \"engine\": \"libreason\",\n  \"model\": \"%s\",\n  \"architecture\": \"%s\",\n"
                   "  \"n_params\": %lld,\n  \"dtype\": \"%s\",\n  \"kv_dtype\": \"%s\",\n  \"threads\": %d,\n"
-                  "  \"load_s\": %.3f,\n  \"seed\": %u,\n",
+                  "  \"load_s\": %.3f,\n  \"seed\": %u,\n  \"quantized_weights\": \"%s\",\n  \"depth\": %lld,\n"
+                  "  \"weight_bytes\": %zu,\n  \"peak_rss_bytes\": %lld,\n",
                   args.model.c_str(), c.architecture.c_str(), (long long)model->n_params(), args.dtype.c_str(),
-                  rk::dtype_name(model->kv_dtype()), threads, load_s, args.seed);
+                  rk::dtype_name(model->kv_dtype()), threads, load_s, args.seed,
+                  model->quantized_weights() ? rk::dtype_name(*model->quantized_weights()) : "none",
+                  (long long)args.depth, weight_bytes(*model), peak_rss_bytes());
     std::string out = head;
     out += "  \"prefill\": " + (args.prefill ? stats_json(pp) : std::string("null")) + ",\n";
     out += "  \"decode\": " + (args.decode ? stats_json(tg) : std::string("null"));

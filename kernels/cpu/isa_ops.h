@@ -44,6 +44,9 @@ struct IsaOps {
   void (*matmul_small_m)(const MatmulArgs& a);
   // Quantised weights (QuantRowsArgs above), rows j0 <= j < j1; the caller splits rows over threads.
   void (*quant_rows)(const QuantRowsArgs& a, int64_t j0, int64_t j1);
+  // n elements of a quantised row to f32 (quant.h's dequantize_row, vectorised; FMA may contract
+  // d * q - m). False for a type that is not quantised or partial blocks.
+  bool (*dequantize_rows)(DType t, const uint8_t* src, float* dst, int64_t n);
   void (*rmsnorm)(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* rstd);
   void (*rope)(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
                const int32_t* pos, const float* inv_freq, float attn_factor, bool interleaved);

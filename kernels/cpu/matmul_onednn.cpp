@@ -100,7 +100,7 @@ void matmul_dequantized(const MatmulArgs& a, int64_t ldx, int64_t ldy) {
       if (bf16)
         ops.bf16_to_f32(panel + r * a.k, reinterpret_cast<const uint16_t*>(src), size_t(a.k));
       else
-        dequantize_row(a.w_dtype, src, panel + r * a.k, a.k);
+        ops.dequantize_rows(a.w_dtype, src, panel + r * a.k, a.k);
     }
     MatmulArgs p = a;
     p.x = x;

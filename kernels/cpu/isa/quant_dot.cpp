@@ -14,10 +14,14 @@ namespace reason::kernels::cpu::REASON_ISA_NS {
 
 namespace {
 
-// ggml's fp16 -> fp32 (the exact widening; no std:: or external inline function here).
+// ggml's fp16 -> fp32 (the exact widening; no std:: or external inline function here): one F16C
+// instruction where the path has it, else the bit manipulation.
 static inline float fp16(const uint8_t* p) {
   uint16_t h;
   memcpy(&h, p, 2);
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#endif
   const uint32_t sign = uint32_t(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
   if (exp == 0) {
