@@ -23,6 +23,7 @@ namespace {
 // Round half to even (the FPU's default mode), as ggml's nearest_int.
 inline int nearest(float v) { return int(std::nearbyint(v)); }
 
+// ggml's quantize_row_q8_0 / q8_1 (the activations of Q8_0, Q4_x and Q5_x dot products).
 void quantize_act_q8(const float* x, int64_t k, ActQ8* out) {
   for (int64_t b = 0; b < k / 32; ++b, x += 32) {
     float amax = 0.0f;
@@ -33,8 +34,9 @@ void quantize_act_q8(const float* x, int64_t k, ActQ8* out) {
       out[b].qs[l] = int8_t(std::clamp(nearest(x[l] * id), -127, 127));
       sum += out[b].qs[l];
     }
-    out[b].d = d;
-    out[b].s = d * float(sum);
+    // Stored as f16, as ggml's block_q8_0 / block_q8_1 hold them (q from the unrounded scale).
+    out[b].d = f16_to_f32(f32_to_f16(d));
+    out[b].s = f16_to_f32(f32_to_f16(d * float(sum)));
   }
 }
 

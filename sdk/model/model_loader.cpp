@@ -356,6 +356,10 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     std::copy(m->rope_.inv_freq.begin(), m->rope_.inv_freq.end(), freq.data<float>());
     m->rope_freq_ = freq.on(*m->backend_);
   }
+  if (m->backend_->kind() != kernels::DeviceKind::CPU)
+    if (auto q = m->quantized_weights())
+      fail(ErrorCode::Unsupported, "{}: {} weights run on the CPU backend only; load with quantize none to run on {}", dir,
+           kernels::dtype_name(*q), m->backend_->name());
   if (!m->backend_->host_addressable()) m->place_weights_on_backend();
   return m;
 }

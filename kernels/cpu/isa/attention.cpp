@@ -1,6 +1,9 @@
 // Causal grouped-query attention of each sequence's queries over its own KV history.
-// Work items are (sequence, query token, head) triples spread over the threads; each computes
-// scores, a max-subtracted softmax and the weighted sum of values in f32.
+// Work items are (sequence, query token, KV head) triples spread over the threads; each computes,
+// for the query heads that share the KV head, the scores (each key row read once for all of them),
+// a max-subtracted softmax (vectorised exp) and the weighted sum of values (each value row read
+// once), in f32. Reading each KV row once per group rather than once per query head keeps decode
+// fast deep into a long context, where the KV history is most of the bytes a step reads.
 // Compiled once per ISA path (isa_vec.h says the rules).
 #include "../cpu_ops.h"
 #include "../isa_ops.h"
@@ -40,53 +43,57 @@ static inline void value_axpy(float* out, float w, const char* v, bool bf16, int
 
 }  // namespace
 
+double scaled_exp_sum(const float* z, int64_t n, float scale, float shift, float* out, double* dot);
+float row_max(const float* z, int64_t n);
+
 void attention(const AttnArgs& a) {
   // Flatten (seq, token) pairs so threads balance across sequences of different lengths:
   // first[s] is the index of sequence s's first token among all queries.
   int64_t* first = static_cast<int64_t*>(thread_scratch(sizeof(int64_t) * size_t(a.n_seqs + 1), 1));
   first[0] = 0;
   for (int s = 0; s < a.n_seqs; ++s) first[s + 1] = first[s] + a.seqs[s].n_q;
-  const int64_t n_items = first[a.n_seqs] * a.n_heads;
+  const int64_t n_items = first[a.n_seqs] * a.n_kv_heads;
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
   const int nt = cpu_threads();
   const bool bf16 = a.kv_dtype == DType::BF16;
   const int64_t elem = bf16 ? 2 : 4, stride_bytes = a.kv_stride * elem;
 
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
   for (int64_t it = 0; it < n_items; ++it) {
-    const int64_t row = it / a.n_heads;
+    const int64_t row = it / a.n_kv_heads;
     int s = 0;
     while (first[s + 1] <= row) ++s;
     const int64_t t = row - first[s];
-    const int h = int(it % a.n_heads);
+    const int g = int(it % a.n_kv_heads);
     const AttnSeq& sq = a.seqs[s];
     const int64_t n_kv = sq.q_pos0 + t + 1;
     const int64_t k0 = a.window > 0 && n_kv > a.window ? n_kv - a.window : 0;  // first key seen
-    float* scores = static_cast<float*>(thread_scratch(sizeof(float) * size_t(n_kv - k0), 0));  // [p - k0]
-    const float* q = sq.q + t * a.q_stride + int64_t(h) * hd;
-    const int64_t koff = int64_t(h / group) * hd * elem;
-    float mx = -INFINITY;
+    const int64_t n = n_kv - k0;
+    float* scores = static_cast<float*>(thread_scratch(sizeof(float) * size_t(n * group), 0));  // [head][p - k0]
+    const float* q = sq.q + t * a.q_stride + int64_t(g) * group * hd;
+    const int64_t koff = int64_t(g) * hd * elem;
     for (int64_t p = k0; p < n_kv;) {
       const KvRun r = kv_run(a, sq, p, n_kv, elem);
       for (int64_t j = 0; j < r.n; ++j, ++p) {
-        const float sc = key_dot(q, r.k + j * stride_bytes + koff, bf16, hd) * a.scale;
-        scores[p - k0] = sc;
-        mx = sc > mx ? sc : mx;
+        const char* k = r.k + j * stride_bytes + koff;
+        for (int hh = 0; hh < group; ++hh) scores[hh * n + (p - k0)] = key_dot(q + hh * hd, k, bf16, hd) * a.scale;
       }
     }
-    float sum = 0.0f;
-    for (int64_t p = k0; p < n_kv; ++p) {
-      const float e = expf(scores[p - k0] - mx);
-      scores[p - k0] = e;
-      sum += e;
+    float* out = sq.out + t * a.out_stride + int64_t(g) * group * hd;
+    for (int hh = 0; hh < group; ++hh) {
+      float* sc = scores + hh * n;
+      const float mx = row_max(sc, n);
+      const float inv = float(1.0 / scaled_exp_sum(sc, n, 1.0f, mx, sc, nullptr));
+      for (int64_t p = 0; p < n; ++p) sc[p] *= inv;
+      for (int i = 0; i < hd; ++i) out[hh * hd + i] = 0.0f;
     }
-    const float inv = 1.0f / sum;
-    float* out = sq.out + t * a.out_stride + int64_t(h) * hd;
-    for (int i = 0; i < hd; ++i) out[i] = 0.0f;
     for (int64_t p = k0; p < n_kv;) {
       const KvRun r = kv_run(a, sq, p, n_kv, elem);
-      for (int64_t j = 0; j < r.n; ++j, ++p) value_axpy(out, scores[p - k0] * inv, r.v + j * stride_bytes + koff, bf16, hd);
+      for (int64_t j = 0; j < r.n; ++j, ++p) {
+        const char* v = r.v + j * stride_bytes + koff;
+        for (int hh = 0; hh < group; ++hh) value_axpy(out + hh * hd, scores[hh * n + (p - k0)], v, bf16, hd);
+      }
     }
   }
 }
