@@ -12,7 +12,8 @@
 # Environment [defaults]: REASON_BUILD [<repo>/build] (reason_bench, reason), BENCH_WORK
 # [/tmp/reason-bench], PYTHON [/work/venv/bin/python], THREADS ["1 2"], REPS [3], ROUNDS [1],
 # SHAPES ["0.5b 1.5b"], TYPES ["bf16 Q8_0 Q4_K_M"], SMOLLM2 [~/.cache/libreason-test-models/...gguf],
-# DEPTH [4096] (0: skip the depth rows), CONTENTION [1].
+# DEPTH [4096] (0: skip the depth rows), DEPTH_THREADS ["2"], DEPTH_MATCH [*0.5b-Q4_K_M*] (the files
+# measured at depth: each run prefills DEPTH tokens untimed first), CONTENTION [1].
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LLAMA_CPP_BUILD=${LLAMA_CPP_BUILD:-/tmp/llama.cpp-build}
@@ -26,6 +27,8 @@ SHAPES=${SHAPES:-"0.5b 1.5b"}
 TYPES=${TYPES:-"bf16 Q8_0 Q4_K_M"}
 SMOLLM2=${SMOLLM2:-$HOME/.cache/libreason-test-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 DEPTH=${DEPTH:-4096}
+DEPTH_THREADS=${DEPTH_THREADS:-2}
+DEPTH_MATCH=${DEPTH_MATCH:-*0.5b-Q4_K_M*}
 CONTENTION=${CONTENTION:-1}
 OUT=$REPO/bench/out/quant
 mkdir -p "$OUT" "$BENCH_WORK"
@@ -103,9 +106,10 @@ if [ "$DEPTH" -gt 0 ]; then
   { echo; echo "libreason decode deep in a context (tg128 after $DEPTH tokens; this llama-bench has no -d):"; echo
     echo "| file | threads | tg128 @ 0 | tg128 @ $DEPTH | ratio |"; echo "|---|---:|---:|---:|---:|"; } >>"$table"
   for f in "${files[@]}"; do
-    case "$f" in *Q4_K_M*) ;; *) continue ;; esac
+    # shellcheck disable=SC2254
+    case "$f" in $DEPTH_MATCH) ;; *) continue ;; esac
     name=$(basename "$f" .gguf)
-    for t in $THREADS; do
+    for t in $DEPTH_THREADS; do
       read -r _ tg0 _ < <(run_reason "$f" "$t" "reason-$name-t$t-d0" --no-prefill)
       read -r _ tgd _ < <(run_reason "$f" "$t" "reason-$name-t$t-d$DEPTH" --no-prefill --depth "$DEPTH")
       printf '| %s | %s | %s | %s | %.2f |\n' "$name" "$t" "$tg0" "$tgd" "$(echo "$tgd / $tg0" | bc -l)" | tee -a "$table" >&2
