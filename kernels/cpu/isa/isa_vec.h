@@ -10,6 +10,7 @@
 #pragma once
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -103,6 +104,38 @@ static inline void exp_shifted(float* x, int64_t n, float shift) {
   for (int64_t j = 0; j < n; ++j) x[j] = expf(x[j] - shift);
 }
 #endif
+
+// The f16 at p (unaligned) widened to f32 exactly: one F16C instruction where the path has it,
+// else the bit manipulation (ggml's fp16 -> fp32; no std:: or external inline function here).
+static inline float fp16_at(const uint8_t* p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {
+      exp = 127 - 15 + 1;
+      while ((man & 0x400u) == 0) {
+        man <<= 1;
+        --exp;
+      }
+      u = sign | (exp << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+#endif
+}
 
 // bf16 <-> f32 as dtype.h's bf16_to_f32 / f32_to_bf16 (round to nearest even, NaN stays NaN);
 // local copies because those are inline functions with external linkage.

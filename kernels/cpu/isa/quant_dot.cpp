@@ -14,36 +14,6 @@ namespace reason::kernels::cpu::REASON_ISA_NS {
 
 namespace {
 
-// ggml's fp16 -> fp32 (the exact widening; no std:: or external inline function here): one F16C
-// instruction where the path has it, else the bit manipulation.
-static inline float fp16(const uint8_t* p) {
-  uint16_t h;
-  memcpy(&h, p, 2);
-#if defined(__F16C__)
-  return _cvtsh_ss(h);
-#endif
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
-  if (exp == 0) {
-    if (man == 0) {
-      u = sign;
-    } else {
-      exp = 127 - 15 + 1;
-      while ((man & 0x400u) == 0) {
-        man <<= 1;
-        --exp;
-      }
-      u = sign | (exp << 23) | ((man & 0x3ffu) << 13);
-    }
-  } else if (exp == 31) {
-    u = sign | 0x7f800000u | (man << 13);
-  } else {
-    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  }
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
 
 // The 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (ggml's get_scale_min_k4).
 static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
@@ -64,7 +34,7 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
     const int8_t* q = reinterpret_cast<const int8_t*>(w + 2);
     int32_t s = 0;
     for (int l = 0; l < 32; ++l) s += int32_t(q[l]) * x[b].qs[l];
-    acc += fp16(w) * x[b].d * float(s);
+    acc += fp16_at(w) * x[b].d * float(s);
   }
   return acc;
 }
@@ -76,7 +46,7 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
     int32_t s = 0;
     for (int l = 0; l < 16; ++l)
       s += (int32_t(q[l] & 0x0F) - 8) * x[b].qs[l] + (int32_t(q[l] >> 4) - 8) * x[b].qs[l + 16];
-    acc += fp16(w) * x[b].d * float(s);
+    acc += fp16_at(w) * x[b].d * float(s);
   }
   return acc;
 }
@@ -87,7 +57,7 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
     const uint8_t* q = w + 4;
     int32_t s = 0;
     for (int l = 0; l < 16; ++l) s += int32_t(q[l] & 0x0F) * x[b].qs[l] + int32_t(q[l] >> 4) * x[b].qs[l + 16];
-    acc += fp16(w) * x[b].d * float(s) + fp16(w + 2) * x[b].s;
+    acc += fp16_at(w) * x[b].d * float(s) + fp16_at(w + 2) * x[b].s;
   }
   return acc;
 }
@@ -106,8 +76,8 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
       s += (int32_t((q[l] & 0x0F) | (((qh >> l) & 1) << 4)) - off) * x[b].qs[l];
       s += (int32_t((q[l] >> 4) | (((qh >> (l + 16)) & 1) << 4)) - off) * x[b].qs[l + 16];
     }
-    acc += fp16(w) * x[b].d * float(s);
-    if (one) acc += fp16(w + 2) * x[b].s;
+    acc += fp16_at(w) * x[b].d * float(s);
+    if (one) acc += fp16_at(w + 2) * x[b].s;
   }
   return acc;
 }
@@ -135,7 +105,7 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
       sum_q += sc * s;
       sum_m += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
     }
-    acc += x[b].d * fp16(w) * float(sum_q) - x[b].d * fp16(w + 2) * float(sum_m);
+    acc += x[b].d * fp16_at(w) * float(sum_q) - x[b].d * fp16_at(w + 2) * float(sum_m);
   }
   return acc;
 }
@@ -159,7 +129,7 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
       }
       for (int i = 0; i < 8; ++i) sum += sc[i] * s[i];
     }
-    acc += x[b].d * fp16(w + 208) * float(sum);
+    acc += x[b].d * fp16_at(w + 208) * float(sum);
   }
   return acc;
 }
@@ -187,7 +157,7 @@ static float dot_q8_0_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, w += 34) {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_at(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
   }
   return hsum(acc);
 }
@@ -198,7 +168,7 @@ static float dot_q4_0_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, w += 18) {
     const __m256i q = _mm256_sub_epi8(nibbles_32(w + 2), off);
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_at(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
   }
   return hsum(acc);
 }
@@ -220,7 +190,7 @@ static float dot_q5_0_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
     const __m256i hi = _mm256_andnot_si256(bytes_from_bits_32(w + 2), _mm256_set1_epi8(char(0xF0)));
     const __m256i q = _mm256_or_si256(nibbles_32(w + 6), hi);
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_at(w) * x[b].d), mul_sum_i8_pairs_float(q, y), acc);
   }
   return hsum(acc);
 }
@@ -234,8 +204,8 @@ static float dot_q5_1_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
     const __m256i q = _mm256_or_si256(nibbles_32(w + 8), hi);
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
     const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), _mm256_cvtepi32_ps(p), acc);
-    summ += fp16(w + 2) * x[b].s;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_at(w) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+    summ += fp16_at(w + 2) * x[b].s;
   }
   return hsum(acc) + summ;
 }
@@ -248,8 +218,8 @@ static float dot_q4_1_avx2(const uint8_t* w, const ActQ8* x, int64_t nb) {
     const __m256i q = nibbles_32(w + 4);
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
     const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * x[b].d), _mm256_cvtepi32_ps(p), acc);
-    summ += fp16(w + 2) * x[b].s;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_at(w) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+    summ += fp16_at(w + 2) * x[b].s;
   }
   return hsum(acc) + summ;
 }
@@ -300,7 +270,7 @@ static float dot_k4_k5_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, bool 
   float summ = 0.0f;
   for (int64_t b = 0; b < nb; ++b, w += bytes) {
     const __m256i ms = k4_mins_and_scales(w + 4);
-    summ += x[b].d * fp16(w + 2) * float(k4_min_sum(ms, x[b].bsums));
+    summ += x[b].d * fp16_at(w + 2) * float(k4_min_sum(ms, x[b].bsums));
     const __m128i sc128 = _mm256_extracti128_si256(ms, 0);
     const __m256i scales = _mm256_set_m128i(sc128, sc128);
     const uint8_t* q = w + (five ? 48 : 16);
@@ -321,7 +291,7 @@ static float dot_k4_k5_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, bool 
       sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j)), plo));
       sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1)), phi));
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * fp16(w)), _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * fp16_at(w)), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc) - summ;
 }
@@ -366,7 +336,7 @@ static float dot_q6_k_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb) {
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p));
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * fp16(w + 208)), _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * fp16_at(w + 208)), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc);
 }
