@@ -88,11 +88,13 @@ json info_json(const Model& m) {
   j["stored_dtype"] = c.torch_dtype;
   j["compute_dtype"] = kernels::dtype_name(m.compute_dtype());
   {
-    std::map<std::string, int64_t> by_type;  // matmul weights by storage type (quantised or not)
-    for (const auto& [name, t] : m.parameters()) by_type[kernels::dtype_name(t.dtype())] += t.numel();
-    j["weights_by_dtype"] = by_type;
+    std::map<std::string, int64_t> by_type;  // weights by storage type (quantised or not)
     size_t bytes = 0;
-    for (const auto& [name, t] : m.parameters()) bytes += t.nbytes();
+    for (const auto& [name, t] : m.parameters()) {
+      by_type[kernels::dtype_name(t.dtype())] += t.numel();
+      bytes += t.nbytes();
+    }
+    j["weights_by_dtype"] = by_type;
     j["weight_bytes"] = bytes;
   }
   j["parameters"] = m.n_params();

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "infer/generator.h"
+#include "core/device_array.h"
 #include "model/model.h"
 
 namespace reason {
@@ -20,30 +20,31 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
   if (o.max_chunks >= 0) n_chunks = std::min(n_chunks, o.max_chunks);
   if (o.batch < 1) fail(ErrorCode::InvalidArgument, "perplexity: batch must be >= 1 (got {})", o.batch);
   const int64_t first = o.n_ctx / 2, batch = std::min(o.batch, o.n_ctx), V = model.config().vocab_size;
+  kernels::Backend& be = model.backend();
   PerplexityResult r;
   std::vector<int32_t> chunk(size_t(o.n_ctx));
-  std::vector<float> logits;
   ForwardScratch scratch;
+  // Per chunk: logp[p] = log p(chunk[p + 1] | chunk[..p]) by the backend's log-softmax (sums in
+  // double), the targets being the text's tokens (not the BOS put first).
+  DeviceArray<int32_t> targets;
+  DeviceArray<float> logp(be, size_t(o.n_ctx)), lse(be, size_t(batch));
   for (int64_t c = 0; c < n_chunks; ++c) {
     std::copy(tokens.begin() + c * o.n_ctx, tokens.begin() + (c + 1) * o.n_ctx, chunk.begin());
     if (o.replace_bos) chunk[0] = o.bos_id;
+    targets.upload(be, tokens.subspan(size_t(c * o.n_ctx + 1), size_t(o.n_ctx - 1)));
     KVCache cache = model.make_cache();
     const int slot = cache.add_sequence();
     for (int64_t p0 = 0; p0 < o.n_ctx - 1; p0 += batch) {
       const int64_t n = std::min(batch, o.n_ctx - 1 - p0);  // the last token predicts nothing
       SeqChunk ch{slot, chunk.data() + p0, n, true};
-      model.forward(std::span<const SeqChunk>(&ch, 1), cache, logits, scratch);
-      // row i predicts the token at p0 + i + 1, which the original text has (not the BOS)
-      for (int64_t i = std::max<int64_t>(0, first - p0); i < n; ++i) {
-        const float* z = logits.data() + i * V;
-        double mx = z[0];
-        for (int64_t v = 1; v < V; ++v) mx = std::max(mx, double(z[v]));
-        double sum = 0;
-        for (int64_t v = 0; v < V; ++v) sum += std::exp(double(z[v]) - mx);
-        const int32_t target = tokens[size_t(c * o.n_ctx + p0 + i + 1)];
-        r.nll -= double(z[target]) - mx - std::log(sum);
-      }
+      model.forward_device(std::span<const SeqChunk>(&ch, 1), cache, scratch);
+      const int64_t i0 = std::max<int64_t>(0, first - p0);  // only the second half is scored
+      if (i0 < n)
+        be.logsoftmax_rows(scratch.logits.data() + i0 * V, n - i0, V, 1.0f, targets.data() + p0 + i0, lse.data(),
+                           logp.data() + p0 + i0, nullptr);
     }
+    const std::vector<float> lp = logp.download();
+    for (int64_t p = first; p < o.n_ctx - 1; ++p) r.nll -= double(lp[size_t(p)]);
     r.tokens += o.n_ctx - 1 - first;
     r.chunks += 1;
     r.running_ppl.push_back(std::exp(r.nll / double(r.tokens)));

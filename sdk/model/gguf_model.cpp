@@ -278,6 +278,10 @@ class GgufWeights final : public WeightSource {
 
  private:
   void map_layer_tensor(const GgufFile::Tensor& t, int64_t layer, const std::string& suffix);
+  // Recipe::Permute: GGUF row (h, j, p) of src holds Hugging Face row (h, p, j) of dst (heads x
+  // rows/head/2 x 2; rows of row_bytes, f32 or whole quantised blocks). Format error when the rows
+  // are not a multiple of 2 x heads.
+  void unpermute_rows(const GgufFile::Tensor& a, const Recipe& r, const uint8_t* src, uint8_t* dst, size_t row_bytes) const;
   void add(const std::string& hf, Recipe r) {
     if (!recipes_.emplace(hf, std::move(r)).second)
       fail(ErrorCode::Format, "{}: GGUF: two tensors give '{}'", f_->source(), hf);
@@ -388,18 +392,9 @@ Tensor GgufWeights::get(const std::string& name) const {
     const int64_t n = out.numel();
     ggml_dequantize(a.type, a.data, r.arg * n, n, dst);
   } else if (r.kind == Recipe::Permute) {
-    // GGUF row (h, j, p) holds Hugging Face row (h, p, j): heads x (rows/head/2) x 2.
-    const int64_t rows = r.shape[0], cols = out.numel() / rows, heads = r.arg;
-    if (heads <= 0 || rows % (2 * heads))
-      fail(ErrorCode::Format, "{}: GGUF: tensor '{}' has {} rows, not a multiple of 2 x {} heads", f_->source(), a.name,
-           rows, heads);
     const std::vector<float> src = dequantize_all(a);
-    const int64_t half = rows / heads / 2;
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t pr = 0; pr < 2; ++pr)
-        for (int64_t j = 0; j < half; ++j)
-          std::memcpy(dst + ((h * 2 + pr) * half + j) * cols, src.data() + ((h * half + j) * 2 + pr) * cols,
-                      size_t(cols) * sizeof(float));
+    unpermute_rows(a, r, reinterpret_cast<const uint8_t*>(src.data()), reinterpret_cast<uint8_t*>(dst),
+                   size_t(out.numel() / r.shape[0]) * sizeof(float));
   } else {  // KvB: per head, W_UK = k_b[h]^T ([nope, kv_lora]) then W_UV = v_b[h] ([v, kv_lora])
     const GgufFile::Tensor& b = *r.b;
     const int64_t nope = a.dims[0], lr = a.dims[1], heads = a.dims[2], vd = b.dims[1];
@@ -416,6 +411,20 @@ Tensor GgufWeights::get(const std::string& name) const {
   return out;
 }
 
+void GgufWeights::unpermute_rows(const GgufFile::Tensor& a, const Recipe& r, const uint8_t* src, uint8_t* dst,
+                                 size_t row_bytes) const {
+  const int64_t rows = r.shape[0], heads = r.arg;
+  if (heads <= 0 || rows % (2 * heads))
+    fail(ErrorCode::Format, "{}: GGUF: tensor '{}' has {} rows, not a multiple of 2 x {} heads", f_->source(), a.name,
+         rows, heads);
+  const int64_t half = rows / heads / 2;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t pr = 0; pr < 2; ++pr)
+      for (int64_t j = 0; j < half; ++j)
+        std::memcpy(dst + size_t((h * 2 + pr) * half + j) * row_bytes, src + size_t((h * half + j) * 2 + pr) * row_bytes,
+                    row_bytes);
+}
+
 // Quantised tensors as stored: a view of the mapped file (one tensor, or one expert's slice of a
 // stacked one), or Llama's Q/K rows put back in Hugging Face order (whole rows of blocks move).
 Tensor GgufWeights::get_quantized(const std::string& name) const {
@@ -430,19 +439,8 @@ Tensor GgufWeights::get_quantized(const std::string& name) const {
   const std::shared_ptr<const void> owner(f_, f_.get());
   if (r.kind == Recipe::Plain) return Tensor::view(*q, r.shape, a.data, owner);
   if (r.kind == Recipe::Expert) return Tensor::view(*q, r.shape, a.data + size_t(r.arg * rows) * row_bytes, owner);
-  // Permute: GGUF row (h, j, p) holds Hugging Face row (h, p, j).
-  const int64_t heads = r.arg;
-  if (heads <= 0 || rows % (2 * heads))
-    fail(ErrorCode::Format, "{}: GGUF: tensor '{}' has {} rows, not a multiple of 2 x {} heads", f_->source(), a.name,
-         rows, heads);
   Tensor out = Tensor::empty(*q, r.shape);
-  uint8_t* dst = out.data<uint8_t>();
-  const int64_t half = rows / heads / 2;
-  for (int64_t h = 0; h < heads; ++h)
-    for (int64_t pr = 0; pr < 2; ++pr)
-      for (int64_t j = 0; j < half; ++j)
-        std::memcpy(dst + size_t((h * 2 + pr) * half + j) * row_bytes, a.data + size_t((h * half + j) * 2 + pr) * row_bytes,
-                    row_bytes);
+  unpermute_rows(a, r, a.data, out.data<uint8_t>(), row_bytes);
   return out;
 }
 

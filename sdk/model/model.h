@@ -111,8 +111,8 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   DType compute_dtype() const { return compute_dtype_; }
   // The block-quantised type of the first quantised matmul weight (embedding, LM head, then layer
-  // by layer), or nullopt when none is: such a model runs inference only.
-  std::optional<DType> quantized_weights() const;
+  // by layer), or nullopt when none is: such a model runs inference only. Found once at load.
+  std::optional<DType> quantized_weights() const { return quantized_; }
   // The backend every op of this model's forward (and of training it) runs on. Never null.
   kernels::Backend& backend() const { return *backend_; }
   // The directory or GGUF file the model was loaded from.
@@ -202,6 +202,9 @@ class Model {
   Tensor rope_freq_;
   int64_t n_params_ = 0;
   std::map<std::string, DType> stored_dtypes_;
+  std::optional<DType> quantized_;  // quantized_weights()
+  // The first quantised type among parameters() (load sets quantized_ from it).
+  std::optional<DType> find_quantized_weights() const;
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 

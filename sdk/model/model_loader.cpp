@@ -356,6 +356,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     std::copy(m->rope_.inv_freq.begin(), m->rope_.inv_freq.end(), freq.data<float>());
     m->rope_freq_ = freq.on(*m->backend_);
   }
+  m->quantized_ = m->find_quantized_weights();
   if (m->backend_->kind() != kernels::DeviceKind::CPU)
     if (auto q = m->quantized_weights())
       fail(ErrorCode::Unsupported, "{}: {} weights run on the CPU backend only; load with quantize none to run on {}", dir,

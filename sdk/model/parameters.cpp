@@ -143,7 +143,7 @@ std::vector<std::pair<std::string, Tensor>> Model::buffers() const {
 
 namespace reason {
 
-std::optional<DType> Model::quantized_weights() const {
+std::optional<DType> Model::find_quantized_weights() const {
   for (const auto& [name, t] : parameters())
     if (kernels::dtype_is_quantized(t.dtype())) return t.dtype();
   return std::nullopt;
