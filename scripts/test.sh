@@ -27,10 +27,10 @@ export OMP_WAIT_POLICY=PASSIVE
 # Sanitizers: the bad-input and API tests under ASan/UBSan (CPU only).
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREASON_SANITIZE=ON -DREASON_CUDA=OFF -DREASON_TESTS=ON
 cmake --build build-asan -j "$JOBS" --target test_safetensors test_hf_dir fuzz_safetensors test_gguf fuzz_gguf test_quant test_tokenizer fuzz_tokenizer fuzz_jinja test_jinja_templates test_gguf_model test_capi_bad_input test_sampler test_moe_config test_reward_runner test_pipeline reason_cli \
-  test_config_limits test_jsonl_dataset test_pipeline_paths test_generate_limits test_capi_limits
+  test_config_limits test_jsonl_dataset test_pipeline_paths test_generate_limits test_capi_limits example_c_generate
 python3 packaging/audit_deps.py build-asan
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --output-on-failure -j "$JOBS" -R '^(test_safetensors|test_hf_dir|fuzz_safetensors|test_gguf|fuzz_gguf|test_quant|test_tokenizer|fuzz_tokenizer|fuzz_jinja|test_jinja_templates|test_gguf_model|test_capi_bad_input|test_sampler|test_moe_config|test_reward_runner|test_pipeline|test_config_limits|test_jsonl_dataset|test_pipeline_paths|test_generate_limits|test_capi_limits)$')
+  ctest --output-on-failure -j "$JOBS" -R '^(test_safetensors|test_hf_dir|fuzz_safetensors|test_gguf|fuzz_gguf|test_quant|test_tokenizer|fuzz_tokenizer|fuzz_jinja|test_jinja_templates|test_gguf_model|test_capi_bad_input|test_sampler|test_moe_config|test_reward_runner|test_pipeline|test_config_limits|test_jsonl_dataset|test_pipeline_paths|test_generate_limits|test_capi_limits|example_c_generate)$')
 # ABI: libreason.so against the committed abidiff baseline; fails on an incompatible change
 # without a major-version bump (packaging/abi/README.md).
 python3 packaging/abi/check_abi.py build

@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
   reason_status st = reason_model_load(&bad, "/nonexistent/model", NULL);
   printf("bad path -> %s: %s\n", reason_status_name(st), reason_last_error());
 
+  /* c points into gen: read what is needed before freeing it. */
+  const int ok = streamed == (int)c->n_tokens;
   reason_generation_free(gen);
   reason_model_free(model);
-  return streamed == (int)c->n_tokens ? 0 : 1;
+  return ok ? 0 : 1;
 }
