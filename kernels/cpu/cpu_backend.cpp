@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include <sys/mman.h>
 
@@ -16,6 +17,7 @@
 #include "isa_ops.h"
 #include "reason/kernels/cpu_math.h"
 #include "reason/kernels/gelu.h"
+#include "reason/kernels/quant.h"
 
 namespace reason::kernels {
 
@@ -74,6 +76,22 @@ class CpuBackend final : public Backend {
       cpu::isa_ops().matmul_small_m(a);
     else
       cpu::matmul_onednn(a);
+  }
+  DType weight_layout(DType t, int64_t rows, int64_t cols) const override {
+    // REASON_CPU_PACK=0 keeps weights as stored (for A/B measurements of the x8 kernels).
+    static const bool off = [] {
+      const char* e = std::getenv("REASON_CPU_PACK");
+      return e && std::string(e) == "0";
+    }();
+    const DType x8 = off ? t : x8_layout_of(t);
+    return x8 != t && rows > 0 && rows % 8 == 0 && cols > 0 && cols % dtype_block_elems(t) == 0 ? x8 : t;
+  }
+  void pack_weight(void* dst, const void* src, DType t, DType packed, int64_t rows, int64_t cols) override {
+    if (!dst || !src) throw BackendError("cpu pack_weight: null pointer");
+    if (packed != weight_layout(t, rows, cols) || dtype_block_format(packed) != t ||
+        !pack_x8(packed, src, dst, rows, cols))
+      throw BackendError(std::string("cpu pack_weight: cannot pack ") + dtype_name(t) + " [" + std::to_string(rows) +
+                         ", " + std::to_string(cols) + "] as " + dtype_name(packed));
   }
   void gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
@@ -203,6 +221,15 @@ class CpuBackend final : public Backend {
                          dtype_name(dtype) + " blocks");
     const size_t row_bytes = dtype_nbytes(dtype, dim);
     const char* base = static_cast<const char*>(table);
+    if (dtype_row_group(dtype) > 1) {  // an x8 layout: each row unpacked to its block format first
+      const DType t = dtype_block_format(dtype);
+      std::vector<uint8_t> row(row_bytes);
+      for (int64_t r = 0; r < n; ++r) {
+        unpack_x8_row(dtype, table, ids[r], dim, row.data());
+        convert_to_f32(out + r * dim, row.data(), t, size_t(dim));
+      }
+      return;
+    }
 #pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (n * dim > 65536)
     for (int64_t r = 0; r < n; ++r) {
       const void* row = base + size_t(ids[r]) * row_bytes;

@@ -11,9 +11,10 @@ namespace reason::kernels::cpu {
 
 // Activation rows quantised for the quantised-weight dot products (quant_dot.cpp): int8 values
 // with an f32 scale per block, so the products with the weights' integers are exact.
-struct ActQ8 {  // 32 values, for Q8_0 / Q4_0 / Q4_1 weights
+struct ActQ8 {  // 32 values, for Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 weights
   float d;      // x ~= d * qs
   float s;      // d * sum(qs) (Q4_1's min term)
+  int32_t sum;  // sum(qs) (the x8 kernels' offset term: (q - 8) . x = q . x - 8 sum)
   int8_t qs[32];
 };
 struct ActQ8K {       // 256 values, for the K-quants (ggml's block_q8_K)
@@ -24,6 +25,8 @@ struct ActQ8K {       // 256 values, for the K-quants (ggml's block_q8_K)
 
 // y[i, j] for weight rows j0 <= j < j1 and activation rows i < m: the quantised row j of w
 // (`blocks` blocks of wt) dotted with activation row i (ActQ8 or ActQ8K blocks), + bias[j], + beta y.
+// For an x8 layout (dtype_row_group(wt) == 8) j0 and j1 are multiples of 8 and w_row_bytes is still
+// the bytes of one row (a group of 8 rows takes 8 of them).
 struct QuantRowsArgs {
   DType wt = DType::Q8_0;
   const uint8_t* w = nullptr;

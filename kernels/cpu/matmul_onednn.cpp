@@ -15,6 +15,7 @@
 #include "cpu_ops.h"
 #include "isa_ops.h"
 #include "reason/kernels/quant.h"
+#include "reason/kernels/quant.h"
 
 namespace reason::kernels::cpu {
 
@@ -92,15 +93,25 @@ void matmul_dequantized(const MatmulArgs& a, int64_t ldx, int64_t ldy) {
   float* panel = static_cast<float*>(thread_scratch(sizeof(float) * size_t(nc * a.k), 2));
   const uint8_t* w = static_cast<const uint8_t*>(a.w);
   const size_t w_row = dtype_nbytes(a.w_dtype, a.k);
+  // An x8 layout (panels are multiples of 8 rows) goes back to its block format 8 rows at a time,
+  // in a per-thread buffer, before the block format's dequantisation.
+  const DType wt = dtype_block_format(a.w_dtype);
+  const int64_t group = dtype_row_group(a.w_dtype);
+  uint8_t* unpacked = group > 1 ? static_cast<uint8_t*>(thread_scratch(size_t(nt) * 8 * w_row, 1)) : nullptr;
   for (int64_t j0 = 0; j0 < a.n; j0 += nc) {
     const int64_t rows = std::min(nc, a.n - j0);
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows; r += group) {
       const uint8_t* src = w + size_t(j0 + r) * w_row;
-      if (bf16)
+      if (group > 1) {
+        uint8_t* buf = unpacked + size_t(omp_get_thread_num()) * 8 * w_row;
+        unpack_x8(a.w_dtype, src, buf, 8, a.k);
+        for (int i = 0; i < 8; ++i) ops.dequantize_rows(wt, buf + i * w_row, panel + (r + i) * a.k, a.k);
+      } else if (bf16) {
         ops.bf16_to_f32(panel + r * a.k, reinterpret_cast<const uint16_t*>(src), size_t(a.k));
-      else
-        ops.dequantize_rows(a.w_dtype, src, panel + r * a.k, a.k);
+      } else {
+        ops.dequantize_rows(wt, src, panel + r * a.k, a.k);
+      }
     }
     MatmulArgs p = a;
     p.x = x;

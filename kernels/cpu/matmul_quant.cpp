@@ -37,6 +37,7 @@ void quantize_act_q8(const float* x, int64_t k, ActQ8* out) {
     // Stored as f16, as ggml's block_q8_0 / block_q8_1 hold them (q from the unrounded scale).
     out[b].d = f16_to_f32(f32_to_f16(d));
     out[b].s = f16_to_f32(f32_to_f16(d * float(sum)));
+    out[b].sum = sum;
   }
 }
 
@@ -74,6 +75,9 @@ void matmul_quant(const MatmulArgs& a) {
   if (a.k % block)
     throw BackendError("cpu matmul: a " + std::string(dtype_name(a.w_dtype)) + " weight needs k a multiple of " +
                        std::to_string(block) + ", got " + std::to_string(a.k));
+  if (a.n % dtype_row_group(a.w_dtype))
+    throw BackendError("cpu matmul: a " + std::string(dtype_name(a.w_dtype)) + " weight needs n a multiple of 8, got " +
+                       std::to_string(a.n));
   const int64_t ldx = a.ldx ? a.ldx : a.k;
   const int64_t ldy = a.ldy ? a.ldy : a.n;
   if (a.m > kSmallM) return matmul_dequantized(a, ldx, ldy);
@@ -101,7 +105,7 @@ void matmul_quant(const MatmulArgs& a) {
   q.bias = a.bias;
   q.beta = a.beta;
   const IsaOps& ops = isa_ops();
-  const int64_t chunk = 16;
+  const int64_t chunk = 16;  // a multiple of the x8 layouts' 8 rows
   const int64_t nchunks = (a.n + chunk - 1) / chunk;
   // Dynamic chunks: a thread that loses its core to another process leaves its share to the others
   // instead of holding up the whole matmul.

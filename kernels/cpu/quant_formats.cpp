@@ -22,6 +22,7 @@ float half(const uint8_t* p) {
 }
 
 #include "quant_blocks.inc"
+#include "quant_x8.inc"
 
 // ---- quantisers (quantize_row_*_ref) -------------------------------------------------------
 
@@ -391,5 +392,64 @@ bool quantize_row(DType t, const float* src, void* dst, int64_t n) {
 }
 
 bool can_quantize(DType t) { return quantizer(t) != nullptr; }
+
+DType x8_layout_of(DType t) {
+  switch (t) {
+    case DType::Q8_0: return DType::Q8_0x8;
+    case DType::Q4_0: return DType::Q4_0x8;
+    case DType::Q4_1: return DType::Q4_1x8;
+    case DType::Q5_0: return DType::Q5_0x8;
+    case DType::Q5_1: return DType::Q5_1x8;
+    default: return t;
+  }
+}
+
+namespace {
+
+// Whether x8 is an x8 layout and k whole blocks of 32.
+bool x8_args(DType x8, int64_t rows, int64_t k) {
+  return dtype_row_group(x8) == 8 && rows >= 0 && k >= 0 && k % 32 == 0;
+}
+
+// Rows [8g, 8g + 8) between the layouts; `base` addresses the block-format rows.
+void x8_group(DType x8, uint8_t* packed, uint8_t* base, int64_t k, bool to_x8) {
+  const DType t = dtype_block_format(x8);
+  const size_t bb = dtype_block_bytes(t), row_bytes = dtype_nbytes(t, k);
+  for (int64_t b = 0; b < k / 32; ++b) {
+    uint8_t* rows[8];
+    for (int r = 0; r < 8; ++r) rows[r] = base + size_t(r) * row_bytes + size_t(b) * bb;
+    x8_copy_block(t, packed + size_t(b) * 8 * bb, rows, to_x8);
+  }
+}
+
+}  // namespace
+
+bool pack_x8(DType x8, const void* src, void* dst, int64_t rows, int64_t k) {
+  if (!x8_args(x8, rows, k) || rows % 8) return false;
+  const size_t group = 8 * dtype_nbytes(x8, k);
+  for (int64_t g = 0; g < rows / 8; ++g)
+    x8_group(x8, static_cast<uint8_t*>(dst) + size_t(g) * group,
+             const_cast<uint8_t*>(static_cast<const uint8_t*>(src)) + size_t(g) * group, k, true);
+  return true;
+}
+
+bool unpack_x8(DType x8, const void* src, void* dst, int64_t rows, int64_t k) {
+  if (!x8_args(x8, rows, k) || rows % 8) return false;
+  const size_t group = 8 * dtype_nbytes(x8, k);
+  for (int64_t g = 0; g < rows / 8; ++g)
+    x8_group(x8, const_cast<uint8_t*>(static_cast<const uint8_t*>(src)) + size_t(g) * group,
+             static_cast<uint8_t*>(dst) + size_t(g) * group, k, false);
+  return true;
+}
+
+bool unpack_x8_row(DType x8, const void* src, int64_t r, int64_t k, void* dst) {
+  if (!x8_args(x8, r + 1, k) || r < 0) return false;
+  const DType t = dtype_block_format(x8);
+  const size_t bb = dtype_block_bytes(t);
+  const uint8_t* group = static_cast<const uint8_t*>(src) + size_t(r / 8) * 8 * dtype_nbytes(t, k);
+  for (int64_t b = 0; b < k / 32; ++b)
+    x8_row_block(t, group + size_t(b) * 8 * bb, int(r % 8), static_cast<uint8_t*>(dst) + size_t(b) * bb);
+  return true;
+}
 
 }  // namespace reason::kernels

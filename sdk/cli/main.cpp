@@ -88,10 +88,10 @@ json info_json(const Model& m) {
   j["stored_dtype"] = c.torch_dtype;
   j["compute_dtype"] = kernels::dtype_name(m.compute_dtype());
   {
-    std::map<std::string, int64_t> by_type;  // weights by storage type (quantised or not)
+    std::map<std::string, int64_t> by_type;  // weights by storage type (quantised or not; an x8 layout by its block format)
     size_t bytes = 0;
     for (const auto& [name, t] : m.parameters()) {
-      by_type[kernels::dtype_name(t.dtype())] += t.numel();
+      by_type[kernels::dtype_name(kernels::dtype_block_format(t.dtype()))] += t.numel();
       bytes += t.nbytes();
     }
     j["weights_by_dtype"] = by_type;

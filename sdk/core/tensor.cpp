@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "core/error.h"
+#include "reason/kernels/quant.h"
 
 namespace reason {
 
@@ -91,6 +92,12 @@ Tensor Tensor::view(DType dtype, Shape shape, const void* data, std::shared_ptr<
 
 Tensor Tensor::to(DType dtype) const {
   if (!host_accessible()) fail(ErrorCode::Unsupported, "cannot convert a tensor {} that lives on {}", shape_str(), backend_->name());
+  if (kernels::dtype_row_group(dtype_) > 1 && dtype != dtype_) {  // an x8 layout: its block format first
+    Tensor base = empty(kernels::dtype_block_format(dtype_), shape_);
+    if (ndim() != 2 || !kernels::unpack_x8(dtype_, data_, base.data_, shape_[0], shape_[1]))
+      fail(ErrorCode::Unsupported, "cannot convert {} tensor {}", kernels::dtype_name(dtype_), shape_str());
+    return base.dtype() == dtype ? base : base.to(dtype);
+  }
   Tensor out = empty(dtype, shape_);
   size_t n = size_t(numel());
   if (dtype == dtype_) {

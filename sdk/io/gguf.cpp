@@ -273,7 +273,14 @@ std::shared_ptr<const GgufFile> GgufFile::open(const std::string& path) {
   auto m = MappedFile::open(path);
   const uint8_t* d = m->data();
   const size_t n = m->size();
-  return parse(std::move(m), d, n, path);
+  auto f = std::const_pointer_cast<GgufFile>(parse(m, d, n, path));
+  f->mapped_ = std::move(m);
+  return f;
+}
+
+void GgufFile::release_pages(const uint8_t* p, size_t n) const {
+  if (mapped_ && p >= mapped_->data() && p <= mapped_->data() + mapped_->size())
+    mapped_->release(size_t(p - mapped_->data()), n);
 }
 
 const GgufValue* GgufFile::find(std::string_view key) const {

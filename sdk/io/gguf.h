@@ -85,6 +85,9 @@ class GgufFile {
   // Lookups; nullptr when absent.
   const GgufValue* find(std::string_view key) const;
   const Tensor* find_tensor(std::string_view name) const;
+  // Hint after the caller copied n bytes at p (inside a tensor's data): a file opened with open()
+  // drops their resident pages (MappedFile::release); a parsed buffer is left as it is.
+  void release_pages(const uint8_t* p, size_t n) const;
   // Typed getters that throw Format naming the key when it is absent or of another type.
   // get_uint accepts any integer type holding a value >= 0; get_float any integer or float type.
   uint64_t get_uint(std::string_view key) const;
@@ -96,6 +99,7 @@ class GgufFile {
  private:
   GgufFile() = default;
   std::shared_ptr<const void> owner_;
+  std::shared_ptr<const MappedFile> mapped_;  // set by open()
   std::string what_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;

@@ -60,4 +60,12 @@ void MappedFile::prefetch(size_t offset, size_t length) const {
   ::madvise(const_cast<uint8_t*>(data_) + begin, length + (offset - begin), MADV_WILLNEED);
 }
 
+void MappedFile::release(size_t offset, size_t length) const {
+  if (!data_ || offset >= size_) return;
+  if (length > size_ - offset) length = size_ - offset;
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  const size_t begin = offset / page * page;
+  ::madvise(const_cast<uint8_t*>(data_) + begin, length + (offset - begin), MADV_DONTNEED);
+}
+
 }  // namespace reason

@@ -37,6 +37,10 @@ class MappedFile {
   // tensor is streamed to a device. Ranges are clamped to the file; failure is ignored (a
   // hint). Safe from any thread.
   void prefetch(size_t offset, size_t length) const;
+  // Drops the resident pages of [offset, offset + length) (MADV_DONTNEED) once the caller holds its
+  // own copy of those bytes: the mapping is private and never written, so a later read just pages
+  // them in from the file again. Clamped to the file; failure is ignored. Safe from any thread.
+  void release(size_t offset, size_t length) const;
 
  private:
   MappedFile() = default;

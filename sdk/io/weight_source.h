@@ -23,6 +23,9 @@ class WeightSource {
   // engine computes with (GGUF's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), as a zero-copy view where the
   // layout allows; otherwise the same as get(). Errors as get().
   virtual Tensor get_quantized(const std::string& name) const { return get(name); }
+  // Hint: the caller made its own copy of what get_quantized(name) returned and dropped that
+  // tensor; a source that maps a file may release the pages it occupies (GGUF). No effect otherwise.
+  virtual void release(const std::string& name) const { (void)name; }
   // Every tensor name this source serves, sorted.
   virtual const std::vector<std::string>& names() const = 0;
   // The directory or file the weights come from (for messages).

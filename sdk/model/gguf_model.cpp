@@ -273,6 +273,7 @@ class GgufWeights final : public WeightSource {
   bool has(const std::string& name) const override { return recipes_.count(name) != 0; }
   Tensor get(const std::string& name) const override;
   Tensor get_quantized(const std::string& name) const override;
+  void release(const std::string& name) const override;
   const std::vector<std::string>& names() const override { return names_; }
   const std::string& source() const override { return f_->source(); }
 
@@ -442,6 +443,16 @@ Tensor GgufWeights::get_quantized(const std::string& name) const {
   Tensor out = Tensor::empty(*q, r.shape);
   unpermute_rows(a, r, a.data, out.data<uint8_t>(), row_bytes);
   return out;
+}
+
+void GgufWeights::release(const std::string& name) const {
+  auto it = recipes_.find(name);
+  if (it == recipes_.end()) return;
+  const Recipe& r = it->second;
+  const std::optional<DType> q = ggml_quant_dtype(r.a->type);
+  if (!q || r.shape.size() != 2 || (r.kind != Recipe::Plain && r.kind != Recipe::Expert)) return;
+  const size_t bytes = size_t(r.shape[0]) * kernels::dtype_nbytes(*q, r.shape[1]);
+  f_->release_pages(r.a->data + (r.kind == Recipe::Expert ? size_t(r.arg) * bytes : 0), bytes);
 }
 
 }  // namespace

@@ -54,8 +54,9 @@ int64_t layer_of(const std::string& name) {
 
 class Loader {
  public:
-  Loader(std::shared_ptr<const WeightSource> store, const ModelConfig& cfg, DType compute, WeightQuant quant)
-      : dir_(store->source()), cfg_(cfg), compute_(compute), quant_(quant), store_(std::move(store)) {}
+  Loader(std::shared_ptr<const WeightSource> store, const ModelConfig& cfg, DType compute, WeightQuant quant,
+         kernels::Backend& backend)
+      : dir_(store->source()), cfg_(cfg), compute_(compute), quant_(quant), store_(std::move(store)), backend_(backend) {}
 
   // A weight checked against `shape` and converted to `dtype`.
   Tensor get(const std::string& name, const Shape& shape, DType dtype) {
@@ -67,9 +68,23 @@ class Loader {
     const std::optional<TensorRole> role = role_of(name, cfg_.tie_word_embeddings);
     if (!role || quant_ == WeightQuant::None) return get(name, {rows, cols}, compute_);
     Tensor t = fetch(name, store_->get_quantized(name), {rows, cols});
-    if (kernels::dtype_is_quantized(t.dtype())) return t;  // a view of the file, or rows put in order
-    const DType q = quant_type_for(quant_, *role, layer_of(name), cfg_.n_layers, cols);
-    return t.to(kernels::dtype_is_quantized(q) ? q : compute_);
+    if (!kernels::dtype_is_quantized(t.dtype())) {
+      const DType q = quant_type_for(quant_, *role, layer_of(name), cfg_.n_layers, cols);
+      t = t.to(kernels::dtype_is_quantized(q) ? q : compute_);
+      if (!kernels::dtype_is_quantized(q)) return t;
+    }
+    return packed(name, std::move(t));  // else a view of the file, rows put in order, or quantised now
+  }
+  // A quantised weight in the backend's fastest layout for it (the CPU's x8 interleave), the
+  // source's pages released once copied.
+  Tensor packed(const std::string& name, Tensor t) {
+    const DType p = backend_.weight_layout(t.dtype(), t.dim(0), t.dim(1));
+    if (p == t.dtype()) return t;
+    Tensor out = Tensor::empty(p, t.shape());
+    backend_.pack_weight(out.raw(), t.raw(), t.dtype(), p, t.dim(0), t.dim(1));
+    t = Tensor();
+    store_->release(name);
+    return out;
   }
   Tensor vec(const std::string& name, int64_t n) { return get(name, {n}, DType::F32); }
   Linear linear(const std::string& prefix, int64_t out, int64_t in, bool bias) {
@@ -136,6 +151,7 @@ class Loader {
   DType compute_;
   WeightQuant quant_;
   std::shared_ptr<const WeightSource> store_;
+  kernels::Backend& backend_;
   int64_t n_params_ = 0;
 };
 
@@ -285,7 +301,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   const ModelConfig& c = m->cfg_;
   const int64_t d = c.hidden_size, hd = c.head_dim, qd = c.n_heads * hd, kvd = c.n_kv_heads * hd;
 
-  Loader L(weights, c, opts.compute_dtype, opts.quantize);
+  Loader L(weights, c, opts.compute_dtype, opts.quantize, *m->backend_);
   m->embed_ = L.matrix("model.embed_tokens.weight", c.vocab_size, d);
   m->final_norm_ = L.vec("model.norm.weight", d);
   if (c.tie_word_embeddings) {

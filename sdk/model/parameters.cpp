@@ -145,7 +145,7 @@ namespace reason {
 
 std::optional<DType> Model::find_quantized_weights() const {
   for (const auto& [name, t] : parameters())
-    if (kernels::dtype_is_quantized(t.dtype())) return t.dtype();
+    if (kernels::dtype_is_quantized(t.dtype())) return kernels::dtype_block_format(t.dtype());
   return std::nullopt;
 }
 

@@ -23,6 +23,7 @@
 #include "model/gguf_export.h"
 #include "model/gguf_model.h"
 #include "model/model.h"
+#include "reason/kernels/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
 
@@ -153,12 +154,12 @@ TEST_CASE("a quantised GGUF's tensors are used as stored, viewing the mapped fil
   for (const auto& [n, t] : m->parameters()) p[n] = t;
   for (const auto& [n, t] : deq->parameters()) d[n] = t;
   const std::string l0 = "model.layers.0.";
-  CHECK(p[l0 + "self_attn.q_proj.weight"].dtype() == DType::Q4_0);  // rows put back in HF order
-  CHECK(p[l0 + "self_attn.k_proj.weight"].dtype() == DType::Q4_1);
-  CHECK(p[l0 + "mlp.gate_proj.weight"].dtype() == DType::Q8_0);
-  CHECK(p["model.embed_tokens.weight"].dtype() == DType::Q8_0);
-  CHECK(p[l0 + "self_attn.v_proj.weight"].dtype() == DType::Q5_0);
-  CHECK(p[l0 + "self_attn.o_proj.weight"].dtype() == DType::Q5_1);
+  CHECK(kernels::dtype_block_format(p[l0 + "self_attn.q_proj.weight"].dtype()) == DType::Q4_0);  // rows put back in HF order
+  CHECK(kernels::dtype_block_format(p[l0 + "self_attn.k_proj.weight"].dtype()) == DType::Q4_1);
+  CHECK(kernels::dtype_block_format(p[l0 + "mlp.gate_proj.weight"].dtype()) == DType::Q8_0);
+  CHECK(kernels::dtype_block_format(p["model.embed_tokens.weight"].dtype()) == DType::Q8_0);
+  CHECK(kernels::dtype_block_format(p[l0 + "self_attn.v_proj.weight"].dtype()) == DType::Q5_0);
+  CHECK(kernels::dtype_block_format(p[l0 + "self_attn.o_proj.weight"].dtype()) == DType::Q5_1);
   CHECK(p[l0 + "mlp.up_proj.weight"].dtype() == DType::F32);  // F16 -> the compute dtype
   CHECK(m->stored_dtype(l0 + "mlp.gate_proj.weight") == DType::Q8_0);
   // The same values as the dequantised model, row for row (the permuted Q rows included).
@@ -169,10 +170,14 @@ TEST_CASE("a quantised GGUF's tensors are used as stored, viewing the mapped fil
     REQUIRE(a.shape() == b.shape());
     CHECK(std::memcmp(a.raw(), b.raw(), b.nbytes()) == 0);
   }
-  // Plain tensors are views of the memory-mapped file: no copy of the weights is made at load.
+  // On the CPU backend Q8_0 ... Q5_1 matrices of whole groups of 8 rows are held in their x8
+  // layouts (the file's pages released once copied): the same bytes, 8 rows interleaved.
   auto file = GgufFile::open(kGguf + "llama_mha_quant.gguf");
   const Tensor& gate = p[l0 + "mlp.gate_proj.weight"];
-  CHECK(std::memcmp(gate.raw(), file->find_tensor("blk.0.ffn_gate.weight")->data, gate.nbytes()) == 0);
+  CHECK(gate.dtype() == DType::Q8_0x8);
+  std::vector<uint8_t> unpacked(gate.nbytes());
+  REQUIRE(kernels::unpack_x8(gate.dtype(), gate.raw(), unpacked.data(), gate.dim(0), gate.dim(1)));
+  CHECK(std::memcmp(unpacked.data(), file->find_tensor("blk.0.ffn_gate.weight")->data, gate.nbytes()) == 0);
   CHECK(m->n_params() == deq->n_params());
 }
 

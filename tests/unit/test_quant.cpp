@@ -124,23 +124,32 @@ void check_quant_matmul(DType t, int64_t m, int64_t n, int64_t k, bool exact, bo
   }
   std::vector<float> b(static_cast<size_t>(n));
   for (int64_t j = 0; j < n; ++j) b[size_t(j)] = 0.01f * float(j % 7);
-  std::vector<float> y(size_t(m * n), 123.0f);
-  MatmulArgs a;
-  a.x = x.data();
-  a.w = w.data();
-  a.w_dtype = t;
-  a.bias = bias ? b.data() : nullptr;
-  a.y = y.data();
-  a.m = m;
-  a.n = n;
-  a.k = k;
-  cpu_backend().matmul(a);
   const Ref r = reference(wf, x, bias ? b.data() : nullptr, m, n, k, act_block(t));
-  // The larger-m path multiplies the dequantised weights with f32 activations: no activation rounding.
-  const bool rounds_x = m <= 8 && !exact;
-  for (size_t i = 0; i < y.size(); ++i) {
-    INFO("element " << i << ": " << y[i] << " vs " << r.y[i]);
-    REQUIRE(std::fabs(double(y[i]) - r.y[i]) <= (rounds_x ? r.bound[i] : r.exact[i]));
+  // The weights as stored, then in the backend's packed layout when it has one (the x8 interleave
+  // for n a multiple of 8): the same products within the same bounds.
+  std::vector<uint8_t> packed(w.size());
+  const DType pt = cpu_backend().weight_layout(t, n, k);
+  if (pt != t) cpu_backend().pack_weight(packed.data(), w.data(), t, pt, n, k);
+  for (bool pack : {false, true}) {
+    if (pack && pt == t) break;
+    INFO("layout " << dtype_name(pack ? pt : t));
+    std::vector<float> y(size_t(m * n), 123.0f);
+    MatmulArgs a;
+    a.x = x.data();
+    a.w = pack ? packed.data() : w.data();
+    a.w_dtype = pack ? pt : t;
+    a.bias = bias ? b.data() : nullptr;
+    a.y = y.data();
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    cpu_backend().matmul(a);
+    // The larger-m path multiplies the dequantised weights with f32 activations: no activation rounding.
+    const bool rounds_x = m <= 8 && !exact;
+    for (size_t i = 0; i < y.size(); ++i) {
+      INFO("element " << i << ": " << y[i] << " vs " << r.y[i]);
+      REQUIRE(std::fabs(double(y[i]) - r.y[i]) <= (rounds_x ? r.bound[i] : r.exact[i]));
+    }
   }
 }
 
@@ -186,15 +195,19 @@ TEST_CASE("quantised matmul: exactly quantisable activations give the dequantise
   for (DType t : kTypes)
     for (int64_t m : {1, 2, 5, 8, 9, 33})  // integer kernels (m <= 8) and dequantised panels
       for (int64_t k : {256, 768})
-        for (int64_t n : {1, 17, 40}) check_quant_matmul(t, m, n, k, true, (m + n) % 2 == 0, seed++);
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1})
+        for (int64_t n : {1, 8, 17, 40}) check_quant_matmul(t, m, n, k, true, (m + n) % 2 == 0, seed++);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1}) {
     check_quant_matmul(t, 3, 9, 32 * 3, true, true, seed++);
+    for (int64_t m : {1, 8}) check_quant_matmul(t, m, 192, 576, true, false, seed++);  // SmolLM2's k
+    check_quant_matmul(t, 3, 16, 32 * 3, true, true, seed++);
+  }
 }
 
 TEST_CASE("quantised matmul: general activations stay within their int8 rounding", "[quant]") {
   uint32_t seed = 100;
   for (DType t : kTypes)
-    for (int64_t m : {1, 4, 12}) check_quant_matmul(t, m, 37, 512, false, m == 4, seed++);
+    for (int64_t m : {1, 4, 12})
+      for (int64_t n : {37, 48}) check_quant_matmul(t, m, n, 512, false, m == 4, seed++);
 }
 
 TEST_CASE("quantised matmul accumulates with beta and strided rows", "[quant]") {
@@ -251,4 +264,51 @@ TEST_CASE("quantised weights: gather_rows dequantises rows; bad shapes are refus
     a.k = 300;
     CHECK_THROWS_WITH(cpu_backend().matmul(a), Catch::Contains("needs k a multiple of"));
   }
+}
+
+
+TEST_CASE("x8 layouts: pack and unpack are inverse, rows gather as stored, bad shapes are refused", "[quant]") {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1}) {
+    INFO(dtype_name(t));
+    const int64_t rows = 24, k = 96;
+    const DType x8 = x8_layout_of(t);
+    REQUIRE(dtype_row_group(x8) == 8);
+    REQUIRE(dtype_block_format(x8) == t);
+    REQUIRE(cpu_backend().weight_layout(t, rows, k) == x8);
+    const auto w = random_weights(t, rows, k, 21);
+    std::vector<uint8_t> packed(w.size()), back(w.size());
+    cpu_backend().pack_weight(packed.data(), w.data(), t, x8, rows, k);
+    CHECK(packed != w);  // interleaved
+    REQUIRE(unpack_x8(x8, packed.data(), back.data(), rows, k));
+    CHECK(back == w);
+    // The scales of rows 0..7 of block 0 come first, as one vector.
+    for (int r = 0; r < 8; ++r) CHECK(std::memcmp(packed.data() + 2 * r, w.data() + size_t(r) * dtype_nbytes(t, k), 2) == 0);
+    const size_t row_bytes = dtype_nbytes(t, k);
+    std::vector<uint8_t> row(row_bytes);
+    for (int64_t r : {0, 7, 13, 23}) {
+      REQUIRE(unpack_x8_row(x8, packed.data(), r, k, row.data()));
+      CHECK(std::memcmp(row.data(), w.data() + size_t(r) * row_bytes, row_bytes) == 0);
+    }
+    const auto wf = dequantized(t, w, rows, k);
+    const int32_t ids[4] = {23, 0, 9, 9};
+    std::vector<float> out(4 * k);
+    cpu_backend().gather_rows(out.data(), packed.data(), x8, ids, 4, k);
+    for (int r = 0; r < 4; ++r) CHECK(std::memcmp(out.data() + r * k, wf.data() + ids[r] * k, size_t(k) * 4) == 0);
+    // Whole groups of 8 rows and whole blocks only; the block formats without an x8 layout keep theirs.
+    CHECK(cpu_backend().weight_layout(t, 12, k) == t);
+    CHECK_FALSE(pack_x8(x8, w.data(), packed.data(), 12, k));
+    CHECK_FALSE(pack_x8(t, w.data(), packed.data(), 8, k));
+    CHECK_THROWS_WITH(cpu_backend().pack_weight(packed.data(), w.data(), t, x8, 12, k), Catch::Contains("cannot pack"));
+    std::vector<float> x(size_t(k), 1.0f), y(16);
+    MatmulArgs a;
+    a.x = x.data();
+    a.w = packed.data();
+    a.w_dtype = x8;
+    a.y = y.data();
+    a.m = 1;
+    a.n = 12;
+    a.k = k;
+    CHECK_THROWS_WITH(cpu_backend().matmul(a), Catch::Contains("needs n a multiple of 8"));
+  }
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32}) CHECK(cpu_backend().weight_layout(t, 64, 256) == t);
 }

@@ -340,6 +340,84 @@ static float dot_q6_k_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb) {
   }
   return hsum(acc);
 }
+
+// ---- x8 layouts (quant_x8.inc): 8 rows at once, one int32 lane per row -------------------------
+
+// Activation bytes p[0..4) in every 32-bit lane.
+static inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Shuffles that put byte i of each lane's qh into all 4 bytes of the lane (in-lane pshufb).
+static inline __m256i qh_byte_shuffle(int i) {
+  const int8_t a = int8_t(i), b = int8_t(4 + i), c = int8_t(8 + i), d = int8_t(12 + i);
+  return _mm256_setr_epi8(a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d, a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d);
+}
+
+// 0x10 in byte e of every lane where bit 4 * half + e of byte `byte` of the lane's qh is set: the
+// fifth bits of 4 elements of each of the 8 rows.
+static inline __m256i fifth_bits(__m256i qh, int byte, int half) {
+  const __m256i bits = _mm256_set1_epi32(half ? int(0x80402010) : 0x08040201);
+  const __m256i sel = _mm256_and_si256(_mm256_shuffle_epi8(qh, qh_byte_shuffle(byte)), bits);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(sel, bits), _mm256_set1_epi8(0x10));
+}
+
+// out[r] = row r of an x8 group (nb blocks of t) . x. Integer sums per block as the base kernels'.
+static void dot_x8_avx2(DType t, const uint8_t* w, const ActQ8* x, int64_t nb, float* out) {
+  const bool q8 = t == DType::Q8_0x8, five = t == DType::Q5_0x8 || t == DType::Q5_1x8;
+  const bool with_min = t == DType::Q4_1x8 || t == DType::Q5_1x8;
+  const int offset = t == DType::Q4_0x8 ? 8 : t == DType::Q5_0x8 ? 16 : 0;  // (q - offset) . x
+  const size_t bb = 8 * (q8 ? 34 : t == DType::Q4_0x8 ? 18 : t == DType::Q4_1x8 ? 20 : t == DType::Q5_0x8 ? 22 : 24);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += bb) {
+    const int8_t* xq = x[b].qs;
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
+                                   _mm256_set1_ps(x[b].d));
+    const uint8_t* p = w + 16;
+    if (with_min) {
+      acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                            _mm256_set1_ps(x[b].s), acc);
+      p += 16;
+    }
+    __m256i sumi = _mm256_setzero_si256();
+    if (q8) {
+      for (int c = 0; c < 8; ++c) {  // |q|, |x| <= 127: a pair sum fits int16
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
+        const __m256i y = bcast4(xq + 4 * c);
+        const __m256i pr = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pr, ones));
+      }
+    } else {
+      __m256i qh = _mm256_setzero_si256();
+      if (five) {
+        qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        p += 32;
+      }
+      __m256i s16 = _mm256_setzero_si256();  // 4-bit q: 8 pair sums of <= 2 * 15 * 127 fit int16
+      for (int c = 0; c < 4; ++c) {
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
+        __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        if (five) {  // elements 4c.. are qh bits 4c.., elements 16 + 4c.. bits 16 + 4c..
+          lo = _mm256_or_si256(lo, fifth_bits(qh, c / 2, c % 2));
+          hi = _mm256_or_si256(hi, fifth_bits(qh, 2 + c / 2, c % 2));
+        }
+        const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xq + 4 * c)),
+                                            _mm256_maddubs_epi16(hi, bcast4(xq + 16 + 4 * c)));
+        if (five)
+          sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pr, ones));
+        else
+          s16 = _mm256_add_epi16(s16, pr);
+      }
+      if (!five) sumi = _mm256_madd_epi16(s16, ones);
+      if (offset) sumi = _mm256_sub_epi32(sumi, _mm256_set1_epi32(offset * x[b].sum));
+    }
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
 #endif  // __AVX2__ && __FMA__
 
 // One weight row (nb blocks) dotted with one quantised activation row.
@@ -373,10 +451,46 @@ static inline float dot_row(DType t, const uint8_t* w, const uint8_t* xq, int64_
 #endif
 }
 
+#include "../quant_x8.inc"
+
+// out[r] = row r of an x8 group . x: each row's blocks unpacked, then the block format's kernel.
+[[maybe_unused]] static void dot_x8_generic(DType t, const uint8_t* w, const uint8_t* xq, int64_t nb, float* out) {
+  const DType base = x8_base_format(t);
+  const size_t bb = size_t(x8_block_bytes(base));
+  for (int r = 0; r < 8; ++r) out[r] = 0.0f;
+  uint8_t block[34];
+  for (int64_t b = 0; b < nb; ++b)
+    for (int r = 0; r < 8; ++r) {
+      x8_row_block(base, w + size_t(b) * 8 * bb, r, block);
+      out[r] += dot_row(base, block, xq + size_t(b) * sizeof(ActQ8), 1);
+    }
+}
+
 }  // namespace
 
 void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
   const int64_t nb = a.blocks;
+  if (x8_base_format(a.wt) != a.wt) {
+    float o[8];
+    for (int64_t g = j0 / 8; g < j1 / 8; ++g) {
+      const uint8_t* w = a.w + size_t(g) * 8 * a.w_row_bytes;
+      for (int64_t i = 0; i < a.m; ++i) {
+        const uint8_t* xq = a.xq + size_t(i) * a.xq_row_bytes;
+#if defined(__AVX2__) && defined(__FMA__)
+        dot_x8_avx2(a.wt, w, reinterpret_cast<const ActQ8*>(xq), nb, o);
+#else
+        dot_x8_generic(a.wt, w, xq, nb, o);
+#endif
+        for (int r = 0; r < 8; ++r) {
+          const int64_t j = 8 * g + r;
+          const float s = a.bias ? o[r] + a.bias[j] : o[r];
+          float* out = a.y + i * a.ldy + j;
+          *out = a.beta != 0.0f ? a.beta * *out + s : s;
+        }
+      }
+    }
+    return;
+  }
   for (int64_t j = j0; j < j1; ++j) {
     const uint8_t* w = a.w + size_t(j) * a.w_row_bytes;
     for (int64_t i = 0; i < a.m; ++i) {

@@ -233,6 +233,20 @@ class Backend {
 
   virtual void matmul(const MatmulArgs& a) = 0;
 
+  // The layout this backend computes fastest with for a [rows, cols] matmul weight stored as t
+  // (the CPU: quant.h's x8 layouts for Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 with rows a multiple of 8);
+  // t itself when there is none. pack_weight writes host bytes `src` (t) as `packed` into host
+  // memory `dst` (dtype_nbytes(packed, rows * cols) bytes). Called at load, from one thread.
+  virtual DType weight_layout(DType t, int64_t rows, int64_t cols) const {
+    (void)rows;
+    (void)cols;
+    return t;
+  }
+  virtual void pack_weight(void* dst, const void* src, DType t, DType packed, int64_t rows, int64_t cols) {
+    (void)dst, (void)src, (void)t, (void)packed, (void)rows, (void)cols;
+    throw BackendError(std::string(name()) + ": no packed weight layouts");
+  }
+
   // General row-major f32 GEMM (the BLAS sgemm contract, row-major):
   //   C[m, n] = alpha * op(A) . op(B) + beta * C,  op(X) = X or X^T as trans_a / trans_b say.
   // A is [m, k] (or [k, m] when trans_a) with row stride lda; B is [k, n] (or [n, k] when

@@ -23,13 +23,37 @@ enum class DType : uint8_t {
   Q6_K = 9,  // super-blocks of 256: 16 sub-blocks of 16 with int8 scales   (210 bytes, 6.6 bits)
   Q5_0 = 10, // blocks of 32: f16 d, 32 fifth bits, 16 bytes, x = (q - 16) d (22 bytes)
   Q5_1 = 11, // blocks of 32: f16 d, f16 m, 32 fifth bits, 16 bytes, x = q d + m (24 bytes)
+  // The same blocks, 8 rows interleaved (quant.h's "x8" layouts): the CPU backend's in-memory form
+  // of a matrix whose row count is a multiple of 8, so the decode kernel computes 8 rows at once
+  // (one int32 lane per row). The bytes of 8 rows equal 8 rows of the base type; a single row is
+  // not contiguous, so only whole groups of 8 rows are read or converted (quant.h).
+  Q8_0x8 = 12,
+  Q4_0x8 = 13,
+  Q4_1x8 = 14,
+  Q5_0x8 = 15,
+  Q5_1x8 = 16,
 };
 
-inline bool dtype_is_quantized(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0) && uint8_t(t) <= uint8_t(DType::Q5_1); }
+inline bool dtype_is_quantized(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0) && uint8_t(t) <= uint8_t(DType::Q5_1x8); }
+
+// Rows stored interleaved: 8 for the x8 layouts, 1 otherwise.
+inline int64_t dtype_row_group(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0x8) && uint8_t(t) <= uint8_t(DType::Q5_1x8) ? 8 : 1; }
+
+// The block format of an x8 layout (Q8_0x8 -> Q8_0); any other type itself.
+inline DType dtype_block_format(DType t) {
+  switch (t) {
+    case DType::Q8_0x8: return DType::Q8_0;
+    case DType::Q4_0x8: return DType::Q4_0;
+    case DType::Q4_1x8: return DType::Q4_1;
+    case DType::Q5_0x8: return DType::Q5_0;
+    case DType::Q5_1x8: return DType::Q5_1;
+    default: return t;
+  }
+}
 
 // Elements per block: 1 for the scalar types, 32 or 256 for the quantised ones.
 inline int64_t dtype_block_elems(DType t) {
-  switch (t) {
+  switch (dtype_block_format(t)) {
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: return 32;
     case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return 256;
     default: return 1;
@@ -38,7 +62,7 @@ inline int64_t dtype_block_elems(DType t) {
 
 // Bytes per block (per element for the scalar types; 0 for an unknown value).
 inline size_t dtype_block_bytes(DType t) {
-  switch (t) {
+  switch (dtype_block_format(t)) {
     case DType::F32: return 4;
     case DType::BF16: return 2;
     case DType::F16: return 2;
@@ -51,8 +75,8 @@ inline size_t dtype_block_bytes(DType t) {
     case DType::Q6_K: return 210;
     case DType::Q5_0: return 22;
     case DType::Q5_1: return 24;
+    default: return 0;
   }
-  return 0;
 }
 
 // Bytes of one element of a scalar type; 0 for the quantised types, whose sizes are per block
@@ -76,6 +100,11 @@ inline const char* dtype_name(DType t) {
     case DType::Q6_K: return "q6_k";
     case DType::Q5_0: return "q5_0";
     case DType::Q5_1: return "q5_1";
+    case DType::Q8_0x8: return "q8_0x8";
+    case DType::Q4_0x8: return "q4_0x8";
+    case DType::Q4_1x8: return "q4_1x8";
+    case DType::Q5_0x8: return "q5_0x8";
+    case DType::Q5_1x8: return "q5_1x8";
   }
   return "?";
 }
