@@ -223,7 +223,7 @@ class CpuBackend final : public Backend {
     const char* base = static_cast<const char*>(table);
     if (dtype_row_group(dtype) > 1) {  // an x8 layout: each row unpacked to its block format first
       const DType t = dtype_block_format(dtype);
-      std::vector<uint8_t> row(row_bytes);
+      std::vector<uint8_t> row(dtype_nbytes(t, dim));
       for (int64_t r = 0; r < n; ++r) {
         unpack_x8_row(dtype, table, ids[r], dim, row.data());
         convert_to_f32(out + r * dim, row.data(), t, size_t(dim));

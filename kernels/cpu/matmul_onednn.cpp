@@ -97,16 +97,17 @@ void matmul_dequantized(const MatmulArgs& a, int64_t ldx, int64_t ldy) {
   // in a per-thread buffer, before the block format's dequantisation.
   const DType wt = dtype_block_format(a.w_dtype);
   const int64_t group = dtype_row_group(a.w_dtype);
-  uint8_t* unpacked = group > 1 ? static_cast<uint8_t*>(thread_scratch(size_t(nt) * 8 * w_row, 1)) : nullptr;
+  const size_t base_row = dtype_nbytes(wt, a.k);  // (Q4_Kx8 rows are longer than Q4_K's)
+  uint8_t* unpacked = group > 1 ? static_cast<uint8_t*>(thread_scratch(size_t(nt) * 8 * base_row, 1)) : nullptr;
   for (int64_t j0 = 0; j0 < a.n; j0 += nc) {
     const int64_t rows = std::min(nc, a.n - j0);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t r = 0; r < rows; r += group) {
       const uint8_t* src = w + size_t(j0 + r) * w_row;
       if (group > 1) {
-        uint8_t* buf = unpacked + size_t(omp_get_thread_num()) * 8 * w_row;
+        uint8_t* buf = unpacked + size_t(omp_get_thread_num()) * 8 * base_row;
         unpack_x8(a.w_dtype, src, buf, 8, a.k);
-        for (int i = 0; i < 8; ++i) ops.dequantize_rows(wt, buf + i * w_row, panel + (r + i) * a.k, a.k);
+        for (int i = 0; i < 8; ++i) ops.dequantize_rows(wt, buf + i * base_row, panel + (r + i) * a.k, a.k);
       } else if (bf16) {
         ops.bf16_to_f32(panel + r * a.k, reinterpret_cast<const uint16_t*>(src), size_t(a.k));
       } else {

@@ -400,55 +400,67 @@ DType x8_layout_of(DType t) {
     case DType::Q4_1: return DType::Q4_1x8;
     case DType::Q5_0: return DType::Q5_0x8;
     case DType::Q5_1: return DType::Q5_1x8;
+    case DType::Q4_K: return DType::Q4_Kx8;
     default: return t;
   }
 }
 
 namespace {
 
-// Whether x8 is an x8 layout and k whole blocks of 32.
+// Whether x8 is an x8 layout and k whole blocks of it.
 bool x8_args(DType x8, int64_t rows, int64_t k) {
-  return dtype_row_group(x8) == 8 && rows >= 0 && k >= 0 && k % 32 == 0;
+  return dtype_row_group(x8) == 8 && rows >= 0 && k >= 0 && k % dtype_block_elems(x8) == 0;
 }
 
-// Rows [8g, 8g + 8) between the layouts; `base` addresses the block-format rows.
+// Rows [8g, 8g + 8) between the layouts: `packed` is the group in x8, `base` its 8 rows in the
+// block format.
 void x8_group(DType x8, uint8_t* packed, uint8_t* base, int64_t k, bool to_x8) {
   const DType t = dtype_block_format(x8);
-  const size_t bb = dtype_block_bytes(t), row_bytes = dtype_nbytes(t, k);
-  for (int64_t b = 0; b < k / 32; ++b) {
+  const size_t bb = dtype_block_bytes(t), xb = size_t(x8_group_block_bytes(t)), row_bytes = dtype_nbytes(t, k);
+  for (int64_t b = 0; b < k / dtype_block_elems(t); ++b) {
     uint8_t* rows[8];
     for (int r = 0; r < 8; ++r) rows[r] = base + size_t(r) * row_bytes + size_t(b) * bb;
-    x8_copy_block(t, packed + size_t(b) * 8 * bb, rows, to_x8);
+    uint8_t* xblock = packed + size_t(b) * xb;
+    if (t == DType::Q4_K) {
+      if (to_x8)
+        x8_q4k_pack(xblock, rows);
+      else
+        for (int r = 0; r < 8; ++r) x8_q4k_row(xblock, r, rows[r]);
+    } else {
+      x8_copy_block(t, xblock, rows, to_x8);
+    }
   }
+}
+
+bool x8_convert(DType x8, const void* src, void* dst, int64_t rows, int64_t k, bool to_x8) {
+  if (!x8_args(x8, rows, k) || rows % 8) return false;
+  const size_t packed_group = 8 * dtype_nbytes(x8, k), base_group = 8 * dtype_nbytes(dtype_block_format(x8), k);
+  uint8_t* in = const_cast<uint8_t*>(static_cast<const uint8_t*>(src));
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  for (int64_t g = 0; g < rows / 8; ++g) {
+    if (to_x8)
+      x8_group(x8, out + size_t(g) * packed_group, in + size_t(g) * base_group, k, true);
+    else
+      x8_group(x8, in + size_t(g) * packed_group, out + size_t(g) * base_group, k, false);
+  }
+  return true;
 }
 
 }  // namespace
 
-bool pack_x8(DType x8, const void* src, void* dst, int64_t rows, int64_t k) {
-  if (!x8_args(x8, rows, k) || rows % 8) return false;
-  const size_t group = 8 * dtype_nbytes(x8, k);
-  for (int64_t g = 0; g < rows / 8; ++g)
-    x8_group(x8, static_cast<uint8_t*>(dst) + size_t(g) * group,
-             const_cast<uint8_t*>(static_cast<const uint8_t*>(src)) + size_t(g) * group, k, true);
-  return true;
-}
+bool pack_x8(DType x8, const void* src, void* dst, int64_t rows, int64_t k) { return x8_convert(x8, src, dst, rows, k, true); }
 
 bool unpack_x8(DType x8, const void* src, void* dst, int64_t rows, int64_t k) {
-  if (!x8_args(x8, rows, k) || rows % 8) return false;
-  const size_t group = 8 * dtype_nbytes(x8, k);
-  for (int64_t g = 0; g < rows / 8; ++g)
-    x8_group(x8, const_cast<uint8_t*>(static_cast<const uint8_t*>(src)) + size_t(g) * group,
-             static_cast<uint8_t*>(dst) + size_t(g) * group, k, false);
-  return true;
+  return x8_convert(x8, src, dst, rows, k, false);
 }
 
 bool unpack_x8_row(DType x8, const void* src, int64_t r, int64_t k, void* dst) {
   if (!x8_args(x8, r + 1, k) || r < 0) return false;
   const DType t = dtype_block_format(x8);
-  const size_t bb = dtype_block_bytes(t);
-  const uint8_t* group = static_cast<const uint8_t*>(src) + size_t(r / 8) * 8 * dtype_nbytes(t, k);
-  for (int64_t b = 0; b < k / 32; ++b)
-    x8_row_block(t, group + size_t(b) * 8 * bb, int(r % 8), static_cast<uint8_t*>(dst) + size_t(b) * bb);
+  const size_t bb = dtype_block_bytes(t), xb = size_t(x8_group_block_bytes(t));
+  const uint8_t* group = static_cast<const uint8_t*>(src) + size_t(r / 8) * 8 * dtype_nbytes(x8, k);
+  for (int64_t b = 0; b < k / dtype_block_elems(t); ++b)
+    x8_row_block(t, group + size_t(b) * xb, int(r % 8), static_cast<uint8_t*>(dst) + size_t(b) * bb);
   return true;
 }
 

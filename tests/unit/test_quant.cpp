@@ -127,8 +127,8 @@ void check_quant_matmul(DType t, int64_t m, int64_t n, int64_t k, bool exact, bo
   const Ref r = reference(wf, x, bias ? b.data() : nullptr, m, n, k, act_block(t));
   // The weights as stored, then in the backend's packed layout when it has one (the x8 interleave
   // for n a multiple of 8): the same products within the same bounds.
-  std::vector<uint8_t> packed(w.size());
   const DType pt = cpu_backend().weight_layout(t, n, k);
+  std::vector<uint8_t> packed(dtype_nbytes(pt, n * k));
   if (pt != t) cpu_backend().pack_weight(packed.data(), w.data(), t, pt, n, k);
   for (bool pack : {false, true}) {
     if (pack && pt == t) break;
@@ -268,15 +268,16 @@ TEST_CASE("quantised weights: gather_rows dequantises rows; bad shapes are refus
 
 
 TEST_CASE("x8 layouts: pack and unpack are inverse, rows gather as stored, bad shapes are refused", "[quant]") {
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1}) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K}) {
     INFO(dtype_name(t));
-    const int64_t rows = 24, k = 96;
+    const int64_t rows = 24, k = t == DType::Q4_K ? 512 : 96;
     const DType x8 = x8_layout_of(t);
     REQUIRE(dtype_row_group(x8) == 8);
     REQUIRE(dtype_block_format(x8) == t);
     REQUIRE(cpu_backend().weight_layout(t, rows, k) == x8);
-    const auto w = random_weights(t, rows, k, 21);
-    std::vector<uint8_t> packed(w.size()), back(w.size());
+    const auto w = random_weights(t, rows, k, 21);  // (Q4_K: any 12 scale bytes are 16 6-bit values)
+    std::vector<uint8_t> packed(dtype_nbytes(x8, rows * k)), back(w.size());
+    CHECK(packed.size() == (t == DType::Q4_K ? w.size() / 144 * 148 : w.size()));
     cpu_backend().pack_weight(packed.data(), w.data(), t, x8, rows, k);
     CHECK(packed != w);  // interleaved
     REQUIRE(unpack_x8(x8, packed.data(), back.data(), rows, k));
@@ -310,5 +311,5 @@ TEST_CASE("x8 layouts: pack and unpack are inverse, rows gather as stored, bad s
     a.k = k;
     CHECK_THROWS_WITH(cpu_backend().matmul(a), Catch::Contains("needs n a multiple of 8"));
   }
-  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32}) CHECK(cpu_backend().weight_layout(t, 64, 256) == t);
+  for (DType t : {DType::Q5_K, DType::Q6_K, DType::F32}) CHECK(cpu_backend().weight_layout(t, 64, 256) == t);
 }

@@ -57,7 +57,7 @@ std::string ggml_name(DType t) {
 
 std::string stored_hash(const Tensor& t) {
   if (kernels::dtype_row_group(t.dtype()) == 1) return fnv1a64(t.raw(), t.nbytes());
-  std::vector<uint8_t> b(t.nbytes());
+  std::vector<uint8_t> b(kernels::dtype_nbytes(kernels::dtype_block_format(t.dtype()), t.numel()));
   REQUIRE(kernels::unpack_x8(t.dtype(), t.raw(), b.data(), t.dim(0), t.dim(1)));
   return fnv1a64(b.data(), b.size());
 }

@@ -418,6 +418,45 @@ static void dot_x8_avx2(DType t, const uint8_t* w, const ActQ8* x, int64_t nb, f
   }
   _mm256_storeu_ps(out, acc);
 }
+
+// Q4_K's x8 block (quant_x8.inc): out[r] = row r . x over nb super-blocks. Per pair g of
+// sub-blocks, 8 chunks of 32 bytes give 4 elements of sub-blocks 2g (low nibbles) and 2g + 1 (high)
+// of every row; their int16 sums (8 x <= 2 * 15 * 127) are scaled by madd with each row's 6-bit
+// scales; the mins by madd of each row's mins with the activation sums of the sub-blocks.
+static void dot_q4kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += 8 * 148) {
+    const int8_t* xq = x[b].qs;
+    const int16_t* bs = x[b].bsums;
+    const __m256 dx = _mm256_set1_ps(x[b].d);
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))), dx);
+    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16))), dx);
+    __m256i sumi = _mm256_setzero_si256(), mins = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+      const uint8_t* q = w + 160 + 256 * g;
+      __m256i lo16 = _mm256_setzero_si256(), hi16 = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+        lo16 = _mm256_add_epi16(lo16, _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), bcast4(xq + 64 * g + 4 * c)));
+        hi16 = _mm256_add_epi16(hi16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                                           bcast4(xq + 64 * g + 32 + 4 * c)));
+      }
+      // (scale 2g, scale 2g + 1) of each row as two int16, then each duplicated
+      const __m256i sc = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 32 + 16 * g)));
+      const __m256i sc_lo = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xA0), 0xA0);
+      const __m256i sc_hi = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xF5), 0xF5);
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(lo16, sc_lo), _mm256_madd_epi16(hi16, sc_hi)));
+      // (min 2g, min 2g + 1) . (sum of x over sub-block 2g, over 2g + 1)
+      const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 96 + 16 * g)));
+      const int32_t s0 = bs[4 * g] + bs[4 * g + 1], s1 = bs[4 * g + 2] + bs[4 * g + 3];
+      mins = _mm256_add_epi32(mins, _mm256_madd_epi16(mn, _mm256_set1_epi32(int32_t(uint32_t(uint16_t(s0)) | (uint32_t(uint16_t(s1)) << 16)))));
+    }
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
 #endif  // __AVX2__ && __FMA__
 
 // One weight row (nb blocks) dotted with one quantised activation row.
@@ -456,13 +495,14 @@ static inline float dot_row(DType t, const uint8_t* w, const uint8_t* xq, int64_
 // out[r] = row r of an x8 group . x: each row's blocks unpacked, then the block format's kernel.
 [[maybe_unused]] static void dot_x8_generic(DType t, const uint8_t* w, const uint8_t* xq, int64_t nb, float* out) {
   const DType base = x8_base_format(t);
-  const size_t bb = size_t(x8_block_bytes(base));
+  const size_t xb = size_t(x8_group_block_bytes(base));
+  const size_t act = base == DType::Q4_K ? sizeof(ActQ8K) : sizeof(ActQ8);
   for (int r = 0; r < 8; ++r) out[r] = 0.0f;
-  uint8_t block[34];
+  uint8_t block[144];
   for (int64_t b = 0; b < nb; ++b)
     for (int r = 0; r < 8; ++r) {
-      x8_row_block(base, w + size_t(b) * 8 * bb, r, block);
-      out[r] += dot_row(base, block, xq + size_t(b) * sizeof(ActQ8), 1);
+      x8_row_block(base, w + size_t(b) * xb, r, block);
+      out[r] += dot_row(base, block, xq + size_t(b) * act, 1);
     }
 }
 
@@ -477,7 +517,10 @@ void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
       for (int64_t i = 0; i < a.m; ++i) {
         const uint8_t* xq = a.xq + size_t(i) * a.xq_row_bytes;
 #if defined(__AVX2__) && defined(__FMA__)
-        dot_x8_avx2(a.wt, w, reinterpret_cast<const ActQ8*>(xq), nb, o);
+        if (a.wt == DType::Q4_Kx8)
+          dot_q4kx8_avx2(w, reinterpret_cast<const ActQ8K*>(xq), nb, o);
+        else
+          dot_x8_avx2(a.wt, w, reinterpret_cast<const ActQ8*>(xq), nb, o);
 #else
         dot_x8_generic(a.wt, w, xq, nb, o);
 #endif

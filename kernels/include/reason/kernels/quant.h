@@ -35,10 +35,10 @@ bool can_quantize(DType t);
 
 // The x8 layouts (dtype.h: 8 rows interleaved block by block; kernels/cpu/quant_x8.inc has the
 // byte order). x8_layout_of gives the x8 type of block format t (Q8_0 -> Q8_0x8; Q4_0, Q4_1, Q5_0,
-// Q5_1 likewise) or t itself when it has none. pack_x8 / unpack_x8 convert `rows` rows of k
+// Q5_1, Q4_K likewise) or t itself when it has none. pack_x8 / unpack_x8 convert `rows` rows of k
 // elements between the block format and x8 (rows a multiple of 8, k of the block; src and dst do
-// not overlap); unpack_x8_row writes row r alone in the block format (dtype_nbytes(t, k) bytes).
-// They return false for other types or shapes.
+// not overlap; dtype_nbytes of each side's type); unpack_x8_row writes row r alone in the block
+// format (dtype_nbytes(block format, k) bytes). They return false for other types or shapes.
 DType x8_layout_of(DType t);
 bool pack_x8(DType x8, const void* src, void* dst, int64_t rows, int64_t k);
 bool unpack_x8(DType x8, const void* src, void* dst, int64_t rows, int64_t k);
