@@ -307,15 +307,19 @@ static inline __m128i scale_shuffle_q6(int i) {
   return _mm_load_si128(reinterpret_cast<const __m128i*>(k[i]));
 }
 
+// (q - 32) . x = q . x - 32 sum_j sc_j (sum of x over sub-block j): the offset from the
+// activations' sums by 16 (one madd per super-block), not a second maddubs per 32 as ggml's.
 static float dot_q6_k_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), m32s = _mm256_set1_epi8(32);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, w += 210) {
     const uint8_t* q4 = w;
     const uint8_t* qh = w + 128;
     const int8_t* q8 = x[b].qs;
     const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
-    __m256i sumi = _mm256_setzero_si256();
+    const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales),
+                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].bsums)));
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
     for (int j = 0, is = 0; j < 2; ++j, is += 4, q4 += 64, qh += 32, q8 += 128) {
       const __m256i bits1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q4));
       const __m256i bits2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q4 + 32));
@@ -330,8 +334,7 @@ static float dot_q6_k_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb) {
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4), h3)};
       for (int t = 0; t < 4; ++t) {
         const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 32 * t));
-        // (q - 32) . y = q . y - 32 . y, both with q, 32 unsigned
-        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[t], y), _mm256_maddubs_epi16(m32s, y));
+        const __m256i p = _mm256_maddubs_epi16(q[t], y);  // q < 64: pair sums <= 2 * 63 * 127
         const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(is + t)));
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p));
       }
