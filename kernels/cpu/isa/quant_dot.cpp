@@ -353,40 +353,40 @@ static inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// Shuffles that put byte i of each lane's qh into all 4 bytes of the lane (in-lane pshufb).
-static inline __m256i qh_byte_shuffle(int i) {
-  const int8_t a = int8_t(i), b = int8_t(4 + i), c = int8_t(8 + i), d = int8_t(12 + i);
-  return _mm256_setr_epi8(a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d, a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d);
-}
-
-// 0x10 in byte e of every lane where bit 4 * half + e of byte `byte` of the lane's qh is set: the
-// fifth bits of 4 elements of each of the 8 rows.
-static inline __m256i fifth_bits(__m256i qh, int byte, int half) {
-  const __m256i bits = _mm256_set1_epi32(half ? int(0x80402010) : 0x08040201);
-  const __m256i sel = _mm256_and_si256(_mm256_shuffle_epi8(qh, qh_byte_shuffle(byte)), bits);
-  return _mm256_and_si256(_mm256_cmpeq_epi8(sel, bits), _mm256_set1_epi8(0x10));
+// 0x10 in byte e of every lane where the fifth bit of element 4c + e + 16h of the lane's row is
+// set: qh is permuted at packing so that it is bit 8e + c + 4h (quant_x8.inc).
+static inline __m256i fifth_bits(__m256i qh, int c, int h) {
+  const __m256i at = 4 * h > c ? _mm256_srli_epi32(qh, c + 4 * h - 4) : _mm256_slli_epi32(qh, 4 - c - 4 * h);
+  return _mm256_and_si256(at, _mm256_set1_epi32(0x10101010));
 }
 
 // out[r] = row r of an x8 group (nb blocks of t) . x. Integer sums per block as the base kernels'.
-static void dot_x8_avx2(DType t, const uint8_t* w, const ActQ8* x, int64_t nb, float* out) {
-  const bool q8 = t == DType::Q8_0x8, five = t == DType::Q5_0x8 || t == DType::Q5_1x8;
-  const bool with_min = t == DType::Q4_1x8 || t == DType::Q5_1x8;
-  const int offset = t == DType::Q4_0x8 ? 8 : t == DType::Q5_0x8 ? 16 : 0;  // (q - offset) . x
-  const size_t bb = 8 * (q8 ? 34 : t == DType::Q4_0x8 ? 18 : t == DType::Q4_1x8 ? 20 : t == DType::Q5_0x8 ? 22 : 24);
+// Weights are read once, as a stream: the x8 kernels ask for the cache lines 4 KiB ahead, which
+// measured 10-60% more GB/s from DRAM on one Zen 3 core than the hardware prefetcher alone.
+static constexpr size_t kPrefetch = 4096;
+
+// A template on the layout, so that each type's loop is compiled without the others' branches.
+template <DType t>
+static void dot_x8_avx2(const uint8_t* w, const ActQ8* x, int64_t nb, float* out) {
+  constexpr bool q8 = t == DType::Q8_0x8, five = t == DType::Q5_0x8 || t == DType::Q5_1x8;
+  constexpr bool with_min = t == DType::Q4_1x8 || t == DType::Q5_1x8;
+  constexpr int offset = t == DType::Q4_0x8 ? 8 : t == DType::Q5_0x8 ? 16 : 0;  // (q - offset) . x
+  constexpr size_t bb = 8 * (q8 ? 34 : t == DType::Q4_0x8 ? 18 : t == DType::Q4_1x8 ? 20 : t == DType::Q5_0x8 ? 22 : 24);
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, w += bb) {
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
     const int8_t* xq = x[b].qs;
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
                                    _mm256_set1_ps(x[b].d));
     const uint8_t* p = w + 16;
-    if (with_min) {
+    if constexpr (with_min) {
       acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
                             _mm256_set1_ps(x[b].s), acc);
       p += 16;
     }
     __m256i sumi = _mm256_setzero_si256();
-    if (q8) {
+    if constexpr (q8) {
       for (int c = 0; c < 8; ++c) {  // |q|, |x| <= 127: a pair sum fits int16
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
         const __m256i y = bcast4(xq + 4 * c);
@@ -395,7 +395,7 @@ static void dot_x8_avx2(DType t, const uint8_t* w, const ActQ8* x, int64_t nb, f
       }
     } else {
       __m256i qh = _mm256_setzero_si256();
-      if (five) {
+      if constexpr (five) {
         qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
         p += 32;
       }
@@ -403,19 +403,19 @@ static void dot_x8_avx2(DType t, const uint8_t* w, const ActQ8* x, int64_t nb, f
       for (int c = 0; c < 4; ++c) {
         const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
         __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        if (five) {  // elements 4c.. are qh bits 4c.., elements 16 + 4c.. bits 16 + 4c..
-          lo = _mm256_or_si256(lo, fifth_bits(qh, c / 2, c % 2));
-          hi = _mm256_or_si256(hi, fifth_bits(qh, 2 + c / 2, c % 2));
+        if constexpr (five) {  // elements 4c + e (low nibbles) and 16 + 4c + e (high)
+          lo = _mm256_or_si256(lo, fifth_bits(qh, c, 0));
+          hi = _mm256_or_si256(hi, fifth_bits(qh, c, 1));
         }
         const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xq + 4 * c)),
                                             _mm256_maddubs_epi16(hi, bcast4(xq + 16 + 4 * c)));
-        if (five)
+        if constexpr (five)
           sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pr, ones));
         else
           s16 = _mm256_add_epi16(s16, pr);
       }
-      if (!five) sumi = _mm256_madd_epi16(s16, ones);
-      if (offset) sumi = _mm256_sub_epi32(sumi, _mm256_set1_epi32(offset * x[b].sum));
+      if constexpr (!five) sumi = _mm256_madd_epi16(s16, ones);
+      if constexpr (offset != 0) sumi = _mm256_sub_epi32(sumi, _mm256_set1_epi32(offset * x[b].sum));
     }
     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
   }
@@ -430,6 +430,7 @@ static void dot_q4kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float*
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, w += 8 * 148) {
+    for (size_t l = 0; l < 8 * 148; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
     const int8_t* xq = x[b].qs;
     const int16_t* bs = x[b].bsums;
     const __m256 dx = _mm256_set1_ps(x[b].d);
@@ -520,10 +521,15 @@ void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
       for (int64_t i = 0; i < a.m; ++i) {
         const uint8_t* xq = a.xq + size_t(i) * a.xq_row_bytes;
 #if defined(__AVX2__) && defined(__FMA__)
-        if (a.wt == DType::Q4_Kx8)
-          dot_q4kx8_avx2(w, reinterpret_cast<const ActQ8K*>(xq), nb, o);
-        else
-          dot_x8_avx2(a.wt, w, reinterpret_cast<const ActQ8*>(xq), nb, o);
+        const ActQ8* x8 = reinterpret_cast<const ActQ8*>(xq);
+        switch (a.wt) {
+          case DType::Q4_Kx8: dot_q4kx8_avx2(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
+          case DType::Q8_0x8: dot_x8_avx2<DType::Q8_0x8>(w, x8, nb, o); break;
+          case DType::Q4_0x8: dot_x8_avx2<DType::Q4_0x8>(w, x8, nb, o); break;
+          case DType::Q4_1x8: dot_x8_avx2<DType::Q4_1x8>(w, x8, nb, o); break;
+          case DType::Q5_0x8: dot_x8_avx2<DType::Q5_0x8>(w, x8, nb, o); break;
+          default: dot_x8_avx2<DType::Q5_1x8>(w, x8, nb, o); break;
+        }
 #else
         dot_x8_generic(a.wt, w, xq, nb, o);
 #endif
@@ -539,6 +545,7 @@ void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
   }
   for (int64_t j = j0; j < j1; ++j) {
     const uint8_t* w = a.w + size_t(j) * a.w_row_bytes;
+    for (size_t l = 0; l < a.w_row_bytes; l += 64) __builtin_prefetch(w + 4096 + l);  // as the x8 kernels
     for (int64_t i = 0; i < a.m; ++i) {
       float s = dot_row(a.wt, w, a.xq + size_t(i) * a.xq_row_bytes, nb);
       if (a.bias) s += a.bias[j];
