@@ -16,13 +16,13 @@ namespace {
 
 
 // The 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (ggml's get_scale_min_k4).
-static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+static inline void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
   if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
+    *sc = uint8_t(q[j] & 63);
+    *m = uint8_t(q[j + 4] & 63);
   } else {
-    *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    *sc = uint8_t((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
+    *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
   }
 }
 
@@ -92,7 +92,7 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
     const uint8_t* ql = w + (five ? 48 : 16);
     int32_t sum_q = 0, sum_m = 0;
     for (int j = 0; j < 8; ++j) {
-      int sc, m;
+      uint8_t sc, m;
       scale_min_k4(j, scales, &sc, &m);
       const uint8_t* qj = ql + (j / 2) * 32;
       const int shift = (j % 2) * 4;
