@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   std::vector<float> wf(static_cast<size_t>(n * k)), x(static_cast<size_t>(k)), y(static_cast<size_t>(n));
   for (auto& v : wf) v = 0.02f * normal(rng);
   for (auto& v : x) v = normal(rng);
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     std::vector<uint8_t> w(dtype_nbytes(t, n * k));
     quantize_row(t, wf.data(), w.data(), n * k);
     const DType packed = be.weight_layout(t, n, k);

@@ -401,6 +401,8 @@ DType x8_layout_of(DType t) {
     case DType::Q5_0: return DType::Q5_0x8;
     case DType::Q5_1: return DType::Q5_1x8;
     case DType::Q4_K: return DType::Q4_Kx8;
+    case DType::Q5_K: return DType::Q5_Kx8;
+    case DType::Q6_K: return DType::Q6_Kx8;
     default: return t;
   }
 }
@@ -421,11 +423,8 @@ void x8_group(DType x8, uint8_t* packed, uint8_t* base, int64_t k, bool to_x8) {
     uint8_t* rows[8];
     for (int r = 0; r < 8; ++r) rows[r] = base + size_t(r) * row_bytes + size_t(b) * bb;
     uint8_t* xblock = packed + size_t(b) * xb;
-    if (t == DType::Q4_K) {
-      if (to_x8)
-        x8_q4k_pack(xblock, rows);
-      else
-        for (int r = 0; r < 8; ++r) x8_q4k_row(xblock, r, rows[r]);
+    if (dtype_block_elems(t) == 256) {
+      x8_k_block(t, xblock, rows, to_x8);
     } else {
       x8_copy_block(t, xblock, rows, to_x8);
     }

@@ -268,22 +268,24 @@ TEST_CASE("quantised weights: gather_rows dequantises rows; bad shapes are refus
 
 
 TEST_CASE("x8 layouts: pack and unpack are inverse, rows gather as stored, bad shapes are refused", "[quant]") {
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K}) {
+  for (DType t : kTypes) {
     INFO(dtype_name(t));
-    const int64_t rows = 24, k = t == DType::Q4_K ? 512 : 96;
+    const int64_t rows = 24, k = dtype_block_elems(t) == 256 ? 512 : 96;
     const DType x8 = x8_layout_of(t);
     REQUIRE(dtype_row_group(x8) == 8);
     REQUIRE(dtype_block_format(x8) == t);
     REQUIRE(cpu_backend().weight_layout(t, rows, k) == x8);
     const auto w = random_weights(t, rows, k, 21);  // (Q4_K: any 12 scale bytes are 16 6-bit values)
     std::vector<uint8_t> packed(dtype_nbytes(x8, rows * k)), back(w.size());
-    CHECK(packed.size() == (t == DType::Q4_K ? w.size() / 144 * 148 : w.size()));
+    // Q4_K / Q5_K hold their 6-bit scales and mins as bytes: 4 more bytes per row super-block.
+    CHECK(packed.size() == (t == DType::Q4_K || t == DType::Q5_K ? w.size() / dtype_block_bytes(t) * (dtype_block_bytes(t) + 4) : w.size()));
     cpu_backend().pack_weight(packed.data(), w.data(), t, x8, rows, k);
     CHECK(packed != w);  // interleaved
     REQUIRE(unpack_x8(x8, packed.data(), back.data(), rows, k));
     CHECK(back == w);
-    // The scales of rows 0..7 of block 0 come first, as one vector.
-    for (int r = 0; r < 8; ++r) CHECK(std::memcmp(packed.data() + 2 * r, w.data() + size_t(r) * dtype_nbytes(t, k), 2) == 0);
+    // The scales d of rows 0..7 of block 0 come first, as one vector (Q6_K's d ends its block).
+    const size_t d_at = t == DType::Q6_K ? 208 : 0;
+    for (int r = 0; r < 8; ++r) CHECK(std::memcmp(packed.data() + 2 * r, w.data() + size_t(r) * dtype_nbytes(t, k) + d_at, 2) == 0);
     const size_t row_bytes = dtype_nbytes(t, k);
     std::vector<uint8_t> row(row_bytes);
     for (int64_t r : {0, 7, 13, 23}) {
@@ -311,5 +313,5 @@ TEST_CASE("x8 layouts: pack and unpack are inverse, rows gather as stored, bad s
     a.k = k;
     CHECK_THROWS_WITH(cpu_backend().matmul(a), Catch::Contains("needs n a multiple of 8"));
   }
-  for (DType t : {DType::Q5_K, DType::Q6_K, DType::F32}) CHECK(cpu_backend().weight_layout(t, 64, 256) == t);
+  for (DType t : {DType::F32, DType::BF16}) CHECK(cpu_backend().weight_layout(t, 64, 256) == t);
 }

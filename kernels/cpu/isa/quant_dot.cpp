@@ -422,15 +422,25 @@ static void dot_x8_avx2(const uint8_t* w, const ActQ8* x, int64_t nb, float* out
   _mm256_storeu_ps(out, acc);
 }
 
-// Q4_K's x8 block (quant_x8.inc): out[r] = row r . x over nb super-blocks. Per pair g of
-// sub-blocks, 8 chunks of 32 bytes give 4 elements of sub-blocks 2g (low nibbles) and 2g + 1 (high)
-// of every row; their int16 sums (8 x <= 2 * 15 * 127) are scaled by madd with each row's 6-bit
-// scales; the mins by madd of each row's mins with the activation sums of the sub-blocks.
-static void dot_q4kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float* out) {
+// Bit p of every byte of v at bit 4 (0x10), the rest 0 (p = 0..7; 16-bit shifts, as the mask keeps
+// each byte's own bit).
+static inline __m256i bit_to_0x10(__m256i v, int p) {
+  const __m256i at = p <= 4 ? _mm256_slli_epi16(v, 4 - p) : _mm256_srli_epi16(v, p - 4);
+  return _mm256_and_si256(at, _mm256_set1_epi8(0x10));
+}
+
+// Q4_K's and Q5_K's x8 blocks (quant_x8.inc): out[r] = row r . x over nb super-blocks. Per pair g
+// of sub-blocks, 8 chunks of 32 bytes give 4 elements of sub-blocks 2g (low nibbles) and 2g + 1
+// (high) of every row; their int16 sums are scaled by madd with each row's 6-bit scales; the mins
+// by madd of each row's mins with the activation sums of the sub-blocks. int16 sums stay in range:
+// Q4_K adds 8 chunks of pair sums <= 2 * 15 * 127, Q5_K 4 chunks of <= 2 * 31 * 127 at a time.
+template <bool five>
+static void dot_k45x8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float* out) {
+  constexpr size_t bb = 8 * (five ? 180 : 148);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b, w += 8 * 148) {
-    for (size_t l = 0; l < 8 * 148; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
+  for (int64_t b = 0; b < nb; ++b, w += bb) {
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
     const int8_t* xq = x[b].qs;
     const int16_t* bs = x[b].bsums;
     const __m256 dx = _mm256_set1_ps(x[b].d);
@@ -439,18 +449,25 @@ static void dot_q4kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float*
     __m256i sumi = _mm256_setzero_si256(), mins = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
       const uint8_t* q = w + 160 + 256 * g;
-      __m256i lo16 = _mm256_setzero_si256(), hi16 = _mm256_setzero_si256();
-      for (int c = 0; c < 8; ++c) {
-        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
-        lo16 = _mm256_add_epi16(lo16, _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), bcast4(xq + 64 * g + 4 * c)));
-        hi16 = _mm256_add_epi16(hi16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                                                           bcast4(xq + 64 * g + 32 + 4 * c)));
-      }
       // (scale 2g, scale 2g + 1) of each row as two int16, then each duplicated
       const __m256i sc = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 32 + 16 * g)));
       const __m256i sc_lo = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xA0), 0xA0);
       const __m256i sc_hi = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xF5), 0xF5);
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(lo16, sc_lo), _mm256_madd_epi16(hi16, sc_hi)));
+      for (int half = 0; half < (five ? 2 : 1); ++half) {
+        __m256i lo16 = _mm256_setzero_si256(), hi16 = _mm256_setzero_si256();
+        for (int c = five ? 4 * half : 0; c < (five ? 4 * half + 4 : 8); ++c) {
+          const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+          __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+          if constexpr (five) {
+            const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 1184 + 32 * c));
+            lo = _mm256_or_si256(lo, bit_to_0x10(h, 2 * g));
+            hi = _mm256_or_si256(hi, bit_to_0x10(h, 2 * g + 1));
+          }
+          lo16 = _mm256_add_epi16(lo16, _mm256_maddubs_epi16(lo, bcast4(xq + 64 * g + 4 * c)));
+          hi16 = _mm256_add_epi16(hi16, _mm256_maddubs_epi16(hi, bcast4(xq + 64 * g + 32 + 4 * c)));
+        }
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(lo16, sc_lo), _mm256_madd_epi16(hi16, sc_hi)));
+      }
       // (min 2g, min 2g + 1) . (sum of x over sub-block 2g, over 2g + 1)
       const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 96 + 16 * g)));
       const int32_t s0 = bs[4 * g] + bs[4 * g + 1], s1 = bs[4 * g + 2] + bs[4 * g + 3];
@@ -458,6 +475,60 @@ static void dot_q4kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float*
     }
     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+// Q6_K's x8 block (quant_x8.inc): out[r] = row r . x over nb super-blocks. Three chunks (two of
+// low nibbles, one of high bit pairs) give q of 4 elements in each of 4 runs t of 32 (elements
+// 128n + 32t + 4c + e) of every row; two chunks' int16 pair sums (<= 2 * 2 * 63 * 127) are scaled
+// by madd with the rows' int8 scales of their sub-block of 16. The -32 offset comes from the
+// activations' sums by 16, as in dot_q6_k_avx2.
+static void dot_q6kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += 8 * 210) {
+    for (size_t l = 0; l < 8 * 210; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
+    const int8_t* xq = x[b].qs;
+    const int16_t* bs = x[b].bsums;
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
+                                   _mm256_set1_ps(x[b].d));
+    __m256i sumi = _mm256_setzero_si256(), offset = _mm256_setzero_si256();
+    for (int n = 0; n < 2; ++n) {
+      // scales of sub-blocks 8n + 2t + s (pair k = 4n + t) as int16 lanes, each row's duplicated
+      __m256i sc[4][2];
+      for (int t = 0; t < 4; ++t) {
+        const int k = 4 * n + t;
+        const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 + 16 * k)));
+        offset = _mm256_add_epi32(offset, _mm256_madd_epi16(pair, _mm256_set1_epi32(int32_t(
+                                                                   uint32_t(uint16_t(bs[2 * k])) | (uint32_t(uint16_t(bs[2 * k + 1])) << 16)))));
+        sc[t][0] = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xA0), 0xA0);
+        sc[t][1] = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xF5), 0xF5);
+      }
+      const uint8_t* q = w + 144 + 768 * n;
+      const int8_t* xn = xq + 128 * n;
+      for (int c = 0; c < 8; c += 2) {
+        __m256i p[4];
+        for (int u = 0; u < 2; ++u) {
+          const uint8_t* ch = q + 96 * (c + u);
+          const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch));
+          const __m256i bq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch + 32));
+          const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch + 64));
+          const __m256i qv[4] = {
+              _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+              _mm256_or_si256(_mm256_and_si256(bq, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_and_si256(h, m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bq, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+          for (int t = 0; t < 4; ++t) {
+            const __m256i pr = _mm256_maddubs_epi16(qv[t], bcast4(xn + 32 * t + 4 * (c + u)));
+            p[t] = u == 0 ? pr : _mm256_add_epi16(p[t], pr);
+          }
+        }
+        for (int t = 0; t < 4; ++t) sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p[t], sc[t][c / 4]));
+      }
+    }
+    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offset, 5));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
   }
   _mm256_storeu_ps(out, acc);
 }
@@ -500,9 +571,10 @@ static inline float dot_row(DType t, const uint8_t* w, const uint8_t* xq, int64_
 [[maybe_unused]] static void dot_x8_generic(DType t, const uint8_t* w, const uint8_t* xq, int64_t nb, float* out) {
   const DType base = x8_base_format(t);
   const size_t xb = size_t(x8_group_block_bytes(base));
-  const size_t act = base == DType::Q4_K ? sizeof(ActQ8K) : sizeof(ActQ8);
+  const bool k_quant = base == DType::Q4_K || base == DType::Q5_K || base == DType::Q6_K;
+  const size_t act = k_quant ? sizeof(ActQ8K) : sizeof(ActQ8);
   for (int r = 0; r < 8; ++r) out[r] = 0.0f;
-  uint8_t block[144];
+  uint8_t block[256];  // one block of the base format (Q6_K's 210 bytes at most)
   for (int64_t b = 0; b < nb; ++b)
     for (int r = 0; r < 8; ++r) {
       x8_row_block(base, w + size_t(b) * xb, r, block);
@@ -523,7 +595,9 @@ void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
 #if defined(__AVX2__) && defined(__FMA__)
         const ActQ8* x8 = reinterpret_cast<const ActQ8*>(xq);
         switch (a.wt) {
-          case DType::Q4_Kx8: dot_q4kx8_avx2(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
+          case DType::Q4_Kx8: dot_k45x8_avx2<false>(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
+          case DType::Q5_Kx8: dot_k45x8_avx2<true>(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
+          case DType::Q6_Kx8: dot_q6kx8_avx2(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
           case DType::Q8_0x8: dot_x8_avx2<DType::Q8_0x8>(w, x8, nb, o); break;
           case DType::Q4_0x8: dot_x8_avx2<DType::Q4_0x8>(w, x8, nb, o); break;
           case DType::Q4_1x8: dot_x8_avx2<DType::Q4_1x8>(w, x8, nb, o); break;

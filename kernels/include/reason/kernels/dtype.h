@@ -25,20 +25,23 @@ enum class DType : uint8_t {
   Q5_1 = 11, // blocks of 32: f16 d, f16 m, 32 fifth bits, 16 bytes, x = q d + m (24 bytes)
   // The same blocks, 8 rows interleaved (quant.h's "x8" layouts): the CPU backend's in-memory form
   // of a matrix whose row count is a multiple of 8, so the decode kernel computes 8 rows at once
-  // (one int32 lane per row). The bytes of 8 rows equal 8 rows of the base type (but Q4_Kx8's); a
-  // single row is not contiguous, so only whole groups of 8 rows are read or converted (quant.h).
+  // (one int32 lane per row). The bytes of 8 rows equal 8 rows of the base type (but Q4_Kx8's and
+  // Q5_Kx8's); a single row is not contiguous, so only whole groups of 8 rows are read or converted
+  // (quant.h).
   Q8_0x8 = 12,
   Q4_0x8 = 13,
   Q4_1x8 = 14,
   Q5_0x8 = 15,
   Q5_1x8 = 16,
-  Q4_Kx8 = 17,  // the exception: scales and mins unpacked to bytes, 148 bytes per row super-block
+  Q4_Kx8 = 17,  // scales and mins unpacked to bytes: 148 bytes per row super-block (Q4_K 144)
+  Q5_Kx8 = 18,  // the same: 180 bytes per row super-block (Q5_K 176)
+  Q6_Kx8 = 19,
 };
 
-inline bool dtype_is_quantized(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0) && uint8_t(t) <= uint8_t(DType::Q4_Kx8); }
+inline bool dtype_is_quantized(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0) && uint8_t(t) <= uint8_t(DType::Q6_Kx8); }
 
 // Rows stored interleaved: 8 for the x8 layouts, 1 otherwise.
-inline int64_t dtype_row_group(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0x8) && uint8_t(t) <= uint8_t(DType::Q4_Kx8) ? 8 : 1; }
+inline int64_t dtype_row_group(DType t) { return uint8_t(t) >= uint8_t(DType::Q8_0x8) && uint8_t(t) <= uint8_t(DType::Q6_Kx8) ? 8 : 1; }
 
 // The block format of an x8 layout (Q8_0x8 -> Q8_0); any other type itself.
 inline DType dtype_block_format(DType t) {
@@ -49,6 +52,8 @@ inline DType dtype_block_format(DType t) {
     case DType::Q5_0x8: return DType::Q5_0;
     case DType::Q5_1x8: return DType::Q5_1;
     case DType::Q4_Kx8: return DType::Q4_K;
+    case DType::Q5_Kx8: return DType::Q5_K;
+    case DType::Q6_Kx8: return DType::Q6_K;
     default: return t;
   }
 }
@@ -65,6 +70,7 @@ inline int64_t dtype_block_elems(DType t) {
 // Bytes per block (per element for the scalar types; 0 for an unknown value).
 inline size_t dtype_block_bytes(DType t) {
   if (t == DType::Q4_Kx8) return 148;
+  if (t == DType::Q5_Kx8) return 180;
   switch (dtype_block_format(t)) {
     case DType::F32: return 4;
     case DType::BF16: return 2;
@@ -109,6 +115,8 @@ inline const char* dtype_name(DType t) {
     case DType::Q5_0x8: return "q5_0x8";
     case DType::Q5_1x8: return "q5_1x8";
     case DType::Q4_Kx8: return "q4_kx8";
+    case DType::Q5_Kx8: return "q5_kx8";
+    case DType::Q6_Kx8: return "q6_kx8";
   }
   return "?";
 }
