@@ -124,6 +124,7 @@ std::string cpu_isa_description() {
   const CpuIsa isa = cpu_isa();
   std::string s = cpu_isa_name(isa);
   s += choice().forced ? " (forced by REASON_CPU_ISA" : " (best supported";
+  if (isa == CpuIsa::AVX512 && cpu::int8_vnni()) s += "; int8 dot products: avx512vnni";
   if (isa == CpuIsa::AVX512 && __builtin_cpu_supports("avx512bf16")) s += "; bf16 dot products: avx512bf16";
   else if (isa == CpuIsa::Generic) s += "; bf16: widened to f32, scalar";
   else s += "; bf16: widened to f32, FMA";
@@ -133,6 +134,14 @@ std::string cpu_isa_description() {
 }
 
 namespace cpu {
+
+bool int8_vnni() {
+  static const bool v = [] {
+    const char* e = std::getenv("REASON_CPU_VNNI");
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && !(e && !std::strcmp(e, "0"));
+  }();
+  return v;
+}
 
 const IsaOps& isa_ops() {
   static const IsaOps& ops = [] () -> const IsaOps& {

@@ -41,12 +41,19 @@ struct QuantRowsArgs {
   float beta = 0.0f;
 };
 
+// Whether the AVX-512 path's quantised kernels use AVX512-VNNI (vpdpbusd): the CPU has it and
+// REASON_CPU_VNNI is not 0 (tests force both). Generic code (cpu_isa.cpp); decided once.
+bool int8_vnni();
+
 struct IsaOps {
   CpuIsa isa;
   // Small-m matmul (decode): each weight row streamed once for all m <= kSmallM rows of x.
   void (*matmul_small_m)(const MatmulArgs& a);
   // Quantised weights (QuantRowsArgs above), rows j0 <= j < j1; the caller splits rows over threads.
   void (*quant_rows)(const QuantRowsArgs& a, int64_t j0, int64_t j1);
+  // One activation row of k values (whole blocks) to int8 blocks: ActQ8K super-blocks for the
+  // K-quants (k_quant), else ActQ8 blocks (quant_act.cpp).
+  void (*quantize_act)(const float* x, int64_t k, bool k_quant, uint8_t* out);
   // n elements of a quantised row to f32 (quant.h's dequantize_row, vectorised; FMA may contract
   // d * q - m). False for a type that is not quantised or partial blocks.
   bool (*dequantize_rows)(DType t, const uint8_t* src, float* dst, int64_t n);
@@ -86,5 +93,8 @@ const IsaOps& isa_ops();
 // Per-thread scratch memory, at least `bytes` long, 64-byte aligned. slot < 4 picks one of
 // several independent buffers. Valid until the same thread asks for the same slot again.
 void* thread_scratch(size_t bytes, int slot);
+
+// v rounded to the nearest f16 and widened back (dtype.h's f16 conversions), for the per-ISA files.
+float f16_round(float v);
 
 }  // namespace reason::kernels::cpu

@@ -2,10 +2,12 @@
 //   m <= kSmallM (decode): each activation row is quantised to int8 blocks (ActQ8 / ActQ8K) once,
 //     then every weight row is dotted with them by the ISA path's integer kernels (quant_dot.cpp),
 //     threads taking chunks of weight rows;
-//   larger m (prefill): weight panels are dequantised to f32 (a few MB, reused by all m rows) and
-//     multiplied by oneDNN's f32 GEMM with the f32 activations (matmul_onednn.cpp).
-// So decode rounds the activations to 8 bits per block (as llama.cpp does) and prefill does not: the
-// two differ by that rounding, well inside the weights' own quantisation error.
+//   larger m (prefill): on the AVX-512 path of a CPU with AVX512-VNNI, an x8 matrix takes the same
+//     route (the kernels tile the activation rows by 4: an int8 GEMM); otherwise weight panels are
+//     dequantised to f32 (a few MB, reused by all m rows) and multiplied by oneDNN's f32 GEMM with
+//     the f32 activations (matmul_onednn.cpp).
+// So the integer route rounds the activations to 8 bits per block (as llama.cpp does) and the f32
+// one does not: the two differ by that rounding, well inside the weights' own quantisation error.
 #include <omp.h>
 
 #include <algorithm>
@@ -20,55 +22,11 @@ namespace reason::kernels::cpu {
 
 namespace {
 
-// Round half to even (the FPU's default mode), as ggml's nearest_int.
-inline int nearest(float v) { return int(std::nearbyint(v)); }
-
-// ggml's quantize_row_q8_0 / q8_1 (the activations of Q8_0, Q4_x and Q5_x dot products).
-void quantize_act_q8(const float* x, int64_t k, ActQ8* out) {
-  for (int64_t b = 0; b < k / 32; ++b, x += 32) {
-    float amax = 0.0f;
-    for (int l = 0; l < 32; ++l) amax = std::max(amax, std::fabs(x[l]));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    int sum = 0;
-    for (int l = 0; l < 32; ++l) {
-      out[b].qs[l] = int8_t(std::clamp(nearest(x[l] * id), -127, 127));
-      sum += out[b].qs[l];
-    }
-    // Stored as f16, as ggml's block_q8_0 / block_q8_1 hold them (q from the unrounded scale).
-    out[b].d = f16_to_f32(f32_to_f16(d));
-    out[b].s = f16_to_f32(f32_to_f16(d * float(sum)));
-    out[b].sum = sum;
-  }
-}
-
-// ggml's quantize_row_q8_K_ref: the scale from the signed value of largest magnitude.
-void quantize_act_q8k(const float* x, int64_t k, ActQ8K* out) {
-  for (int64_t b = 0; b < k / 256; ++b, x += 256) {
-    float max = 0.0f, amax = 0.0f;
-    for (int l = 0; l < 256; ++l)
-      if (std::fabs(x[l]) > amax) {
-        amax = std::fabs(x[l]);
-        max = x[l];
-      }
-    ActQ8K& o = out[b];
-    if (amax == 0.0f) {
-      o = ActQ8K{};
-      continue;
-    }
-    const float iscale = -127.0f / max;
-    for (int l = 0; l < 256; ++l) o.qs[l] = int8_t(std::clamp(nearest(iscale * x[l]), -127, 127));
-    for (int j = 0; j < 16; ++j) {
-      int s = 0;
-      for (int l = 0; l < 16; ++l) s += o.qs[16 * j + l];
-      o.bsums[j] = int16_t(s);
-    }
-    o.d = 1.0f / iscale;
-  }
-}
-
 bool k_quant(DType t) { return dtype_block_elems(t) == 256; }
 
 }  // namespace
+
+float f16_round(float v) { return f16_to_f32(f32_to_f16(v)); }
 
 void matmul_quant(const MatmulArgs& a) {
   const int64_t block = dtype_block_elems(a.w_dtype);
@@ -80,18 +38,16 @@ void matmul_quant(const MatmulArgs& a) {
                        std::to_string(a.n));
   const int64_t ldx = a.ldx ? a.ldx : a.k;
   const int64_t ldy = a.ldy ? a.ldy : a.n;
-  if (a.m > kSmallM) return matmul_dequantized(a, ldx, ldy);
+  const IsaOps& ops = isa_ops();
+  const bool int8_gemm = dtype_row_group(a.w_dtype) == 8 && ops.isa == CpuIsa::AVX512 && int8_vnni();
+  if (a.m > kSmallM && !int8_gemm) return matmul_dequantized(a, ldx, ldy);
 
   // Activation rows, quantised once (the weights are the stream; these stay in cache).
   const int64_t blocks = a.k / block;
   const size_t row_bytes = size_t(blocks) * (k_quant(a.w_dtype) ? sizeof(ActQ8K) : sizeof(ActQ8));
   uint8_t* xq = static_cast<uint8_t*>(thread_scratch(row_bytes * size_t(a.m), 0));
-  for (int64_t i = 0; i < a.m; ++i) {
-    if (k_quant(a.w_dtype))
-      quantize_act_q8k(a.x + i * ldx, a.k, reinterpret_cast<ActQ8K*>(xq + size_t(i) * row_bytes));
-    else
-      quantize_act_q8(a.x + i * ldx, a.k, reinterpret_cast<ActQ8*>(xq + size_t(i) * row_bytes));
-  }
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (a.m > kSmallM)
+  for (int64_t i = 0; i < a.m; ++i) ops.quantize_act(a.x + i * ldx, a.k, k_quant(a.w_dtype), xq + size_t(i) * row_bytes);
   QuantRowsArgs q;
   q.wt = a.w_dtype;
   q.w = static_cast<const uint8_t*>(a.w);
@@ -104,8 +60,9 @@ void matmul_quant(const MatmulArgs& a) {
   q.ldy = ldy;
   q.bias = a.bias;
   q.beta = a.beta;
-  const IsaOps& ops = isa_ops();
-  const int64_t chunk = 16;  // a multiple of the x8 layouts' 8 rows
+  // Chunks of weight rows, a multiple of the x8 layouts' 8 rows; larger for prefill, where each
+  // chunk reads all m activation rows.
+  const int64_t chunk = a.m > kSmallM ? 64 : 16;
   const int64_t nchunks = (a.n + chunk - 1) / chunk;
   // Dynamic chunks: a thread that loses its core to another process leaves its share to the others
   // instead of holding up the whole matmul.

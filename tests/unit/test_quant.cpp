@@ -12,12 +12,16 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "../../kernels/cpu/isa_ops.h"
 #include "fixture_util.h"
 #include "reason/kernels/backend.h"
+#include "reason/kernels/cpu_isa.h"
 #include "reason/kernels/dtype.h"
 #include "reason/kernels/quant.h"
 
@@ -144,8 +148,10 @@ void check_quant_matmul(DType t, int64_t m, int64_t n, int64_t k, bool exact, bo
     a.n = n;
     a.k = k;
     cpu_backend().matmul(a);
-    // The larger-m path multiplies the dequantised weights with f32 activations: no activation rounding.
-    const bool rounds_x = m <= 8 && !exact;
+    // The larger-m path multiplies the dequantised weights with f32 activations: no activation
+    // rounding; but for an x8 layout with AVX512-VNNI it is the integer kernels' (an int8 GEMM).
+    const bool int8_gemm = pack && cpu_isa_description().find("avx512vnni") != std::string::npos;
+    const bool rounds_x = (m <= 8 || int8_gemm) && !exact;
     for (size_t i = 0; i < y.size(); ++i) {
       INFO("element " << i << ": " << y[i] << " vs " << r.y[i]);
       REQUIRE(std::fabs(double(y[i]) - r.y[i]) <= (rounds_x ? r.bound[i] : r.exact[i]));
@@ -193,7 +199,8 @@ TEST_CASE("quantize_row and dequantize_row refuse partial blocks and types they 
 TEST_CASE("quantised matmul: exactly quantisable activations give the dequantised product", "[quant]") {
   uint32_t seed = 1;
   for (DType t : kTypes)
-    for (int64_t m : {1, 2, 5, 8, 9, 33})  // integer kernels (m <= 8) and dequantised panels
+    // integer kernels (m <= 8) and dequantised panels, or int8 tiles of 4 rows in blocks of 64 (VNNI)
+    for (int64_t m : {1, 2, 5, 8, 9, 33, 70})
       for (int64_t k : {256, 768})
         for (int64_t n : {1, 8, 17, 40}) check_quant_matmul(t, m, n, k, true, (m + n) % 2 == 0, seed++);
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1}) {
@@ -314,4 +321,43 @@ TEST_CASE("x8 layouts: pack and unpack are inverse, rows gather as stored, bad s
     CHECK_THROWS_WITH(cpu_backend().matmul(a), Catch::Contains("needs n a multiple of 8"));
   }
   for (DType t : {DType::F32, DType::BF16}) CHECK(cpu_backend().weight_layout(t, 64, 256) == t);
+}
+
+TEST_CASE("the AVX-512 path uses AVX512-VNNI where the CPU has it, unless REASON_CPU_VNNI=0", "[quant]") {
+  const char* off = std::getenv("REASON_CPU_VNNI");
+  const bool expect = cpu_isa() == CpuIsa::AVX512 && __builtin_cpu_supports("avx512vnni") &&
+                      !(off && std::string(off) == "0");
+  INFO(cpu_isa_description());
+  CHECK((cpu_isa_description().find("int8 dot products: avx512vnni") != std::string::npos) == expect);
+}
+
+TEST_CASE("activation rows quantise to the same int8 blocks on every ISA path", "[quant]") {
+  namespace cpu = reason::kernels::cpu;
+  // Normal values, zero blocks, and blocks whose scaled values are exact halves (ties: rounded to
+  // even, as nearbyint) or beyond +-127 after rounding.
+  const int64_t k = 1024;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(k));
+  for (auto& v : x) v = nd(rng);
+  for (int l = 0; l < 32; ++l) x[size_t(l)] = 0.0f;                                       // a zero block
+  for (int l = 0; l < 32; ++l) x[size_t(32 + l)] = l == 0 ? -127.0f : float(l % 9) - 4.5f;  // ties
+  for (bool kq : {false, true}) {
+    INFO((kq ? "ActQ8K" : "ActQ8"));
+    const size_t bytes = kq ? sizeof(cpu::ActQ8K) * size_t(k / 256) : sizeof(cpu::ActQ8) * size_t(k / 32);
+    std::vector<uint8_t> ref(bytes), out(bytes);
+    cpu::isa_generic::table().quantize_act(x.data(), k, kq, ref.data());
+    if (!kq) {  // the tie block: d = 1, q = nearest-even(x)
+      const auto* b = reinterpret_cast<const cpu::ActQ8*>(ref.data()) + 1;
+      CHECK(b->d == 1.0f);
+      for (int l = 1; l < 32; ++l) CHECK(b->qs[l] == int(std::nearbyint(float(l % 9) - 4.5f)));
+    }
+    for (CpuIsa isa : {CpuIsa::AVX2, CpuIsa::AVX512}) {
+      if (!cpu_isa_supported(isa)) continue;
+      INFO(cpu_isa_name(isa));
+      const auto& t = isa == CpuIsa::AVX2 ? cpu::isa_avx2::table() : cpu::isa_avx512::table();
+      t.quantize_act(x.data(), k, kq, out.data());
+      CHECK(out == ref);
+    }
+  }
 }

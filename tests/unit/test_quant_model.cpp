@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "model/gguf_export.h"
 #include "model/model.h"
+#include "reason/kernels/cpu_isa.h"
 #include "reason/kernels/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
@@ -204,8 +205,12 @@ TEST_CASE("a model whose rows are not whole K-quant blocks: Q4_K_M falls back as
 TEST_CASE("MoE experts and MLA run on quantised weights; routers and MLA's kv_b stay unquantised", "[quant_model]") {
   // No llama.cpp oracle here (it refuses these fixtures' 16-wide expert rows and cannot run the
   // deepseek2 ones); the logits stay near the f32 model's: measured 5-18% of the largest logit with
-  // Q8_0 (these 2-layer random models amplify the weights' 0.4% rounding; llama.cpp's Q8_0 moves
-  // dense/qwen2_tied's perplexity the same way, see above).
+  // Q8_0 and f32 activations, 6-32% with int8 activations (prefill with AVX512-VNNI; the largest at
+  // one position of qwen2_moe) — these 2-layer random models amplify the weights' 0.4% rounding;
+  // llama.cpp's Q8_0 moves dense/qwen2_tied's perplexity the same way, see above.
+  // Decode (one token per step: the integer kernels) ends near the prefill of the same tokens, and
+  // equals it at every position where prefill uses the same integer kernels (VNNI).
+  const bool int8_prefill = kernels::cpu_isa_description().find("avx512vnni") != std::string::npos;
   const std::string fx = std::string(REASON_FIXTURES_DIR);
   const std::vector<int32_t> ids{1, 17, 42, 99, 7, 3, 120, 31, 8, 64};
   for (const char* dir : {"/moe/qwen2_moe", "/moe/mixtral", "/moe/qwen3_moe", "/moe/dsv3_qlora_group"}) {
@@ -225,17 +230,17 @@ TEST_CASE("MoE experts and MLA run on quantised weights; routers and MLA's kv_b 
     REQUIRE(a.size() == b.size());
     float amax = 0;
     for (float v : a) amax = std::max(amax, std::fabs(v));
-    CHECK(test::max_abs_diff(a.data(), b.data(), a.size()) < 0.3f * amax);
-    // decode (one token per step: the integer kernels) ends near the prefill of the same tokens
+    CHECK(test::max_abs_diff(a.data(), b.data(), a.size()) < 0.35f * amax);
     KVCache cache = m->make_cache();
     ForwardScratch s;
     std::vector<float> step;
     const int slot = cache.add_sequence();
+    const int64_t V = m->config().vocab_size;
     for (size_t i = 0; i < ids.size(); ++i) {
       SeqChunk ch{slot, &ids[i], 1, false};
       m->forward(std::span<const SeqChunk>(&ch, 1), cache, step, s);
+      if (int8_prefill || i + 1 == ids.size())
+        CHECK(test::max_abs_diff(step.data(), b.data() + int64_t(i) * V, size_t(V)) < (int8_prefill ? 1e-4f : 0.3f) * amax);
     }
-    const int64_t V = m->config().vocab_size;
-    CHECK(test::max_abs_diff(step.data(), b.data() + (int64_t(ids.size()) - 1) * V, size_t(V)) < 0.3f * amax);
   }
 }

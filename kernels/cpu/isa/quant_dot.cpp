@@ -532,6 +532,231 @@ static void dot_q6kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float*
   }
   _mm256_storeu_ps(out, acc);
 }
+
+// One x8 group with the AVX2 kernels.
+static void dot_x8_group_avx2(DType t, const uint8_t* w, const uint8_t* xq, int64_t nb, float* o) {
+  const ActQ8* x8 = reinterpret_cast<const ActQ8*>(xq);
+  const ActQ8K* xk = reinterpret_cast<const ActQ8K*>(xq);
+  switch (t) {
+    case DType::Q4_Kx8: dot_k45x8_avx2<false>(w, xk, nb, o); break;
+    case DType::Q5_Kx8: dot_k45x8_avx2<true>(w, xk, nb, o); break;
+    case DType::Q6_Kx8: dot_q6kx8_avx2(w, xk, nb, o); break;
+    case DType::Q8_0x8: dot_x8_avx2<DType::Q8_0x8>(w, x8, nb, o); break;
+    case DType::Q4_0x8: dot_x8_avx2<DType::Q4_0x8>(w, x8, nb, o); break;
+    case DType::Q4_1x8: dot_x8_avx2<DType::Q4_1x8>(w, x8, nb, o); break;
+    case DType::Q5_0x8: dot_x8_avx2<DType::Q5_0x8>(w, x8, nb, o); break;
+    default: dot_x8_avx2<DType::Q5_1x8>(w, x8, nb, o); break;
+  }
+}
+
+#if defined(__AVX512F__)
+// ---- x8 layouts with AVX512-VNNI (the AVX-512 path, where the CPU has it) ----------------------
+// vpdpbusd adds the 4 products u8 x s8 of each int32 lane to it: one instruction where AVX2 needs
+// maddubs, madd and add, and no int16 intermediate sums (so no pairing of chunks to stay in
+// range). The integer sums equal the AVX2 kernels'; K-quant scales multiply int32 sums (mullo).
+// Each kernel takes M activation rows (x + i * xs, i < M) at once and writes out[8 i + r]: M = 1 is
+// decode; prefill tiles its rows by 4, so each weight vector, once loaded and unpacked, feeds M
+// vpdpbusd (an int8 GEMM on the x8 layout; AVX-512VL gives the 32 registers the tiles need).
+#define REASON_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+template <class A>
+static inline const A* act_row(const uint8_t* x, size_t xs, int i) {
+  return reinterpret_cast<const A*>(x + size_t(i) * xs);
+}
+
+template <DType t, int M>
+REASON_VNNI static void dot_x8_vnni(const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* out) {
+  constexpr bool q8 = t == DType::Q8_0x8, five = t == DType::Q5_0x8 || t == DType::Q5_1x8;
+  constexpr bool with_min = t == DType::Q4_1x8 || t == DType::Q5_1x8;
+  constexpr int offset = t == DType::Q4_0x8 ? 8 : t == DType::Q5_0x8 ? 16 : 0;
+  constexpr size_t bb = 8 * (q8 ? 34 : t == DType::Q4_0x8 ? 18 : t == DType::Q4_1x8 ? 20 : t == DType::Q5_0x8 ? 22 : 24);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += bb) {
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
+    const ActQ8* xb[M];
+    for (int i = 0; i < M; ++i) xb[i] = act_row<ActQ8>(x, xs, i) + b;
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    const uint8_t* p = w + 16;
+    if constexpr (with_min) {
+      const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      for (int i = 0; i < M; ++i) acc[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xb[i]->s), acc[i]);
+      p += 16;
+    }
+    __m256i sumi[M];
+    for (int i = 0; i < M; ++i) sumi[i] = _mm256_setzero_si256();
+    if constexpr (q8) {  // (q + 128) . x - 128 sum x: q + 128 is q with its top bit flipped
+      const __m256i flip = _mm256_set1_epi8(char(0x80));
+      for (int c = 0; c < 8; ++c) {
+        const __m256i q = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c)), flip);
+        for (int i = 0; i < M; ++i) sumi[i] = _mm256_dpbusd_epi32(sumi[i], q, bcast4(xb[i]->qs + 4 * c));
+      }
+      for (int i = 0; i < M; ++i) sumi[i] = _mm256_sub_epi32(sumi[i], _mm256_set1_epi32(128 * xb[i]->sum));
+    } else {
+      __m256i qh = _mm256_setzero_si256();
+      if constexpr (five) {
+        qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        p += 32;
+      }
+      for (int c = 0; c < 4; ++c) {
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
+        __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        if constexpr (five) {
+          lo = _mm256_or_si256(lo, fifth_bits(qh, c, 0));
+          hi = _mm256_or_si256(hi, fifth_bits(qh, c, 1));
+        }
+        for (int i = 0; i < M; ++i) {
+          sumi[i] = _mm256_dpbusd_epi32(sumi[i], lo, bcast4(xb[i]->qs + 4 * c));
+          sumi[i] = _mm256_dpbusd_epi32(sumi[i], hi, bcast4(xb[i]->qs + 16 + 4 * c));
+        }
+      }
+      if constexpr (offset != 0)
+        for (int i = 0; i < M; ++i) sumi[i] = _mm256_sub_epi32(sumi[i], _mm256_set1_epi32(offset * xb[i]->sum));
+    }
+    for (int i = 0; i < M; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xb[i]->d)), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+template <bool five, int M>
+REASON_VNNI static void dot_k45x8_vnni(const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* out) {
+  constexpr size_t bb = 8 * (five ? 180 : 148);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), low16 = _mm256_set1_epi32(0xFFFF);
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += bb) {
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
+    const ActQ8K* xb[M];
+    for (int i = 0; i < M; ++i) xb[i] = act_row<ActQ8K>(x, xs, i) + b;
+    __m256i sumi[M], mins[M];
+    for (int i = 0; i < M; ++i) sumi[i] = mins[i] = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+      const uint8_t* q = w + 160 + 256 * g;
+      __m256i lo32[M], hi32[M];
+      for (int i = 0; i < M; ++i) lo32[i] = hi32[i] = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+        __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        if constexpr (five) {
+          const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 1184 + 32 * c));
+          lo = _mm256_or_si256(lo, bit_to_0x10(h, 2 * g));
+          hi = _mm256_or_si256(hi, bit_to_0x10(h, 2 * g + 1));
+        }
+        for (int i = 0; i < M; ++i) {
+          lo32[i] = _mm256_dpbusd_epi32(lo32[i], lo, bcast4(xb[i]->qs + 64 * g + 4 * c));
+          hi32[i] = _mm256_dpbusd_epi32(hi32[i], hi, bcast4(xb[i]->qs + 64 * g + 32 + 4 * c));
+        }
+      }
+      // lane r: scale 2g | scale 2g + 1 << 16 (6-bit, so the int16 halves are the values)
+      const __m256i sc = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 32 + 16 * g)));
+      const __m256i sc_lo = _mm256_and_si256(sc, low16), sc_hi = _mm256_srli_epi32(sc, 16);
+      const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 96 + 16 * g)));
+      for (int i = 0; i < M; ++i) {
+        sumi[i] = _mm256_add_epi32(sumi[i], _mm256_mullo_epi32(lo32[i], sc_lo));
+        sumi[i] = _mm256_add_epi32(sumi[i], _mm256_mullo_epi32(hi32[i], sc_hi));
+        const int16_t* bs = xb[i]->bsums;
+        const int32_t s0 = bs[4 * g] + bs[4 * g + 1], s1 = bs[4 * g + 2] + bs[4 * g + 3];
+        mins[i] = _mm256_add_epi32(mins[i], _mm256_madd_epi16(mn, _mm256_set1_epi32(int32_t(uint32_t(uint16_t(s0)) | (uint32_t(uint16_t(s1)) << 16)))));
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)));
+    for (int i = 0; i < M; ++i) {
+      const __m256 dx = _mm256_set1_ps(xb[i]->d);
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+      acc[i] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dx), _mm256_cvtepi32_ps(mins[i]), acc[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+template <int M>
+REASON_VNNI static void dot_q6kx8_vnni(const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, w += 8 * 210) {
+    for (size_t l = 0; l < 8 * 210; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
+    const ActQ8K* xb[M];
+    for (int i = 0; i < M; ++i) xb[i] = act_row<ActQ8K>(x, xs, i) + b;
+    __m256i sumi[M], offset[M];
+    for (int i = 0; i < M; ++i) sumi[i] = offset[i] = _mm256_setzero_si256();
+    for (int n = 0; n < 2; ++n) {
+      __m256i sc[4][2];  // int32 scale of sub-block 8n + 2t + s of each row
+      for (int t = 0; t < 4; ++t) {
+        const int k = 4 * n + t;
+        const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 + 16 * k)));
+        for (int i = 0; i < M; ++i) {
+          const int16_t* bs = xb[i]->bsums;
+          offset[i] = _mm256_add_epi32(offset[i], _mm256_madd_epi16(pair, _mm256_set1_epi32(int32_t(
+                                                                         uint32_t(uint16_t(bs[2 * k])) | (uint32_t(uint16_t(bs[2 * k + 1])) << 16)))));
+        }
+        sc[t][0] = _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
+        sc[t][1] = _mm256_srai_epi32(pair, 16);
+      }
+      const uint8_t* q = w + 144 + 768 * n;
+      for (int s = 0; s < 2; ++s) {
+        __m256i p[M][4];
+        for (int i = 0; i < M; ++i)
+          for (int t = 0; t < 4; ++t) p[i][t] = _mm256_setzero_si256();
+        for (int c = 4 * s; c < 4 * s + 4; ++c) {
+          const uint8_t* ch = q + 96 * c;
+          const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch));
+          const __m256i bq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch + 32));
+          const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch + 64));
+          const __m256i qv[4] = {
+              _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+              _mm256_or_si256(_mm256_and_si256(bq, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_and_si256(h, m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bq, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+          for (int i = 0; i < M; ++i) {
+            const int8_t* xn = xb[i]->qs + 128 * n + 4 * c;
+            for (int t = 0; t < 4; ++t) p[i][t] = _mm256_dpbusd_epi32(p[i][t], qv[t], bcast4(xn + 32 * t));
+          }
+        }
+        for (int i = 0; i < M; ++i)
+          for (int t = 0; t < 4; ++t) sumi[i] = _mm256_add_epi32(sumi[i], _mm256_mullo_epi32(p[i][t], sc[t][s]));
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    for (int i = 0; i < M; ++i) {
+      sumi[i] = _mm256_sub_epi32(sumi[i], _mm256_slli_epi32(offset[i], 5));
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[i]->d)), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+// One x8 group times M activation rows with the VNNI kernels.
+template <int M>
+REASON_VNNI static void dot_x8_tile_vnni(DType t, const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* o) {
+  switch (t) {
+    case DType::Q4_Kx8: dot_k45x8_vnni<false, M>(w, x, xs, nb, o); break;
+    case DType::Q5_Kx8: dot_k45x8_vnni<true, M>(w, x, xs, nb, o); break;
+    case DType::Q6_Kx8: dot_q6kx8_vnni<M>(w, x, xs, nb, o); break;
+    case DType::Q8_0x8: dot_x8_vnni<DType::Q8_0x8, M>(w, x, xs, nb, o); break;
+    case DType::Q4_0x8: dot_x8_vnni<DType::Q4_0x8, M>(w, x, xs, nb, o); break;
+    case DType::Q4_1x8: dot_x8_vnni<DType::Q4_1x8, M>(w, x, xs, nb, o); break;
+    case DType::Q5_0x8: dot_x8_vnni<DType::Q5_0x8, M>(w, x, xs, nb, o); break;
+    default: dot_x8_vnni<DType::Q5_1x8, M>(w, x, xs, nb, o); break;
+  }
+}
+
+// Rows i0 <= i < i1 of activations times one x8 group: tiles of 4 rows, then the rest.
+REASON_VNNI static void dot_x8_rows_vnni(DType t, const uint8_t* w, const uint8_t* x, size_t xs, int64_t i0, int64_t i1,
+                                         int64_t nb, float* o /* [i1 - i0][8] */) {
+  int64_t i = i0;
+  for (; i + 4 <= i1; i += 4) dot_x8_tile_vnni<4>(t, w, x + size_t(i) * xs, xs, nb, o + 8 * (i - i0));
+  switch (i1 - i) {
+    case 3: dot_x8_tile_vnni<3>(t, w, x + size_t(i) * xs, xs, nb, o + 8 * (i - i0)); break;
+    case 2: dot_x8_tile_vnni<2>(t, w, x + size_t(i) * xs, xs, nb, o + 8 * (i - i0)); break;
+    case 1: dot_x8_tile_vnni<1>(t, w, x + size_t(i) * xs, xs, nb, o + 8 * (i - i0)); break;
+    default: break;
+  }
+}
+#endif  // __AVX512F__
 #endif  // __AVX2__ && __FMA__
 
 // One weight row (nb blocks) dotted with one quantised activation row.
@@ -587,32 +812,38 @@ static inline float dot_row(DType t, const uint8_t* w, const uint8_t* xq, int64_
 void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
   const int64_t nb = a.blocks;
   if (x8_base_format(a.wt) != a.wt) {
-    float o[8];
-    for (int64_t g = j0 / 8; g < j1 / 8; ++g) {
-      const uint8_t* w = a.w + size_t(g) * 8 * a.w_row_bytes;
-      for (int64_t i = 0; i < a.m; ++i) {
-        const uint8_t* xq = a.xq + size_t(i) * a.xq_row_bytes;
-#if defined(__AVX2__) && defined(__FMA__)
-        const ActQ8* x8 = reinterpret_cast<const ActQ8*>(xq);
-        switch (a.wt) {
-          case DType::Q4_Kx8: dot_k45x8_avx2<false>(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
-          case DType::Q5_Kx8: dot_k45x8_avx2<true>(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
-          case DType::Q6_Kx8: dot_q6kx8_avx2(w, reinterpret_cast<const ActQ8K*>(xq), nb, o); break;
-          case DType::Q8_0x8: dot_x8_avx2<DType::Q8_0x8>(w, x8, nb, o); break;
-          case DType::Q4_0x8: dot_x8_avx2<DType::Q4_0x8>(w, x8, nb, o); break;
-          case DType::Q4_1x8: dot_x8_avx2<DType::Q4_1x8>(w, x8, nb, o); break;
-          case DType::Q5_0x8: dot_x8_avx2<DType::Q5_0x8>(w, x8, nb, o); break;
-          default: dot_x8_avx2<DType::Q5_1x8>(w, x8, nb, o); break;
-        }
-#else
-        dot_x8_generic(a.wt, w, xq, nb, o);
+#if defined(__AVX512F__)
+    const bool vnni = int8_vnni();
 #endif
-        for (int r = 0; r < 8; ++r) {
-          const int64_t j = 8 * g + r;
-          const float s = a.bias ? o[r] + a.bias[j] : o[r];
-          float* out = a.y + i * a.ldy + j;
-          *out = a.beta != 0.0f ? a.beta * *out + s : s;
-        }
+    // Blocks of up to 64 activation rows (they stay in cache while the groups of 8 weight rows
+    // pass); decode (m <= 8) is one block.
+    constexpr int64_t kRows = 64;
+    float o[8 * kRows];
+    for (int64_t i0 = 0; i0 < a.m; i0 += kRows) {
+      const int64_t i1 = a.m - i0 < kRows ? a.m : i0 + kRows;
+      for (int64_t g = j0 / 8; g < j1 / 8; ++g) {
+        const uint8_t* w = a.w + size_t(g) * 8 * a.w_row_bytes;
+#if defined(__AVX512F__)
+        if (vnni)
+          dot_x8_rows_vnni(a.wt, w, a.xq, a.xq_row_bytes, i0, i1, nb, o);
+        else
+#endif
+          for (int64_t i = i0; i < i1; ++i) {
+            const uint8_t* xq = a.xq + size_t(i) * a.xq_row_bytes;
+#if defined(__AVX2__) && defined(__FMA__)
+            dot_x8_group_avx2(a.wt, w, xq, nb, o + 8 * (i - i0));
+#else
+            dot_x8_generic(a.wt, w, xq, nb, o + 8 * (i - i0));
+#endif
+          }
+        for (int64_t i = i0; i < i1; ++i)
+          for (int r = 0; r < 8; ++r) {
+            const int64_t j = 8 * g + r;
+            const float v = o[8 * (i - i0) + r];
+            const float s = a.bias ? v + a.bias[j] : v;
+            float* out = a.y + i * a.ldy + j;
+            *out = a.beta != 0.0f ? a.beta * *out + s : s;
+          }
       }
     }
     return;

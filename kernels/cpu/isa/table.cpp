@@ -8,6 +8,7 @@ namespace reason::kernels::cpu::REASON_ISA_NS {
 
 void matmul_small_m(const MatmulArgs& a);
 void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1);
+void quantize_act(const float* x, int64_t k, bool k_quant, uint8_t* out);
 bool dequantize_rows(DType t, const uint8_t* src, float* dst, int64_t n);
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* rstd);
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim, int64_t stride,
@@ -32,7 +33,7 @@ double sum_squares_blocked(const float* x, int64_t n);
 void adamw_update(const AdamWArgs& a);
 
 const IsaOps& table() {
-  static const IsaOps ops{REASON_ISA_ENUM, matmul_small_m, quant_rows, dequantize_rows, rmsnorm, rope, attention,
+  static const IsaOps ops{REASON_ISA_ENUM, matmul_small_m, quant_rows, quantize_act, dequantize_rows, rmsnorm, rope, attention,
                           flash_attention_fwd, flash_attention_bwd, silu_mul, add_inplace,
                           scaled_exp_sum, row_max, f16_to_f32, bf16_to_f32,
                           rmsnorm_bwd, rope_bwd, silu_mul_bwd, scatter_add_rows, add_column_sums,
