@@ -2,7 +2,8 @@
 # libreason vs llama.cpp on the same GGUF files: bf16, Q8_0 and Q4_K_M of random-weight
 # Qwen2.5-0.5B and Qwen2.5-1.5B (R1-Distill-Qwen-1.5B) checkpoints, plus the real SmolLM2-135M Q4_1
 # file; pp512, tg128, peak RSS, at 1 and 2 threads, alternating engines; tg128 after a 4096-token
-# context (libreason only: this llama-bench has no -d); and decode with a competing busy process.
+# context (llama.cpp's from llama-bench -pg minus its -p of the same depth: this llama-bench has
+# no -d); and decode with a competing busy process.
 # See bench/README.md ("Quantised weights").
 #
 #   LLAMA_CPP_BUILD=/tmp/llama.cpp-build bench/run_quant_vs_llamacpp.sh
@@ -67,6 +68,18 @@ tg = [r["avg_ts"] for r in rows if r["n_gen"] > 0][0]
 print(f"{pp:.2f} {tg:.2f} {int(sys.argv[2]) / 1024:.0f}")
 PY
 }
+# llama.cpp's decode after DEPTH tokens: llama-bench times pp DEPTH, then pp DEPTH + tg128 (-pg);
+# the difference of the mean times is the 128 decode steps at depths DEPTH .. DEPTH + 127.
+run_llama_depth() {  # FILE THREADS TAG DEPTH
+  "$LB" -m "$1" -t "$2" -p "$4" -n 0 -pg "$4,128" -r "$REPS" -o json >"$OUT/$3.json" 2>"$OUT/$3.err"
+  "$PYTHON" - "$OUT/$3.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+pp = [r["avg_ns"] for r in rows if r["n_gen"] == 0][0]
+pg = [r["avg_ns"] for r in rows if r["n_gen"] == 128][0]
+print(f"{128 / ((pg - pp) / 1e9):.2f}")
+PY
+}
 run_reason() {  # FILE THREADS TAG [extra args]
   local f=$1 t=$2 tag=$3
   shift 3
@@ -103,16 +116,20 @@ for f in "${files[@]}"; do
 done
 
 if [ "$DEPTH" -gt 0 ]; then
-  { echo; echo "libreason decode deep in a context (tg128 after $DEPTH tokens; this llama-bench has no -d):"; echo
-    echo "| file | threads | tg128 @ 0 | tg128 @ $DEPTH | ratio |"; echo "|---|---:|---:|---:|---:|"; } >>"$table"
+  { echo; echo "Decode deep in a context: tg128 after $DEPTH tokens (llama.cpp: pp$DEPTH+tg128 minus pp$DEPTH), and libreason's at depth 0:"; echo
+    echo "| file | threads | libreason tg128 @ 0 | llama.cpp tg128 @ $DEPTH | libreason tg128 @ $DEPTH | ratio | libreason @ $DEPTH / @ 0 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"; } >>"$table"
   for f in "${files[@]}"; do
     # shellcheck disable=SC2254
     case "$f" in $DEPTH_MATCH) ;; *) continue ;; esac
     name=$(basename "$f" .gguf)
     for t in $DEPTH_THREADS; do
+      say "$name t=$t depth $DEPTH"
       read -r _ tg0 _ < <(run_reason "$f" "$t" "reason-$name-t$t-d0" --no-prefill)
+      read -r ltgd < <(run_llama_depth "$f" "$t" "llama-$name-t$t-d$DEPTH" "$DEPTH")
       read -r _ tgd _ < <(run_reason "$f" "$t" "reason-$name-t$t-d$DEPTH" --no-prefill --depth "$DEPTH")
-      printf '| %s | %s | %s | %s | %.2f |\n' "$name" "$t" "$tg0" "$tgd" "$(echo "$tgd / $tg0" | bc -l)" | tee -a "$table" >&2
+      printf '| %s | %s | %s | %s | %s | **%.2f** | %.2f |\n' "$name" "$t" "$tg0" "$ltgd" "$tgd" "$(echo "$tgd / $ltgd" | bc -l)" \
+        "$(echo "$tgd / $tg0" | bc -l)" | tee -a "$table" >&2
     done
   done
 fi

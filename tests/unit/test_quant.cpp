@@ -149,8 +149,9 @@ void check_quant_matmul(DType t, int64_t m, int64_t n, int64_t k, bool exact, bo
     a.k = k;
     cpu_backend().matmul(a);
     // The larger-m path multiplies the dequantised weights with f32 activations: no activation
-    // rounding; but for an x8 layout with AVX512-VNNI it is the integer kernels' (an int8 GEMM).
-    const bool int8_gemm = pack && cpu_isa_description().find("avx512vnni") != std::string::npos;
+    // rounding; but for an x8 layout on the AVX2 and AVX-512 paths it is the integer kernels' (an
+    // int8 GEMM).
+    const bool int8_gemm = pack && cpu_isa() != CpuIsa::Generic;
     const bool rounds_x = (m <= 8 || int8_gemm) && !exact;
     for (size_t i = 0; i < y.size(); ++i) {
       INFO("element " << i << ": " << y[i] << " vs " << r.y[i]);
@@ -199,7 +200,8 @@ TEST_CASE("quantize_row and dequantize_row refuse partial blocks and types they 
 TEST_CASE("quantised matmul: exactly quantisable activations give the dequantised product", "[quant]") {
   uint32_t seed = 1;
   for (DType t : kTypes)
-    // integer kernels (m <= 8) and dequantised panels, or int8 tiles of 4 rows in blocks of 64 (VNNI)
+    // integer kernels (m <= 8) and dequantised panels, or int8 tiles (4 rows, 2 for the K-quants on
+    // AVX2) in blocks of 64 rows
     for (int64_t m : {1, 2, 5, 8, 9, 33, 70})
       for (int64_t k : {256, 768})
         for (int64_t n : {1, 8, 17, 40}) check_quant_matmul(t, m, n, k, true, (m + n) % 2 == 0, seed++);

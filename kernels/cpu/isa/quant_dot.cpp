@@ -360,38 +360,50 @@ static inline __m256i fifth_bits(__m256i qh, int c, int h) {
   return _mm256_and_si256(at, _mm256_set1_epi32(0x10101010));
 }
 
-// out[r] = row r of an x8 group (nb blocks of t) . x. Integer sums per block as the base kernels'.
+// out[8 i + r] = row r of an x8 group (nb blocks of t) . activation row i (at x + i * xs), i < M:
+// M = 1 is decode; prefill tiles its rows (4 for the blocks of 32, 2 for the K-quants: what AVX2's
+// 16 registers hold), so each weight vector, once loaded and unpacked, feeds M rows (an int8 GEMM
+// on the x8 layout). Integer sums per block as the base kernels'.
 // Weights are read once, as a stream: the x8 kernels ask for the cache lines 4 KiB ahead, which
 // measured 10-60% more GB/s from DRAM on one Zen 3 core than the hardware prefetcher alone.
 static constexpr size_t kPrefetch = 4096;
 
+template <class A>
+static inline const A* act_row(const uint8_t* x, size_t xs, int i) {
+  return reinterpret_cast<const A*>(x + size_t(i) * xs);
+}
+
 // A template on the layout, so that each type's loop is compiled without the others' branches.
-template <DType t>
-static void dot_x8_avx2(const uint8_t* w, const ActQ8* x, int64_t nb, float* out) {
+template <DType t, int M>
+static void dot_x8_avx2(const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* out) {
   constexpr bool q8 = t == DType::Q8_0x8, five = t == DType::Q5_0x8 || t == DType::Q5_1x8;
   constexpr bool with_min = t == DType::Q4_1x8 || t == DType::Q5_1x8;
   constexpr int offset = t == DType::Q4_0x8 ? 8 : t == DType::Q5_0x8 ? 16 : 0;  // (q - offset) . x
   constexpr size_t bb = 8 * (q8 ? 34 : t == DType::Q4_0x8 ? 18 : t == DType::Q4_1x8 ? 20 : t == DType::Q5_0x8 ? 22 : 24);
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, w += bb) {
     for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
-    const int8_t* xq = x[b].qs;
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
-                                   _mm256_set1_ps(x[b].d));
+    const ActQ8* xb[M];
+    for (int i = 0; i < M; ++i) xb[i] = act_row<ActQ8>(x, xs, i) + b;
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
     const uint8_t* p = w + 16;
     if constexpr (with_min) {
-      acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
-                            _mm256_set1_ps(x[b].s), acc);
+      const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      for (int i = 0; i < M; ++i) acc[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xb[i]->s), acc[i]);
       p += 16;
     }
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi[M];
+    for (int i = 0; i < M; ++i) sumi[i] = _mm256_setzero_si256();
     if constexpr (q8) {
       for (int c = 0; c < 8; ++c) {  // |q|, |x| <= 127: a pair sum fits int16
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
-        const __m256i y = bcast4(xq + 4 * c);
-        const __m256i pr = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pr, ones));
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        for (int i = 0; i < M; ++i) {
+          const __m256i pr = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(bcast4(xb[i]->qs + 4 * c), q));
+          sumi[i] = _mm256_add_epi32(sumi[i], _mm256_madd_epi16(pr, ones));
+        }
       }
     } else {
       __m256i qh = _mm256_setzero_si256();
@@ -399,7 +411,8 @@ static void dot_x8_avx2(const uint8_t* w, const ActQ8* x, int64_t nb, float* out
         qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
         p += 32;
       }
-      __m256i s16 = _mm256_setzero_si256();  // 4-bit q: 8 pair sums of <= 2 * 15 * 127 fit int16
+      __m256i s16[M];  // 4-bit q: 8 pair sums of <= 2 * 15 * 127 fit int16
+      for (int i = 0; i < M; ++i) s16[i] = _mm256_setzero_si256();
       for (int c = 0; c < 4; ++c) {
         const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c));
         __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
@@ -407,19 +420,24 @@ static void dot_x8_avx2(const uint8_t* w, const ActQ8* x, int64_t nb, float* out
           lo = _mm256_or_si256(lo, fifth_bits(qh, c, 0));
           hi = _mm256_or_si256(hi, fifth_bits(qh, c, 1));
         }
-        const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xq + 4 * c)),
-                                            _mm256_maddubs_epi16(hi, bcast4(xq + 16 + 4 * c)));
-        if constexpr (five)
-          sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pr, ones));
-        else
-          s16 = _mm256_add_epi16(s16, pr);
+        for (int i = 0; i < M; ++i) {
+          const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xb[i]->qs + 4 * c)),
+                                              _mm256_maddubs_epi16(hi, bcast4(xb[i]->qs + 16 + 4 * c)));
+          if constexpr (five)
+            sumi[i] = _mm256_add_epi32(sumi[i], _mm256_madd_epi16(pr, ones));
+          else
+            s16[i] = _mm256_add_epi16(s16[i], pr);
+        }
       }
-      if constexpr (!five) sumi = _mm256_madd_epi16(s16, ones);
-      if constexpr (offset != 0) sumi = _mm256_sub_epi32(sumi, _mm256_set1_epi32(offset * x[b].sum));
+      for (int i = 0; i < M; ++i) {
+        if constexpr (!five) sumi[i] = _mm256_madd_epi16(s16[i], ones);
+        if constexpr (offset != 0) sumi[i] = _mm256_sub_epi32(sumi[i], _mm256_set1_epi32(offset * xb[i]->sum));
+      }
     }
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    for (int i = 0; i < M; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xb[i]->d)), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
   }
-  _mm256_storeu_ps(out, acc);
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
 
 // Bit p of every byte of v at bit 4 (0x10), the rest 0 (p = 0..7; 16-bit shifts, as the mask keeps
@@ -429,24 +447,23 @@ static inline __m256i bit_to_0x10(__m256i v, int p) {
   return _mm256_and_si256(at, _mm256_set1_epi8(0x10));
 }
 
-// Q4_K's and Q5_K's x8 blocks (quant_x8.inc): out[r] = row r . x over nb super-blocks. Per pair g
-// of sub-blocks, 8 chunks of 32 bytes give 4 elements of sub-blocks 2g (low nibbles) and 2g + 1
-// (high) of every row; their int16 sums are scaled by madd with each row's 6-bit scales; the mins
-// by madd of each row's mins with the activation sums of the sub-blocks. int16 sums stay in range:
-// Q4_K adds 8 chunks of pair sums <= 2 * 15 * 127, Q5_K 4 chunks of <= 2 * 31 * 127 at a time.
-template <bool five>
-static void dot_k45x8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float* out) {
+// Q4_K's and Q5_K's x8 blocks (quant_x8.inc). Per pair g of sub-blocks, 8 chunks of 32 bytes give 4
+// elements of sub-blocks 2g (low nibbles) and 2g + 1 (high) of every row; their int16 sums are
+// scaled by madd with each row's 6-bit scales; the mins by madd of each row's mins with the
+// activation sums of the sub-blocks. int16 sums stay in range: Q4_K adds 8 chunks of pair sums
+// <= 2 * 15 * 127, Q5_K 4 chunks of <= 2 * 31 * 127 at a time.
+template <bool five, int M>
+static void dot_k45x8_avx2(const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* out) {
   constexpr size_t bb = 8 * (five ? 180 : 148);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, w += bb) {
     for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
-    const int8_t* xq = x[b].qs;
-    const int16_t* bs = x[b].bsums;
-    const __m256 dx = _mm256_set1_ps(x[b].d);
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))), dx);
-    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16))), dx);
-    __m256i sumi = _mm256_setzero_si256(), mins = _mm256_setzero_si256();
+    const ActQ8K* xb[M];
+    for (int i = 0; i < M; ++i) xb[i] = act_row<ActQ8K>(x, xs, i) + b;
+    __m256i sumi[M], mins[M];
+    for (int i = 0; i < M; ++i) sumi[i] = mins[i] = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
       const uint8_t* q = w + 160 + 256 * g;
       // (scale 2g, scale 2g + 1) of each row as two int16, then each duplicated
@@ -454,7 +471,8 @@ static void dot_k45x8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float*
       const __m256i sc_lo = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xA0), 0xA0);
       const __m256i sc_hi = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xF5), 0xF5);
       for (int half = 0; half < (five ? 2 : 1); ++half) {
-        __m256i lo16 = _mm256_setzero_si256(), hi16 = _mm256_setzero_si256();
+        __m256i lo16[M], hi16[M];
+        for (int i = 0; i < M; ++i) lo16[i] = hi16[i] = _mm256_setzero_si256();
         for (int c = five ? 4 * half : 0; c < (five ? 4 * half + 4 : 8); ++c) {
           const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
           __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
@@ -463,52 +481,65 @@ static void dot_k45x8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float*
             lo = _mm256_or_si256(lo, bit_to_0x10(h, 2 * g));
             hi = _mm256_or_si256(hi, bit_to_0x10(h, 2 * g + 1));
           }
-          lo16 = _mm256_add_epi16(lo16, _mm256_maddubs_epi16(lo, bcast4(xq + 64 * g + 4 * c)));
-          hi16 = _mm256_add_epi16(hi16, _mm256_maddubs_epi16(hi, bcast4(xq + 64 * g + 32 + 4 * c)));
+          for (int i = 0; i < M; ++i) {
+            lo16[i] = _mm256_add_epi16(lo16[i], _mm256_maddubs_epi16(lo, bcast4(xb[i]->qs + 64 * g + 4 * c)));
+            hi16[i] = _mm256_add_epi16(hi16[i], _mm256_maddubs_epi16(hi, bcast4(xb[i]->qs + 64 * g + 32 + 4 * c)));
+          }
         }
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(lo16, sc_lo), _mm256_madd_epi16(hi16, sc_hi)));
+        for (int i = 0; i < M; ++i)
+          sumi[i] = _mm256_add_epi32(sumi[i], _mm256_add_epi32(_mm256_madd_epi16(lo16[i], sc_lo), _mm256_madd_epi16(hi16[i], sc_hi)));
       }
       // (min 2g, min 2g + 1) . (sum of x over sub-block 2g, over 2g + 1)
       const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 96 + 16 * g)));
-      const int32_t s0 = bs[4 * g] + bs[4 * g + 1], s1 = bs[4 * g + 2] + bs[4 * g + 3];
-      mins = _mm256_add_epi32(mins, _mm256_madd_epi16(mn, _mm256_set1_epi32(int32_t(uint32_t(uint16_t(s0)) | (uint32_t(uint16_t(s1)) << 16)))));
+      for (int i = 0; i < M; ++i) {
+        const int16_t* bs = xb[i]->bsums;
+        const int32_t s0 = bs[4 * g] + bs[4 * g + 1], s1 = bs[4 * g + 2] + bs[4 * g + 3];
+        mins[i] = _mm256_add_epi32(mins[i], _mm256_madd_epi16(mn, _mm256_set1_epi32(int32_t(uint32_t(uint16_t(s0)) | (uint32_t(uint16_t(s1)) << 16)))));
+      }
     }
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-    acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)));
+    for (int i = 0; i < M; ++i) {
+      const __m256 dx = _mm256_set1_ps(xb[i]->d);
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+      acc[i] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dx), _mm256_cvtepi32_ps(mins[i]), acc[i]);
+    }
   }
-  _mm256_storeu_ps(out, acc);
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
 
-// Q6_K's x8 block (quant_x8.inc): out[r] = row r . x over nb super-blocks. Three chunks (two of
-// low nibbles, one of high bit pairs) give q of 4 elements in each of 4 runs t of 32 (elements
-// 128n + 32t + 4c + e) of every row; two chunks' int16 pair sums (<= 2 * 2 * 63 * 127) are scaled
-// by madd with the rows' int8 scales of their sub-block of 16. The -32 offset comes from the
-// activations' sums by 16, as in dot_q6_k_avx2.
-static void dot_q6kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float* out) {
+// Q6_K's x8 block (quant_x8.inc). Three chunks (two of low nibbles, one of high bit pairs) give q of
+// 4 elements in each of 4 runs t of 32 (elements 128n + 32t + 4c + e) of every row; two chunks'
+// int16 pair sums (<= 2 * 2 * 63 * 127) are scaled by madd with the rows' int8 scales of their
+// sub-block of 16. The -32 offset comes from the activations' sums by 16, as in dot_q6_k_avx2.
+template <int M>
+static void dot_q6kx8_avx2(const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, w += 8 * 210) {
     for (size_t l = 0; l < 8 * 210; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch + l), _MM_HINT_T0);
-    const int8_t* xq = x[b].qs;
-    const int16_t* bs = x[b].bsums;
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
-                                   _mm256_set1_ps(x[b].d));
-    __m256i sumi = _mm256_setzero_si256(), offset = _mm256_setzero_si256();
+    const ActQ8K* xb[M];
+    for (int i = 0; i < M; ++i) xb[i] = act_row<ActQ8K>(x, xs, i) + b;
+    __m256i sumi[M], offset[M];
+    for (int i = 0; i < M; ++i) sumi[i] = offset[i] = _mm256_setzero_si256();
     for (int n = 0; n < 2; ++n) {
       // scales of sub-blocks 8n + 2t + s (pair k = 4n + t) as int16 lanes, each row's duplicated
       __m256i sc[4][2];
       for (int t = 0; t < 4; ++t) {
         const int k = 4 * n + t;
         const __m256i pair = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 + 16 * k)));
-        offset = _mm256_add_epi32(offset, _mm256_madd_epi16(pair, _mm256_set1_epi32(int32_t(
-                                                                   uint32_t(uint16_t(bs[2 * k])) | (uint32_t(uint16_t(bs[2 * k + 1])) << 16)))));
+        for (int i = 0; i < M; ++i) {
+          const int16_t* bs = xb[i]->bsums;
+          offset[i] = _mm256_add_epi32(offset[i], _mm256_madd_epi16(pair, _mm256_set1_epi32(int32_t(
+                                                                         uint32_t(uint16_t(bs[2 * k])) | (uint32_t(uint16_t(bs[2 * k + 1])) << 16)))));
+        }
         sc[t][0] = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xA0), 0xA0);
         sc[t][1] = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(pair, 0xF5), 0xF5);
       }
       const uint8_t* q = w + 144 + 768 * n;
-      const int8_t* xn = xq + 128 * n;
       for (int c = 0; c < 8; c += 2) {
-        __m256i p[4];
+        __m256i p[M][4];
         for (int u = 0; u < 2; ++u) {
           const uint8_t* ch = q + 96 * (c + u);
           const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch));
@@ -519,34 +550,53 @@ static void dot_q6kx8_avx2(const uint8_t* w, const ActQ8K* x, int64_t nb, float*
               _mm256_or_si256(_mm256_and_si256(bq, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_and_si256(h, m30)),
               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bq, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
-          for (int t = 0; t < 4; ++t) {
-            const __m256i pr = _mm256_maddubs_epi16(qv[t], bcast4(xn + 32 * t + 4 * (c + u)));
-            p[t] = u == 0 ? pr : _mm256_add_epi16(p[t], pr);
+          for (int i = 0; i < M; ++i) {
+            const int8_t* xn = xb[i]->qs + 128 * n + 4 * (c + u);
+            for (int t = 0; t < 4; ++t) {
+              const __m256i pr = _mm256_maddubs_epi16(qv[t], bcast4(xn + 32 * t));
+              p[i][t] = u == 0 ? pr : _mm256_add_epi16(p[i][t], pr);
+            }
           }
         }
-        for (int t = 0; t < 4; ++t) sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p[t], sc[t][c / 4]));
+        for (int i = 0; i < M; ++i)
+          for (int t = 0; t < 4; ++t) sumi[i] = _mm256_add_epi32(sumi[i], _mm256_madd_epi16(p[i][t], sc[t][c / 4]));
       }
     }
-    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offset, 5));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    for (int i = 0; i < M; ++i) {
+      sumi[i] = _mm256_sub_epi32(sumi[i], _mm256_slli_epi32(offset[i], 5));
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[i]->d)), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+    }
   }
-  _mm256_storeu_ps(out, acc);
+  for (int i = 0; i < M; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
 
-// One x8 group with the AVX2 kernels.
-static void dot_x8_group_avx2(DType t, const uint8_t* w, const uint8_t* xq, int64_t nb, float* o) {
-  const ActQ8* x8 = reinterpret_cast<const ActQ8*>(xq);
-  const ActQ8K* xk = reinterpret_cast<const ActQ8K*>(xq);
+// One x8 group times M activation rows with the AVX2 kernels.
+template <int M>
+static void dot_x8_tile_avx2(DType t, const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* o) {
   switch (t) {
-    case DType::Q4_Kx8: dot_k45x8_avx2<false>(w, xk, nb, o); break;
-    case DType::Q5_Kx8: dot_k45x8_avx2<true>(w, xk, nb, o); break;
-    case DType::Q6_Kx8: dot_q6kx8_avx2(w, xk, nb, o); break;
-    case DType::Q8_0x8: dot_x8_avx2<DType::Q8_0x8>(w, x8, nb, o); break;
-    case DType::Q4_0x8: dot_x8_avx2<DType::Q4_0x8>(w, x8, nb, o); break;
-    case DType::Q4_1x8: dot_x8_avx2<DType::Q4_1x8>(w, x8, nb, o); break;
-    case DType::Q5_0x8: dot_x8_avx2<DType::Q5_0x8>(w, x8, nb, o); break;
-    default: dot_x8_avx2<DType::Q5_1x8>(w, x8, nb, o); break;
+    case DType::Q4_Kx8: dot_k45x8_avx2<false, M>(w, x, xs, nb, o); break;
+    case DType::Q5_Kx8: dot_k45x8_avx2<true, M>(w, x, xs, nb, o); break;
+    case DType::Q6_Kx8: dot_q6kx8_avx2<M>(w, x, xs, nb, o); break;
+    case DType::Q8_0x8: dot_x8_avx2<DType::Q8_0x8, M>(w, x, xs, nb, o); break;
+    case DType::Q4_0x8: dot_x8_avx2<DType::Q4_0x8, M>(w, x, xs, nb, o); break;
+    case DType::Q4_1x8: dot_x8_avx2<DType::Q4_1x8, M>(w, x, xs, nb, o); break;
+    case DType::Q5_0x8: dot_x8_avx2<DType::Q5_0x8, M>(w, x, xs, nb, o); break;
+    default: dot_x8_avx2<DType::Q5_1x8, M>(w, x, xs, nb, o); break;
   }
+}
+
+// Rows i0 <= i < i1 of activations times one x8 group: tiles of 4 rows (2 for the K-quants, whose
+// per-row int16 sums take twice the registers), then the rest one by one.
+static void dot_x8_rows_avx2(DType t, const uint8_t* w, const uint8_t* x, size_t xs, int64_t i0, int64_t i1,
+                             int64_t nb, float* o /* [i1 - i0][8] */) {
+  const bool k_quant = t == DType::Q4_Kx8 || t == DType::Q5_Kx8 || t == DType::Q6_Kx8;
+  int64_t i = i0;
+  if (k_quant)
+    for (; i + 2 <= i1; i += 2) dot_x8_tile_avx2<2>(t, w, x + size_t(i) * xs, xs, nb, o + 8 * (i - i0));
+  else
+    for (; i + 4 <= i1; i += 4) dot_x8_tile_avx2<4>(t, w, x + size_t(i) * xs, xs, nb, o + 8 * (i - i0));
+  for (; i < i1; ++i) dot_x8_tile_avx2<1>(t, w, x + size_t(i) * xs, xs, nb, o + 8 * (i - i0));
 }
 
 #if defined(__AVX512F__)
@@ -558,11 +608,6 @@ static void dot_x8_group_avx2(DType t, const uint8_t* w, const uint8_t* xq, int6
 // decode; prefill tiles its rows by 4, so each weight vector, once loaded and unpacked, feeds M
 // vpdpbusd (an int8 GEMM on the x8 layout; AVX-512VL gives the 32 registers the tiles need).
 #define REASON_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-
-template <class A>
-static inline const A* act_row(const uint8_t* x, size_t xs, int i) {
-  return reinterpret_cast<const A*>(x + size_t(i) * xs);
-}
 
 template <DType t, int M>
 REASON_VNNI static void dot_x8_vnni(const uint8_t* w, const uint8_t* x, size_t xs, int64_t nb, float* out) {
@@ -828,14 +873,11 @@ void quant_rows(const QuantRowsArgs& a, int64_t j0, int64_t j1) {
           dot_x8_rows_vnni(a.wt, w, a.xq, a.xq_row_bytes, i0, i1, nb, o);
         else
 #endif
-          for (int64_t i = i0; i < i1; ++i) {
-            const uint8_t* xq = a.xq + size_t(i) * a.xq_row_bytes;
 #if defined(__AVX2__) && defined(__FMA__)
-            dot_x8_group_avx2(a.wt, w, xq, nb, o + 8 * (i - i0));
+          dot_x8_rows_avx2(a.wt, w, a.xq, a.xq_row_bytes, i0, i1, nb, o);
 #else
-            dot_x8_generic(a.wt, w, xq, nb, o + 8 * (i - i0));
+          for (int64_t i = i0; i < i1; ++i) dot_x8_generic(a.wt, w, a.xq + size_t(i) * a.xq_row_bytes, nb, o + 8 * (i - i0));
 #endif
-          }
         for (int64_t i = i0; i < i1; ++i)
           for (int r = 0; r < 8; ++r) {
             const int64_t j = 8 * g + r;
