@@ -74,21 +74,38 @@ static inline void scores8(float* scores, int64_t ld, const float* q, int group,
   }
 }
 
-// out[hh][d0 .. d0 + 64) += sum over n value rows of w[hh][p] * v_p, kept in registers over the rows.
-static inline void values64(float* out, const float* w, int64_t ld, int group, int hd, int d0, const char* v,
-                            int64_t stride, int64_t n, bool bf16) {
+// out[hh][d0 .. d0 + 8 L) += sum over n value rows of w[hh][p] * v_p, kept in registers over the
+// rows. L is a template parameter so that the L vectors stay in registers (a run-time count made
+// the compiler test it at every row).
+template <int L>
+static inline void values_tile(float* out, const float* w, int64_t ld, int group, int hd, int d0, const char* v,
+                               int64_t stride, int64_t n, bool bf16) {
   const int64_t elem = bf16 ? 2 : 4;
-  const int lanes = (hd - d0 < 64 ? hd - d0 : 64) / 8;
   for (int hh = 0; hh < group; ++hh) {
-    __m256 o[8];
-    for (int c = 0; c < lanes; ++c) o[c] = _mm256_loadu_ps(out + hh * hd + d0 + 8 * c);
+    __m256 o[L];
+    for (int c = 0; c < L; ++c) o[c] = _mm256_loadu_ps(out + hh * hd + d0 + 8 * c);
     const float* wh = w + hh * ld;
     for (int64_t p = 0; p < n; ++p) {
       const __m256 wp = _mm256_set1_ps(wh[p]);
       const char* vp = v + p * stride + int64_t(d0) * elem;
-      for (int c = 0; c < lanes; ++c) o[c] = _mm256_fmadd_ps(wp, kv8(vp + 8 * c * elem, bf16), o[c]);
+      for (int c = 0; c < L; ++c) o[c] = _mm256_fmadd_ps(wp, kv8(vp + 8 * c * elem, bf16), o[c]);
     }
-    for (int c = 0; c < lanes; ++c) _mm256_storeu_ps(out + hh * hd + d0 + 8 * c, o[c]);
+    for (int c = 0; c < L; ++c) _mm256_storeu_ps(out + hh * hd + d0 + 8 * c, o[c]);
+  }
+}
+
+// The same for output columns d0 .. min(d0 + 64, hd) (hd % 8 == 0).
+static inline void values64(float* out, const float* w, int64_t ld, int group, int hd, int d0, const char* v,
+                            int64_t stride, int64_t n, bool bf16) {
+  switch ((hd - d0 < 64 ? hd - d0 : 64) / 8) {
+    case 8: values_tile<8>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
+    case 7: values_tile<7>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
+    case 6: values_tile<6>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
+    case 5: values_tile<5>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
+    case 4: values_tile<4>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
+    case 3: values_tile<3>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
+    case 2: values_tile<2>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
+    default: values_tile<1>(out, w, ld, group, hd, d0, v, stride, n, bf16); break;
   }
 }
 #endif
