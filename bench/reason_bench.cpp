@@ -223,13 +223,16 @@ double run_decode(const reason::Model& m, const std::vector<int32_t>& tokens, re
                   std::vector<float>& logits, std::vector<double>* step_s = nullptr) {
   reason::KVCache cache = m.make_cache();
   const int slot = cache.add_sequence();
-  if (g_depth > 0) {  // untimed prefill of the context (llama-bench -d)
+  if (g_depth > 0) {  // untimed (and unprofiled) prefill of the context (llama-bench -d)
+    reason::ForwardProfile* const profile = scratch.profile;
+    scratch.profile = nullptr;
     std::vector<int32_t> ctx(static_cast<size_t>(g_depth));
     for (size_t i = 0; i < ctx.size(); ++i) ctx[i] = tokens[i % tokens.size()];
     for (int64_t p0 = 0; p0 < g_depth; p0 += 512) {
       reason::SeqChunk ch{slot, ctx.data() + p0, std::min<int64_t>(512, g_depth - p0), false};
       m.forward_device({&ch, 1}, cache, scratch);
     }
+    scratch.profile = profile;
   }
   const auto t0 = Clock::now();
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -461,8 +464,8 @@ int main(int argc, char** argv) {
         profile += ", \"prefill\": " + profile_json(pp_prof, "ms_per_forward");
       }
       if (args.decode) {
-        print_profile(("decode tg" + std::to_string(args.gen_tokens) + ": ms per token (mean over contexts 0.." +
-                       std::to_string(args.gen_tokens - 1) + ", profiled runs: " + std::to_string(reps) + ")").c_str(),
+        print_profile(("decode tg" + std::to_string(args.gen_tokens) + ": ms per token (mean over contexts " +
+                       std::to_string(args.depth) + ".." + std::to_string(args.depth + args.gen_tokens - 1) + ", profiled runs: " + std::to_string(reps) + ")").c_str(),
                       tg_prof, tg_wall,
                       *std::min_element(tg.samples_s.begin(), tg.samples_s.end()) / double(args.gen_tokens));
         double mm = 0, mmb = 0;

@@ -286,15 +286,18 @@ struct PagedCopy {
 // (block_size 0) or paged in blocks of block_size rows, f32 or bf16, against double. With bf16
 // keys and values the reference uses the same bf16-rounded values (products of f32 and bf16 are
 // exact in f32, so the bound is the f32 one).
-void check_attention(int64_t block_size, DType kv_dtype, int64_t window = 0) {
-  INFO("block_size " << block_size << " kv " << dtype_name(kv_dtype) << " window " << window << " isa "
-                     << cpu_isa_name(cpu_isa()));
-  const int n_heads = 6, n_kv = 2, hd = 12;
+struct AttnShape {
+  int64_t n_q, pos0;
+};
+const std::vector<AttnShape> kAttnShapes = {{1, 0}, {5, 0}, {3, 9}, {1, 40}, {17, 16}};
+
+// Returns the outputs (per sequence, row stride qs).
+std::vector<std::vector<float>> check_attention(int64_t block_size, DType kv_dtype, int64_t window = 0, int hd = 12,
+                                                const std::vector<AttnShape>& shape = kAttnShapes) {
+  INFO("block_size " << block_size << " kv " << dtype_name(kv_dtype) << " window " << window << " hd " << hd
+                     << " threads " << cpu_threads() << " isa " << cpu_isa_name(cpu_isa()));
+  const int n_heads = 6, n_kv = 2;
   const int64_t qs = n_heads * hd + 3, kvs = n_kv * hd + 5;
-  struct S {
-    int64_t n_q, pos0;
-  };
-  const std::vector<S> shape = {{1, 0}, {5, 0}, {3, 9}, {1, 40}, {17, 16}};
   std::vector<std::vector<float>> q, k, v, out;
   std::vector<PagedCopy> paged;
   std::vector<AttnSeq> seqs;
@@ -366,6 +369,7 @@ void check_attention(int64_t block_size, DType kv_dtype, int64_t window = 0) {
         }
       }
   CHECK(worst <= 1.0);
+  return out;
 }
 
 }  // namespace
@@ -374,6 +378,54 @@ TEST_CASE("attention: causal GQA over several sequences with KV history, contigu
           "[cpu_backend]") {
   for (DType dt : {DType::F32, DType::BF16})
     for (int64_t bs : {0, 1, 3, 16, 64}) check_attention(bs, dt);
+}
+
+// Histories longer than one part (256 positions, kernels/cpu/isa/attention.cpp) are attended in
+// parts that are merged; head dims that are multiples of 8 take the vector path (24 and 72 its
+// partial output tiles). Fewer query rows than threads spread a row's parts over the threads
+// (decode); more rows spread rows (prefill). A row's result must be the same bits either way.
+TEST_CASE("attention over long histories in parts, decode and prefill, against double", "[cpu_backend]") {
+  const int saved = cpu_threads();
+  set_cpu_threads(2);
+  for (int hd : {8, 24, 64, 72})
+    for (DType dt : {DType::F32, DType::BF16}) {
+      check_attention(16, dt, 0, hd, {{300, 400}, {2, 0}});  // prefill
+      check_attention(16, dt, 0, hd, {{1, 700}});             // decode
+      check_attention(0, dt, 0, hd, {{1, 600}});
+      check_attention(16, dt, 300, hd, {{1, 700}, {20, 500}});  // windows across parts
+    }
+  set_cpu_threads(saved);
+}
+
+TEST_CASE("attention: a query row alone (decode) gives the bits it gives among many rows (prefill)", "[cpu_backend]") {
+  const int saved = cpu_threads();
+  set_cpu_threads(2);
+  for (int hd : {24, 64})
+    for (DType dt : {DType::F32, DType::BF16}) {
+      INFO("hd " << hd << " kv " << dtype_name(dt) << " isa " << cpu_isa_name(cpu_isa()));
+      const int n_heads = 6, n_kv = 2;
+      const int64_t n_q = 300, pos0 = 400, n_tok = n_q + pos0, qs = n_heads * hd, kvs = n_kv * hd;
+      const std::vector<float> q = randn(size_t(n_q * qs), 7), k = randn(size_t(n_tok * kvs), 8), v = randn(size_t(n_tok * kvs), 9);
+      PagedCopy pc(k, v, n_tok, kvs, 16, dt);
+      std::vector<float> all(size_t(n_q * qs), 0.0f), one(size_t(qs), 0.0f);
+      AttnSeq sq{q.data(), all.data(), nullptr, nullptr, n_q, pos0};
+      sq.k_blocks = pc.k_blocks.data(), sq.v_blocks = pc.v_blocks.data(), sq.n_blocks = int64_t(pc.k_blocks.size());
+      AttnArgs a;
+      a.seqs = &sq, a.n_seqs = 1;
+      a.n_heads = n_heads, a.n_kv_heads = n_kv, a.head_dim = hd;
+      a.q_stride = a.out_stride = qs, a.kv_stride = kvs;
+      a.scale = 1.0f / std::sqrt(float(hd));
+      a.block_size = 16, a.kv_dtype = dt;
+      cpu_backend().attention(a);
+      for (int64_t t : {0, 111, 299}) {
+        AttnSeq s1 = sq;
+        s1.q = q.data() + t * qs, s1.out = one.data(), s1.n_q = 1, s1.q_pos0 = pos0 + t;
+        a.seqs = &s1;
+        cpu_backend().attention(a);
+        CHECK(std::memcmp(one.data(), all.data() + t * qs, sizeof(float) * size_t(qs)) == 0);
+      }
+    }
+  set_cpu_threads(saved);
 }
 
 TEST_CASE("attention with a sliding window sees only the last keys, contiguous and paged", "[cpu_backend]") {
