@@ -3,7 +3,8 @@
 # Qwen2.5-0.5B and Qwen2.5-1.5B (R1-Distill-Qwen-1.5B) checkpoints, plus the real SmolLM2-135M Q4_1
 # file; pp512, tg128, peak RSS, at 1 and 2 threads, alternating engines; tg128 after a 4096-token
 # context (llama.cpp's from llama-bench -pg minus its -p of the same depth: this llama-bench has
-# no -d); and decode with a competing busy process.
+# no -d; with its default -fa 0 and with -fa 1); and decode with a competing busy process.
+# THREADS=" " (a space) skips the main table, DEPTH=0 the depth rows.
 # See bench/README.md ("Quantised weights").
 #
 #   LLAMA_CPP_BUILD=/tmp/llama.cpp-build bench/run_quant_vs_llamacpp.sh
@@ -70,8 +71,8 @@ PY
 }
 # llama.cpp's decode after DEPTH tokens: llama-bench times pp DEPTH, then pp DEPTH + tg128 (-pg);
 # the difference of the mean times is the 128 decode steps at depths DEPTH .. DEPTH + 127.
-run_llama_depth() {  # FILE THREADS TAG DEPTH
-  "$LB" -m "$1" -t "$2" -p "$4" -n 0 -pg "$4,128" -r "$REPS" -o json >"$OUT/$3.json" 2>"$OUT/$3.err"
+run_llama_depth() {  # FILE THREADS TAG DEPTH FA (llama-bench -fa: 0 its default, 1 flash attention)
+  "$LB" -m "$1" -t "$2" -p "$4" -n 0 -pg "$4,128" -fa "$5" -r "$REPS" -o json >"$OUT/$3.json" 2>"$OUT/$3.err"
   "$PYTHON" - "$OUT/$3.json" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))
@@ -116,8 +117,8 @@ for f in "${files[@]}"; do
 done
 
 if [ "$DEPTH" -gt 0 ]; then
-  { echo; echo "Decode deep in a context: tg128 after $DEPTH tokens (llama.cpp: pp$DEPTH+tg128 minus pp$DEPTH), and libreason's at depth 0:"; echo
-    echo "| file | threads | libreason tg128 @ 0 | llama.cpp tg128 @ $DEPTH | libreason tg128 @ $DEPTH | ratio | libreason @ $DEPTH / @ 0 |"
+  { echo; echo "Decode deep in a context: tg128 after $DEPTH tokens (llama.cpp: pp$DEPTH+tg128 minus pp$DEPTH, without and with flash attention), and libreason's at depth 0:"; echo
+    echo "| file | threads | libreason tg128 @ 0 | llama.cpp tg128 @ $DEPTH (-fa 0 / 1) | libreason tg128 @ $DEPTH | ratio (to -fa 0 / 1) | libreason @ $DEPTH / @ 0 |"
     echo "|---|---:|---:|---:|---:|---:|---:|"; } >>"$table"
   for f in "${files[@]}"; do
     # shellcheck disable=SC2254
@@ -126,10 +127,11 @@ if [ "$DEPTH" -gt 0 ]; then
     for t in $DEPTH_THREADS; do
       say "$name t=$t depth $DEPTH"
       read -r _ tg0 _ < <(run_reason "$f" "$t" "reason-$name-t$t-d0" --no-prefill)
-      read -r ltgd < <(run_llama_depth "$f" "$t" "llama-$name-t$t-d$DEPTH" "$DEPTH")
+      read -r ltgd < <(run_llama_depth "$f" "$t" "llama-$name-t$t-d$DEPTH" "$DEPTH" 0)
+      read -r ltgf < <(run_llama_depth "$f" "$t" "llama-$name-t$t-d$DEPTH-fa" "$DEPTH" 1)
       read -r _ tgd _ < <(run_reason "$f" "$t" "reason-$name-t$t-d$DEPTH" --no-prefill --depth "$DEPTH")
-      printf '| %s | %s | %s | %s | %s | **%.2f** | %.2f |\n' "$name" "$t" "$tg0" "$ltgd" "$tgd" "$(echo "$tgd / $ltgd" | bc -l)" \
-        "$(echo "$tgd / $tg0" | bc -l)" | tee -a "$table" >&2
+      printf '| %s | %s | %s | %s / %s | %s | **%.2f / %.2f** | %.2f |\n' "$name" "$t" "$tg0" "$ltgd" "$ltgf" "$tgd" \
+        "$(echo "$tgd / $ltgd" | bc -l)" "$(echo "$tgd / $ltgf" | bc -l)" "$(echo "$tgd / $tg0" | bc -l)" | tee -a "$table" >&2
     done
   done
 fi
