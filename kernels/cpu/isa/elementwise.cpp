@@ -59,8 +59,22 @@ void rope_bwd(float* x, int64_t n_tokens, int n_heads, int head_dim, int rot_dim
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
   const int nt = cpu_threads();
+#if defined(__AVX2__) && defined(__FMA__)
+  // 8 at a time with exp256 (relative error ~2e-7, as expf's 1 ulp): a decode step's 4864-wide
+  // rows took 17 us each with the scalar expf.
+  const int64_t n8 = n / 8 * 8;
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
 #pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n8; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, g))));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+  }
+#else
+  const int64_t n8 = 0;
+#endif
+#pragma omp parallel for num_threads(nt) schedule(static) if (n - n8 > 16384)
+  for (int64_t i = n8; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];
   }
