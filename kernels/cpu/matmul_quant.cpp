@@ -17,6 +17,7 @@
 
 #include "cpu_ops.h"
 #include "isa_ops.h"
+#include "row_ranges.h"
 #include "reason/kernels/quant.h"
 
 namespace reason::kernels::cpu {
@@ -65,10 +66,11 @@ void matmul_quant(const MatmulArgs& a) {
   // chunk reads all m activation rows.
   const int64_t chunk = a.m > kSmallM ? 64 : 16;
   const int64_t nchunks = (a.n + chunk - 1) / chunk;
-  // Dynamic chunks: a thread that loses its core to another process leaves its share to the others
-  // instead of holding up the whole matmul.
-#pragma omp parallel for num_threads(cpu_threads()) schedule(dynamic, 2)
-  for (int64_t c = 0; c < nchunks; ++c) ops.quant_rows(q, c * chunk, std::min(a.n, (c + 1) * chunk));
+  // Each thread streams its own contiguous range, then takes what is left of the others' (row_ranges.h).
+  const int nt = int(std::min<int64_t>(cpu_threads(), nchunks));
+  RowRanges work(nchunks, nt);
+#pragma omp parallel num_threads(nt)
+  for (int64_t c; (c = work.next(omp_get_thread_num())) >= 0;) ops.quant_rows(q, c * chunk, std::min(a.n, (c + 1) * chunk));
 }
 
 }  // namespace reason::kernels::cpu

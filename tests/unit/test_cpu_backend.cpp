@@ -11,6 +11,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <array>
 #include <cmath>
 #include <cstdlib>
@@ -19,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../kernels/cpu/row_ranges.h"
 #include "reason/kernels/backend.h"
 #include "reason/kernels/cpu_isa.h"
 #include "reason/kernels/cpu_math.h"
@@ -976,4 +980,39 @@ TEST_CASE("add_group_sums: column sums of row groups, strided, in row order", "[
       CHECK(out[size_t(g * ldo + j)] == e);
     }
   CHECK_THROWS_AS(cpu_backend().add_group_sums(out.data(), 3, x.data(), ldx, groups, group, cols), BackendError);
+}
+
+// The decode matmul's work sharing (kernels/cpu/row_ranges.h): every chunk is handed out exactly
+// once, each thread's own chunks in order from the front, and a stalled thread's range (thread 0
+// here starts only after the others have finished) is taken by the others.
+TEST_CASE("RowRanges: each chunk once, own range in order, a stalled thread's range taken by the others",
+          "[cpu_backend]") {
+  for (int threads : {1, 2, 3, 7})
+    for (int64_t n : {int64_t(0), int64_t(1), int64_t(5), int64_t(1000)}) {
+      INFO("threads " << threads << " chunks " << n);
+      reason::kernels::cpu::RowRanges work(n, threads);
+      std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+      std::vector<std::vector<int64_t>> got(static_cast<size_t>(threads));
+      std::atomic<int> finished{0};
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+          if (t == 0)
+            while (finished.load() < threads - 1) std::this_thread::yield();
+          for (int64_t c; (c = work.next(t)) >= 0;) {
+            seen[size_t(c)].fetch_add(1);
+            got[size_t(t)].push_back(c);
+          }
+          finished.fetch_add(1);
+        });
+      for (auto& th : pool) th.join();
+      for (int64_t c = 0; c < n; ++c) CHECK(seen[size_t(c)].load() == 1);
+      for (int t = 0; t < threads; ++t) {  // the chunks a thread took from its own range: lo, lo + 1, ...
+        const int64_t lo = n * t / threads, hi = n * (t + 1) / threads;
+        int64_t expect = lo;
+        for (int64_t c : got[size_t(t)])
+          if (c >= lo && c < hi) CHECK(c == expect++);
+      }
+      if (threads > 1) CHECK(got[0].empty());  // the others finished thread 0's range
+    }
 }
