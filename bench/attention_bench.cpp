@@ -38,11 +38,9 @@ int main(int argc, char** argv) {
   char* pool = static_cast<char*>(be.alloc(block_bytes * size_t(n_blocks)));
   std::mt19937 rng(1);
   std::uniform_int_distribution<int> bits(0x3c00, 0x3f80);  // bf16 in [2^-7, 1)
-  for (size_t i = 0; i < block_bytes * size_t(n_blocks) / 2; ++i) {
-    const uint16_t h = uint16_t(bits(rng));
-    if (bf16) std::memcpy(pool + 2 * i, &h, 2);
-  }
-  if (!bf16)
+  if (bf16)
+    for (size_t i = 0; i < block_bytes * size_t(n_blocks) / 2; ++i) reinterpret_cast<uint16_t*>(pool)[i] = uint16_t(bits(rng));
+  else
     for (size_t i = 0; i < block_bytes * size_t(n_blocks) / 4; ++i) reinterpret_cast<float*>(pool)[i] = 0.01f * float(i % 97);
   std::vector<std::vector<void*>> kb(static_cast<size_t>(layers)), vb(static_cast<size_t>(layers));
   for (int64_t l = 0; l < layers; ++l)

@@ -67,6 +67,7 @@ void matmul_quant(const MatmulArgs& a) {
   const int64_t chunk = a.m > kSmallM ? 64 : 16;
   const int64_t nchunks = (a.n + chunk - 1) / chunk;
   // Each thread streams its own contiguous range, then takes what is left of the others' (row_ranges.h).
+  if (nchunks == 0) return;
   const int nt = int(std::min<int64_t>(cpu_threads(), nchunks));
   RowRanges work(nchunks, nt);
 #pragma omp parallel num_threads(nt)

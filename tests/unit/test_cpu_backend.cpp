@@ -398,6 +398,8 @@ TEST_CASE("attention over long histories in parts, decode and prefill, against d
       check_attention(0, dt, 0, hd, {{1, 600}});
       check_attention(16, dt, 300, hd, {{1, 700}, {20, 500}});  // windows across parts
     }
+  set_cpu_threads(16);  // decode of many sequences at once: more threads than query rows
+  check_attention(16, DType::BF16, 0, 64, {{1, 300}, {1, 520}, {1, 9}, {1, 700}, {1, 256}, {1, 0}, {1, 1000}, {1, 64}});
   set_cpu_threads(saved);
 }
 

@@ -2,13 +2,12 @@
 // The history of a query row is cut into parts of kPart positions (fixed by position, so a row's
 // result does not depend on how rows and parts are spread over threads: decode and prefill agree
 // bit for bit). A part is attended for every head of the row at once: its key and value rows are
-// read whole (all KV heads), once, in chunks that fit L1 (bf16 rows widened once per chunk), the
-// scores of each head come from the chunk in registers, and the part keeps per head its max m,
-// exp-sum l and output O (softmax over the part's keys). The parts of a row are then merged
-// (out = sum_p exp(m_p - M) l_p O_p / sum_p exp(m_p - M) l_p), in part order. Prefill spreads rows over the threads; decode (fewer
-// rows than threads) spreads parts, so that one sequence's long history is read by every thread
-// (flash-decoding). Reading whole rows matters: a KV row holds every KV head, and reading only
-// one head's half of each row from memory cost almost three times the whole row's time.
+// read whole (all KV heads), once, in chunks that fit L1 (bf16 rows widened once per chunk, not
+// once per query head), and the part keeps per head its max m, exp-sum l and output O (softmax
+// over the part's keys). The parts of a row are then merged in part order:
+//   out = sum_p exp(m_p - M) l_p O_p / sum_p exp(m_p - M) l_p.
+// Prefill spreads rows over the threads; decode (fewer rows than threads) spreads parts, so that
+// one sequence's long history is read by every thread (flash-decoding).
 // On AVX2 the scores of 8 keys come from 8 independent FMA chains and one transposing sum per
 // head, and the weighted sum keeps each head's output in registers across a chunk of value rows.
 // Compiled once per ISA path (isa_vec.h says the rules).
@@ -35,6 +34,12 @@ struct KvRun {
 constexpr int64_t kPart = 256;
 // f32 values of a chunk of KV rows (all heads), widened once and kept in L1.
 constexpr int64_t kChunkFloats = 4096;
+
+// KV rows per chunk for rows of kvd values: a multiple of 8 in [8, 32], kChunkFloats when it can.
+static inline int64_t chunk_rows(int64_t kvd) {
+  const int64_t r = kChunkFloats / kvd / 8 * 8;
+  return r < 8 ? 8 : r > 32 ? 32 : r;
+}
 
 static inline KvRun kv_run(const AttnArgs& a, const AttnSeq& sq, int64_t p, int64_t n_kv, int64_t elem) {
   if (a.block_size <= 0)
@@ -153,7 +158,6 @@ static inline void values64(float* out, const float* w, int64_t ld, int group, i
 }
 #endif
 
-
 // One query row: its sequence, its token's index there, and the keys it sees, [k0, n_kv).
 struct QRow {
   const AttnSeq* sq;
@@ -186,10 +190,7 @@ void attend_part(const AttnArgs& a, const QRow& r, int64_t part, float* res, Par
   float* l = m + nh;
 #if defined(__AVX2__) && defined(__FMA__)
   const bool vec = hd % 8 == 0;
-  const int64_t kvd = int64_t(a.n_kv_heads) * hd;
-  const int64_t chunk = vec ? (kChunkFloats / kvd < 8 ? 8 : min_i64(kChunkFloats / kvd / 8 * 8, 32)) : 0;
-#endif
-#if defined(__AVX2__) && defined(__FMA__)
+  const int64_t kvd = int64_t(a.n_kv_heads) * hd, chunk = chunk_rows(kvd);
   prefetch_rows(a, sq, pa, len, 0, kAheadRows, elem);
 #endif
   for (int64_t p = pa; p < pb;) {  // scores
@@ -254,24 +255,19 @@ void attend_part(const AttnArgs& a, const QRow& r, int64_t part, float* res, Par
 }
 
 // out[h] = sum_p exp(m_p - M) l_p O_p / sum_p exp(m_p - M) l_p over the np part results at res
-// (each res_stride floats), in part order, for heads [h0, h1). One part: out = O exactly.
-void merge_parts(const AttnArgs& a, const float* res, int64_t np, int64_t res_stride, float* out, int h0, int h1) {
+// (each res_stride floats, laid out as attend_part writes them), in part order. One part: out = O.
+void merge_parts(const AttnArgs& a, const float* res, int64_t np, int64_t res_stride, float* out) {
   const int hd = a.head_dim, nh = a.n_heads;
-  for (int h = h0; h < h1; ++h) {
-    float mx = res[int64_t(nh) * hd + h];
-    for (int64_t p = 1; p < np; ++p) mx = fmaxf(mx, res[p * res_stride + int64_t(nh) * hd + h]);
+  for (int h = 0; h < nh; ++h) {
+    const float* m = res + int64_t(nh) * hd + h;  // m of part p at m[p * res_stride], l at m[... + nh]
+    float mx = m[0];
+    for (int64_t p = 1; p < np; ++p) mx = fmaxf(mx, m[p * res_stride]);
     double den = 0;
-    for (int64_t p = 0; p < np; ++p) {
-      const float* rp = res + p * res_stride;
-      den += double(expf(rp[int64_t(nh) * hd + h] - mx)) * rp[int64_t(nh) * hd + nh + h];
-    }
+    for (int64_t p = 0; p < np; ++p) den += double(expf(m[p * res_stride] - mx)) * m[p * res_stride + nh];
     float* o = out + int64_t(h) * hd;
     for (int i = 0; i < hd; ++i) o[i] = 0.0f;
-    for (int64_t p = 0; p < np; ++p) {
-      const float* rp = res + p * res_stride;
-      const float w = float(double(expf(rp[int64_t(nh) * hd + h] - mx)) * rp[int64_t(nh) * hd + nh + h] / den);
-      axpy(o, w, rp + int64_t(h) * hd, hd);
-    }
+    for (int64_t p = 0; p < np; ++p)
+      axpy(o, float(double(expf(m[p * res_stride] - mx)) * m[p * res_stride + nh] / den), res + p * res_stride + int64_t(h) * hd, hd);
   }
 }
 
@@ -280,11 +276,13 @@ void merge_parts(const AttnArgs& a, const float* res, int64_t np, int64_t res_st
 void attention(const AttnArgs& a) {
   // Flatten (seq, token) pairs so threads balance across sequences of different lengths:
   // first[s] is the index of sequence s's first token among all queries; for decode, part0[i]
-  // is the index of query row i's first part among all parts.
-  int64_t* first = static_cast<int64_t*>(thread_scratch(sizeof(int64_t) * size_t(a.n_seqs + 1), 1));
+  // is the index of query row i's first part among all parts (one scratch buffer for both).
+  int64_t n_rows = 0;
+  for (int s = 0; s < a.n_seqs; ++s) n_rows += a.seqs[s].n_q;
+  int64_t* first = static_cast<int64_t*>(thread_scratch(sizeof(int64_t) * size_t(a.n_seqs + 1 + n_rows + 1), 1));
+  int64_t* part0 = first + a.n_seqs + 1;
   first[0] = 0;
   for (int s = 0; s < a.n_seqs; ++s) first[s + 1] = first[s] + a.seqs[s].n_q;
-  const int64_t n_rows = first[a.n_seqs];
   const int nt = cpu_threads(), nh = a.n_heads, hd = a.head_dim;
   const int64_t res_stride = int64_t(nh) * (hd + 2);
   auto row_at = [&](int64_t i) {
@@ -297,7 +295,7 @@ void attention(const AttnArgs& a) {
   const int64_t kvd = int64_t(a.n_kv_heads) * hd;
   auto scratch = [&] {
     return PartScratch{static_cast<float*>(thread_scratch(sizeof(float) * size_t(nh * kPart), 0)),
-                       static_cast<float*>(thread_scratch(sizeof(float) * size_t(kvd * 8 > kChunkFloats ? kvd * 8 : kChunkFloats), 2))};
+                       static_cast<float*>(thread_scratch(sizeof(float) * size_t(chunk_rows(kvd) * kvd), 2))};
   };
 
   if (n_rows >= nt) {  // prefill: rows over the threads, each row's parts in turn
@@ -308,12 +306,11 @@ void attention(const AttnArgs& a) {
       const int64_t np = n_parts(r);
       float* res = static_cast<float*>(thread_scratch(sizeof(float) * size_t(np * res_stride), 3));
       for (int64_t p = 0; p < np; ++p) attend_part(a, r, first_part(r) + p, res + p * res_stride, ws);
-      merge_parts(a, res, np, res_stride, r.sq->out + r.t * a.out_stride, 0, nh);
+      merge_parts(a, res, np, res_stride, r.sq->out + r.t * a.out_stride);
     }
     return;
   }
   // decode: every part of every row is a work item, then rows x heads are merged
-  int64_t* part0 = static_cast<int64_t*>(thread_scratch(sizeof(int64_t) * size_t(a.n_seqs + 1 + n_rows + 1), 1)) + a.n_seqs + 1;
   part0[0] = 0;
   for (int64_t i = 0; i < n_rows; ++i) part0[i + 1] = part0[i] + n_parts(row_at(i));
   const int64_t n_items = part0[n_rows];
@@ -330,7 +327,7 @@ void attention(const AttnArgs& a) {
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n_rows; ++i) {
       const QRow r = row_at(i);
-      merge_parts(a, res + part0[i] * res_stride, part0[i + 1] - part0[i], res_stride, r.sq->out + r.t * a.out_stride, 0, nh);
+      merge_parts(a, res + part0[i] * res_stride, part0[i + 1] - part0[i], res_stride, r.sq->out + r.t * a.out_stride);
     }
   }
 }
