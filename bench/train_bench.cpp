@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
     gc.epsilon_high = 0.28f;
     gc.beta = 0.0f;
     gc.aggregation = reason::GrpoAggregation::TokenMean;
-    gc.scale_rewards = true;
+    gc.reward_scaling = reason::RewardScaling::Group;
     gc.temperature = 1.0f;
     std::vector<std::vector<float>> old_lp;
     if (args.mode == "sft") {

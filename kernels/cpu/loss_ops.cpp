@@ -18,18 +18,21 @@ void grpo_token_loss(const GrpoLossArgs& a) {
   for (int64_t t = 0; t < a.n; ++t) {
     if (a.weight[t] == 0.0) {
       a.dlogp[t] = 0.0f;
+      if (a.dlog_weight) a.dlog_weight[t] = 0.0f;
       continue;
     }
-    const double logp = a.logp[t];
-    const GrpoTokenTerms o = grpo_token_terms(logp, a.old_logp ? double(a.old_logp[t]) : logp,
-                                              a.ref_logp ? double(a.ref_logp[t]) : 0.0, a.adv[t], a.eps_low, a.eps_high,
-                                              a.beta, a.kl, a.k3_clamp, a.kl_ratio_correction);
+    const GrpoTokenTerms o = grpo_token_terms_at(a, t);
     loss += a.weight[t] * o.loss;
     kl += o.kl;
     low += o.low;
     high += o.high;
     live += 1;
-    a.dlogp[t] = float(a.weight[t] * o.dlogp);
+    if (a.dlog_weight) {
+      a.dlogp[t] = float(a.weight[t] * o.dlogp);
+      a.dlog_weight[t] = float(a.weight[t] * o.dlw);
+    } else {
+      a.dlogp[t] = float(a.weight[t] * (o.dlw + o.dlogp));
+    }
   }
   a.sums[0] = loss, a.sums[1] = kl, a.sums[2] = low, a.sums[3] = high, a.sums[4] = live;
 }

@@ -471,8 +471,9 @@ void CudaBackend::grpo_token_loss(const GrpoLossArgs& a) {
   const std::string why = grpo_loss_problem(a);
   need(why.empty(), op, why.c_str());
   DeviceGuard g(device_, op);
-  check(launch_grpo_token_loss(GrpoLossDev{a.logp, a.old_logp, a.ref_logp, a.adv, a.weight, a.n, a.eps_low, a.eps_high,
-                                           a.beta, a.kl, a.k3_clamp, a.kl_ratio_correction ? 1 : 0, a.dlogp, a.sums},
+  check(launch_grpo_token_loss(GrpoLossDev{a.logp, a.old_logp, a.log_weight, a.pg_scale, a.ref_logp, a.adv, a.weight, a.n,
+                                           a.eps_low, a.eps_high, a.beta, a.kl, a.k3_clamp,
+                                           a.kl_ratio_correction ? 1 : 0, a.dlogp, a.dlog_weight, a.sums},
                                stream_),
         op, "kernel launch");
 }

@@ -85,6 +85,8 @@ cudaError_t launch_paged_read(float* dst, int64_t ldd, void* const* blocks, int6
 struct GrpoLossDev {
   const float* logp;
   const float* old_logp;
+  const float* log_weight;
+  const float* pg_scale;
   const float* ref_logp;
   const float* adv;
   const double* weight;
@@ -94,6 +96,7 @@ struct GrpoLossDev {
   float k3_clamp;
   int kl_ratio_correction;
   float* dlogp;
+  float* dlog_weight;
   double* sums;
 };
 cudaError_t launch_grpo_token_loss(const GrpoLossDev& a, cudaStream_t stream);

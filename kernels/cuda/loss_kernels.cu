@@ -12,22 +12,28 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 65535;
 
-__device__ GrpoTokenTerms terms(const GrpoLossDev& a, int64_t t) {
-  const double logp = a.logp[t];
-  return grpo_token_terms(logp, a.old_logp ? double(a.old_logp[t]) : logp, a.ref_logp ? double(a.ref_logp[t]) : 0.0,
-                          a.adv[t], a.eps_low, a.eps_high, a.beta, a.kl, a.k3_clamp, a.kl_ratio_correction != 0);
-}
-
 __global__ void grpo_dlogp_kernel(GrpoLossDev a) {
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < a.n; t += int64_t(gridDim.x) * blockDim.x)
-    a.dlogp[t] = a.weight[t] == 0.0 ? 0.0f : float(a.weight[t] * terms(a, t).dlogp);
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < a.n; t += int64_t(gridDim.x) * blockDim.x) {
+    if (a.weight[t] == 0.0) {
+      a.dlogp[t] = 0.0f;
+      if (a.dlog_weight) a.dlog_weight[t] = 0.0f;
+      continue;
+    }
+    const GrpoTokenTerms o = grpo_token_terms_at(a, t);
+    if (a.dlog_weight) {
+      a.dlogp[t] = float(a.weight[t] * o.dlogp);
+      a.dlog_weight[t] = float(a.weight[t] * o.dlw);
+    } else {
+      a.dlogp[t] = float(a.weight[t] * (o.dlw + o.dlogp));
+    }
+  }
 }
 
 __global__ void grpo_sums_kernel(GrpoLossDev a) {
   double loss = 0, kl = 0, low = 0, high = 0, live = 0;
   for (int64_t t = 0; t < a.n; ++t) {
     if (a.weight[t] == 0.0) continue;
-    const GrpoTokenTerms o = terms(a, t);
+    const GrpoTokenTerms o = grpo_token_terms_at(a, t);
     loss += a.weight[t] * o.loss;
     kl += o.kl;
     low += o.low;

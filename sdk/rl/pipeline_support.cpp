@@ -95,18 +95,23 @@ TrainingRun open_training(const StageEnv& env, const std::string& model_name, co
   if (resume) {
     auto state = load_optimizer_state(ckpt, *run.model, run.trainer->optimizer());
     run.done_steps = state.value("step", int64_t(0));
+    restore_trainer_extra_state(*run.trainer, state);
   }
   return run;
 }
 
 void save_training_checkpoint(const StageEnv& env, const TrainingRun& run, int64_t step) {
-  save_checkpoint((fs::path(env.dir) / "ckpt").string(), *run.model, &run.trainer->optimizer(), {{"step", step}});
+  nlohmann::json state = trainer_extra_state(*run.trainer);
+  state["step"] = step;
+  save_checkpoint((fs::path(env.dir) / "ckpt").string(), *run.model, &run.trainer->optimizer(), state);
   if (env.opts->on_step) env.opts->on_step(env.name, -step);
 }
 
 std::string finish_training(const StageEnv& env, const TrainingRun& run, int64_t steps) {
   const std::string final_dir = (fs::path(env.dir) / "final").string();
-  save_checkpoint(final_dir, *run.model, &run.trainer->optimizer(), {{"step", steps}});
+  nlohmann::json state = trainer_extra_state(*run.trainer);
+  state["step"] = steps;
+  save_checkpoint(final_dir, *run.model, &run.trainer->optimizer(), state);
   std::error_code ec;
   fs::remove_all(fs::path(env.dir) / "ckpt", ec);
   return final_dir;

@@ -94,13 +94,14 @@ bool group_rewards_tied(std::span<const Rollout> group) {
   return true;
 }
 
-std::vector<GrpoSample> to_grpo_samples(std::span<const Rollout> rollouts, std::span<const RolloutPrompt> prompts) {
+std::vector<GrpoSample> to_grpo_samples(std::span<const Rollout> rollouts, std::span<const RolloutPrompt> prompts,
+                                        bool sampler_logprobs_as_sampling) {
   std::vector<GrpoSample> out(rollouts.size());
   for (size_t k = 0; k < rollouts.size(); ++k) {
     out[k].prompt = prompts[rollouts[k].prompt].ids;
     out[k].completion = rollouts[k].completion;
     out[k].reward = rollouts[k].reward;
-    out[k].old_logprobs = rollouts[k].logprobs;
+    (sampler_logprobs_as_sampling ? out[k].sampling_logprobs : out[k].old_logprobs) = rollouts[k].logprobs;
     out[k].truncated = rollouts[k].truncated;
   }
   return out;

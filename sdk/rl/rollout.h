@@ -79,8 +79,12 @@ void score_rollouts(std::vector<Rollout>& rollouts, std::span<const RolloutPromp
 // True when every reward of the group is the same (its GRPO advantages are all 0).
 bool group_rewards_tied(std::span<const Rollout> group);
 
-// GrpoSamples (prompt ids, completion, reward, old logprobs, truncation) in the same order.
-std::vector<GrpoSample> to_grpo_samples(std::span<const Rollout> rollouts, std::span<const RolloutPrompt> prompts);
+// GrpoSamples (prompt ids, completion, reward, the sampler's logprobs, truncation) in the same
+// order. The sampler's logprobs become the old policy's (the ratio's denominator), or with
+// sampler_logprobs_as_sampling the sampling logprobs of rollout correction, the old policy's then
+// being the trainer's own (GrpoSample).
+std::vector<GrpoSample> to_grpo_samples(std::span<const Rollout> rollouts, std::span<const RolloutPrompt> prompts,
+                                        bool sampler_logprobs_as_sampling = false);
 
 // Per completion token logprobs under `model` (log softmax(logits / T)), computed in batches of
 // about `batch_tokens` tokens: the reference logprobs of a GRPO batch.

@@ -150,7 +150,7 @@ StageResult run_grpo_stage(const StageEnv& env) {
       }
     }
     const double sample_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto samples = to_grpo_samples(batch, batch_prompts);
+    auto samples = to_grpo_samples(batch, batch_prompts, gc.rollout_correction != RolloutCorrection::None);
     if (reference) fill_reference_logprobs(*reference, samples, gc.temperature);
     const auto t1 = std::chrono::steady_clock::now();
     const StepMetrics m = run.trainer->grpo_step(samples, gc, s.micro_batch());
@@ -192,6 +192,15 @@ StageResult run_grpo_stage(const StageEnv& env) {
                           {"sample_seconds", sample_s},
                           {"train_seconds", train_s},
                           {"tokens_per_s", double(rs.generated_tokens + tokens) / total_s}};
+    if (gc.entropy_coef != 0.0f || gc.adaptive_entropy) row["entropy_coef"] = m.entropy_coef;
+    if (gc.top_entropy_quantile < 1.0f) row["policy_tokens"] = m.policy_tokens;
+    if (gc.rollout_correction != RolloutCorrection::None) {
+      row["is_ratio_min"] = m.is_ratio_min;
+      row["is_ratio_mean"] = m.is_ratio_mean;
+      row["is_ratio_max"] = m.is_ratio_max;
+      row["sampling_logp_diff_mean"] = m.sampling_logp_diff_mean;
+      row["sampling_logp_diff_max"] = m.sampling_logp_diff_max;
+    }
     for (size_t k = 0; k < runner.rewards().size(); ++k) {
       std::vector<double> v;
       for (const Rollout& r : batch) v.push_back(r.reward_terms[k]);

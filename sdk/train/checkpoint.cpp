@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -144,6 +145,26 @@ nlohmann::json load_optimizer_state(const std::string& dir, const Model& model, 
   }
   opt.set_steps(ts["step"].get<int64_t>());
   return ts.value("state", nlohmann::json::object());
+}
+
+nlohmann::json trainer_extra_state(const Trainer& trainer) {
+  const EntropyControl& e = trainer.entropy_control();
+  if (!e.started) return nlohmann::json::object();
+  nlohmann::json j = {{"coef", e.coef}};
+  if (std::isfinite(e.last_entropy)) j["last_entropy"] = e.last_entropy;
+  return {{"entropy_control", j}};
+}
+
+void restore_trainer_extra_state(Trainer& trainer, const nlohmann::json& state) {
+  if (!state.is_object() || !state.contains("entropy_control")) return;
+  const auto& j = state["entropy_control"];
+  if (!j.is_object() || !j.contains("coef") || !j["coef"].is_number())
+    fail(ErrorCode::Format, "trainer_state.json: entropy_control needs a numeric coef");
+  EntropyControl e;
+  e.started = true;
+  e.coef = j["coef"].get<float>();
+  e.last_entropy = j.contains("last_entropy") && j["last_entropy"].is_number() ? j["last_entropy"].get<double>() : INFINITY;
+  trainer.set_entropy_control(e);
 }
 
 }  // namespace reason

@@ -14,6 +14,7 @@
 
 #include "model/model.h"
 #include "train/optimizer.h"
+#include "train/trainer.h"
 
 namespace reason {
 
@@ -40,5 +41,10 @@ bool checkpoint_complete(const std::string& dir);
 // user state of trainer_state.json. The model itself is loaded with Model::load(dir).
 // Throws Format/Io naming the file for a missing or incomplete checkpoint or mismatched shapes.
 nlohmann::json load_optimizer_state(const std::string& dir, const Model& model, AdamW& opt);
+
+// The trainer's own state beyond the optimizer (the adaptive entropy controller) as a JSON object
+// for trainer_state.json's user state, and back (absent keys: the initial state).
+nlohmann::json trainer_extra_state(const Trainer& trainer);
+void restore_trainer_extra_state(Trainer& trainer, const nlohmann::json& state);
 
 }  // namespace reason

@@ -9,6 +9,7 @@
 // Threads: a Trainer is used by one thread at a time, and nothing may generate with its policy
 // while a step runs.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -20,6 +21,11 @@
 #include "train/optimizer.h"
 
 namespace reason {
+
+namespace detail {
+struct GrpoPlan;  // grpo_step.cpp
+struct GrpoSums;
+}  // namespace detail
 
 struct TrainerConfig {
   AdamWConfig optim;
@@ -57,6 +63,23 @@ enum class GrpoAggregation {
 
 enum class KlEstimator { K1, K2, K3 };
 
+// Which importance ratio the clipped objective uses (TRL's importance_sampling_level).
+enum class ImportanceLevel {
+  Token,          // r_t = pi(y_t) / pi_old(y_t) (GRPO, PPO)
+  Sequence,       // GSPO: s_i = exp(mean over the completion's tokens of log(pi / pi_old)), one per completion
+  SequenceToken,  // GSPO-token: s_i,t = sg[s_i] * pi(y_t) / sg[pi(y_t)]: s_i's value, a per-token gradient
+};
+
+// How advantages are scaled (TRL's scale_rewards): r - mean of the group, divided by the std of
+// the group, of the whole batch, or not at all (Dr. GRPO).
+enum class RewardScaling { Group, Batch, None };
+
+// Correction for a sampler whose logprobs differ from the trainer's (another engine, quantised or
+// bf16 rollouts): each token's policy-gradient term is multiplied by w = pi_old / pi_sampler, per
+// token or per completion (the product over its tokens), either truncated to [clip_min, clip_max]
+// (TIS) or set to 0 outside it (MIS): TRL's vllm_importance_sampling_mode.
+enum class RolloutCorrection { None, TokenTruncate, TokenMask, SequenceTruncate, SequenceMask };
+
 struct GrpoConfig {
   int64_t group_size = 0;        // G completions per prompt, consecutive in the batch
   float epsilon = 0.2f;          // lower clip: ratio >= 1 - epsilon
@@ -68,18 +91,44 @@ struct GrpoConfig {
   // ratio pi/pi_old (with its gradient), correcting for sampling from the old policy.
   bool kl_ratio_correction = false;
   GrpoAggregation aggregation = GrpoAggregation::SequenceMean;
-  bool scale_rewards = true;     // (r - mean) / (std + 1e-4) within the group; false: r - mean (Dr. GRPO)
+  RewardScaling reward_scaling = RewardScaling::Group;  // advantages (r - group mean) / (std + 1e-4)
   bool mask_truncated = false;   // completions without EOS get no loss (DAPO's overlong filtering)
   int64_t max_completion_length = 0;  // Constant aggregation's normaliser
   float temperature = 1.0f;      // logprobs on softmax(logits / T), the distribution sampling used
+  ImportanceLevel importance_level = ImportanceLevel::Token;
+  RolloutCorrection rollout_correction = RolloutCorrection::None;  // needs GrpoSample::sampling_logprobs
+  float rollout_clip_min = 0.0f;  // C_min (0: no lower bound)
+  float rollout_clip_max = 3.0f;  // C_max (infinity: no upper bound)
+  // Only the top rho of the batch's live tokens by entropy carry the policy-gradient term
+  // ("Beyond the 80/20 rule"; TRL's top_entropy_quantile): a token is kept when its entropy is >=
+  // the (1 - rho) quantile (linear interpolation, as torch.quantile). 1 keeps every token.
+  float top_entropy_quantile = 1.0f;
+  // Entropy bonus: loss -= coef * mean entropy of softmax(logits / T) over the tokens the policy
+  // term acts on. Adaptive control (Skywork-OR1, TRL's use_adaptive_entropy): the trainer keeps the
+  // coefficient, starting at entropy_coef; after each applied step it moves by entropy_coef_delta
+  // up (entropy <= entropy_target) or down, within [min, max], and a step applies it only while the
+  // previous step's entropy was <= the target.
+  float entropy_coef = 0.0f;
+  bool adaptive_entropy = false;
+  float entropy_coef_min = 0.0f, entropy_coef_max = 1.0f, entropy_coef_delta = 0.005f, entropy_target = 0.2f;
 };
 
 struct GrpoSample {
   std::vector<int32_t> prompt;
   std::vector<int32_t> completion;
   float reward = 0.0f;
-  std::vector<float> old_logprobs;  // per completion token (from sampling); empty: = current (ratio 1)
+  // Per completion token: the old policy's logprobs, the ratio's denominator. Empty: the current
+  // policy's (ratio 1, TRL's on-policy case); the pipeline fills them from the sampler, whose
+  // logprobs are the full softmax(logits / T), before top-k/top-p/min-p and penalties, equal to
+  // the trainer's within 1e-5.
+  std::vector<float> old_logprobs;
   std::vector<float> ref_logprobs;  // per completion token; required when beta > 0
+  // Per completion token: the sampler's logprobs when another engine (or other weights) sampled;
+  // required by rollout_correction. NaN: unknown (the token's correction is 1).
+  std::vector<float> sampling_logprobs;
+  // Per completion token, 1 = the model's own token (loss), 0 = inserted text such as a tool's
+  // output (no loss, no entropy, not counted). Empty: all 1.
+  std::vector<uint8_t> mask;
   bool truncated = false;
 };
 
@@ -104,6 +153,19 @@ struct StepMetrics {
   float kl = 0.0f, clip_low = 0.0f, clip_high = 0.0f, entropy = 0.0f;
   float reward_mean = 0.0f, reward_std = 0.0f, tied_group_share = 0.0f;
   float correct_length = 0.0f, incorrect_length = 0.0f;  // mean completion length, reward > 0 vs not
+  int64_t policy_tokens = 0;  // GRPO: tokens the policy term acted on (the entropy mask's kept ones)
+  float entropy_coef = 0.0f;  // the entropy bonus coefficient after the step (adaptive: the next step's)
+  // Rollout correction: the weights (over live tokens, or over completions at sequence level) and
+  // |pi_old - pi_sampler| in log space over live tokens.
+  float is_ratio_min = 0.0f, is_ratio_mean = 0.0f, is_ratio_max = 0.0f;
+  float sampling_logp_diff_mean = 0.0f, sampling_logp_diff_max = 0.0f;
+};
+
+// The adaptive entropy controller's state (GrpoConfig::adaptive_entropy), saved with checkpoints.
+struct EntropyControl {
+  float coef = 0.0f;
+  double last_entropy = INFINITY;  // the last applied step's entropy (infinity: none yet)
+  bool started = false;            // coef initialised from the config
 };
 
 class Trainer {
@@ -142,6 +204,10 @@ class Trainer {
   // Layers without a selection bias are skipped. Mutates the policy like a step does.
   void balance_experts(std::span<const int64_t> load, float gamma);
 
+  // The adaptive entropy controller (read it to save, set it when resuming).
+  const EntropyControl& entropy_control() const { return entropy_; }
+  void set_entropy_control(const EntropyControl& e) { entropy_ = e; }
+
   // Gradients of the last step (before clipping).
   const Gradients& gradients() const { return grads_; }
   const Model& policy() const { return *policy_; }
@@ -150,6 +216,9 @@ class Trainer {
 
  private:
   StepMetrics apply_step(StepMetrics m);
+  void grpo_backward(LogprobPass& pass, const detail::GrpoPlan& P, size_t b0, size_t b1, const std::vector<float>& lp,
+                     detail::GrpoSums& S);
+  StepMetrics grpo_metrics(const detail::GrpoPlan& P, const detail::GrpoSums& S) const;
   void count_routes(const LogprobPass& pass);
   std::vector<int64_t> load_;
   std::shared_ptr<const Model> policy_;
@@ -159,6 +228,7 @@ class Trainer {
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::string> frozen_;
   std::vector<std::vector<float>> last_dlogp_, last_logp_;
+  EntropyControl entropy_;
 };
 
 }  // namespace reason

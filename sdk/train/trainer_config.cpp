@@ -60,6 +60,30 @@ LrSchedule schedule_from_proto(const proto::ScheduleConfig& sc, std::string_view
   return s;
 }
 
+namespace {
+
+void rollout_correction_from_proto(const proto::GrpoConfig& g, GrpoConfig& gc, std::string_view where) {
+  using RC = proto::GrpoConfig::RolloutCorrection;
+  const RC& rc = g.rollout_correction();
+  switch (rc.mode()) {
+    case RC::TOKEN_TRUNCATE: gc.rollout_correction = RolloutCorrection::TokenTruncate; break;
+    case RC::TOKEN_MASK: gc.rollout_correction = RolloutCorrection::TokenMask; break;
+    case RC::SEQUENCE_TRUNCATE: gc.rollout_correction = RolloutCorrection::SequenceTruncate; break;
+    case RC::SEQUENCE_MASK: gc.rollout_correction = RolloutCorrection::SequenceMask; break;
+    default: gc.rollout_correction = RolloutCorrection::None; break;
+  }
+  if (rc.has_clip_min()) gc.rollout_clip_min = rc.clip_min();
+  if (rc.has_clip_max()) gc.rollout_clip_max = rc.clip_max();
+  const bool mask = gc.rollout_correction == RolloutCorrection::TokenMask ||
+                    gc.rollout_correction == RolloutCorrection::SequenceMask;
+  if (mask && rc.has_clip_max() && rc.clip_max() == 0.0f) gc.rollout_clip_max = INFINITY;
+  require(gc.rollout_clip_min >= 0, where, "grpo.rollout_correction.clip_min", "must be >= 0");
+  require(gc.rollout_clip_max > 0 && gc.rollout_clip_max >= gc.rollout_clip_min, where,
+          "grpo.rollout_correction.clip_max", "must be > 0 and >= clip_min");
+}
+
+}  // namespace
+
 GrpoConfig grpo_from_proto(const proto::GrpoConfig& g, bool require_group, std::string_view where) {
   GrpoConfig gc;
   gc.group_size = g.group_size();
@@ -71,7 +95,30 @@ GrpoConfig grpo_from_proto(const proto::GrpoConfig& g, bool require_group, std::
   gc.aggregation = g.aggregation() == proto::GrpoConfig::DAPO      ? GrpoAggregation::TokenMean
                    : g.aggregation() == proto::GrpoConfig::DR_GRPO ? GrpoAggregation::Constant
                                                                     : GrpoAggregation::SequenceMean;
-  if (g.has_scale_rewards()) gc.scale_rewards = g.scale_rewards();
+  if (g.has_scale_rewards()) gc.reward_scaling = g.scale_rewards() ? RewardScaling::Group : RewardScaling::None;
+  if (g.has_reward_scaling())
+    gc.reward_scaling = g.reward_scaling() == proto::GrpoConfig::SCALE_BATCH  ? RewardScaling::Batch
+                        : g.reward_scaling() == proto::GrpoConfig::SCALE_NONE ? RewardScaling::None
+                                                                               : RewardScaling::Group;
+  gc.importance_level = g.importance_sampling_level() == proto::GrpoConfig::SEQUENCE_LEVEL ? ImportanceLevel::Sequence
+                        : g.importance_sampling_level() == proto::GrpoConfig::SEQUENCE_TOKEN_LEVEL
+                            ? ImportanceLevel::SequenceToken
+                            : ImportanceLevel::Token;
+  rollout_correction_from_proto(g, gc, where);
+  if (g.has_top_entropy_quantile()) gc.top_entropy_quantile = g.top_entropy_quantile();
+  gc.entropy_coef = g.entropy_coef();
+  if (g.has_adaptive_entropy()) {
+    const auto& a = g.adaptive_entropy();
+    gc.adaptive_entropy = true;
+    gc.entropy_target = a.target();
+    if (a.has_delta()) gc.entropy_coef_delta = a.delta();
+    if (a.has_coef_min()) gc.entropy_coef_min = a.coef_min();
+    if (a.has_coef_max()) gc.entropy_coef_max = a.coef_max();
+    require(gc.entropy_coef_delta >= 0, where, "grpo.adaptive_entropy.delta", "must be >= 0");
+    require(gc.entropy_coef_min <= gc.entropy_coef_max, where, "grpo.adaptive_entropy.coef_min", "must be <= coef_max");
+  }
+  require(gc.top_entropy_quantile >= 0 && gc.top_entropy_quantile <= 1, where, "grpo.top_entropy_quantile",
+          "must be in [0, 1]");
   gc.mask_truncated = g.mask_truncated();
   gc.max_completion_length = g.max_completion_length();
   if (g.has_temperature()) gc.temperature = g.temperature();

@@ -132,6 +132,64 @@ TEST_CASE("GRPO through the ABI with rewards from a C callback", "[capi][train][
   reason_model_free(m);
 }
 
+TEST_CASE("GRPO through the ABI with the sampler's logprobs, rollout correction and masked tokens",
+          "[capi][train][grpo]") {
+  // reason_trainer_grpo_step_ex with TOKEN_MASK correction: a sample whose sampler logprobs give
+  // weights outside [0.5, 2] has no policy gradient, so its loss contribution is that of the same
+  // batch without it in the gradient; masked tokens carry no loss. The caller's struct may be an
+  // older (smaller) or newer (larger) version: the stride is samples[0].struct_size.
+  reason_model* m = nullptr;
+  REQUIRE(reason_model_load(&m, kModel.c_str(), nullptr) == REASON_OK);
+  const char* cfg =
+      "optimizer { lr: 0 }\ngrpo { group_size: 2 aggregation: DAPO temperature: 0.7 importance_sampling_level: SEQUENCE_LEVEL"
+      " rollout_correction { mode: TOKEN_MASK clip_min: 0.5 clip_max: 2 } entropy_coef: 0.01 }\n";
+  reason_trainer* tr = nullptr;
+  REQUIRE(reason_trainer_create(&tr, m, nullptr, cfg, 0, 0) == REASON_OK);
+  const int32_t prompt[] = {5, 6, 7};
+  const int32_t c0[] = {100, 101, 102, 103}, c1[] = {110, 111, 112};
+  std::vector<float> own0(4), own1(3);
+  REQUIRE(reason_trainer_completion_logprobs(own0.data(), tr, 0, prompt, 3, c0, 4) == REASON_OK);
+  REQUIRE(reason_trainer_completion_logprobs(own1.data(), tr, 0, prompt, 3, c1, 3) == REASON_OK);
+  std::vector<float> samp0 = own0, samp1 = own1;
+  samp0[1] -= 1.0f;  // weight exp(1) > 2: masked
+  samp1[2] = NAN;    // unknown: weight 1
+  const uint8_t mask0[] = {1, 1, 0, 1};
+  struct Bigger {  // a caller built against a later header with one more member
+    reason_grpo_sample_ex s;
+    double extra;
+  };
+  std::vector<Bigger> big(2);
+  for (auto& b : big) {
+    b.s = REASON_GRPO_SAMPLE_EX_INIT;
+    b.s.struct_size = sizeof(Bigger);
+    b.extra = 1e300;
+  }
+  big[0].s.prompt = prompt, big[0].s.prompt_len = 3, big[0].s.completion = c0, big[0].s.completion_len = 4;
+  big[0].s.reward = 1.0f, big[0].s.sampling_logprobs = samp0.data(), big[0].s.loss_mask = mask0;
+  big[1].s.prompt = prompt, big[1].s.prompt_len = 3, big[1].s.completion = c1, big[1].s.completion_len = 3;
+  big[1].s.reward = 0.0f, big[1].s.sampling_logprobs = samp1.data();
+  reason_step_metrics met = REASON_STEP_METRICS_INIT;
+  REQUIRE(reason_trainer_grpo_step_ex(&met, tr, &big[0].s, 2) == REASON_OK);
+  CHECK(met.tokens == 6);  // one token masked
+  CHECK(met.policy_tokens == 6);
+  CHECK(met.is_ratio_min == 0.0f);
+  CHECK(met.is_ratio_max == Approx(1.0f).margin(1e-4));
+  CHECK(met.is_ratio_mean == Approx(5.0f / 6.0f).margin(1e-4));
+  CHECK(met.sampling_logp_diff_max == Approx(1.0f).margin(1e-4));
+  CHECK(met.entropy_coef == Approx(0.01f));
+  // a sample array without sampling logprobs: rollout correction refuses it, naming the sample
+  big[1].s.sampling_logprobs = nullptr;
+  CHECK(reason_trainer_grpo_step_ex(&met, tr, &big[0].s, 2) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("sample 1 has none"));
+  reason_grpo_sample_ex tiny = REASON_GRPO_SAMPLE_EX_INIT;
+  tiny.struct_size = 8;
+  CHECK(reason_trainer_grpo_step_ex(&met, tr, &tiny, 1) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("struct_size"));
+  CHECK(reason_trainer_grpo_step_ex(&met, nullptr, &tiny, 1) == REASON_ERR_INVALID_ARGUMENT);
+  reason_trainer_free(tr);
+  reason_model_free(m);
+}
+
 TEST_CASE("bad trainer configs are rejected naming the field or position", "[capi][train][errors]") {
   reason_model* m = nullptr;
   REQUIRE(reason_model_load(&m, kModel.c_str(), nullptr) == REASON_OK);

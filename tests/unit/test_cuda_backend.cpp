@@ -631,6 +631,24 @@ TEST_CASE("cuda_backend: the GRPO per-token loss matches the CPU", "[cuda][gpu][
     const auto gs = dsums.get<double>();
     for (int i = 0; i < 5; ++i) CHECK(gs[size_t(i)] == Approx(sums[size_t(i)]).epsilon(1e-12));
   }
+  // GSPO's log weight, a policy-term scale and the split gradient (dlog_weight)
+  const auto lw = randv(size_t(n), 45, -0.5f, 0.5f), scale = randv(size_t(n), 46, 0.0f, 2.0f);
+  std::vector<float> dlw(static_cast<size_t>(n));
+  Dev dlwin(g, lw), dscale(g, scale), ddlw(g, dlw);
+  GrpoLossArgs a;
+  a.n = n, a.eps_low = 0.2f, a.eps_high = 0.28f, a.beta = 0.04f, a.kl = 3, a.k3_clamp = 10.0f, a.kl_ratio_correction = true;
+  GrpoLossArgs ac = a, ag = a;
+  ac.logp = logp.data(), ac.log_weight = lw.data(), ac.pg_scale = scale.data(), ac.ref_logp = ref.data();
+  ac.adv = adv.data(), ac.weight = w.data(), ac.dlogp = dl.data(), ac.dlog_weight = dlw.data(), ac.sums = sums.data();
+  ag.logp = dlogp.as<float>(), ag.log_weight = dlwin.as<float>(), ag.pg_scale = dscale.as<float>();
+  ag.ref_logp = dref.as<float>(), ag.adv = dadv.as<float>(), ag.weight = dw.as<double>(), ag.dlogp = ddl.as<float>();
+  ag.dlog_weight = ddlw.as<float>(), ag.sums = dsums.as<double>();
+  cpu_backend().grpo_token_loss(ac);
+  g->grpo_token_loss(ag);
+  CHECK(rel_err(ddl.get<float>(), dl) <= 1e-6);
+  CHECK(rel_err(ddlw.get<float>(), dlw) <= 1e-6);
+  const auto gs = dsums.get<double>();
+  for (int i = 0; i < 5; ++i) CHECK(gs[size_t(i)] == Approx(sums[size_t(i)]).epsilon(1e-12));
 }
 
 TEST_CASE("cuda_backend: logit distillation rows match the CPU", "[cuda][gpu][loss]") {

@@ -197,11 +197,13 @@ TEST_CASE("a NaN on the device stops the step with a clear error and leaves the 
   auto dev = load("dense/qwen2_tied", &g);
   Trainer tr(dev, TrainerConfig{});
   auto batch = grpo_batch(dev->config().vocab_size);
-  batch[1].old_logprobs[0] = NAN;
+  for (auto& s : batch) s.old_logprobs[0] = -1e30f;  // the ratio overflows on the device: an inf / NaN loss
   GrpoConfig gc;
   gc.group_size = 2;
   const std::vector<float> before = weights(*dev);
   CHECK_THROWS_WITH(tr.grpo_step(batch, gc), Catch::Contains("not finite"));
+  batch[0].old_logprobs[0] = NAN;  // a NaN input is refused before any work, naming it
+  CHECK_THROWS_WITH(tr.grpo_step(batch, gc), Catch::Contains("sample 0 has a non-finite old logprobs value at token 0"));
   CHECK(weights(*dev) == before);
   CHECK(tr.step_count() == 0);
 }

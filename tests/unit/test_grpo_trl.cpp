@@ -13,6 +13,7 @@
 
 #include "io/safetensors.h"
 #include "fixture_util.h"
+#include "grpo_fixture.h"
 #include "model/model.h"
 #include "train/trainer.h"
 
@@ -44,36 +45,17 @@ TEST_CASE("GRPO loss, per-token gradients, metrics and parameter gradients equal
     cfg.max_completion_length = fx.i64("max_completion_length")[0];
     cfg.k3_clamp = 0.0f;  // TRL does not clamp
     cfg.kl_ratio_correction = fx.meta("use_bias_correction_kl") == "true";
-    cfg.scale_rewards = fx.meta("scale_rewards") == "group";
+    cfg.reward_scaling = fx.meta("scale_rewards") == "group" ? RewardScaling::Group : RewardScaling::None;
     cfg.mask_truncated = fx.meta("mask_truncated_completions") == "true";
     const std::string lt = fx.meta("loss_type");
     cfg.aggregation = lt == "grpo" ? GrpoAggregation::SequenceMean
                       : lt == "dr_grpo" ? GrpoAggregation::Constant : GrpoAggregation::TokenMean;
 
-    const auto pid = fx.i64("prompt_ids"), pm = fx.i64("prompt_mask"), cid = fx.i64("completion_ids"),
-               cm = fx.i64("completion_mask"), trunc = fx.i64("truncated");
-    const auto rewards = fx.floats("rewards"), old = fx.floats("old_per_token_logps"), ref = fx.floats("ref_per_token_logps");
-    const size_t B = rewards.size(), P = pid.size() / B, C = cid.size() / B;
-    std::vector<GrpoSample> batch(B);
-    std::vector<size_t> clen(B);
-    for (size_t i = 0; i < B; ++i) {
-      for (size_t t = 0; t < P; ++t)
-        if (pm[i * P + t]) batch[i].prompt.push_back(int32_t(pid[i * P + t]));
-      size_t n = 0;
-      if (trunc[i]) {
-        n = C;
-      } else {
-        for (size_t t = 0; t < C; ++t) n += cm[i * C + t] ? 1 : 0;
-      }
-      clen[i] = n;
-      for (size_t t = 0; t < n; ++t) {
-        batch[i].completion.push_back(int32_t(cid[i * C + t]));
-        batch[i].old_logprobs.push_back(old[i * C + t]);
-        batch[i].ref_logprobs.push_back(ref[i * C + t]);
-      }
-      batch[i].reward = rewards[i];
-      batch[i].truncated = trunc[i] != 0;
-    }
+    const auto cm = fx.i64("completion_mask");
+    test::GrpoFixtureBatch fb = test::grpo_fixture_batch(fx);
+    std::vector<GrpoSample>& batch = fb.batch;
+    const std::vector<size_t>& clen = fb.len;
+    const size_t B = batch.size(), C = fb.C;
     auto adv = Trainer::advantages(batch, cfg);
     const auto want_adv = fx.floats("advantages");
     for (size_t i = 0; i < B; ++i) CHECK(adv[i] == Approx(want_adv[i]).margin(1e-6).epsilon(1e-5));

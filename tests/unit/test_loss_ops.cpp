@@ -112,6 +112,61 @@ TEST_CASE("grpo_token_loss: loss, KL, clip counts and gradient against double an
   CHECK_THROWS_WITH(cpu_backend().grpo_token_loss(bad), Catch::Contains("kl must be"));
 }
 
+TEST_CASE("grpo_token_loss: a given log importance weight, a policy-term scale and the split gradient",
+          "[loss_ops]") {
+  // loss_t = s_t * -min(exp(lw) A, clip(exp(lw)) A) + beta k3 exp(lw) (bias-corrected KL): its
+  // derivatives by lw (dlog_weight) and by logp with lw fixed (dlogp) against central differences,
+  // and, without dlog_weight, their sum in dlogp (GSPO-token's per-token gradient).
+  const Opts o{0.2f, 0.28f, 0.05f, 3, 0.0f, true};
+  const int64_t n = 300;
+  std::mt19937 rng(29);
+  std::normal_distribution<float> nd;
+  std::vector<float> logp(n), lw(n), scale(n), ref(n), adv(n);
+  std::vector<double> w(n);
+  for (int64_t t = 0; t < n; ++t) {
+    logp[size_t(t)] = -2.0f + 0.8f * nd(rng);
+    lw[size_t(t)] = 0.3f * nd(rng);
+    scale[size_t(t)] = t % 5 == 0 ? 0.0f : 0.5f + 0.1f * float(t % 7);
+    ref[size_t(t)] = logp[size_t(t)] + 0.5f * nd(rng);
+    adv[size_t(t)] = t % 3 == 0 ? -0.8f : 1.1f;
+    w[size_t(t)] = t % 41 == 9 ? 0.0 : 1.0 / double(30 + t % 5);
+  }
+  auto loss_of = [&](double lp, double lwv, int64_t t) {
+    const double r = std::exp(lwv), c = std::clamp(r, 1.0 - o.eps_low, 1.0 + o.eps_high), A = adv[size_t(t)];
+    return -std::min(r * A, c * A) * scale[size_t(t)] + o.beta * ref_kl(lp, ref[size_t(t)], o, r);
+  };
+  std::vector<float> dl(n, NAN), dlw(n, NAN), dsum(n, NAN);
+  double sums[5], sums2[5];
+  GrpoLossArgs a;
+  a.logp = logp.data(), a.log_weight = lw.data(), a.pg_scale = scale.data(), a.ref_logp = ref.data();
+  a.adv = adv.data(), a.weight = w.data(), a.n = n, a.eps_low = o.eps_low, a.eps_high = o.eps_high, a.beta = o.beta;
+  a.kl = 3, a.k3_clamp = 0.0f, a.kl_ratio_correction = true, a.dlogp = dl.data(), a.dlog_weight = dlw.data(), a.sums = sums;
+  cpu_backend().grpo_token_loss(a);
+  GrpoLossArgs b = a;
+  b.dlog_weight = nullptr, b.dlogp = dsum.data(), b.sums = sums2;
+  cpu_backend().grpo_token_loss(b);
+  double loss = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    INFO("token " << t);
+    const double lp = logp[size_t(t)], lwv = lw[size_t(t)], wt = w[size_t(t)];
+    if (wt == 0.0) {
+      CHECK(dl[size_t(t)] == 0.0f);
+      CHECK(dlw[size_t(t)] == 0.0f);
+      continue;
+    }
+    loss += wt * loss_of(lp, lwv, t);
+    const double r = std::exp(lwv), h = 1e-6;
+    if (std::fabs(r - 0.8) < 1e-4 || std::fabs(r - 1.28) < 1e-4) continue;
+    const double fd_lp = wt * (loss_of(lp + h, lwv, t) - loss_of(lp - h, lwv, t)) / (2 * h);
+    const double fd_lw = wt * (loss_of(lp, lwv + h, t) - loss_of(lp, lwv - h, t)) / (2 * h);
+    CHECK(std::fabs(dl[size_t(t)] - fd_lp) <= 1e-6 * (std::fabs(fd_lp) + wt));
+    CHECK(std::fabs(dlw[size_t(t)] - fd_lw) <= 1e-6 * (std::fabs(fd_lw) + wt));
+    CHECK(std::fabs(dsum[size_t(t)] - (fd_lp + fd_lw)) <= 2e-6 * (std::fabs(fd_lp + fd_lw) + wt));
+  }
+  CHECK(sums[0] == Approx(loss).epsilon(1e-12));
+  for (int i = 0; i < 5; ++i) CHECK(sums2[i] == sums[i]);
+}
+
 TEST_CASE("distill_rows: forward KL, reverse KL and JSD rows and their logit gradient against double", "[loss_ops]") {
   // The reference: the divergence of softmax(z_t / T) and softmax(z_s / T) in double, and its
   // gradient to z_s by central differences (the op's gradient is the exact one, to f32 rounding).

@@ -540,3 +540,34 @@ TEST_CASE("DAPO dynamic sampling trains only on groups whose rewards differ", "[
   }
   CHECK(dropped > 0);
 }
+
+TEST_CASE("a GRPO stage with GSPO, rollout correction and adaptive entropy control", "[pipeline][grpo]") {
+  // The stage keeps its sampler's logprobs as the sampling ones and the trainer's as the old
+  // policy's: the sampler shares the trainer's weights, so every correction weight is 1 up to
+  // f32 summation order, which the metrics show. The entropy controller moves every step.
+  const fs::path dir = temp_dir("grpo_options");
+  std::string cfg = scaled_example("r1-zero.textproto");
+  proto::PipelineConfig c;
+  REQUIRE(google::protobuf::TextFormat::ParseFromString(cfg, &c));
+  keep_through_grpo(c);
+  auto* g = c.mutable_stages(2)->mutable_grpo()->mutable_grpo();
+  g->set_importance_sampling_level(proto::GrpoConfig::SEQUENCE_LEVEL);
+  g->mutable_rollout_correction()->set_mode(proto::GrpoConfig::RolloutCorrection::SEQUENCE_TRUNCATE);
+  g->set_top_entropy_quantile(0.5f);
+  g->set_entropy_coef(0.01f);
+  g->mutable_adaptive_entropy()->set_target(100.0f);  // above any entropy here: the coefficient grows
+  g->mutable_adaptive_entropy()->set_delta(0.01f);
+  REQUIRE(google::protobuf::TextFormat::PrintToString(c, &cfg));
+  run_config(dir, cfg);
+  auto rows = read_jsonl(dir / "out" / "stages" / "02-rl" / "metrics.jsonl");
+  REQUIRE(rows.size() == 5);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const json& r = rows[i];
+    INFO(r.dump());
+    CHECK(r["entropy_coef"].get<double>() == Approx(0.01 * double(i + 2)).epsilon(1e-5));
+    CHECK(r["is_ratio_min"].get<double>() == Approx(1.0).margin(1e-3));
+    CHECK(r["is_ratio_max"].get<double>() == Approx(1.0).margin(1e-3));
+    CHECK(r["sampling_logp_diff_max"].get<double>() < 1e-3);
+    CHECK(r["policy_tokens"].get<int64_t>() > 0);
+  }
+}

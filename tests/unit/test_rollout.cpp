@@ -3,7 +3,9 @@
 // MoE); rewards with failing callbacks; DAPO's overlong shaping; the synthetic addition task.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -120,6 +122,43 @@ TEST_CASE("old-policy logprobs captured while sampling equal the trainer's (T = 
         const float tol = test::summation_order_tolerance(m->config(), test::logprob_magnitude(s.old_logprobs), T);
         for (size_t t = 0; t < s.completion.size(); ++t) CHECK(std::fabs(s.ref_logprobs[t] - s.old_logprobs[t]) <= tol);
       }
+    }
+  }
+}
+
+TEST_CASE("with top-k / top-p / min-p on, the sampler's logprobs are still the full distribution's", "[rollout]") {
+  // The old-policy logprob of a sampled token is log softmax(logits / T) over the whole vocabulary,
+  // before truncation, as the trainer computes it (TRL and vLLM once differed here: a logprob from
+  // the truncated, renormalised distribution biases the ratio). A renormalised logprob would be
+  // larger by -log(mass of the kept tokens) >= -log(mass of the top 2): that gap is computed from
+  // the model's logits and must exceed the tolerance tenfold, so the check cannot pass by accident.
+  auto m = Model::load(kFix + "/dense/qwen2_tied");
+  auto prompts = toy_prompts(2, 6);
+  RolloutOptions ro;
+  ro.group_size = 3;
+  ro.sampling.temperature = 0.6f;
+  ro.sampling.top_k = 2;
+  ro.sampling.top_p = 0.9f;
+  ro.sampling.min_p = 0.01f;
+  ro.sampling.max_new_tokens = 10;
+  auto rolls = sample_rollouts(*m, prompts, ro);
+  auto samples = to_grpo_samples(rolls, prompts);
+  fill_reference_logprobs(*m, samples, 0.6f);
+  const int64_t V = m->config().vocab_size;
+  for (const auto& s : samples) {
+    const float tol = test::summation_order_tolerance(m->config(), test::logprob_magnitude(s.old_logprobs), 0.6f);
+    std::vector<int32_t> ids = s.prompt;
+    ids.insert(ids.end(), s.completion.begin(), s.completion.end());
+    const std::vector<float> logits = test::prefill_logits(*m, ids);
+    for (size_t t = 0; t < s.completion.size(); ++t) {
+      CHECK(std::fabs(s.ref_logprobs[t] - s.old_logprobs[t]) <= tol);
+      const float* row = &logits[(s.prompt.size() - 1 + t) * size_t(V)];
+      std::vector<double> z(row, row + V);
+      std::partial_sort(z.begin(), z.begin() + 2, z.end(), std::greater<double>());
+      double sum = 0;
+      for (int64_t j = 0; j < V; ++j) sum += std::exp((double(row[j]) - z[0]) / 0.6);
+      const double top2 = (1.0 + std::exp((z[1] - z[0]) / 0.6)) / sum;
+      CHECK(-std::log(top2) > 10.0 * tol);
     }
   }
 }

@@ -164,27 +164,35 @@ struct MoeRouteArgs {
 };
 
 // GRPO's per-token policy loss (DeepSeekMath eq. 3 with TRL's options) over n completion tokens:
-//   r = exp(logp - old);  loss_t = -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) + beta KL_t,
+//   lw = log_weight[t] if given, else logp - old (the per-token log importance weight; GSPO passes
+//   its sequence-level mean); r = exp(lw);
+//   loss_t = s_t * -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) + beta KL_t, s_t = pg_scale[t] or 1,
 //   KL_t: k1 = logp - ref; k2 = (logp - ref)^2 / 2; k3 = exp(ref - logp) - (ref - logp) - 1, with
 //   |ref - logp| clamped at 20 and k3 at k3_clamp when k3_clamp > 0 (no gradient where clamped);
 //   KL_t times r when kl_ratio_correction. The clipped term carries no gradient where it is the min.
 // In double from the f32 inputs. A token with weight 0 is masked: no loss, no gradient, not counted.
-//   dlogp[t] = weight[t] * d loss_t / d logp[t] (f32);
+//   dlogp[t] = weight[t] * d loss_t / d logp[t] (f32), where lw depends on logp with slope 1
+//   (per-token ratios, GSPO-token); with dlog_weight given, dlogp[t] holds only the part with lw
+//   held fixed and dlog_weight[t] = weight[t] * d loss_t / d lw (the caller spreads it over the
+//   tokens lw was averaged from: GSPO);
 //   sums (double[5], summed in token order): sum weight * loss_t, sum KL_t, the tokens clipped below
 //   with A < 0, those clipped above with A > 0, and the live tokens.
 struct GrpoLossArgs {
-  const float* logp = nullptr;     // [n] the policy's logprobs
-  const float* old_logp = nullptr; // [n] the old policy's, or null (r = 1)
-  const float* ref_logp = nullptr; // [n] the reference's (required when beta > 0)
-  const float* adv = nullptr;      // [n] each token's advantage
-  const double* weight = nullptr;  // [n] each token's aggregation weight (0: masked)
+  const float* logp = nullptr;        // [n] the policy's logprobs
+  const float* old_logp = nullptr;    // [n] the old policy's, or null (r = 1); unused with log_weight
+  const float* log_weight = nullptr;  // [n] the log importance weight, or null (logp - old)
+  const float* pg_scale = nullptr;    // [n] factor of the policy-gradient term, or null (1)
+  const float* ref_logp = nullptr;    // [n] the reference's (required when beta > 0)
+  const float* adv = nullptr;         // [n] each token's advantage
+  const double* weight = nullptr;     // [n] each token's aggregation weight (0: masked)
   int64_t n = 0;
   float eps_low = 0.2f, eps_high = 0.2f, beta = 0.0f;
   int kl = 3;  // 1: k1, 2: k2, 3: k3
   float k3_clamp = 10.0f;
   bool kl_ratio_correction = false;
-  float* dlogp = nullptr;  // out [n]
-  double* sums = nullptr;  // out [5]
+  float* dlogp = nullptr;        // out [n]
+  float* dlog_weight = nullptr;  // out [n], or null (folded into dlogp)
+  double* sums = nullptr;        // out [5]
 };
 
 // Logit distillation of rows of student logits against the teacher's (raw logits [rows, n] each,
