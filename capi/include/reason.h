@@ -396,11 +396,20 @@ typedef struct reason_step_metrics {
   float kl, clip_low, clip_high, entropy;
   float reward_mean, reward_std, tied_group_share;
   float correct_length, incorrect_length; /* mean completion length with reward > 0 / <= 0 */
+  /* Added in 0.x (filled when struct_size covers them): the tokens the policy term acted on (with
+   * grpo.top_entropy_quantile < 1, those the entropy mask kept), the entropy bonus coefficient
+   * after the step (grpo.adaptive_entropy: the next step's), and with grpo.rollout_correction the
+   * correction weights' min / mean / max and |old - sampler| logprob difference mean / max. */
+  int64_t policy_tokens;
+  float entropy_coef;
+  float is_ratio_min, is_ratio_mean, is_ratio_max;
+  float sampling_logp_diff_mean, sampling_logp_diff_max;
 } reason_step_metrics;
 
 /* Every member named, so C++ callers compiling with -Wextra get no missing-initializer warning. */
-#define REASON_STEP_METRICS_INIT \
-  {(uint32_t)sizeof(reason_step_metrics), 0, 0.0f, 0.0f, 0.0f, 0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}
+#define REASON_STEP_METRICS_INIT                                                                           \
+  {(uint32_t)sizeof(reason_step_metrics), 0, 0.0f, 0.0f, 0.0f, 0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, \
+   0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}
 
 /* One SFT step over n sequences: tokens[i] has lens[i] ids and masks[i] has lens[i] bytes,
  * 1 where the token is a completion token to learn (prompt tokens 0). The loss is the mean over
@@ -426,6 +435,33 @@ typedef struct reason_grpo_sample {
  * unchanged. */
 REASON_API reason_status reason_trainer_grpo_step(reason_step_metrics* out, reason_trainer* trainer,
                                                   const reason_grpo_sample* samples, size_t n);
+
+/* A GRPO sample with the fields reason_grpo_sample lacks. struct_size first (set it with
+ * REASON_GRPO_SAMPLE_EX_INIT): reason_trainer_grpo_step_ex walks the array with samples[0].struct_size
+ * as the stride, and members beyond it count as absent, so the struct can grow. */
+typedef struct reason_grpo_sample_ex {
+  uint32_t struct_size;
+  const int32_t* prompt;
+  size_t prompt_len;
+  const int32_t* completion;
+  size_t completion_len;
+  float reward;
+  const float* old_logprobs;      /* as reason_grpo_sample; NULL: the current policy's */
+  const float* ref_logprobs;      /* as reason_grpo_sample */
+  int truncated;
+  const float* sampling_logprobs; /* completion_len values from the engine that sampled (vLLM, a
+                                     quantised copy...), for grpo.rollout_correction; NaN = unknown */
+  const uint8_t* loss_mask;       /* completion_len bytes, 0 = not the model's own token (a tool's
+                                     output): no loss; NULL: every token */
+} reason_grpo_sample_ex;
+
+#define REASON_GRPO_SAMPLE_EX_INIT \
+  {(uint32_t)sizeof(reason_grpo_sample_ex), NULL, 0, NULL, 0, 0.0f, NULL, NULL, 0, NULL, NULL}
+
+/* reason_trainer_grpo_step over reason_grpo_sample_ex samples (rollout correction, masked tokens).
+ * On error the weights are unchanged. */
+REASON_API reason_status reason_trainer_grpo_step_ex(reason_step_metrics* out, reason_trainer* trainer,
+                                                     const reason_grpo_sample_ex* samples, size_t n);
 
 /* One logit-distillation step from `teacher` (same vocabulary; borrowed) with the config's
  * distill settings, on sequences given as for reason_trainer_sft_step. */

@@ -1,5 +1,7 @@
 // C ABI: trainer create/free, SFT / GRPO / distillation steps, logprobs, checkpoints, rewards.
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -41,6 +43,13 @@ void fill_metrics(reason_step_metrics* out, const reason::StepMetrics& m, int64_
   r.tied_group_share = m.tied_group_share;
   r.correct_length = m.correct_length;
   r.incorrect_length = m.incorrect_length;
+  r.policy_tokens = m.policy_tokens;
+  r.entropy_coef = m.entropy_coef;
+  r.is_ratio_min = m.is_ratio_min;
+  r.is_ratio_mean = m.is_ratio_mean;
+  r.is_ratio_max = m.is_ratio_max;
+  r.sampling_logp_diff_mean = m.sampling_logp_diff_mean;
+  r.sampling_logp_diff_max = m.sampling_logp_diff_max;
   const uint32_t size = out->struct_size;
   std::memcpy(out, &r, size < sizeof(r) ? size : sizeof(r));
   out->struct_size = size;
@@ -67,6 +76,40 @@ std::vector<float> completion_logprobs(const reason::Model& m, const int32_t* pr
   reason::LogprobPass pass;
   auto lp = pass.forward(m, seq, temperature);
   return std::vector<float>(lp.end() - long(cl), lp.end());
+}
+
+// The samples' common fields into GrpoSamples (reference logprobs from the trainer's reference
+// model where the caller gave none and beta > 0).
+template <class Sample>
+reason::GrpoSample grpo_sample(const reason_trainer* tr, const Sample& s, size_t i) {
+  const reason::GrpoConfig& gc = tr->settings.grpo;
+  if (!s.prompt || !s.completion || !s.prompt_len || !s.completion_len)
+    reason::fail(reason::ErrorCode::InvalidArgument, "sample {} has an empty prompt or completion", i);
+  reason::GrpoSample g;
+  g.prompt.assign(s.prompt, s.prompt + s.prompt_len);
+  g.completion.assign(s.completion, s.completion + s.completion_len);
+  g.reward = s.reward;
+  g.truncated = s.truncated != 0;
+  if (s.old_logprobs) g.old_logprobs.assign(s.old_logprobs, s.old_logprobs + s.completion_len);
+  if (gc.beta > 0.0f) {
+    if (s.ref_logprobs) {
+      g.ref_logprobs.assign(s.ref_logprobs, s.ref_logprobs + s.completion_len);
+    } else {
+      if (!tr->reference)
+        reason::fail(reason::ErrorCode::InvalidArgument,
+                     "sample {}: grpo.beta > 0 needs ref_logprobs or a reference model at trainer creation", i);
+      g.ref_logprobs =
+          completion_logprobs(*tr->reference, s.prompt, s.prompt_len, s.completion, s.completion_len, gc.temperature);
+    }
+  }
+  return g;
+}
+
+void run_grpo_step(reason_step_metrics* out, reason_trainer* tr, const std::vector<reason::GrpoSample>& batch) {
+  if (tr->settings.grpo.group_size < 2)
+    reason::fail(reason::ErrorCode::InvalidArgument, "grpo.group_size is not set in the trainer config (needs >= 2)");
+  auto m = tr->trainer->grpo_step(batch, tr->settings.grpo, tr->settings.micro_batch);
+  fill_metrics(out, m, tr->trainer->step_count());
 }
 
 }  // namespace
@@ -104,38 +147,38 @@ REASON_API reason_status reason_trainer_sft_step(reason_step_metrics* out, reaso
   });
 }
 
+
 REASON_API reason_status reason_trainer_grpo_step(reason_step_metrics* out, reason_trainer* tr,
                                                   const reason_grpo_sample* samples, size_t n) {
   REASON_CHECK_ARG(tr, "reason_trainer_grpo_step", "trainer is NULL");
   REASON_CHECK_ARG(samples || n == 0, "reason_trainer_grpo_step", "samples is NULL");
   return guard("reason_trainer_grpo_step", [&] {
-    const reason::GrpoConfig& gc = tr->settings.grpo;
-    if (gc.group_size < 2)
-      reason::fail(reason::ErrorCode::InvalidArgument, "grpo.group_size is not set in the trainer config (needs >= 2)");
-    std::vector<reason::GrpoSample> batch(n);
+    std::vector<reason::GrpoSample> batch;
+    for (size_t i = 0; i < n; ++i) batch.push_back(grpo_sample(tr, samples[i], i));
+    run_grpo_step(out, tr, batch);
+  });
+}
+
+REASON_API reason_status reason_trainer_grpo_step_ex(reason_step_metrics* out, reason_trainer* tr,
+                                                     const reason_grpo_sample_ex* samples, size_t n) {
+  REASON_CHECK_ARG(tr, "reason_trainer_grpo_step_ex", "trainer is NULL");
+  REASON_CHECK_ARG(samples || n == 0, "reason_trainer_grpo_step_ex", "samples is NULL");
+  return guard("reason_trainer_grpo_step_ex", [&] {
+    const size_t stride = n ? samples[0].struct_size : 0;
+    const size_t base = offsetof(reason_grpo_sample_ex, sampling_logprobs);
+    if (n && stride < base)
+      reason::fail(reason::ErrorCode::InvalidArgument, "samples[0].struct_size {} is smaller than the first version ({})",
+                   stride, base);
+    std::vector<reason::GrpoSample> batch;
     for (size_t i = 0; i < n; ++i) {
-      const reason_grpo_sample& s = samples[i];
-      if (!s.prompt || !s.completion || !s.prompt_len || !s.completion_len)
-        reason::fail(reason::ErrorCode::InvalidArgument, "sample {} has an empty prompt or completion", i);
-      batch[i].prompt.assign(s.prompt, s.prompt + s.prompt_len);
-      batch[i].completion.assign(s.completion, s.completion + s.completion_len);
-      batch[i].reward = s.reward;
-      batch[i].truncated = s.truncated != 0;
-      if (s.old_logprobs) batch[i].old_logprobs.assign(s.old_logprobs, s.old_logprobs + s.completion_len);
-      if (gc.beta > 0.0f) {
-        if (s.ref_logprobs) {
-          batch[i].ref_logprobs.assign(s.ref_logprobs, s.ref_logprobs + s.completion_len);
-        } else {
-          if (!tr->reference)
-            reason::fail(reason::ErrorCode::InvalidArgument,
-                         "sample {}: grpo.beta > 0 needs ref_logprobs or a reference model at trainer creation", i);
-          batch[i].ref_logprobs = completion_logprobs(*tr->reference, s.prompt, s.prompt_len, s.completion,
-                                                      s.completion_len, gc.temperature);
-        }
-      }
+      reason_grpo_sample_ex s = REASON_GRPO_SAMPLE_EX_INIT;  // members the caller's struct lacks stay absent
+      std::memcpy(&s, reinterpret_cast<const char*>(samples) + i * stride, std::min(stride, sizeof(s)));
+      reason::GrpoSample g = grpo_sample(tr, s, i);
+      if (s.sampling_logprobs) g.sampling_logprobs.assign(s.sampling_logprobs, s.sampling_logprobs + s.completion_len);
+      if (s.loss_mask) g.mask.assign(s.loss_mask, s.loss_mask + s.completion_len);
+      batch.push_back(std::move(g));
     }
-    auto m = tr->trainer->grpo_step(batch, gc, tr->settings.micro_batch);
-    fill_metrics(out, m, tr->trainer->step_count());
+    run_grpo_step(out, tr, batch);
   });
 }
 
@@ -168,13 +211,18 @@ REASON_API reason_status reason_trainer_completion_logprobs(float* out, reason_t
 REASON_API reason_status reason_trainer_save(reason_trainer* tr, const char* dir) {
   REASON_CHECK_ARG(tr, "reason_trainer_save", "trainer is NULL");
   REASON_CHECK_ARG(dir, "reason_trainer_save", "dir is NULL");
-  return guard("reason_trainer_save", [&] { reason::save_checkpoint(dir, *tr->policy, &tr->trainer->optimizer()); });
+  return guard("reason_trainer_save", [&] {
+    reason::save_checkpoint(dir, *tr->policy, &tr->trainer->optimizer(), reason::trainer_extra_state(*tr->trainer));
+  });
 }
 
 REASON_API reason_status reason_trainer_load_state(reason_trainer* tr, const char* dir) {
   REASON_CHECK_ARG(tr, "reason_trainer_load_state", "trainer is NULL");
   REASON_CHECK_ARG(dir, "reason_trainer_load_state", "dir is NULL");
-  return guard("reason_trainer_load_state", [&] { reason::load_optimizer_state(dir, *tr->policy, tr->trainer->optimizer()); });
+  return guard("reason_trainer_load_state", [&] {
+    const auto state = reason::load_optimizer_state(dir, *tr->policy, tr->trainer->optimizer());
+    reason::restore_trainer_extra_state(*tr->trainer, state);
+  });
 }
 
 REASON_API reason_status reason_builtin_reward(float* out, reason_reward_kind kind, const char* completion,
