@@ -527,13 +527,34 @@ typedef struct reason_pipeline_reward {
   void* user_data;
 } reason_pipeline_reward;
 
+/* A tool a GRPO stage's `tools { callbacks: "NAME" }` lets completions call (multi-turn
+ * rollouts: the model writes <tool_call>{"name": NAME, "arguments": ...}</tool_call>, the tool's
+ * result is appended as tokens that carry no loss, sampling goes on). `arguments_json` is the
+ * call's "arguments" as JSON text ("" when absent), borrowed for the call. The tool answers with
+ * reason_tool_result_set (its last call wins; none: an empty result) and returns 0, or non-zero
+ * for an error (the text set, if any, is the message the model sees after "error: "). Each call
+ * runs on a thread of its own and may run concurrently with others: the tool must be
+ * thread-safe. A call past the stage's tools.deadline_ms is abandoned (the model sees a time-out
+ * error); user_data must stay valid until such a call returns. */
+typedef struct reason_tool_result reason_tool_result; /* valid only during the call */
+REASON_API void reason_tool_result_set(reason_tool_result* result, const char* text, size_t len);
+typedef int (*reason_pipeline_tool_fn)(void* user_data, const char* arguments_json, reason_tool_result* result);
+
+typedef struct reason_pipeline_tool {
+  const char* name; /* the name configs and the model's calls use */
+  reason_pipeline_tool_fn fn;
+  void* user_data;
+} reason_pipeline_tool;
+
 typedef struct reason_pipeline_options {
   uint32_t struct_size;                   /* sizeof(reason_pipeline_options) */
   int progress;                           /* 1: progress bars and stage reports on stderr */
   const reason_pipeline_reward* rewards;  /* borrowed for the call; may be NULL */
   size_t n_rewards;
+  const reason_pipeline_tool* tools;      /* added in 0.x; borrowed for the call; may be NULL */
+  size_t n_tools;
 } reason_pipeline_options;
-#define REASON_PIPELINE_OPTIONS_INIT {sizeof(reason_pipeline_options), 1, NULL, 0}
+#define REASON_PIPELINE_OPTIONS_INIT {sizeof(reason_pipeline_options), 1, NULL, 0, NULL, 0}
 
 /* Runs the pipeline of `config_path` into directory `out_dir`, or resumes it there (complete
  * stages are skipped, an interrupted one continues from its last checkpoint). Blocks until the

@@ -1,10 +1,17 @@
 // C ABI: pipelines (sdk/rl/pipeline.h).
 #include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
 
 #include "capi_internal.h"
 #include "rl/pipeline.h"
 
 using reason::capi::guard;
+
+struct reason_tool_result {
+  std::string text;
+};
 
 namespace {
 
@@ -27,6 +34,21 @@ reason::PipelineOptions pipeline_options(const reason_pipeline_options* o, const
       };
     }
   }
+  const bool has_tools = o->struct_size >= offsetof(reason_pipeline_options, n_tools) + sizeof(size_t);
+  if (has_tools && o->n_tools > 0) {
+    if (!o->tools) reason::fail(reason::ErrorCode::InvalidArgument, "opts->tools is NULL");
+    for (size_t i = 0; i < o->n_tools; ++i) {
+      const reason_pipeline_tool t = o->tools[i];
+      if (!t.name || !*t.name) reason::fail(reason::ErrorCode::InvalidArgument, "opts->tools[{}].name is empty", i);
+      if (!t.fn) reason::fail(reason::ErrorCode::InvalidArgument, "opts->tools[{}].fn is NULL", i);
+      po.tools[t.name] = [t](const std::string& args) {
+        reason_tool_result r;
+        const int rc = t.fn(t.user_data, args.c_str(), &r);
+        if (rc != 0) throw std::runtime_error(r.text.empty() ? "returned " + std::to_string(rc) : r.text);
+        return r.text;
+      };
+    }
+  }
   (void)fn;
   return po;
 }
@@ -34,6 +56,11 @@ reason::PipelineOptions pipeline_options(const reason_pipeline_options* o, const
 }  // namespace
 
 extern "C" {
+
+REASON_API void reason_tool_result_set(reason_tool_result* result, const char* text, size_t len) {
+  if (!result) return;
+  result->text.assign(text ? text : "", text ? len : 0);
+}
 
 REASON_API reason_status reason_pipeline_run(const char* config_path, const char* out_dir,
                                              const reason_pipeline_options* opts, char** summary_json) {

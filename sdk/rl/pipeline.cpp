@@ -350,6 +350,15 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
         }
         require(k.reward().deadline_ms() >= 0, sub_where(k, "grpo", "reward"), "reward.deadline_ms must be >= 0");
         require(k.micro_batch() >= 0, sub_where(k, "grpo", "micro_batch"), "grpo.micro_batch must be >= 0");
+        for (const auto& name : k.tools().callbacks())
+          require(opts.tools.count(name), sub_where(k, "grpo", "tools"),
+                  fmt::format("tool callback '{}' is not registered by this program", name));
+        require(k.tools().max_calls() >= 0 && k.tools().deadline_ms() >= 0 && k.tools().max_result_bytes() >= 0,
+                sub_where(k, "grpo", "tools"), "tools.max_calls, deadline_ms and max_result_bytes must be >= 0");
+        require(!k.tools().has_call_close() || !k.tools().call_close().empty(), sub_where(k, "grpo", "tools"),
+                "tools.call_close must not be empty");
+        require(!k.tools().raw() || k.tools().callbacks_size() == 1, sub_where(k, "grpo", "tools"),
+                "tools.raw needs exactly one callback");
         break;
       }
       case proto::Stage::kRejectionSampling: {

@@ -33,6 +33,7 @@
 
 #include "model/model.h"
 #include "rl/reward_runner.h"
+#include "rl/tool_calls.h"
 
 namespace reason {
 
@@ -48,6 +49,10 @@ struct PipelineOptions {
   // Reward functions that a RewardTerm can name with `callback: "NAME"`. They are called from
   // reward worker threads, possibly concurrently, and must be thread-safe.
   std::map<std::string, RewardFn> rewards;
+  // Tools that a GRPO stage's `tools { callbacks: "NAME" }` lets completions call
+  // (rl/tool_calls.h): called on a thread of their own per call, under the stage's deadline; they
+  // must be thread-safe.
+  std::map<std::string, ToolFn> tools;
   // Called after every training step (stage name, 1-based step) and after a checkpoint is written
   // (step < 0: -step was checkpointed); for tests and embedding programs.
   std::function<void(const std::string& stage, int64_t step)> on_step;

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "tokenizer/tokenizer.h"
 #include "train/logprob_pass.h"
 
 namespace reason {
@@ -28,9 +29,102 @@ uint64_t rollout_seed(uint64_t prompt_seed, int64_t j) {
   return x ^ (x >> 31);
 }
 
+namespace {
+
+// Whether a turn that ended with `finish` stopped at the tool call's closing tag: the stop string
+// starts where the turn's text was cut.
+bool stopped_at_call(const GenResult& r, const Tokenizer& tok, const ToolOptions& t) {
+  if (r.finish != FinishReason::Stop) return false;
+  std::vector<int32_t> ids;  // ids past the tokenizer's vocabulary (embedding padding) decode to nothing
+  for (int32_t id : r.tokens)
+    if (id < tok.vocab_size()) ids.push_back(id);
+  const std::string decoded = tok.decode(ids);
+  return decoded.size() >= r.text.size() + t.call_close.size() &&
+         decoded.compare(r.text.size(), t.call_close.size(), t.call_close) == 0;
+}
+
+// The body of the last call opened in `text` (empty with an error when none is open).
+ParsedToolCall last_call(const std::string& text, const ToolOptions& t) {
+  const size_t at = text.rfind(t.call_open);
+  if (at == std::string::npos) return ParsedToolCall{{}, {}, "no " + t.call_open + " before " + t.call_close};
+  const std::string_view body = std::string_view(text).substr(at + t.call_open.size());
+  if (!t.raw_tool.empty()) return ParsedToolCall{t.raw_tool, std::string(body), {}};
+  return parse_tool_call(body);
+}
+
+// Runs the tool calls of rollouts whose last turn stopped at one and samples their next turns,
+// until none calls a tool (results[k]: rollout k's last turn).
+void continue_with_tools(const Model& model, std::span<const RolloutPrompt> prompts, const RolloutOptions& opts,
+                         std::vector<Rollout>& out, std::vector<GenResult> last, GenerateStats& gs,
+                         RolloutStats* stats) {
+  const ToolOptions& t = *opts.tools;
+  const Tokenizer& tok = *model.require_tokenizer();
+  const size_t G = size_t(opts.group_size);
+  const int64_t max_new = opts.sampling.max_new_tokens, max_pos = model.config().max_position_embeddings;
+  for (int turn = 1;; ++turn) {
+    std::vector<GenRequest> reqs;
+    std::vector<size_t> who;
+    for (size_t k = 0; k < out.size(); ++k) {
+      Rollout& r = out[k];
+      if (!stopped_at_call(last[k], tok, t) || r.tool_calls >= t.max_calls) continue;
+      const auto t0 = std::chrono::steady_clock::now();
+      bool failed = false;
+      const std::string result = run_tool_call(t, last_call(r.text, t), &failed);
+      if (stats) stats->tool_seconds += seconds_since(t0);
+      r.tool_calls += 1;
+      r.tool_errors += failed ? 1 : 0;
+      const std::string response = t.result_open + result + t.result_close;
+      const std::vector<int32_t> ids = tok.encode(response);
+      const int64_t len = int64_t(r.completion.size() + ids.size());
+      r.text += t.call_close;
+      if (len >= max_new || int64_t(prompts[r.prompt].ids.size()) + len + 1 >= max_pos) {
+        r.truncated = true;  // no room for the result and an answer: ends here, without it
+        last[k].finish = FinishReason::Length;
+        continue;
+      }
+      r.text += response;
+      r.completion.insert(r.completion.end(), ids.begin(), ids.end());
+      r.logprobs.insert(r.logprobs.end(), ids.size(), 0.0f);
+      r.mask.resize(r.completion.size() - ids.size(), 1);
+      r.mask.insert(r.mask.end(), ids.size(), 0);
+      GenRequest q;
+      q.prompt = prompts[r.prompt].ids;
+      q.prompt.insert(q.prompt.end(), r.completion.begin(), r.completion.end());
+      q.params = opts.sampling;
+      q.params.max_new_tokens = int32_t(max_new - len);
+      q.params.seed = rollout_seed(prompts[r.prompt].seed, int64_t(k % G)) ^ (0x5851f42d4c957f2dULL * uint64_t(turn));
+      reqs.push_back(std::move(q));
+      who.push_back(k);
+    }
+    if (reqs.empty()) break;
+    GenerateOptions go;
+    go.max_active = std::max(opts.max_active, 1);
+    GenerateStats turn_stats;
+    go.stats = &turn_stats;
+    auto res = generate(model, reqs, {}, go);
+    gs.prompt_tokens_computed += turn_stats.prompt_tokens_computed;
+    gs.generated_tokens += turn_stats.generated_tokens;
+    for (size_t q = 0; q < who.size(); ++q) {
+      Rollout& r = out[who[q]];
+      r.completion.insert(r.completion.end(), res[q].tokens.begin(), res[q].tokens.end());
+      r.logprobs.insert(r.logprobs.end(), res[q].logprobs.begin(), res[q].logprobs.end());
+      r.mask.resize(r.completion.size(), 1);
+      r.text += res[q].text;
+      r.truncated = res[q].finish == FinishReason::Length;
+      last[who[q]] = std::move(res[q]);
+    }
+  }
+  if (stats)
+    for (const Rollout& r : out) stats->tool_calls += r.tool_calls, stats->tool_errors += r.tool_errors;
+}
+
+}  // namespace
+
 std::vector<Rollout> sample_rollouts(const Model& model, std::span<const RolloutPrompt> prompts,
                                      const RolloutOptions& opts, RolloutStats* stats) {
   if (opts.group_size < 1) fail(ErrorCode::InvalidArgument, "rollouts: group_size must be >= 1 (got {})", opts.group_size);
+  const bool tools = opts.tools && opts.tools->enabled();
+  if (tools && opts.tools->call_close.empty()) fail(ErrorCode::InvalidArgument, "rollouts: the tool call's closing tag is empty");
   const auto t0 = std::chrono::steady_clock::now();
   const size_t G = size_t(opts.group_size);
   std::vector<GenRequest> reqs;
@@ -41,6 +135,7 @@ std::vector<Rollout> sample_rollouts(const Model& model, std::span<const Rollout
       r.prompt = prompts[i].ids;
       r.params = opts.sampling;
       r.params.seed = rollout_seed(prompts[i].seed, int64_t(j));
+      if (tools) r.params.stop_strings.push_back(opts.tools->call_close);
       r.share_prefix_with = j == 0 ? -1 : int64_t(i * G);
       reqs.push_back(std::move(r));
     }
@@ -53,10 +148,15 @@ std::vector<Rollout> sample_rollouts(const Model& model, std::span<const Rollout
   for (size_t k = 0; k < res.size(); ++k) {
     Rollout& r = out[k];
     r.prompt = k / G;
-    r.completion = std::move(res[k].tokens);
-    r.logprobs = std::move(res[k].logprobs);
-    r.text = std::move(res[k].text);
+    r.completion = res[k].tokens;
+    r.logprobs = res[k].logprobs;
+    r.text = res[k].text;
     r.truncated = res[k].finish == FinishReason::Length;
+  }
+  if (tools) {
+    continue_with_tools(model, prompts, opts, out, std::move(res), gs, stats);
+    for (Rollout& r : out)
+      if (r.tool_calls == 0) r.mask.clear();  // all sampled
   }
   if (stats) {
     stats->prompt_tokens_computed += gs.prompt_tokens_computed;
@@ -102,6 +202,7 @@ std::vector<GrpoSample> to_grpo_samples(std::span<const Rollout> rollouts, std::
     out[k].completion = rollouts[k].completion;
     out[k].reward = rollouts[k].reward;
     (sampler_logprobs_as_sampling ? out[k].sampling_logprobs : out[k].old_logprobs) = rollouts[k].logprobs;
+    out[k].mask = rollouts[k].mask;
     out[k].truncated = rollouts[k].truncated;
   }
   return out;

@@ -18,6 +18,7 @@
 #include "infer/generator.h"
 #include "model/model.h"
 #include "rl/reward_runner.h"
+#include "rl/tool_calls.h"
 #include "train/trainer.h"
 
 namespace reason {
@@ -32,8 +33,14 @@ struct RolloutPrompt {
 
 struct RolloutOptions {
   int64_t group_size = 8;     // G completions per prompt
-  SamplingParams sampling;    // its seed is ignored (see RolloutPrompt::seed)
+  SamplingParams sampling;    // its seed is ignored (see RolloutPrompt::seed); max_new_tokens bounds
+                              // the whole completion, tool responses included
   int max_active = 256;       // sequences decoded together
+  // Tools the completions may call (rl/tool_calls.h; null or none: single-turn sampling). A
+  // completion that stops at tools->call_close gets the call's result appended (masked) and is
+  // continued, up to tools->max_calls calls; a result that would not fit in max_new_tokens ends
+  // the completion as truncated, without it (as TRL does).
+  const ToolOptions* tools = nullptr;
 };
 
 struct Rollout {
@@ -47,12 +54,15 @@ struct Rollout {
   float overlong_penalty = 0.0f;     // the shaping term added to reward (<= 0)
   bool reward_failed = false;        // a reward call failed (threw, timed out, NaN): it scored 0
   std::string reward_error;
+  std::vector<uint8_t> mask;         // per completion id: 0 = a tool response's (not sampled); empty: all 1
+  int tool_calls = 0, tool_errors = 0;
 };
 
 struct RolloutStats {
   int64_t prompt_tokens_computed = 0, prompt_tokens_shared = 0, generated_tokens = 0;
   int64_t reward_failures = 0;
-  double generate_seconds = 0, reward_seconds = 0;
+  int64_t tool_calls = 0, tool_errors = 0;
+  double generate_seconds = 0, reward_seconds = 0, tool_seconds = 0;
 };
 
 // DAPO's soft overlong punishment (eq. 13): 0 for length <= max_length - cache, then

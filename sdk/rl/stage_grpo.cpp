@@ -71,6 +71,25 @@ std::vector<NamedReward> make_rewards(const proto::RewardConfig& rc, const Pipel
   return out;
 }
 
+// The stage's tools (ToolConfig) over the program's registered callbacks; none: single-turn.
+ToolOptions make_tools(const proto::ToolConfig& tc, const PipelineOptions& opts) {
+  ToolOptions t;
+  for (const auto& name : tc.callbacks()) {
+    auto it = opts.tools.find(name);
+    if (it == opts.tools.end()) fail(ErrorCode::InvalidArgument, "tool callback '{}' is not registered", name);
+    t.tools[name] = it->second;
+  }
+  if (tc.max_calls() > 0) t.max_calls = tc.max_calls();
+  if (tc.deadline_ms() > 0) t.deadline = std::chrono::milliseconds(tc.deadline_ms());
+  if (tc.has_call_open()) t.call_open = tc.call_open();
+  if (tc.has_call_close()) t.call_close = tc.call_close();
+  if (tc.has_result_open()) t.result_open = tc.result_open();
+  if (tc.has_result_close()) t.result_close = tc.result_close();
+  if (tc.max_result_bytes() > 0) t.max_result_bytes = size_t(tc.max_result_bytes());
+  if (tc.raw() && !t.tools.empty()) t.raw_tool = t.tools.begin()->first;
+  return t;
+}
+
 StageResult run_grpo_stage(const StageEnv& env) {
   const auto& s = env.stage->grpo();
   TrainerConfig tc;
@@ -98,6 +117,8 @@ StageResult run_grpo_stage(const StageEnv& env) {
   RolloutOptions ro;
   ro.group_size = gc.group_size;
   ro.sampling = sampling_params(s.sampling(), gc.temperature, 1.0f);
+  const ToolOptions tools = make_tools(s.tools(), *env.opts);
+  ro.tools = tools.enabled() ? &tools : nullptr;
   const int64_t deadline = s.reward().deadline_ms() > 0 ? s.reward().deadline_ms() : 10000;
   RewardRunner runner(make_rewards(s.reward(), *env.opts), std::chrono::milliseconds(deadline), 2);
   int math_term = -1, format_term = -1;
@@ -192,6 +213,12 @@ StageResult run_grpo_stage(const StageEnv& env) {
                           {"sample_seconds", sample_s},
                           {"train_seconds", train_s},
                           {"tokens_per_s", double(rs.generated_tokens + tokens) / total_s}};
+    if (ro.tools) {  // per completion of the batch trained on
+      double calls = 0, errors = 0;
+      for (const Rollout& r : batch) calls += r.tool_calls, errors += r.tool_errors;
+      row["tool_calls"] = calls / double(std::max<size_t>(1, batch.size()));
+      row["tool_errors"] = errors / double(std::max<size_t>(1, batch.size()));
+    }
     if (gc.entropy_coef != 0.0f || gc.adaptive_entropy) row["entropy_coef"] = m.entropy_coef;
     if (gc.top_entropy_quantile < 1.0f) row["policy_tokens"] = m.policy_tokens;
     if (gc.rollout_correction != RolloutCorrection::None) {

@@ -86,3 +86,64 @@ TEST_CASE("reason_pipeline_run with a C reward callback", "[capi][pipeline]") {
   CHECK_THAT(reason_last_error(), Catch::Contains("rewards[0].name"));
   fs::remove_all(dir);
 }
+
+namespace {
+
+struct Calc {
+  std::atomic<int> calls{0};
+};
+
+int calc_tool(void* user_data, const char* arguments, reason_tool_result* result) {
+  auto* c = static_cast<Calc*>(user_data);
+  const int n = c->calls.fetch_add(1);
+  if (n % 4 == 3) {
+    const char msg[] = "bad expression";
+    reason_tool_result_set(result, msg, sizeof msg - 1);
+    return 1;  // an error the model sees as "error: tool 'calc' failed: bad expression"
+  }
+  const std::string out = "len " + std::to_string(std::strlen(arguments));
+  reason_tool_result_set(result, out.data(), out.size());
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("reason_pipeline_run with a C tool callback: multi-turn GRPO rollouts", "[capi][pipeline][tools]") {
+  // The base model writes "=" in its worked additions; with "=" as the closing tag, an empty
+  // opening tag and raw arguments, every "=" calls the tool with the text so far, whose answer is
+  // appended (no loss) before sampling goes on.
+  const fs::path dir = temp_dir();
+  std::ofstream(dir / "t.textproto")
+      << "seed: 5\nthreads: 1\n"
+         "prompt_format { template: \"User: {prompt}\\nAssistant:\" }\n"
+         "models { name: \"policy\" path: \"" << kBase << "\" }\n"
+         "datasets { name: \"train\" synthetic { kind: PROBLEMS count: 64 } }\n"
+         "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 2 prompts_per_step: 2 "
+         "grpo { group_size: 4 } sampling { max_new_tokens: 64 } reward { terms { kind: FORMAT } } "
+         "tools { callbacks: \"calc\" raw: true call_open: \"\" call_close: \"=\" result_open: \" [\" "
+         "result_close: \"] \" max_calls: 2 } } }\n";
+  Calc c;
+  reason_pipeline_tool tool{"calc", calc_tool, &c};
+  reason_pipeline_options o = REASON_PIPELINE_OPTIONS_INIT;
+  o.progress = 0;
+  o.tools = &tool;
+  o.n_tools = 1;
+  const std::string cfg = (dir / "t.textproto").string(), out = (dir / "out").string();
+  char* summary = nullptr;
+  REQUIRE(reason_pipeline_run(cfg.c_str(), out.c_str(), &o, &summary) == REASON_OK);
+  reason_free(summary);
+  CHECK(c.calls.load() > 0);
+  std::ifstream metrics(dir / "out" / "stages" / "00-rl" / "metrics.jsonl");
+  std::string line;
+  int rows = 0;
+  while (std::getline(metrics, line)) {
+    ++rows;
+    CHECK(line.find("\"tool_calls\":") != std::string::npos);
+  }
+  CHECK(rows == 2);
+  // a tool the config names but the program did not register fails the check, naming it
+  o.n_tools = 0;
+  CHECK(reason_pipeline_check(cfg.c_str(), &o) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(reason_last_error()).find("tool callback 'calc' is not registered") != std::string::npos);
+  fs::remove_all(dir);
+}

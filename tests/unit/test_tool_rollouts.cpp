@@ -1,0 +1,129 @@
+// Tool calls in rollouts (rl/tool_calls.h): parsing a Hermes-style call, running a registered tool
+// under a deadline (result, thrown error, unknown tool, timeout, cut result), and multi-turn
+// sampling on a tiny model: a completion that stops at the closing tag gets the tool's response
+// appended with mask 0 and continues; the continued tokens' logprobs are still the trainer's (the
+// prefix the trainer sees is the prompt, the sampled tokens and the response); calls are capped.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fixture_util.h"
+#include "rl/rollout.h"
+#include "rl/tool_calls.h"
+#include "tokenizer/tokenizer.h"
+
+using namespace reason;
+
+namespace {
+const std::string kFix = REASON_FIXTURES_DIR;
+}  // namespace
+
+TEST_CASE("tool calls: parse, run, errors, deadline, cut", "[rollout][tools]") {
+  auto c = parse_tool_call(R"({"name": "calc", "arguments": {"expr": "12*7"}})");
+  CHECK(c.error.empty());
+  CHECK(c.name == "calc");
+  CHECK(c.arguments == R"({"expr":"12*7"})");
+  CHECK(parse_tool_call("calc(1)").error == "the tool call is not a JSON object");
+  CHECK(parse_tool_call(R"({"arguments": 1})").error.find("\"name\"") != std::string::npos);
+  CHECK(parse_tool_call(R"({"name": "x"})").arguments.empty());
+
+  ToolOptions t;
+  t.tools["calc"] = [](const std::string& a) { return a == R"({"expr":"12*7"})" ? std::string("84") : "?"; };
+  t.tools["boom"] = [](const std::string&) -> std::string { throw std::runtime_error("division by zero"); };
+  t.tools["slow"] = [](const std::string&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    return std::string("late");
+  };
+  t.tools["long"] = [](const std::string&) { return std::string(5000, 'x'); };
+  t.deadline = std::chrono::milliseconds(100);
+  bool failed = true;
+  CHECK(run_tool_call(t, c, &failed) == "84");
+  CHECK_FALSE(failed);
+  CHECK(run_tool_call(t, ParsedToolCall{"boom", "", ""}, &failed) == "error: tool 'boom' failed: division by zero");
+  CHECK(failed);
+  CHECK(run_tool_call(t, ParsedToolCall{"nope", "", ""}, &failed) == "error: no tool named 'nope'");
+  CHECK(run_tool_call(t, ParsedToolCall{"slow", "", ""}, &failed) == "error: tool 'slow' timed out after 100 ms");
+  CHECK(failed);
+  const std::string cut = run_tool_call(t, ParsedToolCall{"long", "", ""}, &failed);
+  CHECK(cut.size() == t.max_result_bytes + 6);
+  CHECK(cut.substr(cut.size() - 6) == " [cut]");
+  CHECK(run_tool_call(t, ParsedToolCall{"", "", "the tool call is not a JSON object"}) ==
+        "error: the tool call is not a JSON object");
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // let the abandoned call return
+}
+
+TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling continues", "[rollout][tools]") {
+  // The tiny random model never writes a real call; a frequent single character as the closing
+  // tag and an empty opening tag make it "call" often: the body fails to parse and the response
+  // is the error text, which exercises every step of the loop.
+  auto m = Model::load(kFix + "/dense/qwen2_tied");
+  const Tokenizer& tok = *m->require_tokenizer();
+  std::vector<RolloutPrompt> prompts(2);
+  for (int i = 0; i < 2; ++i) {
+    for (int t = 0; t < 6; ++t) prompts[size_t(i)].ids.push_back(int32_t(3 + (i * 7 + t * 13) % 300));
+    prompts[size_t(i)].seed = uint64_t(7 + i);
+  }
+  ToolOptions t;
+  t.tools["calc"] = [](const std::string&) { return std::string("84"); };
+  t.call_open = "";
+  t.call_close = "e";
+  t.result_open = " <r>";
+  t.result_close = "</r> ";
+  t.max_calls = 2;
+  RolloutOptions ro;
+  ro.group_size = 3;
+  ro.sampling.temperature = 0.8f;
+  ro.sampling.max_new_tokens = 48;
+  ro.tools = &t;
+  RolloutStats st;
+  auto rolls = sample_rollouts(*m, prompts, ro, &st);
+  int with_calls = 0;
+  for (const Rollout& r : rolls) {
+    INFO(r.text);
+    CHECK(r.tool_calls <= 2);
+    CHECK(r.tool_errors == r.tool_calls);  // the body never parses here
+    CHECK(int64_t(r.completion.size()) <= ro.sampling.max_new_tokens);
+    const std::string resp = " <r>error: the tool call is not a JSON object</r> ";
+    int appended = 0;  // responses in the text (a call whose response would not fit has none)
+    for (size_t at = r.text.find(resp); at != std::string::npos; at = r.text.find(resp, at + 1)) ++appended;
+    CHECK(appended <= r.tool_calls);
+    CHECK(appended >= r.tool_calls - 1);
+    if (appended == 0) {
+      CHECK(r.mask.empty());
+      continue;
+    }
+    ++with_calls;
+    REQUIRE(r.mask.size() == r.completion.size());
+    // the masked runs are exactly the responses' tokens, in order
+    std::string masked;
+    int runs = 0;
+    for (size_t k = 0; k < r.mask.size(); ++k) {
+      if (r.mask[k]) continue;
+      ++runs;
+      std::vector<int32_t> run;  // (responses are text the tokenizer encoded: in its vocabulary)
+      while (k < r.mask.size() && !r.mask[k]) run.push_back(r.completion[k++]);
+      masked += tok.decode(run);
+    }
+    CHECK(runs == appended);
+    std::string want;
+    for (int i = 0; i < appended; ++i) want += resp;
+    CHECK(masked == want);
+    CHECK(r.text.find("e" + resp) != std::string::npos);
+  }
+  CHECK(with_calls >= 3);
+  CHECK(st.tool_calls > 0);
+  // The sampler's logprobs of the sampled tokens after a response equal the trainer's over the
+  // whole sequence (prompt, sampled tokens, response).
+  auto samples = to_grpo_samples(rolls, prompts);
+  fill_reference_logprobs(*m, samples, 0.8f);
+  for (const auto& s : samples) {
+    const float tol = test::summation_order_tolerance(m->config(), test::logprob_magnitude(s.old_logprobs), 0.8f);
+    for (size_t k = 0; k < s.completion.size(); ++k)
+      if (s.mask.empty() || s.mask[k]) CHECK(std::fabs(s.ref_logprobs[k] - s.old_logprobs[k]) <= tol);
+  }
+}
