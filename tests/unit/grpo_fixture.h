@@ -3,6 +3,8 @@
 // TRL zeroes a truncated row's mask when it masks truncated completions), rewards, and the old and
 // reference logprobs of each completion token.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -47,6 +49,21 @@ inline GrpoFixtureBatch grpo_fixture_batch(const Fixture& fx) {
     s.truncated = trunc[i] != 0;
   }
   return out;
+}
+
+// Every parameter gradient of the trainer's last step against the fixture's grad.<name>, within
+// 1e-4 of the largest (plus 1e-7).
+inline void check_param_grads(const Fixture& fx, const Trainer& tr) {
+  for (const auto& [name, g] : tr.gradients().by_name) {
+    INFO("grad " << name);
+    const auto want = fx.floats("grad." + name);
+    REQUIRE(int64_t(want.size()) == g.numel());
+    float scale = 1e-12f;
+    for (float v : want) scale = std::max(scale, std::fabs(v));
+    float worst = 0;
+    for (size_t j = 0; j < want.size(); ++j) worst = std::max(worst, std::fabs(g.data<float>()[j] - want[j]));
+    CHECK(worst <= 1e-4f * scale + 1e-7f);
+  }
 }
 
 }  // namespace reason::test

@@ -72,19 +72,6 @@ void check_metric(const Fx& fx, const std::string& key, float got, double margin
   CHECK(got == Approx(fx.scalar("metric." + key)).margin(margin).epsilon(1e-4));
 }
 
-void check_param_grads(const Fx& fx, const Trainer& tr) {
-  for (const auto& [name, g] : tr.gradients().by_name) {
-    INFO("grad " << name);
-    const auto want = fx.floats("grad." + name);
-    REQUIRE(int64_t(want.size()) == g.numel());
-    float scale = 1e-12f;
-    for (float v : want) scale = std::max(scale, std::fabs(v));
-    float worst = 0;
-    for (size_t j = 0; j < want.size(); ++j) worst = std::max(worst, std::fabs(g.data<float>()[j] - want[j]));
-    CHECK(worst <= 1e-4f * scale + 1e-7f);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("GRPO loss options (GSPO, rollout correction, entropy) equal TRL's", "[train][grpo][trl]") {
@@ -147,7 +134,7 @@ TEST_CASE("GRPO loss options (GSPO, rollout correction, entropy) equal TRL's", "
     check_metric(fx, "sampling.sampling_logp_difference.mean", met.sampling_logp_diff_mean);
     check_metric(fx, "sampling.sampling_logp_difference.max", met.sampling_logp_diff_max);
     if (cfg.entropy_coef != 0 || cfg.adaptive_entropy) check_metric(fx, "entropy_coef", met.entropy_coef, 1e-7);
-    if (fx.meta("full_param_grads") == "true") check_param_grads(fx, tr);
+    if (fx.meta("full_param_grads") == "true") test::check_param_grads(fx, tr);
     ++cases;
   }
   CHECK(cases == 11);

@@ -74,18 +74,7 @@ TEST_CASE("GRPO loss, per-token gradients, metrics and parameter gradients equal
     CHECK(met.clip_low == Approx(fx.scalar("metric.clip_ratio.low_mean")).margin(1e-6));
     CHECK(met.clip_high == Approx(fx.scalar("metric.clip_ratio.high_mean")).margin(1e-6));
     CHECK(met.entropy == Approx(fx.scalar("metric.entropy")).margin(1e-5).epsilon(1e-5));
-    if (fx.meta("full_param_grads") == "true") {
-      for (const auto& [name, g] : tr.gradients().by_name) {
-        INFO("grad " << name);
-        const auto want = fx.floats("grad." + name);
-        REQUIRE(int64_t(want.size()) == g.numel());
-        float scale = 1e-12f;
-        for (float v : want) scale = std::max(scale, std::fabs(v));
-        float worst = 0;
-        for (size_t j = 0; j < want.size(); ++j) worst = std::max(worst, std::fabs(g.data<float>()[j] - want[j]));
-        CHECK(worst <= 1e-4f * scale + 1e-7f);
-      }
-    }
+    if (fx.meta("full_param_grads") == "true") test::check_param_grads(fx, tr);
     ++cases;
   }
   CHECK(cases == 24);
