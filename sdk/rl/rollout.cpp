@@ -91,6 +91,7 @@ void continue_with_tools(const Model& model, std::span<const RolloutPrompt> prom
       q.prompt = prompts[r.prompt].ids;
       q.prompt.insert(q.prompt.end(), r.completion.begin(), r.completion.end());
       q.params = opts.sampling;
+      q.params.stop_strings.push_back(t.call_close);
       q.params.max_new_tokens = int32_t(max_new - len);
       q.params.seed = rollout_seed(prompts[r.prompt].seed, int64_t(k % G)) ^ (0x5851f42d4c957f2dULL * uint64_t(turn));
       reqs.push_back(std::move(q));

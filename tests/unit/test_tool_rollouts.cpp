@@ -82,8 +82,9 @@ TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling
   ro.tools = &t;
   RolloutStats st;
   auto rolls = sample_rollouts(*m, prompts, ro, &st);
-  int with_calls = 0;
+  int with_calls = 0, with_two = 0;
   for (const Rollout& r : rolls) {
+    with_two += r.tool_calls == 2 ? 1 : 0;
     INFO(r.text);
     CHECK(r.tool_calls <= 2);
     CHECK(r.tool_errors == r.tool_calls);  // the body never parses here
@@ -116,6 +117,7 @@ TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling
     CHECK(r.text.find("e" + resp) != std::string::npos);
   }
   CHECK(with_calls >= 3);
+  CHECK(with_two >= 1);  // a continued turn stops at the next call too
   CHECK(st.tool_calls > 0);
   // The sampler's logprobs of the sampled tokens after a response equal the trainer's over the
   // whole sequence (prompt, sampled tokens, response).
