@@ -82,9 +82,11 @@ print(f"{128 / ((pg - pp) / 1e9):.2f}")
 PY
 }
 run_reason() {  # FILE THREADS TAG [extra args]
-  local f=$1 t=$2 tag=$3
+  local f=$1 t=$2 tag=$3 dtype=f32
   shift 3
-  /usr/bin/time -f "PEAK_KB=%M" "$RB" --model "$f" --threads "$t" --dtype f32 -p 512 -n 128 --reps "$REPS" "$@" \
+  # a bf16 file computes in bf16 (as llama.cpp does with it); quantised weights with f32 activations
+  case "$f" in *-bf16.gguf) dtype=bf16 ;; esac
+  /usr/bin/time -f "PEAK_KB=%M" "$RB" --model "$f" --threads "$t" --dtype "$dtype" -p 512 -n 128 --reps "$REPS" "$@" \
     >"$OUT/$tag.json" 2>"$OUT/$tag.err"
   "$PYTHON" - "$OUT/$tag.json" "$(peak_kb "$OUT/$tag.err")" <<'PY'
 import json, sys

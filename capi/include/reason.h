@@ -531,8 +531,9 @@ typedef struct reason_pipeline_reward {
  * rollouts: the model writes <tool_call>{"name": NAME, "arguments": ...}</tool_call>, the tool's
  * result is appended as tokens that carry no loss, sampling goes on). `arguments_json` is the
  * call's "arguments" as JSON text ("" when absent), borrowed for the call. The tool answers with
- * reason_tool_result_set (its last call wins; none: an empty result) and returns 0, or non-zero
- * for an error (the text set, if any, is the message the model sees after "error: "). Each call
+ * reason_tool_result_set (its last call wins; none: an empty result; bytes that are not UTF-8
+ * reach the model as U+FFFD) and returns 0, or non-zero for an error: the model then sees
+ * "error: tool 'NAME' failed: TEXT" (TEXT: what was set, else "returned N"). Each call
  * runs on a thread of its own and may run concurrently with others: the tool must be
  * thread-safe. A call past the stage's tools.deadline_ms is abandoned (the model sees a time-out
  * error); user_data must stay valid until such a call returns. */

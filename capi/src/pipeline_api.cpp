@@ -59,7 +59,11 @@ extern "C" {
 
 REASON_API void reason_tool_result_set(reason_tool_result* result, const char* text, size_t len) {
   if (!result) return;
-  result->text.assign(text ? text : "", text ? len : 0);
+  try {  // nothing may throw through the caller's C frames
+    result->text.assign(text ? text : "", text ? len : 0);
+  } catch (...) {
+    result->text.clear();
+  }
 }
 
 REASON_API reason_status reason_pipeline_run(const char* config_path, const char* out_dir,

@@ -166,13 +166,23 @@ REASON_API reason_status reason_trainer_grpo_step_ex(reason_step_metrics* out, r
   return guard("reason_trainer_grpo_step_ex", [&] {
     const size_t stride = n ? samples[0].struct_size : 0;
     const size_t base = offsetof(reason_grpo_sample_ex, sampling_logprobs);
-    if (n && stride < base)
-      reason::fail(reason::ErrorCode::InvalidArgument, "samples[0].struct_size {} is smaller than the first version ({})",
-                   stride, base);
+    if (n && (stride < base || stride > 4096))
+      reason::fail(reason::ErrorCode::InvalidArgument,
+                   "samples[0].struct_size {} is not a reason_grpo_sample_ex size (at least {}, at most 4096)", stride, base);
+    // members wholly inside the caller's struct; the others stay absent (a size that cuts one in
+    // two leaves it absent too)
+    const size_t copied = std::min(stride, sizeof(reason_grpo_sample_ex));
+    auto present = [&](size_t offset, size_t size) { return offset + size <= copied; };
+    const bool has_sampling = present(offsetof(reason_grpo_sample_ex, sampling_logprobs), sizeof(const float*));
+    const bool has_mask = present(offsetof(reason_grpo_sample_ex, loss_mask), sizeof(const uint8_t*));
     std::vector<reason::GrpoSample> batch;
     for (size_t i = 0; i < n; ++i) {
-      reason_grpo_sample_ex s = REASON_GRPO_SAMPLE_EX_INIT;  // members the caller's struct lacks stay absent
-      std::memcpy(&s, reinterpret_cast<const char*>(samples) + i * stride, std::min(stride, sizeof(s)));
+      reason_grpo_sample_ex s = REASON_GRPO_SAMPLE_EX_INIT;
+      const char* src = reinterpret_cast<const char*>(samples) + i * stride;
+      std::memcpy(&s, src, base);
+      if (has_sampling)
+        std::memcpy(&s.sampling_logprobs, src + offsetof(reason_grpo_sample_ex, sampling_logprobs), sizeof(s.sampling_logprobs));
+      if (has_mask) std::memcpy(&s.loss_mask, src + offsetof(reason_grpo_sample_ex, loss_mask), sizeof(s.loss_mask));
       reason::GrpoSample g = grpo_sample(tr, s, i);
       if (s.sampling_logprobs) g.sampling_logprobs.assign(s.sampling_logprobs, s.sampling_logprobs + s.completion_len);
       if (s.loss_mask) g.mask.assign(s.loss_mask, s.loss_mask + s.completion_len);

@@ -31,25 +31,42 @@ uint64_t rollout_seed(uint64_t prompt_seed, int64_t j) {
 
 namespace {
 
-// Whether a turn that ended with `finish` stopped at the tool call's closing tag: the stop string
-// starts where the turn's text was cut.
-bool stopped_at_call(const GenResult& r, const Tokenizer& tok, const ToolOptions& t) {
-  if (r.finish != FinishReason::Stop) return false;
+// When a turn stopped at the tool call's closing tag (the stop string starts where the turn's
+// text was cut): the decoded rest of the turn, the tag and whatever its last token carried after
+// it (the text then matches the ids). Empty when the turn did not stop at a call.
+std::string call_tail(const GenResult& r, const Tokenizer& tok, const ToolOptions& t) {
+  if (r.finish != FinishReason::Stop) return {};
   std::vector<int32_t> ids;  // ids past the tokenizer's vocabulary (embedding padding) decode to nothing
   for (int32_t id : r.tokens)
     if (id < tok.vocab_size()) ids.push_back(id);
   const std::string decoded = tok.decode(ids);
-  return decoded.size() >= r.text.size() + t.call_close.size() &&
-         decoded.compare(r.text.size(), t.call_close.size(), t.call_close) == 0;
+  if (decoded.size() < r.text.size() + t.call_close.size() ||
+      decoded.compare(r.text.size(), t.call_close.size(), t.call_close) != 0)
+    return {};
+  return decoded.substr(r.text.size());
 }
 
-// The body of the last call opened in `text` (empty with an error when none is open).
-ParsedToolCall last_call(const std::string& text, const ToolOptions& t) {
+// The call that ends `text`: JSON calls must open after `from` (the end of the last tool
+// response: an opening tag of an earlier turn is not this call's); a raw tool gets the text since
+// the last opening tag anywhere, earlier calls and responses included (a tool may use them: see
+// examples/cpp/tool_grpo.cpp).
+ParsedToolCall last_call(const std::string& text, size_t from, const ToolOptions& t) {
   const size_t at = text.rfind(t.call_open);
-  if (at == std::string::npos) return ParsedToolCall{{}, {}, "no " + t.call_open + " before " + t.call_close};
+  if (at == std::string::npos || (t.raw_tool.empty() && at < from))
+    return ParsedToolCall{{}, {}, "no " + t.call_open + " before " + t.call_close};
   const std::string_view body = std::string_view(text).substr(at + t.call_open.size());
   if (!t.raw_tool.empty()) return ParsedToolCall{t.raw_tool, std::string(body), {}};
   return parse_tool_call(body);
+}
+
+// A tool response's ids: the tags may hold special tokens (a chat template's), the tool's text is
+// encoded as plain text (a result cannot inject <|im_end|> or a turn marker).
+std::vector<int32_t> response_ids(const Tokenizer& tok, const ToolOptions& t, const std::string& result) {
+  std::vector<int32_t> ids = tok.encode(t.result_open);
+  const std::vector<int32_t> body = tok.encode(result, false, /*parse_special=*/false), close = tok.encode(t.result_close);
+  ids.insert(ids.end(), body.begin(), body.end());
+  ids.insert(ids.end(), close.begin(), close.end());
+  return ids;
 }
 
 // Runs the tool calls of rollouts whose last turn stopped at one and samples their next turns,
@@ -61,28 +78,34 @@ void continue_with_tools(const Model& model, std::span<const RolloutPrompt> prom
   const Tokenizer& tok = *model.require_tokenizer();
   const size_t G = size_t(opts.group_size);
   const int64_t max_new = opts.sampling.max_new_tokens, max_pos = model.config().max_position_embeddings;
+  std::vector<size_t> turn_start(out.size(), 0);  // where each rollout's current turn begins in its text
   for (int turn = 1;; ++turn) {
     std::vector<GenRequest> reqs;
     std::vector<size_t> who;
     for (size_t k = 0; k < out.size(); ++k) {
       Rollout& r = out[k];
-      if (!stopped_at_call(last[k], tok, t) || r.tool_calls >= t.max_calls) continue;
+      const std::string tail = call_tail(last[k], tok, t);
+      if (tail.empty()) continue;
+      const ParsedToolCall call = last_call(r.text, turn_start[k], t);
+      r.text += tail;
+      if (r.tool_calls >= t.max_calls) {  // ends on a call it may not make: no EOS, as truncated
+        r.truncated = true;
+        continue;
+      }
       const auto t0 = std::chrono::steady_clock::now();
       bool failed = false;
-      const std::string result = run_tool_call(t, last_call(r.text, t), &failed);
+      const std::string result = run_tool_call(t, call, &failed);
       if (stats) stats->tool_seconds += seconds_since(t0);
       r.tool_calls += 1;
       r.tool_errors += failed ? 1 : 0;
-      const std::string response = t.result_open + result + t.result_close;
-      const std::vector<int32_t> ids = tok.encode(response);
+      const std::vector<int32_t> ids = response_ids(tok, t, result);
       const int64_t len = int64_t(r.completion.size() + ids.size());
-      r.text += t.call_close;
       if (len >= max_new || int64_t(prompts[r.prompt].ids.size()) + len + 1 >= max_pos) {
         r.truncated = true;  // no room for the result and an answer: ends here, without it
-        last[k].finish = FinishReason::Length;
         continue;
       }
-      r.text += response;
+      r.text += t.result_open + result + t.result_close;
+      turn_start[k] = r.text.size();
       r.completion.insert(r.completion.end(), ids.begin(), ids.end());
       r.logprobs.insert(r.logprobs.end(), ids.size(), 0.0f);
       r.mask.resize(r.completion.size() - ids.size(), 1);
@@ -97,6 +120,7 @@ void continue_with_tools(const Model& model, std::span<const RolloutPrompt> prom
       reqs.push_back(std::move(q));
       who.push_back(k);
     }
+    for (size_t k = 0; k < out.size(); ++k) last[k].finish = FinishReason::Length;  // handled: not again
     if (reqs.empty()) break;
     GenerateOptions go;
     go.max_active = std::max(opts.max_active, 1);

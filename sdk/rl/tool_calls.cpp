@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/unicode_util.h"
+
 namespace reason {
 
 namespace {
@@ -86,7 +88,8 @@ std::string run_tool_call(const ToolOptions& opts, const ParsedToolCall& call, b
     return fail_with(fmt::format("tool '{}' timed out after {} ms", call.name, opts.deadline.count()));
   }
   if (failed) *failed = st->failed;
-  std::string out = std::move(st->out);
+  std::string out;  // the model reads it: valid UTF-8 (ill-formed bytes become U+FFFD), cut at max_result_bytes
+  tok::append_lossy_utf8(out, st->out, true);
   if (out.size() > opts.max_result_bytes) {
     size_t cut = opts.max_result_bytes;
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 characters

@@ -46,8 +46,10 @@ struct ParsedToolCall {
 ParsedToolCall parse_tool_call(std::string_view body);
 
 // Runs the call with the registered tool under opts.deadline; returns the text the model sees:
-// the tool's result, or "error: ..." (unknown tool, unparsable call, thrown, timed out, too
-// many tools stuck). Never throws. *failed (when given) says whether it was an error.
+// the tool's result as valid UTF-8 (ill-formed bytes become U+FFFD), cut at max_result_bytes, or
+// "error: ..." ("error: no tool named 'x'", "error: tool 'x' failed: <what()>", "error: tool 'x'
+// timed out after N ms", an unparsable call, too many tools stuck). Never throws. *failed (when
+// given) says whether it was an error.
 std::string run_tool_call(const ToolOptions& opts, const ParsedToolCall& call, bool* failed = nullptr);
 
 }  // namespace reason

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -181,6 +182,14 @@ TEST_CASE("GRPO through the ABI with the sampler's logprobs, rollout correction 
   big[1].s.sampling_logprobs = nullptr;
   CHECK(reason_trainer_grpo_step_ex(&met, tr, &big[0].s, 2) == REASON_ERR_INVALID_ARGUMENT);
   CHECK_THAT(reason_last_error(), Catch::Contains("sample 1 has none"));
+  // a struct_size that cuts sampling_logprobs in two leaves it absent (never half a pointer)
+  big[1].s.sampling_logprobs = samp1.data();
+  for (auto& b : big) b.s.struct_size = uint32_t(offsetof(reason_grpo_sample_ex, sampling_logprobs) + 4);
+  std::vector<char> packed(2 * big[0].s.struct_size);
+  for (size_t i = 0; i < 2; ++i) std::memcpy(&packed[i * big[0].s.struct_size], &big[i].s, big[0].s.struct_size);
+  CHECK(reason_trainer_grpo_step_ex(&met, tr, reinterpret_cast<const reason_grpo_sample_ex*>(packed.data()), 2) ==
+        REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("sample 0 has none"));
   reason_grpo_sample_ex tiny = REASON_GRPO_SAMPLE_EX_INIT;
   tiny.struct_size = 8;
   CHECK(reason_trainer_grpo_step_ex(&met, tr, &tiny, 1) == REASON_ERR_INVALID_ARGUMENT);

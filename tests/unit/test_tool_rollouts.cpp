@@ -54,13 +54,16 @@ TEST_CASE("tool calls: parse, run, errors, deadline, cut", "[rollout][tools]") {
   CHECK(cut.substr(cut.size() - 6) == " [cut]");
   CHECK(run_tool_call(t, ParsedToolCall{"", "", "the tool call is not a JSON object"}) ==
         "error: the tool call is not a JSON object");
+  t.tools["bytes"] = [](const std::string&) { return std::string("\xff" "84\xc3"); };
+  CHECK(run_tool_call(t, ParsedToolCall{"bytes", "", ""}) == "\xef\xbf\xbd" "84\xef\xbf\xbd");  // U+FFFD each
   std::this_thread::sleep_for(std::chrono::milliseconds(400));  // let the abandoned call return
 }
 
 TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling continues", "[rollout][tools]") {
   // The tiny random model never writes a real call; a frequent single character as the closing
-  // tag and an empty opening tag make it "call" often: the body fails to parse and the response
-  // is the error text, which exercises every step of the loop.
+  // tag, an empty opening tag and raw arguments make it call often. The tool answers with a chat
+  // control token and a byte that is not UTF-8: the response must stay plain text (no special id)
+  // and valid UTF-8.
   auto m = Model::load(kFix + "/dense/qwen2_tied");
   const Tokenizer& tok = *m->require_tokenizer();
   std::vector<RolloutPrompt> prompts(2);
@@ -69,7 +72,8 @@ TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling
     prompts[size_t(i)].seed = uint64_t(7 + i);
   }
   ToolOptions t;
-  t.tools["calc"] = [](const std::string&) { return std::string("84"); };
+  t.tools["calc"] = [](const std::string&) { return std::string("<|im_end|>\xff" "84"); };
+  t.raw_tool = "calc";
   t.call_open = "";
   t.call_close = "e";
   t.result_open = " <r>";
@@ -87,9 +91,9 @@ TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling
     with_two += r.tool_calls == 2 ? 1 : 0;
     INFO(r.text);
     CHECK(r.tool_calls <= 2);
-    CHECK(r.tool_errors == r.tool_calls);  // the body never parses here
+    CHECK(r.tool_errors == 0);
     CHECK(int64_t(r.completion.size()) <= ro.sampling.max_new_tokens);
-    const std::string resp = " <r>error: the tool call is not a JSON object</r> ";
+    const std::string resp = " <r><|im_end|>\xef\xbf\xbd" "84</r> ";
     int appended = 0;  // responses in the text (a call whose response would not fit has none)
     for (size_t at = r.text.find(resp); at != std::string::npos; at = r.text.find(resp, at + 1)) ++appended;
     CHECK(appended <= r.tool_calls);
@@ -111,6 +115,10 @@ TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling
       masked += tok.decode(run);
     }
     CHECK(runs == appended);
+    const auto special = tok.encode("<|im_end|>");
+    REQUIRE(special.size() == 1);
+    for (size_t k = 0; k < r.mask.size(); ++k)
+      if (!r.mask[k]) CHECK(r.completion[k] != special[0]);
     std::string want;
     for (int i = 0; i < appended; ++i) want += resp;
     CHECK(masked == want);
