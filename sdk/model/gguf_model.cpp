@@ -450,8 +450,14 @@ void GgufWeights::release(const std::string& name) const {
   if (it == recipes_.end()) return;
   const Recipe& r = it->second;
   const std::optional<DType> q = ggml_quant_dtype(r.a->type);
-  if (!q || r.shape.size() != 2 || (r.kind != Recipe::Plain && r.kind != Recipe::Expert)) return;
-  const size_t bytes = size_t(r.shape[0]) * kernels::dtype_nbytes(*q, r.shape[1]);
+  if (r.kind != Recipe::Plain && r.kind != Recipe::Expert) return;
+  // the tensor's (or the expert's) bytes: whole blocks for a quantised type, else a whole number
+  // of bytes per element (f32 / f16 / bf16)
+  int64_t n = 1;
+  for (int64_t d : r.shape) n *= d;
+  const size_t bytes = q ? (r.shape.size() == 2 ? size_t(r.shape[0]) * kernels::dtype_nbytes(*q, r.shape[1]) : 0)
+                         : size_t(r.a->nbytes / uint64_t(std::max<int64_t>(1, r.a->numel))) * size_t(n);
+  if (bytes == 0) return;
   f_->release_pages(r.a->data + (r.kind == Recipe::Expert ? size_t(r.arg) * bytes : 0), bytes);
 }
 

@@ -60,7 +60,9 @@ class Loader {
 
   // A weight checked against `shape` and converted to `dtype`.
   Tensor get(const std::string& name, const Shape& shape, DType dtype) {
-    return fetch(name, store_->get(name), shape).to(dtype);  // always an owned copy: huge pages, and the file can change underneath
+    Tensor t = fetch(name, store_->get(name), shape).to(dtype);  // always an owned copy: huge pages, and the file can change underneath
+    store_->release(name);
+    return t;
   }
   // A matmul weight: quantised as stored (AsStored), quantised now (Q8_0 / Q4_K_M, for float
   // weights), or in the compute dtype.
@@ -70,7 +72,8 @@ class Loader {
     Tensor t = fetch(name, store_->get_quantized(name), {rows, cols});
     if (!kernels::dtype_is_quantized(t.dtype())) {
       const DType q = quant_type_for(quant_, *role, layer_of(name), cfg_.n_layers, cols);
-      t = t.to(kernels::dtype_is_quantized(q) ? q : compute_);
+      t = t.to(kernels::dtype_is_quantized(q) ? q : compute_);  // a copy: the file's pages can go
+      store_->release(name);
       if (!kernels::dtype_is_quantized(q)) return t;
     }
     return packed(name, std::move(t));  // else a view of the file, rows put in order, or quantised now
