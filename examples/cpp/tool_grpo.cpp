@@ -70,7 +70,7 @@ std::string config(const std::string& base, int steps, bool tools) {
        " reward { terms { kind: MATH_ACCURACY } terms { kind: FORMAT weight: 0.1 } }";
   if (tools)
     c << " tools { callbacks: \"column_adder\" raw: true call_open: \"<think>\" call_close: \"=\" result_open: \"\""
-         " result_close: \"\" max_calls: 8 deadline_ms: 1000 }";
+         " result_close: \"\" max_calls: 8 deadline_ms: 30000 }";
   c << " } }\n";
   return c.str();
 }

@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <future>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -35,19 +37,24 @@ TEST_CASE("tool calls: parse, run, errors, deadline, cut", "[rollout][tools]") {
   ToolOptions t;
   t.tools["calc"] = [](const std::string& a) { return a == R"({"expr":"12*7"})" ? std::string("84") : "?"; };
   t.tools["boom"] = [](const std::string&) -> std::string { throw std::runtime_error("division by zero"); };
-  t.tools["slow"] = [](const std::string&) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  // a tool that hangs until the test lets it go (no race with the deadline on a loaded machine)
+  auto gate = std::make_shared<std::promise<void>>();
+  std::shared_future<void> opened = gate->get_future().share();
+  t.tools["slow"] = [opened](const std::string&) {
+    opened.wait();
     return std::string("late");
   };
   t.tools["long"] = [](const std::string&) { return std::string(5000, 'x'); };
-  t.deadline = std::chrono::milliseconds(100);
+  t.deadline = std::chrono::milliseconds(60000);  // the quick tools never hit it, however loaded the machine
   bool failed = true;
   CHECK(run_tool_call(t, c, &failed) == "84");
   CHECK_FALSE(failed);
   CHECK(run_tool_call(t, ParsedToolCall{"boom", "", ""}, &failed) == "error: tool 'boom' failed: division by zero");
   CHECK(failed);
   CHECK(run_tool_call(t, ParsedToolCall{"nope", "", ""}, &failed) == "error: no tool named 'nope'");
-  CHECK(run_tool_call(t, ParsedToolCall{"slow", "", ""}, &failed) == "error: tool 'slow' timed out after 100 ms");
+  ToolOptions short_deadline = t;
+  short_deadline.deadline = std::chrono::milliseconds(100);
+  CHECK(run_tool_call(short_deadline, ParsedToolCall{"slow", "", ""}, &failed) == "error: tool 'slow' timed out after 100 ms");
   CHECK(failed);
   const std::string cut = run_tool_call(t, ParsedToolCall{"long", "", ""}, &failed);
   CHECK(cut.size() == t.max_result_bytes + 6);
@@ -56,7 +63,7 @@ TEST_CASE("tool calls: parse, run, errors, deadline, cut", "[rollout][tools]") {
         "error: the tool call is not a JSON object");
   t.tools["bytes"] = [](const std::string&) { return std::string("\xff" "84\xc3"); };
   CHECK(run_tool_call(t, ParsedToolCall{"bytes", "", ""}) == "\xef\xbf\xbd" "84\xef\xbf\xbd");  // U+FFFD each
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // let the abandoned call return
+  gate->set_value();  // the abandoned call returns now; its result is ignored
 }
 
 TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling continues", "[rollout][tools]") {
@@ -74,6 +81,7 @@ TEST_CASE("multi-turn rollouts: tool responses are appended masked, and sampling
   ToolOptions t;
   t.tools["calc"] = [](const std::string&) { return std::string("<|im_end|>\xff" "84"); };
   t.raw_tool = "calc";
+  t.deadline = std::chrono::milliseconds(60000);  // never hit by this instant tool, however loaded the machine
   t.call_open = "";
   t.call_close = "e";
   t.result_open = " <r>";
