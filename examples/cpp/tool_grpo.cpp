@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -120,8 +121,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int steps = argc > 3 ? std::atoi(argv[3]) : 8;
+  // the config lives in OUT_DIR, and a config's relative paths are relative to its own directory
+  const std::string base = std::filesystem::absolute(argv[1]).string();
+  std::filesystem::create_directories(argv[2]);
   Run with, without;
-  if (!run(argv[1], argv[2], steps, false, &without) || !run(argv[1], argv[2], steps, true, &with)) return 1;
+  if (!run(base, argv[2], steps, false, &without) || !run(base, argv[2], steps, true, &with)) return 1;
   std::printf("step  reward (no tool / tool)  accuracy (no tool / tool)  tool calls per completion\n");
   for (size_t i = 0; i < with.reward.size() && i < without.reward.size(); ++i)
     std::printf("%4zu  %8.3f / %-8.3f       %8.3f / %-8.3f          %.2f\n", i + 1, without.reward[i], with.reward[i],
