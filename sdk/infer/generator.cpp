@@ -138,6 +138,7 @@ std::vector<GenResult> generate(const Model& model, std::span<const GenRequest> 
       stats.stop_window_max_bytes = std::max<int64_t>(stats.stop_window_max_bytes, int64_t(scanned));
       if (cut != std::string::npos) {
         stop_string = true;
+        res.stop_text = cut >= old_len ? piece.substr(cut - old_len) : res.text.substr(cut) + piece;
         piece = cut > old_len ? piece.substr(0, cut - old_len) : std::string();
         res.text.resize(std::min(old_len, cut));
       }

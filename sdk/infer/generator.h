@@ -36,6 +36,7 @@ struct GenResult {
   std::vector<int32_t> tokens;   // generated ids, including the EOS/stop token that ended it
   std::vector<float> logprobs;   // one per token: log softmax(logits / T)[token]
   std::string text;              // decoded text, without EOS and cut before a stop string
+  std::string stop_text;         // what was cut: the stop string that ended it and the rest of its token's text
   FinishReason finish = FinishReason::Length;
 };
 

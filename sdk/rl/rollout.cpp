@@ -31,19 +31,11 @@ uint64_t rollout_seed(uint64_t prompt_seed, int64_t j) {
 
 namespace {
 
-// When a turn stopped at the tool call's closing tag (the stop string starts where the turn's
-// text was cut): the decoded rest of the turn, the tag and whatever its last token carried after
-// it (the text then matches the ids). Empty when the turn did not stop at a call.
-std::string call_tail(const GenResult& r, const Tokenizer& tok, const ToolOptions& t) {
-  if (r.finish != FinishReason::Stop) return {};
-  std::vector<int32_t> ids;  // ids past the tokenizer's vocabulary (embedding padding) decode to nothing
-  for (int32_t id : r.tokens)
-    if (id < tok.vocab_size()) ids.push_back(id);
-  const std::string decoded = tok.decode(ids);
-  if (decoded.size() < r.text.size() + t.call_close.size() ||
-      decoded.compare(r.text.size(), t.call_close.size(), t.call_close) != 0)
-    return {};
-  return decoded.substr(r.text.size());
+// When a turn stopped at the tool call's closing tag: the text the generator cut, the tag and
+// whatever its last token carried after it (the text then matches the ids). Empty otherwise.
+std::string call_tail(const GenResult& r, const ToolOptions& t) {
+  if (r.finish != FinishReason::Stop || r.stop_text.compare(0, t.call_close.size(), t.call_close) != 0) return {};
+  return r.stop_text;
 }
 
 // The call that ends `text`: JSON calls must open after `from` (the end of the last tool
@@ -84,7 +76,7 @@ void continue_with_tools(const Model& model, std::span<const RolloutPrompt> prom
     std::vector<size_t> who;
     for (size_t k = 0; k < out.size(); ++k) {
       Rollout& r = out[k];
-      const std::string tail = call_tail(last[k], tok, t);
+      const std::string tail = call_tail(last[k], t);
       if (tail.empty()) continue;
       const ParsedToolCall call = last_call(r.text, turn_start[k], t);
       r.text += tail;

@@ -121,6 +121,11 @@ double quantile(std::vector<float> x, double q) {
   return double(x[lo]) + (double(x[hi]) - double(x[lo])) * (pos - double(lo));
 }
 
+bool sequence_correction(const GrpoConfig& cfg) {
+  return cfg.rollout_correction == RolloutCorrection::SequenceTruncate ||
+         cfg.rollout_correction == RolloutCorrection::SequenceMask;
+}
+
 // The policy-gradient term's rollout-correction factor of each completion token of s (1 for all
 // without correction): w = exp(old - sampler) per token or exp of its sum over the live tokens
 // per completion, truncated or masked to [clip_min, clip_max] (TRL, grpo_trainer.py ~2660-2707).
@@ -133,8 +138,7 @@ std::vector<double> rollout_weights(const GrpoSample& s, const std::vector<float
     const double v = double(old[t]) - double(s.sampling_logprobs[t]);
     d[t] = is_live(s, t, cfg) && !std::isnan(v) ? v : 0.0;
   }
-  const bool seq = cfg.rollout_correction == RolloutCorrection::SequenceTruncate ||
-                   cfg.rollout_correction == RolloutCorrection::SequenceMask;
+  const bool seq = sequence_correction(cfg);
   const bool mask = cfg.rollout_correction == RolloutCorrection::TokenMask ||
                     cfg.rollout_correction == RolloutCorrection::SequenceMask;
   double sum = 0;
@@ -201,10 +205,6 @@ std::vector<float> grpo_token_loss(kernels::Backend& be, const GrpoTokens& tk, c
 }
 
 bool sequence_level(const GrpoConfig& cfg) { return cfg.importance_level != ImportanceLevel::Token; }
-bool sequence_correction(const GrpoConfig& cfg) {
-  return cfg.rollout_correction == RolloutCorrection::SequenceTruncate ||
-         cfg.rollout_correction == RolloutCorrection::SequenceMask;
-}
 
 // GSPO's log importance weight of a sample: the mean of log(pi / pi_old) over its live tokens.
 float sequence_log_weight(const GrpoSample& s, const float* lp, const std::vector<float>& old, int64_t n_live,
