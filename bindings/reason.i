@@ -1,7 +1,7 @@
 /* The one SWIG interface of libreason's bindings (Java, C#, Go). It wraps the thin C++ layer in
  * common/reason_binding.h, which calls only the C ABI (capi/include/reason.h): status/result
- * structs instead of exceptions, handle classes with close(), and two directors so that
- * host-language objects can be callbacks (TokenHandler, RewardFunction). Each language's
+ * structs instead of exceptions, handle classes with close(), and three directors so that
+ * host-language objects can be callbacks (TokenHandler, RewardFunction, ToolFunction). Each language's
  * idiomatic layer (java/, csharp/, go/) is written on top of what SWIG generates from this file;
  * the per-language .i files %include it and add only language typemaps. */
 %module(directors="1") reason_native
@@ -16,6 +16,7 @@
 
 %feature("director") reason_binding::TokenHandler;
 %feature("director") reason_binding::RewardFunction;
+%feature("director") reason_binding::ToolFunction;
 
 namespace std {
 %template(IntVector) vector<int32_t>;
@@ -38,4 +39,5 @@ namespace std {
 %template(CompletionVector) vector<reason_binding::Completion>;
 %template(GrpoSampleVector) vector<reason_binding::GrpoSample>;
 %template(RewardFunctionVector) vector<reason_binding::RewardFunction*>;
+%template(ToolFunctionVector) vector<reason_binding::ToolFunction*>;
 }

@@ -430,6 +430,20 @@ float pipeline_trampoline(void* user, const char* prompt, const char* completion
   }
 }
 
+int tool_trampoline(void* user, const char* arguments, reason_tool_result* result) {
+  auto* f = static_cast<ToolFunction*>(user);
+  ToolReply r;
+  try {
+    f->call(arguments ? arguments : "", r);
+  } catch (const std::exception& e) {
+    r = {e.what(), true};
+  } catch (...) {
+    r = {"the tool threw", true};
+  }
+  reason_tool_result_set(result, r.text.data(), r.text.size());
+  return r.failed ? 1 : 0;
+}
+
 }  // namespace
 
 RewardsResult compute_rewards(const Tokenizer& tok, const std::vector<std::vector<int32_t>>& completions,
@@ -464,19 +478,29 @@ FloatsResult builtin_reward(int kind, const std::string& completion, const std::
 }
 
 TextResult run_pipeline(const std::string& config_path, const std::string& out_dir, bool progress,
-                        const std::vector<std::string>& reward_names, const std::vector<RewardFunction*>& rewards) {
+                        const std::vector<std::string>& reward_names, const std::vector<RewardFunction*>& rewards,
+                        const std::vector<std::string>& tool_names, const std::vector<ToolFunction*>& tools) {
   TextResult r;
   if (reward_names.size() != rewards.size())
     return {error(REASON_ERR_INVALID_ARGUMENT, "run_pipeline: reward_names and rewards have different counts"), {}};
+  if (tool_names.size() != tools.size())
+    return {error(REASON_ERR_INVALID_ARGUMENT, "run_pipeline: tool_names and tools have different counts"), {}};
   std::vector<reason_pipeline_reward> rw;
   for (size_t i = 0; i < rewards.size(); ++i) {
     if (!rewards[i]) return {error(REASON_ERR_INVALID_ARGUMENT, "run_pipeline: reward " + reward_names[i] + " is null"), {}};
     rw.push_back({reward_names[i].c_str(), pipeline_trampoline, rewards[i]});
   }
+  std::vector<reason_pipeline_tool> tl;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    if (!tools[i]) return {error(REASON_ERR_INVALID_ARGUMENT, "run_pipeline: tool " + tool_names[i] + " is null"), {}};
+    tl.push_back({tool_names[i].c_str(), tool_trampoline, tools[i]});
+  }
   reason_pipeline_options o = REASON_PIPELINE_OPTIONS_INIT;
   o.progress = progress ? 1 : 0;
   o.rewards = rw.empty() ? nullptr : rw.data();
   o.n_rewards = rw.size();
+  o.tools = tl.empty() ? nullptr : tl.data();
+  o.n_tools = tl.size();
   char* summary = nullptr;
   r.status = status_of(reason_pipeline_run(config_path.c_str(), out_dir.c_str(), &o, &summary));
   if (summary) r.text = summary;

@@ -6,14 +6,17 @@
 //   - handles (Model, Tokenizer, Trainer, Stream) own their C handle and free it in close() and
 //     in the destructor; the language layer calls close() deterministically (AutoCloseable,
 //     IDisposable, Close()) and keeps the destructor as a safety net;
-//   - two director classes let host-language objects be callbacks: TokenHandler (streaming,
-//     can stop generation) and RewardFunction (scores a completion; GRPO rollouts, pipelines).
+//   - three director classes let host-language objects be callbacks: TokenHandler (streaming,
+//     can stop generation), RewardFunction (scores a completion; GRPO rollouts, pipelines) and
+//     ToolFunction (a tool that a pipeline's GRPO completions call: multi-turn rollouts).
 //
 // Threads: a Model and a Tokenizer may be used from many threads at once (as in the C ABI). A
 // Trainer and a Stream are used by one thread at a time. TokenHandler::on_token runs on the
 // thread that called generate(); RewardFunction::score runs on the calling thread in
 // compute_rewards() and on reward worker threads (several at once) in run_pipeline(), so a
-// RewardFunction used with pipelines must be thread-safe.
+// RewardFunction used with pipelines must be thread-safe. ToolFunction::call runs on a thread of
+// its own per call, several at once, and may outlive run_pipeline() when its deadline passed
+// (the language layer keeps the director alive until such a call returns).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -82,6 +85,24 @@ class RewardFunction {
  public:
   virtual ~RewardFunction() = default;
   virtual float score(const std::string& prompt, const std::string& completion, const std::string& answer) = 0;
+};
+
+// What a tool answers: `text` is appended for the model to read (bytes that are not UTF-8 reach
+// it as U+FFFD); failed = true shows it as "error: tool 'NAME' failed: TEXT".
+struct ToolReply {
+  std::string text;
+  bool failed = false;
+};
+
+// Director: a tool that completions of a GRPO stage with `tools { callbacks: "NAME" }` call.
+// arguments_json is the call's "arguments" as JSON text ("" when absent; the raw text of the
+// call for a `raw: true` tool). The tool fills `reply` (empty on entry; borrowed for the call,
+// so no host-language object needs freeing). Throwing (an exception in the host language) fails
+// the call. Called from several threads at once: must be thread-safe.
+class ToolFunction {
+ public:
+  virtual ~ToolFunction() = default;
+  virtual void call(const std::string& arguments_json, ToolReply& reply) = 0;
 };
 
 class Tokenizer {
@@ -234,8 +255,11 @@ RewardsResult compute_rewards(const Tokenizer& tok, const std::vector<std::vecto
 FloatsResult builtin_reward(int kind, const std::string& completion, const std::string& arg);
 
 // Runs (or resumes) a pipeline config into out_dir; reward_names[i] is served by rewards[i]
-// (called from reward worker threads: must be thread-safe). text = summary JSON.
+// (called from reward worker threads: must be thread-safe), tool_names[i] by tools[i] (called on
+// tool threads; a call past the stage's tools.deadline_ms is abandoned and may still run after
+// this returns). Both borrowed for the call. text = summary JSON.
 TextResult run_pipeline(const std::string& config_path, const std::string& out_dir, bool progress,
-                        const std::vector<std::string>& reward_names, const std::vector<RewardFunction*>& rewards);
+                        const std::vector<std::string>& reward_names, const std::vector<RewardFunction*>& rewards,
+                        const std::vector<std::string>& tool_names, const std::vector<ToolFunction*>& tools);
 
 }  // namespace reason_binding

@@ -1,6 +1,7 @@
 package reason
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -284,5 +285,132 @@ stages { name: "rl" grpo { model: "policy" dataset: "train" steps: 1 prompts_per
 	}
 	if calls.Load() != 4 {
 		t.Errorf("%d reward calls, want 4", calls.Load())
+	}
+}
+
+// toolConfig writes a GRPO pipeline whose completions call the raw tool "calc" at every "="
+// (the pretrained addition model writes "=" in its worked sums; an empty opening tag hands the
+// tool the text so far), scored by the Go reward "seen".
+func toolConfig(t *testing.T, dir string, steps int, deadlineMs int) string {
+	cfg := filepath.Join(dir, "tools.textproto")
+	text := fmt.Sprintf(`seed: 5
+threads: 1
+prompt_format { template: "User: {prompt}\nAssistant:" }
+models { name: "policy" path: %q }
+datasets { name: "train" synthetic { kind: PROBLEMS count: 64 } }
+stages { name: "rl" grpo { model: "policy" dataset: "train" steps: %d prompts_per_step: 2
+  grpo { group_size: 4 } sampling { max_new_tokens: 64 }
+  reward { terms { callback: "seen" } }
+  tools { callbacks: "calc" raw: true call_open: "" call_close: "=" result_open: " [" result_close: "] "
+          max_calls: 2 deadline_ms: %d } } }
+`, fixture(t, "pipeline/addition-base"), steps, deadlineMs)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// A Go tool called by a pipeline's rollouts from library threads: its answers, its errors and
+// its panics reach the completions the rewards score, and its calls are counted per step.
+func TestConcurrentPipelineTools(t *testing.T) {
+	dir := t.TempDir()
+	cfg := toolConfig(t, dir, 2, 5000)
+	var calls, completions, withResult, withError, withPanic atomic.Int64
+	calc := func(args string) (string, error) {
+		switch n := calls.Add(1); {
+		case n%4 == 2:
+			return "", errors.New("bad expression")
+		case n%4 == 3:
+			panic("calc broke")
+		}
+		return fmt.Sprintf("len %d", len(args)), nil
+	}
+	seen := func(prompt, completion, answer string) float32 {
+		completions.Add(1)
+		if strings.Contains(completion, " [len ") {
+			withResult.Add(1)
+		}
+		if strings.Contains(completion, "[error: tool 'calc' failed: bad expression] ") {
+			withError.Add(1)
+		}
+		if strings.Contains(completion, "[error: tool 'calc' failed: panic: calc broke] ") {
+			withPanic.Add(1)
+		}
+		return float32(len(completion) % 3)
+	}
+	_, err := RunPipeline(cfg, filepath.Join(dir, "out"), PipelineOptions{
+		Rewards: map[string]RewardFunc{"seen": seen},
+		Tools:   map[string]ToolFunc{"calc": calc},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if completions.Load() != 16 {
+		t.Errorf("%d completions scored, want 16", completions.Load())
+	}
+	if calls.Load() < 4 || withResult.Load() == 0 || withError.Load() == 0 || withPanic.Load() == 0 {
+		t.Errorf("%d tool calls; completions with a result %d, an error %d, a panic %d", calls.Load(),
+			withResult.Load(), withError.Load(), withPanic.Load())
+	}
+	t.Logf("%d tool calls; of 16 completions %d read a result, %d an error, %d a panic", calls.Load(),
+		withResult.Load(), withError.Load(), withPanic.Load())
+	metrics, err := os.ReadFile(filepath.Join(dir, "out", "stages", "00-rl", "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(metrics), `"tool_calls":`); got != 2 {
+		t.Errorf("%d metric rows with tool_calls, want 2:\n%s", got, metrics)
+	}
+	// An unregistered tool is refused before any work, by name.
+	_, err = RunPipeline(cfg, filepath.Join(dir, "out2"), PipelineOptions{Rewards: map[string]RewardFunc{"seen": seen}})
+	if err == nil || !strings.Contains(err.Error(), "tool callback 'calc' is not registered") {
+		t.Errorf("unregistered tool: %v", err)
+	}
+	_, err = RunPipeline(cfg, filepath.Join(dir, "out3"), PipelineOptions{Tools: map[string]ToolFunc{"calc": nil}})
+	if err == nil || !strings.Contains(err.Error(), "tool calc is nil") {
+		t.Errorf("nil tool: %v", err)
+	}
+}
+
+// A Go tool that hangs past the stage's deadline: the call is abandoned (the model reads a
+// time-out), RunPipeline returns, and the native director lives until the hung call returns.
+func TestConcurrentPipelineToolDeadline(t *testing.T) {
+	dir := t.TempDir()
+	cfg := toolConfig(t, dir, 1, 100)
+	var calls atomic.Int64
+	var timedOut atomic.Int64
+	hung := make(chan struct{})
+	finished := make(chan struct{})
+	calc := func(args string) (string, error) {
+		if calls.Add(1) == 1 {
+			<-hung // hangs until the pipeline has returned
+			defer close(finished)
+		}
+		return "ok", nil
+	}
+	seen := func(prompt, completion, answer string) float32 {
+		if strings.Contains(completion, "[error: tool 'calc' timed out after 100 ms] ") {
+			timedOut.Add(1)
+		}
+		return 0
+	}
+	_, err := RunPipeline(cfg, filepath.Join(dir, "out"), PipelineOptions{
+		Rewards: map[string]RewardFunc{"seen": seen}, Tools: map[string]ToolFunc{"calc": calc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() == 0 || timedOut.Load() != 1 {
+		t.Fatalf("%d tool calls, %d completions read a time-out (want 1)", calls.Load(), timedOut.Load())
+	}
+	if got := directorsWaiting.Load(); got != 1 {
+		t.Errorf("%d directors waiting for abandoned calls, want 1", got)
+	}
+	close(hung)
+	<-finished
+	for i := 0; i < 100 && directorsWaiting.Load() != 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := directorsWaiting.Load(); got != 0 {
+		t.Errorf("director not freed after the abandoned call returned (%d waiting)", got)
 	}
 }

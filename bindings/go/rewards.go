@@ -16,13 +16,12 @@ import (
 // use.
 type RewardFunc func(prompt, completion, answer string) float32
 
-// rewardDirector adapts a RewardFunc to the RewardFunction director. It counts the calls in
-// progress: a pipeline abandons a call that passes its deadline and returns without waiting
-// for it, and the native director must then live until that call returns.
-type rewardDirector struct {
-	fn       RewardFunc
+// directorLife counts the calls in progress in one native director. A pipeline abandons a call
+// that passes its deadline and returns without waiting for it; the native director must then
+// live until that call returns, and the last such call frees it.
+type directorLife struct {
 	mu       sync.Mutex
-	h        native.RewardFunction // the native director; nil once freed
+	free     func() // frees the native director; nil once freed
 	inFlight int
 	released bool // the native call that used it has returned
 }
@@ -30,52 +29,67 @@ type rewardDirector struct {
 // directorsWaiting counts released directors whose abandoned calls are still running.
 var directorsWaiting atomic.Int64
 
+func (l *directorLife) enter() {
+	l.mu.Lock()
+	l.inFlight++
+	l.mu.Unlock()
+}
+
+// leave ends a call; the last call into a released director frees it (as `delete this`: the
+// C++ director method only returns its result after this Go call).
+func (l *directorLife) leave() {
+	l.mu.Lock()
+	l.inFlight--
+	var free func()
+	if l.released && l.inFlight == 0 {
+		free, l.free = l.free, nil
+	}
+	l.mu.Unlock()
+	if free != nil {
+		free()
+		directorsWaiting.Add(-1)
+	}
+}
+
+// release frees the native director once no call is running in it.
+func (l *directorLife) release() {
+	l.mu.Lock()
+	l.released = true
+	var free func()
+	if l.inFlight == 0 {
+		free, l.free = l.free, nil
+	} else {
+		directorsWaiting.Add(1)
+	}
+	l.mu.Unlock()
+	if free != nil {
+		free()
+	}
+}
+
+// rewardDirector adapts a RewardFunc to the RewardFunction director.
+type rewardDirector struct {
+	directorLife
+	fn RewardFunc
+	h  native.RewardFunction
+}
+
 func newRewardDirector(fn RewardFunc) *rewardDirector {
 	d := &rewardDirector{fn: fn}
 	d.h = native.NewDirectorRewardFunction(d)
+	d.free = func() { native.DeleteDirectorRewardFunction(d.h) }
 	return d
 }
 
 func (d *rewardDirector) Score(prompt, completion, answer string) (v float32) {
-	d.mu.Lock()
-	d.inFlight++
-	d.mu.Unlock()
+	d.enter()
 	defer func() {
-		r := recover()
-		d.mu.Lock()
-		if r != nil {
+		if r := recover(); r != nil {
 			v = float32(math.NaN()) // a panic fails this completion's reward, as NaN does
 		}
-		d.inFlight--
-		var h native.RewardFunction
-		if d.released && d.inFlight == 0 {
-			h, d.h = d.h, nil
-		}
-		d.mu.Unlock()
-		if h != nil {
-			// The last abandoned call frees the director (as `delete this`: the C++ director
-			// method only returns its result after this Go call).
-			native.DeleteDirectorRewardFunction(h)
-			directorsWaiting.Add(-1)
-		}
+		d.leave()
 	}()
 	return d.fn(prompt, completion, answer)
-}
-
-// release frees the native director once no call is running in it.
-func (d *rewardDirector) release() {
-	d.mu.Lock()
-	d.released = true
-	var h native.RewardFunction
-	if d.inFlight == 0 {
-		h, d.h = d.h, nil
-	} else {
-		directorsWaiting.Add(1)
-	}
-	d.mu.Unlock()
-	if h != nil {
-		native.DeleteDirectorRewardFunction(h)
-	}
 }
 
 // ComputeRewards decodes completions with tok and scores each with fn on this goroutine,
@@ -138,6 +152,9 @@ type PipelineOptions struct {
 	// called from the library's reward worker threads, several at once; a call that does not
 	// return within the config's deadline_ms scores 0 (and the run goes on).
 	Rewards map[string]RewardFunc
+	// Tools serves the tools a GRPO stage's `tools { callbacks: "NAME" }` lets completions call
+	// (see ToolFunc).
+	Tools map[string]ToolFunc
 }
 
 // RunPipeline runs (or resumes) the R1-style pipeline of configPath (a PipelineConfig in
@@ -156,19 +173,36 @@ func RunPipeline(configPath, outDir string, opts PipelineOptions) (string, error
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	toolNames := make([]string, 0, len(opts.Tools))
+	for name, fn := range opts.Tools {
+		if fn == nil {
+			return "", newError(CodeInvalidArgument, "RunPipeline: tool "+name+" is nil")
+		}
+		toolNames = append(toolNames, name)
+	}
+	sort.Strings(toolNames)
 	nv := newStringVector(names)
 	defer native.DeleteStringVector(nv)
+	tnv := newStringVector(toolNames)
+	defer native.DeleteStringVector(tnv)
 	rv := native.NewRewardFunctionVector__SWIG_0()
 	defer native.DeleteRewardFunctionVector(rv)
-	directors := make([]*rewardDirector, 0, len(names))
+	tv := native.NewToolFunctionVector__SWIG_0()
+	defer native.DeleteToolFunctionVector(tv)
+	var lives []*directorLife
 	for _, name := range names {
 		d := newRewardDirector(opts.Rewards[name])
-		directors = append(directors, d)
+		lives = append(lives, &d.directorLife)
 		rv.Add(d.h)
 	}
-	r := native.Run_pipeline(configPath, outDir, opts.Progress, nv, rv)
-	for _, d := range directors {
-		d.release() // a call abandoned past its deadline keeps its director until it returns
+	for _, name := range toolNames {
+		d := newToolDirector(opts.Tools[name])
+		lives = append(lives, &d.directorLife)
+		tv.Add(d.h)
+	}
+	r := native.Run_pipeline(configPath, outDir, opts.Progress, nv, rv, tnv, tv)
+	for _, l := range lives {
+		l.release() // a call abandoned past its deadline keeps its director until it returns
 	}
 	defer native.DeleteTextResult(r)
 	if err := statusError(r.GetStatus()); err != nil {

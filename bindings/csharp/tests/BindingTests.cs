@@ -383,6 +383,51 @@ public class BindingTests {
   }
 
   [Test]
+  public void PipelineRunCallsTheCSharpToolMidRollout() {
+    // A raw tool called at every "=" (empty opening tag; the pretrained addition model writes "="
+    // in its worked sums): its answers and its exceptions reach the completions the rewards score.
+    string dir = Path.Combine(tmp, "tools");
+    Directory.CreateDirectory(dir);
+    string cfg = Path.Combine(dir, "t.textproto");
+    File.WriteAllText(cfg,
+        "seed: 5\nthreads: 1\n" +
+        "prompt_format { template: \"User: {prompt}\\nAssistant:\" }\n" +
+        "models { name: \"policy\" path: \"" + AdditionBase + "\" }\n" +
+        "datasets { name: \"train\" synthetic { kind: PROBLEMS count: 64 } }\n" +
+        "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 2 prompts_per_step: 2 " +
+        "grpo { group_size: 4 } sampling { max_new_tokens: 64 } reward { terms { callback: \"seen\" } } " +
+        "tools { callbacks: \"calc\" raw: true call_open: \"\" call_close: \"=\" result_open: \" [\" " +
+        "result_close: \"] \" max_calls: 2 } } }\n");
+    int calls = 0, completions = 0, withResult = 0, withError = 0;
+    int testThread = Thread.CurrentThread.ManagedThreadId;
+    Func<string, string> calc = args => {
+      if (Thread.CurrentThread.ManagedThreadId == testThread) throw new InvalidOperationException("on the test thread");
+      if (Interlocked.Increment(ref calls) % 3 == 0) throw new ArgumentException("bad expression");
+      return "len " + System.Text.Encoding.UTF8.GetByteCount(args);
+    };
+    Func<string, string, string, float> seen = (prompt, completion, answer) => {
+      Interlocked.Increment(ref completions);
+      if (completion.Contains(" [len ")) Interlocked.Increment(ref withResult);
+      if (completion.Contains(" [error: tool 'calc' failed: bad expression] ")) Interlocked.Increment(ref withError);
+      return completion.Length % 3;
+    };
+    var rewards = new Dictionary<string, Func<string, string, string, float>> { { "seen", seen } };
+    Pipeline.Run(cfg, Path.Combine(dir, "out"), rewards, false,
+                 new Dictionary<string, Func<string, string>> { { "calc", calc } });
+    Console.WriteLine("pipeline tools: " + calls + " calls; of " + completions + " completions " + withResult +
+                      " read a result, " + withError + " an error");
+    Assert.AreEqual(16, completions);
+    Assert.GreaterOrEqual(calls, 3);
+    Assert.Greater(withResult, 0);
+    Assert.Greater(withError, 0);
+    string metrics = File.ReadAllText(Path.Combine(dir, "out", "stages", "00-rl", "metrics.jsonl"));
+    Assert.AreEqual(3, metrics.Split(new[] { "\"tool_calls\":" }, StringSplitOptions.None).Length, metrics);
+
+    var e = Assert.Throws<ReasonException>(() => Pipeline.Run(cfg, Path.Combine(dir, "out2"), rewards));
+    StringAssert.Contains("tool callback 'calc' is not registered", e.Message);
+  }
+
+  [Test]
   public void ConcurrentGenerationWithCallbacksFromManyThreads() {
     const int n = 4;
     var results = new Completion[n];

@@ -3,7 +3,6 @@ package org.libreason;
 import java.lang.ref.Reference;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -11,6 +10,7 @@ import java.util.Objects;
 import org.libreason.internal.RewardFunctionVector;
 import org.libreason.internal.StringVector;
 import org.libreason.internal.TextResult;
+import org.libreason.internal.ToolFunctionVector;
 import org.libreason.internal.reason_native;
 
 /**
@@ -27,10 +27,14 @@ import org.libreason.internal.reason_native;
  * <p>Reward functions are called from the library's reward worker threads, several at once: they
  * must be thread-safe. An exception in one, or a non-finite value, scores that completion 0 and
  * is counted in the summary's reward_failures; the run goes on.
+ *
+ * <p>Tools ({@link #tool}) serve a GRPO stage's {@code tools { callbacks: "NAME" }}: completions
+ * call them mid-rollout and read their answers (see {@link ToolFunction}).
  */
 public final class Pipeline {
   private final String config;
   private final Map<String, RewardFunction> rewards = new LinkedHashMap<>();
+  private final Map<String, ToolFunction> tools = new LinkedHashMap<>();
   private boolean progress = false;
 
   private Pipeline(String config) {
@@ -54,6 +58,14 @@ public final class Pipeline {
     return this;
   }
 
+  /** Serves the config's {@code tools { callbacks: "name" }} with fn (thread-safe). */
+  public Pipeline tool(String name, ToolFunction fn) {
+    Objects.requireNonNull(name, "name");
+    Objects.requireNonNull(fn, "fn");
+    tools.put(name, fn);
+    return this;
+  }
+
   /** Progress bars and stage reports on stderr (off by default). */
   public Pipeline progress(boolean on) {
     progress = on;
@@ -65,8 +77,10 @@ public final class Pipeline {
    *
    * @param summaryJson OUT_DIR/summary.json's text
    * @param rewardErrors what the Java reward functions threw (at most 64 kept)
+   * @param toolErrors what the Java tools threw (at most 64 kept; the model read each as an
+   *     error)
    */
-  public record Result(String summaryJson, List<Throwable> rewardErrors) {}
+  public record Result(String summaryJson, List<Throwable> rewardErrors, List<Throwable> toolErrors) {}
 
   public Result run(Path outDir) {
     return run(outDir.toString());
@@ -82,36 +96,54 @@ public final class Pipeline {
   public Result run(String outDir) {
     Objects.requireNonNull(outDir, "outDir");
     NativeLibrary.ensureLoaded();
-    List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
+    List<Throwable> errors = new ArrayList<>();
+    List<Throwable> toolErrors = new ArrayList<>();
     // The directors live in this frame (strongly reachable) for the whole native call.
     List<RewardAdapter> adapters = new ArrayList<>();
+    List<ToolAdapter> toolAdapters = new ArrayList<>();
     StringVector names = new StringVector();
     RewardFunctionVector fns = new RewardFunctionVector();
+    StringVector toolNames = new StringVector();
+    ToolFunctionVector toolFns = new ToolFunctionVector();
     TextResult r = null;
     try {
       for (Map.Entry<String, RewardFunction> e : rewards.entrySet()) {
-        RewardAdapter a = new RewardAdapter(e.getKey(), e.getValue(), t -> {
-          synchronized (errors) {
-            if (errors.size() < 64) errors.add(t.getCause());
-          }
-        });
+        RewardAdapter a = new RewardAdapter(e.getKey(), e.getValue(), t -> keep(errors, t.getCause()));
         adapters.add(a);
         names.add(e.getKey());
         fns.add(a);
       }
-      r = reason_native.run_pipeline(config, outDir, progress, names, fns);
-      Convert.check(r.getStatus());
-      List<Throwable> copy;
-      synchronized (errors) {
-        copy = List.copyOf(errors);
+      for (Map.Entry<String, ToolFunction> e : tools.entrySet()) {
+        ToolAdapter a = new ToolAdapter(e.getKey(), e.getValue(), t -> keep(toolErrors, t.getCause()));
+        toolAdapters.add(a);
+        toolNames.add(e.getKey());
+        toolFns.add(a);
       }
-      return new Result(r.getText(), copy);
+      r = reason_native.run_pipeline(config, outDir, progress, names, fns, toolNames, toolFns);
+      Convert.check(r.getStatus());
+      return new Result(r.getText(), copyOf(errors), copyOf(toolErrors));
     } finally {
       if (r != null) r.delete();
       fns.delete();
       names.delete();
+      toolFns.delete();
+      toolNames.delete();
       for (RewardAdapter a : adapters) a.dispose();
+      for (ToolAdapter a : toolAdapters) a.dispose();
       Reference.reachabilityFence(adapters);
+      Reference.reachabilityFence(toolAdapters);
+    }
+  }
+
+  private static void keep(List<Throwable> errors, Throwable t) {
+    synchronized (errors) {
+      if (errors.size() < 64) errors.add(t);
+    }
+  }
+
+  private static List<Throwable> copyOf(List<Throwable> errors) {
+    synchronized (errors) {
+      return List.copyOf(errors);
     }
   }
 }

@@ -96,6 +96,58 @@ class ConcurrencyTest {
     assertTrue(e.detail().contains("callback 'flaky' is not registered"), e.detail());
   }
 
+  /**
+   * A Java tool that a pipeline's rollouts call at every "=" (raw tool, empty opening tag: the
+   * pretrained addition model writes "=" in its worked sums): its answers and its exceptions reach
+   * the completions the rewards score, and what it threw comes back in the result.
+   */
+  @Test
+  void pipelineCallsAJavaToolFromLibraryThreads(@TempDir Path tmp) throws Exception {
+    Path cfg = tmp.resolve("t.textproto");
+    Files.writeString(cfg, "seed: 5\nthreads: 1\n"
+        + "prompt_format { template: \"User: {prompt}\\nAssistant:\" }\n"
+        + "models { name: \"policy\" path: \"" + Fixtures.additionBase() + "\" }\n"
+        + "datasets { name: \"train\" synthetic { kind: PROBLEMS count: 64 } }\n"
+        + "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 2 prompts_per_step: 2 "
+        + "grpo { group_size: 4 } sampling { max_new_tokens: 64 } reward { terms { callback: \"seen\" } } "
+        + "tools { callbacks: \"calc\" raw: true call_open: \"\" call_close: \"=\" result_open: \" [\" "
+        + "result_close: \"] \" max_calls: 2 } } }\n");
+    AtomicInteger calls = new AtomicInteger();
+    AtomicInteger withResult = new AtomicInteger();
+    AtomicInteger withError = new AtomicInteger();
+    AtomicInteger completions = new AtomicInteger();
+    Set<String> threads = ConcurrentHashMap.newKeySet();
+    Thread testThread = Thread.currentThread();
+    ToolFunction calc = args -> {
+      threads.add(Thread.currentThread().getName());
+      if (Thread.currentThread() == testThread) throw new AssertionError("a tool ran on the calling thread");
+      if (calls.incrementAndGet() % 3 == 0) throw new IllegalArgumentException("bad expression");
+      return "len " + args.length();
+    };
+    RewardFunction seen = (prompt, completion, answer) -> {
+      completions.incrementAndGet();
+      if (completion.contains(" [len ")) withResult.incrementAndGet();
+      if (completion.contains(" [error: tool 'calc' failed: bad expression] ")) withError.incrementAndGet();
+      return completion.length() % 3;
+    };
+    Pipeline.Result r = Pipeline.fromConfig(cfg).reward("seen", seen).tool("calc", calc).run(tmp.resolve("out"));
+    System.out.println("pipeline tools: " + calls.get() + " calls on threads " + threads + "; of "
+        + completions.get() + " completions " + withResult.get() + " read a result, " + withError.get() + " an error");
+    assertEquals(16, completions.get());
+    assertTrue(calls.get() >= 3, "the tool was called " + calls.get() + " times");
+    assertTrue(withResult.get() > 0 && withError.get() > 0, withResult.get() + " / " + withError.get());
+    assertEquals(calls.get() / 3, r.toolErrors().size());
+    assertEquals("bad expression", r.toolErrors().get(0).getMessage());
+    assertEquals(List.of(), r.rewardErrors());
+    String metrics = Files.readString(tmp.resolve("out/stages/00-rl/metrics.jsonl"));
+    assertEquals(2, metrics.split("\"tool_calls\":", -1).length - 1, metrics);
+
+    // A config naming a tool nobody registered is refused before any work.
+    ReasonException e = org.junit.jupiter.api.Assertions.assertThrows(ReasonException.class,
+        () -> Pipeline.fromConfig(cfg).reward("seen", seen).run(tmp.resolve("out2")));
+    assertTrue(e.detail().contains("tool callback 'calc' is not registered"), e.detail());
+  }
+
   @Test
   void generateFromSeveralJavaThreadsWithListeners() throws Exception {
     final int threads = 4;
