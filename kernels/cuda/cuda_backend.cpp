@@ -578,7 +578,7 @@ void CudaBackend::rmsnorm_bwd(float* dx, float* dw, const float* x, const float*
   const char* op = "rmsnorm_bwd";
   need(rows >= 0 && dim >= 0, op, "negative size");
   if (rows == 0 || dim == 0) return;
-  need(dx && dw && x && w && rstd && dy, op, "null pointer");
+  need(dx && x && w && rstd && dy, op, "null pointer");  // dw may be null (a frozen weight)
   DeviceGuard g(device_, op);
   check(launch_rmsnorm_bwd(dx, dw, x, w, rstd, dy, rows, dim, stream_), op, "kernel launch");
 }

@@ -209,7 +209,7 @@ cudaError_t launch_rmsnorm_bwd(float* dx, float* dw, const float* x, const float
   if (rows <= 0 || dim <= 0) return cudaSuccess;
   rmsnorm_bwd_rows<<<grid_for(rows), kThreads, 0, stream>>>(dx, x, w, rstd, dy, rows, dim);
   cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return e;
+  if (e != cudaSuccess || !dw) return e;  // dw null: a frozen weight
   rmsnorm_bwd_cols<<<grid_for(dim), kThreads, 0, stream>>>(dw, x, rstd, dy, rows, dim);
   return cudaGetLastError();
 }

@@ -22,6 +22,7 @@
 #include "model/forward_profile.h"
 #include "model/layers/decoder_layer.h"
 #include "model/layers/layer_context.h"
+#include "model/lora.h"
 #include "model/quant_scheme.h"
 #include "model/rope.h"
 
@@ -57,6 +58,13 @@ struct LoadOptions {
   // Load a config.json with fields the engine does not know (ModelConfig::from_json); also on
   // when REASON_ALLOW_UNKNOWN_CONFIG=1 is in the environment (for C ABI and binding callers).
   bool allow_unknown_config_fields = false;
+  // A LoRA adapter run with the base weights, unmerged: a PEFT adapter directory
+  // (adapter_config.json + adapter_model.safetensors, as PeftModel.save_pretrained writes).
+  // Its tensors must fit the base's modules (names and shapes are checked).
+  std::string adapter;
+  // Or new adapters for training, on the modules the spec targets: lora_B = 0 and lora_A
+  // uniform in +-1/sqrt(in) (PEFT's default init, kaiming-uniform with a = sqrt(5)) from spec.seed.
+  std::optional<LoraSpec> new_adapter;
 };
 
 // A DeepSeek-V3 multi-token-prediction module: h' = layer(eh_proj([enorm(embed(t+1)); hnorm(h)]))
@@ -153,6 +161,14 @@ class Model {
   // changes the weights every later forward() sees (that is how a trainer updates the policy the
   // sampler uses). Only a trainer may write, and never while a forward() runs.
   std::vector<std::pair<std::string, Tensor>> parameters() const;
+  // The LoRA adapter's settings, or null when the model has none.
+  const LoraSpec* adapter() const { return adapter_ ? &*adapter_ : nullptr; }
+  // The adapter's tensors by PEFT's saved names (base_model.model.<module>.lora_A.weight /
+  // lora_B.weight), sharing storage with the model (a trainer updates them in place).
+  std::vector<std::pair<std::string, Tensor>> adapter_parameters() const;
+  // Writes the adapter as PEFT does (adapter_config.json + adapter_model.safetensors) into dir,
+  // each file atomically. Error(InvalidArgument) when the model has no adapter.
+  void save_adapter(const std::string& dir) const;
   // Checkpoint tensors that are not trained: DeepSeek's e_score_correction_bias (updated by the
   // aux-loss-free balancing, not by gradients) and the MTP modules' weights.
   std::vector<std::pair<std::string, Tensor>> buffers() const;
@@ -206,6 +222,11 @@ class Model {
   // The first quantised type among parameters() (load sets quantized_ from it).
   std::optional<DType> find_quantized_weights() const;
   std::shared_ptr<const Tokenizer> tokenizer_;
+  std::optional<LoraSpec> adapter_;
+  // Every Linear of the decoder layers by module name (the checkpoint name without ".weight").
+  std::vector<std::pair<std::string, Linear*>> named_linears();
+  // Attaches opts.adapter or opts.new_adapter (model_adapter.cpp).
+  void attach_adapter(const LoadOptions& opts);
 };
 
 }  // namespace reason

@@ -381,6 +381,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
       fail(ErrorCode::Unsupported, "{}: {} weights run on the CPU backend only; load with quantize none to run on {}", dir,
            kernels::dtype_name(*q), m->backend_->name());
   if (!m->backend_->host_addressable()) m->place_weights_on_backend();
+  m->attach_adapter(opts);
   return m;
 }
 

@@ -16,11 +16,19 @@ namespace reason {
 namespace {
 
 // The gradient accumulator of each parameter tensor, found by the tensor's storage (tied
-// embeddings share one, which is model.embed_tokens.weight's).
+// embeddings share one, which is model.embed_tokens.weight's). A parameter without an
+// accumulator in `g` is frozen (null: LoRA training has accumulators for the adapter only).
 class GradSink final : public ParamGrads {
  public:
   GradSink(const Model& m, Gradients& g) {
-    for (auto& [name, t] : m.parameters()) by_ptr_.emplace(t.raw(), g.at(name).data<float>());
+    auto add = [&](const std::vector<std::pair<std::string, Tensor>>& params) {
+      for (auto& [name, t] : params) {
+        auto it = g.by_name.find(name);
+        by_ptr_.emplace(t.raw(), it == g.by_name.end() ? nullptr : it->second.data<float>());
+      }
+    };
+    add(m.parameters());
+    add(m.adapter_parameters());
   }
   float* of(const Tensor& t) const override {
     auto it = by_ptr_.find(t.raw());
@@ -46,7 +54,8 @@ void append_completion_sequence(std::vector<std::vector<int32_t>>& seqs, std::ve
 
 Gradients Gradients::zeros_like(const Model& m) {
   Gradients g;
-  for (auto& [name, t] : m.parameters()) g.by_name.emplace(name, Tensor::zeros(m.backend(), DType::F32, t.shape()));
+  for (auto& [name, t] : m.adapter() ? m.adapter_parameters() : m.parameters())
+    g.by_name.emplace(name, Tensor::zeros(m.backend(), DType::F32, t.shape()));
   return g;
 }
 

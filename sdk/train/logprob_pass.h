@@ -37,7 +37,8 @@ namespace reason {
 // model's backend.
 struct Gradients {
   std::map<std::string, Tensor> by_name;
-  // Zeroed accumulators for every parameter of `m`, on m.backend().
+  // Zeroed accumulators for every parameter of `m` (of its LoRA adapter only when it has one:
+  // the base is frozen), on m.backend().
   static Gradients zeros_like(const Model& m);
   Tensor& at(const std::string& name);
   // Sets every accumulator to 0 (on its backend).

@@ -12,11 +12,15 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
   if (!policy_) fail(ErrorCode::InvalidArgument, "trainer: policy model is null");
   if (policy_->compute_dtype() != DType::F32)
     fail(ErrorCode::Unsupported, "trainer: load the policy in f32 (its weights are the master weights)");
-  if (auto q = policy_->quantized_weights())
-    fail(ErrorCode::Unsupported, "trainer: the policy has {} weights, which cannot be trained; load it with quantize none",
+  if (auto q = policy_->quantized_weights(); q && !policy_->adapter())
+    fail(ErrorCode::Unsupported,
+         "trainer: the policy has {} weights, which cannot be trained; load it with quantize none, or train a LoRA adapter on it",
          kernels::dtype_name(*q));
+  if (const LoraSpec* a = policy_->adapter(); a && a->dropout > 0.0f)
+    fail(ErrorCode::Unsupported, "trainer: lora_dropout {} is not supported in training yet (use 0)", a->dropout);
   if (!(cfg_.optim.lr >= 0.0f)) fail(ErrorCode::InvalidArgument, "trainer: learning rate must be >= 0 (got {})", cfg_.optim.lr);
-  params_ = policy_->parameters();
+  // With a LoRA adapter only the adapter trains: the base weights are frozen (no gradients).
+  params_ = policy_->adapter() ? policy_->adapter_parameters() : policy_->parameters();
   for (const auto& [name, t] : params_)
     for (const auto& p : cfg_.frozen_prefixes)
       if (name.rfind(p, 0) == 0) frozen_.push_back(name);

@@ -30,7 +30,7 @@ void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const flo
       for (int64_t i = 0; i < dim; ++i) d[i] += rs * w[i] * g[i] - coef * xr[i];
     }
 #pragma omp for schedule(static)
-    for (int64_t c0 = 0; c0 < dim; c0 += kColBlock) {
+    for (int64_t c0 = 0; c0 < (dw ? dim : 0); c0 += kColBlock) {  // dw null: a frozen weight
       const int64_t nc = dim - c0 < kColBlock ? dim - c0 : kColBlock;
       float acc[kColBlock];
       for (int64_t i = 0; i < nc; ++i) acc[i] = dw[c0 + i];

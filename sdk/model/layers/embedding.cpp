@@ -9,7 +9,7 @@ void embedding_forward(kernels::Backend& be, const Tensor& table, const int32_t*
 }
 
 void embedding_backward(kernels::Backend& be, const Tensor& table, const int32_t* tokens, int64_t n, const float* dx, const ParamGrads& g) {
-  be.scatter_add_rows(g.of(table), tokens, dx, nullptr, n, table.dim(1));
+  if (float* dt = g.of(table)) be.scatter_add_rows(dt, tokens, dx, nullptr, n, table.dim(1));  // null: frozen
 }
 
 }  // namespace reason

@@ -10,10 +10,24 @@
 
 namespace reason {
 
-// A Linear layer: weight [out, in] in the compute dtype (f32 or bf16), optional f32 bias [out].
+// A LoRA adapter on a Linear layer (PEFT's LoraLayer, Hu et al. 2021): the layer computes
+// y = x . W^T + b + scale * (x . A^T) . B^T with A [r, in] and B [out, r] in f32 on the model's
+// backend; scale = lora_alpha / r (lora_alpha / sqrt(r) with rsLoRA). The base weight stays as
+// loaded (f32, bf16 or quantised) and is not changed: the adapter is applied unmerged.
+struct LoraAdapter {
+  Tensor a;  // lora_A.weight [r, in]
+  Tensor b;  // lora_B.weight [out, r]
+  float scale = 0.0f;
+  bool active() const { return a.raw() != nullptr; }
+  int64_t rank() const { return a.dim(0); }
+};
+
+// A Linear layer: weight [out, in] in the compute dtype (f32 or bf16), optional f32 bias [out],
+// optional LoRA adapter.
 struct Linear {
   Tensor w;
   Tensor b;
+  LoraAdapter lora = {};
 };
 
 // One SwiGLU MLP: down(silu(gate(x)) * up(x)).
@@ -29,19 +43,24 @@ struct SwiGLU {
 class ParamGrads {
  public:
   virtual ~ParamGrads() = default;
-  // The accumulator of `weight`; throws Error(Internal) for a tensor that is not a parameter.
+  // The accumulator of `weight`, or null when the weight is frozen (no gradient is computed for
+  // it: LoRA training freezes every base weight); throws Error(Internal) for a tensor that is
+  // not a parameter.
   virtual float* of(const Tensor& weight) const = 0;
   float* bias(const Linear& l) const { return l.b.raw() ? of(l.b) : nullptr; }
 };
 
-// y[m, out] = x[m, in] . W^T (+ b).
+// y[m, out] = x[m, in] . W^T (+ b) (+ the LoRA adapter's term).
 void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y);
 
 // The same with row strides (elements) for x and y.
 void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy);
 
 // dx[m, in] (+)= dy[m, out] . W (accumulate_dx says which; dx may be null: no input gradient);
-// dW += dy^T . x;  db += sum over rows of dy (when l has a bias). f32 weights only.
+// dW += dy^T . x;  db += sum over rows of dy (when l has a bias and they are not frozen). With a
+// LoRA adapter, u = x . A^T (recomputed) and du = scale * dy . B: dB += scale * dy^T . u,
+// dA += du^T . x, dx += du . A. A base weight that is not f32 must be frozen and, when dx is
+// wanted, is read in f32 a block of rows at a time.
 void linear_backward(kernels::Backend& be, const Linear& l, const float* x, const float* dy, int64_t m, float* dx, bool accumulate_dx,
                      const ParamGrads& g);
 

@@ -50,7 +50,9 @@ void attend_cached(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, L
     const kernels::PagedRows latents = ctx.cache->k(ch.slot, layer);
     const float* q = a.q.data() + r * H * qk;
     float* o = a.att.data() + r * H * vd;
-    const bool absorbed = ctx.mla_path == MlaPath::Absorbed || (ctx.mla_path == MlaPath::Auto && n == 1);
+    // The absorbed matrices are kv_b's own rows: an adapter on kv_b needs the expanded path.
+    const bool absorbed = !ly.kv_b.lora.active() &&
+                          (ctx.mla_path == MlaPath::Absorbed || (ctx.mla_path == MlaPath::Auto && n == 1));
     kernels::AttnArgs aa;
     kernels::AttnSeq seq;
     aa.seqs = &seq;

@@ -10,7 +10,7 @@ void rmsnorm_forward(kernels::Backend& be, const float* x, const Tensor& w, floa
 
 void rmsnorm_backward(kernels::Backend& be, const float* x, const Tensor& w, const float* rstd, const float* dy, float* dx, int64_t rows,
                       int64_t dim, const ParamGrads& g) {
-  be.rmsnorm_bwd(dx, g.of(w), x, w.data<float>(), rstd, dy, rows, dim);
+  be.rmsnorm_bwd(dx, g.of(w) /* null: frozen */, x, w.data<float>(), rstd, dy, rows, dim);
 }
 
 }  // namespace reason

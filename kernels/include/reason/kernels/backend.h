@@ -316,7 +316,7 @@ class Backend {
   // one thread in a fixed order: results do not depend on the number of threads.
   // Gradient of rmsnorm() given its input x, weight w, row factors rstd and dy:
   //   dx[r] += rstd[r] * w * dy[r] - x[r] * rstd[r]^3 / dim * sum(w * dy[r] * x[r])
-  //   dw    += sum over rows (in order) of dy[r] * x[r] * rstd[r]
+  //   dw    += sum over rows (in order) of dy[r] * x[r] * rstd[r]   (dw null: not computed, a frozen weight)
   virtual void rmsnorm_bwd(float* dx, float* dw, const float* x, const float* w, const float* rstd, const float* dy,
                            int64_t rows, int64_t dim) = 0;
   // The transpose of rope() (same arguments; rotates by -angle): rope's gradient, in place.

@@ -1,0 +1,127 @@
+#include "model/lora.h"
+
+#include <cmath>
+#include <regex>
+
+#include "core/error.h"
+
+namespace reason {
+
+namespace {
+
+// PEFT's get_pattern_key: re.match(rf"(.*\.)?({key})$", module).
+bool pattern_matches(const std::string& key, const std::string& module) {
+  try {
+    return std::regex_match(module, std::regex("(.*\\.)?(" + key + ")"));
+  } catch (const std::regex_error&) {
+    fail(ErrorCode::InvalidArgument, "LoRA: pattern '{}' is not a valid regular expression", key);
+  }
+}
+
+template <typename M>
+const typename M::mapped_type* pattern_value(const M& patterns, const std::string& module) {
+  for (const auto& [key, v] : patterns)
+    if (pattern_matches(key, module)) return &v;
+  return nullptr;
+}
+
+}  // namespace
+
+bool LoraSpec::targets(const std::string& module) const {
+  if (all_linear) return true;
+  if (!target_regex.empty()) {
+    try {
+      return std::regex_match(module, std::regex(target_regex));
+    } catch (const std::regex_error&) {
+      fail(ErrorCode::InvalidArgument, "LoRA: target_modules '{}' is not a valid regular expression", target_regex);
+    }
+  }
+  for (const std::string& t : target_modules)
+    if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
+                        module[module.size() - t.size() - 1] == '.'))
+      return true;
+  return false;
+}
+
+int64_t LoraSpec::rank_of(const std::string& module) const {
+  const int64_t* p = pattern_value(rank_pattern, module);
+  return p ? *p : r;
+}
+
+float LoraSpec::scale_of(const std::string& module) const {
+  const float* a = pattern_value(alpha_pattern, module);
+  const float al = a ? *a : alpha;
+  const int64_t rk = rank_of(module);
+  return use_rslora ? al / std::sqrt(float(rk)) : al / float(rk);
+}
+
+LoraSpec lora_spec_from_json(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object()) fail(ErrorCode::Format, "{}: not a JSON object", where);
+  auto get = [&](const char* key) -> const nlohmann::json* {
+    auto it = j.find(key);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+  };
+  auto refuse_if = [&](bool bad, const char* field, const char* why) {
+    if (bad) fail(ErrorCode::Unsupported, "{}: {} {}", where, field, why);
+  };
+  try {
+    LoraSpec s;
+    if (const auto* t = get("peft_type")) refuse_if(*t != "LORA", "peft_type", "is not LORA");
+    if (const auto* v = get("use_dora")) refuse_if(v->get<bool>(), "use_dora", "(DoRA) is not supported");
+    if (const auto* v = get("fan_in_fan_out")) refuse_if(v->get<bool>(), "fan_in_fan_out", "is not supported");
+    if (const auto* v = get("bias")) refuse_if(*v != "none", "bias", "must be \"none\"");
+    if (const auto* v = get("modules_to_save")) refuse_if(!v->empty(), "modules_to_save", "is not supported");
+    refuse_if(get("layers_to_transform") != nullptr, "layers_to_transform", "is not supported");
+    if (const auto* v = get("trainable_token_indices")) refuse_if(!v->empty(), "trainable_token_indices", "is not supported");
+    if (const auto* v = get("target_parameters")) refuse_if(!v->empty(), "target_parameters", "is not supported");
+    if (const auto* v = get("r")) s.r = v->get<int64_t>();
+    if (const auto* v = get("lora_alpha")) s.alpha = v->get<float>();
+    if (const auto* v = get("lora_dropout")) s.dropout = v->get<float>();
+    if (const auto* v = get("use_rslora")) s.use_rslora = v->get<bool>();
+    if (const auto* t = get("target_modules")) {
+      if (t->is_string()) {
+        const std::string v = t->get<std::string>();
+        if (v == "all-linear") s.all_linear = true;
+        else s.target_regex = v;
+      } else {
+        s.target_modules = t->get<std::vector<std::string>>();
+      }
+    }
+    if (const auto* p = get("rank_pattern")) s.rank_pattern = p->get<std::map<std::string, int64_t>>();
+    if (const auto* p = get("alpha_pattern")) s.alpha_pattern = p->get<std::map<std::string, float>>();
+    if (s.r <= 0) fail(ErrorCode::InvalidArgument, "{}: r must be > 0 (got {})", where, s.r);
+    for (const auto& [k, v] : s.rank_pattern)
+      if (v <= 0) fail(ErrorCode::InvalidArgument, "{}: rank_pattern[{}] must be > 0 (got {})", where, k, v);
+    if (!std::isfinite(s.alpha)) fail(ErrorCode::InvalidArgument, "{}: lora_alpha is not finite", where);
+    if (!(s.dropout >= 0.0f && s.dropout < 1.0f)) fail(ErrorCode::InvalidArgument, "{}: lora_dropout must be in [0, 1)", where);
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::Format, "{}: a field has the wrong type ({})", where, e.what());
+  }
+}
+
+nlohmann::json lora_spec_to_json(const LoraSpec& s, const std::vector<std::string>& modules, const std::string& base) {
+  nlohmann::json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = "CAUSAL_LM";
+  j["base_model_name_or_path"] = base;
+  j["r"] = s.r;
+  j["lora_alpha"] = s.alpha;
+  j["lora_dropout"] = s.dropout;
+  j["use_rslora"] = s.use_rslora;
+  j["use_dora"] = false;
+  j["fan_in_fan_out"] = false;
+  j["bias"] = "none";
+  j["init_lora_weights"] = true;
+  j["inference_mode"] = true;
+  j["modules_to_save"] = nullptr;
+  j["target_modules"] = modules;
+  j["rank_pattern"] = s.rank_pattern;
+  j["alpha_pattern"] = s.alpha_pattern;
+  return j;
+}
+
+std::string peft_lora_a_name(const std::string& module) { return "base_model.model." + module + ".lora_A.weight"; }
+std::string peft_lora_b_name(const std::string& module) { return "base_model.model." + module + ".lora_B.weight"; }
+
+}  // namespace reason

@@ -1,0 +1,221 @@
+// LoRA adapters against PEFT + torch autograd: tests/fixtures/lora/<case>.safetensors
+// (tests/fixtures/make_lora_fixtures.py) hold an SFT batch, the logits, per-token logprobs and
+// loss of base + adapter, and the gradient of every lora_A / lora_B tensor, for an adapter PEFT
+// saved in lora/<case>/adapter (all-linear with a per-module rank and alpha; attention-only with
+// rsLoRA). The engine loads the base with that adapter (unmerged), runs LogprobPass, and must
+// give the same logprobs, no gradient to any base weight, and PEFT's adapter gradients.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "core/error.h"
+#include "io/json_file.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "train/logprob_pass.h"
+#include "train/trainer.h"
+
+using namespace reason;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kFixtures = std::string(REASON_FIXTURES_DIR) + "/";
+const char* kCases[] = {"qwen2_tied_all_linear", "llama_gqa2_attn_rslora"};
+
+std::vector<int64_t> read_i64(const SafetensorsFile& f, const std::string& name, std::vector<int64_t>& shape) {
+  const auto* e = f.find(name);
+  REQUIRE(e != nullptr);
+  shape.assign(e->shape.begin(), e->shape.end());
+  std::vector<int64_t> v(size_t(e->numel));
+  std::memcpy(v.data(), e->data, size_t(e->numel) * 8);
+  return v;
+}
+
+struct Batch {
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<uint8_t> on;  // per target token: in the loss
+  int64_t n_masked = 0;
+  int64_t T = 0;
+};
+
+Batch read_batch(const SafetensorsFile& f) {
+  std::vector<int64_t> shp, s2, s3;
+  const auto ids = read_i64(f, "input_ids", shp);
+  const auto attn = read_i64(f, "attention_mask", s2);
+  const auto mask = read_i64(f, "loss_mask", s3);
+  Batch b;
+  b.T = shp[1];
+  for (int64_t i = 0; i < shp[0]; ++i) {
+    std::vector<int32_t> s;
+    for (int64_t t = 0; t < b.T && attn[size_t(i * b.T + t)]; ++t) s.push_back(int32_t(ids[size_t(i * b.T + t)]));
+    for (size_t t = 1; t < s.size(); ++t) {
+      b.on.push_back(mask[size_t(i * b.T) + t] != 0);
+      b.n_masked += b.on.back();
+    }
+    b.seqs.push_back(std::move(s));
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("A PEFT adapter runs unmerged: logprobs and adapter gradients equal PEFT + torch autograd", "[lora][fixtures]") {
+  for (const char* name : kCases) {
+    INFO("case " << name);
+    auto f = SafetensorsFile::open(kFixtures + "lora/" + name + ".safetensors");
+    const auto& md = f->metadata();
+    LoadOptions o;
+    o.adapter = kFixtures + md.at("adapter");
+    auto m = Model::load(kFixtures + md.at("model"), o);
+    REQUIRE(m->adapter() != nullptr);
+    const Batch b = read_batch(*f);
+
+    LogprobPass pass;
+    const auto lp = pass.forward(*m, b.seqs, 1.0f);
+    const Tensor ref = f->tensor("per_token_logprobs");
+    std::vector<float> dlogp(lp.size());
+    double loss = 0, max_err = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < b.seqs.size(); ++i)
+      for (size_t t = 0; t + 1 < b.seqs[i].size(); ++t, ++k) {
+        const float r = ref.data<float>()[int64_t(i) * (b.T - 1) + int64_t(t)];
+        max_err = std::max(max_err, double(std::fabs(lp[k] - r)));
+        dlogp[k] = b.on[k] ? -1.0f / float(b.n_masked) : 0.0f;
+        loss -= b.on[k] ? lp[k] : 0.0;
+      }
+    CHECK(max_err <= 2e-5);  // logprobs of magnitude ~8 (the adapter moves logits by up to 13)
+    CHECK(std::fabs(loss / double(b.n_masked) - f->tensor("loss").data<float>()[0]) <= 1e-5);
+
+    // Accumulators exist for the adapter only: every base weight is frozen.
+    Gradients g = Gradients::zeros_like(*m);
+    CHECK(g.by_name.size() == m->adapter_parameters().size());
+    for (const auto& [pname, t] : m->parameters()) CHECK(g.by_name.count(pname) == 0);
+    pass.backward(dlogp, g);
+    size_t checked = 0;
+    for (const auto& e : f->entries()) {
+      if (e.name.rfind("grad.", 0) != 0) continue;
+      const std::string pname = e.name.substr(5);
+      INFO("gradient of " << pname);
+      REQUIRE(g.by_name.count(pname) == 1);
+      const Tensor want = f->tensor(e);
+      const Tensor got = g.at(pname).host();
+      REQUIRE(got.numel() == want.numel());
+      float scale = 0;
+      for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.data<float>()[i]));
+      for (int64_t i = 0; i < want.numel(); ++i)
+        REQUIRE(std::fabs(got.data<float>()[i] - want.data<float>()[i]) <= 1e-4f * scale + 1e-6f);
+      ++checked;
+    }
+    CHECK(checked == g.by_name.size());
+  }
+}
+
+TEST_CASE("An adapter the engine saves is PEFT's format and reloads to the same logprobs", "[lora]") {
+  const fs::path dir = fs::temp_directory_path() / ("reason_test_lora_save_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto f = SafetensorsFile::open(kFixtures + "lora/qwen2_tied_all_linear.safetensors");
+  LoadOptions o;
+  o.adapter = kFixtures + f->metadata().at("adapter");
+  auto m = Model::load(kFixtures + f->metadata().at("model"), o);
+  m->save_adapter(dir.string());
+  // The same tensor names, shapes and values as PEFT's file; the config's fields PEFT reads.
+  auto peft = SafetensorsFile::open(o.adapter + "/adapter_model.safetensors");
+  auto ours = SafetensorsFile::open((dir / "adapter_model.safetensors").string());
+  REQUIRE(ours->size() == peft->size());
+  for (const auto& e : peft->entries()) {
+    INFO(e.name);
+    REQUIRE(ours->has(e.name));
+    const Tensor a = peft->tensor(e), b = ours->tensor(e.name);
+    REQUIRE(a.shape() == b.shape());
+    CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
+  }
+  const auto j = read_json_file((dir / "adapter_config.json").string());
+  const auto pj = read_json_file(o.adapter + "/adapter_config.json");
+  for (const char* key : {"peft_type", "r", "lora_alpha", "rank_pattern", "alpha_pattern", "use_rslora", "bias", "target_modules"})
+    CHECK(j.at(key) == pj.at(key));
+
+  LoadOptions o2;
+  o2.adapter = dir.string();
+  auto m2 = Model::load(kFixtures + f->metadata().at("model"), o2);
+  const Batch b = read_batch(*f);
+  LogprobPass p1, p2;
+  CHECK(p1.forward(*m, b.seqs, 1.0f) == p2.forward(*m2, b.seqs, 1.0f));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("New adapters start as the base model and train only themselves", "[lora]") {
+  const std::string base = kFixtures + "dense/qwen2_tied";
+  LoadOptions o;
+  LoraSpec s;
+  s.r = 4;
+  s.alpha = 8;
+  s.all_linear = true;
+  s.rank_pattern = {{"down_proj", 2}};
+  s.seed = 7;
+  o.new_adapter = s;
+  auto m = Model::load(base, o);
+  auto plain = Model::load(base);
+  const std::vector<std::vector<int32_t>> seqs = {{5, 17, 33, 2, 9, 41, 8}};
+  LogprobPass a, c;
+  CHECK(a.forward(*m, seqs, 1.0f) == c.forward(*plain, seqs, 1.0f));  // lora_B = 0
+  // 2 layers x 7 linear modules, lora_A and lora_B each; down_proj at rank 2
+  const auto params = m->adapter_parameters();
+  CHECK(params.size() == 28);
+  for (const auto& [n, t] : params)
+    if (n.find("down_proj.lora_A") != std::string::npos) CHECK(t.dim(0) == 2);
+
+  std::vector<Tensor> before;
+  for (const auto& [n, t] : m->parameters()) before.push_back(t.host().to(DType::F32));
+  TrainerConfig tc;
+  tc.optim.lr = 1e-2f;
+  Trainer tr(m, tc);
+  SftExample ex{{5, 17, 33, 2, 9, 41, 8}, {0, 0, 0, 1, 1, 1, 1}};
+  const std::vector<std::vector<SftExample>> mbs = {{ex}};
+  const float l0 = tr.sft_step(mbs).loss;
+  for (int i = 0; i < 5; ++i) tr.sft_step(mbs);
+  const float l1 = tr.sft_step(mbs).loss;
+  CHECK(l1 < l0 - 0.1f);
+  size_t i = 0;
+  for (const auto& [n, t] : m->parameters()) {  // the base is untouched
+    INFO(n);
+    CHECK(std::memcmp(t.host().raw(), before[i++].raw(), t.nbytes()) == 0);
+  }
+}
+
+TEST_CASE("Bad adapters are refused with the reason", "[lora]") {
+  const fs::path dir = fs::temp_directory_path() / ("reason_test_lora_bad_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string peft = kFixtures + "lora/qwen2_tied_all_linear/adapter";
+  auto load_with = [&](const std::string& cfg_text) {
+    std::ofstream(dir / "adapter_config.json") << cfg_text;
+    fs::copy_file(peft + "/adapter_model.safetensors", dir / "adapter_model.safetensors", fs::copy_options::overwrite_existing);
+    LoadOptions o;
+    o.adapter = dir.string();
+    Model::load(kFixtures + "dense/qwen2_tied", o);
+  };
+  CHECK_THROWS_WITH(load_with(R"({"peft_type": "LORA", "r": 4, "use_dora": true})"), Catch::Contains("use_dora"));
+  CHECK_THROWS_WITH(load_with(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8})"),
+                    Catch::Contains("down_proj's adapter has rank 2 but adapter_config.json gives it rank 4"));
+  CHECK_THROWS_WITH(load_with(R"({"peft_type": "LORA", "r": "four"})"), Catch::Contains("wrong type"));
+  CHECK_THROWS_WITH(load_with("not json"), Catch::Contains("adapter_config.json"));
+  // an adapter for another model: shapes that do not fit
+  LoadOptions o;
+  o.adapter = kFixtures + "lora/llama_gqa2_attn_rslora/adapter";
+  CHECK_THROWS_WITH(Model::load(kFixtures + "dense/qwen3_bias_untied", o), Catch::Contains("but the layer is"));
+  LoadOptions n;
+  LoraSpec s;
+  s.target_modules = {"no_such_proj"};
+  n.new_adapter = s;
+  CHECK_THROWS_WITH(Model::load(kFixtures + "dense/qwen2_tied", n), Catch::Contains("match no linear layer"));
+  fs::remove_all(dir);
+}
