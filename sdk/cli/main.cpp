@@ -41,6 +41,7 @@ struct Common {
   std::string kv_dtype = "auto";
   std::string device = "cpu";
   std::string quantize = "stored";
+  std::string adapter;
 };
 
 LoadOptions load_options(const Common& c) {
@@ -59,6 +60,7 @@ LoadOptions load_options(const Common& c) {
   else if (c.kv_dtype != "auto")
     fail(ErrorCode::InvalidArgument, "--kv-dtype must be auto, f32 or bf16 (got '{}')", c.kv_dtype);
   lo.quantize = parse_weight_quant(c.quantize);
+  lo.adapter = c.adapter;
   return lo;
 }
 
@@ -74,6 +76,12 @@ json info_json(const Model& m) {
   const ModelConfig& c = m.config();
   json j;
   j["architecture"] = c.architecture;
+  if (const LoraSpec* a = m.adapter()) {
+    const size_t tensors = m.adapter_parameters().size();
+    int64_t n = 0;
+    for (const auto& [name, t] : m.adapter_parameters()) n += t.numel();
+    j["adapter"] = {{"modules", tensors / 2}, {"parameters", n}, {"r", a->r}, {"lora_alpha", a->alpha}, {"use_rslora", a->use_rslora}};
+  }
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;
@@ -131,6 +139,8 @@ json info_json(const Model& m) {
 constexpr const char* kQuantizeHelp =
     "matmul weights: stored (a GGUF file's quantised tensors as they are), none (dequantised), q8_0 or q4_k "
     "(quantise float weights at load, as llama.cpp's Q8_0 / Q4_K_M files)";
+constexpr const char* kAdapterHelp =
+    "a LoRA adapter directory in PEFT's format (adapter_config.json + adapter_model.safetensors), run with the base unmerged";
 
 }  // namespace
 
@@ -167,6 +177,7 @@ int main(int argc, char** argv) {
   gen->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   gen->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
   gen->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
+  gen->add_option("--adapter", common.adapter, kAdapterHelp);
   gen->add_flag("--json", as_json, "print completions with token ids and logprobs as JSON");
 
   // tokenize
@@ -185,6 +196,7 @@ int main(int argc, char** argv) {
   scorec->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   scorec->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
   scorec->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
+  scorec->add_option("--adapter", common.adapter, kAdapterHelp);
 
   // perplexity
   auto* pplc = app.add_subcommand("perplexity", "perplexity of a text file, computed as llama.cpp's llama-perplexity does");
@@ -200,6 +212,7 @@ int main(int argc, char** argv) {
   pplc->add_option("--dtype", common.dtype)->capture_default_str();
   pplc->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
   pplc->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
+  pplc->add_option("--adapter", common.adapter, kAdapterHelp);
 
   // info
   auto* infoc = app.add_subcommand("info", "print the CPU path in use and, with --model, a model's configuration and sizes");
@@ -208,6 +221,7 @@ int main(int argc, char** argv) {
   infoc->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
   infoc->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
   infoc->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
+  infoc->add_option("--adapter", common.adapter, kAdapterHelp);
   bool routing = false;
   std::string routing_prompt = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42.";
   infoc->add_flag("--routing", routing, "MoE models: tokens routed to each expert of each layer for --prompt");
@@ -237,6 +251,13 @@ int main(int argc, char** argv) {
   quantc->add_option("source", quant_src, "a Hugging Face model directory or an unquantised .gguf file")->required();
   quantc->add_option("--out", quant_out, "the .gguf file to write")->required();
   quantc->add_option("--type", quant_type, "q4_k (llama.cpp's Q4_K_M) or q8_0")->required();
+
+  // merge
+  auto* mergec = app.add_subcommand("merge", "merge a LoRA adapter into its base model and write a full checkpoint");
+  std::string merge_out;
+  mergec->add_option("--model", model_dir, "the base model directory or .gguf file")->required();
+  mergec->add_option("--adapter", common.adapter, kAdapterHelp)->required();
+  mergec->add_option("--out", merge_out, "the Hugging Face directory to write (must not exist)")->required();
 
   cli::PipelineCommands pipeline_cmds(app);
 
@@ -398,6 +419,21 @@ int main(int argc, char** argv) {
       auto m = Model::load(quant_src, lo);
       write_gguf_model(*m, quant_out, type);
       std::cout << json{{"source", quant_src}, {"out", quant_out}, {"type", quant_type}}.dump() << "\n";
+    } else if (*mergec) {
+      if (std::filesystem::exists(merge_out))
+        fail(ErrorCode::InvalidArgument, "--out {} already exists; choose a new directory", merge_out);
+      LoadOptions lo;  // f32, dequantised: the merged weights are exact sums, written in the base's stored dtypes
+      lo.compute_dtype = DType::F32;
+      lo.quantize = WeightQuant::None;
+      lo.adapter = common.adapter;
+      auto m = Model::load(model_dir, lo);
+      const size_t n_adapted = m->adapter_parameters().size() / 2;
+      m->merge_adapter();
+      SaveOptions so;
+      so.model_only = true;
+      save_checkpoint(merge_out, *m, nullptr, {}, so);
+      std::cout << json{{"model", model_dir}, {"adapter", common.adapter}, {"out", merge_out}, {"merged_modules", n_adapted}}.dump()
+                << "\n";
     } else if (*infoc && model_dir.empty()) {
       std::cout << json{{"cpu", cpu_json()}}.dump(2) << "\n";
     } else if (*infoc) {

@@ -25,7 +25,7 @@ struct PipelineCommands::State {
   std::string config, out, device = "cpu";
   bool no_progress = false;
   // eval
-  std::string model, data, template_text = "{prompt}", json_out, prompt_field = "prompt", answer_field = "answer";
+  std::string model, adapter, data, template_text = "{prompt}", json_out, prompt_field = "prompt", answer_field = "answer";
   bool chat = false, no_greedy = false;
   int samples = 4, max_new_tokens = 256;
   float temperature = 0.6f, top_p = 0.95f;
@@ -58,6 +58,7 @@ PipelineCommands::PipelineCommands(CLI::App& app) : s_(std::make_unique<State>()
   s.eval->add_option("--seed", s.seed, "sampling seed")->capture_default_str();
   s.eval->add_flag("--no-greedy", s.no_greedy, "skip greedy decoding");
   s.eval->add_option("--device", s.device, "where the model runs: cpu or cuda")->capture_default_str();
+  s.eval->add_option("--adapter", s.adapter, "a LoRA adapter directory (PEFT format) run with the model, unmerged");
   s.eval->add_option("--prompt-field", s.prompt_field, "JSON field of the prompt")->capture_default_str();
   s.eval->add_option("--answer-field", s.answer_field, "JSON field of the gold answer")->capture_default_str();
   s.eval->add_option("--json", s.json_out, "also write the results (with every sample) to this file");
@@ -84,6 +85,7 @@ bool PipelineCommands::run() {
   if (!*s.eval) return false;
   LoadOptions lo;
   lo.device = parse_device(s.device);
+  lo.adapter = s.adapter;
   auto m = Model::load(s.model, lo);
   auto tok = m->require_tokenizer();
   DatasetFields f;

@@ -169,6 +169,12 @@ class Model {
   // Writes the adapter as PEFT does (adapter_config.json + adapter_model.safetensors) into dir,
   // each file atomically. Error(InvalidArgument) when the model has no adapter.
   void save_adapter(const std::string& dir) const;
+  // Merges the adapter into the base weights (W += scale * B . A per adapted layer; MLA's
+  // absorbed matrices follow) and drops it: the model then computes what it computed with the
+  // adapter, as a plain model (save it with save_checkpoint). Needs f32 base weights (load with
+  // compute dtype f32 and quantize none): Error(Unsupported) otherwise, before any change.
+  // Same thread rules as writing through parameters().
+  void merge_adapter() const;
   // Checkpoint tensors that are not trained: DeepSeek's e_score_correction_bias (updated by the
   // aux-loss-free balancing, not by gradients) and the MTP modules' weights.
   std::vector<std::pair<std::string, Tensor>> buffers() const;
@@ -224,7 +230,7 @@ class Model {
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::optional<LoraSpec> adapter_;
   // Every Linear of the decoder layers by module name (the checkpoint name without ".weight").
-  std::vector<std::pair<std::string, Linear*>> named_linears();
+  std::vector<std::pair<std::string, Linear*>> named_linears() const;
   // Attaches opts.adapter or opts.new_adapter (model_adapter.cpp).
   void attach_adapter(const LoadOptions& opts);
 };

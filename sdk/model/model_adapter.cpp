@@ -54,9 +54,11 @@ Tensor read_f32(const SafetensorsFile& f, const std::string& name, const std::st
 
 }  // namespace
 
-std::vector<std::pair<std::string, Linear*>> Model::named_linears() {
+std::vector<std::pair<std::string, Linear*>> Model::named_linears() const {
   std::unordered_map<const void*, Linear*> by_storage;
-  for (DecoderLayer& ly : layers_)
+  // The layers hold the Linears; attaching, training and merging write their adapters (as
+  // trainers write weights through parameters()).
+  for (DecoderLayer& ly : const_cast<std::vector<DecoderLayer>&>(layers_))
     visit_linears(ly, [&](Linear& l) {
       if (l.w.raw()) by_storage.emplace(l.w.raw(), &l);
     });
@@ -117,12 +119,31 @@ void Model::attach_adapter(const LoadOptions& opts) {
 std::vector<std::pair<std::string, Tensor>> Model::adapter_parameters() const {
   std::vector<std::pair<std::string, Tensor>> out;
   if (!adapter_) return out;
-  for (auto& [module, lin] : const_cast<Model*>(this)->named_linears()) {
+  for (auto& [module, lin] : named_linears()) {
     if (!lin->lora.active()) continue;
     out.emplace_back(peft_lora_a_name(module), lin->lora.a);
     out.emplace_back(peft_lora_b_name(module), lin->lora.b);
   }
   return out;
+}
+
+void Model::merge_adapter() const {
+  if (!adapter_) fail(ErrorCode::InvalidArgument, "merge: {} has no LoRA adapter", dir_);
+  const auto linears = named_linears();
+  for (const auto& [module, lin] : linears)
+    if (lin->lora.active() && lin->w.dtype() != DType::F32)
+      fail(ErrorCode::Unsupported, "merge: {} is {}; load the base with dtype f32 and quantize none to merge", module,
+           kernels::dtype_name(lin->w.dtype()));
+  for (const auto& [module, lin] : linears) {
+    LoraAdapter& a = lin->lora;
+    if (!a.active()) continue;
+    const int64_t out = lin->w.dim(0), in = lin->w.dim(1), r = a.rank();
+    backend_->gemm_f32(false, false, out, in, r, a.scale, a.b.data<float>(), r, a.a.data<float>(), in, 1.0f,
+                       lin->w.data<float>(), in);
+    a = LoraAdapter{};
+  }
+  refresh_absorbed_weights();
+  const_cast<std::optional<LoraSpec>&>(adapter_).reset();
 }
 
 void Model::save_adapter(const std::string& dir) const {

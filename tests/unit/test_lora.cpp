@@ -152,6 +152,41 @@ TEST_CASE("An adapter the engine saves is PEFT's format and reloads to the same 
   fs::remove_all(dir);
 }
 
+TEST_CASE("merge_adapter gives PEFT's merge_and_unload weights", "[lora][fixtures]") {
+  for (const char* name : kCases) {
+    INFO("case " << name);
+    auto f = SafetensorsFile::open(kFixtures + "lora/" + name + ".safetensors");
+    LoadOptions o;
+    o.adapter = kFixtures + f->metadata().at("adapter");
+    auto m = Model::load(kFixtures + f->metadata().at("model"), o);
+    const Batch b = read_batch(*f);
+    LogprobPass p1, p2;
+    const auto before = p1.forward(*m, b.seqs, 1.0f);
+    m->merge_adapter();
+    CHECK(m->adapter() == nullptr);
+    size_t checked = 0;
+    for (const auto& [pname, t] : m->parameters()) {
+      const auto* e = f->find("merged." + pname);
+      if (!e) continue;
+      INFO(pname);
+      const Tensor want = f->tensor(*e), got = t.host();
+      for (int64_t i = 0; i < want.numel(); ++i)
+        REQUIRE(std::fabs(got.data<float>()[i] - want.data<float>()[i]) <= 1e-6f);
+      ++checked;
+    }
+    CHECK(checked == (std::string(name) == "qwen2_tied_all_linear" ? 14u : 6u));
+    const auto after = p2.forward(*m, b.seqs, 1.0f);
+    for (size_t i = 0; i < before.size(); ++i) CHECK(std::fabs(after[i] - before[i]) <= 1e-4f);
+  }
+  // A bf16 base cannot be merged in place: refused before any change.
+  LoadOptions o;
+  o.adapter = kFixtures + "lora/qwen2_tied_all_linear/adapter";
+  o.compute_dtype = DType::BF16;
+  auto m = Model::load(kFixtures + "dense/qwen2_tied", o);
+  CHECK_THROWS_WITH(m->merge_adapter(), Catch::Contains("load the base with dtype f32"));
+  CHECK(m->adapter() != nullptr);
+}
+
 TEST_CASE("New adapters start as the base model and train only themselves", "[lora]") {
   const std::string base = kFixtures + "dense/qwen2_tied";
   LoadOptions o;
