@@ -1,9 +1,11 @@
 #include "model/lora.h"
 
 #include <cmath>
+#include <filesystem>
 #include <regex>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace reason {
 
@@ -119,6 +121,24 @@ nlohmann::json lora_spec_to_json(const LoraSpec& s, const std::vector<std::strin
   j["rank_pattern"] = s.rank_pattern;
   j["alpha_pattern"] = s.alpha_pattern;
   return j;
+}
+
+std::optional<std::string> adapter_base_model(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec) || !fs::exists(fs::path(dir) / "adapter_config.json", ec) ||
+      fs::exists(fs::path(dir) / "config.json", ec))
+    return std::nullopt;
+  const std::string path = (fs::path(dir) / "adapter_config.json").string();
+  const nlohmann::json j = read_json_file(path);
+  auto it = j.find("base_model_name_or_path");
+  if (it == j.end() || !it->is_string() || it->get<std::string>().empty())
+    fail(ErrorCode::Format, "{}: a LoRA adapter without base_model_name_or_path; load its base with this adapter", path);
+  fs::path base = it->get<std::string>();
+  if (base.is_relative()) base = fs::path(dir) / base;
+  if (!fs::exists(base, ec))
+    fail(ErrorCode::Io, "{}: the adapter's base model {} does not exist; load the base with this adapter", path, base.string());
+  return base.string();
 }
 
 std::string peft_lora_a_name(const std::string& module) { return "base_model.model." + module + ".lora_A.weight"; }

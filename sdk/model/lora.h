@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,11 @@ LoraSpec lora_spec_from_json(const nlohmann::json& j, const std::string& where);
 // adapter_config.json for a spec whose adapters sit on `modules` (PEFT writes the expanded
 // module list); base = base_model_name_or_path.
 nlohmann::json lora_spec_to_json(const LoraSpec& s, const std::vector<std::string>& modules, const std::string& base);
+
+// When `dir` is a LoRA adapter directory (adapter_config.json and no config.json): its base model,
+// base_model_name_or_path (a relative path resolved against dir). Error(Io) when that base does
+// not exist (e.g. a hub id: load the base with an adapter instead); nullopt for any other path.
+std::optional<std::string> adapter_base_model(const std::string& dir);
 
 // PEFT's saved tensor names of a module's adapter.
 std::string peft_lora_a_name(const std::string& module);

@@ -160,7 +160,7 @@ void Model::save_adapter(const std::string& dir) const {
   std::sort(modules.begin(), modules.end());
   write_safetensors((std::filesystem::path(dir) / kAdapterWeights).string(), tensors, {{"format", "pt"}});
   atomic_write_file((std::filesystem::path(dir) / kAdapterConfig).string(),
-                    lora_spec_to_json(*adapter_, modules, dir_).dump(2) + "\n");
+                    lora_spec_to_json(*adapter_, modules, std::filesystem::absolute(dir_).string()).dump(2) + "\n");
 }
 
 }  // namespace reason

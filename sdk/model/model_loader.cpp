@@ -269,6 +269,13 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     fail(ErrorCode::InvalidArgument, "compute dtype must be f32 or bf16, not {}", kernels::dtype_name(opts.compute_dtype));
   if (opts.kv_dtype && *opts.kv_dtype != DType::F32 && *opts.kv_dtype != DType::BF16)
     fail(ErrorCode::InvalidArgument, "KV cache dtype must be f32 or bf16, not {}", kernels::dtype_name(*opts.kv_dtype));
+  if (std::optional<std::string> base = adapter_base_model(dir)) {  // a PEFT adapter directory: base + it
+    if (!opts.adapter.empty() || opts.new_adapter)
+      fail(ErrorCode::InvalidArgument, "{} is a LoRA adapter directory: load it as the model or as the adapter, not both", dir);
+    LoadOptions o = opts;
+    o.adapter = dir;
+    return load(*base, o);
+  }
   std::shared_ptr<Model> m(new Model());
   std::shared_ptr<const WeightSource> weights;
   if (is_gguf_file(dir)) {

@@ -326,6 +326,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
         require(k.steps() >= 0 && k.epochs() >= 0 && k.batch_size() >= 0 && k.max_length() >= 0 && k.micro_batch() >= 0,
                 sub_where(k, "sft", "batch_size"), "sft: steps, epochs, batch_size, max_length, micro_batch must be >= 0");
         adamw_from_proto(k.optimizer(), sub_where(k, "sft", "optimizer"));
+        if (k.has_lora()) lora_from_proto(k.lora(), sub_where(k, "sft", "lora"));
         schedule_from_proto(k.schedule(), sub_where(k, "sft", "schedule"));
         break;
       }
@@ -337,6 +338,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
         require(k.prompts_per_step() >= 0, sub_where(k, "grpo", "prompts_per_step"), "grpo.prompts_per_step must be >= 0");
         const GrpoConfig gc = grpo_from_proto(k.grpo(), true, sub_where(k, "grpo", "grpo"));
         adamw_from_proto(k.optimizer(), sub_where(k, "grpo", "optimizer"));
+        if (k.has_lora()) lora_from_proto(k.lora(), sub_where(k, "grpo", "lora"));
         schedule_from_proto(k.schedule(), sub_where(k, "grpo", "schedule"));
         check_sampling(k.sampling(), sub_where(k, "grpo", "sampling"));
         require(!k.sampling().has_temperature() || k.sampling().temperature() == gc.temperature,
@@ -379,6 +381,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
         need_dataset(k.dataset(), k.mode() == proto::DistillStage::LOGIT ? DatasetUse::Sft : DatasetUse::Prompts);
         require(k.steps() > 0 || k.epochs() > 0, sub_where(k, "distill", "steps"), "distill.steps (or epochs) must be > 0");
         adamw_from_proto(k.optimizer(), sub_where(k, "distill", "optimizer"));
+        if (k.has_lora()) lora_from_proto(k.lora(), sub_where(k, "distill", "lora"));
         schedule_from_proto(k.schedule(), sub_where(k, "distill", "schedule"));
         distill_from_proto(k.distill(), sub_where(k, "distill", "distill"));
         check_sampling(k.sampling(), sub_where(k, "distill", "sampling"));

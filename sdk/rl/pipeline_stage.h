@@ -87,7 +87,10 @@ struct TrainingRun {
   std::unique_ptr<Trainer> trainer;
   int64_t done_steps = 0;  // steps completed before this process (from the checkpoint)
 };
-TrainingRun open_training(const StageEnv& env, const std::string& model_name, const TrainerConfig& tc);
+// lora: train a LoRA adapter (new, or the one the model's directory already is) instead of every
+// weight; without it a model that is an adapter directory is merged first.
+TrainingRun open_training(const StageEnv& env, const std::string& model_name, const TrainerConfig& tc,
+                          const std::optional<LoraSpec>& lora = std::nullopt);
 // Mid-stage checkpoint after `step` steps (DIR/ckpt, atomic).
 void save_training_checkpoint(const StageEnv& env, const TrainingRun& run, int64_t step);
 // The stage's final model (DIR/final); removes DIR/ckpt. Returns the final directory.

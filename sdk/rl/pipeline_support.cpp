@@ -86,11 +86,21 @@ void write_stage_plots(const std::string& path, const std::string& title, const 
   atomic_write_file(path, render_svg_grid(plots, 2));
 }
 
-TrainingRun open_training(const StageEnv& env, const std::string& model_name, const TrainerConfig& tc) {
+TrainingRun open_training(const StageEnv& env, const std::string& model_name, const TrainerConfig& tc,
+                          const std::optional<LoraSpec>& lora) {
   TrainingRun run;
   const std::string ckpt = (fs::path(env.dir) / "ckpt").string();
   const bool resume = checkpoint_complete(ckpt);
-  run.model = Model::load(resume ? ckpt : env.model_dir(model_name), env.opts->load);
+  const std::string src = resume ? ckpt : env.model_dir(model_name);
+  LoadOptions lo = env.opts->load;
+  // LoRA on a plain model: new adapters; on an adapter directory (an earlier LoRA stage, or a
+  // checkpoint of this one): that adapter trains on.
+  if (lora && !adapter_base_model(src)) {
+    lo.new_adapter = *lora;
+    lo.new_adapter->seed = env.seed;
+  }
+  run.model = Model::load(src, lo);
+  if (!lora && run.model->adapter()) run.model->merge_adapter();  // full training of base + adapter
   run.trainer = std::make_unique<Trainer>(run.model, tc);
   if (resume) {
     auto state = load_optimizer_state(ckpt, *run.model, run.trainer->optimizer());

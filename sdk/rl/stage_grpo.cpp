@@ -100,7 +100,8 @@ StageResult run_grpo_stage(const StageEnv& env) {
   const int64_t steps = s.steps(), P = s.prompts_per_step() > 0 ? s.prompts_per_step() : 8;
   const int64_t rounds = s.dynamic_sampling() ? (s.max_sampling_rounds() > 0 ? s.max_sampling_rounds() : 4) : 1;
 
-  TrainingRun run = open_training(env, s.model(), tc);
+  TrainingRun run = open_training(env, s.model(), tc,
+                                  s.has_lora() ? std::optional<LoraSpec>(lora_from_proto(s.lora(), env.where)) : std::nullopt);
   std::shared_ptr<const Model> reference;
   if (gc.beta > 0) reference = Model::load(env.model_dir(s.model()), env.opts->load);
   const Tokenizer& tok = *run.model->require_tokenizer();

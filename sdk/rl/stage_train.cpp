@@ -25,6 +25,7 @@ struct LoopSpec {
   int64_t steps = 0, epochs = 0;  // steps, or passes over the data
   int64_t batch = 16, micro = 0;
   TrainerConfig tc;
+  std::optional<LoraSpec> lora;
   StepFn step;
 };
 
@@ -34,7 +35,7 @@ int64_t steps_for(int64_t steps, int64_t epochs, size_t n, int64_t batch) {
 }
 
 StageResult run_loop(const StageEnv& env, LoopSpec spec) {
-  TrainingRun run = open_training(env, spec.model, spec.tc);
+  TrainingRun run = open_training(env, spec.model, spec.tc, spec.lora);
   const std::vector<SftExample> examples = make_sft_examples(*spec.data, *run.model->require_tokenizer(),
                                                              env.prompt_format, eos_id(*run.model), spec.max_length);
   spec.steps = steps_for(spec.steps, spec.epochs, examples.size(), spec.batch);
@@ -89,6 +90,7 @@ StageResult run_sft_stage(const StageEnv& env) {
   spec.epochs = s.epochs();
   spec.tc.optim = adamw_from_proto(s.optimizer(), env.where);
   spec.tc.schedule = schedule_from_proto(s.schedule(), env.where);
+  if (s.has_lora()) spec.lora = lora_from_proto(s.lora(), env.where);
   spec.step = [](Trainer& t, std::span<const std::vector<SftExample>> mbs) { return t.sft_step(mbs); };
   return run_loop(env, std::move(spec));
 }
@@ -124,6 +126,7 @@ StageResult run_distill_stage(const StageEnv& env) {
   spec.epochs = s.epochs();
   spec.tc.optim = adamw_from_proto(s.optimizer(), env.where);
   spec.tc.schedule = schedule_from_proto(s.schedule(), env.where);
+  if (s.has_lora()) spec.lora = lora_from_proto(s.lora(), env.where);
   if (s.mode() == proto::DistillStage::LOGIT) {
     const DistillConfig dc = distill_from_proto(s.distill(), env.where);
     std::shared_ptr<const Model> t = std::move(teacher);

@@ -44,7 +44,8 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
                      const SaveOptions& opts) {
   const fs::path final_dir = fs::path(dir);
   if (final_dir.filename().empty()) fail(ErrorCode::InvalidArgument, "checkpoint directory '{}' has no name", dir);
-  if (auto q = model.quantized_weights())
+  const bool adapter = model.adapter() != nullptr;  // LoRA: the adapter (PEFT format) instead of the weights
+  if (auto q = model.quantized_weights(); q && !adapter)
     fail(ErrorCode::Unsupported,
          "{}: the model has {} weights, which safetensors cannot hold: load it with quantize none to save a "
          "checkpoint, or write a quantised GGUF with `reason quantize`", dir, kernels::dtype_name(*q));
@@ -63,7 +64,7 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
       cfg.erase("quantization_config");
       cfg["torch_dtype"] = "bfloat16";
     }
-    atomic_write_file((tmp / "config.json").string(), cfg.dump(2));
+    if (!adapter) atomic_write_file((tmp / "config.json").string(), cfg.dump(2));
     if (fs::is_directory(model.dir())) {
       for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"})
         copy_if_exists(fs::path(model.dir()) / f, tmp / f);
@@ -73,14 +74,16 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
     stage("config");
 
     std::vector<std::pair<std::string, Tensor>> tensors;
+    if (adapter) model.save_adapter(tmp.string());
     for (auto list : {model.parameters(), model.buffers()})
+      if (!adapter)
       for (auto& [name, t] : list) {
         DType dt = model.stored_dtype(name);
         if (dt == DType::F8_E4M3) dt = DType::BF16;
         const Tensor h = t.host();  // downloaded when the weights live on a device
         tensors.emplace_back(name, h.dtype() == dt ? h : h.to(dt));
       }
-    write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    if (!adapter) write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
     stage("model");
 
     if (opt) {
@@ -132,7 +135,7 @@ nlohmann::json load_optimizer_state(const std::string& dir, const Model& model, 
   opt.state().clear();
   if (ts.value("has_optimizer", false)) {
     auto f = SafetensorsFile::open((fs::path(dir) / "optimizer.safetensors").string());
-    for (auto& [name, p] : model.parameters()) {
+    for (auto& [name, p] : model.adapter() ? model.adapter_parameters() : model.parameters()) {
       const auto* m = f->find("exp_avg." + name);
       const auto* v = f->find("exp_avg_sq." + name);
       if (!m && !v) continue;  // frozen or never updated

@@ -30,7 +30,10 @@ struct SaveOptions {
 // Saves `model` (its source directory supplies config.json and the tokenizer files) and, when
 // `opt` is non-null, the optimizer state; `state` (e.g. data position, RNG) is stored in
 // trainer_state.json with the optimizer step. FP8 weights are written as bf16 (dequantised) and
-// quantization_config is dropped from config.json.
+// quantization_config is dropped from config.json. A model with a LoRA adapter is saved as its
+// adapter (adapter_config.json + adapter_model.safetensors in PEFT's format, naming the base; no
+// config.json and no base weights, so a quantised base is fine): Model::load of the directory
+// gives base + adapter.
 void save_checkpoint(const std::string& dir, const Model& model, const AdamW* opt, const nlohmann::json& state = {},
                      const SaveOptions& opts = {});
 

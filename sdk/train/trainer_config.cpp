@@ -176,4 +176,38 @@ TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
   return s;
 }
 
+LoraSpec lora_from_proto(const proto::LoraConfig& l, std::string_view where) {
+  LoraSpec s;
+  if (l.rank() < 0) fail(ErrorCode::InvalidArgument, "{}: lora.rank must be > 0 (got {})", where, l.rank());
+  s.r = l.rank() > 0 ? l.rank() : 8;
+  s.alpha = l.alpha() != 0.0f ? l.alpha() : 2.0f * float(s.r);
+  if (!std::isfinite(s.alpha)) fail(ErrorCode::InvalidArgument, "{}: lora.alpha is not finite", where);
+  if (!(l.dropout() >= 0.0f && l.dropout() < 1.0f))
+    fail(ErrorCode::InvalidArgument, "{}: lora.dropout must be in [0, 1) (got {})", where, l.dropout());
+  s.dropout = l.dropout();
+  s.use_rslora = l.use_rslora();
+  const std::string t = l.target_modules().empty() ? "all-linear" : l.target_modules();
+  if (t == "all-linear") {
+    s.all_linear = true;
+  } else {
+    size_t at = 0;
+    while (at <= t.size()) {
+      size_t comma = t.find(',', at);
+      if (comma == std::string::npos) comma = t.size();
+      std::string name = t.substr(at, comma - at);
+      name.erase(0, name.find_first_not_of(' '));
+      name.erase(name.find_last_not_of(' ') + 1);
+      if (name.empty()) fail(ErrorCode::InvalidArgument, "{}: lora.target_modules '{}' has an empty name", where, t);
+      s.target_modules.push_back(name);
+      at = comma + 1;
+    }
+  }
+  for (const auto& [k, v] : l.rank_pattern()) {
+    if (v <= 0) fail(ErrorCode::InvalidArgument, "{}: lora.rank_pattern[{}] must be > 0", where, k);
+    s.rank_pattern[k] = v;
+  }
+  for (const auto& [k, v] : l.alpha_pattern()) s.alpha_pattern[k] = v;
+  return s;
+}
+
 }  // namespace reason

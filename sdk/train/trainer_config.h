@@ -28,5 +28,7 @@ LrSchedule schedule_from_proto(const proto::ScheduleConfig& s, std::string_view 
 // require_group: group_size must be >= 2.
 GrpoConfig grpo_from_proto(const proto::GrpoConfig& g, bool require_group, std::string_view where);
 DistillConfig distill_from_proto(const proto::DistillConfig& d, std::string_view where);
+// The LoRA settings of a stage's `lora { ... }` (defaults: rank 8, alpha 2 x rank, all-linear).
+LoraSpec lora_from_proto(const proto::LoraConfig& l, std::string_view where);
 
 }  // namespace reason

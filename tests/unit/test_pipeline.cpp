@@ -23,6 +23,8 @@
 #include "core/error.h"
 #include "reason.pb.h"
 #include "guarded_backend.h"
+#include "io/safetensors.h"
+#include "train/checkpoint.h"
 #include "rl/pipeline.h"
 #include "rl/rewards.h"
 
@@ -570,4 +572,66 @@ TEST_CASE("a GRPO stage with GSPO, rollout correction and adaptive entropy contr
     CHECK(r["sampling_logp_diff_max"].get<double>() < 1e-3);
     CHECK(r["policy_tokens"].get<int64_t>() > 0);
   }
+}
+
+TEST_CASE("LoRA stages: adapters in PEFT format, the next stage trains on, a full stage merges", "[pipeline][lora]") {
+  const fs::path dir = temp_dir("lora");
+  const std::string base_weights = read(fs::path(kBase) / "model.safetensors");
+  const std::string cfg = "seed: 5\nthreads: 1\ncheckpoint_every: 1\n"
+                          "prompt_format { template: \"User: {prompt}\\nAssistant:\" }\n"
+                          "models { name: \"policy\" path: \"" + kBase + "\" }\n"
+                          "datasets { name: \"train\" synthetic { kind: PROBLEMS count: 64 } }\n"
+                          "datasets { name: \"corpus\" synthetic { kind: CORPUS count: 16 } }\n"
+                          "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 2 prompts_per_step: 2 "
+                          "grpo { group_size: 4 } sampling { max_new_tokens: 48 } optimizer { lr: 1e-3 } "
+                          "lora { rank: 4 alpha: 8 target_modules: \"q_proj, v_proj, down_proj\" rank_pattern { key: \"down_proj\" value: 2 } } } }\n"
+                          "stages { name: \"rl2\" grpo { model: \"policy\" dataset: \"train\" steps: 2 prompts_per_step: 2 "
+                          "grpo { group_size: 4 } sampling { max_new_tokens: 48 } optimizer { lr: 1e-3 } lora { } } }\n"
+                          "stages { name: \"full\" sft { model: \"policy\" dataset: \"corpus\" steps: 1 batch_size: 2 } }\n";
+  run_config(dir, cfg);
+  const int layers = json::parse(read(fs::path(kBase) / "config.json"))["num_hidden_layers"].get<int>();
+  const fs::path s0 = dir / "out" / "stages" / "00-rl" / "final", s1 = dir / "out" / "stages" / "01-rl2" / "final";
+  for (const fs::path& s : {s0, s1}) {
+    INFO(s);
+    CHECK(fs::exists(s / "adapter_config.json"));
+    CHECK(fs::exists(s / "adapter_model.safetensors"));
+    CHECK_FALSE(fs::exists(s / "config.json"));
+    CHECK_FALSE(fs::exists(s / "model.safetensors"));
+    const json a = json::parse(read(s / "adapter_config.json"));
+    CHECK(a["base_model_name_or_path"] == fs::absolute(kBase).string());
+    CHECK(a["r"] == 4);
+    CHECK(a["rank_pattern"]["down_proj"] == 2);
+    CHECK(a["target_modules"].size() == size_t(3 * layers));  // 3 modules in each layer
+  }
+  CHECK(read(fs::path(kBase) / "model.safetensors") == base_weights);  // the base is never written
+  // The adapter trained (lora_B moved from 0), and the second stage went on from the first's.
+  auto f0 = SafetensorsFile::open((s0 / "adapter_model.safetensors").string());
+  auto f1 = SafetensorsFile::open((s1 / "adapter_model.safetensors").string());
+  const std::string b = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight";
+  const Tensor b0 = f0->tensor(b), b1 = f1->tensor(b);
+  float n0 = 0, d01 = 0;
+  for (int64_t i = 0; i < b0.numel(); ++i) {
+    n0 = std::max(n0, std::fabs(b0.data<float>()[i]));
+    d01 = std::max(d01, std::fabs(b0.data<float>()[i] - b1.data<float>()[i]));
+  }
+  CHECK(n0 > 0.0f);
+  CHECK(d01 > 0.0f);
+  // Loading the stage's directory gives base + adapter; the full SFT stage merged it and trained
+  // every weight into a plain checkpoint.
+  auto m = Model::load(s1.string());
+  REQUIRE(m->adapter() != nullptr);
+  CHECK(m->adapter_parameters().size() == size_t(2 * 3 * layers));
+  // The optimizer state saved with it is the adapter's (what a resumed stage restores).
+  AdamW opt;
+  CHECK(load_optimizer_state(s1.string(), *m, opt)["step"] == 2);
+  CHECK(opt.state().size() == m->adapter_parameters().size());
+  CHECK(fs::exists(dir / "out" / "stages" / "02-full" / "final" / "model.safetensors"));
+  CHECK(Model::load((dir / "out" / "stages" / "02-full" / "final").string())->adapter() == nullptr);
+  // A bad lora block fails the check before any work, naming the field.
+  const fs::path bad = temp_dir("lora_bad");
+  write(bad / "c.textproto", "models { name: \"policy\" path: \"" + kBase + "\" }\n"
+                             "datasets { name: \"train\" synthetic { kind: PROBLEMS count: 8 } }\n"
+                             "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 1 "
+                             "grpo { group_size: 2 } lora { dropout: 1.5 } } }\n");
+  CHECK_THROWS_WITH(check_pipeline((bad / "c.textproto").string()), Catch::Contains("lora.dropout must be in [0, 1)"));
 }
