@@ -197,6 +197,24 @@ REASON_API reason_status reason_model_load_quantized(reason_model** out, const c
                                                      const reason_model_options* opts, reason_device device,
                                                      reason_dtype kv_dtype, reason_weight_quant quantize);
 
+/* reason_model_load_quantized with a LoRA adapter run with the base weights, unmerged (added in
+ * 0.x): adapter_dir is a PEFT adapter directory (adapter_config.json + adapter_model.safetensors,
+ * as PeftModel.save_pretrained writes; DoRA, biases and modules_to_save are refused, naming the
+ * field); NULL: none. `path` may itself be an adapter directory (no config.json): its base is
+ * adapter_config.json's base_model_name_or_path. A trainer on such a model trains the adapter
+ * only (the base is frozen; a quantised base trains as QLoRA) and reason_trainer_save writes the
+ * adapter in PEFT's format. Errors name the file and tensor (a module the base lacks, shapes or
+ * ranks that differ). Ownership and threads as reason_model_load. */
+REASON_API reason_status reason_model_load_adapter(reason_model** out, const char* path, const char* adapter_dir,
+                                                   const reason_model_options* opts, reason_device device,
+                                                   reason_dtype kv_dtype, reason_weight_quant quantize);
+/* The number of linear layers carrying the model's LoRA adapter (0: none). */
+REASON_API int64_t reason_model_adapter_modules(const reason_model* model);
+/* Writes the model's adapter into directory dir in PEFT's format (each file atomically;
+ * PeftModel.from_pretrained opens it). REASON_ERR_INVALID_ARGUMENT when the model has none. Do not
+ * call while a trainer step on the model runs. */
+REASON_API reason_status reason_model_save_adapter(const reason_model* model, const char* dir);
+
 /* ggml's name of the block type of the model's first quantised weight ("Q4_K", "Q6_K", "Q8_0",
  * "Q4_0", "Q4_1", "Q5_K"), or NULL when no weight is quantised (or model is NULL). A static string. */
 REASON_API const char* reason_model_quantized_weights(const reason_model* model);
@@ -476,7 +494,9 @@ REASON_API reason_status reason_trainer_completion_logprobs(float* out, reason_t
                                                             const int32_t* completion, size_t completion_len);
 
 /* Saves the policy as a Hugging Face directory plus optimizer state and step, atomically (the
- * previous checkpoint at `dir` survives any failure). */
+ * previous checkpoint at `dir` survives any failure). A policy with a LoRA adapter is saved as
+ * its adapter in PEFT's format (plus the optimizer state), naming its base: reason_model_load of
+ * `dir` gives base + adapter. */
 REASON_API reason_status reason_trainer_save(reason_trainer* trainer, const char* dir);
 /* Restores optimizer state and step from a checkpoint whose weights the policy was loaded from
  * (reason_model_load(dir)). */

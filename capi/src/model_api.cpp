@@ -104,6 +104,12 @@ REASON_API reason_status reason_model_load_on(reason_model** out, const char* di
 REASON_API reason_status reason_model_load_quantized(reason_model** out, const char* dir,
                                                      const reason_model_options* opts, reason_device device,
                                                      reason_dtype kv_dtype, reason_weight_quant quantize) {
+  return reason_model_load_adapter(out, dir, nullptr, opts, device, kv_dtype, quantize);
+}
+
+REASON_API reason_status reason_model_load_adapter(reason_model** out, const char* dir, const char* adapter_dir,
+                                                   const reason_model_options* opts, reason_device device,
+                                                   reason_dtype kv_dtype, reason_weight_quant quantize) {
   REASON_CHECK_ARG(out, "reason_model_load", "out is NULL");
   REASON_CHECK_ARG(dir, "reason_model_load", "dir is NULL");
   REASON_CHECK_ARG(!opts || opts->struct_size >= sizeof(uint32_t), "reason_model_load", "opts->struct_size is not set");
@@ -135,11 +141,23 @@ REASON_API reason_status reason_model_load_quantized(reason_model** out, const c
       default: reason::fail(reason::ErrorCode::InvalidArgument, "unknown weight quantisation {}", int(quantize));
     }
     lo.load_tokenizer = o.load_tokenizer != 0;
+    if (adapter_dir) lo.adapter = adapter_dir;
     auto m = std::make_unique<reason_model>();
     m->model = reason::Model::load(dir, lo);
     m->tokenizer.tok = m->model->tokenizer();
     *out = m.release();
   });
+}
+
+REASON_API reason_status reason_model_save_adapter(const reason_model* model, const char* dir) {
+  REASON_CHECK_ARG(model && model->model, "reason_model_save_adapter", "model is NULL");
+  REASON_CHECK_ARG(dir && *dir, "reason_model_save_adapter", "dir is NULL or empty");
+  return guard("reason_model_save_adapter", [&] { model->model->save_adapter(dir); });
+}
+
+REASON_API int64_t reason_model_adapter_modules(const reason_model* model) {
+  if (!model || !model->model || !model->model->adapter()) return 0;
+  return int64_t(model->model->adapter_parameters().size() / 2);
 }
 
 REASON_API const char* reason_model_quantized_weights(const reason_model* model) {

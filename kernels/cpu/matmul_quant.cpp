@@ -42,7 +42,7 @@ void matmul_quant(const MatmulArgs& a) {
   const int64_t ldy = a.ldy ? a.ldy : a.n;
   const IsaOps& ops = isa_ops();
   const bool int8_gemm = dtype_row_group(a.w_dtype) == 8 && ops.isa != CpuIsa::Generic;
-  if (a.m > kSmallM && !int8_gemm) return matmul_dequantized(a, ldx, ldy);
+  if ((a.m > kSmallM && !int8_gemm) || a.exact) return matmul_dequantized(a, ldx, ldy);
 
   // Activation rows, quantised once (the weights are the stream; these stay in cache).
   const int64_t blocks = a.k / block;

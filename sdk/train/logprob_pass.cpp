@@ -129,8 +129,10 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   const ModelConfig& c = model.config();
   if (model.compute_dtype() != DType::F32)
     fail(ErrorCode::Unsupported, "training needs the model loaded in f32 (its master weights)");
-  if (auto q = model.quantized_weights())
-    fail(ErrorCode::Unsupported, "training needs unquantised weights, but the model has {} weights (load it with quantize none)",
+  if (auto q = model.quantized_weights(); q && !model.adapter())  // QLoRA: a frozen quantised base is fine
+    fail(ErrorCode::Unsupported,
+         "training needs unquantised weights, but the model has {} weights (load it with quantize none, or train a LoRA "
+         "adapter on it)",
          kernels::dtype_name(*q));
   if (!(temperature > 0.0f)) fail(ErrorCode::InvalidArgument, "training temperature must be > 0 (got {})", temperature);
   model_ = &model;
@@ -215,7 +217,7 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   for (int64_t c0 = 0; c0 < N; c0 += B) {
     const int64_t m = std::min(B, N - c0);
     be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + c0, m, d);
-    linear_forward(be, Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data());
+    linear_forward(be, Linear{model.lm_head(), Tensor()}, hc.data(), m, logits.data(), true);
     be.logsoftmax_rows(logits.data(), m, V, inv_t, target_id_dev_.data() + c0, lse_.data() + c0, out.data() + c0,
                        entropy.data() + c0);
   }
@@ -237,7 +239,7 @@ void LogprobPass::row_logits(int64_t i0, int64_t n, float* out) const {
   }
   DeviceArray<float> hc(be, size_t(n * d));
   be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + i0, n, d);
-  linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out);
+  linear_forward(be, Linear{model_->lm_head(), Tensor()}, hc.data(), n, out, true);
 }
 
 void LogprobPass::backward(std::span<const float> dlogp, Gradients& grads) {
@@ -299,7 +301,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill,
     for (int64_t c0 = 0; c0 < N; c0 += B) {
       const int64_t m = std::min(B, N - c0);
       be.gather_rows(hc.data(), h_final_.data(), DType::F32, target_row_dev_.data() + c0, m, d);
-      if (!kept) linear_forward(be, head, hc.data(), m, logits.data());
+      if (!kept) linear_forward(be, head, hc.data(), m, logits.data(), true);
       if (distill) {
         distill->teacher->row_logits(c0, m, tlogits.data());
         kernels::DistillRowsArgs da;

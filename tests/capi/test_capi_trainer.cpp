@@ -84,6 +84,69 @@ TEST_CASE("SFT through the ABI: the next generation uses the new weights", "[cap
   reason_model_free(m);
 }
 
+TEST_CASE("LoRA through the ABI: load a PEFT adapter, train it (QLoRA on a Q8_0 base too), save and reload", "[capi][train][lora]") {
+  const std::string adapter = std::string(REASON_FIXTURES_DIR) + "/lora/qwen2_tied_all_linear/adapter";
+  reason_model *plain = nullptr, *m = nullptr;
+  REQUIRE(reason_model_load(&plain, kModel.c_str(), nullptr) == REASON_OK);
+  REQUIRE(reason_model_load_adapter(&m, kModel.c_str(), adapter.c_str(), nullptr, REASON_DEVICE_CPU, REASON_DTYPE_AUTO,
+                                    REASON_QUANT_NONE) == REASON_OK);
+  CHECK(reason_model_adapter_modules(plain) == 0);
+  CHECK(reason_model_adapter_modules(m) == 14);
+  const std::vector<int32_t> seq{11, 12, 13, 201, 202, 203, 204, 205, 206, 207};
+  std::vector<float> lp_plain(seq.size() - 1), lp(seq.size() - 1);
+  REQUIRE(reason_score(lp_plain.data(), plain, seq.data(), seq.size()) == REASON_OK);
+  REQUIRE(reason_score(lp.data(), m, seq.data(), seq.size()) == REASON_OK);
+  CHECK(lp != lp_plain);  // the adapter runs
+
+  std::vector<uint8_t> mask(seq.size(), 1);
+  mask[0] = mask[1] = mask[2] = 0;
+  const int32_t* tp = seq.data();
+  size_t len = seq.size();
+  const uint8_t* mp = mask.data();
+  const std::string dir = std::filesystem::temp_directory_path() / ("reason_capi_lora_" + std::to_string(::getpid()));
+  for (reason_weight_quant q : {REASON_QUANT_NONE, REASON_QUANT_Q8_0}) {
+    INFO("quantize " << int(q));
+    reason_model* p = nullptr;
+    REQUIRE(reason_model_load_adapter(&p, kModel.c_str(), adapter.c_str(), nullptr, REASON_DEVICE_CPU, REASON_DTYPE_AUTO, q) ==
+            REASON_OK);
+    reason_trainer* tr = nullptr;
+    REQUIRE(reason_trainer_create(&tr, p, nullptr, "optimizer { lr: 0.01 }", 0, 0) == REASON_OK);
+    reason_step_metrics met = REASON_STEP_METRICS_INIT;
+    float first = 0;
+    for (int i = 0; i < 20; ++i) {
+      const reason_status st = reason_trainer_sft_step(&met, tr, &tp, &len, &mp, 1);
+      INFO(reason_last_error());
+      REQUIRE(st == REASON_OK);
+      if (i == 0) first = met.loss;
+    }
+    CHECK(met.loss < 0.5f * first);
+    REQUIRE(reason_trainer_save(tr, dir.c_str()) == REASON_OK);
+    CHECK(std::filesystem::exists(std::filesystem::path(dir) / "adapter_model.safetensors"));
+    CHECK_FALSE(std::filesystem::exists(std::filesystem::path(dir) / "model.safetensors"));
+    reason_model* back = nullptr;
+    REQUIRE(reason_model_load_quantized(&back, dir.c_str(), nullptr, REASON_DEVICE_CPU, REASON_DTYPE_AUTO, q) == REASON_OK);
+    CHECK(reason_model_adapter_modules(back) == 14);
+    std::vector<float> a(seq.size() - 1), b(seq.size() - 1);
+    REQUIRE(reason_score(a.data(), p, seq.data(), seq.size()) == REASON_OK);
+    REQUIRE(reason_score(b.data(), back, seq.data(), seq.size()) == REASON_OK);
+    CHECK(a == b);
+    reason_model_free(back);
+    reason_trainer_free(tr);
+    reason_model_free(p);
+    std::filesystem::remove_all(dir);
+  }
+  // Errors: no adapter to save, a missing adapter directory.
+  CHECK(reason_model_save_adapter(plain, dir.c_str()) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(reason_last_error()).find("has no LoRA adapter") != std::string::npos);
+  reason_model* bad = nullptr;
+  CHECK(reason_model_load_adapter(&bad, kModel.c_str(), "/no/such/adapter", nullptr, REASON_DEVICE_CPU, REASON_DTYPE_AUTO,
+                                  REASON_QUANT_NONE) != REASON_OK);
+  CHECK(std::string(reason_last_error()).find("adapter_config.json") != std::string::npos);
+  CHECK(bad == nullptr);
+  reason_model_free(m);
+  reason_model_free(plain);
+}
+
 TEST_CASE("GRPO through the ABI with rewards from a C callback", "[capi][train][grpo]") {
   reason_model* m = nullptr;
   reason_model* ref = nullptr;

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "model/gguf_export.h"
 #include "model/model.h"
 #include "train/logprob_pass.h"
 #include "train/trainer.h"
@@ -224,6 +225,54 @@ TEST_CASE("New adapters start as the base model and train only themselves", "[lo
     INFO(n);
     CHECK(std::memcmp(t.host().raw(), before[i++].raw(), t.nbytes()) == 0);
   }
+}
+
+TEST_CASE("QLoRA: a quantised base gives the adapter the gradients of its dequantised weights", "[lora][qlora]") {
+  // The base written as a Q8_0 (and a Q4_K_M) GGUF, loaded twice with the same PEFT adapter: with
+  // the quantised tensors as stored, and dequantised to f32. Training passes multiply quantised
+  // weights as dequantised f32 (no int8-rounded activations: MatmulArgs::exact), so both loads
+  // give the same logprobs and adapter gradients to f32 summation order, on every ISA path.
+  const fs::path dir = fs::temp_directory_path() / ("reason_test_qlora_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto f = SafetensorsFile::open(kFixtures + "lora/qwen2_tied_all_linear.safetensors");
+  const Batch b = read_batch(*f);
+  LoadOptions plain;
+  plain.quantize = WeightQuant::None;
+  auto base = Model::load(kFixtures + "dense/qwen2_tied", plain);
+  for (GgufOutType type : {GgufOutType::Q8_0, GgufOutType::Q4_K_M}) {
+    INFO("type " << int(type));
+    const std::string gguf = (dir / "base.gguf").string();
+    write_gguf_model(*base, gguf, type);
+    auto run = [&](WeightQuant q, std::vector<float>& lp) {
+      LoadOptions o;
+      o.quantize = q;
+      o.adapter = kFixtures + "lora/qwen2_tied_all_linear/adapter";
+      auto m = Model::load(gguf, o);
+      CHECK(m->quantized_weights().has_value() == (q == WeightQuant::AsStored));
+      LogprobPass pass;
+      lp = pass.forward(*m, b.seqs, 1.0f);
+      std::vector<float> dl(lp.size());
+      for (size_t k = 0; k < dl.size(); ++k) dl[k] = b.on[k] ? -1.0f / float(b.n_masked) : 0.0f;
+      Gradients g = Gradients::zeros_like(*m);
+      pass.backward(dl, g);
+      return g;
+    };
+    std::vector<float> lq, lf;
+    Gradients gq = run(WeightQuant::AsStored, lq), gf = run(WeightQuant::None, lf);
+    for (size_t k = 0; k < lq.size(); ++k) CHECK(std::fabs(lq[k] - lf[k]) <= 1e-4f);
+    REQUIRE(gq.by_name.size() == 28);
+    for (auto& [name, t] : gf.by_name) {
+      INFO(name);
+      const Tensor a = gq.at(name).host(), c = t.host();
+      float scale = 0, err = 0;
+      for (int64_t i = 0; i < a.numel(); ++i) {
+        scale = std::max(scale, std::fabs(c.data<float>()[i]));
+        err = std::max(err, std::fabs(a.data<float>()[i] - c.data<float>()[i]));
+      }
+      CHECK(err <= 1e-4f * scale + 1e-6f);
+    }
+  }
+  fs::remove_all(dir);
 }
 
 TEST_CASE("Bad adapters are refused with the reason", "[lora]") {

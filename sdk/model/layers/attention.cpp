@@ -72,11 +72,11 @@ void gqa_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
     a.q_raw.resize(be, a.q.size());
     a.k_raw.resize(be, a.k.size());
   }
-  linear_forward(be, ly.q, a.h1.data(), T, (qk_norm ? a.q_raw : a.q).data());
+  linear_forward(be, ly.q, a.h1.data(), T, (qk_norm ? a.q_raw : a.q).data(), ctx.keep_inputs);
   ctx.lap(ForwardOp::QProj, double(ly.q.w.nbytes()));
-  linear_forward(be, ly.k, a.h1.data(), T, (qk_norm ? a.k_raw : a.k).data());
+  linear_forward(be, ly.k, a.h1.data(), T, (qk_norm ? a.k_raw : a.k).data(), ctx.keep_inputs);
   ctx.lap(ForwardOp::KProj, double(ly.k.w.nbytes()));
-  linear_forward(be, ly.v, a.h1.data(), T, a.v.data());
+  linear_forward(be, ly.v, a.h1.data(), T, a.v.data(), ctx.keep_inputs);
   ctx.lap(ForwardOp::VProj, double(ly.v.w.nbytes()));
   if (qk_norm) {
     a.q_rstd.resize(be, size_t(T * nh));

@@ -24,7 +24,7 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
     gqa_forward(ctx, ly, layer, a);
   }
   a.tmp.resize(be, size_t(T * d));
-  linear_forward(be, ly.o, a.att.data(), T, a.tmp.data());
+  linear_forward(be, ly.o, a.att.data(), T, a.tmp.data(), ctx.keep_inputs);
   ctx.lap(ForwardOp::OProj, double(ly.o.w.nbytes()));
   be.add_inplace(x.data(), a.tmp.data(), T * d);
   ctx.lap(ForwardOp::ResidualAdd);
@@ -38,11 +38,11 @@ void decoder_layer_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t 
   const float* out;
   if (ly.is_moe) {
     a.ffn_out.resize(be, size_t(T * d));
-    moe_forward(be, ly.moe, a.h2.data(), T, d, a.ffn_out.data(), a, expert_load);
+    moe_forward(be, ly.moe, a.h2.data(), T, d, a.ffn_out.data(), a, expert_load, ctx.keep_inputs);
     out = a.ffn_out.data();
     ctx.lap(ForwardOp::Moe);
   } else {
-    mlp_forward(be, ly.mlp, a.h2.data(), T, d, a.mlp, ctx.laps);
+    mlp_forward(be, ly.mlp, a.h2.data(), T, d, a.mlp, ctx.laps, ctx.keep_inputs);
     out = a.mlp.y.data();
   }
   be.add_inplace(x.data(), out, T * d);

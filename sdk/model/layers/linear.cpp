@@ -37,12 +37,14 @@ void input_grad_blocked(kernels::Backend& be, const Tensor& w, const float* dy, 
 
 }  // namespace
 
-void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y) {
-  linear_forward_strided(be, l, x, 0, m, y, 0);
+void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y, bool exact) {
+  linear_forward_strided(be, l, x, 0, m, y, 0, exact);
 }
 
-void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy) {
+void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+                            bool exact) {
   kernels::MatmulArgs a;
+  a.exact = exact;
   a.ldx = ldx;
   a.ldy = ldy;
   a.x = x;

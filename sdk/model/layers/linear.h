@@ -50,11 +50,13 @@ class ParamGrads {
   float* bias(const Linear& l) const { return l.b.raw() ? of(l.b) : nullptr; }
 };
 
-// y[m, out] = x[m, in] . W^T (+ b) (+ the LoRA adapter's term).
-void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y);
+// y[m, out] = x[m, in] . W^T (+ b) (+ the LoRA adapter's term). exact: a quantised W multiplies
+// the f32 rows as dequantised weights (MatmulArgs::exact; training passes set it).
+void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y, bool exact = false);
 
 // The same with row strides (elements) for x and y.
-void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy);
+void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+                            bool exact = false);
 
 // dx[m, in] (+)= dy[m, out] . W (accumulate_dx says which; dx may be null: no input gradient);
 // dW += dy^T . x;  db += sum over rows of dy (when l has a bias and they are not frozen). With a

@@ -125,7 +125,7 @@ void attend_own_rows(const LayerCtx& ctx, const DecoderLayer& ly, LayerActs& a) 
   const int64_t T = ctx.rows, H = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, vd = c.v_head_dim;
   const int64_t qk = nope + rd, kvw = nope + vd;
   DevF kvb(be, size_t(T * H * kvw));
-  linear_forward(be, ly.kv_b, a.lat.data(), T, kvb.data());
+  linear_forward(be, ly.kv_b, a.lat.data(), T, kvb.data(), ctx.keep_inputs);
   a.k.resize(be, size_t(T * H * qk));
   a.v.resize(be, size_t(T * H * vd));
   // per (token, head) row of kvb [nope | v]: k = [nope | the token's shared roped key], v
@@ -150,15 +150,15 @@ void mla_forward(const LayerCtx& ctx, const DecoderLayer& ly, int64_t layer, Lay
     a.qa_raw.resize(be, size_t(T * ql));
     a.qa_n.resize(be, size_t(T * ql));
     a.qa_rstd.resize(be, size_t(T));
-    linear_forward(be, ly.q_a, a.h1.data(), T, a.qa_raw.data());
+    linear_forward(be, ly.q_a, a.h1.data(), T, a.qa_raw.data(), ctx.keep_inputs);
     rmsnorm_forward(be, a.qa_raw.data(), ly.q_a_norm, a.qa_n.data(), a.qa_rstd.data(), T, ql, c.rms_norm_eps);
-    linear_forward(be, ly.q_b, a.qa_n.data(), T, a.q.data());
+    linear_forward(be, ly.q_b, a.qa_n.data(), T, a.q.data(), ctx.keep_inputs);
   } else {
-    linear_forward(be, ly.q, a.h1.data(), T, a.q.data());
+    linear_forward(be, ly.q, a.h1.data(), T, a.q.data(), ctx.keep_inputs);
   }
   // Latent (normed) and the shared rope key.
   DevF ckv(be, size_t(T * R));
-  linear_forward(be, ly.kv_a, a.h1.data(), T, ckv.data());
+  linear_forward(be, ly.kv_a, a.h1.data(), T, ckv.data(), ctx.keep_inputs);
   a.lat_raw.resize(be, size_t(T * L));
   a.lat.resize(be, size_t(T * L));
   a.lat_rstd.resize(be, size_t(T));

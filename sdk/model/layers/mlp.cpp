@@ -6,7 +6,8 @@
 
 namespace reason {
 
-void mlp_forward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t n, int64_t d, MlpActs& a, OpLaps* laps) {
+void mlp_forward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t n, int64_t d, MlpActs& a, OpLaps* laps,
+                 bool exact) {
   const int64_t ffn = m.gate.w.dim(0);
   a.gate.resize(be, size_t(n * ffn));
   a.up.resize(be, size_t(n * ffn));
@@ -14,16 +15,16 @@ void mlp_forward(kernels::Backend& be, const SwiGLU& m, const float* x, int64_t 
   a.y.resize(be, size_t(n * d));
   OpLaps none(nullptr);
   OpLaps& lap = laps ? *laps : none;
-  linear_forward(be, m.gate, x, n, a.gate.data());
+  linear_forward(be, m.gate, x, n, a.gate.data(), exact);
   lap(ForwardOp::GateProj, double(m.gate.w.nbytes()));
-  linear_forward(be, m.up, x, n, a.up.data());
+  linear_forward(be, m.up, x, n, a.up.data(), exact);
   lap(ForwardOp::UpProj, double(m.up.w.nbytes()));
   if (m.act == Activation::Silu)
     be.silu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn);
   else
     be.gelu_mul(a.act.data(), a.gate.data(), a.up.data(), n * ffn, m.act == Activation::GeluTanh);
   lap(ForwardOp::SiluMul);
-  linear_forward(be, m.down, a.act.data(), n, a.y.data());
+  linear_forward(be, m.down, a.act.data(), n, a.y.data(), exact);
   lap(ForwardOp::DownProj, double(m.down.w.nbytes()));
 }
 

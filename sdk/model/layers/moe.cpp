@@ -9,7 +9,7 @@
 namespace reason {
 
 void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, float* out, LayerActs& a,
-                 int64_t* expert_load) {
+                 int64_t* expert_load, bool exact) {
   const int E = w.router.n_experts, K = w.router.top_k;
   a.router_logits.resize(be, size_t(T * E));
   linear_forward(be, Linear{w.gate, Tensor()}, h, T, a.router_logits.data());
@@ -39,12 +39,12 @@ void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int6
     }
     xe.resize(be, size_t(n * d));
     be.gather_rows(xe.data(), h, DType::F32, a.expert_tok.data() + p0, n, d);
-    mlp_forward(be, w.experts[size_t(e)], xe.data(), n, d, ea);
+    mlp_forward(be, w.experts[size_t(e)], xe.data(), n, d, ea, nullptr, exact);
     // out[t] += w * y, in slot order
     be.scatter_add_rows(out, a.expert_tok.data() + p0, ea.y.data(), a.expert_w.data() + p0, n, d);
   }
   if (w.has_shared) {
-    mlp_forward(be, w.shared, h, T, d, a.shared);
+    mlp_forward(be, w.shared, h, T, d, a.shared, nullptr, exact);
     if (w.shared_gate.raw()) {
       a.shared_gate_logit.resize(be, static_cast<size_t>(T));
       linear_forward(be, Linear{w.shared_gate, Tensor()}, h, T, a.shared_gate_logit.data());

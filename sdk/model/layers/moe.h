@@ -28,7 +28,7 @@ struct MoeWeights {
 // out[T, d] = MoE(h[T, d]), keeping the routing and every expert's activations in `a`.
 // When expert_load is non-null, expert_load[e] += tokens routed to e.
 void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int64_t T, int64_t d, float* out, LayerActs& a,
-                 int64_t* expert_load);
+                 int64_t* expert_load, bool exact);
 
 // dh (+)= d/dh given dout; weight and router gradients accumulate. With aux_alpha > 0 the
 // sequence-wise balance loss's gradient (moe_seq_aux_loss), times aux_scale, is added.

@@ -41,6 +41,9 @@ struct MatmulArgs {
   int64_t m = 0, n = 0, k = 0;
   int64_t ldx = 0, ldy = 0;  // 0 means packed (k and n)
   float beta = 0.0f;         // 0: overwrite y; 1: accumulate into y
+  // Quantised weights: always the dequantised weights times the f32 rows, never int8-rounded
+  // activations (training passes, whose backward differentiates exactly that product).
+  bool exact = false;
 };
 
 // Rows of a paged (block) store: row p at blocks[p / block_size] + (p % block_size) * row_stride
