@@ -188,6 +188,16 @@ Status Model::load_on(const std::string& dir, const std::string& dtype, const st
 
 Status Model::load_quantized(const std::string& dir, const std::string& dtype, const std::string& device,
                              const std::string& kv_dtype, const std::string& quantize) {
+  return load_adapter(dir, "", dtype, device, kv_dtype, quantize);
+}
+
+Status Model::save_adapter(const std::string& dir) const {
+  if (!m_) return error(REASON_ERR_INVALID_ARGUMENT, "model is closed");
+  return status_of(reason_model_save_adapter(m_, dir.c_str()));
+}
+
+Status Model::load_adapter(const std::string& dir, const std::string& adapter_dir, const std::string& dtype,
+                           const std::string& device, const std::string& kv_dtype, const std::string& quantize) {
   close();
   reason_model_options o = REASON_MODEL_OPTIONS_INIT;
   if (dtype == "bf16")
@@ -218,7 +228,8 @@ Status Model::load_quantized(const std::string& dir, const std::string& dtype, c
   else if (quantize != "none" && !quantize.empty())
     return error(REASON_ERR_INVALID_ARGUMENT,
                  "quantize must be \"none\", \"stored\", \"q8_0\" or \"q4_k\" (got \"" + quantize + "\")");
-  return status_of(reason_model_load_quantized(&m_, dir.c_str(), &o, dev, kv, q));
+  return status_of(reason_model_load_adapter(&m_, dir.c_str(), adapter_dir.empty() ? nullptr : adapter_dir.c_str(), &o, dev,
+                                             kv, q));
 }
 
 ModelInfo Model::info() const {
@@ -237,6 +248,7 @@ ModelInfo Model::info() const {
   out.kv_dtype = i.kv_dtype == REASON_DTYPE_BF16 ? "bf16" : "f32";
   const char* q = reason_model_quantized_weights(m_);
   out.quantized_weights = q ? q : "";
+  out.adapter_modules = reason_model_adapter_modules(m_);
   return out;
 }
 

@@ -136,6 +136,7 @@ struct ModelInfo {
   // ggml's name of the first quantised weight's block type ("Q4_K", "Q6_K", "Q8_0", ...), or ""
   // when no weight is quantised (reason_model_quantized_weights).
   std::string quantized_weights;
+  int64_t adapter_modules = 0;  // linear layers carrying a LoRA adapter (0: none)
 };
 
 class Model {
@@ -156,6 +157,13 @@ class Model {
   // model runs inference only.
   Status load_quantized(const std::string& dir, const std::string& dtype, const std::string& device,
                         const std::string& kv_dtype, const std::string& quantize);
+  // load_quantized with a LoRA adapter run with the base, unmerged (reason_model_load_adapter):
+  // adapter_dir is a PEFT adapter directory ("" = none). A trainer on the model trains the adapter
+  // only (the base is frozen; a quantised base trains as QLoRA) and saves it in PEFT's format.
+  Status load_adapter(const std::string& dir, const std::string& adapter_dir, const std::string& dtype,
+                      const std::string& device, const std::string& kv_dtype, const std::string& quantize);
+  // Writes the model's adapter (PEFT format) into dir (reason_model_save_adapter).
+  Status save_adapter(const std::string& dir) const;
   ModelInfo info() const;
   // The model's tokenizer into `out` (borrowed: valid while this model is open).
   Status tokenizer(Tokenizer& out) const;

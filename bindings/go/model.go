@@ -22,7 +22,7 @@ type modelCore struct {
 	tok *tokCore // the tokenizer loaded with the model (borrowed from it), or nil
 }
 
-type loadOptions struct{ dtype, device, kvDType, quantize string }
+type loadOptions struct{ dtype, device, kvDType, quantize, adapter string }
 
 // LoadOption changes how LoadModel loads a model.
 type LoadOption func(*loadOptions)
@@ -43,6 +43,12 @@ func WithKVDType(dtype string) LoadOption { return func(o *loadOptions) { o.kvDT
 // only: training it is an error.
 func WithQuantize(q string) LoadOption { return func(o *loadOptions) { o.quantize = q } }
 
+// WithAdapter runs a LoRA adapter with the base weights, unmerged: dir is a PEFT adapter
+// directory (adapter_config.json + adapter_model.safetensors). A trainer on the model trains the
+// adapter only (the base is frozen; a quantised base trains as QLoRA) and saves it in PEFT's
+// format. A model directory that is itself an adapter directory loads as its base + it.
+func WithAdapter(dir string) LoadOption { return func(o *loadOptions) { o.adapter = dir } }
+
 // LoadModel loads a Hugging Face model directory (config.json, model.safetensors or a sharded
 // index, and tokenizer.json when present). Errors are *Error values naming the directory and
 // the file, tensor or field at fault.
@@ -55,7 +61,7 @@ func LoadModel(dir string, opts ...LoadOption) (*Model, error) {
 		f(&o)
 	}
 	nm := native.NewModel()
-	if err := takeStatus(nm.Load_quantized(dir, o.dtype, o.device, o.kvDType, o.quantize)); err != nil {
+	if err := takeStatus(nm.Load_adapter(dir, o.adapter, o.dtype, o.device, o.kvDType, o.quantize)); err != nil {
 		native.DeleteModel(nm)
 		return nil, err
 	}
@@ -99,6 +105,18 @@ func (m *Model) Close() error {
 // Dir is the directory the model was loaded from.
 func (m *Model) Dir() string { return m.c.dir }
 
+// SaveAdapter writes the model's LoRA adapter into dir in PEFT's format (adapter_config.json +
+// adapter_model.safetensors, each atomically; PeftModel.from_pretrained opens it). An error when
+// the model has no adapter. Not while a training step on the model runs.
+func (m *Model) SaveAdapter(dir string) error {
+	c := m.c
+	if !c.g.enter() {
+		return closedError("model")
+	}
+	defer c.g.leave()
+	return takeStatus(c.m.Save_adapter(dir))
+}
+
 // Info describes the model (zero values once closed).
 func (m *Model) Info() ModelInfo {
 	c := m.c
@@ -112,6 +130,7 @@ func (m *Model) Info() ModelInfo {
 		Architecture: i.GetArchitecture(), VocabSize: i.GetVocab_size(), HiddenSize: i.GetHidden_size(),
 		NumLayers: i.GetNum_layers(), NumParams: i.GetNum_params(), NumExperts: i.GetNum_experts(),
 		Device: i.GetDevice(), KVDType: i.GetKv_dtype(), QuantizedWeights: i.GetQuantized_weights(),
+		AdapterModules: i.GetAdapter_modules(),
 	}
 }
 

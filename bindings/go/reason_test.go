@@ -577,3 +577,70 @@ func TestCallbackPanicIsReraised(t *testing.T) {
 	m.Generate("The answer is", SamplingOptions{MaxNewTokens: 5, IgnoreEOS: true}, func(Token) bool { panic("boom") })
 	t.Error("no panic")
 }
+
+// A PEFT adapter (tests/fixtures/lora) run with its base: it changes the scores, a trainer trains
+// it (and only it), SaveAdapter writes it in PEFT's format, and that directory loads as base +
+// adapter with the same scores.
+func TestLoRAAdapter(t *testing.T) {
+	base := fixture(t, "dense/qwen2_tied")
+	plain := loadModel(t, "dense/qwen2_tied")
+	m, err := LoadModel(base, WithAdapter(fixture(t, "lora/qwen2_tied_all_linear/adapter")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got := m.Info().AdapterModules; got != 14 {
+		t.Fatalf("%d adapter modules, want 14", got)
+	}
+	if got := plain.Info().AdapterModules; got != 0 {
+		t.Errorf("a plain model has %d adapter modules", got)
+	}
+	seq := []int32{11, 12, 13, 201, 202, 203, 204}
+	a, _ := plain.Score(seq)
+	b, err := m.Score(seq)
+	if err != nil || a[3] == b[3] {
+		t.Fatalf("the adapter changes no score (%v %v, %v)", a[3], b[3], err)
+	}
+	tr, err := NewTrainer(m, nil, "optimizer { lr: 0.01 }")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := []bool{false, false, false, true, true, true, true}
+	first, err := tr.SFTStep([][]int32{seq}, [][]bool{mask})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last StepMetrics
+	for i := 0; i < 10; i++ {
+		if last, err = tr.SFTStep([][]int32{seq}, [][]bool{mask}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.Close()
+	if !(last.Loss < first.Loss) {
+		t.Errorf("loss %v -> %v", first.Loss, last.Loss)
+	}
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := m.SaveAdapter(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.SaveAdapter(dir); err == nil || !strings.Contains(err.Error(), "has no LoRA adapter") {
+		t.Errorf("SaveAdapter without an adapter: %v", err)
+	}
+	back, err := LoadModel(dir) // an adapter directory: its base + it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	want, _ := m.Score(seq)
+	got, _ := back.Score(seq)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("reloaded adapter scores %v, want %v", got, want)
+		}
+	}
+	if _, err := LoadModel(base, WithAdapter(filepath.Join(t.TempDir(), "none"))); err == nil ||
+		!strings.Contains(err.Error(), "adapter_config.json") {
+		t.Errorf("a missing adapter: %v", err)
+	}
+}

@@ -110,6 +110,8 @@ type ModelInfo struct {
 	// QuantizedWeights is ggml's name of the first quantised weight's block type ("Q4_K", "Q6_K",
 	// "Q8_0", ...), or "" when no weight is quantised.
 	QuantizedWeights string
+	// AdapterModules counts the linear layers carrying a LoRA adapter (0: none; see WithAdapter).
+	AdapterModules int64
 }
 
 // StepMetrics are the metrics of one training step.

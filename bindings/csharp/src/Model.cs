@@ -41,12 +41,22 @@ public sealed class Model : IDisposable {
   /// other constructors do), "stored" (a GGUF file's quantised tensors used as stored), "q8_0" or "q4_k"
   /// (quantised at load as llama.cpp's Q8_0 / Q4_K_M files). A quantised model runs inference only: a
   /// trainer refuses it.</param>
-  public Model(string dir, string dtype, string device, string kvDType, string quantize) {
+  public Model(string dir, string dtype, string device, string kvDType, string quantize)
+      : this(dir, dtype, device, kvDType, quantize, "") {}
+
+  /// <summary>Loads a base model with a LoRA adapter run with it, unmerged.</summary>
+  /// <param name="adapterDir">A PEFT adapter directory (adapter_config.json + adapter_model.safetensors),
+  /// or "" / null for none. A <see cref="Trainer"/> on the model trains the adapter only (the base is
+  /// frozen; a quantised base trains as QLoRA) and saves it in PEFT's format. A <paramref name="dir"/>
+  /// that is itself an adapter directory loads as its base plus it.</param>
+  /// <exception cref="ReasonException">The adapter does not fit the base (a module it lacks, shapes or
+  /// ranks that differ) or uses what the engine does not run (DoRA); the message names it.</exception>
+  public Model(string dir, string dtype, string device, string kvDType, string quantize, string adapterDir) {
     Check.NotNull(dir, "dir");
     Library.EnsureLoaded();
     var m = new Native.Model();
     try {
-      Check.Ok(m.load_quantized(dir, dtype ?? "f32", device ?? "cpu", kvDType ?? "auto", quantize ?? "none"));
+      Check.Ok(m.load_adapter(dir, adapterDir ?? "", dtype ?? "f32", device ?? "cpu", kvDType ?? "auto", quantize ?? "none"));
     } catch {
       m.Dispose();
       throw;
@@ -75,6 +85,20 @@ public sealed class Model : IDisposable {
   internal NativeHandle Handle { get { return handle; } }
 
   /// <summary>Architecture and sizes.</summary>
+  /// <summary>Writes the model's LoRA adapter into <paramref name="dir"/> in PEFT's format
+  /// (adapter_config.json + adapter_model.safetensors, each atomically). Not while a training step on
+  /// the model runs.</summary>
+  /// <exception cref="ReasonException">The model has no adapter, or writing fails.</exception>
+  public void SaveAdapter(string dir) {
+    Check.NotNull(dir, "dir");
+    using (handle.Use()) Check.Ok(native.save_adapter(dir));
+  }
+
+  /// <summary>Same as the six-argument constructor.</summary>
+  public static Model Load(string dir, string dtype, string device, string kvDType, string quantize, string adapterDir) {
+    return new Model(dir, dtype, device, kvDType, quantize, adapterDir);
+  }
+
   public ModelInfo Info {
     get {
       using (handle.Use())
@@ -82,7 +106,7 @@ public sealed class Model : IDisposable {
         return new ModelInfo {
           Architecture = i.architecture, VocabSize = i.vocab_size, HiddenSize = i.hidden_size,
           NumLayers = i.num_layers, NumParams = i.num_params, NumExperts = i.num_experts,
-          Device = i.device, KVDType = i.kv_dtype, QuantizedWeights = i.quantized_weights,
+          Device = i.device, KVDType = i.kv_dtype, QuantizedWeights = i.quantized_weights, AdapterModules = i.adapter_modules,
         };
     }
   }

@@ -132,6 +132,8 @@ public sealed class ModelInfo {
   /// <summary>ggml's name of the first quantised weight's block type ("Q4_K", "Q6_K", "Q8_0", ...), or ""
   /// when no weight is quantised.</summary>
   public string QuantizedWeights { get; internal set; }
+  /// <summary>The linear layers carrying a LoRA adapter (0: none).</summary>
+  public long AdapterModules { get; internal set; }
   public override string ToString() {
     return Architecture + " (" + NumLayers + " layers, hidden " + HiddenSize + ", vocab " + VocabSize + ", " +
            NumParams + " parameters" + (NumExperts > 0 ? ", " + NumExperts + " experts" : "") + ")";

@@ -330,6 +330,37 @@ public class BindingTests {
   }
 
   [Test]
+  public void LoraAdapterLoadsTrainsAndSaves() {
+    // A PEFT adapter (tests/fixtures/lora) run with its base: it changes the scores, a trainer trains
+    // it, SaveAdapter writes it in PEFT's format, and that directory loads as base + adapter.
+    string adapter = Path.Combine(Fixtures, "lora", "qwen2_tied_all_linear", "adapter");
+    int[] seq = { 11, 12, 13, 201, 202, 203, 204 };
+    using (var plain = new Model(Tied))
+    using (var m = new Model(Tied, "f32", "cpu", "auto", "none", adapter)) {
+      Assert.AreEqual(14, m.Info.AdapterModules);
+      Assert.AreEqual(0, plain.Info.AdapterModules);
+      Assert.AreNotEqual(plain.Score(seq)[3], m.Score(seq)[3]);
+      byte[] mask = { 0, 0, 0, 1, 1, 1, 1 };
+      float first, last;
+      using (var t = new Trainer(m, "optimizer { lr: 0.01 }")) {
+        first = t.SftStep(new[] { seq }, new[] { mask }).Loss;
+        for (int i = 0; i < 9; i++) t.SftStep(new[] { seq }, new[] { mask });
+        last = t.SftStep(new[] { seq }, new[] { mask }).Loss;
+      }
+      Assert.Less(last, first);
+      string dir = Path.Combine(tmp, "adapter");
+      m.SaveAdapter(dir);
+      Assert.IsTrue(File.Exists(Path.Combine(dir, "adapter_model.safetensors")));
+      var e = Assert.Throws<ReasonException>(() => plain.SaveAdapter(dir));
+      StringAssert.Contains("has no LoRA adapter", e.Message);
+      using (var back = new Model(dir)) {  // an adapter directory: its base + it
+        Assert.AreEqual(14, back.Info.AdapterModules);
+        CollectionAssert.AreEqual(m.Score(seq), back.Score(seq));
+      }
+    }
+  }
+
+  [Test]
   public void SftStep() {
     using (var m = new Model(Tied))
     using (var t = new Trainer(m, "optimizer { lr: 1e-3 }")) {

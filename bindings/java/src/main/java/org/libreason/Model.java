@@ -81,6 +81,21 @@ public final class Model implements AutoCloseable {
    * @throws ReasonException naming the file, field or option that is wrong
    */
   public static Model load(String dir, String dtype, String device, String kvDType, String quantize) {
+    return load(dir, dtype, device, kvDType, quantize, "");
+  }
+
+  /**
+   * Loads a base model with a LoRA adapter run with it, unmerged.
+   *
+   * @param adapterDir a PEFT adapter directory (adapter_config.json + adapter_model.safetensors),
+   *     or "" for none. A {@link Trainer} on the model trains the adapter only (the base is frozen;
+   *     a quantised base trains as QLoRA) and saves it in PEFT's format. A {@code dir} that is
+   *     itself an adapter directory loads as its base plus it.
+   * @throws ReasonException naming the file, tensor or field that is wrong (a module the base
+   *     lacks, shapes or ranks that differ, DoRA)
+   */
+  public static Model load(String dir, String dtype, String device, String kvDType, String quantize, String adapterDir) {
+    Objects.requireNonNull(adapterDir, "adapterDir");
     Objects.requireNonNull(quantize, "quantize");
     Objects.requireNonNull(dir, "dir");
     Objects.requireNonNull(dtype, "dtype");
@@ -91,7 +106,7 @@ public final class Model implements AutoCloseable {
     org.libreason.internal.Tokenizer t = null;
     String tokError = null;
     try {
-      Convert.check(m.load_quantized(dir, dtype, device, kvDType, quantize));
+      Convert.check(m.load_adapter(dir, adapterDir, dtype, device, kvDType, quantize));
       t = new org.libreason.internal.Tokenizer();
       org.libreason.internal.Status s = m.tokenizer(t);
       try {
@@ -116,13 +131,31 @@ public final class Model implements AutoCloseable {
     return path;
   }
 
+  /**
+   * Writes the model's LoRA adapter into dir in PEFT's format (adapter_config.json +
+   * adapter_model.safetensors, each atomically). Not while a training step on the model runs.
+   *
+   * @throws ReasonException when the model has no adapter or writing fails
+   */
+  public void saveAdapter(String dir) {
+    Objects.requireNonNull(dir, "dir");
+    life.enter();
+    try {
+      Convert.check(handle.save_adapter(dir));
+    } finally {
+      life.exit();
+      Reference.reachabilityFence(this);
+    }
+  }
+
   public ModelInfo info() {
     life.enter();
     try {
       org.libreason.internal.ModelInfo i = handle.info();
       try {
         return new ModelInfo(i.getArchitecture(), i.getVocab_size(), i.getHidden_size(), i.getNum_layers(),
-            i.getNum_params(), i.getNum_experts(), i.getDevice(), i.getKv_dtype(), i.getQuantized_weights());
+            i.getNum_params(), i.getNum_experts(), i.getDevice(), i.getKv_dtype(), i.getQuantized_weights(),
+            i.getAdapter_modules());
       } finally {
         i.delete();
       }

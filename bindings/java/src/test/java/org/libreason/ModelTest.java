@@ -328,6 +328,40 @@ class ModelTest {
     }
   }
 
+  /**
+   * A PEFT adapter (tests/fixtures/lora) run with its base: it changes the scores, a trainer trains
+   * it, saveAdapter writes it in PEFT's format, and that directory loads as base + adapter.
+   */
+  @Test
+  void loraAdapterLoadsTrainsAndSaves(@TempDir Path tmp) {
+    String adapter = Fixtures.root().resolve("lora/qwen2_tied_all_linear/adapter").toString();
+    int[] seq = {11, 12, 13, 201, 202, 203, 204};
+    try (Model plain = Model.load(Fixtures.qwen2Tied());
+        Model m = Model.load(Fixtures.qwen2Tied(), "f32", "cpu", "auto", "none", adapter)) {
+      assertEquals(14, m.info().adapterModules());
+      assertEquals(0, plain.info().adapterModules());
+      assertTrue(plain.score(seq)[3] != m.score(seq)[3], "the adapter changes the scores");
+      boolean[] mask = {false, false, false, true, true, true, true};
+      float first;
+      float last;
+      try (Trainer t = Trainer.create(m, "optimizer { lr: 0.01 }")) {
+        first = t.sftStep(List.of(seq), List.of(mask)).loss();
+        for (int i = 0; i < 9; i++) t.sftStep(List.of(seq), List.of(mask));
+        last = t.sftStep(List.of(seq), List.of(mask)).loss();
+      }
+      assertTrue(last < first, first + " -> " + last);
+      String dir = tmp.resolve("adapter").toString();
+      m.saveAdapter(dir);
+      assertTrue(Files.exists(tmp.resolve("adapter/adapter_model.safetensors")));
+      ReasonException e = assertThrows(ReasonException.class, () -> plain.saveAdapter(dir));
+      assertTrue(e.detail().contains("has no LoRA adapter"), e.detail());
+      try (Model back = Model.load(dir)) {  // an adapter directory: its base + it
+        assertEquals(14, back.info().adapterModules());
+        assertArrayEquals(m.score(seq), back.score(seq));
+      }
+    }
+  }
+
   @Test
   void badModelPathIsAReasonExceptionNamingThePath(@TempDir Path tmp) {
     String missing = tmp.resolve("no-such-model").toString();
