@@ -30,6 +30,7 @@ void visit_linears(DecoderLayer& ly, F&& f) {
   mlp(ly.mlp);
   for (SwiGLU& m : ly.moe.experts) mlp(m);
   mlp(ly.moe.shared);
+  f(ly.moe.shared_gate);
 }
 
 Tensor on_backend(Tensor host, kernels::Backend& be) { return be.host_addressable() ? host : host.on(be); }
@@ -98,7 +99,9 @@ void Model::attach_adapter(const LoadOptions& opts) {
         fail(ErrorCode::Format, "{}: {}'s adapter has rank {} but adapter_config.json gives it rank {}", w_path, module, r,
              spec.rank_of(module));
     } else {
-      if (!spec.targets(module)) continue;
+      // all-linear is PEFT's on transformers 5 models: routed experts are fused parameters there
+      // (not Linear modules), so they get adapters only when named (e.g. "experts.0.up_proj", "up_proj").
+      if (!spec.targets(module) || (spec.all_linear && module.find(".experts.") != std::string::npos)) continue;
       const int64_t r = spec.rank_of(module);
       a = init_lora_a(r, in, rng);
       b = Tensor::zeros(DType::F32, {out, r});

@@ -180,7 +180,7 @@ MoeWeights load_moe(Loader& L, const ModelConfig& c, const std::string& p) {
   if (c.shared_expert_intermediate_size > 0) {
     w.has_shared = true;
     w.shared = L.swiglu(block + ".shared_expert", c.shared_expert_intermediate_size, d, false);
-    if (c.shared_expert_gate) w.shared_gate = L.get(block + ".shared_expert_gate.weight", {1, d}, DType::F32);
+    if (c.shared_expert_gate) w.shared_gate.w = L.get(block + ".shared_expert_gate.weight", {1, d}, DType::F32);
   }
   return w;
 }

@@ -32,7 +32,7 @@ void visit_layer(DecoderLayer& ly, F&& f) {
     lin(m.down);
   };
   for (Tensor* t : {&ly.attn_norm, &ly.q_norm, &ly.k_norm, &ly.mlp_norm, &ly.q_a_norm, &ly.kv_a_norm, &ly.moe.gate,
-                    &ly.moe.score_bias, &ly.moe.shared_gate})
+                    &ly.moe.score_bias, &ly.moe.shared_gate.w})
     f(*t);
   for (Linear* l : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.q_a, &ly.q_b, &ly.kv_a, &ly.kv_b}) lin(*l);
   for (Linear& l : ly.w_uk_t) lin(l);
@@ -106,7 +106,7 @@ void Model::add_layer_parameters(std::vector<std::pair<std::string, Tensor>>& ou
   for (size_t e = 0; e < ly.moe.experts.size(); ++e) add_swiglu(out, b + ".experts." + std::to_string(e), ly.moe.experts[e], mixtral);
   if (ly.moe.has_shared)
     add_swiglu(out, b + (c.arch == Arch::DeepseekV3 ? ".shared_experts" : ".shared_expert"), ly.moe.shared, false);
-  if (ly.moe.shared_gate.raw()) out.emplace_back(b + ".shared_expert_gate.weight", ly.moe.shared_gate);
+  if (ly.moe.shared_gate.w.raw()) out.emplace_back(b + ".shared_expert_gate.weight", ly.moe.shared_gate.w);
 }
 
 std::vector<std::pair<std::string, Tensor>> Model::parameters() const {

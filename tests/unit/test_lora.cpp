@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "infer/generator.h"
 #include "model/gguf_export.h"
 #include "model/model.h"
 #include "train/logprob_pass.h"
@@ -30,7 +31,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kFixtures = std::string(REASON_FIXTURES_DIR) + "/";
-const char* kCases[] = {"qwen2_tied_all_linear", "llama_gqa2_attn_rslora"};
+const char* kCases[] = {"qwen2_tied_all_linear", "llama_gqa2_attn_rslora", "qwen2_moe_attn_shared", "dsv3_mla_shared_rslora"};
 
 std::vector<int64_t> read_i64(const SafetensorsFile& f, const std::string& name, std::vector<int64_t>& shape) {
   const auto* e = f.find(name);
@@ -93,7 +94,9 @@ TEST_CASE("A PEFT adapter runs unmerged: logprobs and adapter gradients equal PE
         dlogp[k] = b.on[k] ? -1.0f / float(b.n_masked) : 0.0f;
         loss -= b.on[k] ? lp[k] : 0.0;
       }
-    CHECK(max_err <= 2e-5);  // logprobs of magnitude ~8 (the adapter moves logits by up to 13)
+    // Logprobs of magnitude ~8 (the adapter moves logits by up to 13). DeepSeek-V3's tiny model
+    // grows hidden states to |h| ~ 40, where f32 rounding alone is 3e-5 (test_train_fixtures).
+    CHECK(max_err <= (std::string(name).rfind("dsv3", 0) == 0 ? 4e-5 : 2e-5));
     CHECK(std::fabs(loss / double(b.n_masked) - f->tensor("loss").data<float>()[0]) <= 1e-5);
 
     // Accumulators exist for the adapter only: every base weight is frozen.
@@ -102,6 +105,7 @@ TEST_CASE("A PEFT adapter runs unmerged: logprobs and adapter gradients equal PE
     for (const auto& [pname, t] : m->parameters()) CHECK(g.by_name.count(pname) == 0);
     pass.backward(dlogp, g);
     size_t checked = 0;
+    const float rel = std::string(name).rfind("dsv3", 0) == 0 ? 3e-4f : 1e-4f;  // as the logprobs above
     for (const auto& e : f->entries()) {
       if (e.name.rfind("grad.", 0) != 0) continue;
       const std::string pname = e.name.substr(5);
@@ -113,7 +117,7 @@ TEST_CASE("A PEFT adapter runs unmerged: logprobs and adapter gradients equal PE
       float scale = 0;
       for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.data<float>()[i]));
       for (int64_t i = 0; i < want.numel(); ++i)
-        REQUIRE(std::fabs(got.data<float>()[i] - want.data<float>()[i]) <= 1e-4f * scale + 1e-6f);
+        REQUIRE(std::fabs(got.data<float>()[i] - want.data<float>()[i]) <= rel * scale + 1e-6f);
       ++checked;
     }
     CHECK(checked == g.by_name.size());
@@ -163,6 +167,7 @@ TEST_CASE("merge_adapter gives PEFT's merge_and_unload weights", "[lora][fixture
     const Batch b = read_batch(*f);
     LogprobPass p1, p2;
     const auto before = p1.forward(*m, b.seqs, 1.0f);
+    const size_t adapted = m->adapter_parameters().size() / 2;
     m->merge_adapter();
     CHECK(m->adapter() == nullptr);
     size_t checked = 0;
@@ -175,7 +180,7 @@ TEST_CASE("merge_adapter gives PEFT's merge_and_unload weights", "[lora][fixture
         REQUIRE(std::fabs(got.data<float>()[i] - want.data<float>()[i]) <= 1e-6f);
       ++checked;
     }
-    CHECK(checked == (std::string(name) == "qwen2_tied_all_linear" ? 14u : 6u));
+    CHECK(checked == adapted);
     const auto after = p2.forward(*m, b.seqs, 1.0f);
     for (size_t i = 0; i < before.size(); ++i) CHECK(std::fabs(after[i] - before[i]) <= 1e-4f);
   }
@@ -273,6 +278,47 @@ TEST_CASE("QLoRA: a quantised base gives the adapter the gradients of its dequan
     }
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("Adapters on routed experts, and decoding with adapters equals decoding the merged model", "[lora][moe]") {
+  // Routed experts get adapters when named (here every up_proj / down_proj: the experts' and the
+  // shared expert's). A few SFT steps move lora_B off zero; then the unmerged model (MLA's
+  // expanded path for an adapted kv_b) and the merged one (absorbed decode) score and decode alike.
+  for (const char* base : {"moe/qwen2_moe", "moe/dsv3_qlora_group"}) {
+    INFO(base);
+    LoadOptions o;
+    LoraSpec s;
+    s.r = 4;
+    s.alpha = 16;
+    s.target_modules = {"up_proj", "down_proj", "kv_b_proj", "q_proj", "q_b_proj"};
+    s.seed = 3;
+    o.new_adapter = s;
+    auto m = Model::load(kFixtures + base, o);
+    size_t experts = 0;
+    for (const auto& [n, t] : m->adapter_parameters()) experts += n.find(".experts.") != std::string::npos;
+    CHECK(experts > 0);
+    TrainerConfig tc;
+    tc.optim.lr = 5e-2f;
+    Trainer tr(m, tc);
+    SftExample ex{{5, 17, 33, 2, 9, 41, 8, 12, 19}, {0, 0, 0, 1, 1, 1, 1, 1, 1}};
+    const std::vector<std::vector<SftExample>> mbs = {{ex}};
+    const float l0 = tr.sft_step(mbs).loss;
+    for (int i = 0; i < 4; ++i) tr.sft_step(mbs);
+    CHECK(tr.sft_step(mbs).loss < l0);
+    const std::vector<int32_t> prompt{5, 17, 33, 2};
+    std::vector<GenRequest> req(1);
+    req[0].prompt = prompt;
+    req[0].params.temperature = 0;
+    req[0].params.max_new_tokens = 8;
+    req[0].params.ignore_eos = true;
+    const auto with = generate(*m, req);
+    const auto lp_with = score(*m, ex.tokens);
+    m->merge_adapter();
+    const auto merged = generate(*m, req);
+    const auto lp_merged = score(*m, ex.tokens);
+    CHECK(with[0].tokens == merged[0].tokens);
+    for (size_t i = 0; i < lp_with.size(); ++i) CHECK(std::fabs(lp_with[i] - lp_merged[i]) <= 2e-4f);
+  }
 }
 
 TEST_CASE("Bad adapters are refused with the reason", "[lora]") {

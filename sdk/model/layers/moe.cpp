@@ -45,9 +45,9 @@ void moe_forward(kernels::Backend& be, const MoeWeights& w, const float* h, int6
   }
   if (w.has_shared) {
     mlp_forward(be, w.shared, h, T, d, a.shared, nullptr, exact);
-    if (w.shared_gate.raw()) {
+    if (w.shared_gate.w.raw()) {
       a.shared_gate_logit.resize(be, static_cast<size_t>(T));
-      linear_forward(be, Linear{w.shared_gate, Tensor()}, h, T, a.shared_gate_logit.data());
+      linear_forward(be, w.shared_gate, h, T, a.shared_gate_logit.data(), exact);
       be.sigmoid_gate_add(out, a.shared_gate_logit.data(), a.shared.y.data(), T, d);
     } else {
       be.add_inplace(out, a.shared.y.data(), T * d);
@@ -120,12 +120,12 @@ void moe_backward(kernels::Backend& be, const MoeWeights& w, const float* h, int
     be.scatter_add_rows(dh, tok, dxe.data(), nullptr, n, d);
   }
   if (w.has_shared) {
-    if (w.shared_gate.raw()) {
+    if (w.shared_gate.w.raw()) {
       // out += sigmoid(z) * y_shared, z = shared_expert_gate(h)
       DevF dys(be, size_t(T * d)), dz(be, static_cast<size_t>(T));
       be.sigmoid_gate_bwd(dys.data(), dz.data(), a.shared_gate_logit.data(), a.shared.y.data(), dout, T, d);
       mlp_backward(be, w.shared, h, T, a.shared, dys.data(), dh, true, g);
-      linear_backward(be, Linear{w.shared_gate, Tensor()}, h, dz.data(), T, dh, true, g);
+      linear_backward(be, w.shared_gate, h, dz.data(), T, dh, true, g);
     } else {
       mlp_backward(be, w.shared, h, T, a.shared, dout, dh, true, g);
     }

@@ -22,7 +22,7 @@ struct MoeWeights {
   std::vector<SwiGLU> experts;  // [n_experts]
   bool has_shared = false;
   SwiGLU shared;                // DeepSeek: n_shared_experts fused in one MLP; Qwen2-MoE: shared_expert
-  Tensor shared_gate;           // f32 [1, d] or undefined: Qwen2-MoE's sigmoid(shared_expert_gate(x)) factor
+  Linear shared_gate;           // f32 [1, d] or undefined: Qwen2-MoE's sigmoid(shared_expert_gate(x)) factor
 };
 
 // out[T, d] = MoE(h[T, d]), keeping the routing and every expert's activations in `a`.
