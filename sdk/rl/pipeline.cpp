@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "io/atomic_write.h"
 #include "io/json_file.h"
+#include "model/gguf_model.h"
+#include "model/lora.h"
 #include "reason/kernels/backend.h"
 #include "rl/pipeline_stage.h"
 #include "rl/svg_plot.h"
@@ -208,10 +210,27 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
     require(!m.name().empty(), w, "name is required");
     require_plain_name(m.name(), w, "model name");
     require(p.models.emplace(m.name(), &m).second, w, fmt::format("duplicate model name '{}'", m.name()));
+    if (!m.quantize().empty()) {
+      try {
+        parse_weight_quant(m.quantize());
+      } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, "{}quantize: {}", w, e.what());
+      }
+    }
     switch (m.source_case()) {
       case proto::ModelSpec::kPath: {
         const std::string dir = p.resolve(m.path());
-        require(fs::exists(fs::path(dir) / "config.json"), w, fmt::format("path: no config.json in '{}'", dir));
+        // a Hugging Face directory, a GGUF file, or a PEFT adapter directory (its base + it)
+        const bool adapter = fs::exists(fs::path(dir) / "adapter_config.json");
+        require(fs::exists(fs::path(dir) / "config.json") || is_gguf_file(dir) || adapter, w,
+                fmt::format("path: no config.json (nor adapter_config.json) in '{}', and not a GGUF file", dir));
+        if (adapter) {
+          try {
+            adapter_base_model(dir);
+          } catch (const Error& e) {
+            fail(ErrorCode::InvalidArgument, "{}path: {}", w, e.what());
+          }
+        }
         break;
       }
       case proto::ModelSpec::kInit: {
@@ -296,6 +315,13 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
       require(!m.empty(), w, fmt::format("{} is required", field));
       require(p.models.count(m), w, fmt::format("{}: no model named '{}'", field, m));
     };
+    // A quantised model is a frozen base: only LoRA (QLoRA) trains it.
+    auto trainable = [&](const std::string& m, bool lora, const char* field) {
+      const std::string& q = p.models.at(m)->quantize();
+      require(lora || q.empty() || q == "none", w,
+              fmt::format("{}: model '{}' is quantised ({}): train it with `lora {{ }}` (QLoRA) or load it with quantize none",
+                          field, m, q));
+    };
     auto need_dataset = [&](const std::string& d, DatasetUse use) {
       require(!d.empty(), w, "dataset is required");
       require(p.datasets.count(d), w, fmt::format("dataset: no dataset named '{}'", d));
@@ -321,6 +347,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
       case proto::Stage::kSft: {
         const auto& k = s.sft();
         need_model(k.model(), "sft.model");
+        trainable(k.model(), k.has_lora(), "sft.model");
         need_dataset(k.dataset(), DatasetUse::Sft);
         require(k.steps() > 0 || k.epochs() > 0, sub_where(k, "sft", "steps"), "sft.steps (or epochs) must be > 0");
         require(k.steps() >= 0 && k.epochs() >= 0 && k.batch_size() >= 0 && k.max_length() >= 0 && k.micro_batch() >= 0,
@@ -333,6 +360,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
       case proto::Stage::kGrpo: {
         const auto& k = s.grpo();
         need_model(k.model(), "grpo.model");
+        trainable(k.model(), k.has_lora(), "grpo.model");
         need_dataset(k.dataset(), DatasetUse::PromptsAndAnswers);
         require(k.steps() > 0, sub_where(k, "grpo", "steps"), fmt::format("grpo.steps must be > 0 (got {})", k.steps()));
         require(k.prompts_per_step() >= 0, sub_where(k, "grpo", "prompts_per_step"), "grpo.prompts_per_step must be >= 0");
@@ -377,6 +405,7 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
         const auto& k = s.distill();
         need_model(k.teacher(), "distill.teacher");
         need_model(k.student(), "distill.student");
+        trainable(k.student(), k.has_lora(), "distill.student");
         require(k.teacher() != k.student(), w, "distill.teacher and distill.student must be different models");
         need_dataset(k.dataset(), k.mode() == proto::DistillStage::LOGIT ? DatasetUse::Sft : DatasetUse::Prompts);
         require(k.steps() > 0 || k.epochs() > 0, sub_where(k, "distill", "steps"), "distill.steps (or epochs) must be > 0");
@@ -517,6 +546,11 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     env.prompt_format = pf;
     env.opts = &eff;
     env.model_dir = [&](const std::string& m) { return model_dirs.at(m); };
+    env.load_options = [&](const std::string& m) {
+      LoadOptions lo = eff.load;
+      lo.quantize = parse_weight_quant(plan.models.at(m)->quantize().empty() ? "none" : plan.models.at(m)->quantize());
+      return lo;
+    };
     env.dataset = dataset;
     env.fields = [&](const std::string& d) { return fields_of(*plan.datasets.at(d)); };
     const fs::path done = fs::path(env.dir) / "stage.json";

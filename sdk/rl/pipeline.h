@@ -40,9 +40,9 @@ namespace reason {
 struct PipelineOptions {
   std::string out_dir;
   // How every model of the pipeline is loaded: its device (or a caller's backend). Training needs
-  // f32, so compute_dtype stays F32; weights are never quantised (run_pipeline sets quantize to
-  // None: a GGUF model's quantised tensors are dequantised, so policy, reference and teacher train
-  // and sample on the same exact weights).
+  // f32, so compute_dtype stays F32; weights are quantised only where a model's `quantize` says
+  // (run_pipeline sets quantize from it, None by default: a GGUF model's quantised tensors are
+  // dequantised, so policy, reference and teacher train and sample on the same exact weights).
   LoadOptions load;
   bool progress = true;   // progress bars on `log`
   FILE* log = stderr;

@@ -33,6 +33,7 @@ struct StageEnv {
   PromptFormat prompt_format;
   const PipelineOptions* opts = nullptr;
   std::function<std::string(const std::string&)> model_dir;          // current directory of a model
+  std::function<LoadOptions(const std::string&)> load_options;       // how to load a model (its quantize)
   std::function<const Dataset&(const std::string&)> dataset;         // loaded dataset by name
   std::function<DatasetFields(const std::string&)> fields;           // its field names
 };

@@ -92,7 +92,7 @@ TrainingRun open_training(const StageEnv& env, const std::string& model_name, co
   const std::string ckpt = (fs::path(env.dir) / "ckpt").string();
   const bool resume = checkpoint_complete(ckpt);
   const std::string src = resume ? ckpt : env.model_dir(model_name);
-  LoadOptions lo = env.opts->load;
+  LoadOptions lo = env.load_options(model_name);
   // LoRA on a plain model: new adapters; on an adapter directory (an earlier LoRA stage, or a
   // checkpoint of this one): that adapter trains on.
   if (lora && !adapter_base_model(src)) {

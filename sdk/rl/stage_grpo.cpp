@@ -103,7 +103,7 @@ StageResult run_grpo_stage(const StageEnv& env) {
   TrainingRun run = open_training(env, s.model(), tc,
                                   s.has_lora() ? std::optional<LoraSpec>(lora_from_proto(s.lora(), env.where)) : std::nullopt);
   std::shared_ptr<const Model> reference;
-  if (gc.beta > 0) reference = Model::load(env.model_dir(s.model()), env.opts->load);
+  if (gc.beta > 0) reference = Model::load(env.model_dir(s.model()), env.load_options(s.model()));
   const Tokenizer& tok = *run.model->require_tokenizer();
 
   const Dataset& data = env.dataset(s.dataset());

@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 
 StageResult run_rejection_sampling_stage(const StageEnv& env) {
   const auto& s = env.stage->rejection_sampling();
-  auto model = Model::load(env.model_dir(s.model()), env.opts->load);
+  auto model = Model::load(env.model_dir(s.model()), env.load_options(s.model()));
   const Tokenizer& tok = *model->require_tokenizer();
   const Dataset& data = env.dataset(s.dataset());
   const size_t n_prompts = s.max_prompts() > 0 ? std::min<size_t>(data.records.size(), size_t(s.max_prompts()))
@@ -88,7 +88,7 @@ StageResult run_rejection_sampling_stage(const StageEnv& env) {
 
 StageResult run_eval_stage(const StageEnv& env) {
   const auto& s = env.stage->eval();
-  auto model = Model::load(env.model_dir(s.model()), env.opts->load);
+  auto model = Model::load(env.model_dir(s.model()), env.load_options(s.model()));
   const Tokenizer& tok = *model->require_tokenizer();
   const Dataset& data = env.dataset(s.dataset());
   const size_t n = s.max_prompts() > 0 ? std::min<size_t>(data.records.size(), size_t(s.max_prompts()))

@@ -103,7 +103,7 @@ StageResult run_distill_stage(const StageEnv& env) {
   // The teacher is needed to write completions or to give its distributions (LOGIT); sequence-level
   // distillation on existing completions never loads it.
   std::shared_ptr<const Model> teacher;
-  if (!has_completions || s.mode() == proto::DistillStage::LOGIT) teacher = Model::load(env.model_dir(s.teacher()), env.opts->load);
+  if (!has_completions || s.mode() == proto::DistillStage::LOGIT) teacher = Model::load(env.model_dir(s.teacher()), env.load_options(s.teacher()));
   // Sequence-level distillation from prompts only: the teacher writes the completions now.
   if (!has_completions) {
     const Tokenizer& tok = *teacher->require_tokenizer();
