@@ -13,6 +13,7 @@
 
 #include <sys/mman.h>
 
+#include "../dropout_mask.h"
 #include "cpu_ops.h"
 #include "isa_ops.h"
 #include "reason/kernels/cpu_math.h"
@@ -255,6 +256,18 @@ class CpuBackend final : public Backend {
   void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) override {
     if (n < 0 || dim < 0) throw BackendError("cpu scatter_add_rows: negative size");
     cpu::isa_ops().scatter_add_rows(table, ids, src, weights, n, dim);
+  }
+  void dropout_scale(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p, uint64_t seed,
+                     bool accumulate) override {
+    if (rows < 0 || cols < 0 || ldx < cols) throw BackendError("cpu dropout_scale: bad size or stride");
+    if (!(p >= 0.0f && p < 1.0f)) throw BackendError("cpu dropout_scale: p must be in [0, 1)");
+    const float s = 1.0f / (1.0f - p);
+#pragma omp parallel for num_threads(cpu_threads()) schedule(static) if (rows * cols > 65536)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const float v = dropout_keep(seed, r, c, p) ? x[r * ldx + c] * s : 0.0f;
+        y[r * cols + c] = accumulate ? y[r * cols + c] + v : v;
+      }
   }
   void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override {
     if (rows < 0 || cols < 0) throw BackendError("cpu add_column_sums: negative size");

@@ -625,6 +625,17 @@ void CudaBackend::add_column_sums(float* out, const float* x, int64_t rows, int6
   check(launch_add_column_sums(out, x, rows, cols, stream_), op, "kernel launch");
 }
 
+void CudaBackend::dropout_scale(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p, uint64_t seed,
+                                bool accumulate) {
+  const char* op = "dropout_scale";
+  need(rows >= 0 && cols >= 0 && ldx >= cols, op, "bad size or stride");
+  need(p >= 0.0f && p < 1.0f, op, "p must be in [0, 1)");
+  if (rows == 0 || cols == 0) return;
+  need(y && x, op, "null pointer");
+  DeviceGuard g(device_, op);
+  check(launch_dropout_scale(y, x, rows, cols, ldx, p, seed, accumulate, stream_), op, "kernel launch");
+}
+
 double CudaBackend::sum_squares(const float* x, int64_t n) {
   const char* op = "sum_squares";
   need(n >= 0, op, "negative size");

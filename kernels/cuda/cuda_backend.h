@@ -89,6 +89,8 @@ class CudaBackend final : public Backend {
                     int64_t n) override;
   void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) override;
   void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) override;
+  void dropout_scale(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p, uint64_t seed,
+                     bool accumulate) override;
   double sum_squares(const float* x, int64_t n) override;
   void logsoftmax_rows(const float* z, int64_t rows, int64_t n, float inv_t, const int32_t* target, float* lse,
                        float* logp, float* entropy) override;

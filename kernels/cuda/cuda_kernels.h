@@ -164,6 +164,8 @@ cudaError_t launch_silu_mul_bwd(float* dgate, float* dup, const float* gate, con
 cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim,
                                     cudaStream_t stream);
 cudaError_t launch_add_column_sums(float* out, const float* x, int64_t rows, int64_t cols, cudaStream_t stream);
+cudaError_t launch_dropout_scale(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p, uint64_t seed,
+                                 bool accumulate, cudaStream_t stream);
 // partial[b] = sum of x[i]^2 (double) over block b of 4096 elements.
 constexpr int64_t kSumSquaresBlock = 4096;
 cudaError_t launch_sum_squares_blocks(double* partial, const float* x, int64_t n, cudaStream_t stream);

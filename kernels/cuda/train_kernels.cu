@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../dropout_mask.h"
 #include "cuda_kernels.h"
 
 namespace reason::kernels::cuda {
@@ -101,6 +102,16 @@ __global__ void add_column_sums_kernel(float* out, const float* x, int64_t rows,
     float acc = out[c];
     for (int64_t r = 0; r < rows; ++r) acc += x[r * cols + c];
     out[c] = acc;
+  }
+}
+
+__global__ void dropout_scale_kernel(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p,
+                                     uint64_t seed, bool accumulate) {
+  const float s = 1.0f / (1.0f - p);
+  GRID_STRIDE(i, rows * cols) {
+    const int64_t r = i / cols, c = i % cols;
+    const float v = dropout_keep(seed, r, c, p) ? x[r * ldx + c] * s : 0.0f;
+    y[i] = accumulate ? y[i] + v : v;
   }
 }
 
@@ -241,6 +252,13 @@ cudaError_t launch_scatter_add_rows(float* table, const int32_t* ids, const floa
 cudaError_t launch_add_column_sums(float* out, const float* x, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return cudaSuccess;
   add_column_sums_kernel<<<grid_for(cols), kThreads, 0, stream>>>(out, x, rows, cols);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_dropout_scale(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p, uint64_t seed,
+                                 bool accumulate, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return cudaSuccess;
+  dropout_scale_kernel<<<grid_for(rows * cols), kThreads, 0, stream>>>(y, x, rows, cols, ldx, p, seed, accumulate);
   return cudaGetLastError();
 }
 

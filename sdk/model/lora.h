@@ -17,7 +17,7 @@ namespace reason {
 struct LoraSpec {
   int64_t r = 8;          // rank
   float alpha = 8.0f;     // lora_alpha
-  float dropout = 0.0f;   // lora_dropout (recorded in adapter_config.json; see DESIGN: not applied)
+  float dropout = 0.0f;   // lora_dropout: on the adapter's input in training passes only
   bool use_rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
   // Which Linear modules get an adapter: all_linear ("all-linear": every linear layer but the LM
   // head and MoE routers), else a regex that must match a module's whole name (a string

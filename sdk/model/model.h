@@ -7,6 +7,7 @@
 // many threads as long as each call uses its own KVCache and ForwardScratch.
 #pragma once
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -175,6 +176,11 @@ class Model {
   // compute dtype f32 and quantize none): Error(Unsupported) otherwise, before any change.
   // Same thread rules as writing through parameters().
   void merge_adapter() const;
+  // The LoRA dropout mask seed of the next training passes (the trainer sets it per step and
+  // micro-batch; 0 = no dropout). No-op without an adapter. Same thread rules as a trainer step.
+  void set_lora_dropout_seed(uint64_t seed) const {
+    if (lora_seed_) lora_seed_->store(seed, std::memory_order_relaxed);
+  }
   // Checkpoint tensors that are not trained: DeepSeek's e_score_correction_bias (updated by the
   // aux-loss-free balancing, not by gradients) and the MTP modules' weights.
   std::vector<std::pair<std::string, Tensor>> buffers() const;
@@ -229,6 +235,7 @@ class Model {
   std::optional<DType> find_quantized_weights() const;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::optional<LoraSpec> adapter_;
+  std::shared_ptr<std::atomic<uint64_t>> lora_seed_;  // every adapter's dropout_seed
   // Every Linear of the decoder layers by module name (the checkpoint name without ".weight").
   std::vector<std::pair<std::string, Linear*>> named_linears() const;
   // Attaches opts.adapter or opts.new_adapter (model_adapter.cpp).

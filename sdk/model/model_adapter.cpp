@@ -84,6 +84,7 @@ void Model::attach_adapter(const LoadOptions& opts) {
   std::shared_ptr<const SafetensorsFile> file = load ? SafetensorsFile::open(w_path) : nullptr;
   std::mt19937_64 rng(spec.seed);
   size_t attached = 0;
+  lora_seed_ = std::make_shared<std::atomic<uint64_t>>(0);
   for (auto& [module, lin] : named_linears()) {
     const int64_t out = lin->w.dim(0), in = lin->w.dim(1);
     Tensor a, b;
@@ -107,7 +108,8 @@ void Model::attach_adapter(const LoadOptions& opts) {
       b = Tensor::zeros(DType::F32, {out, r});
     }
     if (!std::isfinite(spec.scale_of(module))) fail(ErrorCode::InvalidArgument, "LoRA: {}'s scale is not finite", module);
-    lin->lora = LoraAdapter{on_backend(a, *backend_), on_backend(b, *backend_), spec.scale_of(module)};
+    lin->lora = LoraAdapter{on_backend(a, *backend_), on_backend(b, *backend_), spec.scale_of(module), spec.dropout,
+                            uint64_t(attached), lora_seed_};
     ++attached;
   }
   if (load && attached * 2 != file->entries().size())

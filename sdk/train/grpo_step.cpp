@@ -376,8 +376,10 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     for (size_t i = b0; i < b1; ++i) append_completion_sequence(seqs, need, batch[i].prompt, batch[i].completion);
     pass.set_aux_loss(cfg_.aux_loss_alpha, float(b1 - b0) / float(B));
     pass.set_recompute(cfg_.recompute_activations);
+    dropout_for(b0);  // the same mask for a micro-batch's forward-only and training passes
     return pass.forward(*policy_, seqs, cfg.temperature, need);
   };
+  DropoutOff off{*policy_};
   // The top-entropy threshold is over the whole batch's live tokens: with several micro-batches a
   // forward-only pass over them finds it first (one more forward); with one, its own pass does.
   auto set_threshold = [&](const LogprobPass& pass, size_t b0, size_t b1, std::vector<float>& ent, bool last) {

@@ -16,8 +16,6 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
     fail(ErrorCode::Unsupported,
          "trainer: the policy has {} weights, which cannot be trained; load it with quantize none, or train a LoRA adapter on it",
          kernels::dtype_name(*q));
-  if (const LoraSpec* a = policy_->adapter(); a && a->dropout > 0.0f)
-    fail(ErrorCode::Unsupported, "trainer: lora_dropout {} is not supported in training yet (use 0)", a->dropout);
   if (!(cfg_.optim.lr >= 0.0f)) fail(ErrorCode::InvalidArgument, "trainer: learning rate must be >= 0 (got {})", cfg_.optim.lr);
   // With a LoRA adapter only the adapter trains: the base weights are frozen (no gradients).
   params_ = policy_->adapter() ? policy_->adapter_parameters() : policy_->parameters();
@@ -25,6 +23,13 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
     for (const auto& p : cfg_.frozen_prefixes)
       if (name.rfind(p, 0) == 0) frozen_.push_back(name);
   grads_ = Gradients::zeros_like(*policy_);
+}
+
+void Trainer::dropout_for(size_t micro) const {
+  uint64_t z = 0x6c6f72612d64726fULL ^ (uint64_t(opt_.steps()) << 20) ^ uint64_t(micro);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  policy_->set_lora_dropout_seed((z ^ (z >> 31)) | 1);
 }
 
 StepMetrics Trainer::apply_step(StepMetrics m) {
@@ -102,8 +107,11 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
   StepMetrics m;
   m.tokens = n_tokens;
   double loss = 0;
-  for (const auto& mb : micro_batches) {
+  DropoutOff off{*policy_};
+  for (size_t mi = 0; mi < micro_batches.size(); ++mi) {
+    const auto& mb = micro_batches[mi];
     if (mb.empty()) continue;
+    dropout_for(mi);
     std::vector<std::vector<int32_t>> seqs;
     std::vector<uint8_t> need;  // the LM head runs only on the rows the loss uses
     for (const auto& ex : mb) {
@@ -151,8 +159,11 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "distill: the batch has no completion tokens");
   grads_.zero();
   double loss = 0;
-  for (const auto& mb : micro_batches) {
+  DropoutOff off{*policy_};
+  for (size_t mi = 0; mi < micro_batches.size(); ++mi) {
+    const auto& mb = micro_batches[mi];
     if (mb.empty()) continue;
+    dropout_for(mi);
     std::vector<std::vector<int32_t>> seqs;
     std::vector<uint8_t> on;
     for (const auto& ex : mb) {

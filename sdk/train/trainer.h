@@ -216,6 +216,13 @@ class Trainer {
 
  private:
   StepMetrics apply_step(StepMetrics m);
+  // LoRA dropout: the policy's mask seed for micro-batch `micro` of this step (a function of the
+  // optimizer step, so a resumed run draws the same masks); DropoutOff clears it when a step ends.
+  void dropout_for(size_t micro) const;
+  struct DropoutOff {
+    const Model& m;
+    ~DropoutOff() { m.set_lora_dropout_seed(0); }
+  };
   void grpo_backward(LogprobPass& pass, const detail::GrpoPlan& P, size_t b0, size_t b1, const std::vector<float>& lp,
                      detail::GrpoSums& S);
   StepMetrics grpo_metrics(const detail::GrpoPlan& P, const detail::GrpoSums& S) const;

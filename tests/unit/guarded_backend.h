@@ -203,6 +203,12 @@ class GuardedBackend final : public kernels::Backend {
     dev(out, "out"), dev(x, "x");
     cpu().add_column_sums(out, x, rows, cols);
   }
+  void dropout_scale(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p, uint64_t seed,
+                     bool accumulate) override {
+    Op op(this, "dropout_scale");
+    dev(y, "y"), dev(x, "x");
+    cpu().dropout_scale(y, x, rows, cols, ldx, p, seed, accumulate);
+  }
   void add_group_sums(float* out, int64_t ldo, const float* x, int64_t ldx, int64_t groups, int64_t group,
                       int64_t cols) override {
     Op op(this, "add_group_sums");

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -319,6 +320,118 @@ TEST_CASE("Adapters on routed experts, and decoding with adapters equals decodin
     CHECK(with[0].tokens == merged[0].tokens);
     for (size_t i = 0; i < lp_with.size(); ++i) CHECK(std::fabs(lp_with[i] - lp_merged[i]) <= 2e-4f);
   }
+}
+
+TEST_CASE("LoRA dropout: masks recomputed in backward give the gradient of the dropped forward", "[lora][dropout]") {
+  // lora_dropout 0.3 on the PEFT adapter; with a fixed mask seed the forward is a deterministic
+  // function of the adapter's weights, so central differences of the loss must equal the
+  // backward's gradient (which recomputes the masks instead of storing them).
+  auto f = SafetensorsFile::open(kFixtures + "lora/qwen2_tied_all_linear.safetensors");
+  const Batch b = read_batch(*f);
+  const fs::path dir = fs::temp_directory_path() / ("reason_test_lora_dropout_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string peft = kFixtures + "lora/qwen2_tied_all_linear/adapter";
+  auto cfg = read_json_file(peft + "/adapter_config.json");
+  cfg["lora_dropout"] = 0.3;
+  std::ofstream(dir / "adapter_config.json") << cfg.dump();
+  fs::copy_file(peft + "/adapter_model.safetensors", dir / "adapter_model.safetensors");
+  LoadOptions o;
+  o.adapter = dir.string();
+  auto m = Model::load(kFixtures + "dense/qwen2_tied", o);
+  auto loss_of = [&](std::vector<float>* dlogp_out, LogprobPass& pass) {
+    const auto lp = pass.forward(*m, b.seqs, 1.0f);
+    double loss = 0;
+    std::vector<float> dl(lp.size());
+    for (size_t k = 0; k < lp.size(); ++k) {
+      dl[k] = b.on[k] ? -1.0f / float(b.n_masked) : 0.0f;
+      loss -= b.on[k] ? double(lp[k]) / double(b.n_masked) : 0.0;
+    }
+    if (dlogp_out) *dlogp_out = dl;
+    return loss;
+  };
+  LogprobPass p0;
+  m->set_lora_dropout_seed(0);
+  const double plain = loss_of(nullptr, p0);
+  CHECK(std::fabs(plain - f->tensor("loss").data<float>()[0]) <= 1e-5);  // seed 0: no dropout, PEFT's loss
+  m->set_lora_dropout_seed(12345);
+  LogprobPass pass;
+  std::vector<float> dl;
+  const double dropped = loss_of(&dl, pass);
+  CHECK(std::fabs(dropped - plain) > 1e-3);  // the masks act
+  Gradients g = Gradients::zeros_like(*m);
+  pass.backward(dl, g);
+  for (const char* pname : {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+                            "base_model.model.model.layers.1.mlp.down_proj.lora_A.weight",
+                            "base_model.model.model.layers.1.mlp.up_proj.lora_B.weight"}) {
+    INFO(pname);
+    Tensor w;
+    for (auto& [n, t] : m->adapter_parameters())
+      if (n == pname) w = t;
+    REQUIRE(w.raw());
+    const Tensor grad = g.at(pname).host();
+    // the 3 largest entries of the gradient
+    std::vector<int64_t> idx(size_t(grad.numel()));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + 3, idx.end(), [&](int64_t x, int64_t y) {
+      return std::fabs(grad.data<float>()[x]) > std::fabs(grad.data<float>()[y]);
+    });
+    for (int q = 0; q < 3; ++q) {
+      float* e = w.data<float>() + idx[size_t(q)];
+      // small steps: this tiny model with a large adapter is strongly curved in q_proj's A (at
+      // h = 3e-3 central differences are 40% off even without dropout)
+      const float keep = *e, h = 2e-4f;
+      *e = keep + h;
+      LogprobPass a;
+      const double up = loss_of(nullptr, a);
+      *e = keep - h;
+      LogprobPass c;
+      const double down = loss_of(nullptr, c);
+      *e = keep;
+      const double fd = (up - down) / (2.0 * double(h)), an = grad.data<float>()[idx[size_t(q)]];
+      CHECK(std::fabs(fd - an) <= 0.02 * std::fabs(an) + 1e-4);
+    }
+  }
+  // Training with dropout lowers the loss; the step leaves the seed cleared (no dropout outside steps).
+  TrainerConfig tc;
+  tc.optim.lr = 1e-2f;
+  Trainer tr(m, tc);
+  SftExample ex{b.seqs[0], std::vector<uint8_t>(b.seqs[0].size(), 1)};
+  ex.mask[0] = 0;
+  const std::vector<std::vector<SftExample>> mbs = {{ex}};
+  const float l0 = tr.sft_step(mbs).loss;
+  for (int i = 0; i < 8; ++i) tr.sft_step(mbs);
+  CHECK(tr.sft_step(mbs).loss < l0);
+  LogprobPass x1, x2;
+  CHECK(x1.forward(*m, b.seqs, 1.0f) == x2.forward(*m, b.seqs, 1.0f));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("Backend dropout_scale keeps 1 - p of the elements, scaled, with the same mask every call", "[lora][dropout]") {
+  auto m = Model::load(kFixtures + "dense/qwen2_tied");
+  kernels::Backend& be = m->backend();  // the CPU backend: host memory
+  const int64_t rows = 64, cols = 100, ldx = 128;
+  const float p = 0.25f;
+  std::vector<float> x(size_t(rows * ldx)), y(size_t(rows * cols)), y2(y.size()), acc(y.size(), 1.0f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 97) + 1.0f;
+  be.dropout_scale(y.data(), x.data(), rows, cols, ldx, p, 777, false);
+  be.dropout_scale(y2.data(), x.data(), rows, cols, ldx, p, 777, false);
+  be.dropout_scale(acc.data(), x.data(), rows, cols, ldx, p, 777, true);
+  CHECK(y == y2);
+  int64_t kept = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = y[size_t(r * cols + c)];
+      if (v != 0.0f) {
+        ++kept;
+        CHECK(v == Approx(x[size_t(r * ldx + c)] / (1.0f - p)));
+      }
+      CHECK(acc[size_t(r * cols + c)] == Approx(1.0f + v));
+    }
+  CHECK(double(kept) / double(rows * cols) == Approx(0.75).margin(0.02));
+  be.dropout_scale(y2.data(), x.data(), rows, cols, ldx, p, 778, false);
+  CHECK(y != y2);  // another seed, another mask
+  CHECK_THROWS(be.dropout_scale(y.data(), x.data(), rows, cols, ldx, 1.0f, 1, false));
 }
 
 TEST_CASE("Bad adapters are refused with the reason", "[lora]") {

@@ -634,4 +634,22 @@ TEST_CASE("LoRA stages: adapters in PEFT format, the next stage trains on, a ful
                              "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 1 "
                              "grpo { group_size: 2 } lora { dropout: 1.5 } } }\n");
   CHECK_THROWS_WITH(check_pipeline((bad / "c.textproto").string()), Catch::Contains("lora.dropout must be in [0, 1)"));
+  // A quantised model is a frozen base: a full-training stage on it fails the check, naming it;
+  // a LoRA stage trains it (QLoRA) and the base stays quantised in the stage's checkpoints.
+  const std::string q = "models { name: \"policy\" path: \"" + kBase + "\" quantize: \"q8_0\" }\n"
+                        "datasets { name: \"train\" synthetic { kind: PROBLEMS count: 8 } }\n"
+                        "stages { name: \"rl\" grpo { model: \"policy\" dataset: \"train\" steps: 1 prompts_per_step: 2 "
+                        "grpo { group_size: 2 } sampling { max_new_tokens: 24 } LORA } }\n";
+  auto with = [&](const std::string& lora) {
+    std::string t = q;
+    t.replace(t.find("LORA"), 4, lora);
+    return t;
+  };
+  write(bad / "q.textproto", with(""));
+  CHECK_THROWS_WITH(check_pipeline((bad / "q.textproto").string()),
+                    Catch::Contains("model 'policy' is quantised (q8_0): train it with `lora { }`"));
+  const fs::path ql = temp_dir("qlora");
+  run_config(ql, with("lora { rank: 4 }"));
+  CHECK(fs::exists(ql / "out" / "stages" / "00-rl" / "final" / "adapter_model.safetensors"));
+  CHECK(read_jsonl(ql / "out" / "stages" / "00-rl" / "metrics.jsonl").size() == 1);
 }

@@ -10,6 +10,13 @@ namespace reason {
 
 namespace {
 
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 // u[m, r] = x[m, in] . A^T (x with row stride ldx; 0 = in).
 void lora_down(kernels::Backend& be, const LoraAdapter& a, const float* x, int64_t ldx, int64_t m, DeviceArray<float>& u) {
   const int64_t r = a.rank(), k = a.a.dim(1);
@@ -37,6 +44,11 @@ void input_grad_blocked(kernels::Backend& be, const Tensor& w, const float* dy, 
 
 }  // namespace
 
+uint64_t LoraAdapter::mask_seed() const {
+  const uint64_t s = dropout > 0.0f && dropout_seed ? dropout_seed->load(std::memory_order_relaxed) : 0;
+  return s ? splitmix64(s ^ splitmix64(id)) | 1 : 0;
+}
+
 void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y, bool exact) {
   linear_forward_strided(be, l, x, 0, m, y, 0, exact);
 }
@@ -57,7 +69,14 @@ void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* 
   a.k = l.w.dim(1);
   be.matmul(a);
   if (!l.lora.active() || m == 0) return;
-  DeviceArray<float> u;
+  DeviceArray<float> u, xd;
+  const int64_t k = l.w.dim(1);
+  if (const uint64_t s = exact ? l.lora.mask_seed() : 0) {  // training: dropout on the adapter's input
+    xd.resize(be, size_t(m * k));
+    be.dropout_scale(xd.data(), x, m, k, ldx ? ldx : k, l.lora.dropout, s, false);
+    x = xd.data();
+    ldx = 0;
+  }
   lora_down(be, l.lora, x, ldx, m, u);
   const int64_t r = l.lora.rank(), n = l.w.dim(0);
   be.gemm_f32(false, true, m, n, r, l.lora.scale, u.data(), r, l.lora.b.data<float>(), r, 1.0f, y, ldy ? ldy : n);
@@ -78,13 +97,25 @@ void linear_backward(kernels::Backend& be, const Linear& l, const float* x, cons
   if (!l.lora.active()) return;
   const LoraAdapter& a = l.lora;
   const int64_t r = a.rank();
-  DeviceArray<float> u, du;
-  lora_down(be, a, x, 0, m, u);
+  DeviceArray<float> u, du, xd, t;
+  const uint64_t s = a.mask_seed();  // the forward's dropout mask, recomputed
+  const float* xa = x;
+  if (s) {
+    xd.resize(be, size_t(m * k));
+    be.dropout_scale(xd.data(), x, m, k, k, a.dropout, s, false);
+    xa = xd.data();
+  }
+  lora_down(be, a, xa, 0, m, u);
   du.resize(be, size_t(m * r));
   be.gemm_f32(false, false, m, r, n, a.scale, dy, n, a.b.data<float>(), r, 0.0f, du.data(), r);
   if (float* dB = g.of(a.b)) be.gemm_f32(true, false, n, r, m, a.scale, dy, n, u.data(), r, 1.0f, dB, r);
-  if (float* dA = g.of(a.a)) be.gemm_f32(true, false, r, k, m, 1.0f, du.data(), r, x, k, 1.0f, dA, k);
-  if (dx) be.gemm_f32(false, false, m, k, r, 1.0f, du.data(), r, a.a.data<float>(), k, 1.0f, dx, k);
+  if (float* dA = g.of(a.a)) be.gemm_f32(true, false, r, k, m, 1.0f, du.data(), r, xa, k, 1.0f, dA, k);
+  if (dx && !s) be.gemm_f32(false, false, m, k, r, 1.0f, du.data(), r, a.a.data<float>(), k, 1.0f, dx, k);
+  if (dx && s) {  // dx += mask * (du . A) / (1 - p)
+    t.resize(be, size_t(m * k));
+    be.gemm_f32(false, false, m, k, r, 1.0f, du.data(), r, a.a.data<float>(), k, 0.0f, t.data(), k);
+    be.dropout_scale(dx, t.data(), m, k, k, a.dropout, s, true);
+  }
 }
 
 }  // namespace reason

@@ -2,7 +2,9 @@
 // and backward, and the gradient lookup every layer's backward writes through.
 // Weights are immutable during a forward or backward and may be shared by any number of threads.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include "core/tensor.h"
 #include "model/config.h"
@@ -14,12 +16,21 @@ namespace reason {
 // y = x . W^T + b + scale * (x . A^T) . B^T with A [r, in] and B [out, r] in f32 on the model's
 // backend; scale = lora_alpha / r (lora_alpha / sqrt(r) with rsLoRA). The base weight stays as
 // loaded (f32, bf16 or quantised) and is not changed: the adapter is applied unmerged.
+// lora_dropout drops elements of the adapter's input in training passes only (PEFT's train
+// mode), with a mask that is a function of the model's current dropout seed (set by the trainer
+// per step and micro-batch, 0 = off), the adapter's id and the element, so the backward recomputes
+// the forward's mask (Backend::dropout_scale).
 struct LoraAdapter {
   Tensor a;  // lora_A.weight [r, in]
   Tensor b;  // lora_B.weight [out, r]
   float scale = 0.0f;
+  float dropout = 0.0f;
+  uint64_t id = 0;  // distinct per adapted layer of a model
+  std::shared_ptr<const std::atomic<uint64_t>> dropout_seed;  // the model's; null or 0: no dropout
   bool active() const { return a.raw() != nullptr; }
   int64_t rank() const { return a.dim(0); }
+  // The mask seed of a training pass now, or 0 when no dropout applies.
+  uint64_t mask_seed() const;
 };
 
 // A Linear layer: weight [out, in] in the compute dtype (f32 or bf16), optional f32 bias [out],
@@ -50,8 +61,9 @@ class ParamGrads {
   float* bias(const Linear& l) const { return l.b.raw() ? of(l.b) : nullptr; }
 };
 
-// y[m, out] = x[m, in] . W^T (+ b) (+ the LoRA adapter's term). exact: a quantised W multiplies
-// the f32 rows as dequantised weights (MatmulArgs::exact; training passes set it).
+// y[m, out] = x[m, in] . W^T (+ b) (+ the LoRA adapter's term). exact (training passes set it): a
+// quantised W multiplies the f32 rows as dequantised weights (MatmulArgs::exact), and LoRA dropout
+// applies.
 void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y, bool exact = false);
 
 // The same with row strides (elements) for x and y.

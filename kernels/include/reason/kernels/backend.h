@@ -338,6 +338,12 @@ class Backend {
   virtual void scatter_add_rows(float* table, const int32_t* ids, const float* src, const float* weights, int64_t n, int64_t dim) = 0;
   // out[j] += sum over rows i (in order) of x[i, j], x f32 [rows, cols] (a bias gradient).
   virtual void add_column_sums(float* out, const float* x, int64_t rows, int64_t cols) = 0;
+  // Inverted dropout with a mask that is a function of (seed, row, column) (kernels/dropout_mask.h,
+  // the same on every backend): y[r, c] (+)= keep(seed, r, c, p) ? x[r * ldx + c] / (1 - p) : 0
+  // for r < rows, c < cols; y is packed [rows, cols]; accumulate says += or =. LoRA dropout: the
+  // forward drops the adapter's input, the backward masks its input gradient with the same mask.
+  virtual void dropout_scale(float* y, const float* x, int64_t rows, int64_t cols, int64_t ldx, float p, uint64_t seed,
+                             bool accumulate) = 0;
   // Column sums of consecutive groups of rows: out[g * ldo + j] += sum over r < group (in order) of
   // x[(g * group + r) * ldx + j], for g < groups, j < cols (MLA's shared rope key: its gradient is
   // the sum over the heads).
