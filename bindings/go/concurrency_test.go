@@ -272,17 +272,7 @@ stages { name: "rl" grpo { model: "policy" dataset: "train" steps: 1 prompts_per
 	if !strings.Contains(summary, "timed out") && !strings.Contains(summary, `"reward_failures": 1`) {
 		t.Logf("summary: %s", summary)
 	}
-	if got := directorsWaiting.Load(); got != 1 {
-		t.Errorf("%d directors waiting for abandoned calls, want 1", got)
-	}
-	close(hung)
-	<-finished
-	for i := 0; i < 100 && directorsWaiting.Load() != 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := directorsWaiting.Load(); got != 0 {
-		t.Errorf("director not freed after the abandoned call returned (%d waiting)", got)
-	}
+	releaseAbandonedCall(t, hung, finished)
 	if calls.Load() != 4 {
 		t.Errorf("%d reward calls, want 4", calls.Load())
 	}
@@ -402,6 +392,13 @@ func TestConcurrentPipelineToolDeadline(t *testing.T) {
 	if calls.Load() == 0 || timedOut.Load() != 1 {
 		t.Fatalf("%d tool calls, %d completions read a time-out (want 1)", calls.Load(), timedOut.Load())
 	}
+	releaseAbandonedCall(t, hung, finished)
+}
+
+// releaseAbandonedCall checks that one director waits for its abandoned call, lets the call
+// return (closing hung, then waiting for finished) and checks that the director is then freed.
+func releaseAbandonedCall(t *testing.T, hung, finished chan struct{}) {
+	t.Helper()
 	if got := directorsWaiting.Load(); got != 1 {
 		t.Errorf("%d directors waiting for abandoned calls, want 1", got)
 	}

@@ -587,7 +587,10 @@ TEST_CASE("LoRA stages: adapters in PEFT format, the next stage trains on, a ful
                           "lora { rank: 4 alpha: 8 target_modules: \"q_proj, v_proj, down_proj\" rank_pattern { key: \"down_proj\" value: 2 } } } }\n"
                           "stages { name: \"rl2\" grpo { model: \"policy\" dataset: \"train\" steps: 2 prompts_per_step: 2 "
                           "grpo { group_size: 4 } sampling { max_new_tokens: 48 } optimizer { lr: 1e-3 } lora { } } }\n"
-                          "stages { name: \"full\" sft { model: \"policy\" dataset: \"corpus\" steps: 1 batch_size: 2 } }\n";
+                          "stages { name: \"full\" sft { model: \"policy\" dataset: \"corpus\" steps: 1 batch_size: 2 } }\n"
+                          "models { name: \"teacher\" path: \"" + kBase + "\" }\n"
+                          "stages { name: \"kd\" distill { teacher: \"teacher\" student: \"policy\" dataset: \"corpus\" "
+                          "mode: LOGIT steps: 2 batch_size: 2 lora { rank: 2 } } }\n";
   run_config(dir, cfg);
   const int layers = json::parse(read(fs::path(kBase) / "config.json"))["num_hidden_layers"].get<int>();
   const fs::path s0 = dir / "out" / "stages" / "00-rl" / "final", s1 = dir / "out" / "stages" / "01-rl2" / "final";
@@ -627,6 +630,12 @@ TEST_CASE("LoRA stages: adapters in PEFT format, the next stage trains on, a ful
   CHECK(opt.state().size() == m->adapter_parameters().size());
   CHECK(fs::exists(dir / "out" / "stages" / "02-full" / "final" / "model.safetensors"));
   CHECK(Model::load((dir / "out" / "stages" / "02-full" / "final").string())->adapter() == nullptr);
+  // Logit distillation into a new adapter on the (now fully trained) student.
+  const fs::path kd = dir / "out" / "stages" / "03-kd" / "final";
+  CHECK(json::parse(read(kd / "adapter_config.json"))["r"] == 2);
+  CHECK(json::parse(read(kd / "adapter_config.json"))["base_model_name_or_path"] ==
+        fs::absolute(dir / "out" / "stages" / "02-full" / "final").string());
+  CHECK(read_jsonl(dir / "out" / "stages" / "03-kd" / "metrics.jsonl").size() == 2);
   // A bad lora block fails the check before any work, naming the field.
   const fs::path bad = temp_dir("lora_bad");
   write(bad / "c.textproto", "models { name: \"policy\" path: \"" + kBase + "\" }\n"
