@@ -662,3 +662,47 @@ TEST_CASE("LoRA stages: adapters in PEFT format, the next stage trains on, a ful
   CHECK(fs::exists(ql / "out" / "stages" / "00-rl" / "final" / "adapter_model.safetensors"));
   CHECK(read_jsonl(ql / "out" / "stages" / "00-rl" / "metrics.jsonl").size() == 1);
 }
+
+TEST_CASE("r1-zero-emergence example, scaled down: greedy accuracy and response length grow", "[pipeline][emergence]") {
+  // The example's GRPO stage from tests/fixtures/pipeline/direct-base (pretrained as the example's
+  // policy is, smaller: it answers directly when greedy and mostly wrong), with fewer and smaller
+  // steps; accuracy and format rewards only. Measured on every ISA path: held-out greedy 43.8% -> 100%,
+  // mean length 21.8 -> 39.1 tokens (the example itself: 0.5% -> 93.5%, 24.8 -> 49.6).
+  const fs::path dir = temp_dir("emergence");
+  proto::PipelineConfig c;
+  REQUIRE(google::protobuf::TextFormat::ParseFromString(read(kExamples / "r1-zero-emergence.textproto"), &c));
+  c.set_threads(1);
+  c.set_seed(3);
+  c.mutable_models(0)->set_path(std::string(REASON_FIXTURES_DIR) + "/pipeline/direct-base");
+  for (auto& d : *c.mutable_datasets()) {
+    if (d.name() == "heldout") d.mutable_synthetic()->set_count(64);
+    if (d.name() == "train") d.mutable_synthetic()->set_count(2000);
+  }
+  proto::PipelineConfig ci = c;
+  ci.clear_stages();
+  for (const auto& s : c.stages()) {
+    if (s.has_sft()) continue;  // the fixture is the pretrained base
+    proto::Stage t = s;
+    if (t.has_grpo()) {
+      t.mutable_grpo()->set_steps(15);
+      t.mutable_grpo()->set_prompts_per_step(8);
+      t.mutable_grpo()->mutable_optimizer()->set_lr(2e-4f);
+      t.mutable_grpo()->mutable_sampling()->set_max_new_tokens(64);
+    }
+    if (t.has_eval()) t.mutable_eval()->set_samples(2);
+    *ci.add_stages() = t;
+  }
+  std::string text;
+  REQUIRE(google::protobuf::TextFormat::PrintToString(ci, &text));
+  run_config(dir, text);
+  const json base = json::parse(read(dir / "out" / "stages" / "00-eval_base" / "eval.json"));
+  const json rl = json::parse(read(dir / "out" / "stages" / "02-eval_rl" / "eval.json"));
+  INFO("greedy " << base["greedy"] << " -> " << rl["greedy"] << ", mean length " << base["mean_length"] << " -> "
+                 << rl["mean_length"]);
+  CHECK(base["greedy"].get<double>() <= 0.5);
+  CHECK(rl["greedy"].get<double>() >= base["greedy"].get<double>() + 0.25);
+  CHECK(rl["mean_length"].get<double>() >= 1.3 * base["mean_length"].get<double>());
+  const auto rows = read_jsonl(dir / "out" / "stages" / "01-rl" / "metrics.jsonl");
+  REQUIRE(rows.size() == 15);
+  CHECK(rows.back()["format"].get<double>() > rows.front()["format"].get<double>());
+}
