@@ -99,6 +99,24 @@ TEST_CASE("A PEFT adapter runs unmerged: logprobs and adapter gradients equal PE
     // grows hidden states to |h| ~ 40, where f32 rounding alone is 3e-5 (test_train_fixtures).
     CHECK(max_err <= (std::string(name).rfind("dsv3", 0) == 0 ? 4e-5 : 2e-5));
     CHECK(std::fabs(loss / double(b.n_masked) - f->tensor("loss").data<float>()[0]) <= 1e-5);
+    {  // the inference forward (KV cache, unmerged adapter) gives PEFT's logits
+      const Tensor want = f->tensor("logits");
+      const int64_t V = want.dim(2);
+      KVCache cache = m->make_cache();
+      ForwardScratch scratch;
+      std::vector<SeqChunk> chunks;
+      for (const auto& s : b.seqs) chunks.push_back(SeqChunk{cache.add_sequence(), s.data(), int64_t(s.size()), true});
+      std::vector<float> logits;
+      m->forward(chunks, cache, logits, scratch);
+      float worst = 0;
+      size_t row = 0;
+      for (size_t i = 0; i < b.seqs.size(); ++i)
+        for (size_t t = 0; t < b.seqs[i].size(); ++t, ++row)
+          for (int64_t v = 0; v < V; ++v)
+            worst = std::max(worst, std::fabs(logits[row * size_t(V) + size_t(v)] -
+                                              want.data<float>()[(int64_t(i) * b.T + int64_t(t)) * V + v]));
+      CHECK(worst <= (std::string(name).rfind("dsv3", 0) == 0 ? 3e-4f : 1e-4f));
+    }
 
     // Accumulators exist for the adapter only: every base weight is frozen.
     Gradients g = Gradients::zeros_like(*m);
