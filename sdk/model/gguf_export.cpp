@@ -348,6 +348,9 @@ GgufOutType parse_gguf_out_type(const std::string& name) {
 }
 
 void write_gguf_model(const Model& m, const std::string& path, GgufOutType type) {
+  if (m.adapter())
+    fail(ErrorCode::InvalidArgument, "{}: the model has a LoRA adapter, which a GGUF file cannot hold; merge it first (reason merge)",
+         path);
   const ModelConfig& c = m.config();
   const std::string src = m.dir();
   Meta meta = model_metadata(c, fs::path(src).filename().string(), type, src);

@@ -20,10 +20,10 @@ bool pattern_matches(const std::string& key, const std::string& module) {
   }
 }
 
-template <typename M>
-const typename M::mapped_type* pattern_value(const M& patterns, const std::string& module) {
-  for (const auto& [key, v] : patterns)
-    if (pattern_matches(key, module)) return &v;
+template <typename T>
+const T* value_of(const std::vector<std::pair<std::string, T>>& patterns, const std::string& key) {
+  for (const auto& [k, v] : patterns)
+    if (k == key) return &v;
   return nullptr;
 }
 
@@ -45,21 +45,29 @@ bool LoraSpec::targets(const std::string& module) const {
   return false;
 }
 
+std::string LoraSpec::pattern_key(const std::string& module) const {
+  for (const auto& [key, v] : rank_pattern)
+    if (pattern_matches(key, module)) return key;
+  for (const auto& [key, v] : alpha_pattern)
+    if (pattern_matches(key, module)) return key;
+  return "";
+}
+
 int64_t LoraSpec::rank_of(const std::string& module) const {
-  const int64_t* p = pattern_value(rank_pattern, module);
+  const int64_t* p = value_of(rank_pattern, pattern_key(module));
   return p ? *p : r;
 }
 
 float LoraSpec::scale_of(const std::string& module) const {
-  const float* a = pattern_value(alpha_pattern, module);
+  const float* a = value_of(alpha_pattern, pattern_key(module));
   const float al = a ? *a : alpha;
   const int64_t rk = rank_of(module);
   return use_rslora ? al / std::sqrt(float(rk)) : al / float(rk);
 }
 
-LoraSpec lora_spec_from_json(const nlohmann::json& j, const std::string& where) {
+LoraSpec lora_spec_from_json(const nlohmann::ordered_json& j, const std::string& where) {
   if (!j.is_object()) fail(ErrorCode::Format, "{}: not a JSON object", where);
-  auto get = [&](const char* key) -> const nlohmann::json* {
+  auto get = [&](const char* key) -> const nlohmann::ordered_json* {
     auto it = j.find(key);
     return it == j.end() || it->is_null() ? nullptr : &*it;
   };
@@ -89,21 +97,23 @@ LoraSpec lora_spec_from_json(const nlohmann::json& j, const std::string& where) 
         s.target_modules = t->get<std::vector<std::string>>();
       }
     }
-    if (const auto* p = get("rank_pattern")) s.rank_pattern = p->get<std::map<std::string, int64_t>>();
-    if (const auto* p = get("alpha_pattern")) s.alpha_pattern = p->get<std::map<std::string, float>>();
+    if (const auto* p = get("rank_pattern"))
+      for (const auto& [k, v] : p->items()) s.rank_pattern.emplace_back(k, v.get<int64_t>());
+    if (const auto* p = get("alpha_pattern"))
+      for (const auto& [k, v] : p->items()) s.alpha_pattern.emplace_back(k, v.get<float>());
     if (s.r <= 0) fail(ErrorCode::InvalidArgument, "{}: r must be > 0 (got {})", where, s.r);
     for (const auto& [k, v] : s.rank_pattern)
       if (v <= 0) fail(ErrorCode::InvalidArgument, "{}: rank_pattern[{}] must be > 0 (got {})", where, k, v);
     if (!std::isfinite(s.alpha)) fail(ErrorCode::InvalidArgument, "{}: lora_alpha is not finite", where);
     if (!(s.dropout >= 0.0f && s.dropout < 1.0f)) fail(ErrorCode::InvalidArgument, "{}: lora_dropout must be in [0, 1)", where);
     return s;
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const nlohmann::ordered_json::exception& e) {
     fail(ErrorCode::Format, "{}: a field has the wrong type ({})", where, e.what());
   }
 }
 
-nlohmann::json lora_spec_to_json(const LoraSpec& s, const std::vector<std::string>& modules, const std::string& base) {
-  nlohmann::json j;
+nlohmann::ordered_json lora_spec_to_json(const LoraSpec& s, const std::vector<std::string>& modules, const std::string& base) {
+  nlohmann::ordered_json j;
   j["peft_type"] = "LORA";
   j["task_type"] = "CAUSAL_LM";
   j["base_model_name_or_path"] = base;
@@ -118,8 +128,10 @@ nlohmann::json lora_spec_to_json(const LoraSpec& s, const std::vector<std::strin
   j["inference_mode"] = true;
   j["modules_to_save"] = nullptr;
   j["target_modules"] = modules;
-  j["rank_pattern"] = s.rank_pattern;
-  j["alpha_pattern"] = s.alpha_pattern;
+  j["rank_pattern"] = nlohmann::ordered_json::object();  // in order: PEFT tries the keys in it
+  for (const auto& [k, v] : s.rank_pattern) j["rank_pattern"][k] = v;
+  j["alpha_pattern"] = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : s.alpha_pattern) j["alpha_pattern"][k] = v;
   return j;
 }
 

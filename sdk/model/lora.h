@@ -25,13 +25,17 @@ struct LoraSpec {
   bool all_linear = false;
   std::string target_regex;
   std::vector<std::string> target_modules;
-  // Per-module rank / alpha (PEFT's rank_pattern / alpha_pattern): the first key whose regex
-  // matches the end of a module's name after a '.' (or the whole name) wins.
-  std::map<std::string, int64_t> rank_pattern;
-  std::map<std::string, float> alpha_pattern;
+  // Per-module rank / alpha (PEFT's rank_pattern / alpha_pattern), in the order adapter_config.json
+  // lists them: as PEFT's get_pattern_key, the first key of rank_pattern then alpha_pattern whose
+  // regex matches the end of a module's name after a '.' (or the whole name) picks both the rank
+  // (rank_pattern's value for that key, else r) and the alpha (alpha_pattern's, else lora_alpha).
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, float>> alpha_pattern;
   uint64_t seed = 0;  // lora_A's random init of new adapters
 
   bool targets(const std::string& module) const;
+  // The pattern key that applies to a module, or "" for none.
+  std::string pattern_key(const std::string& module) const;
   int64_t rank_of(const std::string& module) const;
   // alpha / r (or alpha / sqrt(r)) of the module, with its rank_of and alpha.
   float scale_of(const std::string& module) const;
@@ -40,11 +44,11 @@ struct LoraSpec {
 // The LoraSpec of an adapter_config.json (`where` names the file in errors). Refuses what the
 // engine does not run, naming the field: peft_type other than LORA, DoRA, fan_in_fan_out,
 // bias other than "none", modules_to_save, layers_to_transform, trainable tokens.
-LoraSpec lora_spec_from_json(const nlohmann::json& j, const std::string& where);
+LoraSpec lora_spec_from_json(const nlohmann::ordered_json& j, const std::string& where);
 
 // adapter_config.json for a spec whose adapters sit on `modules` (PEFT writes the expanded
 // module list); base = base_model_name_or_path.
-nlohmann::json lora_spec_to_json(const LoraSpec& s, const std::vector<std::string>& modules, const std::string& base);
+nlohmann::ordered_json lora_spec_to_json(const LoraSpec& s, const std::vector<std::string>& modules, const std::string& base);
 
 // When `dir` is a LoRA adapter directory (adapter_config.json and no config.json): its base model,
 // base_model_name_or_path (a relative path resolved against dir). Error(Io) when that base does

@@ -80,7 +80,7 @@ void Model::attach_adapter(const LoadOptions& opts) {
   const bool load = !opts.adapter.empty();
   const std::string cfg_path = (std::filesystem::path(opts.adapter) / kAdapterConfig).string();
   const std::string w_path = (std::filesystem::path(opts.adapter) / kAdapterWeights).string();
-  LoraSpec spec = load ? lora_spec_from_json(read_json_file(cfg_path), cfg_path) : *opts.new_adapter;
+  LoraSpec spec = load ? lora_spec_from_json(read_ordered_json_file(cfg_path), cfg_path) : *opts.new_adapter;
   std::shared_ptr<const SafetensorsFile> file = load ? SafetensorsFile::open(w_path) : nullptr;
   std::mt19937_64 rng(spec.seed);
   size_t attached = 0;
@@ -153,6 +153,8 @@ void Model::merge_adapter() const {
 
 void Model::save_adapter(const std::string& dir) const {
   if (!adapter_) fail(ErrorCode::InvalidArgument, "save_adapter: {} has no LoRA adapter", dir_);
+  if (std::filesystem::exists(std::filesystem::path(dir) / "config.json"))
+    fail(ErrorCode::InvalidArgument, "save_adapter: {} holds a model (config.json); an adapter there would not load as one", dir);
   std::filesystem::create_directories(dir);
   std::vector<std::string> modules;
   std::vector<std::pair<std::string, Tensor>> tensors;

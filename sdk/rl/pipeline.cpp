@@ -367,6 +367,8 @@ std::unique_ptr<Plan> make_plan(const std::string& config_path, const PipelineOp
         const GrpoConfig gc = grpo_from_proto(k.grpo(), true, sub_where(k, "grpo", "grpo"));
         adamw_from_proto(k.optimizer(), sub_where(k, "grpo", "optimizer"));
         if (k.has_lora()) lora_from_proto(k.lora(), sub_where(k, "grpo", "lora"));
+        require(!k.has_lora() || k.bias_update_speed() == 0.0f, sub_where(k, "grpo", "bias_update_speed"),
+                "grpo.bias_update_speed must be 0 with lora (it changes the frozen base's expert biases)");
         schedule_from_proto(k.schedule(), sub_where(k, "grpo", "schedule"));
         check_sampling(k.sampling(), sub_where(k, "grpo", "sampling"));
         require(!k.sampling().has_temperature() || k.sampling().temperature() == gc.temperature,

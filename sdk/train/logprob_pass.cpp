@@ -129,11 +129,6 @@ std::vector<float> LogprobPass::forward(const Model& model, std::span<const std:
   const ModelConfig& c = model.config();
   if (model.compute_dtype() != DType::F32)
     fail(ErrorCode::Unsupported, "training needs the model loaded in f32 (its master weights)");
-  if (auto q = model.quantized_weights(); q && !model.adapter())  // QLoRA: a frozen quantised base is fine
-    fail(ErrorCode::Unsupported,
-         "training needs unquantised weights, but the model has {} weights (load it with quantize none, or train a LoRA "
-         "adapter on it)",
-         kernels::dtype_name(*q));
   if (!(temperature > 0.0f)) fail(ErrorCode::InvalidArgument, "training temperature must be > 0 (got {})", temperature);
   model_ = &model;
   temperature_ = temperature;
@@ -270,6 +265,13 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill,
                                 Gradients& grads) {
   if (!model_) fail(ErrorCode::InvalidArgument, "LogprobPass::backward called before forward");
   const Model& model = *model_;
+  // A forward on quantised weights is fine (a GRPO reference, a distillation teacher, a QLoRA
+  // base: dequantised f32 panels); gradients of quantised weights are not.
+  if (auto q = model.quantized_weights(); q && !model.adapter())
+    fail(ErrorCode::Unsupported,
+         "training needs unquantised weights, but the model has {} weights (load it with quantize none, or train a LoRA "
+         "adapter on it)",
+         kernels::dtype_name(*q));
   kernels::Backend& be = model.backend();
   const ModelConfig& c = model.config();
   const int64_t d = c.hidden_size, V = c.vocab_size;

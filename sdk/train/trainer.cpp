@@ -17,6 +17,12 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
          "trainer: the policy has {} weights, which cannot be trained; load it with quantize none, or train a LoRA adapter on it",
          kernels::dtype_name(*q));
   if (!(cfg_.optim.lr >= 0.0f)) fail(ErrorCode::InvalidArgument, "trainer: learning rate must be >= 0 (got {})", cfg_.optim.lr);
+  if (policy_->adapter() && cfg_.bias_update_speed > 0.0f)
+    fail(ErrorCode::Unsupported,
+         "trainer: bias_update_speed changes the frozen base's expert biases, which an adapter checkpoint does not hold; "
+         "use 0 with a LoRA adapter");
+  if (policy_->adapter() && !cfg_.frozen_prefixes.empty())
+    fail(ErrorCode::InvalidArgument, "trainer: frozen prefixes apply to full training; a LoRA adapter already freezes the base");
   // With a LoRA adapter only the adapter trains: the base weights are frozen (no gradients).
   params_ = policy_->adapter() ? policy_->adapter_parameters() : policy_->parameters();
   for (const auto& [name, t] : params_)
@@ -36,7 +42,7 @@ StepMetrics Trainer::apply_step(StepMetrics m) {
   if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
   m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
   m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_);
-  policy_->refresh_absorbed_weights();  // MLA: W_UK^T follows the updated kv_b
+  if (!policy_->adapter()) policy_->refresh_absorbed_weights();  // MLA: W_UK^T follows the updated kv_b
   if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) balance_experts(load_, cfg_.bias_update_speed);
   return m;
 }

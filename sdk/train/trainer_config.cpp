@@ -4,6 +4,7 @@
 #include <google/protobuf/text_format.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "core/error.h"
@@ -202,11 +203,13 @@ LoraSpec lora_from_proto(const proto::LoraConfig& l, std::string_view where) {
       at = comma + 1;
     }
   }
-  for (const auto& [k, v] : l.rank_pattern()) {
+  // protobuf maps have no order: the keys are tried in sorted order (and saved so, which PEFT keeps)
+  for (const auto& [k, v] : std::map<std::string, int32_t>(l.rank_pattern().begin(), l.rank_pattern().end())) {
     if (v <= 0) fail(ErrorCode::InvalidArgument, "{}: lora.rank_pattern[{}] must be > 0", where, k);
-    s.rank_pattern[k] = v;
+    s.rank_pattern.emplace_back(k, v);
   }
-  for (const auto& [k, v] : l.alpha_pattern()) s.alpha_pattern[k] = v;
+  for (const auto& [k, v] : std::map<std::string, float>(l.alpha_pattern().begin(), l.alpha_pattern().end()))
+    s.alpha_pattern.emplace_back(k, v);
   return s;
 }
 

@@ -452,6 +452,46 @@ TEST_CASE("Backend dropout_scale keeps 1 - p of the elements, scaled, with the s
   CHECK_THROWS(be.dropout_scale(y.data(), x.data(), rows, cols, ldx, 1.0f, 1, false));
 }
 
+TEST_CASE("Rank and alpha patterns follow PEFT's get_pattern_key: the first listed key that matches", "[lora]") {
+  const auto j = nlohmann::ordered_json::parse(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+      "rank_pattern": {"mlp.down_proj": 2}, "alpha_pattern": {"q_proj": 32, "layers.0.self_attn.q_proj": 12}})");
+  const LoraSpec s = lora_spec_from_json(j, "adapter_config.json");
+  CHECK(s.scale_of("model.layers.0.self_attn.q_proj") == Approx(32.0f / 4));  // "q_proj" is listed first
+  CHECK(s.scale_of("model.layers.1.self_attn.q_proj") == Approx(32.0f / 4));
+  CHECK(s.rank_of("model.layers.1.mlp.down_proj") == 2);
+  CHECK(s.scale_of("model.layers.1.mlp.down_proj") == Approx(8.0f / 2));  // its key has no alpha: lora_alpha
+  CHECK(s.scale_of("model.layers.1.self_attn.k_proj") == Approx(8.0f / 4));
+  // written back in the same order (PEFT reads it so)
+  CHECK(lora_spec_to_json(s, {}, "b")["alpha_pattern"].dump() == R"({"q_proj":32.0,"layers.0.self_attn.q_proj":12.0})");
+}
+
+TEST_CASE("What an adapter cannot do is refused by name", "[lora]") {
+  LoadOptions o;
+  o.adapter = kFixtures + "lora/qwen2_tied_all_linear/adapter";
+  auto m = Model::load(kFixtures + "dense/qwen2_tied", o);
+  const fs::path g = fs::temp_directory_path() / ("reason_test_lora_gguf_" + std::to_string(::getpid()) + ".gguf");
+  CHECK_THROWS_WITH(write_gguf_model(*m, g.string(), GgufOutType::F16), Catch::Contains("merge it first"));
+  CHECK_FALSE(fs::exists(g));
+  TrainerConfig tc;
+  tc.bias_update_speed = 0.01f;
+  CHECK_THROWS_WITH(Trainer(m, tc), Catch::Contains("bias_update_speed"));
+  tc = TrainerConfig{};
+  tc.frozen_prefixes = {"model.layers.0"};
+  CHECK_THROWS_WITH(Trainer(m, tc), Catch::Contains("frozen prefixes"));
+  CHECK_THROWS_WITH(m->save_adapter(kFixtures + "dense/qwen2_tied"), Catch::Contains("holds a model"));
+  // A quantised model without an adapter runs forward passes (a GRPO reference, a teacher) but
+  // takes no gradients.
+  LoadOptions q;
+  q.quantize = WeightQuant::Q8_0;
+  auto qm = Model::load(kFixtures + "dense/qwen2_tied", q);
+  REQUIRE(qm->quantized_weights().has_value());
+  LogprobPass pass;
+  const auto lp = pass.forward(*qm, std::vector<std::vector<int32_t>>{{5, 17, 33, 2}}, 1.0f);
+  CHECK(lp.size() == 3);
+  Gradients gr = Gradients::zeros_like(*qm);
+  CHECK_THROWS_WITH(pass.backward(std::vector<float>(3, -1.0f), gr), Catch::Contains("training needs unquantised weights"));
+}
+
 TEST_CASE("Bad adapters are refused with the reason", "[lora]") {
   const fs::path dir = fs::temp_directory_path() / ("reason_test_lora_bad_" + std::to_string(::getpid()));
   fs::remove_all(dir);
