@@ -167,7 +167,13 @@ json hf_config(const GgufFile& f) {
   c["max_position_embeddings"] = m.u("context_length", 4096);
   c["rms_norm_eps"] = m.flt("attention.layer_norm_rms_epsilon", 1e-6);
   c["tie_word_embeddings"] = f.find_tensor("output.weight") == nullptr;
-  c["torch_dtype"] = "float32";
+  // The float type the file stores its matmul weights in (the token embedding's), as
+  // convert_hf_to_gguf.py keeps the checkpoint's; quantised files dequantise to f32.
+  {
+    const GgufFile::Tensor* e = f.find_tensor("token_embd.weight");
+    const uint32_t t = e ? e->type : uint32_t(GgmlType::F32);
+    c["torch_dtype"] = t == uint32_t(GgmlType::BF16) ? "bfloat16" : t == uint32_t(GgmlType::F16) ? "float16" : "float32";
+  }
   c["eos_token_id"] = eos_ids(f);
   if (f.find("tokenizer.ggml.bos_token_id")) c["bos_token_id"] = f.get_uint("tokenizer.ggml.bos_token_id");
   if (f.find("tokenizer.ggml.padding_token_id")) c["pad_token_id"] = f.get_uint("tokenizer.ggml.padding_token_id");

@@ -388,6 +388,11 @@ TEST_CASE("convert to GGUF as q8_0, f16 and bf16 gives gguf-py's bytes", "[gguf]
     UNSCOPED_INFO("max |logit - f32| = " << err);
     CHECK(err < tol);
   }
+  // The config made from each file says which float type its weights are stored in
+  // (`reason info`'s stored_dtype; config.json's torch_dtype when converted back).
+  CHECK(Model::load(q8)->config().torch_dtype == "float32");
+  CHECK(Model::load(f16)->config().torch_dtype == "float16");
+  CHECK(Model::load(bf16)->config().torch_dtype == "bfloat16");
   CHECK_THROWS_WITH(parse_gguf_out_type("q3_k"), Catch::Contains("unknown GGUF output type 'q3_k'"));
   // What GGUF cannot say is refused, and nothing is left behind.
   const std::string no = (tmp.path / "no.gguf").string();
