@@ -85,7 +85,8 @@ void Model::attach_adapter(const LoadOptions& opts) {
   std::mt19937_64 rng(spec.seed);
   size_t attached = 0;
   lora_seed_ = std::make_shared<std::atomic<uint64_t>>(0);
-  for (auto& [module, lin] : named_linears()) {
+  const auto linears = named_linears();
+  for (auto& [module, lin] : linears) {
     const int64_t out = lin->w.dim(0), in = lin->w.dim(1);
     Tensor a, b;
     if (load) {
@@ -117,7 +118,7 @@ void Model::attach_adapter(const LoadOptions& opts) {
          w_path, file->entries().size(), attached, dir_);
   if (attached == 0)
     fail(ErrorCode::InvalidArgument, "LoRA: target_modules match no linear layer of {} (names look like {})", dir_,
-         named_linears().empty() ? std::string("?") : named_linears().front().first);
+         linears.empty() ? std::string("?") : linears.front().first);
   adapter_ = spec;
 }
 

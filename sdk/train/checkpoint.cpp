@@ -73,17 +73,19 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW* op
     }
     stage("config");
 
-    std::vector<std::pair<std::string, Tensor>> tensors;
-    if (adapter) model.save_adapter(tmp.string());
-    for (auto list : {model.parameters(), model.buffers()})
-      if (!adapter)
-      for (auto& [name, t] : list) {
-        DType dt = model.stored_dtype(name);
-        if (dt == DType::F8_E4M3) dt = DType::BF16;
-        const Tensor h = t.host();  // downloaded when the weights live on a device
-        tensors.emplace_back(name, h.dtype() == dt ? h : h.to(dt));
-      }
-    if (!adapter) write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    if (adapter) {
+      model.save_adapter(tmp.string());
+    } else {
+      std::vector<std::pair<std::string, Tensor>> tensors;
+      for (auto list : {model.parameters(), model.buffers()})
+        for (auto& [name, t] : list) {
+          DType dt = model.stored_dtype(name);
+          if (dt == DType::F8_E4M3) dt = DType::BF16;
+          const Tensor h = t.host();  // downloaded when the weights live on a device
+          tensors.emplace_back(name, h.dtype() == dt ? h : h.to(dt));
+        }
+      write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    }
     stage("model");
 
     if (opt) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/mix64.h"
 
 namespace reason {
 
@@ -32,10 +33,7 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
 }
 
 void Trainer::dropout_for(size_t micro) const {
-  uint64_t z = 0x6c6f72612d64726fULL ^ (uint64_t(opt_.steps()) << 20) ^ uint64_t(micro);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  policy_->set_lora_dropout_seed((z ^ (z >> 31)) | 1);
+  policy_->set_lora_dropout_seed(mix64(0x6c6f72612d64726fULL ^ (uint64_t(opt_.steps()) << 20) ^ uint64_t(micro)) | 1);
 }
 
 StepMetrics Trainer::apply_step(StepMetrics m) {

@@ -4,24 +4,17 @@
 #include <numeric>
 
 #include "core/device_array.h"
+#include "core/mix64.h"
 #include "reason/kernels/backend.h"
 
 namespace reason {
 
 namespace {
 
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // u[m, r] = x[m, in] . A^T (x with row stride ldx; 0 = in).
-void lora_down(kernels::Backend& be, const LoraAdapter& a, const float* x, int64_t ldx, int64_t m, DeviceArray<float>& u) {
+void lora_down(kernels::Backend& be, const LoraAdapter& a, const float* x, int64_t ldx, int64_t m, float* u) {
   const int64_t r = a.rank(), k = a.a.dim(1);
-  u.resize(be, size_t(m * r));
-  be.gemm_f32(false, true, m, r, k, 1.0f, x, ldx ? ldx : k, a.a.data<float>(), k, 0.0f, u.data(), r);
+  be.gemm_f32(false, true, m, r, k, 1.0f, x, ldx ? ldx : k, a.a.data<float>(), k, 0.0f, u, r);
 }
 
 // dx[m, k] (+)= dy[m, n] . W for a weight that is not f32: W is read in f32 a block of rows at a
@@ -46,7 +39,8 @@ void input_grad_blocked(kernels::Backend& be, const Tensor& w, const float* dy, 
 
 uint64_t LoraAdapter::mask_seed() const {
   const uint64_t s = dropout > 0.0f && dropout_seed ? dropout_seed->load(std::memory_order_relaxed) : 0;
-  return s ? splitmix64(s ^ splitmix64(id)) | 1 : 0;
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;  // splitmix64's increment
+  return s ? mix64((s ^ mix64(id + kGolden)) + kGolden) | 1 : 0;
 }
 
 void linear_forward(kernels::Backend& be, const Linear& l, const float* x, int64_t m, float* y, bool exact) {
@@ -69,17 +63,19 @@ void linear_forward_strided(kernels::Backend& be, const Linear& l, const float* 
   a.k = l.w.dim(1);
   be.matmul(a);
   if (!l.lora.active() || m == 0) return;
-  DeviceArray<float> u, xd;
-  const int64_t k = l.w.dim(1);
-  if (const uint64_t s = exact ? l.lora.mask_seed() : 0) {  // training: dropout on the adapter's input
-    xd.resize(be, size_t(m * k));
-    be.dropout_scale(xd.data(), x, m, k, ldx ? ldx : k, l.lora.dropout, s, false);
-    x = xd.data();
+  const int64_t k = l.w.dim(1), r = l.lora.rank(), n = l.w.dim(0);
+  const uint64_t s = exact ? l.lora.mask_seed() : 0;  // training: dropout on the adapter's input
+  // One allocation per call: u [m, r], then the dropped input [m, k] when dropout applies.
+  DeviceArray<float> scratch(be, size_t(m * r + (s ? m * k : 0)));
+  float* u = scratch.data();
+  if (s) {
+    float* xd = u + m * r;
+    be.dropout_scale(xd, x, m, k, ldx ? ldx : k, l.lora.dropout, s, false);
+    x = xd;
     ldx = 0;
   }
   lora_down(be, l.lora, x, ldx, m, u);
-  const int64_t r = l.lora.rank(), n = l.w.dim(0);
-  be.gemm_f32(false, true, m, n, r, l.lora.scale, u.data(), r, l.lora.b.data<float>(), r, 1.0f, y, ldy ? ldy : n);
+  be.gemm_f32(false, true, m, n, r, l.lora.scale, u, r, l.lora.b.data<float>(), r, 1.0f, y, ldy ? ldy : n);
 }
 
 void linear_backward(kernels::Backend& be, const Linear& l, const float* x, const float* dy, int64_t m, float* dx, bool accumulate_dx,
@@ -97,24 +93,24 @@ void linear_backward(kernels::Backend& be, const Linear& l, const float* x, cons
   if (!l.lora.active()) return;
   const LoraAdapter& a = l.lora;
   const int64_t r = a.rank();
-  DeviceArray<float> u, du, xd, t;
   const uint64_t s = a.mask_seed();  // the forward's dropout mask, recomputed
+  // One allocation per call: u and du [m, r], then with dropout one [m, k] buffer that holds the
+  // dropped input and, once dA has it, du . A.
+  DeviceArray<float> scratch(be, size_t(2 * m * r + (s ? m * k : 0)));
+  float *u = scratch.data(), *du = u + m * r, *xk = du + m * r;
   const float* xa = x;
   if (s) {
-    xd.resize(be, size_t(m * k));
-    be.dropout_scale(xd.data(), x, m, k, k, a.dropout, s, false);
-    xa = xd.data();
+    be.dropout_scale(xk, x, m, k, k, a.dropout, s, false);
+    xa = xk;
   }
   lora_down(be, a, xa, 0, m, u);
-  du.resize(be, size_t(m * r));
-  be.gemm_f32(false, false, m, r, n, a.scale, dy, n, a.b.data<float>(), r, 0.0f, du.data(), r);
-  if (float* dB = g.of(a.b)) be.gemm_f32(true, false, n, r, m, a.scale, dy, n, u.data(), r, 1.0f, dB, r);
-  if (float* dA = g.of(a.a)) be.gemm_f32(true, false, r, k, m, 1.0f, du.data(), r, xa, k, 1.0f, dA, k);
-  if (dx && !s) be.gemm_f32(false, false, m, k, r, 1.0f, du.data(), r, a.a.data<float>(), k, 1.0f, dx, k);
+  be.gemm_f32(false, false, m, r, n, a.scale, dy, n, a.b.data<float>(), r, 0.0f, du, r);
+  if (float* dB = g.of(a.b)) be.gemm_f32(true, false, n, r, m, a.scale, dy, n, u, r, 1.0f, dB, r);
+  if (float* dA = g.of(a.a)) be.gemm_f32(true, false, r, k, m, 1.0f, du, r, xa, k, 1.0f, dA, k);
+  if (dx && !s) be.gemm_f32(false, false, m, k, r, 1.0f, du, r, a.a.data<float>(), k, 1.0f, dx, k);
   if (dx && s) {  // dx += mask * (du . A) / (1 - p)
-    t.resize(be, size_t(m * k));
-    be.gemm_f32(false, false, m, k, r, 1.0f, du.data(), r, a.a.data<float>(), k, 0.0f, t.data(), k);
-    be.dropout_scale(dx, t.data(), m, k, k, a.dropout, s, true);
+    be.gemm_f32(false, false, m, k, r, 1.0f, du, r, a.a.data<float>(), k, 0.0f, xk, k);
+    be.dropout_scale(dx, xk, m, k, k, a.dropout, s, true);
   }
 }
 
