@@ -328,6 +328,61 @@ std::string profile_json(const reason::ForwardProfile& p, const char* unit) {
   return s + "]";
 }
 
+// Peak multiply-add rate of one dot-product instruction kind, every thread running ten independent
+// chains in registers: AVX512-BF16 vdpbf16ps (64 flops per instruction) where the CPU has it for
+// bf16 weights, else AVX2 FMA on f32 (16 flops): a roofline for prefill, as the read probe is for
+// decode. Returns 0 where the CPU has neither.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) double bf16_dot_flops(int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3300);
+  for (int64_t i = 0; i < n; ++i) {
+    a0 = _mm512_dpbf16_ps(a0, x, y), a1 = _mm512_dpbf16_ps(a1, x, y), a2 = _mm512_dpbf16_ps(a2, x, y);
+    a3 = _mm512_dpbf16_ps(a3, x, y), a4 = _mm512_dpbf16_ps(a4, x, y), a5 = _mm512_dpbf16_ps(a5, x, y);
+    a6 = _mm512_dpbf16_ps(a6, x, y), a7 = _mm512_dpbf16_ps(a7, x, y), a8 = _mm512_dpbf16_ps(a8, x, y);
+    a9 = _mm512_dpbf16_ps(a9, x, y);
+  }
+  const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                                 _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)),
+                                               _mm512_add_ps(a8, a9)));
+  float o[16];
+  _mm512_storeu_ps(o, s);
+  return o[0] == 1.25f ? 1.0 : 0.0;  // keeps the chains live
+}
+
+__attribute__((target("avx2,fma"))) double f32_fma_flops(int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+  const __m256 x = _mm256_set1_ps(1e-7f), y = _mm256_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    a0 = _mm256_fmadd_ps(x, y, a0), a1 = _mm256_fmadd_ps(x, y, a1), a2 = _mm256_fmadd_ps(x, y, a2);
+    a3 = _mm256_fmadd_ps(x, y, a3), a4 = _mm256_fmadd_ps(x, y, a4), a5 = _mm256_fmadd_ps(x, y, a5);
+    a6 = _mm256_fmadd_ps(x, y, a6), a7 = _mm256_fmadd_ps(x, y, a7), a8 = _mm256_fmadd_ps(x, y, a8);
+    a9 = _mm256_fmadd_ps(x, y, a9);
+  }
+  const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                 _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)),
+                                               _mm256_add_ps(a8, a9)));
+  float o[8];
+  _mm256_storeu_ps(o, s);
+  return o[0] == 1.25f ? 1.0 : 0.0;
+}
+
+// {GFLOP/s, instruction name} for a dtype ("bf16" or "f32") with `threads` threads.
+std::pair<double, const char*> dot_peak_gflops(int threads, bool bf16) {
+  const bool dp = bf16 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+  if (!dp && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return {0.0, "none"};
+  const int64_t n = 50'000'000;
+  const double flops_per_iter = dp ? 10 * 64 : 10 * 16;
+  double best = 0, sink = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    sink += dp ? bf16_dot_flops(n) : f32_fma_flops(n);
+    best = std::max(best, double(threads) * double(n) * flops_per_iter / seconds_since(t0) / 1e9);
+  }
+  if (sink < 0) std::fprintf(stderr, "%g", sink);
+  return {best, dp ? "AVX512-BF16 vdpbf16ps" : "AVX2 FMA f32"};
+}
+
 void print_profile(const char* title, const reason::ForwardProfile& p, double wall_s, double measured_s) {
   const double per = double(p.forwards), total = p.total_seconds();
   std::fprintf(stderr, "\n%s\n", title);
@@ -456,6 +511,23 @@ int main(int argc, char** argv) {
       profile += buf;
       std::fprintf(stderr, "streaming read bandwidth, %d threads: %.1f GB/s; weights streamed per decode token: %.0f MB"
                    " -> decode roofline %.1f tok/s\n", threads, bw, wbytes / 1e6, bw * 1e9 / wbytes);
+      if (args.prefill && !model->quantized_weights()) {
+        // The layer matmuls' rate (every weight a multiply-add per prompt token; the LM head
+        // computes the last token only) against the dot-product peak.
+        const bool bf16 = dt == rk::DType::BF16;
+        const auto [peak, what] = dot_peak_gflops(threads, bf16);
+        double flops = 0, sec = 0;
+        for (size_t op = 0; op < pp_prof.weight_bytes.size(); ++op) {
+          if (pp_prof.weight_bytes[op] <= 0 || op == size_t(reason::ForwardOp::LmHead)) continue;
+          flops += 2.0 * pp_prof.weight_bytes[op] / (bf16 ? 2.0 : 4.0) * double(args.prompt_tokens);
+          sec += pp_prof.seconds[op];
+        }
+        const double gf = sec > 0 ? flops / sec / 1e9 : 0;
+        std::fprintf(stderr, "prefill: layer matmuls at %.1f GFLOP/s; %s peak, %d threads: %.1f GFLOP/s (%.0f%%)\n", gf,
+                     what, threads, peak, peak > 0 ? 100.0 * gf / peak : 0.0);
+        std::snprintf(buf, sizeof buf, ", \"prefill_matmul_gflops\": %.2f, \"dot_peak_gflops\": %.2f", gf, peak);
+        profile += buf;
+      }
       if (args.prefill) {
         print_profile(("prefill pp" + std::to_string(args.prompt_tokens) + ": one forward of " +
                        std::to_string(args.prompt_tokens) + " tokens, ms per forward (profiled runs: " + std::to_string(reps) +
