@@ -285,28 +285,29 @@ void spread_sequence_grad(const GrpoPlan& P, const GrpoTokens& tk, const std::ve
   }
 }
 
-// Fills the batch-level metrics (rewards, ties, lengths) of a GRPO step.
-void reward_metrics(std::span<const GrpoSample> batch, int64_t G, StepMetrics& m) {
-  const size_t B = batch.size();
+// Fills the batch-level metrics (rewards, ties, lengths) of a GRPO step from the whole batch's
+// rewards and completion lengths (every rank's, in rank order: groups stay consecutive).
+void reward_metrics(const std::vector<float>& reward, const std::vector<float>& length, int64_t G, StepMetrics& m) {
+  const size_t B = reward.size();
   double rm = 0, rs = 0, cl = 0, il = 0;
   int64_t nc = 0, ni = 0, tied = 0;
-  for (const auto& s : batch) rm += s.reward;
+  for (float r : reward) rm += r;
   rm /= double(B);
-  for (const auto& s : batch) rs += (s.reward - rm) * (s.reward - rm);
+  for (float r : reward) rs += (r - rm) * (r - rm);
   m.reward_mean = float(rm);
   m.reward_std = float(std::sqrt(rs / double(B)));
-  for (size_t g0 = 0; g0 < B; g0 += size_t(G)) {
+  for (size_t g0 = 0; g0 + size_t(G) <= B; g0 += size_t(G)) {
     bool all = true;
-    for (int64_t j = 1; j < G; ++j) all = all && batch[g0 + size_t(j)].reward == batch[g0].reward;
+    for (int64_t j = 1; j < G; ++j) all = all && reward[g0 + size_t(j)] == reward[g0];
     tied += all ? 1 : 0;
   }
   m.tied_group_share = float(double(tied) / double(B / size_t(G)));
-  for (const auto& s : batch) {
-    if (s.reward > 0) {
-      cl += double(s.completion.size());
+  for (size_t i = 0; i < B; ++i) {
+    if (reward[i] > 0) {
+      cl += double(length[i]);
       ++nc;
     } else {
-      il += double(s.completion.size());
+      il += double(length[i]);
       ++ni;
     }
   }
@@ -314,9 +315,23 @@ void reward_metrics(std::span<const GrpoSample> batch, int64_t G, StepMetrics& m
   m.incorrect_length = ni ? float(il / double(ni)) : 0.0f;
 }
 
+// Sums a step's metric sums over the ranks (nothing on one rank).
+void reduce_sums(Communicator& c, GrpoSums& S) {
+  if (c.size() <= 1) return;
+  double d[8] = {S.loss, S.kl, S.low, S.high, S.ent, S.ent_eff, S.is_sum, S.diff_sum};
+  int64_t n[5] = {S.counted, S.seq_low, S.seq_high, S.is_n, S.diff_n};
+  double mx[3] = {S.is_max, -S.is_min, S.diff_max};
+  c.allreduce_sum(std::span<double>(d));
+  c.allreduce_sum(std::span<int64_t>(n));
+  c.allreduce_max(std::span<double>(mx));
+  S.loss = d[0], S.kl = d[1], S.low = d[2], S.high = d[3], S.ent = d[4], S.ent_eff = d[5], S.is_sum = d[6], S.diff_sum = d[7];
+  S.counted = n[0], S.seq_low = n[1], S.seq_high = n[2], S.is_n = n[3], S.diff_n = n[4];
+  S.is_max = mx[0], S.is_min = -mx[1], S.diff_max = mx[2];
+}
+
 }  // namespace
 
-std::vector<float> Trainer::advantages(std::span<const GrpoSample> batch, const GrpoConfig& cfg) {
+std::vector<float> Trainer::advantages(std::span<const GrpoSample> batch, const GrpoConfig& cfg, Communicator* comm) {
   const int64_t G = cfg.group_size;
   if (G < 2) fail(ErrorCode::InvalidArgument, "grpo: group_size must be at least 2 (got {})", G);
   if (int64_t(batch.size()) % G)
@@ -328,7 +343,20 @@ std::vector<float> Trainer::advantages(std::span<const GrpoSample> batch, const 
     for (size_t j = b0; j < b0 + n; ++j) var += (batch[j].reward - mean) * (batch[j].reward - mean);
     return std::sqrt(var / double(n - 1));
   };
-  const double batch_sd = unbiased_std(0, batch.size());
+  double batch_sd = 0;
+  if (cfg.reward_scaling == RewardScaling::Batch) {
+    if (comm && comm->size() > 1) {  // torch.std over every rank's rewards
+      double sn[2] = {0, double(batch.size())};
+      for (const auto& s : batch) sn[0] += s.reward;
+      comm->allreduce_sum(std::span<double>(sn));
+      double var = 0;
+      for (const auto& s : batch) var += (s.reward - sn[0] / sn[1]) * (s.reward - sn[0] / sn[1]);
+      comm->allreduce_sum(std::span<double>(&var, 1));
+      batch_sd = std::sqrt(var / (sn[1] - 1));
+    } else {
+      batch_sd = unbiased_std(0, batch.size());
+    }
+  }
   std::vector<float> adv(batch.size());
   for (size_t g0 = 0; g0 < batch.size(); g0 += size_t(G)) {
     double mean = 0;
@@ -351,18 +379,23 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
   GrpoPlan P;
   P.batch = batch;
   P.cfg = &cfg;
-  P.adv = advantages(batch, cfg);
-  // The aggregation's per-sample token weights over the whole batch (the normaliser contract).
+  P.adv = advantages(batch, cfg, comm_.get());
+  // The aggregation's per-sample token weights over the whole batch (the normaliser contract):
+  // with several ranks, over every rank's samples and live tokens.
   P.n_live.resize(B);
   for (size_t i = 0; i < B; ++i) P.live_total += P.n_live[i] = live_count(batch[i], cfg);
+  int64_t totals[2] = {int64_t(B), P.live_total};
+  comm_->allreduce_sum(std::span<int64_t>(totals));
+  const double B_all = double(totals[0]);
+  P.live_total = totals[1];
   P.n_eff = P.live_total;
   P.w.assign(B, 0.0);
   for (size_t i = 0; i < B; ++i) {
     if (P.n_live[i] == 0) continue;
     switch (cfg.aggregation) {
-      case GrpoAggregation::SequenceMean: P.w[i] = 1.0 / (double(P.n_live[i]) * double(B)); break;
+      case GrpoAggregation::SequenceMean: P.w[i] = 1.0 / (double(P.n_live[i]) * B_all); break;
       case GrpoAggregation::TokenMean: P.w[i] = 1.0 / double(std::max<int64_t>(1, P.live_total)); break;
-      case GrpoAggregation::Constant: P.w[i] = 1.0 / (double(B) * double(cfg.max_completion_length)); break;
+      case GrpoAggregation::Constant: P.w[i] = 1.0 / (B_all * double(cfg.max_completion_length)); break;
     }
   }
   // The entropy bonus coefficient of this step (adaptive: gated by the last step's entropy).
@@ -374,7 +407,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     std::vector<std::vector<int32_t>> seqs;
     std::vector<uint8_t> need;  // completion targets only: the LM head skips the prompt's rows
     for (size_t i = b0; i < b1; ++i) append_completion_sequence(seqs, need, batch[i].prompt, batch[i].completion);
-    pass.set_aux_loss(cfg_.aux_loss_alpha, float(b1 - b0) / float(B));
+    pass.set_aux_loss(cfg_.aux_loss_alpha, float(double(b1 - b0) / B_all));
     pass.set_recompute(cfg_.recompute_activations);
     dropout_for(b0);  // the same mask for a micro-batch's forward-only and training passes
     return pass.forward(*policy_, seqs, cfg.temperature, need);
@@ -389,7 +422,9 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
       for (size_t t = 0; t < batch[i].completion.size(); ++t, ++k)
         if (is_live(batch[i], t, cfg)) ent.push_back(pass.entropies()[k]);
     }
-    if (!last || ent.empty()) return;
+    if (!last) return;
+    if (distributed()) ent = comm_->allgather(ent);  // the quantile of the whole batch's tokens
+    if (ent.empty()) return;
     P.threshold = quantile(ent, 1.0 - double(cfg.top_entropy_quantile));
     P.n_eff = 0;
     for (float e : ent) P.n_eff += double(e) >= P.threshold ? 1 : 0;
@@ -417,7 +452,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     const size_t b1 = std::min(B, b0 + mb);
     LogprobPass pass;
     const std::vector<float> lp = forward(pass, b0, b1);
-    S.loss += double(b1 - b0) / double(B) * pass.aux_loss();
+    S.loss += double(b1 - b0) / B_all * pass.aux_loss();
     count_routes(pass);
     if (entropy_mask && mb >= B) {
       std::vector<float> ent;
@@ -425,6 +460,8 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     }
     grpo_backward(pass, P, b0, b1, lp, S);
   }
+  reduce_sums(*comm_, S);
+  reduce_gradients();
   StepMetrics m = grpo_metrics(P, S);
   if (!apply) {
     if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "grpo loss is not finite ({})", m.loss);
@@ -502,9 +539,18 @@ StepMetrics Trainer::grpo_metrics(const detail::GrpoPlan& P, const detail::GrpoS
     m.clip_low = float(S.low / double(S.counted));
     m.clip_high = float(S.high / double(S.counted));
   }
+  std::vector<float> reward, length;
+  for (const auto& s : P.batch) {
+    reward.push_back(s.reward);
+    length.push_back(float(s.completion.size()));
+  }
+  if (distributed()) {
+    reward = comm_->allgather(reward);
+    length = comm_->allgather(length);
+  }
   if (sequence_level(cfg)) {  // one ratio per completion: the share of completions clipped (TRL)
-    m.clip_low = float(double(S.seq_low) / double(P.batch.size()));
-    m.clip_high = float(double(S.seq_high) / double(P.batch.size()));
+    m.clip_low = float(double(S.seq_low) / double(reward.size()));
+    m.clip_high = float(double(S.seq_high) / double(reward.size()));
   }
   m.policy_tokens = P.n_eff;
   m.entropy_coef = float(cfg.adaptive_entropy ? entropy_.coef : cfg.entropy_coef);
@@ -517,7 +563,7 @@ StepMetrics Trainer::grpo_metrics(const detail::GrpoPlan& P, const detail::GrpoS
     m.sampling_logp_diff_mean = float(S.diff_sum / double(S.diff_n));
     m.sampling_logp_diff_max = float(S.diff_max);
   }
-  reward_metrics(P.batch, cfg.group_size, m);
+  reward_metrics(reward, length, cfg.group_size, m);
   return m;
 }
 

@@ -27,7 +27,7 @@ bool no_weight_decay(const std::string& name) {
 }
 
 float AdamW::step(kernels::Backend& be, const std::vector<std::pair<std::string, Tensor>>& params, Gradients& grads,
-                  float lr, const std::vector<std::string>& frozen) {
+                  float lr, const std::vector<std::string>& frozen, const std::vector<std::string>* elsewhere) {
   auto is_frozen = [&](const std::string& n) { return std::find(frozen.begin(), frozen.end(), n) != frozen.end(); };
   // Validate and measure before touching anything.
   double sq = 0;
@@ -55,6 +55,7 @@ float AdamW::step(kernels::Backend& be, const std::vector<std::pair<std::string,
   const float bc2_sqrt = float(std::sqrt(bc2));
   for (const auto& [name, p] : params) {
     if (is_frozen(name)) continue;
+    if (elsewhere && std::find(elsewhere->begin(), elsewhere->end(), name) != elsewhere->end()) continue;
     if (p.dtype() != DType::F32) fail(ErrorCode::Unsupported, "AdamW: parameter '{}' is not f32", name);
     auto it = state_.find(name);
     if (it == state_.end())

@@ -38,8 +38,10 @@ class AdamW {
   // norm before clipping (over the trained parameters). If any gradient is NaN or infinite it
   // throws reason::Error(InvalidArgument) naming the parameter and changes nothing.
   // The update runs on `be`, the backend the parameters' model runs on.
+  // `elsewhere` (ZeRO-1): trained parameters whose gradients count in the norm and the checks but
+  // which another rank updates: this call leaves them, and creates no state for them.
   float step(kernels::Backend& be, const std::vector<std::pair<std::string, Tensor>>& params, Gradients& grads,
-             float lr, const std::vector<std::string>& frozen = {});
+             float lr, const std::vector<std::string>& frozen = {}, const std::vector<std::string>* elsewhere = nullptr);
 
   int64_t steps() const { return t_; }
   const AdamWConfig& config() const { return cfg_; }

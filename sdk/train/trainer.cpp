@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/mix64.h"
+#include "train/data_parallel.h"
 
 namespace reason {
 
@@ -30,18 +31,49 @@ Trainer::Trainer(std::shared_ptr<const Model> policy, TrainerConfig cfg)
     for (const auto& p : cfg_.frozen_prefixes)
       if (name.rfind(p, 0) == 0) frozen_.push_back(name);
   grads_ = Gradients::zeros_like(*policy_);
+  comm_ = cfg_.comm ? cfg_.comm : single_process();
+  for (const auto& [name, t] : params_)
+    if (std::find(frozen_.begin(), frozen_.end(), name) == frozen_.end()) trained_.push_back(name);
+  if (cfg_.zero1 && distributed()) owners_ = zero1_owners(params_, comm_->size());
+}
+
+std::vector<std::pair<std::string, int>> Trainer::zero1_assignment() const {
+  std::vector<std::pair<std::string, int>> out;
+  for (size_t i = 0; i < owners_.size(); ++i) out.emplace_back(params_[i].first, owners_[i]);
+  return out;
+}
+
+void Trainer::reduce_gradients() {
+  if (distributed()) allreduce_gradients(*comm_, grads_, trained_, cfg_.allreduce_bucket_bytes);
 }
 
 void Trainer::dropout_for(size_t micro) const {
-  policy_->set_lora_dropout_seed(mix64(0x6c6f72612d64726fULL ^ (uint64_t(opt_.steps()) << 20) ^ uint64_t(micro)) | 1);
+  // Each rank draws its own masks (rank 0's are a single process's).
+  policy_->set_lora_dropout_seed(
+      mix64(0x6c6f72612d64726fULL ^ (uint64_t(opt_.steps()) << 20) ^ uint64_t(micro) ^ (uint64_t(comm_->rank()) << 40)) | 1);
 }
 
 StepMetrics Trainer::apply_step(StepMetrics m) {
   if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
   m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
-  m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_);
+  if (owners_.empty()) {
+    m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_);
+  } else {  // ZeRO-1: update this rank's parameters, then every parameter comes from its owner
+    std::vector<std::string> others;
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (owners_[i] != comm_->rank()) others.push_back(params_[i].first);
+    m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_, &others);
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (std::find(frozen_.begin(), frozen_.end(), params_[i].first) == frozen_.end())
+        broadcast_tensor(*comm_, params_[i].second, owners_[i]);
+  }
   if (!policy_->adapter()) policy_->refresh_absorbed_weights();  // MLA: W_UK^T follows the updated kv_b
-  if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) balance_experts(load_, cfg_.bias_update_speed);
+  if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) {
+    const ModelConfig& c = policy_->config();
+    load_.resize(size_t(c.n_layers * c.n_experts), 0);
+    comm_->allreduce_sum(std::span<int64_t>(load_));  // the whole batch's expert load
+    balance_experts(load_, cfg_.bias_update_speed);
+  }
   return m;
 }
 
@@ -103,9 +135,13 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
         fail(ErrorCode::InvalidArgument, "sft: example {} has {} tokens but {} mask values", i, ex.tokens.size(), ex.mask.size());
       for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
     }
-  if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "sft: the batch has no completion tokens to train on");
   size_t n_seqs = 0;
   for (const auto& mb : micro_batches) n_seqs += mb.size();
+  int64_t counts[2] = {n_tokens, int64_t(n_seqs)};  // over every rank's share of the batch
+  comm_->allreduce_sum(std::span<int64_t>(counts));
+  n_tokens = counts[0];
+  n_seqs = size_t(counts[1]);
+  if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "sft: the batch has no completion tokens to train on");
   grads_.zero();
   std::fill(load_.begin(), load_.end(), 0);
   StepMetrics m;
@@ -139,6 +175,8 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
       }
     pass.backward(dlp, grads_);
   }
+  comm_->allreduce_sum(std::span<double>(&loss, 1));
+  reduce_gradients();
   m.loss = float(loss / double(n_tokens));
   return apply_step(m);
 }
@@ -160,6 +198,7 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
       if (ex.mask.size() != ex.tokens.size()) fail(ErrorCode::InvalidArgument, "distill: mask and tokens differ in length");
       for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
     }
+  comm_->allreduce_sum(std::span<int64_t>(&n_tokens, 1));
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "distill: the batch has no completion tokens");
   grads_.zero();
   double loss = 0;
@@ -193,6 +232,8 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
     student.backward_distill(d, grads_);
     for (double l : row_loss) loss += l;
   }
+  comm_->allreduce_sum(std::span<double>(&loss, 1));
+  reduce_gradients();
   StepMetrics m;
   m.tokens = n_tokens;
   m.loss = float(loss / double(n_tokens));

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "model/model.h"
 #include "train/logprob_pass.h"
 #include "train/optimizer.h"
@@ -41,6 +42,17 @@ struct TrainerConfig {
   // Activation recomputation: keep only each layer's input and recompute the layer during
   // backward (less memory, one more forward of the layers); identical results.
   bool recompute_activations = false;
+  // Data parallelism: every rank of `comm` builds a Trainer on the same weights and calls the same
+  // steps, each with its own share of the batch (GRPO: whole groups). Normalisers, advantages with
+  // batch scaling, the top-entropy threshold and the metrics are computed over the whole batch and
+  // the gradients summed over the ranks before the update, so N ranks give the update one process
+  // gives with the whole batch (to f32 rounding). Null or one rank: this process alone.
+  std::shared_ptr<Communicator> comm;
+  int64_t allreduce_bucket_bytes = int64_t(25) << 20;  // gradient buckets (PyTorch DDP's 25 MiB)
+  // ZeRO-1: each rank keeps the AdamW state of its share of the parameters only, updates those and
+  // broadcasts them (zero1_owners in data_parallel.h). The optimizer state is then split across the
+  // ranks: Trainer::optimizer().state() holds this rank's share.
+  bool zero1 = false;
 };
 
 // One SFT example: `mask[t]` = 1 when token t is a completion token to be predicted (the loss
@@ -177,8 +189,10 @@ class Trainer {
   // -log p(token | prefix); one optimizer step.
   StepMetrics sft_step(std::span<const std::vector<SftExample>> micro_batches);
 
-  // GRPO advantages of a batch whose groups are consecutive runs of cfg.group_size samples.
-  static std::vector<float> advantages(std::span<const GrpoSample> batch, const GrpoConfig& cfg);
+  // GRPO advantages of a batch whose groups are consecutive runs of cfg.group_size samples. With a
+  // communicator of several ranks, batch reward scaling uses the std over every rank's batch.
+  static std::vector<float> advantages(std::span<const GrpoSample> batch, const GrpoConfig& cfg,
+                                       Communicator* comm = nullptr);
 
   // GRPO: loss and gradient of the batch split into micro-batches of `micro_batch` samples
   // (0: one), then one optimizer step. With apply = false only loss, metrics and gradients are
@@ -213,8 +227,16 @@ class Trainer {
   const Model& policy() const { return *policy_; }
   AdamW& optimizer() { return opt_; }
   int64_t step_count() const { return opt_.steps(); }
+  // The data-parallel job this trainer is part of (one rank when cfg.comm was null).
+  const Communicator& communicator() const { return *comm_; }
+  // ZeRO-1: the rank that owns each parameter's optimizer state (empty without ZeRO-1), by
+  // parameter name.
+  std::vector<std::pair<std::string, int>> zero1_assignment() const;
 
  private:
+  bool distributed() const { return comm_->size() > 1; }
+  // Sums the trained gradients over the ranks (nothing on one rank).
+  void reduce_gradients();
   StepMetrics apply_step(StepMetrics m);
   // LoRA dropout: the policy's mask seed for micro-batch `micro` of this step (a function of the
   // optimizer step, so a resumed run draws the same masks); DropoutOff clears it when a step ends.
@@ -236,6 +258,9 @@ class Trainer {
   std::vector<std::string> frozen_;
   std::vector<std::vector<float>> last_dlogp_, last_logp_;
   EntropyControl entropy_;
+  std::shared_ptr<Communicator> comm_;
+  std::vector<std::string> trained_;  // parameters that get gradients and updates, in params_ order
+  std::vector<int> owners_;           // ZeRO-1: owner rank per params_ entry (empty: off)
 };
 
 }  // namespace reason

@@ -1,0 +1,66 @@
+// Collectives between the ranks of a data-parallel job (issue: beyond one machine). The engine
+// never moves bytes between processes itself: MPI does (OpenMPI from Debian; mpi_communicator.cpp),
+// and on GPUs NCCL will, with its unique id broadcast over this interface.
+//
+// Every collective is called by every rank of the communicator in the same order with the same
+// counts (where a count is stated), as MPI requires; a rank that stops calling makes the others
+// wait until the collective times out (communicator-wide limit, REASON_DIST_TIMEOUT_S, default
+// 600 s), after which the process aborts the whole job (MPI_Abort) with an error naming the
+// collective: waiting forever on a dead peer is never an option.
+//
+// Threads: a Communicator is used by one thread at a time (the trainer's). Ownership: shared by
+// whoever holds it (Trainer, pipeline); the MPI world stays initialised until the process exits.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace reason {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // In-place sums over the ranks of v (the same count on every rank).
+  virtual void allreduce_sum(std::span<float> v) = 0;
+  virtual void allreduce_sum(std::span<double> v) = 0;
+  virtual void allreduce_sum(std::span<int64_t> v) = 0;
+  // In-place element-wise maximum (minimum: negate).
+  virtual void allreduce_max(std::span<double> v) = 0;
+  // Every rank's `mine`, concatenated in rank order (counts may differ between ranks).
+  virtual std::vector<float> allgather(std::span<const float> mine) = 0;
+  // Root's v to every rank (the same count on every rank).
+  virtual void broadcast(std::span<float> v, int root) = 0;
+  // Root's bytes to every rank (sizes may differ; the others' are replaced).
+  virtual void broadcast(std::string& bytes, int root) = 0;
+  virtual void barrier() = 0;
+  // What the transport is ("mpi", "single").
+  virtual const char* name() const = 0;
+};
+
+// A job of one rank: every collective is the identity. What a trainer uses without MPI.
+std::shared_ptr<Communicator> single_process();
+
+// Whether this library was built with MPI (find_package(MPI) found it).
+bool built_with_mpi();
+
+// Whether this process was started by an MPI launcher (mpirun / mpiexec / srun with PMI): the
+// launcher's rank variables are set. A process started alone needs no MPI and gets none.
+bool launched_by_mpi();
+
+// MPI_COMM_WORLD (the library calls MPI_Init_thread once if the program has not, and
+// MPI_Finalize at exit if it did). Throws reason::Error(Unsupported) when built without MPI.
+std::shared_ptr<Communicator> mpi_world();
+
+// A communicator the program owns: `mpi_comm` points at its MPI_Comm (the library duplicates
+// it, so the caller's stays free for its own traffic). Throws when built without MPI or when
+// MPI is not initialised.
+std::shared_ptr<Communicator> mpi_communicator(const void* mpi_comm);
+
+// The job a process belongs to: mpi_world() when launched by MPI, else single_process().
+std::shared_ptr<Communicator> default_communicator();
+
+}  // namespace reason

@@ -1,0 +1,168 @@
+// Communicator over MPI (built when CMake finds MPI; Debian's libopenmpi-dev). Each collective is
+// started non-blocking and polled against the communicator's deadline, so a rank that died or hung
+// makes the others abort the job with a message naming the collective instead of waiting forever
+// (MPI itself has no timeouts); mpirun then ends every rank and names the one that failed first.
+#ifdef REASON_HAVE_MPI
+// The C API only: OpenMPI and MPICH otherwise pull in their deprecated C++ bindings (and their library).
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "dist/communicator.h"
+
+namespace reason {
+
+namespace {
+
+double timeout_seconds() {
+  const char* s = std::getenv("REASON_DIST_TIMEOUT_S");
+  const double v = s ? std::atof(s) : 0.0;
+  return v > 0 ? v : 600.0;
+}
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  fail(ErrorCode::Internal, "MPI {} failed: {}", what, std::string(msg, size_t(len)));
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(MPI_Comm parent) : timeout_s_(timeout_seconds()) {
+    check(MPI_Comm_dup(parent, &comm_), "Comm_dup");
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  // The duplicate is not freed: MPI may already be finalised when the last holder lets go.
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allreduce_sum(std::span<float> v) override { allreduce(v.data(), v.size(), MPI_FLOAT, MPI_SUM, "allreduce(f32)"); }
+  void allreduce_sum(std::span<double> v) override { allreduce(v.data(), v.size(), MPI_DOUBLE, MPI_SUM, "allreduce(f64)"); }
+  void allreduce_sum(std::span<int64_t> v) override { allreduce(v.data(), v.size(), MPI_INT64_T, MPI_SUM, "allreduce(i64)"); }
+  void allreduce_max(std::span<double> v) override { allreduce(v.data(), v.size(), MPI_DOUBLE, MPI_MAX, "allreduce(max)"); }
+
+  std::vector<float> allgather(std::span<const float> mine) override {
+    int n = int(mine.size());
+    std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
+    MPI_Request r;
+    check(MPI_Iallgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_, &r), "allgather(counts)");
+    wait(r, "allgather(counts)");
+    int total = 0;
+    for (int i = 0; i < size_; ++i) displs[size_t(i)] = total, total += counts[size_t(i)];
+    std::vector<float> all(static_cast<size_t>(total));
+    check(MPI_Iallgatherv(mine.data(), n, MPI_FLOAT, all.data(), counts.data(), displs.data(), MPI_FLOAT, comm_, &r),
+          "allgather");
+    wait(r, "allgather");
+    return all;
+  }
+  void broadcast(std::span<float> v, int root) override {
+    for (size_t off = 0; off < v.size(); off += kMaxCount) {
+      MPI_Request r;
+      check(MPI_Ibcast(v.data() + off, int(std::min(kMaxCount, v.size() - off)), MPI_FLOAT, root, comm_, &r), "broadcast");
+      wait(r, "broadcast");
+    }
+  }
+  void broadcast(std::string& bytes, int root) override {
+    int64_t n = int64_t(bytes.size());
+    MPI_Request r;
+    check(MPI_Ibcast(&n, 1, MPI_INT64_T, root, comm_, &r), "broadcast(size)");
+    wait(r, "broadcast(size)");
+    bytes.resize(size_t(n));
+    for (size_t off = 0; off < bytes.size(); off += kMaxCount) {
+      check(MPI_Ibcast(bytes.data() + off, int(std::min(kMaxCount, bytes.size() - off)), MPI_BYTE, root, comm_, &r),
+            "broadcast");
+      wait(r, "broadcast");
+    }
+  }
+  void barrier() override {
+    MPI_Request r;
+    check(MPI_Ibarrier(comm_, &r), "barrier");
+    wait(r, "barrier");
+  }
+  const char* name() const override { return "mpi"; }
+
+ private:
+  static constexpr size_t kMaxCount = size_t(1) << 30;  // MPI counts are int
+
+  void allreduce(void* p, size_t n, MPI_Datatype t, MPI_Op op, const char* what) {
+    int bytes = 0;
+    MPI_Type_size(t, &bytes);
+    for (size_t off = 0; off < n; off += kMaxCount) {
+      MPI_Request r;
+      check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(p) + off * size_t(bytes), int(std::min(kMaxCount, n - off)), t,
+                           op, comm_, &r),
+            what);
+      wait(r, what);
+    }
+  }
+  // Polls r until it completes; past the deadline the job is aborted (the peers cannot be
+  // recovered: a collective that never completes leaves MPI's state undefined).
+  void wait(MPI_Request& r, const char* what) {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    for (int spins = 0;; ++spins) {
+      int done = 0;
+      check(MPI_Test(&r, &done, MPI_STATUS_IGNORE), what);
+      if (done) return;
+      if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 100000 ? 1000 : 20));
+      if (std::chrono::duration<double>(clock::now() - t0).count() > timeout_s_) {
+        std::fprintf(stderr,
+                     "libreason: rank %d of %d: MPI %s did not complete within %.0f s (REASON_DIST_TIMEOUT_S): another rank "
+                     "died or hangs; aborting the job\n",
+                     rank_, size_, what, timeout_s_);
+        std::fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, 3);
+      }
+    }
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  double timeout_s_;
+};
+
+std::once_flag g_init;
+
+void finalize_at_exit() {
+  int fin = 0;
+  MPI_Finalized(&fin);
+  if (!fin) MPI_Finalize();
+}
+
+}  // namespace
+
+bool built_with_mpi() { return true; }
+
+std::shared_ptr<Communicator> mpi_world() {
+  std::call_once(g_init, [] {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (inited) return;
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "Init_thread");
+    std::atexit(finalize_at_exit);
+  });
+  static std::shared_ptr<Communicator> world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  return world;
+}
+
+std::shared_ptr<Communicator> mpi_communicator(const void* mpi_comm) {
+  if (!mpi_comm) fail(ErrorCode::InvalidArgument, "mpi_communicator: the MPI_Comm pointer is null");
+  int inited = 0;
+  MPI_Initialized(&inited);
+  if (!inited) fail(ErrorCode::InvalidArgument, "mpi_communicator: MPI is not initialised (call MPI_Init first)");
+  return std::make_shared<MpiCommunicator>(*static_cast<const MPI_Comm*>(mpi_comm));
+}
+
+}  // namespace reason
+#endif  // REASON_HAVE_MPI
