@@ -574,8 +574,16 @@ typedef struct reason_pipeline_options {
   size_t n_rewards;
   const reason_pipeline_tool* tools;      /* added in 0.x; borrowed for the call; may be NULL */
   size_t n_tools;
+  /* Added in 0.x. Data parallelism: the address of an MPI_Comm (`&comm`, cast) whose ranks each
+   * call reason_pipeline_run with the same config and out_dir (a directory they all see); the
+   * library duplicates it, so the program's own traffic on it is not disturbed, and needs MPI
+   * initialised by the program. NULL: MPI_COMM_WORLD when the process was started by mpirun (the
+   * library initialises MPI if the program has not), else this process alone. Each rank samples,
+   * scores and trains on its share of every batch, rank 0 writes every file; the run equals one
+   * process's to f32 rounding. A library built without MPI fails with REASON_ERR_UNSUPPORTED. */
+  const void* mpi_comm;
 } reason_pipeline_options;
-#define REASON_PIPELINE_OPTIONS_INIT {sizeof(reason_pipeline_options), 1, NULL, 0, NULL, 0}
+#define REASON_PIPELINE_OPTIONS_INIT {sizeof(reason_pipeline_options), 1, NULL, 0, NULL, 0, NULL}
 
 /* Runs the pipeline of `config_path` into directory `out_dir`, or resumes it there (complete
  * stages are skipped, an interrupted one continues from its last checkpoint). Blocks until the

@@ -49,6 +49,8 @@ reason::PipelineOptions pipeline_options(const reason_pipeline_options* o, const
       };
     }
   }
+  const bool has_comm = o->struct_size >= offsetof(reason_pipeline_options, mpi_comm) + sizeof(const void*);
+  if (has_comm && o->mpi_comm) po.comm = reason::mpi_communicator(o->mpi_comm);
   (void)fn;
   return po;
 }

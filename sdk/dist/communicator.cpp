@@ -3,6 +3,7 @@
 #include "dist/communicator.h"
 
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -34,6 +35,56 @@ bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
     if (const char* s = std::getenv(v); s && *s) return true;
   return false;
+}
+
+std::vector<std::string> allgather_strings(Communicator& c, const std::vector<std::string>& mine) {
+  if (c.size() <= 1) return mine;
+  std::vector<std::string> all;
+  for (int root = 0; root < c.size(); ++root) {
+    std::string bytes;  // length-prefixed strings
+    if (root == c.rank())
+      for (const std::string& s : mine) {
+        const uint64_t n = s.size();
+        bytes.append(reinterpret_cast<const char*>(&n), sizeof n);
+        bytes += s;
+      }
+    c.broadcast(bytes, root);
+    for (size_t at = 0; at + sizeof(uint64_t) <= bytes.size();) {
+      uint64_t n = 0;
+      std::memcpy(&n, bytes.data() + at, sizeof n);
+      at += sizeof n;
+      if (n > bytes.size() - at) fail(ErrorCode::Internal, "allgather_strings: a truncated message from rank {}", root);
+      all.emplace_back(bytes.data() + at, size_t(n));
+      at += size_t(n);
+    }
+  }
+  return all;
+}
+
+std::pair<size_t, size_t> rank_share(const Communicator& c, size_t n, size_t unit) {
+  const size_t units = n / std::max<size_t>(1, unit), r = size_t(c.rank()), R = size_t(c.size());
+  return {units * r / R * unit, units * (r + 1) / R * unit};
+}
+
+void on_rank0(Communicator& c, const std::function<void()>& fn) {
+  std::string err;
+  int code = 0;
+  if (c.rank() == 0) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      err = e.what(), code = int(e.code());
+    } catch (const std::exception& e) {
+      err = e.what(), code = int(ErrorCode::Internal);
+    }
+    if (!err.empty()) err = std::to_string(code) + ":" + err;
+  }
+  if (c.size() > 1) c.broadcast(err, 0);
+  if (err.empty()) return;
+  const size_t colon = err.find(':');
+  const std::string msg = err.substr(colon + 1);
+  if (c.rank() == 0) throw Error(ErrorCode(std::stoi(err.substr(0, colon))), msg);
+  throw Error(ErrorCode(std::stoi(err.substr(0, colon))), "rank 0 failed: " + msg);
 }
 
 std::shared_ptr<Communicator> default_communicator() { return launched_by_mpi() ? mpi_world() : single_process(); }

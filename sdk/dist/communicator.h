@@ -12,6 +12,8 @@
 // whoever holds it (Trainer, pipeline); the MPI world stays initialised until the process exits.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +42,19 @@ class Communicator {
   // What the transport is ("mpi", "single").
   virtual const char* name() const = 0;
 };
+
+// Every rank's strings, concatenated in rank order (each rank's list broadcast in turn: for
+// results a stage gathers once, such as completions and evaluation details, not for hot paths).
+std::vector<std::string> allgather_strings(Communicator& c, const std::vector<std::string>& mine);
+
+// This rank's share [first, last) of n items cut into contiguous ranges, rank r taking
+// [n r / R, n (r + 1) / R) (in units of `unit` items: whole groups).
+std::pair<size_t, size_t> rank_share(const Communicator& c, size_t n, size_t unit = 1);
+
+// Runs fn on rank 0 only (files only one rank writes: checkpoints, metrics, plots) and then tells
+// every rank how it went: an exception on rank 0 is rethrown, with its message, on every rank, so
+// no rank waits for a peer that failed. Every rank calls it at the same point.
+void on_rank0(Communicator& c, const std::function<void()>& fn);
 
 // A job of one rank: every collective is the identity. What a trainer uses without MPI.
 std::shared_ptr<Communicator> single_process();

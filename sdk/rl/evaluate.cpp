@@ -40,6 +40,36 @@ std::string majority_answer(std::span<const std::string> completions) {
   return reps[best];
 }
 
+namespace {
+
+// Every rank's problems [first, last) of r.details to every rank, and the format / token counts summed.
+void gather_details(Communicator& c, EvalReport& r, size_t first, size_t last, int64_t& formatted, int64_t& tokens) {
+  std::vector<std::string> mine;
+  for (size_t i = first; i < last; ++i) {
+    const EvalProblem& p = r.details[i];
+    mine.push_back(nlohmann::json{{"s", p.samples}, {"c", p.correct}, {"m", p.majority}, {"mc", p.majority_correct},
+                                  {"g", p.greedy}, {"gc", p.greedy_correct}}
+                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  const std::vector<std::string> all = allgather_strings(c, mine);
+  if (all.size() != r.details.size()) fail(ErrorCode::Internal, "eval: gathered {} problems of {}", all.size(), r.details.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    const auto j = nlohmann::json::parse(all[i]);
+    EvalProblem& p = r.details[i];
+    p.samples = j["s"].get<std::vector<std::string>>();
+    p.correct = j["c"].get<std::vector<uint8_t>>();
+    p.majority = j["m"].get<std::string>();
+    p.majority_correct = j["mc"].get<bool>();
+    p.greedy = j["g"].get<std::string>();
+    p.greedy_correct = j["gc"].get<bool>();
+  }
+  int64_t sums[2] = {formatted, tokens};
+  c.allreduce_sum(std::span<int64_t>(sums));
+  formatted = sums[0], tokens = sums[1];
+}
+
+}  // namespace
+
 EvalReport evaluate(const Model& model, std::span<const EvalItem> items, const EvalOptions& opts) {
   if (opts.samples < 1) fail(ErrorCode::InvalidArgument, "eval: samples must be >= 1 (got {})", opts.samples);
   if (items.empty()) fail(ErrorCode::InvalidArgument, "eval: no problems");
@@ -51,8 +81,9 @@ EvalReport evaluate(const Model& model, std::span<const EvalItem> items, const E
   r.k = opts.samples;
   r.details.resize(items.size());
   int64_t formatted = 0, tokens = 0;
-  for (size_t b0 = 0; b0 < items.size(); b0 += size_t(per_batch)) {
-    const size_t b1 = std::min(items.size(), b0 + size_t(per_batch));
+  const auto [first, last] = opts.comm ? rank_share(*opts.comm, items.size()) : std::pair<size_t, size_t>{0, items.size()};
+  for (size_t b0 = first; b0 < last; b0 += size_t(per_batch)) {
+    const size_t b1 = std::min(last, b0 + size_t(per_batch));
     const size_t per = K + (opts.greedy ? 1 : 0);
     std::vector<GenRequest> reqs;
     for (size_t i = b0; i < b1; ++i) {
@@ -76,20 +107,25 @@ EvalReport evaluate(const Model& model, std::span<const EvalItem> items, const E
         p.correct.push_back(math_accuracy_reward(g.text, items[i].answer) > 0.5f);
         formatted += format_reward(g.text) > 0.5f;
         tokens += int64_t(g.tokens.size());
-        r.pass_at_1 += p.correct.back();
         p.samples.push_back(std::move(g.text));
       }
       p.majority = majority_answer(p.samples);
       p.majority_correct = !p.majority.empty() && math_answers_equivalent(items[i].answer, p.majority);
-      r.cons_at_k += p.majority_correct;
       if (opts.greedy) {
         p.greedy = std::move(res[(i - b0) * per + K].text);
         p.greedy_correct = math_accuracy_reward(p.greedy, items[i].answer) > 0.5f;
       }
     }
-    if (opts.on_progress) opts.on_progress(int64_t(b1), r.problems);
+    if (opts.on_progress) opts.on_progress(int64_t(b1 - first), int64_t(last - first));
   }
+  if (opts.comm && opts.comm->size() > 1) gather_details(*opts.comm, r, first, last, formatted, tokens);
   const double n = double(items.size());
+  r.pass_at_1 = 0;
+  r.cons_at_k = 0;
+  for (const auto& p : r.details) {
+    for (uint8_t c : p.correct) r.pass_at_1 += c;
+    r.cons_at_k += p.majority_correct;
+  }
   r.pass_at_1 /= n * double(K);
   r.cons_at_k /= n;
   r.format_rate = double(formatted) / (n * double(K));

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/communicator.h"
 #include "infer/sampler.h"
 #include "model/model.h"
 
@@ -30,6 +31,9 @@ struct EvalOptions {
   int64_t batch_problems = 32;     // problems per generate() call (progress granularity)
   // Called after each batch with (problems done, problems total).
   std::function<void(int64_t, int64_t)> on_progress;
+  // Data parallelism: each rank of comm samples a contiguous share of the problems (with the
+  // seeds a single process would use) and every rank gets the whole report. Null: this process.
+  Communicator* comm = nullptr;
 };
 
 // The R1 paper's sampling settings (temperature 0.6, top-p 0.95), K = 4, 256 new tokens.

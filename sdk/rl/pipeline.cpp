@@ -461,11 +461,18 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
   const auto& cfg = plan.cfg;
   require(!opts.out_dir.empty(), "", "the output directory is required (--out DIR)");
   const fs::path out(opts.out_dir);
-  fs::create_directories(out / "stages");
-  FILE* log = opts.log ? opts.log : stderr;
   PipelineOptions eff = opts;
+  if (!eff.comm) eff.comm = default_communicator();
+  Communicator& comm = *eff.comm;
+  // Rank 0 reports; the other ranks' progress and messages would repeat it.
+  std::unique_ptr<FILE, int (*)(FILE*)> devnull(comm.rank() == 0 ? nullptr : std::fopen("/dev/null", "w"), &std::fclose);
+  FILE* log = devnull ? devnull.get() : opts.log ? opts.log : stderr;
   eff.log = log;
+  eff.progress = opts.progress && comm.rank() == 0;
   eff.load.quantize = WeightQuant::None;
+  on_rank0(comm, [&] { fs::create_directories(out / "stages"); });
+  if (comm.size() > 1)
+    std::fprintf(log, "data-parallel run: %d ranks (%s)\n", comm.size(), comm.name());
 
   // The run's identity: refuse to resume with another config.
   // The run's identity is the parsed config (comments and layout may change).
@@ -477,16 +484,18 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     cfg.SerializeToCodedStream(&cos);
   }
   const std::string hash = fmt::format("{:016x}", fnv1a(canonical));
-  if (auto pj = read_json_or_null(out / "pipeline.json"); !pj.is_null()) {
-    if (pj.value("config_hash", "") != hash)
-      fail(ErrorCode::InvalidArgument,
-           "{} holds a run of a different config (hash {} != {}); use another --out directory or delete it",
-           opts.out_dir, pj.value("config_hash", ""), hash);
-    std::fprintf(log, "resuming the run in %s\n", opts.out_dir.c_str());
-  } else {
-    atomic_write_file((out / "pipeline.json").string(),
-                      nlohmann::json{{"config", fs::absolute(config_path).string()}, {"config_hash", hash}}.dump(2));
-  }
+  on_rank0(comm, [&] {
+    if (auto pj = read_json_or_null(out / "pipeline.json"); !pj.is_null()) {
+      if (pj.value("config_hash", "") != hash)
+        fail(ErrorCode::InvalidArgument,
+             "{} holds a run of a different config (hash {} != {}); use another --out directory or delete it",
+             opts.out_dir, pj.value("config_hash", ""), hash);
+      std::fprintf(log, "resuming the run in %s\n", opts.out_dir.c_str());
+    } else {
+      atomic_write_file((out / "pipeline.json").string(),
+                        nlohmann::json{{"config", fs::absolute(config_path).string()}, {"config_hash", hash}}.dump(2));
+    }
+  });
   if (cfg.threads() > 0) kernels::set_cpu_threads(cfg.threads());
 
   // Synthetic datasets and models initialised from scratch (deterministic; kept across resumes).
@@ -498,19 +507,21 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     if (!d.has_synthetic()) continue;
     const fs::path f = path_under_out(out, fs::path("data") / (d.name() + ".jsonl"));
     plan.dataset_paths[d.name()] = f.string();
-    if (fs::exists(f)) continue;
-    fs::create_directories(f.parent_path());
-    const auto& sy = d.synthetic();
-    const uint64_t seed = sy.seed() ? sy.seed() : mix_seed(cfg.seed(), fnv1a(d.name()));
-    const AdditionTaskOptions o = task_options(sy);
-    std::vector<nlohmann::json> lines;
-    if (sy.kind() == proto::SyntheticData::CORPUS) {
-      for (auto& t : make_addition_corpus(sy.count(), seed, o, pf.template_text)) lines.push_back({{"text", t}});
-    } else {
-      for (const auto& pr : make_addition_problems(sy.count(), seed, o))
-        lines.push_back({{"prompt", addition_prompt(pr)}, {"answer", addition_answer(pr)}});
-    }
-    write_jsonl(f.string(), lines);
+    on_rank0(comm, [&] {  // written by rank 0, read by every rank after it
+      if (fs::exists(f)) return;
+      fs::create_directories(f.parent_path());
+      const auto& sy = d.synthetic();
+      const uint64_t seed = sy.seed() ? sy.seed() : mix_seed(cfg.seed(), fnv1a(d.name()));
+      const AdditionTaskOptions o = task_options(sy);
+      std::vector<nlohmann::json> lines;
+      if (sy.kind() == proto::SyntheticData::CORPUS) {
+        for (auto& t : make_addition_corpus(sy.count(), seed, o, pf.template_text)) lines.push_back({{"text", t}});
+      } else {
+        for (const auto& pr : make_addition_problems(sy.count(), seed, o))
+          lines.push_back({{"prompt", addition_prompt(pr)}, {"answer", addition_answer(pr)}});
+      }
+      write_jsonl(f.string(), lines);
+    });
   }
   std::map<std::string, std::string> model_dirs;
   for (const auto& m : cfg.models()) {
@@ -520,8 +531,10 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     }
     const fs::path dir = path_under_out(out, fs::path("models") / m.name());
     model_dirs[m.name()] = dir.string();
-    if (!fs::exists(dir / "model.safetensors"))
-      write_initial_model(dir.string(), init_options(m.init(), plan), mix_seed(cfg.seed(), fnv1a(m.name())));
+    on_rank0(comm, [&] {
+      if (!fs::exists(dir / "model.safetensors"))
+        write_initial_model(dir.string(), init_options(m.init(), plan), mix_seed(cfg.seed(), fnv1a(m.name())));
+    });
   }
 
   std::map<std::string, Dataset> loaded;
@@ -547,6 +560,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     env.checkpoint_every = cfg.checkpoint_every() > 0 ? cfg.checkpoint_every() : 50;
     env.prompt_format = pf;
     env.opts = &eff;
+    env.comm = eff.comm;
     env.model_dir = [&](const std::string& m) { return model_dirs.at(m); };
     env.load_options = [&](const std::string& m) {
       LoadOptions lo = eff.load;
@@ -564,7 +578,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     } else {
       std::fprintf(log, "== stage %d/%d: %s '%s'\n", i + 1, cfg.stages_size(), stage_kind(s), env.name.c_str());
       std::fflush(log);
-      fs::create_directories(env.dir);
+      on_rank0(comm, [&] { fs::create_directories(env.dir); });
       const auto t0 = std::chrono::steady_clock::now();
       StageResult r;
       switch (s.kind_case()) {
@@ -584,7 +598,7 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
       }
       r.summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       record = {{"name", env.name}, {"kind", stage_kind(s)}, {"models", r.models}, {"summary", r.summary}};
-      atomic_write_file(done.string(), record.dump(2) + "\n");
+      on_rank0(comm, [&] { atomic_write_file(done.string(), record.dump(2) + "\n"); });
     }
     for (auto& [m, dir] : record["models"].items()) model_dirs[m] = dir.get<std::string>();
     if (s.has_rejection_sampling())
@@ -627,9 +641,9 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
     }
     pl.title += " (" + order + ")";
     pl.series = {p1, gr, cons};
-    atomic_write_file((out / "plots.svg").string(), render_svg(pl, 1100, 440));
+    on_rank0(comm, [&] { atomic_write_file((out / "plots.svg").string(), render_svg(pl, 1100, 440)); });
   }
-  atomic_write_file((out / "summary.json").string(), summary.dump(2) + "\n");
+  on_rank0(comm, [&] { atomic_write_file((out / "summary.json").string(), summary.dump(2) + "\n"); });
 
   if (!eval_results.empty())
     std::fprintf(log, "\n%-24s %-8s %8s %8s %8s %8s\n", "eval stage", "model", "pass@1", "cons@k", "greedy", "format");

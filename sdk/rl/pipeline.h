@@ -23,6 +23,7 @@
 // as an uninterrupted one (same build, same thread count).
 //
 // Threads: run_pipeline runs on the calling thread; reward callbacks run on reward workers.
+// Several ranks (PipelineOptions::comm): see there.
 #pragma once
 #include <cstdio>
 #include <functional>
@@ -31,6 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/communicator.h"
 #include "model/model.h"
 #include "rl/reward_runner.h"
 #include "rl/tool_calls.h"
@@ -56,6 +58,13 @@ struct PipelineOptions {
   // Called after every training step (stage name, 1-based step) and after a checkpoint is written
   // (step < 0: -step was checkpointed); for tests and embedding programs.
   std::function<void(const std::string& stage, int64_t step)> on_step;
+  // Data parallelism: every rank of comm runs the same config into the same OUT (a directory all
+  // ranks see) and each samples, scores and trains on its share of every batch (GRPO: whole
+  // groups), evaluates and rejection-samples its share of the prompts; rank 0 alone writes files
+  // (metrics, plots, checkpoints, final models) and the others read them. The result equals a
+  // single process's run (to f32 rounding; tests/cli_mpi.sh). Null: default_communicator() (the
+  // MPI world under mpirun, else this process alone).
+  std::shared_ptr<Communicator> comm;
 };
 
 // Parses and checks `config_path` and everything it names (models, tokenizers, dataset files and

@@ -32,6 +32,8 @@ struct StageEnv {
   int64_t checkpoint_every = 50;
   PromptFormat prompt_format;
   const PipelineOptions* opts = nullptr;
+  std::shared_ptr<Communicator> comm;  // the job's ranks (one when not data-parallel)
+  bool writer() const { return comm->rank() == 0; }
   std::function<std::string(const std::string&)> model_dir;          // current directory of a model
   std::function<LoadOptions(const std::string&)> load_options;       // how to load a model (its quantize)
   std::function<const Dataset&(const std::string&)> dataset;         // loaded dataset by name
@@ -67,20 +69,24 @@ class DataOrder {
 
 // metrics.jsonl of a stage: on open, lines of steps after `keep_through_step` (work an
 // interrupted run did after its last checkpoint) are dropped; rows are kept in memory for plots.
+// Only the writer rank (rank 0) touches the file; every rank keeps the rows.
 class MetricsLog {
  public:
-  MetricsLog(const std::string& path, int64_t keep_through_step);
+  MetricsLog(const std::string& path, int64_t keep_through_step, bool writer = true);
   void append(const nlohmann::json& row);
   const std::vector<nlohmann::json>& rows() const { return rows_; }
 
  private:
   std::string path_;
+  bool writer_;
   std::vector<nlohmann::json> rows_;
 };
 
-// Writes OUT/stages/NN/plots.svg: one chart per metric key found in the rows (x = "step").
-void write_stage_plots(const std::string& path, const std::string& title, const std::vector<nlohmann::json>& rows,
+// Writes OUT/stages/NN/plots.svg: one chart per metric key found in the rows (x = "step"); on rank
+// 0 of env.comm only (every rank calls it).
+void write_stage_plots(const StageEnv& env, const std::vector<nlohmann::json>& rows,
                        const std::vector<std::pair<std::string, std::string>>& metrics);
+
 
 // A training stage's model and trainer, resumed from DIR/ckpt when a complete one exists.
 struct TrainingRun {

@@ -11,6 +11,7 @@
 #include "rl/pipeline_stage.h"
 #include "rl/svg_plot.h"
 #include "train/checkpoint.h"
+#include "train/trainer_config.h"
 #include "tokenizer/tokenizer.h"
 
 namespace reason::pipeline_detail {
@@ -36,7 +37,7 @@ size_t DataOrder::at(int64_t pos) {
   return perm_[size_t(pos % int64_t(n_))];
 }
 
-MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step, bool writer) : path_(path), writer_(writer) {
   std::string kept;
   if (std::ifstream in(path); in) {
     std::string line;
@@ -53,19 +54,21 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) : pat
       rows_.push_back(std::move(row));
     }
   }
-  atomic_write_file(path_, kept);
+  if (writer_) atomic_write_file(path_, kept);
 }
 
 void MetricsLog::append(const nlohmann::json& row) {
+  rows_.push_back(row);
+  if (!writer_) return;
   std::ofstream out(path_, std::ios::app | std::ios::binary);
   out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   out.flush();
   if (!out) fail(ErrorCode::Io, "cannot append to {}", path_);
-  rows_.push_back(row);
 }
 
-void write_stage_plots(const std::string& path, const std::string& title, const std::vector<nlohmann::json>& rows,
+void write_stage_plots(const StageEnv& env, const std::vector<nlohmann::json>& rows,
                        const std::vector<std::pair<std::string, std::string>>& metrics) {
+  const std::string path = (fs::path(env.dir) / "plots.svg").string(), &title = env.name;
   std::vector<Plot> plots;
   for (const auto& [key, label] : metrics) {
     PlotSeries s;
@@ -83,7 +86,7 @@ void write_stage_plots(const std::string& path, const std::string& title, const 
     p.series.push_back(std::move(s));
     plots.push_back(std::move(p));
   }
-  atomic_write_file(path, render_svg_grid(plots, 2));
+  on_rank0(*env.comm, [&] { atomic_write_file(path, render_svg_grid(plots, 2)); });
 }
 
 TrainingRun open_training(const StageEnv& env, const std::string& model_name, const TrainerConfig& tc,
@@ -101,9 +104,13 @@ TrainingRun open_training(const StageEnv& env, const std::string& model_name, co
   }
   run.model = Model::load(src, lo);
   if (!lora && run.model->adapter()) run.model->merge_adapter();  // full training of base + adapter
-  run.trainer = std::make_unique<Trainer>(run.model, tc);
+  TrainerConfig dp = tc;
+  dp.comm = env.comm;  // every rank holds the same weights and trains on its share of each batch
+  data_parallel_from_proto(env.cfg->data_parallel(), dp, "data_parallel: ");
+  run.trainer = std::make_unique<Trainer>(run.model, dp);
   if (resume) {
     auto state = load_optimizer_state(ckpt, *run.model, run.trainer->optimizer());
+    run.trainer->shard_optimizer_state();  // ZeRO-1: keep this rank's share
     run.done_steps = state.value("step", int64_t(0));
     restore_trainer_extra_state(*run.trainer, state);
   }
@@ -113,7 +120,9 @@ TrainingRun open_training(const StageEnv& env, const std::string& model_name, co
 void save_training_checkpoint(const StageEnv& env, const TrainingRun& run, int64_t step) {
   nlohmann::json state = trainer_extra_state(*run.trainer);
   state["step"] = step;
-  save_checkpoint((fs::path(env.dir) / "ckpt").string(), *run.model, &run.trainer->optimizer(), state);
+  run.trainer->gather_optimizer_state();  // ZeRO-1: rank 0 writes every rank's share
+  on_rank0(*env.comm, [&] { save_checkpoint((fs::path(env.dir) / "ckpt").string(), *run.model, &run.trainer->optimizer(), state); });
+  run.trainer->shard_optimizer_state();
   if (env.opts->on_step) env.opts->on_step(env.name, -step);
 }
 
@@ -121,9 +130,12 @@ std::string finish_training(const StageEnv& env, const TrainingRun& run, int64_t
   const std::string final_dir = (fs::path(env.dir) / "final").string();
   nlohmann::json state = trainer_extra_state(*run.trainer);
   state["step"] = steps;
-  save_checkpoint(final_dir, *run.model, &run.trainer->optimizer(), state);
-  std::error_code ec;
-  fs::remove_all(fs::path(env.dir) / "ckpt", ec);
+  run.trainer->gather_optimizer_state();
+  on_rank0(*env.comm, [&] {
+    save_checkpoint(final_dir, *run.model, &run.trainer->optimizer(), state);
+    std::error_code ec;
+    fs::remove_all(fs::path(env.dir) / "ckpt", ec);
+  });
   return final_dir;
 }
 

@@ -135,19 +135,22 @@ StageResult run_grpo_stage(const StageEnv& env) {
     ov.weight = o.has_weight() ? o.weight() : 1.0f;
   }
 
-  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps);
+  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps, env.writer());
   ProgressBar bar(env.name, steps, env.opts->log, env.opts->progress);
   bar.start(run.done_steps);
   DataOrder order(all.size(), env.seed);
+  Communicator& comm = *env.comm;
+  // This rank's prompts of every sampling round (whole groups: advantages stay group-local).
+  const auto [pfirst, plast] = rank_share(comm, size_t(P));
   for (int64_t step = run.done_steps + 1; step <= steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     RolloutStats rs;
-    std::vector<RolloutPrompt> batch_prompts;
+    std::vector<RolloutPrompt> batch_prompts;  // this rank's groups of the step's batch
     std::vector<Rollout> batch;
-    int64_t dropped = 0, sampled_groups = 0;
-    for (int64_t round = 0; round < rounds && int64_t(batch_prompts.size()) < P; ++round) {
+    int64_t dropped = 0, sampled_groups = 0, kept = 0;  // over every rank
+    for (int64_t round = 0; round < rounds && kept < P; ++round) {
       std::vector<RolloutPrompt> prompts;
-      for (int64_t i = 0; i < P; ++i) {
+      for (int64_t i = int64_t(pfirst); i < int64_t(plast); ++i) {
         RolloutPrompt p = all[order.at(((step - 1) * rounds + round) * P + i)];
         p.seed = mix_seed(env.seed, uint64_t(((step - 1) * rounds + round) * P + i));
         prompts.push_back(std::move(p));
@@ -155,20 +158,26 @@ StageResult run_grpo_stage(const StageEnv& env) {
       auto rolls = sample_rollouts(*run.model, prompts, ro, &rs);
       score_rollouts(rolls, prompts, runner, ov, &rs);
       const size_t G = size_t(gc.group_size);
-      for (size_t g = 0; g < prompts.size(); ++g) {
-        std::span<const Rollout> group(rolls.data() + g * G, G);
+      // DAPO dynamic sampling decides on the round's groups of every rank, in prompt order, as one
+      // process would: which groups are dropped (tied rewards) and which fill the batch's P.
+      std::vector<float> tied;
+      for (size_t g = 0; g < prompts.size(); ++g) tied.push_back(group_rewards_tied(std::span<const Rollout>(rolls.data() + g * G, G)));
+      tied = comm.allgather(tied);
+      for (size_t g = 0; g < tied.size(); ++g) {
         ++sampled_groups;
         const bool last_round = round + 1 == rounds;
-        if (s.dynamic_sampling() && group_rewards_tied(group) && !(last_round && batch_prompts.empty())) {
+        if (s.dynamic_sampling() && tied[g] != 0.0f && !(last_round && kept == 0)) {
           ++dropped;
           continue;
         }
-        if (int64_t(batch_prompts.size()) >= P) break;
-        for (const Rollout& r : group) {
-          batch.push_back(r);
+        if (kept >= P) break;
+        ++kept;
+        if (g < pfirst || g >= plast) continue;  // another rank's group
+        for (size_t j = 0; j < G; ++j) {
+          batch.push_back(rolls[(g - pfirst) * G + j]);
           batch.back().prompt = batch_prompts.size();
         }
-        batch_prompts.push_back(prompts[g]);
+        batch_prompts.push_back(prompts[g - pfirst]);
       }
     }
     const double sample_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -178,17 +187,27 @@ StageResult run_grpo_stage(const StageEnv& env) {
     const StepMetrics m = run.trainer->grpo_step(samples, gc, s.micro_batch());
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
 
-    std::vector<double> rewards, acc, fmt_ok, len;
-    int64_t truncated = 0, failures = 0, tokens = 0;
-    for (const Rollout& r : batch) {
-      rewards.push_back(r.reward);
-      if (math_term >= 0) acc.push_back(r.reward_terms[size_t(math_term)]);
-      if (format_term >= 0) fmt_ok.push_back(r.reward_terms[size_t(format_term)]);
-      len.push_back(double(r.completion.size()));
-      truncated += r.truncated;
-      failures += r.reward_failed;
-    }
-    for (const auto& smp : samples) tokens += int64_t(smp.prompt.size() + smp.completion.size());
+    // The step's rollouts of every rank, for the metrics.
+    auto gathered = [&](auto value) {
+      std::vector<float> v;
+      for (const Rollout& r : batch) v.push_back(float(value(r)));
+      v = comm.allgather(v);
+      return std::vector<double>(v.begin(), v.end());
+    };
+    const std::vector<double> rewards = gathered([](const Rollout& r) { return r.reward; });
+    const std::vector<double> acc = math_term >= 0 ? gathered([&](const Rollout& r) { return r.reward_terms[size_t(math_term)]; })
+                                                   : std::vector<double>{};
+    const std::vector<double> fmt_ok = format_term >= 0 ? gathered([&](const Rollout& r) { return r.reward_terms[size_t(format_term)]; })
+                                                        : std::vector<double>{};
+    const std::vector<double> len = gathered([](const Rollout& r) { return double(r.completion.size()); });
+    double truncated = 0, failures = 0;
+    for (double v : gathered([](const Rollout& r) { return double(r.truncated); })) truncated += v;
+    for (double v : gathered([](const Rollout& r) { return double(r.reward_failed); })) failures += v;
+    int64_t counts[3] = {0, rs.generated_tokens, rs.prompt_tokens_shared};
+    for (const auto& smp : samples) counts[0] += int64_t(smp.prompt.size() + smp.completion.size());
+    comm.allreduce_sum(std::span<int64_t>(counts));
+    const int64_t tokens = counts[0], generated = counts[1];
+    const double n_rolls = double(std::max<size_t>(1, rewards.size()));
     const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     nlohmann::json row = {{"step", step},
                           {"reward", mean(rewards)},
@@ -196,7 +215,7 @@ StageResult run_grpo_stage(const StageEnv& env) {
                           {"accuracy", mean(acc)},
                           {"format", mean(fmt_ok)},
                           {"response_length", mean(len)},
-                          {"truncated", double(truncated) / double(std::max<size_t>(1, batch.size()))},
+                          {"truncated", truncated / n_rolls},
                           {"kl", m.kl},
                           {"entropy", m.entropy},
                           {"clip_low", m.clip_low},
@@ -205,20 +224,19 @@ StageResult run_grpo_stage(const StageEnv& env) {
                           {"grad_norm", m.grad_norm},
                           {"lr", m.lr},
                           {"tied_groups", m.tied_group_share},
-                          {"groups", batch_prompts.size()},
+                          {"groups", kept},
                           {"dropped_groups", dropped},
                           {"sampled_groups", sampled_groups},
-                          {"reward_failures", failures},
-                          {"generated_tokens", rs.generated_tokens},
-                          {"prompt_tokens_shared", rs.prompt_tokens_shared},
+                          {"reward_failures", int64_t(failures)},
+                          {"generated_tokens", generated},
+                          {"prompt_tokens_shared", counts[2]},
                           {"sample_seconds", sample_s},
                           {"train_seconds", train_s},
-                          {"tokens_per_s", double(rs.generated_tokens + tokens) / total_s}};
+                          {"tokens_per_s", double(generated + tokens) / total_s}};
+    if (comm.size() > 1) row["ranks"] = comm.size();
     if (ro.tools) {  // per completion of the batch trained on
-      double calls = 0, errors = 0;
-      for (const Rollout& r : batch) calls += r.tool_calls, errors += r.tool_errors;
-      row["tool_calls"] = calls / double(std::max<size_t>(1, batch.size()));
-      row["tool_errors"] = errors / double(std::max<size_t>(1, batch.size()));
+      row["tool_calls"] = mean(gathered([](const Rollout& r) { return double(r.tool_calls); }));
+      row["tool_errors"] = mean(gathered([](const Rollout& r) { return double(r.tool_errors); }));
     }
     if (gc.entropy_coef != 0.0f || gc.adaptive_entropy) row["entropy_coef"] = m.entropy_coef;
     if (gc.top_entropy_quantile < 1.0f) row["policy_tokens"] = m.policy_tokens;
@@ -229,30 +247,33 @@ StageResult run_grpo_stage(const StageEnv& env) {
       row["sampling_logp_diff_mean"] = m.sampling_logp_diff_mean;
       row["sampling_logp_diff_max"] = m.sampling_logp_diff_max;
     }
-    for (size_t k = 0; k < runner.rewards().size(); ++k) {
-      std::vector<double> v;
-      for (const Rollout& r : batch) v.push_back(r.reward_terms[k]);
-      row["reward/" + runner.rewards()[k].name] = mean(v);
-    }
-    if (failures > 0)
+    for (size_t k = 0; k < runner.rewards().size(); ++k)
+      row["reward/" + runner.rewards()[k].name] = mean(gathered([&](const Rollout& r) { return r.reward_terms[k]; }));
+    if (failures > 0) {
+      std::vector<std::string> first;
       for (const Rollout& r : batch)
         if (r.reward_failed) {
-          row["reward_error"] = r.reward_error;
-          std::fprintf(env.opts->log, "\n%s: step %lld: %lld reward call(s) failed, e.g. %s\n", env.name.c_str(),
-                       (long long)step, (long long)failures, r.reward_error.c_str());
+          first.push_back(r.reward_error);
           break;
         }
+      const std::vector<std::string> errors = allgather_strings(comm, first);
+      if (!errors.empty()) {
+        row["reward_error"] = errors.front();
+        std::fprintf(env.opts->log, "\n%s: step %lld: %lld reward call(s) failed, e.g. %s\n", env.name.c_str(),
+                     (long long)step, (long long)failures, errors.front().c_str());
+      }
+    }
     log.append(row);
     bar.update(step,
                {{"reward", mean(rewards)}, {"acc", mean(acc)}, {"fmt", mean(fmt_ok)}, {"len", mean(len)}, {"kl", m.kl}},
-               rs.generated_tokens + tokens);
+               generated + tokens);
     if (env.opts->on_step) env.opts->on_step(env.name, step);
     if (step % env.checkpoint_every == 0 && step < steps) save_training_checkpoint(env, run, step);
   }
   bar.finish();
   StageResult res;
   res.models[s.model()] = finish_training(env, run, steps);
-  write_stage_plots((fs::path(env.dir) / "plots.svg").string(), env.name, log.rows(),
+  write_stage_plots(env, log.rows(),
                     {{"reward", "mean reward"},
                      {"accuracy", "accuracy"},
                      {"kl", "KL to reference"},

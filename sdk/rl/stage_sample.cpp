@@ -35,8 +35,11 @@ StageResult run_rejection_sampling_stage(const StageEnv& env) {
   ProgressBar bar(env.name, int64_t(n_prompts), env.opts->log, env.opts->progress);
   bar.start(0);
   const size_t per_batch = 32;
-  for (size_t b0 = 0; b0 < n_prompts; b0 += per_batch) {
-    const size_t b1 = std::min(n_prompts, b0 + per_batch);
+  // Each rank samples a contiguous share of the prompts (the seeds are the prompts'); the lines
+  // are gathered in prompt order below.
+  const auto [first, last] = rank_share(*env.comm, n_prompts);
+  for (size_t b0 = first; b0 < last; b0 += per_batch) {
+    const size_t b1 = std::min(last, b0 + per_batch);
     std::vector<RolloutPrompt> prompts;
     for (size_t i = b0; i < b1; ++i)
       prompts.push_back({encode_prompt(env.prompt_format, tok, data.records[i].prompt), data.records[i].prompt,
@@ -68,11 +71,24 @@ StageResult run_rejection_sampling_stage(const StageEnv& env) {
       }
       prompts_with_accept += kept > 0;
     }
-    bar.update(int64_t(b1), {{"accepted", double(accepted.size())}}, gen_tokens);
+    bar.update(int64_t(b1 - first), {{"accepted", double(accepted.size())}}, gen_tokens);
   }
   bar.finish();
-  write_jsonl((fs::path(env.dir) / "samples.jsonl").string(), accepted);
-  write_jsonl((fs::path(env.dir) / "all_samples.jsonl").string(), all_lines);
+  if (env.comm->size() > 1) {
+    auto gather = [&](std::vector<nlohmann::json>& lines) {
+      std::vector<std::string> mine;
+      for (const auto& l : lines) mine.push_back(l.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      lines.clear();
+      for (const auto& t : allgather_strings(*env.comm, mine)) lines.push_back(nlohmann::json::parse(t));
+    };
+    gather(accepted);
+    gather(all_lines);
+    env.comm->allreduce_sum(std::span<int64_t>(&prompts_with_accept, 1));
+  }
+  on_rank0(*env.comm, [&] {
+    write_jsonl((fs::path(env.dir) / "samples.jsonl").string(), accepted);
+    write_jsonl((fs::path(env.dir) / "all_samples.jsonl").string(), all_lines);
+  });
   StageResult res;
   res.summary = {{"prompts", n_prompts},
                  {"samples", all_lines.size()},
@@ -104,6 +120,7 @@ StageResult run_eval_stage(const StageEnv& env) {
   ProgressBar bar(env.name, int64_t(n), env.opts->log, env.opts->progress);
   bar.start(0);
   eo.on_progress = [&](int64_t done, int64_t) { bar.update(done, {}, 0); };
+  eo.comm = env.comm.get();  // each rank samples its share of the problems; all get the report
   EvalReport rep = evaluate(*model, items, eo);
   bar.finish();
   nlohmann::json details = nlohmann::json::array();
@@ -123,7 +140,7 @@ StageResult run_eval_stage(const StageEnv& env) {
   res.summary["model"] = s.model();
   nlohmann::json file = res.summary;
   file["problems_detail"] = details;
-  atomic_write_file((fs::path(env.dir) / "eval.json").string(), file.dump(1) + "\n");
+  on_rank0(*env.comm, [&] { atomic_write_file((fs::path(env.dir) / "eval.json").string(), file.dump(1) + "\n"); });
   std::fprintf(env.opts->log, "%s (%s on %s):\n%s", env.name.c_str(), s.model().c_str(), s.dataset().c_str(),
                eval_table(rep).c_str());
   return res;

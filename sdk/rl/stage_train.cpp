@@ -39,15 +39,17 @@ StageResult run_loop(const StageEnv& env, LoopSpec spec) {
   const std::vector<SftExample> examples = make_sft_examples(*spec.data, *run.model->require_tokenizer(),
                                                              env.prompt_format, eos_id(*run.model), spec.max_length);
   spec.steps = steps_for(spec.steps, spec.epochs, examples.size(), spec.batch);
-  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps);
+  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps, env.writer());
   ProgressBar bar(env.name, spec.steps, env.opts->log, env.opts->progress);
   bar.start(run.done_steps);
   DataOrder order(examples.size(), env.seed);
   const int64_t B = spec.batch, mb = spec.micro > 0 ? spec.micro : B;
+  // This rank's examples of each step (all of them in a single process), in micro-batches of mb.
+  const auto [first, last] = rank_share(*env.comm, size_t(B));
   for (int64_t step = run.done_steps + 1; step <= spec.steps; ++step) {
     std::vector<std::vector<SftExample>> mbs;
-    for (int64_t i = 0; i < B; ++i) {
-      if (i % mb == 0) mbs.emplace_back();
+    for (int64_t i = int64_t(first); i < int64_t(last); ++i) {
+      if ((i - int64_t(first)) % mb == 0) mbs.emplace_back();
       mbs.back().push_back(examples[order.at((step - 1) * B + i)]);
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -56,6 +58,7 @@ StageResult run_loop(const StageEnv& env, LoopSpec spec) {
     int64_t tokens = 0;
     for (const auto& v : mbs)
       for (const auto& e : v) tokens += int64_t(e.tokens.size());
+    env.comm->allreduce_sum(std::span<int64_t>(&tokens, 1));
     log.append({{"step", step}, {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"lr", m.lr}, {"tokens", tokens},
                 {"loss_tokens", m.tokens}, {"tokens_per_s", double(tokens) / dt}, {"seconds", dt}});
     bar.update(step, {{"loss", m.loss}, {"lr", m.lr}}, tokens);
@@ -65,7 +68,7 @@ StageResult run_loop(const StageEnv& env, LoopSpec spec) {
   bar.finish();
   StageResult res;
   res.models[spec.model] = finish_training(env, run, spec.steps);
-  write_stage_plots((fs::path(env.dir) / "plots.svg").string(), env.name, log.rows(),
+  write_stage_plots(env, log.rows(),
                     {{"loss", "loss"}, {"lr", "learning rate"}, {"grad_norm", "gradient norm"}});
   const auto& rows = log.rows();
   res.summary = {{"steps", spec.steps}, {"examples", examples.size()}};
@@ -114,8 +117,12 @@ StageResult run_distill_stage(const StageEnv& env) {
     RolloutOptions ro;
     ro.group_size = 1;
     ro.sampling = sampling_params(s.sampling(), 0.6f, 0.95f);
-    auto rolls = sample_rollouts(*teacher, prompts, ro);
-    for (size_t i = 0; i < rolls.size(); ++i) data.records[i].completion = rolls[i].text;
+    // Each rank writes its share of the completions (the seeds are the prompts'); all get all.
+    const auto [first, last] = rank_share(*env.comm, prompts.size());
+    std::vector<std::string> mine;
+    for (const Rollout& r : sample_rollouts(*teacher, std::span(prompts).subspan(first, last - first), ro)) mine.push_back(r.text);
+    const std::vector<std::string> texts = allgather_strings(*env.comm, mine);
+    for (size_t i = 0; i < texts.size(); ++i) data.records[i].completion = texts[i];
   }
   LoopSpec spec;
   spec.model = s.student();

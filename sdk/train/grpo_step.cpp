@@ -77,8 +77,10 @@ void check_config(const GrpoConfig& cfg) {
          cfg.rollout_clip_min, cfg.rollout_clip_max);
 }
 
-void check_batch(std::span<const GrpoSample> batch, const GrpoConfig& cfg) {
-  if (batch.empty()) fail(ErrorCode::InvalidArgument, "grpo: empty batch");
+// A rank of a data-parallel job may have no group in a step (DAPO dynamic sampling kept none of
+// its prompts); a single process needs at least one.
+void check_batch(std::span<const GrpoSample> batch, const GrpoConfig& cfg, bool distributed) {
+  if (batch.empty() && !distributed) fail(ErrorCode::InvalidArgument, "grpo: empty batch");
   check_config(cfg);
   for (size_t i = 0; i < batch.size(); ++i) {
     const GrpoSample& s = batch[i];
@@ -373,7 +375,7 @@ std::vector<float> Trainer::advantages(std::span<const GrpoSample> batch, const 
 }
 
 StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConfig& cfg, int64_t micro_batch, bool apply) {
-  check_batch(batch, cfg);
+  check_batch(batch, cfg, distributed());
   const size_t B = batch.size();
   const size_t mb = micro_batch > 0 ? size_t(micro_batch) : B;
   GrpoPlan P;
@@ -430,6 +432,10 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     for (float e : ent) P.n_eff += double(e) >= P.threshold ? 1 : 0;
   };
   const bool entropy_mask = cfg.top_entropy_quantile < 1.0f;
+  if (entropy_mask && B == 0) {  // a rank without samples still takes part in the whole batch's quantile
+    std::vector<float> ent;
+    set_threshold(LogprobPass{}, 0, 0, ent, true);
+  }
   if (entropy_mask && mb < B) {
     std::vector<float> ent;
     for (size_t b0 = 0; b0 < B; b0 += mb) {

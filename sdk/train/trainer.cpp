@@ -43,6 +43,27 @@ std::vector<std::pair<std::string, int>> Trainer::zero1_assignment() const {
   return out;
 }
 
+void Trainer::gather_optimizer_state() {
+  for (size_t i = 0; i < owners_.size(); ++i) {
+    const auto& [name, p] = params_[i];
+    if (std::find(trained_.begin(), trained_.end(), name) == trained_.end()) continue;
+    auto& st = opt_.state();
+    auto it = st.find(name);
+    if (it == st.end()) {  // not this rank's (or no step yet: the owner has zeros too after its first)
+      kernels::Backend& be = policy_->backend();
+      it = st.emplace(name, std::make_pair(Tensor::zeros(be, DType::F32, p.shape()), Tensor::zeros(be, DType::F32, p.shape())))
+               .first;
+    }
+    broadcast_tensor(*comm_, it->second.first, owners_[i]);
+    broadcast_tensor(*comm_, it->second.second, owners_[i]);
+  }
+}
+
+void Trainer::shard_optimizer_state() {
+  for (size_t i = 0; i < owners_.size(); ++i)
+    if (owners_[i] != comm_->rank()) opt_.state().erase(params_[i].first);
+}
+
 void Trainer::reduce_gradients() {
   if (distributed()) allreduce_gradients(*comm_, grads_, trained_, cfg_.allreduce_bucket_bytes);
 }

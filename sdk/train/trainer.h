@@ -232,6 +232,12 @@ class Trainer {
   // ZeRO-1: the rank that owns each parameter's optimizer state (empty without ZeRO-1), by
   // parameter name.
   std::vector<std::pair<std::string, int>> zero1_assignment() const;
+  // ZeRO-1 checkpoints: gather_optimizer_state gives every rank the whole AdamW state (each
+  // owner broadcasts its share; for a checkpoint that rank 0 writes), shard_optimizer_state drops
+  // the state of the parameters other ranks own again (also after loading a whole checkpoint).
+  // Nothing happens without ZeRO-1. Every rank calls them at the same point.
+  void gather_optimizer_state();
+  void shard_optimizer_state();
 
  private:
   bool distributed() const { return comm_->size() > 1; }

@@ -174,7 +174,18 @@ TrainerSettings parse_trainer_config(std::string_view bytes, bool binary) {
   s.distill = distill_from_proto(pc.distill(), where);
   s.micro_batch = pc.micro_batch();
   require(s.micro_batch >= 0, where, "micro_batch", "must be >= 0");
+  if (pc.has_data_parallel()) {
+    data_parallel_from_proto(pc.data_parallel(), s.trainer, where);
+    s.trainer.comm = default_communicator();
+  }
   return s;
+}
+
+void data_parallel_from_proto(const proto::DataParallelConfig& d, TrainerConfig& tc, std::string_view where) {
+  require(d.allreduce_bucket_mb() >= 0 && d.allreduce_bucket_mb() <= 4096, where, "data_parallel.allreduce_bucket_mb",
+          "must be in [0, 4096]");
+  if (d.allreduce_bucket_mb() > 0) tc.allreduce_bucket_bytes = d.allreduce_bucket_mb() << 20;
+  tc.zero1 = d.zero1();
 }
 
 LoraSpec lora_from_proto(const proto::LoraConfig& l, std::string_view where) {

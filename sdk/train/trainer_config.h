@@ -28,6 +28,8 @@ LrSchedule schedule_from_proto(const proto::ScheduleConfig& s, std::string_view 
 // require_group: group_size must be >= 2.
 GrpoConfig grpo_from_proto(const proto::GrpoConfig& g, bool require_group, std::string_view where);
 DistillConfig distill_from_proto(const proto::DistillConfig& d, std::string_view where);
+// ZeRO-1 and the bucket size of a DataParallelConfig into tc (the communicator is the caller's).
+void data_parallel_from_proto(const proto::DataParallelConfig& d, TrainerConfig& tc, std::string_view where);
 // The LoRA settings of a stage's `lora { ... }` (defaults: rank 8, alpha 2 x rank, all-linear).
 LoraSpec lora_from_proto(const proto::LoraConfig& l, std::string_view where);
 
