@@ -1,5 +1,6 @@
 // CudaBackend: host side (validation, streams, cuBLAS) and the cuda_backend() factory.
 #include "cuda_backend.h"
+#include "nccl_collective.h"
 #include "../backend_checks.h"
 
 #include <climits>
@@ -687,6 +688,13 @@ void CudaBackend::adamw_update(const AdamWArgs& a) {
   check(launch_adamw(a.w, a.m, a.v, a.g, a.n, a.lr, a.beta1, a.beta2, a.eps, a.decay, a.clip, a.step_size,
                      a.bc2_sqrt, stream_),
         op, "kernel launch");
+}
+
+std::string CudaBackend::device_collective_id() { return nccl_unique_id(); }
+
+std::unique_ptr<DeviceCollective> CudaBackend::device_collective(const std::string& id, int rank, int ranks) {
+  synchronize();
+  return nccl_collective(id, rank, ranks, device_, stream_);
 }
 
 }  // namespace cuda

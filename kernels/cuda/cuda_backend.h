@@ -44,6 +44,10 @@ class CudaBackend final : public Backend {
   void synchronize() override;
   void fill_zero(void* p, size_t bytes) override;
 
+  // NCCL (nccl_collective.h), loaded at first use.
+  std::string device_collective_id() override;
+  std::unique_ptr<DeviceCollective> device_collective(const std::string& id, int rank, int ranks) override;
+
   void matmul(const MatmulArgs& a) override;
   void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override;

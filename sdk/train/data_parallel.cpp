@@ -19,8 +19,50 @@ struct Piece {
 
 }  // namespace
 
-int64_t allreduce_gradients(Communicator& c, Gradients& g, const std::vector<std::string>& names, int64_t bucket_bytes) {
+namespace {
+
+// NCCL: the tensors of each bucket reduced as one group, in place on the device.
+int64_t allreduce_on_device(kernels::DeviceCollective& d, Gradients& g, const std::vector<std::string>& names,
+                            int64_t bucket_bytes) {
+  const size_t cap = size_t(std::max<int64_t>(bucket_bytes, 4096)) / sizeof(float);
+  int64_t reduces = 0;
+  size_t in_bucket = 0;
+  d.group_start();
+  for (const std::string& name : names) {
+    Tensor& t = g.at(name);
+    float* p = t.data<float>();
+    for (size_t off = 0, n = size_t(t.numel()); off < n;) {
+      if (in_bucket == cap) {
+        d.group_end();
+        ++reduces;
+        d.group_start();
+        in_bucket = 0;
+      }
+      const size_t take = std::min(n - off, cap - in_bucket);
+      d.allreduce_sum(p + off, take);
+      in_bucket += take;
+      off += take;
+    }
+  }
+  d.group_end();
+  return reduces + 1;
+}
+
+}  // namespace
+
+std::unique_ptr<kernels::DeviceCollective> make_device_collective(Communicator& c, kernels::Backend& be) {
+  if (c.size() <= 1 || be.host_addressable()) return nullptr;
+  std::string id;
+  on_rank0(c, [&] { id = be.device_collective_id(); });
+  c.broadcast(id, 0);
+  if (id.empty()) return nullptr;
+  return be.device_collective(id, c.rank(), c.size());
+}
+
+int64_t allreduce_gradients(Communicator& c, Gradients& g, const std::vector<std::string>& names, int64_t bucket_bytes,
+                            kernels::DeviceCollective* device) {
   if (c.size() <= 1) return 0;
+  if (device) return allreduce_on_device(*device, g, names, bucket_bytes);
   const size_t cap = size_t(std::max<int64_t>(bucket_bytes, 4096)) / sizeof(float);
   std::vector<float> bucket;
   bucket.reserve(cap);
@@ -70,10 +112,14 @@ std::vector<int> zero1_owners(const std::vector<std::pair<std::string, Tensor>>&
   return owner;
 }
 
-void broadcast_tensor(Communicator& c, const Tensor& t, int root) {
+void broadcast_tensor(Communicator& c, const Tensor& t, int root, kernels::DeviceCollective* device) {
   if (c.size() <= 1) return;
   if (t.dtype() != kernels::DType::F32) fail(ErrorCode::Internal, "broadcast_tensor: only f32 tensors are broadcast");
   float* p = const_cast<float*>(t.data<float>());
+  if (device) {
+    device->broadcast(p, size_t(t.numel()), root);
+    return;
+  }
   if (!t.backend() || t.backend()->host_addressable()) {
     c.broadcast(std::span<float>(p, size_t(t.numel())), root);
     return;

@@ -54,8 +54,8 @@ void Trainer::gather_optimizer_state() {
       it = st.emplace(name, std::make_pair(Tensor::zeros(be, DType::F32, p.shape()), Tensor::zeros(be, DType::F32, p.shape())))
                .first;
     }
-    broadcast_tensor(*comm_, it->second.first, owners_[i]);
-    broadcast_tensor(*comm_, it->second.second, owners_[i]);
+    broadcast_tensor(*comm_, it->second.first, owners_[i], device_collective());
+    broadcast_tensor(*comm_, it->second.second, owners_[i], device_collective());
   }
 }
 
@@ -64,8 +64,16 @@ void Trainer::shard_optimizer_state() {
     if (owners_[i] != comm_->rank()) opt_.state().erase(params_[i].first);
 }
 
+kernels::DeviceCollective* Trainer::device_collective() {
+  if (!device_comm_made_) {
+    device_comm_made_ = true;
+    device_comm_ = make_device_collective(*comm_, policy_->backend());
+  }
+  return device_comm_.get();
+}
+
 void Trainer::reduce_gradients() {
-  if (distributed()) allreduce_gradients(*comm_, grads_, trained_, cfg_.allreduce_bucket_bytes);
+  if (distributed()) allreduce_gradients(*comm_, grads_, trained_, cfg_.allreduce_bucket_bytes, device_collective());
 }
 
 void Trainer::dropout_for(size_t micro) const {
@@ -86,7 +94,7 @@ StepMetrics Trainer::apply_step(StepMetrics m) {
     m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_, &others);
     for (size_t i = 0; i < params_.size(); ++i)
       if (std::find(frozen_.begin(), frozen_.end(), params_[i].first) == frozen_.end())
-        broadcast_tensor(*comm_, params_[i].second, owners_[i]);
+        broadcast_tensor(*comm_, params_[i].second, owners_[i], device_collective());
   }
   if (!policy_->adapter()) policy_->refresh_absorbed_weights();  // MLA: W_UK^T follows the updated kv_b
   if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) {

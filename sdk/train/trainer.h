@@ -267,6 +267,10 @@ class Trainer {
   std::shared_ptr<Communicator> comm_;
   std::vector<std::string> trained_;  // parameters that get gradients and updates, in params_ order
   std::vector<int> owners_;           // ZeRO-1: owner rank per params_ entry (empty: off)
+  // NCCL between the ranks when the policy is on a GPU (made at the first collective; null on the CPU).
+  kernels::DeviceCollective* device_collective();
+  std::unique_ptr<kernels::DeviceCollective> device_comm_;
+  bool device_comm_made_ = false;
 };
 
 }  // namespace reason

@@ -295,6 +295,25 @@ TEST_CASE("cuda_backend: memory round trip and argument errors", "[cuda][gpu]") 
   CHECK(d.get<float>() == h);
 }
 
+TEST_CASE("cuda_backend: NCCL device collective of one rank (data parallelism)", "[cuda][gpu]") {
+  Backend* g = gpu();
+  if (!g) return;
+  const std::string id = g->device_collective_id();
+  REQUIRE(id.size() == 128);  // ncclUniqueId
+  auto c = g->device_collective(id, 0, 1);
+  REQUIRE(c);
+  std::vector<float> h = randv(3001, 7);
+  Dev d(g, h);
+  c->group_start();
+  c->allreduce_sum(d.as<float>(), 1000);
+  c->allreduce_sum(d.as<float>() + 1000, 2001);
+  c->group_end();
+  c->broadcast(d.as<float>(), h.size(), 0);
+  g->synchronize();
+  CHECK(d.get<float>() == h);  // one rank: the sum and the broadcast are the identity
+  CHECK_THROWS_AS(g->device_collective("short", 0, 1), BackendError);
+}
+
 TEST_CASE("cuda_backend: matmul f32 matches the CPU (1e-4)", "[cuda][gpu]") {
   Backend* g = gpu();
   if (!g) return;

@@ -9,6 +9,7 @@
 // Errors: ops throw reason::kernels::BackendError (a std::runtime_error) naming the op.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -223,6 +224,23 @@ struct DistillRowsArgs {
   double* loss = nullptr;  // out [rows]
 };
 
+// Collectives between the ranks of a data-parallel job over this backend's own memory (NCCL on
+// CUDA), made by Backend::device_collective. Every rank calls the same operations in the same
+// order; each is enqueued on the backend's stream and done when the backend synchronises.
+// Threads: one thread at a time (the trainer's).
+class DeviceCollective {
+ public:
+  virtual ~DeviceCollective() = default;
+  // In-place sum over the ranks of n floats at device pointer p.
+  virtual void allreduce_sum(float* p, size_t n) = 0;
+  // Root's n floats at p to every rank.
+  virtual void broadcast(float* p, size_t n, int root) = 0;
+  // Operations between group_start and group_end are fused into one launch (NCCL groups): a
+  // bucket of gradient tensors reduced together.
+  virtual void group_start() = 0;
+  virtual void group_end() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -232,6 +250,16 @@ class Backend {
   // that reads results without a copy asks (DeviceArray::read, Tensor::host); everything else goes
   // through upload / download.
   virtual bool host_addressable() const { return kind() == DeviceKind::CPU; }
+
+  // Device collectives (data parallelism over several processes). device_collective_id makes the
+  // opaque id rank 0 shares with every rank (over MPI); device_collective(id, rank, ranks) joins
+  // the group, blocking until every rank has. Backends whose memory the host reads (the CPU) have
+  // none: their collectives are MPI's on host memory (empty id, nullptr). Throws BackendError when
+  // the library behind them cannot be loaded or fails.
+  virtual std::string device_collective_id() { return {}; }
+  virtual std::unique_ptr<DeviceCollective> device_collective(const std::string& /*id*/, int /*rank*/, int /*ranks*/) {
+    return nullptr;
+  }
 
   // Device memory. alloc throws on failure; dealloc(nullptr) is a no-op.
   virtual void* alloc(size_t bytes) = 0;
