@@ -233,7 +233,12 @@ StageResult run_grpo_stage(const StageEnv& env) {
                           {"sample_seconds", sample_s},
                           {"train_seconds", train_s},
                           {"tokens_per_s", double(generated + tokens) / total_s}};
-    if (comm.size() > 1) row["ranks"] = comm.size();
+    if (comm.size() > 1) {
+      row["ranks"] = comm.size();
+      row["allreduce_seconds"] = m.allreduce_seconds;
+      row["allreduce_bytes"] = m.allreduce_bytes;
+      row["allreduce_buckets"] = m.allreduce_buckets;
+    }
     if (ro.tools) {  // per completion of the batch trained on
       row["tool_calls"] = mean(gathered([](const Rollout& r) { return double(r.tool_calls); }));
       row["tool_errors"] = mean(gathered([](const Rollout& r) { return double(r.tool_errors); }));

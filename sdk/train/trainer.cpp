@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
@@ -73,7 +74,14 @@ kernels::DeviceCollective* Trainer::device_collective() {
 }
 
 void Trainer::reduce_gradients() {
-  if (distributed()) allreduce_gradients(*comm_, grads_, trained_, cfg_.allreduce_bucket_bytes, device_collective());
+  last_reduce_ = StepMetrics{};
+  if (!distributed()) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  last_reduce_.allreduce_buckets =
+      allreduce_gradients(*comm_, grads_, trained_, cfg_.allreduce_bucket_bytes, device_collective());
+  policy_->backend().synchronize();
+  last_reduce_.allreduce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const auto& n : trained_) last_reduce_.allreduce_bytes += grads_.at(n).numel() * int64_t(sizeof(float));
 }
 
 void Trainer::dropout_for(size_t micro) const {
@@ -84,6 +92,9 @@ void Trainer::dropout_for(size_t micro) const {
 
 StepMetrics Trainer::apply_step(StepMetrics m) {
   if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
+  m.allreduce_seconds = last_reduce_.allreduce_seconds;
+  m.allreduce_bytes = last_reduce_.allreduce_bytes;
+  m.allreduce_buckets = last_reduce_.allreduce_buckets;
   m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
   if (owners_.empty()) {
     m.grad_norm = opt_.step(policy_->backend(), params_, grads_, m.lr, frozen_);

@@ -171,6 +171,9 @@ struct StepMetrics {
   // |pi_old - pi_sampler| in log space over live tokens.
   float is_ratio_min = 0.0f, is_ratio_mean = 0.0f, is_ratio_max = 0.0f;
   float sampling_logp_diff_mean = 0.0f, sampling_logp_diff_max = 0.0f;
+  // Data parallelism: this step's gradient all-reduce (wall time, bytes per rank, buckets); 0 alone.
+  double allreduce_seconds = 0.0;
+  int64_t allreduce_bytes = 0, allreduce_buckets = 0;
 };
 
 // The adaptive entropy controller's state (GrpoConfig::adaptive_entropy), saved with checkpoints.
@@ -241,8 +244,9 @@ class Trainer {
 
  private:
   bool distributed() const { return comm_->size() > 1; }
-  // Sums the trained gradients over the ranks (nothing on one rank).
+  // Sums the trained gradients over the ranks (nothing on one rank); times it into last_reduce_.
   void reduce_gradients();
+  StepMetrics last_reduce_;  // only the allreduce_* fields
   StepMetrics apply_step(StepMetrics m);
   // LoRA dropout: the policy's mask seed for micro-batch `micro` of this step (a function of the
   // optimizer step, so a resumed run draws the same masks); DropoutOff clears it when a step ends.

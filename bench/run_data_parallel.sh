@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Data-parallel GRPO on this machine: steps/s of one process (THREADS threads) against 2 ranks under
+# mpirun (THREADS/2 threads each, the same cores), the gradient all-reduce's time and bytes per step
+# from the 2-rank run's metrics, and a ring all-reduce cost model for 8-64 ranks from those bytes.
+# Not a test (timings); see bench/README.md and README "More than one process".
+#
+#   bench/run_data_parallel.sh
+#
+# Environment [defaults]: REASON [build/sdk/cli/reason], MPIRUN [mpirun], THREADS [2], STEPS [6],
+# HIDDEN [256], LAYERS [6], WORK [/tmp/reason-bench/dp].
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REASON=${REASON:-$REPO/build/sdk/cli/reason}
+MPIRUN=${MPIRUN:-mpirun}
+THREADS=${THREADS:-2}
+STEPS=${STEPS:-6}
+HIDDEN=${HIDDEN:-256}
+LAYERS=${LAYERS:-6}
+WORK=${WORK:-/tmp/reason-bench/dp}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader,tcp
+rm -rf "$WORK"
+mkdir -p "$WORK"
+config() {  # THREADS
+  cat <<CFG
+seed: 1
+threads: $1
+checkpoint_every: 1000
+prompt_format { template: "User: {prompt}\nAssistant:" }
+models { name: "policy" init { hidden_size: $HIDDEN intermediate_size: $((HIDDEN * 3)) num_layers: $LAYERS num_heads: 8
+         num_kv_heads: 4 max_position_embeddings: 256 tokenizer: "$REPO/examples/pipelines/assets/addition-tokenizer" } }
+datasets { name: "train" synthetic { kind: PROBLEMS count: 512 } }
+stages { name: "rl" grpo { model: "policy" dataset: "train" steps: $STEPS prompts_per_step: 8
+         grpo { group_size: 8 aggregation: DAPO } sampling { max_new_tokens: 48 } optimizer { lr: 1e-4 } } }
+CFG
+}
+config "$THREADS" >"$WORK/one.textproto"
+config $((THREADS / 2 > 0 ? THREADS / 2 : 1)) >"$WORK/two.textproto"
+echo "[$(date +%T)] 1 process, $THREADS threads" >&2
+"$REASON" pipeline run "$WORK/one.textproto" --out "$WORK/one" >"$WORK/one.log" 2>&1
+echo "[$(date +%T)] 2 ranks" >&2
+"$MPIRUN" -np 2 --oversubscribe --bind-to none "$REASON" pipeline run "$WORK/two.textproto" --out "$WORK/two" >"$WORK/two.log" 2>&1
+python3 - "$WORK" "$THREADS" <<'PY'
+import json, sys
+work, threads = sys.argv[1], int(sys.argv[2])
+def rows(d):
+    return [json.loads(l) for l in open(f"{work}/{d}/stages/00-rl/metrics.jsonl")][1:]  # the first step warms up
+one, two = rows("one"), rows("two")
+def sps(r):
+    return len(r) / sum(x["sample_seconds"] + x["train_seconds"] for x in r)
+ar = sum(x["allreduce_seconds"] for x in two) / len(two)
+mb = two[0]["allreduce_bytes"] / 1e6
+buckets = two[0]["allreduce_buckets"]
+train2 = sum(x["train_seconds"] for x in two) / len(two)
+print(f"steps/s: 1 process x {threads} threads {sps(one):.3f}, 2 ranks x {max(1, threads // 2)} {sps(two):.3f} "
+      f"(ratio {sps(two) / sps(one):.2f})")
+print(f"2 ranks: gradient all-reduce {ar * 1e3:.1f} ms per step ({mb:.1f} MB per rank in {buckets} buckets, "
+      f"{mb / 1e3 / ar:.2f} GB/s), {100 * ar / train2:.1f}% of the training time per step")
+print("ring all-reduce model, t = 2 (N-1)/N * bytes / bandwidth + 2 (N-1) * buckets * 5 us:")
+for bw in (12.5, 25.0, 50.0):
+    cells = []
+    for n in (8, 16, 32, 64):
+        t = 2 * (n - 1) / n * mb / 1e3 / bw + 2 * (n - 1) * buckets * 5e-6
+        cells.append(f"N={n}: {t * 1e3:.1f} ms")
+    print(f"  {bw:5.1f} GB/s: " + ", ".join(cells))
+PY
