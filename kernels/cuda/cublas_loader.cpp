@@ -1,7 +1,7 @@
 // dlopen-based cuBLAS loader; see cublas_loader.h.
 #include "cublas_loader.h"
 
-#include <dlfcn.h>
+#include "dl_library.h"
 
 namespace reason::kernels::cuda {
 
@@ -13,46 +13,21 @@ struct Loaded {
   std::string why;
 };
 
-// Sonames in order of preference: the major version we compiled against first.
-constexpr const char* kSonames[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
-
-template <typename Fn>
-bool resolve(void* lib, const char* name, Fn* out, std::string* why) {
-  dlerror();  // clear
-  void* sym = dlsym(lib, name);
-  if (!sym) {
-    const char* err = dlerror();
-    *why = std::string("symbol ") + name + " not found" + (err ? std::string(": ") + err : "");
-    return false;
-  }
-  *out = reinterpret_cast<Fn>(sym);
-  return true;
-}
-
 Loaded load() {
   Loaded r;
-  void* lib = nullptr;
   std::string tried;
-  for (const char* so : kSonames) {
-    lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    if (lib) {
-      r.api.library = so;
-      break;
-    }
-    const char* err = dlerror();
-    if (!tried.empty()) tried += "; ";
-    tried += err ? err : so;
-  }
+  // Sonames in order of preference: the major version we compiled against first.
+  void* lib = open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so"}, &r.api.library, &tried);
   if (!lib) {
     r.why = "cannot load cuBLAS (" + tried + ")";
     return r;
   }
   std::string err;
-  if (!resolve(lib, "cublasCreate_v2", &r.api.create, &err) ||
-      !resolve(lib, "cublasDestroy_v2", &r.api.destroy, &err) ||
-      !resolve(lib, "cublasSetStream_v2", &r.api.set_stream, &err) ||
-      !resolve(lib, "cublasSetMathMode", &r.api.set_math_mode, &err) ||
-      !resolve(lib, "cublasGemmEx", &r.api.gemm_ex, &err)) {
+  if (!resolve_symbol(lib, "cublasCreate_v2", &r.api.create, &err) ||
+      !resolve_symbol(lib, "cublasDestroy_v2", &r.api.destroy, &err) ||
+      !resolve_symbol(lib, "cublasSetStream_v2", &r.api.set_stream, &err) ||
+      !resolve_symbol(lib, "cublasSetMathMode", &r.api.set_math_mode, &err) ||
+      !resolve_symbol(lib, "cublasGemmEx", &r.api.gemm_ex, &err)) {
     r.why = r.api.library + ": " + err;
     dlclose(lib);
     r.api = CublasApi{};
