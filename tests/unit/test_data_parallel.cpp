@@ -6,9 +6,11 @@
 // ZeRO-1; the step metrics agree too.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dist/communicator.h"
@@ -247,4 +249,16 @@ TEST_CASE("gradient buckets: every element summed once, tensors split across buc
       const float want = ranks_sum * float(i % 97) + 0.5f * float(R);
       if (t.data<float>()[i] != want) FAIL(name << "[" << i << "] = " << t.data<float>()[i] << ", want " << want);
     }
+}
+
+// Run alone by ctest (test_data_parallel_timeout) with REASON_DIST_TIMEOUT_S=2: rank 1 stops
+// calling collectives (a hung peer); rank 0's barrier gives up after 2 s and aborts the whole job
+// with a message naming the collective, instead of waiting forever. ctest checks the message.
+TEST_CASE("a hung rank: the others' collective times out and aborts the job", "[.timeout]") {
+  if (world().rank() == 1) {
+    std::this_thread::sleep_for(std::chrono::seconds(60));  // mpirun ends this rank first
+    return;
+  }
+  world().barrier();
+  FAIL("the barrier returned although rank 1 never arrived");
 }
