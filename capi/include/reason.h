@@ -496,7 +496,9 @@ REASON_API reason_status reason_trainer_completion_logprobs(float* out, reason_t
 /* Saves the policy as a Hugging Face directory plus optimizer state and step, atomically (the
  * previous checkpoint at `dir` survives any failure). A policy with a LoRA adapter is saved as
  * its adapter in PEFT's format (plus the optimizer state), naming its base: reason_model_load of
- * `dir` gives base + adapter. */
+ * `dir` gives base + adapter. A data-parallel trainer (config `data_parallel { }`): every rank
+ * calls it with the same dir; rank 0 writes (with ZeRO-1 the state of every rank's share), and an
+ * error there is returned on every rank. */
 REASON_API reason_status reason_trainer_save(reason_trainer* trainer, const char* dir);
 /* Restores optimizer state and step from a checkpoint whose weights the policy was loaded from
  * (reason_model_load(dir)). */

@@ -222,7 +222,13 @@ REASON_API reason_status reason_trainer_save(reason_trainer* tr, const char* dir
   REASON_CHECK_ARG(tr, "reason_trainer_save", "trainer is NULL");
   REASON_CHECK_ARG(dir, "reason_trainer_save", "dir is NULL");
   return guard("reason_trainer_save", [&] {
-    reason::save_checkpoint(dir, *tr->policy, &tr->trainer->optimizer(), reason::trainer_extra_state(*tr->trainer));
+    // Data-parallel: rank 0 writes (with ZeRO-1 the whole AdamW state, gathered from every rank).
+    reason::Trainer& t = *tr->trainer;
+    t.gather_optimizer_state();
+    reason::on_rank0(t.communicator(), [&] {
+      reason::save_checkpoint(dir, *tr->policy, &t.optimizer(), reason::trainer_extra_state(t));
+    });
+    t.shard_optimizer_state();
   });
 }
 
@@ -231,6 +237,7 @@ REASON_API reason_status reason_trainer_load_state(reason_trainer* tr, const cha
   REASON_CHECK_ARG(dir, "reason_trainer_load_state", "dir is NULL");
   return guard("reason_trainer_load_state", [&] {
     const auto state = reason::load_optimizer_state(dir, *tr->policy, tr->trainer->optimizer());
+    tr->trainer->shard_optimizer_state();  // ZeRO-1: keep this rank's share
     reason::restore_trainer_extra_state(*tr->trainer, state);
   });
 }

@@ -1,14 +1,15 @@
 // CudaBackend: host side (validation, streams, cuBLAS) and the cuda_backend() factory.
 #include "cuda_backend.h"
-#include "nccl_collective.h"
 #include "../backend_checks.h"
 
 #include <climits>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "cublas_loader.h"
 #include "cuda_kernels.h"
+#include "nccl_collective.h"
 
 #ifndef REASON_CUDA_ARCHITECTURES
 #define REASON_CUDA_ARCHITECTURES "?"
@@ -699,7 +700,22 @@ std::unique_ptr<DeviceCollective> CudaBackend::device_collective(const std::stri
 
 }  // namespace cuda
 
-// The process-wide CUDA backend on device 0, opened on first use (thread-safe) and kept for the
+// The GPU this process uses: device 0, or with several ranks of a job on one node, the rank's
+// local index modulo the visible devices (OpenMPI's OMPI_COMM_WORLD_LOCAL_RANK, torchrun's
+// LOCAL_RANK, Slurm's SLURM_LOCALID), so that each rank has its own GPU as NCCL requires.
+static int process_device() {
+  int local = 0;
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK", "SLURM_LOCALID"})
+    if (const char* e = std::getenv(v); e && *e) {
+      local = std::atoi(e);
+      break;
+    }
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count <= 0) return 0;
+  return local > 0 ? local % count : 0;
+}
+
+// The process-wide CUDA backend on process_device(), opened on first use (thread-safe) and kept for the
 // life of the process. It is deliberately never destroyed: at exit the statically linked CUDA
 // runtime may already be torn down, and freeing device memory then fails or crashes.
 Backend* cuda_backend(std::string* why) {
@@ -710,7 +726,7 @@ Backend* cuda_backend(std::string* why) {
   static const Opened opened = [] {
     Opened o;
     try {
-      o.backend = cuda::CudaBackend::open(0, &o.why).release();
+      o.backend = cuda::CudaBackend::open(process_device(), &o.why).release();
     } catch (const std::exception& e) {
       o.why = std::string("cuda backend: ") + e.what();
     }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "infer/generator.h"
 #include "infer/perplexity.h"
 #include "io/gguf.h"
@@ -457,6 +458,8 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "reason: error: %s\n", e.what());
+    std::fflush(stderr);
+    reason::abort_job_if_distributed(1);  // one rank of an mpirun job: end the others now
     return 1;
   }
   return 0;

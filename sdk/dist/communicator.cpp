@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 
 namespace reason {
@@ -87,6 +89,30 @@ void on_rank0(Communicator& c, const std::function<void()>& fn) {
   throw Error(ErrorCode(std::stoi(err.substr(0, colon))), "rank 0 failed: " + msg);
 }
 
+void agree(Communicator& c, const std::function<void()>& check) {
+  std::string mine;
+  int code = 0;
+  try {
+    check();
+  } catch (const Error& e) {
+    mine = e.what(), code = int(e.code());
+  } catch (const std::exception& e) {
+    mine = e.what(), code = int(ErrorCode::Internal);
+  }
+  if (c.size() <= 1) {
+    if (!mine.empty()) throw Error(ErrorCode(code), mine);
+    return;
+  }
+  const std::vector<std::string> all =
+      allgather_strings(c, {mine.empty() ? std::string() : std::to_string(code) + ":" + mine});
+  if (!mine.empty()) throw Error(ErrorCode(code), mine);
+  for (size_t r = 0; r < all.size(); ++r)
+    if (!all[r].empty()) {
+      const size_t colon = all[r].find(':');
+      throw Error(ErrorCode(std::stoi(all[r].substr(0, colon))), fmt::format("rank {}: {}", r, all[r].substr(colon + 1)));
+    }
+}
+
 std::shared_ptr<Communicator> default_communicator() { return launched_by_mpi() ? mpi_world() : single_process(); }
 
 #ifndef REASON_HAVE_MPI
@@ -95,6 +121,7 @@ std::shared_ptr<Communicator> mpi_world() {
   fail(ErrorCode::Unsupported, "this libreason was built without MPI: data-parallel runs need a build with libopenmpi-dev");
 }
 std::shared_ptr<Communicator> mpi_communicator(const void*) { return mpi_world(); }
+void abort_job_if_distributed(int) {}
 #endif
 
 }  // namespace reason

@@ -4,9 +4,11 @@
 //
 // Every collective is called by every rank of the communicator in the same order with the same
 // counts (where a count is stated), as MPI requires; a rank that stops calling makes the others
-// wait until the collective times out (communicator-wide limit, REASON_DIST_TIMEOUT_S, default
-// 600 s), after which the process aborts the whole job (MPI_Abort) with an error naming the
-// collective: waiting forever on a dead peer is never an option.
+// wait until the collective times out (REASON_DIST_TIMEOUT_S, default 1800 s), after which the
+// process aborts the whole job (MPI_Abort) with an error naming the collective: waiting forever on
+// a dead peer is never an option. The limit also bounds legitimate gaps between collectives (a
+// rank's share of rejection sampling or evaluation, rank 0 writing a checkpoint): set it above
+// the longest of them for large models.
 //
 // Threads: a Communicator is used by one thread at a time (the trainer's). Ownership: shared by
 // whoever holds it (Trainer, pipeline); the MPI world stays initialised until the process exits.
@@ -55,6 +57,17 @@ std::pair<size_t, size_t> rank_share(const Communicator& c, size_t n, size_t uni
 // every rank how it went: an exception on rank 0 is rethrown, with its message, on every rank, so
 // no rank waits for a peer that failed. Every rank calls it at the same point.
 void on_rank0(Communicator& c, const std::function<void()>& fn);
+
+// Runs a check of this rank's own inputs and makes its outcome the job's: if it throws on any
+// rank, every rank throws (the failing rank its own error, the others "rank R: ..."), so a bad
+// sample on one rank ends the step everywhere at once instead of leaving the others waiting in
+// the next collective. Every rank calls it at the same point (one small collective).
+void agree(Communicator& c, const std::function<void()>& check);
+
+// Ends every process of this MPI job now (MPI_Abort) when this process is one rank of several
+// ranks of an initialised MPI world; returns otherwise. For a program's last error path: exiting
+// normally would run MPI_Finalize, which waits for ranks that may be waiting for this one.
+void abort_job_if_distributed(int code);
 
 // A job of one rank: every collective is the identity. What a trainer uses without MPI.
 std::shared_ptr<Communicator> single_process();

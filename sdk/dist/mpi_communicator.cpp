@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -24,7 +25,7 @@ namespace {
 double timeout_seconds() {
   const char* s = std::getenv("REASON_DIST_TIMEOUT_S");
   const double v = s ? std::atof(s) : 0.0;
-  return v > 0 ? v : 600.0;
+  return v > 0 ? v : 1800.0;
 }
 
 void check(int rc, const char* what) {
@@ -43,7 +44,11 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }
-  // The duplicate is not freed: MPI may already be finalised when the last holder lets go.
+  ~MpiCommunicator() override {  // the duplicate, unless MPI is already finalised
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void allreduce_sum(std::span<float> v) override { allreduce(v.data(), v.size(), MPI_FLOAT, MPI_SUM, "allreduce(f32)"); }
@@ -52,11 +57,15 @@ class MpiCommunicator final : public Communicator {
   void allreduce_max(std::span<double> v) override { allreduce(v.data(), v.size(), MPI_DOUBLE, MPI_MAX, "allreduce(max)"); }
 
   std::vector<float> allgather(std::span<const float> mine) override {
+    if (mine.size() > size_t(INT32_MAX)) fail(ErrorCode::InvalidArgument, "allgather: {} values exceed MPI's int count", mine.size());
     int n = int(mine.size());
     std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
     MPI_Request r;
     check(MPI_Iallgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_, &r), "allgather(counts)");
     wait(r, "allgather(counts)");
+    int64_t total64 = 0;
+    for (int c : counts) total64 += c;
+    if (total64 > INT32_MAX) fail(ErrorCode::InvalidArgument, "allgather: {} values in all exceed MPI's int count", total64);
     int total = 0;
     for (int i = 0; i < size_; ++i) displs[size_t(i)] = total, total += counts[size_t(i)];
     std::vector<float> all(static_cast<size_t>(total));
@@ -150,10 +159,21 @@ std::shared_ptr<Communicator> mpi_world() {
     if (inited) return;
     int provided = 0;
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "Init_thread");
+    if (provided < MPI_THREAD_SERIALIZED)
+      fail(ErrorCode::Unsupported, "MPI provides thread level {} below MPI_THREAD_SERIALIZED, which libreason needs", provided);
     std::atexit(finalize_at_exit);
   });
   static std::shared_ptr<Communicator> world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
   return world;
+}
+
+void abort_job_if_distributed(int code) {
+  int inited = 0, fin = 0, size = 1;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&fin);
+  if (!inited || fin) return;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 std::shared_ptr<Communicator> mpi_communicator(const void* mpi_comm) {

@@ -33,7 +33,6 @@ struct StageEnv {
   PromptFormat prompt_format;
   const PipelineOptions* opts = nullptr;
   std::shared_ptr<Communicator> comm;  // the job's ranks (one when not data-parallel)
-  bool writer() const { return comm->rank() == 0; }
   std::function<std::string(const std::string&)> model_dir;          // current directory of a model
   std::function<LoadOptions(const std::string&)> load_options;       // how to load a model (its quantize)
   std::function<const Dataset&(const std::string&)> dataset;         // loaded dataset by name
@@ -69,16 +68,18 @@ class DataOrder {
 
 // metrics.jsonl of a stage: on open, lines of steps after `keep_through_step` (work an
 // interrupted run did after its last checkpoint) are dropped; rows are kept in memory for plots.
-// Only the writer rank (rank 0) touches the file; every rank keeps the rows.
+// With a communicator only rank 0 touches the file (an error there is every rank's: on_rank0);
+// every rank keeps the rows. Every rank calls the constructor and append at the same points.
 class MetricsLog {
  public:
-  MetricsLog(const std::string& path, int64_t keep_through_step, bool writer = true);
+  MetricsLog(const std::string& path, int64_t keep_through_step, Communicator* comm = nullptr);
   void append(const nlohmann::json& row);
   const std::vector<nlohmann::json>& rows() const { return rows_; }
 
  private:
+  void write(const std::function<void()>& fn);  // fn on rank 0 (or alone)
   std::string path_;
-  bool writer_;
+  Communicator* comm_;
   std::vector<nlohmann::json> rows_;
 };
 

@@ -37,7 +37,12 @@ size_t DataOrder::at(int64_t pos) {
   return perm_[size_t(pos % int64_t(n_))];
 }
 
-MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step, bool writer) : path_(path), writer_(writer) {
+void MetricsLog::write(const std::function<void()>& fn) {
+  if (comm_) on_rank0(*comm_, fn);
+  else fn();
+}
+
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step, Communicator* comm) : path_(path), comm_(comm) {
   std::string kept;
   if (std::ifstream in(path); in) {
     std::string line;
@@ -54,16 +59,17 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step, bool 
       rows_.push_back(std::move(row));
     }
   }
-  if (writer_) atomic_write_file(path_, kept);
+  write([&] { atomic_write_file(path_, kept); });
 }
 
 void MetricsLog::append(const nlohmann::json& row) {
   rows_.push_back(row);
-  if (!writer_) return;
-  std::ofstream out(path_, std::ios::app | std::ios::binary);
-  out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-  out.flush();
-  if (!out) fail(ErrorCode::Io, "cannot append to {}", path_);
+  write([&] {
+    std::ofstream out(path_, std::ios::app | std::ios::binary);
+    out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    out.flush();
+    if (!out) fail(ErrorCode::Io, "cannot append to {}", path_);
+  });
 }
 
 void write_stage_plots(const StageEnv& env, const std::vector<nlohmann::json>& rows,

@@ -135,7 +135,7 @@ StageResult run_grpo_stage(const StageEnv& env) {
     ov.weight = o.has_weight() ? o.weight() : 1.0f;
   }
 
-  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps, env.writer());
+  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps, env.comm.get());
   ProgressBar bar(env.name, steps, env.opts->log, env.opts->progress);
   bar.start(run.done_steps);
   DataOrder order(all.size(), env.seed);

@@ -39,7 +39,7 @@ StageResult run_loop(const StageEnv& env, LoopSpec spec) {
   const std::vector<SftExample> examples = make_sft_examples(*spec.data, *run.model->require_tokenizer(),
                                                              env.prompt_format, eos_id(*run.model), spec.max_length);
   spec.steps = steps_for(spec.steps, spec.epochs, examples.size(), spec.batch);
-  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps, env.writer());
+  MetricsLog log((fs::path(env.dir) / "metrics.jsonl").string(), run.done_steps, env.comm.get());
   ProgressBar bar(env.name, spec.steps, env.opts->log, env.opts->progress);
   bar.start(run.done_steps);
   DataOrder order(examples.size(), env.seed);

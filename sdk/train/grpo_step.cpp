@@ -375,7 +375,7 @@ std::vector<float> Trainer::advantages(std::span<const GrpoSample> batch, const 
 }
 
 StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConfig& cfg, int64_t micro_batch, bool apply) {
-  check_batch(batch, cfg, distributed());
+  agree(*comm_, [&] { check_batch(batch, cfg, distributed()); });  // a bad sample on one rank fails every rank
   const size_t B = batch.size();
   const size_t mb = micro_batch > 0 ? size_t(micro_batch) : B;
   GrpoPlan P;

@@ -158,13 +158,15 @@ std::vector<SftExample> unpack(const std::vector<SftExample>& mb) {
 }  // namespace
 
 StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
-  for (const auto& mb : packed)
-    for (size_t i = 0; i < mb.size(); ++i)
-      if (mb[i].mask.size() != mb[i].tokens.size())
-        fail(ErrorCode::InvalidArgument, "sft: example {} has {} tokens but {} mask values", i, mb[i].tokens.size(),
-             mb[i].mask.size());
   std::vector<std::vector<SftExample>> unpacked;
-  for (const auto& mb : packed) unpacked.push_back(unpack(mb));
+  agree(*comm_, [&] {  // a bad example on one rank fails every rank
+    for (const auto& mb : packed)
+      for (size_t i = 0; i < mb.size(); ++i)
+        if (mb[i].mask.size() != mb[i].tokens.size())
+          fail(ErrorCode::InvalidArgument, "sft: example {} has {} tokens but {} mask values", i, mb[i].tokens.size(),
+               mb[i].mask.size());
+    for (const auto& mb : packed) unpacked.push_back(unpack(mb));
+  });
   std::span<const std::vector<SftExample>> micro_batches(unpacked);
   // The normaliser: every masked target token of the whole batch.
   int64_t n_tokens = 0;
@@ -233,11 +235,13 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
   if (cfg.loss == DistillLoss::JSD && !(cfg.beta > 0.0f && cfg.beta < 1.0f))
     fail(ErrorCode::InvalidArgument, "distill: JSD beta must be in (0, 1) (got {}; use forward or reverse KL for 0 or 1)", cfg.beta);
   int64_t n_tokens = 0;
-  for (const auto& mb : micro_batches)
-    for (const auto& ex : mb) {
-      if (ex.mask.size() != ex.tokens.size()) fail(ErrorCode::InvalidArgument, "distill: mask and tokens differ in length");
-      for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
-    }
+  agree(*comm_, [&] {
+    for (const auto& mb : micro_batches)
+      for (const auto& ex : mb) {
+        if (ex.mask.size() != ex.tokens.size()) fail(ErrorCode::InvalidArgument, "distill: mask and tokens differ in length");
+        for (size_t t = 1; t < ex.tokens.size(); ++t) n_tokens += ex.mask[t] ? 1 : 0;
+      }
+  });
   comm_->allreduce_sum(std::span<int64_t>(&n_tokens, 1));
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "distill: the batch has no completion tokens");
   grads_.zero();

@@ -231,7 +231,7 @@ class Trainer {
   AdamW& optimizer() { return opt_; }
   int64_t step_count() const { return opt_.steps(); }
   // The data-parallel job this trainer is part of (one rank when cfg.comm was null).
-  const Communicator& communicator() const { return *comm_; }
+  Communicator& communicator() const { return *comm_; }
   // ZeRO-1: the rank that owns each parameter's optimizer state (empty without ZeRO-1), by
   // parameter name.
   std::vector<std::pair<std::string, int>> zero1_assignment() const;

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.h"
 #include "dist/communicator.h"
 #include "model/model.h"
 #include "train/data_parallel.h"
@@ -229,6 +230,33 @@ TEST_CASE("SFT and distillation: N ranks give the weights of one process", "[dis
       CHECK(d <= 1e-5);
     }
   }
+}
+
+TEST_CASE("a bad sample on one rank fails the step on every rank, naming it, and changes nothing", "[dist]") {
+  auto m = Model::load(kDense + "qwen2_tied");
+  Trainer dp(m, config(true, false));
+  GrpoConfig g;
+  g.group_size = 4;
+  auto batch = grpo_batch(0);
+  const auto [lo, hi] = share(batch.size(), 4, false);
+  std::vector<GrpoSample> mine(batch.begin() + long(lo), batch.begin() + long(hi));
+  if (world().rank() == 1) mine[2].reward = NAN;
+  try {
+    dp.grpo_step(mine, g);
+    FAIL("the step went on with a NaN reward on rank 1");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("non-finite reward") != std::string::npos);
+    if (world().rank() == 0) CHECK(msg.find("rank 1: ") == 0);
+  }
+  auto fresh = Model::load(kDense + "qwen2_tied");
+  CHECK(max_rel_weight_diff(*m, *fresh) == 0.0);
+  CHECK(dp.step_count() == 0);
+  // The job goes on: the next step with good samples runs on both ranks.
+  batch = grpo_batch(1);
+  mine.assign(batch.begin() + long(lo), batch.begin() + long(hi));
+  CHECK(std::isfinite(dp.grpo_step(mine, g).loss));
 }
 
 TEST_CASE("gradient buckets: every element summed once, tensors split across buckets", "[dist]") {
