@@ -68,49 +68,40 @@ std::pair<size_t, size_t> rank_share(const Communicator& c, size_t n, size_t uni
   return {units * r / R * unit, units * (r + 1) / R * unit};
 }
 
-void on_rank0(Communicator& c, const std::function<void()>& fn) {
-  std::string err;
-  int code = 0;
-  if (c.rank() == 0) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      err = e.what(), code = int(e.code());
-    } catch (const std::exception& e) {
-      err = e.what(), code = int(ErrorCode::Internal);
-    }
-    if (!err.empty()) err = std::to_string(code) + ":" + err;
+namespace {
+
+// Runs fn and returns what it threw as "CODE:message" ("" when it returned), for other ranks.
+std::string run_caught(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return std::to_string(int(e.code())) + ":" + e.what();
+  } catch (const std::exception& e) {
+    return std::to_string(int(ErrorCode::Internal)) + ":" + e.what();
   }
+  return {};
+}
+
+// Throws the error run_caught encoded, its message after `prefix`.
+[[noreturn]] void rethrow(const std::string& encoded, const std::string& prefix) {
+  const size_t colon = encoded.find(':');
+  throw Error(ErrorCode(std::stoi(encoded.substr(0, colon))), prefix + encoded.substr(colon + 1));
+}
+
+}  // namespace
+
+void on_rank0(Communicator& c, const std::function<void()>& fn) {
+  std::string err = c.rank() == 0 ? run_caught(fn) : std::string();
   if (c.size() > 1) c.broadcast(err, 0);
-  if (err.empty()) return;
-  const size_t colon = err.find(':');
-  const std::string msg = err.substr(colon + 1);
-  if (c.rank() == 0) throw Error(ErrorCode(std::stoi(err.substr(0, colon))), msg);
-  throw Error(ErrorCode(std::stoi(err.substr(0, colon))), "rank 0 failed: " + msg);
+  if (!err.empty()) rethrow(err, c.rank() == 0 ? "" : "rank 0 failed: ");
 }
 
 void agree(Communicator& c, const std::function<void()>& check) {
-  std::string mine;
-  int code = 0;
-  try {
-    check();
-  } catch (const Error& e) {
-    mine = e.what(), code = int(e.code());
-  } catch (const std::exception& e) {
-    mine = e.what(), code = int(ErrorCode::Internal);
-  }
-  if (c.size() <= 1) {
-    if (!mine.empty()) throw Error(ErrorCode(code), mine);
-    return;
-  }
-  const std::vector<std::string> all =
-      allgather_strings(c, {mine.empty() ? std::string() : std::to_string(code) + ":" + mine});
-  if (!mine.empty()) throw Error(ErrorCode(code), mine);
+  const std::string mine = run_caught(check);
+  const std::vector<std::string> all = c.size() > 1 ? allgather_strings(c, {mine}) : std::vector<std::string>{};
+  if (!mine.empty()) rethrow(mine, "");
   for (size_t r = 0; r < all.size(); ++r)
-    if (!all[r].empty()) {
-      const size_t colon = all[r].find(':');
-      throw Error(ErrorCode(std::stoi(all[r].substr(0, colon))), fmt::format("rank {}: {}", r, all[r].substr(colon + 1)));
-    }
+    if (!all[r].empty()) rethrow(all[r], fmt::format("rank {}: ", r));
 }
 
 std::shared_ptr<Communicator> default_communicator() { return launched_by_mpi() ? mpi_world() : single_process(); }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include "core/error.h"
 #include "rl/pipeline_stage.h"
@@ -188,21 +189,26 @@ StageResult run_grpo_stage(const StageEnv& env) {
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
 
     // The step's rollouts of every rank, for the metrics.
-    auto gathered = [&](auto value) {
-      std::vector<float> v;
-      for (const Rollout& r : batch) v.push_back(float(value(r)));
-      v = comm.allgather(v);
-      return std::vector<double>(v.begin(), v.end());
+    // The step's rollouts of every rank, for the metrics: one row per rollout (reward, length,
+    // truncated, reward failed, tool calls, tool errors, then each reward term), one allgather.
+    const size_t n_terms = runner.rewards().size(), width = 6 + n_terms;
+    std::vector<float> table;
+    for (const Rollout& r : batch) {
+      table.insert(table.end(), {r.reward, float(r.completion.size()), float(r.truncated), float(r.reward_failed),
+                                 float(r.tool_calls), float(r.tool_errors)});
+      for (size_t k = 0; k < n_terms; ++k) table.push_back(r.reward_terms[k]);
+    }
+    table = comm.allgather(table);
+    auto column = [&](size_t c) {
+      std::vector<double> v;
+      for (size_t i = c; i < table.size(); i += width) v.push_back(table[i]);
+      return v;
     };
-    const std::vector<double> rewards = gathered([](const Rollout& r) { return r.reward; });
-    const std::vector<double> acc = math_term >= 0 ? gathered([&](const Rollout& r) { return r.reward_terms[size_t(math_term)]; })
-                                                   : std::vector<double>{};
-    const std::vector<double> fmt_ok = format_term >= 0 ? gathered([&](const Rollout& r) { return r.reward_terms[size_t(format_term)]; })
-                                                        : std::vector<double>{};
-    const std::vector<double> len = gathered([](const Rollout& r) { return double(r.completion.size()); });
-    double truncated = 0, failures = 0;
-    for (double v : gathered([](const Rollout& r) { return double(r.truncated); })) truncated += v;
-    for (double v : gathered([](const Rollout& r) { return double(r.reward_failed); })) failures += v;
+    auto sum = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
+    const std::vector<double> rewards = column(0), len = column(1);
+    const std::vector<double> acc = math_term >= 0 ? column(6 + size_t(math_term)) : std::vector<double>{};
+    const std::vector<double> fmt_ok = format_term >= 0 ? column(6 + size_t(format_term)) : std::vector<double>{};
+    const double truncated = sum(column(2)), failures = sum(column(3));
     int64_t counts[3] = {0, rs.generated_tokens, rs.prompt_tokens_shared};
     for (const auto& smp : samples) counts[0] += int64_t(smp.prompt.size() + smp.completion.size());
     comm.allreduce_sum(std::span<int64_t>(counts));
@@ -240,8 +246,8 @@ StageResult run_grpo_stage(const StageEnv& env) {
       row["allreduce_buckets"] = m.allreduce_buckets;
     }
     if (ro.tools) {  // per completion of the batch trained on
-      row["tool_calls"] = mean(gathered([](const Rollout& r) { return double(r.tool_calls); }));
-      row["tool_errors"] = mean(gathered([](const Rollout& r) { return double(r.tool_errors); }));
+      row["tool_calls"] = mean(column(4));
+      row["tool_errors"] = mean(column(5));
     }
     if (gc.entropy_coef != 0.0f || gc.adaptive_entropy) row["entropy_coef"] = m.entropy_coef;
     if (gc.top_entropy_quantile < 1.0f) row["policy_tokens"] = m.policy_tokens;
@@ -253,7 +259,7 @@ StageResult run_grpo_stage(const StageEnv& env) {
       row["sampling_logp_diff_max"] = m.sampling_logp_diff_max;
     }
     for (size_t k = 0; k < runner.rewards().size(); ++k)
-      row["reward/" + runner.rewards()[k].name] = mean(gathered([&](const Rollout& r) { return r.reward_terms[k]; }));
+      row["reward/" + runner.rewards()[k].name] = mean(column(6 + k));
     if (failures > 0) {
       std::vector<std::string> first;
       for (const Rollout& r : batch)

@@ -545,15 +545,12 @@ StepMetrics Trainer::grpo_metrics(const detail::GrpoPlan& P, const detail::GrpoS
     m.clip_low = float(S.low / double(S.counted));
     m.clip_high = float(S.high / double(S.counted));
   }
+  // The whole batch's (reward, length) pairs, every rank's in rank order (one allgather).
+  std::vector<float> pairs;
+  for (const auto& s : P.batch) pairs.insert(pairs.end(), {s.reward, float(s.completion.size())});
+  if (distributed()) pairs = comm_->allgather(pairs);
   std::vector<float> reward, length;
-  for (const auto& s : P.batch) {
-    reward.push_back(s.reward);
-    length.push_back(float(s.completion.size()));
-  }
-  if (distributed()) {
-    reward = comm_->allgather(reward);
-    length = comm_->allgather(length);
-  }
+  for (size_t i = 0; i < pairs.size(); i += 2) reward.push_back(pairs[i]), length.push_back(pairs[i + 1]);
   if (sequence_level(cfg)) {  // one ratio per completion: the share of completions clipped (TRL)
     m.clip_low = float(double(S.seq_low) / double(reward.size()));
     m.clip_high = float(double(S.seq_high) / double(reward.size()));

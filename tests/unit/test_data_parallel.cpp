@@ -59,38 +59,33 @@ std::vector<SftExample> sft_batch(int step) {
 // This rank's samples [lo, hi) of n, cut at multiples of `unit`: an even split, or (uneven) rank 0
 // takes all but the last unit.
 std::pair<size_t, size_t> share(size_t n, size_t unit, bool uneven) {
-  const size_t units = n / unit, r = size_t(world().rank()), R = size_t(world().size());
-  if (uneven) return r == 0 ? std::pair{size_t(0), (units - 1) * unit} : std::pair{(units - 1) * unit, n};
-  return {units * r / R * unit, units * (r + 1) / R * unit};
+  if (!uneven) return rank_share(world(), n, unit);
+  const size_t cut = (n / unit - 1) * unit;
+  return world().rank() == 0 ? std::pair{size_t(0), cut} : std::pair{cut, n};
 }
 
-// Largest |a - b| over a tensor divided by its largest |b|, over every parameter.
+// Largest |a - b| over the tensor divided by its largest |b|.
+double rel_diff(const Tensor& a, const Tensor& b) {
+  const Tensor ha = a.host(), hb = b.host();
+  double scale = 1e-12, d = 0;
+  for (int64_t i = 0; i < hb.numel(); ++i) scale = std::max(scale, double(std::fabs(hb.data<float>()[i])));
+  for (int64_t i = 0; i < hb.numel(); ++i) d = std::max(d, std::fabs(double(ha.data<float>()[i]) - double(hb.data<float>()[i])));
+  return d / scale;
+}
+
 double max_rel_weight_diff(const Model& a, const Model& b) {
   double worst = 0;
   const auto pa = a.parameters(), pb = b.parameters();
-  for (size_t k = 0; k < pa.size(); ++k) {
-    const Tensor ha = pa[k].second.host(), hb = pb[k].second.host();
-    double scale = 1e-12, d = 0;
-    for (int64_t i = 0; i < hb.numel(); ++i) scale = std::max(scale, double(std::fabs(hb.data<float>()[i])));
-    for (int64_t i = 0; i < hb.numel(); ++i)
-      d = std::max(d, std::fabs(double(ha.data<float>()[i]) - double(hb.data<float>()[i])));
-    worst = std::max(worst, d / scale);
-  }
+  for (size_t k = 0; k < pa.size(); ++k) worst = std::max(worst, rel_diff(pa[k].second, pb[k].second));
   return worst;
 }
 
-// Largest |a - b| over a gradient divided by its largest |b|, over every parameter.
-// Step 0 starts from equal weights: only the order of the sums differs (1e-5). Later steps start
-// from weights that already differ at f32 rounding level (1e-4).
+// The same over every parameter's gradient. Step 0 starts from equal weights: only the order of
+// the sums differs (1e-5). Later steps start from weights that already differ at f32 rounding
+// level (1e-4).
 void check_grads(const Trainer& dp, const Trainer& single, int step) {
   double worst = 0;
-  for (const auto& [name, ta] : dp.gradients().by_name) {
-    const Tensor ha = ta.host(), hb = single.gradients().by_name.at(name).host();
-    double scale = 1e-12, d = 0;
-    for (int64_t i = 0; i < hb.numel(); ++i) scale = std::max(scale, double(std::fabs(hb.data<float>()[i])));
-    for (int64_t i = 0; i < hb.numel(); ++i) d = std::max(d, std::fabs(double(ha.data<float>()[i]) - double(hb.data<float>()[i])));
-    worst = std::max(worst, d / scale);
-  }
+  for (const auto& [name, ta] : dp.gradients().by_name) worst = std::max(worst, rel_diff(ta, single.gradients().by_name.at(name)));
   INFO("largest relative gradient difference: " << worst);
   CHECK(worst <= (step == 0 ? 1e-5 : 1e-4));
 }
