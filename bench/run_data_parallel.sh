@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Data-parallel GRPO on this machine: steps/s of one process (THREADS threads) against 2 ranks under
 # mpirun (THREADS/2 threads each, the same cores), the gradient all-reduce's time and bytes per step
-# from the 2-rank run's metrics, and a ring all-reduce cost model for 8-64 ranks from those bytes.
+# from the 2-rank run's metrics (the time in collectives and the part the step waited for, the
+# rest being overlapped with the backward pass), and a ring all-reduce cost model for 8-64 ranks from those bytes.
 # Not a test (timings); see bench/README.md and README "More than one process".
 #
 #   bench/run_data_parallel.sh
 #
 # Environment [defaults]: REASON [build/sdk/cli/reason], MPIRUN [mpirun], THREADS [2], STEPS [6],
-# HIDDEN [256], LAYERS [6], WORK [/tmp/reason-bench/dp].
+# HIDDEN [256], LAYERS [6], BUCKET_MB [2: this 19 MB policy's gradients in about 10 buckets, as a
+# 250 MB model's in 25 MiB ones], WORK [/tmp/reason-bench/dp].
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REASON=${REASON:-$REPO/build/sdk/cli/reason}
@@ -16,6 +18,7 @@ THREADS=${THREADS:-2}
 STEPS=${STEPS:-6}
 HIDDEN=${HIDDEN:-256}
 LAYERS=${LAYERS:-6}
+BUCKET_MB=${BUCKET_MB:-2}
 WORK=${WORK:-/tmp/reason-bench/dp}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader,tcp
 rm -rf "$WORK"
@@ -25,6 +28,7 @@ config() {  # THREADS
 seed: 1
 threads: $1
 checkpoint_every: 1000
+data_parallel { allreduce_bucket_mb: $BUCKET_MB }
 prompt_format { template: "User: {prompt}\nAssistant:" }
 models { name: "policy" init { hidden_size: $HIDDEN intermediate_size: $((HIDDEN * 3)) num_layers: $LAYERS num_heads: 8
          num_kv_heads: 4 max_position_embeddings: 256 tokenizer: "$REPO/examples/pipelines/assets/addition-tokenizer" } }
@@ -48,13 +52,16 @@ one, two = rows("one"), rows("two")
 def sps(r):
     return len(r) / sum(x["sample_seconds"] + x["train_seconds"] for x in r)
 ar = sum(x["allreduce_seconds"] for x in two) / len(two)
+busy = sum(x["allreduce_busy_seconds"] for x in two) / len(two)
 mb = two[0]["allreduce_bytes"] / 1e6
 buckets = two[0]["allreduce_buckets"]
 train2 = sum(x["train_seconds"] for x in two) / len(two)
 print(f"steps/s: 1 process x {threads} threads {sps(one):.3f}, 2 ranks x {max(1, threads // 2)} {sps(two):.3f} "
       f"(ratio {sps(two) / sps(one):.2f})")
-print(f"2 ranks: gradient all-reduce {ar * 1e3:.1f} ms per step ({mb:.1f} MB per rank in {buckets} buckets, "
-      f"{mb / 1e3 / ar:.2f} GB/s), {100 * ar / train2:.1f}% of the training time per step")
+print(f"2 ranks: {mb:.1f} MB of gradients per rank in {buckets} buckets; the step waited {ar * 1e3:.1f} ms for the "
+      f"all-reduce after its backward ({100 * ar / train2:.1f}% of the training time per step, the rank imbalance "
+      f"included); its collectives ran {busy * 1e3:.1f} ms in all, mostly during the backward (waiting for the other "
+      f"rank's layers included)")
 print("ring all-reduce model, t = 2 (N-1)/N * bytes / bandwidth + 2 (N-1) * buckets * 5 us:")
 for bw in (12.5, 25.0, 50.0):
     cells = []

@@ -10,8 +10,10 @@
 // rank's share of rejection sampling or evaluation, rank 0 writing a checkpoint): set it above
 // the longest of them for large models.
 //
-// Threads: a Communicator is used by one thread at a time (the trainer's). Ownership: shared by
-// whoever holds it (Trainer, pipeline); the MPI world stays initialised until the process exits.
+// Threads: a Communicator is used by one thread at a time (the trainer's, or during a step's
+// backward the gradient reducer's communication thread: see train/gradient_reducer.h).
+// Ownership: shared by whoever holds it (Trainer, pipeline); the MPI world stays initialised
+// until the process exits.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -43,6 +45,10 @@ class Communicator {
   virtual void barrier() = 0;
   // What the transport is ("mpi", "single").
   virtual const char* name() const = 0;
+  // Whether a thread other than the one that made the communicator may call it (never two at
+  // once): MPI initialised at MPI_THREAD_SERIALIZED or above. The gradient reducer's communication
+  // thread needs it to overlap the all-reduce with the backward pass.
+  virtual bool serialized_threads() const { return true; }
 };
 
 // Every rank's strings, concatenated in rank order (each rank's list broadcast in turn: for

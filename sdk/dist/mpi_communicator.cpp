@@ -99,6 +99,11 @@ class MpiCommunicator final : public Communicator {
     wait(r, "barrier");
   }
   const char* name() const override { return "mpi"; }
+  bool serialized_threads() const override {
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    return level >= MPI_THREAD_SERIALIZED;
+  }
 
  private:
   static constexpr size_t kMaxCount = size_t(1) << 30;  // MPI counts are int

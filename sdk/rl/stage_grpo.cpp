@@ -242,6 +242,7 @@ StageResult run_grpo_stage(const StageEnv& env) {
     if (comm.size() > 1) {
       row["ranks"] = comm.size();
       row["allreduce_seconds"] = m.allreduce_seconds;
+      row["allreduce_busy_seconds"] = m.allreduce_busy_seconds;
       row["allreduce_bytes"] = m.allreduce_bytes;
       row["allreduce_buckets"] = m.allreduce_buckets;
     }

@@ -1,6 +1,6 @@
-// Data parallelism for the trainer: the gradient all-reduce in buckets and ZeRO-1's assignment of
-// parameters (and so of AdamW state) to ranks. The collectives themselves are the Communicator's
-// (MPI); these functions only decide what travels and in which pieces.
+// Data parallelism for the trainer: ZeRO-1's assignment of parameters (and so of AdamW state) to
+// ranks, parameter broadcasts and the device collective (the gradient all-reduce is
+// train/gradient_reducer.h's). The collectives themselves are the Communicator's (MPI) or NCCL's.
 // Threads: called by the trainer's thread; every rank calls them in the same order.
 #pragma once
 #include <cstdint>
@@ -14,15 +14,6 @@
 #include "train/logprob_pass.h"
 
 namespace reason {
-
-// Sums the gradients of `names` over the ranks of c, in place, in buckets of about bucket_bytes
-// (small tensors are packed together into one buffer, a tensor larger than a bucket is reduced in
-// bucket-sized pieces), as PyTorch DDP's buckets. Device tensors go through host memory.
-// Returns the number of bucket all-reduces (for the benchmark's report). With a device collective
-// (NCCL, on a backend whose memory the host cannot read) each bucket is one fused NCCL group on
-// the device memory itself; otherwise MPI on host memory.
-int64_t allreduce_gradients(Communicator& c, Gradients& g, const std::vector<std::string>& names, int64_t bucket_bytes,
-                            kernels::DeviceCollective* device = nullptr);
 
 // ZeRO-1: which rank keeps each parameter's AdamW state and updates it (then broadcasts it). Whole
 // tensors, balanced by element count (largest first to the least-loaded rank; PyTorch's

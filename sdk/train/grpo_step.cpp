@@ -445,7 +445,7 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
     }
   }
 
-  grads_.zero();
+  zero_gradients();
   std::fill(load_.begin(), load_.end(), 0);
   last_dlogp_.assign(B, {});
   last_logp_.assign(B, {});
@@ -464,10 +464,11 @@ StepMetrics Trainer::grpo_step(std::span<const GrpoSample> batch, const GrpoConf
       std::vector<float> ent;
       set_threshold(pass, b0, b1, ent, true);
     }
+    if (b1 == B) overlap_backward(pass);  // the last micro-batch's backward finishes the gradients
     grpo_backward(pass, P, b0, b1, lp, S);
   }
-  reduce_sums(*comm_, S);
   reduce_gradients();
+  reduce_sums(*comm_, S);
   StepMetrics m = grpo_metrics(P, S);
   if (!apply) {
     if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "grpo loss is not finite ({})", m.loss);

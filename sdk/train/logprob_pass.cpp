@@ -349,6 +349,7 @@ void LogprobPass::backward_impl(const RowGrad* row_grad, const Distill* distill,
       layer_forward(l, xr, false);
     }
     decoder_layer_backward(ctx, model.layers()[size_t(l)], acts_[size_t(l)], dx, gs, AuxLoss{aux_alpha_, aux_weight_});
+    if (layer_hook_) layer_hook_(l);
   }
   embedding_backward(be, model.embed(), tokens_dev_.data(), T, dx.data(), gs);
 }

@@ -95,6 +95,12 @@ class LogprobPass {
   // Results are identical. Set before forward().
   void set_recompute(bool on) { recompute_ = on; }
 
+  // Called after each decoder layer's backward has added its gradients (layers in descending
+  // order, on the calling thread; a backend may still be computing them, in order on its stream):
+  // data parallelism starts the all-reduce of finished gradients from it (GradientReducer).
+  // Set before backward().
+  void set_layer_hook(std::function<void(int64_t layer)> hook) { layer_hook_ = std::move(hook); }
+
   // Entropy of softmax(logits / T) at each target position of the last forward (same order).
   const std::vector<float>& entropies() const { return entropy_; }
 
@@ -152,6 +158,7 @@ class LogprobPass {
   int64_t logits_budget_ = kKeepLogitsBytes;
   DeviceArray<float> lse_;  // log-sum-exp of each target row's logits / T (forward), reused by backward and distillation
   bool recompute_ = false;
+  std::function<void(int64_t)> layer_hook_;
   LayerCtx layer_ctx() const;
   void layer_forward(int64_t l, DeviceArray<float>& x, bool record);
   double aux_loss_ = 0.0;

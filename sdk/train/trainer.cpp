@@ -73,14 +73,34 @@ kernels::DeviceCollective* Trainer::device_collective() {
   return device_comm_.get();
 }
 
+GradientReducer& Trainer::reducer() {
+  if (!reducer_)
+    reducer_ = std::make_unique<GradientReducer>(comm_, grads_, trained_, policy_->config().n_layers,
+                                                 cfg_.allreduce_bucket_bytes, device_collective());
+  return *reducer_;
+}
+
+void Trainer::overlap_backward(LogprobPass& pass) {
+  if (!distributed()) return;
+  GradientReducer& r = reducer();
+  pass.set_layer_hook([&r](int64_t layer) { r.layer_done(layer); });
+}
+
+void Trainer::zero_gradients() {
+  grads_.zero();
+  if (distributed()) reducer();
+}
+
 void Trainer::reduce_gradients() {
   last_reduce_ = StepMetrics{};
   if (!distributed()) return;
+  const GradientReducer::Report r = reducer().finish();
   const auto t0 = std::chrono::steady_clock::now();
-  last_reduce_.allreduce_buckets =
-      allreduce_gradients(*comm_, grads_, trained_, cfg_.allreduce_bucket_bytes, device_collective());
-  policy_->backend().synchronize();
-  last_reduce_.allreduce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  policy_->backend().synchronize();  // a device collective's buckets are enqueued, not done
+  last_reduce_.allreduce_buckets = r.buckets;
+  last_reduce_.allreduce_seconds =
+      r.exposed_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  last_reduce_.allreduce_busy_seconds = r.busy_seconds;
   for (const auto& n : trained_) last_reduce_.allreduce_bytes += grads_.at(n).numel() * int64_t(sizeof(float));
 }
 
@@ -93,6 +113,7 @@ void Trainer::dropout_for(size_t micro) const {
 StepMetrics Trainer::apply_step(StepMetrics m) {
   if (!std::isfinite(m.loss)) fail(ErrorCode::InvalidArgument, "training loss is not finite ({}); the step was not applied", m.loss);
   m.allreduce_seconds = last_reduce_.allreduce_seconds;
+  m.allreduce_busy_seconds = last_reduce_.allreduce_busy_seconds;
   m.allreduce_bytes = last_reduce_.allreduce_bytes;
   m.allreduce_buckets = last_reduce_.allreduce_buckets;
   m.lr = cfg_.schedule.at(opt_.steps(), cfg_.optim.lr);
@@ -127,6 +148,15 @@ void Trainer::count_routes(const LogprobPass& pass) {
 }
 
 namespace {
+
+// The index of the last micro-batch with examples (the one whose backward finishes the
+// gradients), or the count when none has any.
+size_t last_nonempty(std::span<const std::vector<SftExample>> micro_batches) {
+  size_t last = micro_batches.size();
+  for (size_t i = 0; i < micro_batches.size(); ++i)
+    if (!micro_batches[i].empty()) last = i;
+  return last;
+}
 
 // Splits packed examples at their segment boundaries into separate samples.
 std::vector<SftExample> unpack(const std::vector<SftExample>& mb) {
@@ -184,12 +214,13 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
   n_tokens = counts[0];
   n_seqs = size_t(counts[1]);
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "sft: the batch has no completion tokens to train on");
-  grads_.zero();
+  zero_gradients();
   std::fill(load_.begin(), load_.end(), 0);
   StepMetrics m;
   m.tokens = n_tokens;
   double loss = 0;
   DropoutOff off{*policy_};
+  const size_t last = last_nonempty(micro_batches);
   for (size_t mi = 0; mi < micro_batches.size(); ++mi) {
     const auto& mb = micro_batches[mi];
     if (mb.empty()) continue;
@@ -215,10 +246,11 @@ StepMetrics Trainer::sft_step(std::span<const std::vector<SftExample>> packed) {
         loss -= on ? double(lp[k]) : 0.0;
         dlp[k] = on ? -1.0f / float(n_tokens) : 0.0f;
       }
+    if (mi == last) overlap_backward(pass);
     pass.backward(dlp, grads_);
   }
-  comm_->allreduce_sum(std::span<double>(&loss, 1));
   reduce_gradients();
+  comm_->allreduce_sum(std::span<double>(&loss, 1));
   m.loss = float(loss / double(n_tokens));
   return apply_step(m);
 }
@@ -244,9 +276,10 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
   });
   comm_->allreduce_sum(std::span<int64_t>(&n_tokens, 1));
   if (n_tokens == 0) fail(ErrorCode::InvalidArgument, "distill: the batch has no completion tokens");
-  grads_.zero();
+  zero_gradients();
   double loss = 0;
   DropoutOff off{*policy_};
+  const size_t last = last_nonempty(micro_batches);
   for (size_t mi = 0; mi < micro_batches.size(); ++mi) {
     const auto& mb = micro_batches[mi];
     if (mb.empty()) continue;
@@ -273,11 +306,12 @@ StepMetrics Trainer::distill_step(const Model& teacher, std::span<const std::vec
     d.beta = cfg.beta;
     d.row_weight = row_weight;
     d.row_loss = &row_loss;
+    if (mi == last) overlap_backward(student);
     student.backward_distill(d, grads_);
     for (double l : row_loss) loss += l;
   }
-  comm_->allreduce_sum(std::span<double>(&loss, 1));
   reduce_gradients();
+  comm_->allreduce_sum(std::span<double>(&loss, 1));
   StepMetrics m;
   m.tokens = n_tokens;
   m.loss = float(loss / double(n_tokens));

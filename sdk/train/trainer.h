@@ -18,6 +18,7 @@
 
 #include "dist/communicator.h"
 #include "model/model.h"
+#include "train/gradient_reducer.h"
 #include "train/logprob_pass.h"
 #include "train/optimizer.h"
 
@@ -171,8 +172,10 @@ struct StepMetrics {
   // |pi_old - pi_sampler| in log space over live tokens.
   float is_ratio_min = 0.0f, is_ratio_mean = 0.0f, is_ratio_max = 0.0f;
   float sampling_logp_diff_mean = 0.0f, sampling_logp_diff_max = 0.0f;
-  // Data parallelism: this step's gradient all-reduce (wall time, bytes per rank, buckets); 0 alone.
-  double allreduce_seconds = 0.0;
+  // Data parallelism: this step's gradient all-reduce (bytes per rank, buckets; 0 alone):
+  // allreduce_seconds is what the step waited for it (the part not hidden behind the backward),
+  // allreduce_busy_seconds the time its host collectives ran, overlapped or not.
+  double allreduce_seconds = 0.0, allreduce_busy_seconds = 0.0;
   int64_t allreduce_bytes = 0, allreduce_buckets = 0;
 };
 
@@ -244,8 +247,15 @@ class Trainer {
 
  private:
   bool distributed() const { return comm_->size() > 1; }
-  // Sums the trained gradients over the ranks (nothing on one rank); times it into last_reduce_.
+  // Data parallelism: overlap_backward makes `pass` (the step's last backward) start each bucket's
+  // all-reduce as its layers finish; reduce_gradients then completes the sums (the whole all-reduce
+  // on a rank that ran no backward) and times it into last_reduce_. Nothing on one rank. Between
+  // the two the trainer's thread makes no collective call (the reducer's thread does).
+  void overlap_backward(LogprobPass& pass);
   void reduce_gradients();
+  // Zeroes the gradients for a step (and makes the reducer there, a point every rank reaches: its
+  // device collective is made collectively).
+  void zero_gradients();
   StepMetrics last_reduce_;  // only the allreduce_* fields
   StepMetrics apply_step(StepMetrics m);
   // LoRA dropout: the policy's mask seed for micro-batch `micro` of this step (a function of the
@@ -275,6 +285,10 @@ class Trainer {
   kernels::DeviceCollective* device_collective();
   std::unique_ptr<kernels::DeviceCollective> device_comm_;
   bool device_comm_made_ = false;
+  // The bucketed gradient all-reduce (made at the first distributed step; declared last so that it
+  // goes before the gradients and the device collective it uses).
+  GradientReducer& reducer();
+  std::unique_ptr<GradientReducer> reducer_;
 };
 
 }  // namespace reason

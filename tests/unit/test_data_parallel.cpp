@@ -17,6 +17,7 @@
 #include "dist/communicator.h"
 #include "model/model.h"
 #include "train/data_parallel.h"
+#include "train/gradient_reducer.h"
 #include "train/trainer.h"
 
 using namespace reason;
@@ -254,24 +255,75 @@ TEST_CASE("a bad sample on one rank fails the step on every rank, naming it, and
   CHECK(std::isfinite(dp.grpo_step(mine, g).loss));
 }
 
-TEST_CASE("gradient buckets: every element summed once, tensors split across buckets", "[dist]") {
-  auto m = Model::load(kDense + "qwen2_tied");
-  Gradients g = Gradients::zeros_like(*m);
-  std::vector<std::string> names;
+namespace {
+
+// Every gradient element's value on rank r: (r + 1) * (i % 97) + 0.5, so the sum over R ranks is
+// R (R + 1) / 2 * (i % 97) + R / 2, exact in f32.
+void fill_rank_values(Gradients& g, int rank) {
   for (auto& [name, t] : g.by_name) {
-    names.push_back(name);
     float* p = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(world().rank() + 1) * float(i % 97) + 0.5f;
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(rank + 1) * float(i % 97) + 0.5f;
   }
-  const int64_t reduces = allreduce_gradients(world(), g, names, 16 << 10);
-  CHECK(reduces > int64_t(names.size()) / 4);  // many small buckets
-  const int R = world().size();
-  const float ranks_sum = float(R * (R + 1) / 2);
+}
+
+void check_rank_sums(const Gradients& g, int ranks) {
+  const float ranks_sum = float(ranks * (ranks + 1) / 2);
   for (auto& [name, t] : g.by_name)
     for (int64_t i = 0; i < t.numel(); ++i) {
-      const float want = ranks_sum * float(i % 97) + 0.5f * float(R);
+      const float want = ranks_sum * float(i % 97) + 0.5f * float(ranks);
       if (t.data<float>()[i] != want) FAIL(name << "[" << i << "] = " << t.data<float>()[i] << ", want " << want);
     }
+}
+
+}  // namespace
+
+TEST_CASE("gradient reducer: buckets in backward order, started as layers finish, every element summed once", "[dist]") {
+  CHECK(GradientReducer::layer_of("model.layers.12.self_attn.q_proj.weight") == 12);
+  CHECK(GradientReducer::layer_of("base_model.model.model.layers.3.mlp.up_proj.lora_A.weight") == 3);
+  CHECK(GradientReducer::layer_of("model.embed_tokens.weight") == -1);
+  CHECK(GradientReducer::layer_of("model.sublayers.2.x") == -1);
+  CHECK(GradientReducer::layer_of("lm_head.weight") == -1);
+  std::shared_ptr<Communicator> w = mpi_world();
+  auto m = Model::load(kDense + "qwen2_tied");
+  const int64_t L = m->config().n_layers;
+  REQUIRE(L >= 2);
+  Gradients g = Gradients::zeros_like(*m);
+  std::vector<std::string> names;
+  for (auto& [name, t] : g.by_name) names.push_back(name);
+  GradientReducer r(w, g, names, L, 16 << 10);  // 16 KiB: many buckets, large tensors in several
+  CHECK(r.overlaps());  // MPI at MPI_THREAD_SERIALIZED: a communication thread
+  REQUIRE(r.buckets() > int64_t(names.size()) / 4);
+  for (int step = 0; step < 2; ++step) {
+    fill_rank_values(g, w->rank());
+    // Rank 1 in step 1 ran no backward (no samples): finish() alone starts every bucket, in the
+    // order rank 0's layers started them.
+    const bool backward = !(step == 1 && w->rank() == 1);
+    if (backward) {
+      r.layer_done(L - 1);
+      const int64_t after_top = r.started();
+      CHECK(after_top > 0);                 // the last layer's buckets are on their way
+      CHECK(after_top < r.buckets());       // the rest wait for their layers
+      for (int64_t l = L - 2; l >= 0; --l) r.layer_done(l);
+      CHECK(r.started() < r.buckets());     // the embeddings and final norm wait for finish()
+    }
+    const GradientReducer::Report rep = r.finish();
+    CHECK(rep.buckets == r.buckets());
+    CHECK(rep.busy_seconds > 0.0);
+    check_rank_sums(g, w->size());
+  }
+  // A backward that failed part-way (layer_done without finish) leaves the ranks out of step: the
+  // next step says so instead of calling collectives the peers do not make.
+  GradientReducer broken(w, g, names, L, 1 << 30);  // one bucket, started only by finish()
+  broken.layer_done(L - 1);
+  try {
+    broken.layer_done(L - 1);
+    FAIL("a second backward began before the first one's all-reduce finished");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("never finished") != std::string::npos);
+  }
+  fill_rank_values(g, w->rank());
+  broken.finish();
+  check_rank_sums(g, w->size());
 }
 
 // Run alone by ctest (test_data_parallel_timeout) with REASON_DIST_TIMEOUT_S=2: rank 1 stops
