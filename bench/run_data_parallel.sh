@@ -2,7 +2,8 @@
 # Data-parallel GRPO on this machine: steps/s of one process (THREADS threads) against 2 ranks under
 # mpirun (THREADS/2 threads each, the same cores), the gradient all-reduce's time and bytes per step
 # from the 2-rank run's metrics (the time in collectives and the part the step waited for, the
-# rest being overlapped with the backward pass), and a ring all-reduce cost model for 8-64 ranks from those bytes.
+# rest being overlapped with the backward pass; and a 2-rank run with the all-reduce after the
+# backward, REASON_DIST_OVERLAP=0), and a ring all-reduce cost model for 8-64 ranks from those bytes.
 # Not a test (timings); see bench/README.md and README "More than one process".
 #
 #   bench/run_data_parallel.sh
@@ -43,12 +44,15 @@ echo "[$(date +%T)] 1 process, $THREADS threads" >&2
 "$REASON" pipeline run "$WORK/one.textproto" --out "$WORK/one" >"$WORK/one.log" 2>&1
 echo "[$(date +%T)] 2 ranks" >&2
 "$MPIRUN" -np 2 --oversubscribe --bind-to none "$REASON" pipeline run "$WORK/two.textproto" --out "$WORK/two" >"$WORK/two.log" 2>&1
+echo "[$(date +%T)] 2 ranks, the all-reduce after the backward (REASON_DIST_OVERLAP=0)" >&2
+"$MPIRUN" -np 2 --oversubscribe --bind-to none -x REASON_DIST_OVERLAP=0 "$REASON" pipeline run "$WORK/two.textproto" \
+  --out "$WORK/two-after" >"$WORK/two-after.log" 2>&1
 python3 - "$WORK" "$THREADS" <<'PY'
 import json, sys
 work, threads = sys.argv[1], int(sys.argv[2])
 def rows(d):
     return [json.loads(l) for l in open(f"{work}/{d}/stages/00-rl/metrics.jsonl")][1:]  # the first step warms up
-one, two = rows("one"), rows("two")
+one, two, after = rows("one"), rows("two"), rows("two-after")
 def sps(r):
     return len(r) / sum(x["sample_seconds"] + x["train_seconds"] for x in r)
 ar = sum(x["allreduce_seconds"] for x in two) / len(two)
@@ -62,6 +66,8 @@ print(f"2 ranks: {mb:.1f} MB of gradients per rank in {buckets} buckets; the ste
       f"all-reduce after its backward ({100 * ar / train2:.1f}% of the training time per step, the rank imbalance "
       f"included); its collectives ran {busy * 1e3:.1f} ms in all, mostly during the backward (waiting for the other "
       f"rank's layers included)")
+ar_after = sum(x["allreduce_seconds"] for x in after) / len(after)
+print(f"2 ranks without the overlap: {sps(after):.3f} steps/s, the step waited {ar_after * 1e3:.1f} ms for the all-reduce")
 print("ring all-reduce model, t = 2 (N-1)/N * bytes / bandwidth + 2 (N-1) * buckets * 5 us:")
 for bw in (12.5, 25.0, 50.0):
     cells = []

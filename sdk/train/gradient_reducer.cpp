@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <limits>
@@ -54,6 +55,15 @@ struct GradientReducer::Worker {
   }
 };
 
+namespace {
+
+bool overlap_disabled() {
+  const char* v = std::getenv("REASON_DIST_OVERLAP");
+  return v && std::string(v) == "0";
+}
+
+}  // namespace
+
 int64_t GradientReducer::layer_of(const std::string& name) {
   for (size_t at = name.find("layers."); at != std::string::npos; at = name.find("layers.", at + 1)) {
     if (at > 0 && name[at - 1] != '.') continue;
@@ -69,7 +79,7 @@ GradientReducer::GradientReducer(std::shared_ptr<Communicator> comm, Gradients& 
     : comm_(std::move(comm)), device_(device), n_layers_(n_layers) {
   plan(g, names, n_layers, size_t(std::max<int64_t>(bucket_bytes, 4096)) / sizeof(float));
   for (int i = 0; i < kBuffers; ++i) free_.push_back(i);
-  if (comm_->size() > 1 && !device_ && comm_->serialized_threads()) {
+  if (comm_->size() > 1 && !device_ && comm_->serialized_threads() && !overlap_disabled()) {
     worker_ = std::make_unique<Worker>();
     worker_->comm = comm_;
     worker_->thread = std::thread([w = worker_.get()] { w->run(); });

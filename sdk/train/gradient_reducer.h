@@ -11,7 +11,8 @@
 //   flight) and copied back when their bucket completes. The collectives run on a communication
 //   thread of the reducer's, so they progress while the backward computes; MPI needs
 //   MPI_THREAD_SERIALIZED for that (the library asks for it when it initialises MPI; a program
-//   that initialised MPI with less gets the all-reduce after the backward, not overlapped).
+//   that initialised MPI with less gets the all-reduce after the backward, not overlapped; so does
+//   REASON_DIST_OVERLAP=0, for comparison).
 // - device memory with a device collective (NCCL): each bucket is one fused NCCL group,
 //   enqueued in place on the backend's stream when its layer is done.
 // - device memory without one: through host buffers (download, all-reduce, upload).
