@@ -86,6 +86,8 @@ int binding_version_major() { return REASON_VERSION_MAJOR; }
 std::string status_name(int code) { return reason_status_name(reason_status(code)); }
 void set_num_threads(int n) { reason_set_num_threads(n); }
 
+void mpi_finalize() { reason_mpi_finalize(); }
+
 SamplingResult Model::sampling_defaults(const SamplingOptions& base) const {
   SamplingResult r;
   r.options = base;

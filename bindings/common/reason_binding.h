@@ -43,6 +43,9 @@ int version_patch();
 int binding_version_major();
 std::string status_name(int code);
 void set_num_threads(int n);
+// reason_mpi_finalize: ends the MPI world the library started under mpirun (nothing otherwise).
+// For runtimes whose exit skips C atexit handlers (Go's os.Exit); call it last.
+void mpi_finalize();
 
 struct SamplingOptions {
   float temperature = 1.0f;  // 0 = greedy

@@ -20,6 +20,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	FinalizeMPI() // under mpirun (mpi_test.sh); os.Exit skips the C exit handler that would do it
 	if lsan.Enabled {
 		// Everything the tests created is closed by now: what LeakSanitizer still finds
 		// unreachable was leaked (see asan.supp for the reports that are not ours).

@@ -63,3 +63,10 @@ func NativeLibraryPath() string {
 // SetNumThreads sets the number of CPU threads compute uses, process-wide (0 restores the
 // default: all cores, or $REASON_NUM_THREADS). It applies to calls that start after it returns.
 func SetNumThreads(n int) { native.Set_num_threads(n) }
+
+// FinalizeMPI ends the MPI world the library started when the program runs under mpirun (a
+// data-parallel RunPipeline or trainer); it does nothing otherwise. Go's os.Exit skips the C
+// exit handlers that would do it, and mpirun fails a job whose processes exit without
+// MPI_Finalize, so a Go program that may run under mpirun calls it last (after its last
+// RunPipeline or trainer step; MPI cannot start again).
+func FinalizeMPI() { native.Mpi_finalize() }

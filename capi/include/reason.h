@@ -605,6 +605,16 @@ REASON_API reason_status reason_pipeline_run(const char* config_path, const char
 /* Only the checks of reason_pipeline_run (no output directory is touched). */
 REASON_API reason_status reason_pipeline_check(const char* config_path, const reason_pipeline_options* opts);
 
+/* Ends the MPI world the library started (MPI_Finalize), when a data-parallel call under mpirun
+ * started it and it is still running; otherwise nothing (a process alone, a library built without
+ * MPI, or a program that initialised MPI itself: finalising it is the program's job). The library
+ * also does it at exit (atexit), but runtimes whose exit skips C atexit handlers (Go's os.Exit)
+ * must call it before exiting, or mpirun reports that the process exited without calling
+ * MPI_Finalize and fails the job. Call it once, from one thread, after the last call that may
+ * communicate; MPI cannot start again, so data-parallel calls after it fail with
+ * REASON_ERR_UNSUPPORTED. Always REASON_OK. */
+REASON_API reason_status reason_mpi_finalize(void);
+
 #ifdef __cplusplus
 }
 #endif

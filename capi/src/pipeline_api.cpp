@@ -86,4 +86,8 @@ REASON_API reason_status reason_pipeline_check(const char* config_path, const re
   return guard("reason_pipeline_check", [&] { reason::check_pipeline(config_path, pipeline_options(opts, "")); });
 }
 
+REASON_API reason_status reason_mpi_finalize(void) {
+  return guard("reason_mpi_finalize", [] { reason::finalize_mpi_world(); });
+}
+
 }  // extern "C"

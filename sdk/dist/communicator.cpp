@@ -113,6 +113,7 @@ std::shared_ptr<Communicator> mpi_world() {
 }
 std::shared_ptr<Communicator> mpi_communicator(const void*) { return mpi_world(); }
 void abort_job_if_distributed(int) {}
+void finalize_mpi_world() {}
 #endif
 
 }  // namespace reason

@@ -89,6 +89,10 @@ bool launched_by_mpi();
 // MPI_Finalize at exit if it did). Throws reason::Error(Unsupported) when built without MPI.
 std::shared_ptr<Communicator> mpi_world();
 
+// Ends the MPI world if mpi_world() initialised it and it still runs (MPI_Finalize, as at exit);
+// nothing otherwise. mpi_world() fails (Unsupported) afterwards: MPI cannot start again.
+void finalize_mpi_world();
+
 // A communicator the program owns: `mpi_comm` points at its MPI_Comm (the library duplicates
 // it, so the caller's stays free for its own traffic). Throws when built without MPI or when
 // MPI is not initialised.

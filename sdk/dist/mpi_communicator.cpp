@@ -153,6 +153,9 @@ void finalize_at_exit() {
   if (!fin) MPI_Finalize();
 }
 
+std::shared_ptr<Communicator> g_world;  // mpi_world()'s (freed before a finalize_mpi_world())
+bool g_we_initialised = false;
+
 }  // namespace
 
 bool built_with_mpi() { return true; }
@@ -166,10 +169,25 @@ std::shared_ptr<Communicator> mpi_world() {
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "Init_thread");
     if (provided < MPI_THREAD_SERIALIZED)
       fail(ErrorCode::Unsupported, "MPI provides thread level {} below MPI_THREAD_SERIALIZED, which libreason needs", provided);
+    g_we_initialised = true;
     std::atexit(finalize_at_exit);
   });
-  static std::shared_ptr<Communicator> world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
-  return world;
+  int fin = 0;
+  MPI_Finalized(&fin);
+  if (fin) fail(ErrorCode::Unsupported, "MPI was finalised (reason_mpi_finalize): a process cannot start it again");
+  static std::mutex mu;
+  std::lock_guard lk(mu);
+  if (!g_world) g_world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  return g_world;
+}
+
+void finalize_mpi_world() {
+  int inited = 0, fin = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&fin);
+  if (!g_we_initialised || !inited || fin) return;
+  g_world.reset();  // frees its duplicate while MPI runs (a trainer still holding it frees nothing later)
+  MPI_Finalize();
 }
 
 void abort_job_if_distributed(int code) {
