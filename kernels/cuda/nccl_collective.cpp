@@ -1,6 +1,8 @@
 #include "nccl_collective.h"
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "nccl_loader.h"
 
@@ -36,8 +38,30 @@ class NcclCollective final : public DeviceCollective {
   void broadcast(float* p, size_t n, int root) override { check(api().broadcast(p, p, n, ncclFloat32, root, comm_, stream_), "Broadcast"); }
   void group_start() override { check(api().group_start(), "GroupStart"); }
   void group_end() override { check(api().group_end(), "GroupEnd"); }
+  void wait(double timeout_s) override {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    for (;;) {
+      const cudaError_t q = cudaStreamQuery(stream_);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) abort("the stream failed: " + std::string(cudaGetErrorString(q)));
+      ncclResult_t async = ncclSuccess;
+      check(api().comm_get_async_error(comm_, &async), "CommGetAsyncError");
+      if (async != ncclSuccess && async != ncclInProgress)
+        abort(std::string("a collective failed (") + api().get_error_string(async) + "): a peer died or its network broke");
+      if (std::chrono::duration<double>(clock::now() - t0).count() > timeout_s)
+        abort("collectives did not complete within " + std::to_string(int64_t(timeout_s)) +
+              " s (REASON_DIST_TIMEOUT_S): another rank died or hangs");
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
 
  private:
+  [[noreturn]] void abort(const std::string& why) {
+    api().comm_abort(comm_);  // its kernels stop, so the process can end
+    comm_ = nullptr;
+    throw BackendError("NCCL: " + why);
+  }
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_;
 };

@@ -26,7 +26,9 @@ Loaded load() {
   if (!resolve_symbol(lib, "ncclGetUniqueId", &a.get_unique_id, &err) || !resolve_symbol(lib, "ncclCommInitRank", &a.comm_init_rank, &err) ||
       !resolve_symbol(lib, "ncclCommDestroy", &a.comm_destroy, &err) || !resolve_symbol(lib, "ncclAllReduce", &a.all_reduce, &err) ||
       !resolve_symbol(lib, "ncclBroadcast", &a.broadcast, &err) || !resolve_symbol(lib, "ncclGroupStart", &a.group_start, &err) ||
-      !resolve_symbol(lib, "ncclGroupEnd", &a.group_end, &err) || !resolve_symbol(lib, "ncclGetErrorString", &a.get_error_string, &err)) {
+      !resolve_symbol(lib, "ncclGroupEnd", &a.group_end, &err) || !resolve_symbol(lib, "ncclGetErrorString", &a.get_error_string, &err) ||
+      !resolve_symbol(lib, "ncclCommAbort", &a.comm_abort, &err) ||
+      !resolve_symbol(lib, "ncclCommGetAsyncError", &a.comm_get_async_error, &err)) {
     r.why = a.library + ": " + err;
     dlclose(lib);
     r.api = NcclApi{};

@@ -20,6 +20,8 @@ struct NcclApi {
   ncclResult_t (*group_start)() = nullptr;                                                 // ncclGroupStart
   ncclResult_t (*group_end)() = nullptr;                                                   // ncclGroupEnd
   const char* (*get_error_string)(ncclResult_t) = nullptr;                                 // ncclGetErrorString
+  ncclResult_t (*comm_abort)(ncclComm_t) = nullptr;                                        // ncclCommAbort
+  ncclResult_t (*comm_get_async_error)(ncclComm_t, ncclResult_t*) = nullptr;               // ncclCommGetAsyncError
   std::string library;  // the soname that was loaded
 };
 

@@ -39,6 +39,12 @@ bool launched_by_mpi() {
   return false;
 }
 
+double collective_timeout_seconds() {
+  const char* s = std::getenv("REASON_DIST_TIMEOUT_S");
+  const double v = s ? std::atof(s) : 0.0;
+  return v > 0 ? v : 1800.0;
+}
+
 std::vector<std::string> allgather_strings(Communicator& c, const std::vector<std::string>& mine) {
   if (c.size() <= 1) return mine;
   std::vector<std::string> all;

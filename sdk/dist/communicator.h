@@ -51,6 +51,9 @@ class Communicator {
   virtual bool serialized_threads() const { return true; }
 };
 
+// REASON_DIST_TIMEOUT_S (default 1800): how long a collective may wait for the other ranks.
+double collective_timeout_seconds();
+
 // Every rank's strings, concatenated in rank order (each rank's list broadcast in turn: for
 // results a stage gathers once, such as completions and evaluation details, not for hot paths).
 std::vector<std::string> allgather_strings(Communicator& c, const std::vector<std::string>& mine);

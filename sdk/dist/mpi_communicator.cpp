@@ -22,12 +22,6 @@ namespace reason {
 
 namespace {
 
-double timeout_seconds() {
-  const char* s = std::getenv("REASON_DIST_TIMEOUT_S");
-  const double v = s ? std::atof(s) : 0.0;
-  return v > 0 ? v : 1800.0;
-}
-
 void check(int rc, const char* what) {
   if (rc == MPI_SUCCESS) return;
   char msg[MPI_MAX_ERROR_STRING];
@@ -38,7 +32,7 @@ void check(int rc, const char* what) {
 
 class MpiCommunicator final : public Communicator {
  public:
-  explicit MpiCommunicator(MPI_Comm parent) : timeout_s_(timeout_seconds()) {
+  explicit MpiCommunicator(MPI_Comm parent) : timeout_s_(collective_timeout_seconds()) {
     check(MPI_Comm_dup(parent, &comm_), "Comm_dup");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);

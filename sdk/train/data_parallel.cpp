@@ -1,6 +1,7 @@
 #include "train/data_parallel.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 
 #include "core/error.h"
@@ -15,6 +16,18 @@ std::unique_ptr<kernels::DeviceCollective> make_device_collective(Communicator& 
   c.broadcast(id, 0);
   if (id.empty()) return nullptr;
   return be.device_collective(id, c.rank(), c.size());
+}
+
+void wait_device(const Communicator& c, kernels::DeviceCollective* device) {
+  if (!device) return;
+  try {
+    device->wait(collective_timeout_seconds());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "libreason: rank %d of %d: %s; aborting the job\n", c.rank(), c.size(), e.what());
+    std::fflush(stderr);
+    abort_job_if_distributed(3);
+    throw;
+  }
 }
 
 std::vector<int> zero1_owners(const std::vector<std::pair<std::string, Tensor>>& params, int ranks) {

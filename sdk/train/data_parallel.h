@@ -24,6 +24,11 @@ std::vector<int> zero1_owners(const std::vector<std::pair<std::string, Tensor>>&
 // device tensors through host memory).
 void broadcast_tensor(Communicator& c, const Tensor& t, int root, kernels::DeviceCollective* device = nullptr);
 
+// Waits for the collectives enqueued on `device` (NCCL runs them asynchronously on the stream),
+// against the collective timeout: when NCCL fails or the time passes, prints why and aborts the job
+// (MPI_Abort), as an MPI collective that times out does. Nothing when device is null.
+void wait_device(const Communicator& c, kernels::DeviceCollective* device);
+
 // The device collective of backend `be` for the ranks of c (rank 0 makes the id, MPI carries it):
 // nullptr when the backend has none (the CPU). Every rank calls it at the same point.
 std::unique_ptr<kernels::DeviceCollective> make_device_collective(Communicator& c, kernels::Backend& be);

@@ -58,6 +58,7 @@ void Trainer::gather_optimizer_state() {
     broadcast_tensor(*comm_, it->second.first, owners_[i], device_collective());
     broadcast_tensor(*comm_, it->second.second, owners_[i], device_collective());
   }
+  wait_device(*comm_, device_collective());
 }
 
 void Trainer::shard_optimizer_state() {
@@ -96,7 +97,8 @@ void Trainer::reduce_gradients() {
   if (!distributed()) return;
   const GradientReducer::Report r = reducer().finish();
   const auto t0 = std::chrono::steady_clock::now();
-  policy_->backend().synchronize();  // a device collective's buckets are enqueued, not done
+  wait_device(*comm_, device_collective());  // a device collective's buckets are enqueued, not done
+  policy_->backend().synchronize();
   last_reduce_.allreduce_buckets = r.buckets;
   last_reduce_.allreduce_seconds =
       r.exposed_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -127,6 +129,7 @@ StepMetrics Trainer::apply_step(StepMetrics m) {
     for (size_t i = 0; i < params_.size(); ++i)
       if (std::find(frozen_.begin(), frozen_.end(), params_[i].first) == frozen_.end())
         broadcast_tensor(*comm_, params_[i].second, owners_[i], device_collective());
+    wait_device(*comm_, device_collective());
   }
   if (!policy_->adapter()) policy_->refresh_absorbed_weights();  // MLA: W_UK^T follows the updated kv_b
   if (cfg_.bias_update_speed > 0.0f && policy_->config().n_experts > 0) {

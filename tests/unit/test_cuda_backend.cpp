@@ -309,6 +309,7 @@ TEST_CASE("cuda_backend: NCCL device collective of one rank (data parallelism)",
   c->allreduce_sum(d.as<float>() + 1000, 2001);
   c->group_end();
   c->broadcast(d.as<float>(), h.size(), 0);
+  c->wait(60.0);  // the watchdog's poll sees them complete (no async error, well inside the limit)
   g->synchronize();
   CHECK(d.get<float>() == h);  // one rank: the sum and the broadcast are the identity
   CHECK_THROWS_AS(g->device_collective("short", 0, 1), BackendError);

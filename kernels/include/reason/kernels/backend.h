@@ -239,6 +239,11 @@ class DeviceCollective {
   // bucket of gradient tensors reduced together.
   virtual void group_start() = 0;
   virtual void group_end() = 0;
+  // Waits until every collective enqueued so far has completed, polling (NCCL's own calls never
+  // time out: a peer that died or hangs would leave this rank waiting forever). Throws
+  // BackendError naming the cause when NCCL reports an asynchronous error or timeout_s passes
+  // first; the communicator is then aborted (ncclCommAbort) and unusable: the caller ends the job.
+  virtual void wait(double timeout_s) = 0;
 };
 
 class Backend {
