@@ -14,6 +14,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libpcre2-dev libutf8proc-dev     # tokenizer regexes (PCRE2 + JIT), NFC
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
+  libcpp-httplib-dev curl          # `reason serve`'s HTTP server; curl for its tests
   libopenmpi-dev openmpi-bin       # data-parallel jobs over MPI: mpi.h + libmpi, mpirun for the 2-rank tests
   catch2                           # Catch2 v2 single header
   swig

@@ -68,6 +68,19 @@ int64_t candidate_distribution(const float* raw, int64_t V, const SampleRow& p, 
     }
   }
 
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    // Each generated token's count (sorted copy, runs counted).
+    s.idx.assign(p.history + std::min(p.n_prompt, p.n_history), p.history + p.n_history);
+    std::sort(s.idx.begin(), s.idx.end());
+    for (size_t i = 0; i < s.idx.size();) {
+      size_t j = i;
+      while (j < s.idx.size() && s.idx[j] == s.idx[i]) ++j;
+      const int32_t t = s.idx[i];
+      if (t >= 0 && t < V) lg[t] -= p.presence_penalty + p.frequency_penalty * float(j - i);
+      i = j;
+    }
+  }
+
   if (p.temperature == 0.0f) {
     s.idx.assign(1, int32_t(std::max_element(lg, lg + V) - lg));
     s.probs.assign(1, 1.0f);
@@ -133,6 +146,29 @@ int64_t candidate_distribution(const float* raw, int64_t V, const SampleRow& p, 
   return keep;
 }
 
+namespace {
+
+// The row's top_n tokens of log softmax(logits / T), most likely first (ties by id).
+void top_logprobs(const float* logits, int64_t n, SampleRow& p, SamplerScratch& s) {
+  if (!p.top_ids || !p.top_logprobs) throw BackendError("sampling: top_n without output arrays");
+  const double inv_t = p.temperature > 0.0f ? 1.0 / double(p.temperature) : 1.0;
+  const float mx = *std::max_element(logits, logits + n);
+  double z = 0.0;
+  for (int64_t i = 0; i < n; ++i) z += std::exp((double(logits[i]) - double(mx)) * inv_t);
+  const double lse = std::log(z);
+  const int64_t k = std::min<int64_t>(p.top_n, n);
+  s.idx.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) s.idx[size_t(i)] = int32_t(i);
+  std::partial_sort(s.idx.begin(), s.idx.begin() + k, s.idx.end(),
+                    [logits](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (int64_t i = 0; i < k; ++i) {
+    p.top_ids[i] = s.idx[size_t(i)];
+    p.top_logprobs[i] = float((double(logits[s.idx[size_t(i)]]) - double(mx)) * inv_t - lse);
+  }
+}
+
+}  // namespace
+
 void sample_row(const float* logits, int64_t n, SampleRow& p, SamplerScratch& s) {
   const int64_t keep = candidate_distribution(logits, n, p, s);
   if (keep == 1) {
@@ -152,6 +188,7 @@ void sample_row(const float* logits, int64_t n, SampleRow& p, SamplerScratch& s)
     p.token = s.idx[size_t(pick)];
   }
   p.logprob = token_logprob(logits, n, p.token, p.temperature);
+  if (p.top_n > 0) top_logprobs(logits, n, p, s);
 }
 
 namespace cpu {

@@ -21,6 +21,7 @@
 #include "io/json_file.h"
 #include "io/mapped_file.h"
 #include "pipeline_commands.h"
+#include "serve/http_server.h"
 #include "model/generation_config.h"
 #include "model/gguf_export.h"
 #include "model/gguf_model.h"
@@ -260,6 +261,28 @@ int main(int argc, char** argv) {
   mergec->add_option("--adapter", common.adapter, kAdapterHelp)->required();
   mergec->add_option("--out", merge_out, "the Hugging Face directory to write (must not exist)")->required();
 
+  // serve
+  auto* servec = app.add_subcommand("serve", "an OpenAI-compatible HTTP server (chat and text completions, streaming)");
+  serve::ServerOptions serve_opts;
+  serve::ServeEngine::Options serve_engine;
+  std::string api_key_file, served_name;
+  int32_t serve_max_tokens = 4096;
+  servec->add_option("--model", model_dir, "model directory or .gguf file")->required();
+  servec->add_option("--host", serve_opts.host, "address to listen on (loopback by default)")->capture_default_str();
+  servec->add_option("--port", serve_opts.port)->capture_default_str();
+  servec->add_option("--max-batch", serve_engine.max_batch, "sequences decoded together (continuous batching)")->capture_default_str();
+  servec->add_option("--max-queue", serve_engine.max_queue, "requests waiting beyond the batch before 429")->capture_default_str();
+  servec->add_option("--max-tokens", serve_max_tokens, "largest max_tokens a request may ask for")->capture_default_str();
+  servec->add_option("--max-body-bytes", serve_opts.max_body_bytes, "largest request body (413 above)")->capture_default_str();
+  servec->add_option("--api-key-file", api_key_file, "require `Authorization: Bearer KEY` with the key in this file");
+  servec->add_option("--served-model-name", served_name, "the model id clients use (default: the directory's name)");
+  servec->add_option("--drain-timeout", serve_opts.drain_timeout_s, "seconds SIGTERM waits for requests in flight")->capture_default_str();
+  servec->add_option("--dtype", common.dtype, "compute dtype: f32 or bf16")->capture_default_str();
+  servec->add_option("--kv-dtype", common.kv_dtype, "KV cache dtype: auto (the compute dtype), f32 or bf16")->capture_default_str();
+  servec->add_option("--device", common.device, "where the model runs: cpu or cuda")->capture_default_str();
+  servec->add_option("--quantize", common.quantize, kQuantizeHelp)->capture_default_str();
+  servec->add_option("--adapter", common.adapter, kAdapterHelp);
+
   cli::PipelineCommands pipeline_cmds(app);
 
   try {
@@ -437,6 +460,18 @@ int main(int argc, char** argv) {
                 << "\n";
     } else if (*infoc && model_dir.empty()) {
       std::cout << json{{"cpu", cpu_json()}}.dump(2) << "\n";
+    } else if (*servec) {
+      serve::ApiContext ctx;
+      ctx.model = Model::load(model_dir, load_options(common));
+      ctx.model->require_tokenizer();
+      ctx.defaults = read_generation_defaults(model_dir);
+      ctx.limits.max_tokens = serve_max_tokens;
+      ctx.model_id = !served_name.empty() ? served_name : std::filesystem::path(model_dir).filename().string();
+      if (ctx.model_id.empty()) ctx.model_id = std::filesystem::path(model_dir).parent_path().filename().string();
+      if (!api_key_file.empty()) serve_opts.api_key = serve::read_api_key(api_key_file);
+      if (serve_engine.max_batch < 1 || serve_engine.max_queue < 0 || serve_max_tokens < 1)
+        fail(ErrorCode::InvalidArgument, "serve: --max-batch and --max-tokens must be >= 1, --max-queue >= 0");
+      return serve::serve_forever(ctx, serve_engine, serve_opts);
     } else if (*infoc) {
       auto m = Model::load(model_dir, load_options(common));
       json j = info_json(*m);

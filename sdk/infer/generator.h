@@ -1,6 +1,6 @@
-// Batched generation with continuous batching: prompts are prefilled (in chunks bounded by a
-// token budget) and decoded together; a sequence that finishes frees its slot for the next
-// waiting prompt. Each request has its own sampling parameters and seeded RNG, so its output
+// Batched generation with continuous batching (a BatchScheduler given every request at once):
+// prompts are prefilled (in chunks bounded by a token budget) and decoded together; a sequence
+// that finishes frees its slot for the next waiting prompt. Each request has its own sampling parameters and seeded RNG, so its output
 // does not depend on which other requests run beside it (for a fixed build and thread count,
 // up to floating-point differences of the batched matmul shape).
 //
@@ -14,54 +14,10 @@
 #include <string_view>
 #include <vector>
 
-#include "infer/sampler.h"
+#include "infer/batch_scheduler.h"
 #include "model/model.h"
 
 namespace reason {
-
-enum class FinishReason { Length = 0, Stop = 1, Callback = 2 };
-
-struct GenRequest {
-  std::vector<int32_t> prompt;
-  SamplingParams params;
-  // Prefix sharing (GRPO groups, best-of-n): the index of an EARLIER request with the identical
-  // prompt. The prompt's keys/values are then computed once, by that request, and its cache
-  // blocks are shared with this request's slot (KVCache::fork_sequence, no copy but the last
-  // partly filled block's, on first write) right after the prompt's last position;
-  // this request samples its first token from the same logits with its own seed. -1: none.
-  int64_t share_prefix_with = -1;
-};
-
-struct GenResult {
-  std::vector<int32_t> tokens;   // generated ids, including the EOS/stop token that ended it
-  std::vector<float> logprobs;   // one per token: log softmax(logits / T)[token]
-  std::string text;              // decoded text, without EOS and cut before a stop string
-  std::string stop_text;         // what was cut: the stop string that ended it and the rest of its token's text
-  FinishReason finish = FinishReason::Length;
-};
-
-// Called once per generated token; `text` is the newly completed UTF-8 text (may be empty).
-// Return false to stop that request (finish reason Callback).
-using TokenCallback = std::function<bool(size_t request, int32_t token, float logprob, std::string_view text)>;
-
-// What a generate() call computed (for tests and throughput figures).
-struct GenerateStats {
-  int64_t prompt_tokens_computed = 0;  // prompt positions run through the model
-  int64_t prompt_tokens_shared = 0;    // prompt positions taken from another request's cache (shared blocks)
-  int64_t generated_tokens = 0;
-  int64_t forward_calls = 0;
-  // Largest window a stop-string search scanned: at most the longest stop string - 1 plus one
-  // token's text (the search never rescans the whole completion).
-  int64_t stop_window_max_bytes = 0;
-  // Most KV-cache bytes in use at once (blocks shared by a group's samples count once).
-  int64_t kv_peak_bytes = 0;
-};
-
-struct GenerateOptions {
-  int max_active = 64;              // sequences decoded together (a group sharing a prefix is admitted whole)
-  int64_t prefill_token_budget = 512;  // prompt tokens per forward step
-  GenerateStats* stats = nullptr;   // when non-null, filled with this call's counts (not owned)
-};
 
 // Length cap: a sequence never grows past the model's max_position_embeddings. A request ends
 // with FinishReason::Length at max_new_tokens generated tokens or when prompt + generated tokens

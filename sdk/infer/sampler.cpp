@@ -23,6 +23,8 @@ void SamplingParams::validate() const {
   if (!(min_p >= 0.0f && min_p <= 1.0f)) fail(ErrorCode::InvalidArgument, "sampling: min_p must be in [0, 1] (got {})", min_p);
   if (!(repetition_penalty > 0.0f) || !std::isfinite(repetition_penalty))
     fail(ErrorCode::InvalidArgument, "sampling: repetition_penalty must be > 0 (got {})", repetition_penalty);
+  for (auto [name, v] : {std::pair{"presence_penalty", presence_penalty}, std::pair{"frequency_penalty", frequency_penalty}})
+    if (!(v >= -2.0f && v <= 2.0f)) fail(ErrorCode::InvalidArgument, "sampling: {} must be in [-2, 2] (got {})", name, v);
   if (max_new_tokens < 1) fail(ErrorCode::InvalidArgument, "sampling: max_new_tokens must be >= 1 (got {})", max_new_tokens);
   for (const auto& s : stop_strings)
     if (s.empty()) fail(ErrorCode::InvalidArgument, "sampling: stop strings must not be empty");
@@ -39,13 +41,16 @@ Rng::Rng(uint64_t seed) {
   for (auto& w : s_) w = splitmix64(seed);
 }
 
-kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_t> history, Rng& rng) {
+kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_t> history, Rng& rng, int64_t n_prompt) {
   kernels::SampleRow r;
   r.temperature = p.temperature;
   r.top_k = p.top_k;
   r.top_p = p.top_p;
   r.min_p = p.min_p;
   r.repetition_penalty = p.repetition_penalty;
+  r.presence_penalty = p.presence_penalty;
+  r.frequency_penalty = p.frequency_penalty;
+  r.n_prompt = n_prompt;
   r.history = history.data();
   r.n_history = int64_t(history.size());
   r.rng = rng.state();

@@ -19,6 +19,8 @@ struct SamplingParams {
   float top_p = 1.0f;        // 1 = off
   float min_p = 0.0f;        // 0 = off: drop tokens with p < min_p * p_max
   float repetition_penalty = 1.0f;  // CTRL: logit/penalty if > 0 else logit*penalty, once per distinct token
+  // OpenAI's penalties over the generated tokens: logit -= presence * (count > 0) + frequency * count.
+  float presence_penalty = 0.0f, frequency_penalty = 0.0f;  // [-2, 2]
   int32_t max_new_tokens = 256;
   uint64_t seed = 0;
   std::vector<int32_t> stop_token_ids;   // in addition to the model's EOS ids
@@ -53,8 +55,9 @@ struct Sampled {
 // Reusable buffers for sample(); one per thread.
 using SamplerScratch = kernels::SamplerScratch;
 
-// A backend sample row for `p` (row 0, the history as its penalty list, rng's state).
-kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_t> history, Rng& rng);
+// A backend sample row for `p` (row 0, the history as its penalty list, the first n_prompt of
+// which are the prompt, rng's state).
+kernels::SampleRow sample_row_of(const SamplingParams& p, std::span<const int32_t> history, Rng& rng, int64_t n_prompt = 0);
 
 // The distribution sample() draws from: fills scratch.idx[0..k) with token ids and
 // scratch.probs[0..k) with their renormalised probabilities after the repetition penalty,

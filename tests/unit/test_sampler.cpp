@@ -172,3 +172,49 @@ TEST_CASE("Backend::sample_rows on many rows equals sampling each row alone", "[
   a.logits = logits.data(), a.n = V, a.rows = rows.data(), a.n_rows = R;
   CHECK_THROWS_WITH(kernels::cpu_backend().sample_rows(a), Catch::Contains("NaN (token 17)"));
 }
+
+TEST_CASE("presence and frequency penalties count generated tokens only (vLLM's formula)", "[sampler]") {
+  // vLLM: logits -= frequency * output_count + presence * (output_count > 0); the prompt does not count.
+  const std::vector<float> logits{1.0f, 2.0f, 3.0f, 4.0f};
+  const std::vector<int32_t> history{3, 1, 1, 2};  // prompt [3], generated [1, 1, 2]
+  SamplingParams p;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  kernels::SamplerScratch s;
+  Rng rng(1);
+  kernels::SampleRow row = sample_row_of(p, history, rng, 1);
+  const int64_t k = kernels::candidate_distribution(logits.data(), 4, row, s);
+  REQUIRE(k == 4);
+  const std::vector<double> want_logits{1.0, 2.0 - 0.5 - 2 * 0.25, 3.0 - 0.5 - 0.25, 4.0};
+  double z = 0;
+  for (double l : want_logits) z += std::exp(l);
+  for (int64_t i = 0; i < k; ++i)
+    CHECK(std::fabs(s.probs[size_t(i)] - std::exp(want_logits[size_t(s.idx[size_t(i)])]) / z) < 1e-6);
+  p.presence_penalty = 3.0f;
+  CHECK_THROWS_AS(p.validate(), Error);  // OpenAI's range is [-2, 2]
+}
+
+TEST_CASE("top logprobs are the most likely tokens of log softmax(logits / T)", "[sampler]") {
+  auto fx = fixture();
+  for (const auto& c : fx["cases"]) {
+    const auto logits = c["logits"].get<std::vector<float>>();
+    const auto ref = c["log_softmax_t"].get<std::vector<float>>();  // transformers' log_softmax(logits / T)
+    SamplingParams p = params_of(c["params"]);
+    p.repetition_penalty = 1.0f;  // top logprobs are of the raw distribution, as `logprob` is
+    Rng rng(5);
+    kernels::SampleRow row = sample_row_of(p, {}, rng);
+    std::vector<int32_t> ids(5);
+    std::vector<float> lps(5);
+    row.top_n = 5;
+    row.top_ids = ids.data();
+    row.top_logprobs = lps.data();
+    kernels::SamplerScratch s;
+    kernels::sample_row(logits.data(), int64_t(logits.size()), row, s);
+    std::vector<float> sorted = ref;
+    std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+    for (size_t i = 0; i < 5; ++i) {
+      CHECK(std::fabs(lps[i] - sorted[i]) < 1e-5f);
+      CHECK(std::fabs(ref[size_t(ids[i])] - lps[i]) < 1e-5f);
+    }
+  }
+}

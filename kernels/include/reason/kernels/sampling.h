@@ -1,5 +1,5 @@
-// Sampling the next token from rows of logits (Backend::sample_rows): the repetition penalty,
-// temperature, top-k, top-p and min-p, in the order transformers' logits processors apply them,
+// Sampling the next token from rows of logits (Backend::sample_rows): the repetition, presence and
+// frequency penalties, temperature, top-k, top-p and min-p, in the order transformers' logits processors apply them,
 // then a draw from the kept candidates with a per-request xoshiro256** generator. The host
 // algorithm is here (the CPU backend runs it on each row in parallel; the CUDA backend on rows it
 // downloads) so that every backend samples the same token from the same logits and state.
@@ -34,6 +34,17 @@ struct SampleRow {
   float top_p = 1.0f, min_p = 0.0f, repetition_penalty = 1.0f;
   const int32_t* history = nullptr;
   int64_t n_history = 0;
+  // OpenAI's presence and frequency penalties over the generated tokens (history past its first
+  // n_prompt ids), after the repetition penalty and before the temperature, as vLLM applies them:
+  // logit -= presence_penalty * (count > 0) + frequency_penalty * count.
+  float presence_penalty = 0.0f, frequency_penalty = 0.0f;
+  int64_t n_prompt = 0;
+  // Top logprobs: when top_n > 0, the top_n most likely tokens of log softmax(logits / T) (T = 1
+  // when greedy; the distribution `logprob` is from), most likely first, into top_ids and
+  // top_logprobs (host arrays of top_n the caller owns).
+  int32_t top_n = 0;
+  int32_t* top_ids = nullptr;
+  float* top_logprobs = nullptr;
   // The request's generator state (host, 4 words): advanced by one draw when more than one
   // candidate is left (greedy and single-candidate rows draw nothing).
   uint64_t* rng = nullptr;
