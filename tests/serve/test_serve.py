@@ -217,6 +217,27 @@ def test_disconnect_and_drain(long_model):
             s.stop(signal.SIGKILL)
 
 
+def test_queue_full(long_model):
+    # One sequence in the batch and one request waiting: the next is refused with 429 at once.
+    s = Server(long_model, "--max-batch", "1", "--max-queue", "1", "--max-tokens", "8000")
+    try:
+        body = chat_body(max_tokens=4000, ignore_eos=True)
+        threads = [threading.Thread(target=s.post, args=("/v1/chat/completions", body)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for _ in range(200):
+            if (s.metric("reason_batch_size") or 0) == 1 and (s.metric("reason_queue_depth") or 0) >= 1:
+                break
+            time.sleep(0.02)
+        st, r = s.post("/v1/chat/completions", chat_body())
+        check(st == 429 and r["error"]["type"] == "rate_limit_exceeded", f"a full queue: {st} {r}")
+        for t in threads:
+            t.join(timeout=120)
+        check(s.post("/v1/chat/completions", chat_body())[0] == 200, "served again once the queue emptied")
+    finally:
+        check(s.stop() == 0, "SIGTERM exit 0")
+
+
 def test_concurrent(s):
     # Requests that arrive together share the batch (continuous batching) and each gets its own answer.
     out = [None] * 12
@@ -258,6 +279,7 @@ def main():
         if failures:
             print(s.output()[-3000:])
     test_auth(model)
+    test_queue_full(long_model)
     test_disconnect_and_drain(long_model)
     shutil.rmtree(WORK, ignore_errors=True)
     if failures:
