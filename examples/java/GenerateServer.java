@@ -2,6 +2,9 @@
  * A small HTTP service on libreason's Java binding and the JDK's built-in server
  * (com.sun.net.httpserver): POST /generate streams the completion's tokens to the client as they
  * are generated (chunked transfer encoding), several requests at once on one shared Model.
+ * It shows how to embed the library in a Java service; for a ready-made OpenAI-compatible server
+ * (chat completions, SSE streaming, reasoning_content, one continuous batch for every request),
+ * run `reason serve --model DIR` instead (README, "reason serve").
  *
  *   # with the Debian packages installed (libreason-java puts the jar in /usr/share/java and the
  *   # JNI library in /usr/lib/x86_64-linux-gnu/jni, which the JVM searches):
