@@ -3,18 +3,17 @@ package reason
 import "sync"
 
 // gate guards a native handle against use after Close: calls enter() and leave() around their
-// native call; close waits for the calls in progress. A training step enters exclusively (no
-// generation may run on a policy model while its weights change). Unlike a sync.RWMutex, a
-// waiting exclusive caller does not block new shared entries, so a callback that calls into the
-// same model again cannot deadlock against a waiting training step.
+// native call; close waits for the calls in progress. It does not order generations and training
+// steps: the native library does (a step is its model's one writer: it waits for generations in
+// progress, holds new ones back, and fails at once while a stream on the model is open or when
+// called from a token callback on it), for every language alike.
 type gate struct {
-	mu        sync.Mutex
-	cond      sync.Cond
-	users     int  // shared entries in progress (incl. open streams)
-	streams   int  // open streams among users
-	exclusive bool // an exclusive entry is in progress
-	closed    bool
-	deps      map[dependent]struct{} // objects that use this one and close with it
+	mu      sync.Mutex
+	cond    sync.Cond
+	users   int // entries in progress (incl. open streams)
+	streams int // open streams among users
+	closed  bool
+	deps    map[dependent]struct{} // objects that use this one and close with it
 }
 
 // dependent is an object (stream, trainer) that must be closed before the object it uses.
@@ -25,9 +24,6 @@ func (g *gate) init() { g.cond.L = &g.mu }
 func (g *gate) enter() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for g.exclusive {
-		g.cond.Wait()
-	}
 	if g.closed {
 		return false
 	}
@@ -44,41 +40,11 @@ func (g *gate) leave() {
 	g.mu.Unlock()
 }
 
-// enterExclusive waits for the shared entries in progress; it fails at once (open streams)
-// when waiting could last for ever.
-func (g *gate) enterExclusive(what string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for {
-		if g.closed {
-			return closedError(what)
-		}
-		if g.streams > 0 {
-			return newError(CodeInvalidArgument, "a training step cannot run while a stream on its policy model is open (close the stream first)")
-		}
-		if !g.exclusive && g.users == 0 {
-			g.exclusive = true
-			return nil
-		}
-		g.cond.Wait()
-	}
-}
-
-func (g *gate) leaveExclusive() {
-	g.mu.Lock()
-	g.exclusive = false
-	g.cond.Broadcast()
-	g.mu.Unlock()
-}
-
 // addDep registers d to be closed first when this object closes; false if already closed. A
 // stream also takes a shared entry, released by endStream when its generation ends.
 func (g *gate) addDep(d dependent, stream bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for stream && g.exclusive { // a stream generates: not while a training step runs
-		g.cond.Wait()
-	}
 	if g.closed {
 		return false
 	}
@@ -120,7 +86,6 @@ func (g *gate) shut() bool {
 		return false
 	}
 	g.closed = true
-	g.cond.Broadcast() // a training step waiting for its exclusive entry gives up
 	deps := make([]dependent, 0, len(g.deps))
 	for d := range g.deps {
 		deps = append(deps, d)
@@ -130,7 +95,7 @@ func (g *gate) shut() bool {
 		d.closeFromOwner() // calls removeDep
 	}
 	g.mu.Lock()
-	for g.users > 0 || g.exclusive {
+	for g.users > 0 {
 		g.cond.Wait()
 	}
 	g.mu.Unlock()

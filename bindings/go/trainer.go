@@ -107,17 +107,18 @@ func (t *Trainer) Close() error {
 	return nil
 }
 
-// step runs fn with the trainer locked, the policy held exclusively and the reference shared.
+// step runs fn with the trainer locked and its models held open (the library makes the step the
+// policy's one writer).
 func (c *trainerCore) step(fn func() native.MetricsResult) (StepMetrics, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.t == nil {
 		return StepMetrics{}, closedError("trainer")
 	}
-	if err := c.policy.g.enterExclusive("policy model"); err != nil {
-		return StepMetrics{}, err
+	if !c.policy.g.enter() {
+		return StepMetrics{}, closedError("policy model")
 	}
-	defer c.policy.g.leaveExclusive()
+	defer c.policy.g.leave()
 	if c.ref != nil {
 		if !c.ref.g.enter() {
 			return StepMetrics{}, closedError("reference model")

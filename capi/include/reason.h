@@ -15,9 +15,14 @@
  *  - Memory the library hands out (strings, arrays, results) is released with the matching
  *    reason_*_free or with reason_free. Pointers given to callbacks are borrowed: valid only
  *    during the callback.
- *  - Threads: a reason_model and a reason_tokenizer are immutable after loading and may be
- *    used from any number of threads at once. There is no global lock. Each call documents
- *    its own rules below.
+ *  - Threads: a reason_tokenizer is immutable and may be used from any number of threads at
+ *    once. A reason_model has many readers or one writer, enforced inside the library for every
+ *    language: generation, scoring, streams and the other calls that read it run concurrently;
+ *    a trainer step (or reason_trainer_load_state) on it is its one writer: it waits for the
+ *    readers in progress, and readers that arrive meanwhile wait for it. A step fails at once
+ *    (REASON_ERR_INVALID_ARGUMENT) rather than wait for ever when a stream on the model is open
+ *    or when it is called from a callback of a generation on the same model. There is no global
+ *    lock. Each call documents its own rules below.
  *  - No C++ exception ever crosses this boundary.
  */
 #ifndef REASON_H
@@ -388,7 +393,9 @@ REASON_API reason_status reason_score(float* out_logprobs, const reason_model* m
 
 /* A trainer updates its policy model's weights IN PLACE: after a step, generation with the same
  * reason_model uses the new policy with no reload or copy. A trainer is used by one thread at a
- * time, and nothing may generate with (or score) its policy model while a step runs. The policy
+ * time. A step holds its policy model as the writer (see Threads above: generations and scores
+ * of that model in other threads finish first, new ones wait for the step; an open stream on it,
+ * or a call from a token callback of a generation on it, fails the step at once). The policy
  * must be loaded in f32 (REASON_DTYPE_AUTO/F32): its weights are the f32 master weights.
  * Training covers every architecture the engine runs (dense, MoE, MLA expanded path). */
 typedef struct reason_trainer reason_trainer;

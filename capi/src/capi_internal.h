@@ -12,6 +12,19 @@
 
 namespace reason::capi {
 
+// guard() casts the engine's error codes to reason_status: they must stay equal, value by value.
+#define REASON_SAME_CODE(e, s) static_assert(static_cast<int>(reason::ErrorCode::e) == static_cast<int>(s), #e " != " #s)
+REASON_SAME_CODE(Ok, REASON_OK);
+REASON_SAME_CODE(InvalidArgument, REASON_ERR_INVALID_ARGUMENT);
+REASON_SAME_CODE(Io, REASON_ERR_IO);
+REASON_SAME_CODE(Format, REASON_ERR_FORMAT);
+REASON_SAME_CODE(Unsupported, REASON_ERR_UNSUPPORTED);
+REASON_SAME_CODE(OutOfMemory, REASON_ERR_OUT_OF_MEMORY);
+REASON_SAME_CODE(Backend, REASON_ERR_BACKEND);
+REASON_SAME_CODE(Cancelled, REASON_ERR_CANCELLED);
+REASON_SAME_CODE(Internal, REASON_ERR_INTERNAL);
+#undef REASON_SAME_CODE
+
 void set_last_error(std::string msg);
 
 inline reason_status fail_with(reason_status s, std::string msg) {

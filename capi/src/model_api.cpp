@@ -67,7 +67,10 @@ reason_status run_generation(reason_generation** out, const reason_model* model,
       std::string s(text);
       return callback(user_data, req, tok, lp, s.c_str()) == 0;
     };
-  gen->results = reason::generate(*model->model, reqs, cb);
+  {
+    reason::capi::ModelLock::Read read(*model->lock);
+    gen->results = reason::generate(*model->model, reqs, cb);
+  }
   for (const auto& r : gen->results) {
     reason_completion c{};
     c.token_ids = r.tokens.data();
@@ -152,7 +155,10 @@ REASON_API reason_status reason_model_load_adapter(reason_model** out, const cha
 REASON_API reason_status reason_model_save_adapter(const reason_model* model, const char* dir) {
   REASON_CHECK_ARG(model && model->model, "reason_model_save_adapter", "model is NULL");
   REASON_CHECK_ARG(dir && *dir, "reason_model_save_adapter", "dir is NULL or empty");
-  return guard("reason_model_save_adapter", [&] { model->model->save_adapter(dir); });
+  return guard("reason_model_save_adapter", [&] {
+    reason::capi::ModelLock::Read read(*model->lock);
+    model->model->save_adapter(dir);
+  });
 }
 
 REASON_API int64_t reason_model_adapter_modules(const reason_model* model) {
@@ -231,6 +237,7 @@ REASON_API reason_status reason_model_expert_load(int64_t* out_counts, size_t n_
     if (n_counts < need)
       reason::fail(reason::ErrorCode::InvalidArgument, "out_counts has room for {} values but {} layers x {} experts = {}",
                    n_counts, c.n_layers, c.n_experts, need);
+    reason::capi::ModelLock::Read read(*model->lock);
     std::vector<int64_t> load = reason::expert_load(*model->model, std::span<const int32_t>(ids, n));
     std::memcpy(out_counts, load.data(), load.size() * sizeof(int64_t));
   });
@@ -330,6 +337,7 @@ REASON_API reason_status reason_score(float* out_logprobs, const reason_model* m
   REASON_CHECK_ARG(model && model->model, "reason_score", "model is NULL");
   REASON_CHECK_ARG(ids, "reason_score", "ids is NULL");
   return guard("reason_score", [&] {
+    reason::capi::ModelLock::Read read(*model->lock);
     std::vector<float> lp = reason::score(*model->model, std::span<const int32_t>(ids, n));
     std::memcpy(out_logprobs, lp.data(), lp.size() * sizeof(float));
   });

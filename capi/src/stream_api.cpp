@@ -21,6 +21,10 @@ constexpr size_t kMaxQueued = 256;  // the producer waits when the reader falls 
 }  // namespace
 
 struct reason_stream {
+  std::shared_ptr<reason::capi::ModelLock> lock;  // open streams make a training step on the model fail
+  ~reason_stream() {
+    if (lock) lock->stream_closed();
+  }
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Event> queue;
@@ -49,6 +53,8 @@ REASON_API reason_status reason_stream_start(reason_stream** out, const reason_m
     req.params = reason::capi::sampling_params(reason::capi::sampling_options_or_default(opts));
     req.params.validate();
     auto s = std::make_unique<reason_stream>();
+    s->lock = model->lock;
+    s->lock->stream_opened();
     reason_stream* sp = s.get();
     std::shared_ptr<const reason::Model> m = model->model;
     sp->worker = std::thread([sp, m, req = std::move(req)]() mutable {

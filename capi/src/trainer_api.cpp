@@ -1,4 +1,5 @@
 // C ABI: trainer create/free, SFT / GRPO / distillation steps, logprobs, checkpoints, rewards.
+#include <optional>
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -19,6 +20,7 @@ using reason::capi::guard;
 struct reason_trainer {
   std::shared_ptr<const reason::Model> policy;
   std::shared_ptr<const reason::Model> reference;
+  std::shared_ptr<reason::capi::ModelLock> policy_lock, reference_lock;  // the models' handles' locks
   reason::TrainerSettings settings;
   std::unique_ptr<reason::Trainer> trainer;
 };
@@ -105,6 +107,17 @@ reason::GrpoSample grpo_sample(const reason_trainer* tr, const Sample& s, size_t
   return g;
 }
 
+// What a training step holds: the policy's weights exclusively, the reference (or teacher) shared.
+struct StepLocks {
+  StepLocks(reason_trainer* tr, const char* what, reason::capi::ModelLock* other)
+      : write(*tr->policy_lock, what), read(other && other != tr->policy_lock.get() ? other : nullptr) {
+    if (read) reading.emplace(*read);
+  }
+  reason::capi::ModelLock::Write write;
+  reason::capi::ModelLock* read;
+  std::optional<reason::capi::ModelLock::Read> reading;
+};
+
 void run_grpo_step(reason_step_metrics* out, reason_trainer* tr, const std::vector<reason::GrpoSample>& batch) {
   if (tr->settings.grpo.group_size < 2)
     reason::fail(reason::ErrorCode::InvalidArgument, "grpo.group_size is not set in the trainer config (needs >= 2)");
@@ -123,7 +136,11 @@ REASON_API reason_status reason_trainer_create(reason_trainer** out, reason_mode
   return guard("reason_trainer_create", [&] {
     auto t = std::make_unique<reason_trainer>();
     t->policy = policy->model;
-    if (reference) t->reference = reference->model;
+    t->policy_lock = policy->lock;
+    if (reference) {
+      t->reference = reference->model;
+      t->reference_lock = reference->lock;
+    }
     std::string_view cfg;
     if (config) cfg = std::string_view(config, config_len ? config_len : (config_is_binary ? 0 : std::strlen(config)));
     t->settings = reason::parse_trainer_config(cfg, config_is_binary != 0);
@@ -138,6 +155,7 @@ REASON_API reason_status reason_trainer_sft_step(reason_step_metrics* out, reaso
                                                  const size_t* lens, const uint8_t* const* masks, size_t n) {
   REASON_CHECK_ARG(tr, "reason_trainer_sft_step", "trainer is NULL");
   return guard("reason_trainer_sft_step", [&] {
+    StepLocks locks(tr, "reason_trainer_sft_step", nullptr);
     auto ex = sft_examples(tokens, lens, masks, n);
     std::vector<std::vector<reason::SftExample>> mbs;
     const size_t mb = tr->settings.micro_batch > 0 ? size_t(tr->settings.micro_batch) : std::max<size_t>(1, n);
@@ -153,6 +171,7 @@ REASON_API reason_status reason_trainer_grpo_step(reason_step_metrics* out, reas
   REASON_CHECK_ARG(tr, "reason_trainer_grpo_step", "trainer is NULL");
   REASON_CHECK_ARG(samples || n == 0, "reason_trainer_grpo_step", "samples is NULL");
   return guard("reason_trainer_grpo_step", [&] {
+    StepLocks locks(tr, "reason_trainer_grpo_step", tr->reference_lock.get());
     std::vector<reason::GrpoSample> batch;
     for (size_t i = 0; i < n; ++i) batch.push_back(grpo_sample(tr, samples[i], i));
     run_grpo_step(out, tr, batch);
@@ -164,6 +183,7 @@ REASON_API reason_status reason_trainer_grpo_step_ex(reason_step_metrics* out, r
   REASON_CHECK_ARG(tr, "reason_trainer_grpo_step_ex", "trainer is NULL");
   REASON_CHECK_ARG(samples || n == 0, "reason_trainer_grpo_step_ex", "samples is NULL");
   return guard("reason_trainer_grpo_step_ex", [&] {
+    StepLocks locks(tr, "reason_trainer_grpo_step_ex", tr->reference_lock.get());
     const size_t stride = n ? samples[0].struct_size : 0;
     const size_t base = offsetof(reason_grpo_sample_ex, sampling_logprobs);
     if (n && (stride < base || stride > 4096))
@@ -198,6 +218,7 @@ REASON_API reason_status reason_trainer_distill_step(reason_step_metrics* out, r
   REASON_CHECK_ARG(tr, "reason_trainer_distill_step", "trainer is NULL");
   REASON_CHECK_ARG(teacher && teacher->model, "reason_trainer_distill_step", "teacher is NULL");
   return guard("reason_trainer_distill_step", [&] {
+    StepLocks locks(tr, "reason_trainer_distill_step", teacher->lock.get());
     auto ex = sft_examples(tokens, lens, masks, n);
     std::vector<std::vector<reason::SftExample>> mbs{ex};
     auto m = tr->trainer->distill_step(*teacher->model, mbs, tr->settings.distill);
@@ -213,6 +234,7 @@ REASON_API reason_status reason_trainer_completion_logprobs(float* out, reason_t
   REASON_CHECK_ARG(!use_reference || tr->reference, "reason_trainer_completion_logprobs", "the trainer has no reference model");
   return guard("reason_trainer_completion_logprobs", [&] {
     const reason::Model& m = use_reference ? *tr->reference : *tr->policy;
+    reason::capi::ModelLock::Read read(use_reference ? *tr->reference_lock : *tr->policy_lock);
     auto lp = completion_logprobs(m, prompt, prompt_len, completion, completion_len, tr->settings.grpo.temperature);
     std::memcpy(out, lp.data(), lp.size() * sizeof(float));
   });
@@ -223,6 +245,7 @@ REASON_API reason_status reason_trainer_save(reason_trainer* tr, const char* dir
   REASON_CHECK_ARG(dir, "reason_trainer_save", "dir is NULL");
   return guard("reason_trainer_save", [&] {
     // Data-parallel: rank 0 writes (with ZeRO-1 the whole AdamW state, gathered from every rank).
+    reason::capi::ModelLock::Read read(*tr->policy_lock);
     reason::Trainer& t = *tr->trainer;
     t.gather_optimizer_state();
     reason::on_rank0(t.communicator(), [&] {
@@ -236,6 +259,7 @@ REASON_API reason_status reason_trainer_load_state(reason_trainer* tr, const cha
   REASON_CHECK_ARG(tr, "reason_trainer_load_state", "trainer is NULL");
   REASON_CHECK_ARG(dir, "reason_trainer_load_state", "dir is NULL");
   return guard("reason_trainer_load_state", [&] {
+    reason::capi::ModelLock::Write write(*tr->policy_lock, "reason_trainer_load_state");
     const auto state = reason::load_optimizer_state(dir, *tr->policy, tr->trainer->optimizer());
     tr->trainer->shard_optimizer_state();  // ZeRO-1: keep this rank's share
     reason::restore_trainer_extra_state(*tr->trainer, state);

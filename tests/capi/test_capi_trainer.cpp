@@ -4,11 +4,14 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "reason.h"
@@ -309,4 +312,104 @@ TEST_CASE("built-in rewards through the ABI", "[capi][rewards]") {
   CHECK(r == Approx(2.0 / 3.0));
   CHECK(reason_builtin_reward(&r, REASON_REWARD_LANGUAGE, "<think>a</think>b", "xx-unknown") == REASON_ERR_INVALID_ARGUMENT);
   CHECK(reason_builtin_reward(&r, (reason_reward_kind)99, "a", "b") == REASON_ERR_INVALID_ARGUMENT);
+}
+
+// The model's reader/writer rule, enforced by the library for every language (model_lock.h).
+namespace {
+
+struct StepFromCallback {
+  reason_trainer* tr = nullptr;
+  const int32_t* tp = nullptr;
+  size_t len = 0;
+  const uint8_t* mp = nullptr;
+  reason_status status = REASON_OK;
+  std::string message;
+  std::atomic<int> tokens{0};
+};
+
+int step_in_callback(void* user, size_t, int32_t, float, const char*) {
+  auto* s = static_cast<StepFromCallback*>(user);
+  if (s->tokens++ == 2) {
+    reason_step_metrics met = REASON_STEP_METRICS_INIT;
+    s->status = reason_trainer_sft_step(&met, s->tr, &s->tp, &s->len, &s->mp, 1);
+    s->message = reason_last_error();
+  }
+  return 0;
+}
+
+int signal_first_token(void* user, size_t, int32_t, float, const char*) {
+  static_cast<std::atomic<int>*>(user)->fetch_add(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a generation long enough for the step to arrive mid-way
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("thread rules: a step waits for generations, fails from their callbacks and while streams are open", "[capi][train][threads]") {
+  reason_model* m = nullptr;
+  REQUIRE(reason_model_load(&m, kModel.c_str(), nullptr) == REASON_OK);
+  reason_trainer* tr = nullptr;
+  REQUIRE(reason_trainer_create(&tr, m, nullptr, "optimizer { lr: 0.05 }\n", 0, 0) == REASON_OK);
+  const std::vector<int32_t> seq{11, 12, 13, 201, 202, 203, 204, 205, 206, 207};
+  std::vector<uint8_t> mask(seq.size(), 1);
+  const int32_t* tp = seq.data();
+  size_t len = seq.size();
+  const uint8_t* mp = mask.data();
+  const std::vector<int32_t> prompt{5, 6, 7};
+
+  // A step started while another thread generates waits for that generation: its tokens all come
+  // from the weights it started with (a strong step mid-way would change them).
+  const std::vector<int32_t> before = greedy(m, prompt, 60);
+  std::atomic<int> seen{0};
+  std::vector<int32_t> during;
+  std::thread gen([&] {
+    reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+    o.temperature = 0;
+    o.max_new_tokens = 60;
+    o.ignore_eos = 1;
+    const int32_t* p = prompt.data();
+    size_t plen = prompt.size();
+    reason_generation* g = nullptr;
+    REQUIRE(reason_generate(&g, m, &p, &plen, 1, &o, signal_first_token, &seen) == REASON_OK);
+    const reason_completion* c = reason_generation_get(g, 0);
+    during.assign(c->token_ids, c->token_ids + c->n_tokens);
+    reason_generation_free(g);
+  });
+  while (seen.load() < 3) std::this_thread::yield();
+  reason_step_metrics met = REASON_STEP_METRICS_INIT;
+  for (int i = 0; i < 5; ++i) REQUIRE(reason_trainer_sft_step(&met, tr, &tp, &len, &mp, 1) == REASON_OK);
+  gen.join();
+  CHECK(seen.load() == 60);
+  CHECK(during == before);
+  CHECK(greedy(m, prompt, 60) != before);  // the steps did change the weights, after the generation
+
+  // A step from a token callback of a generation on the same model: an error, not a deadlock.
+  StepFromCallback s;
+  s.tr = tr;
+  s.tp = tp;
+  s.len = len;
+  s.mp = mp;
+  {
+    reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
+    o.temperature = 0;
+    o.max_new_tokens = 6;
+    o.ignore_eos = 1;
+    const int32_t* p = prompt.data();
+    size_t plen = prompt.size();
+    reason_generation* g = nullptr;
+    REQUIRE(reason_generate(&g, m, &p, &plen, 1, &o, step_in_callback, &s) == REASON_OK);
+    reason_generation_free(g);
+  }
+  CHECK(s.status == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(s.message.find("wait for itself") != std::string::npos);
+
+  // An open stream on the policy: the step fails at once; after the stream is freed it runs.
+  reason_stream* st = nullptr;
+  REQUIRE(reason_stream_start(&st, m, "hello", nullptr) == REASON_OK);
+  CHECK(reason_trainer_sft_step(&met, tr, &tp, &len, &mp, 1) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(reason_last_error()).find("stream(s) on it are open") != std::string::npos);
+  reason_stream_free(st);
+  CHECK(reason_trainer_sft_step(&met, tr, &tp, &len, &mp, 1) == REASON_OK);
+  reason_trainer_free(tr);
+  reason_model_free(m);
 }
