@@ -77,9 +77,32 @@ REASON_API void reason_version_numbers(int* major, int* minor, int* patch);
 REASON_API void reason_free(void* ptr);
 
 /* Number of CPU threads compute uses (default: all cores, or $REASON_NUM_THREADS).
- * Process-wide; takes effect for calls that start after it returns. 0 restores the default. */
+ * Process-wide (threads with a count of their own, reason_set_thread_num_threads, keep theirs);
+ * takes effect for calls that start after it returns. 0 restores the default. */
 REASON_API void reason_set_num_threads(int n);
 REASON_API int reason_get_num_threads(void);
+
+/* The library's own messages: stage reports and progress of reason_pipeline_run (progress = 1),
+ * and the last words of a data-parallel rank before its job is aborted. By default they go to
+ * stderr; a callback set here receives them instead, one message (a line, without its newline) at
+ * a time: it is called from whichever library thread logs but never concurrently, must return
+ * quickly, and must not call reason_set_log_callback. NULL restores stderr. Process-wide.
+ * Added in 0.x. */
+typedef enum reason_log_level {
+  REASON_LOG_DEBUG = 0,
+  REASON_LOG_INFO = 1,
+  REASON_LOG_WARNING = 2,
+  REASON_LOG_ERROR = 3
+} reason_log_level;
+typedef void (*reason_log_callback)(void* user_data, reason_log_level level, const char* message);
+REASON_API void reason_set_log_callback(reason_log_callback callback, void* user_data);
+
+/* CPU threads for the compute of the calls the CALLING thread makes (a service that runs a
+ * pipeline on one thread and serves generations on others gives each its own count); 0 returns
+ * the thread to the process-wide count. A stream computes with the count of the thread that
+ * started it. A pipeline config's `threads` applies to its run only, on the thread that runs it.
+ * reason_get_num_threads() reports the count that applies to the calling thread. Added in 0.x. */
+REASON_API void reason_set_thread_num_threads(int n);
 
 /* ---- Tokenizer ---------------------------------------------------------------------------- */
 
@@ -132,6 +155,13 @@ REASON_API reason_status reason_tokenizer_apply_chat(char** out_text, const reas
                                                      const reason_chat_message* messages,
                                                      size_t n_messages, int add_generation_prompt,
                                                      reason_chat_format format);
+/* reason_tokenizer_apply_chat over messages laid out message_stride bytes apart (0: sizeof
+ * reason_chat_message as this header declares it): reason_chat_message may grow at its end, and
+ * programs that pass their own sizeof keep working with every later library. Added in 0.x. */
+REASON_API reason_status reason_tokenizer_apply_chat_ex(char** out_text, const reason_tokenizer* tok,
+                                                        const reason_chat_message* messages, size_t message_stride,
+                                                        size_t n_messages, int add_generation_prompt,
+                                                        reason_chat_format format);
 
 /* ---- Model -------------------------------------------------------------------------------- */
 
@@ -591,8 +621,13 @@ typedef struct reason_pipeline_options {
    * scores and trains on its share of every batch, rank 0 writes every file; the run equals one
    * process's to f32 rounding. A library built without MPI fails with REASON_ERR_UNSUPPORTED. */
   const void* mpi_comm;
+  /* Added in 0.x: the byte distance between consecutive rewards[] and tools[] elements (0:
+   * sizeof as this header declares them), so that a later reason_pipeline_reward or
+   * reason_pipeline_tool can grow at its end and programs built with either header keep working. */
+  size_t reward_stride;
+  size_t tool_stride;
 } reason_pipeline_options;
-#define REASON_PIPELINE_OPTIONS_INIT {sizeof(reason_pipeline_options), 1, NULL, 0, NULL, 0, NULL}
+#define REASON_PIPELINE_OPTIONS_INIT {sizeof(reason_pipeline_options), 1, NULL, 0, NULL, 0, NULL, 0, 0}
 
 /* Runs the pipeline of `config_path` into directory `out_dir`, or resumes it there (complete
  * stages are skipped, an interrupted one continues from its last checkpoint). Blocks until the

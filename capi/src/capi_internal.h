@@ -1,6 +1,7 @@
 // Internal to the C ABI implementation: exception-to-status translation and allocation of
 // memory handed to callers (malloc'd so that reason_free == free).
 #pragma once
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -53,6 +54,21 @@ reason_status guard(const char* fn, F&& f) noexcept {
 
 #define REASON_CHECK_ARG(cond, fn, msg) \
   if (!(cond)) return ::reason::capi::fail_with(REASON_ERR_INVALID_ARGUMENT, std::string(fn) + ": " + (msg))
+
+// Element i of a caller's array of T laid out `stride` bytes apart (0: sizeof(T)), as this
+// library's T: the bytes of the members both know are copied, members past a shorter stride keep
+// T{}'s values. Throws InvalidArgument naming `what` for a stride below `min_stride` (the
+// members every version has) or above 4096.
+template <typename T>
+T array_element(const T* base, size_t stride, size_t i, size_t min_stride, const char* what) {
+  if (stride == 0) stride = sizeof(T);
+  if (stride < min_stride || stride > 4096)
+    reason::fail(reason::ErrorCode::InvalidArgument, "{} stride {} is not a struct size (at least {}, at most 4096)", what,
+                 stride, min_stride);
+  T out{};
+  std::memcpy(&out, reinterpret_cast<const char*>(base) + i * stride, std::min(stride, sizeof(T)));
+  return out;
+}
 
 // Copies a string into malloc'd memory the caller frees with reason_free.
 inline char* dup_string(const std::string& s) {

@@ -8,6 +8,7 @@
 #include "model/generation_config.h"
 
 #include "capi_internal.h"
+#include "core/log.h"
 #include "handles.h"
 
 using reason::capi::guard;
@@ -94,6 +95,22 @@ REASON_API void reason_model_options_init(reason_model_options* opts) {
 
 REASON_API void reason_set_num_threads(int n) { reason::kernels::set_cpu_threads(n); }
 REASON_API int reason_get_num_threads(void) { return reason::kernels::cpu_threads(); }
+REASON_API void reason_set_thread_num_threads(int n) { reason::kernels::set_thread_cpu_threads(n); }
+
+static_assert(int(reason::LogLevel::Debug) == REASON_LOG_DEBUG && int(reason::LogLevel::Info) == REASON_LOG_INFO &&
+                  int(reason::LogLevel::Warning) == REASON_LOG_WARNING && int(reason::LogLevel::Error) == REASON_LOG_ERROR,
+              "reason::LogLevel and reason_log_level differ");
+
+REASON_API void reason_set_log_callback(reason_log_callback callback, void* user_data) {
+  if (!callback) {
+    reason::set_log_sink({});
+    return;
+  }
+  reason::set_log_sink([callback, user_data](reason::LogLevel level, std::string_view message) {
+    const std::string m(message);
+    callback(user_data, static_cast<reason_log_level>(static_cast<int>(level)), m.c_str());
+  });
+}
 
 REASON_API reason_status reason_model_load(reason_model** out, const char* dir, const reason_model_options* opts) {
   return reason_model_load_on(out, dir, opts, REASON_DEVICE_CPU, REASON_DTYPE_AUTO);

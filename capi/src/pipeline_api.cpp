@@ -5,6 +5,7 @@
 #include <string>
 
 #include "capi_internal.h"
+#include "core/log.h"
 #include "rl/pipeline.h"
 
 using reason::capi::guard;
@@ -21,11 +22,14 @@ reason::PipelineOptions pipeline_options(const reason_pipeline_options* o, const
   if (o->struct_size < sizeof(uint32_t) + sizeof(int))
     reason::fail(reason::ErrorCode::InvalidArgument, "opts->struct_size is not set");
   po.progress = o->progress != 0;
+  const bool has_strides = o->struct_size >= offsetof(reason_pipeline_options, tool_stride) + sizeof(size_t);
+  const size_t reward_stride = has_strides ? o->reward_stride : 0, tool_stride = has_strides ? o->tool_stride : 0;
   const bool has_rewards = o->struct_size >= offsetof(reason_pipeline_options, n_rewards) + sizeof(size_t);
   if (has_rewards && o->n_rewards > 0) {
     if (!o->rewards) reason::fail(reason::ErrorCode::InvalidArgument, "opts->rewards is NULL");
     for (size_t i = 0; i < o->n_rewards; ++i) {
-      const reason_pipeline_reward r = o->rewards[i];
+      const reason_pipeline_reward r =
+          reason::capi::array_element(o->rewards, reward_stride, i, sizeof(reason_pipeline_reward), "opts->rewards");
       if (!r.name || !*r.name) reason::fail(reason::ErrorCode::InvalidArgument, "opts->rewards[{}].name is empty", i);
       if (!r.fn) reason::fail(reason::ErrorCode::InvalidArgument, "opts->rewards[{}].fn is NULL", i);
       po.rewards[r.name] = [r](const reason::RewardInput& in) {
@@ -38,7 +42,8 @@ reason::PipelineOptions pipeline_options(const reason_pipeline_options* o, const
   if (has_tools && o->n_tools > 0) {
     if (!o->tools) reason::fail(reason::ErrorCode::InvalidArgument, "opts->tools is NULL");
     for (size_t i = 0; i < o->n_tools; ++i) {
-      const reason_pipeline_tool t = o->tools[i];
+      const reason_pipeline_tool t =
+          reason::capi::array_element(o->tools, tool_stride, i, sizeof(reason_pipeline_tool), "opts->tools");
       if (!t.name || !*t.name) reason::fail(reason::ErrorCode::InvalidArgument, "opts->tools[{}].name is empty", i);
       if (!t.fn) reason::fail(reason::ErrorCode::InvalidArgument, "opts->tools[{}].fn is NULL", i);
       po.tools[t.name] = [t](const std::string& args) {
@@ -76,6 +81,10 @@ REASON_API reason_status reason_pipeline_run(const char* config_path, const char
   return guard("reason_pipeline_run", [&] {
     reason::PipelineOptions po = pipeline_options(opts, "reason_pipeline_run");
     po.out_dir = out_dir;
+    // With a log callback the reports go to it, line by line, instead of stderr.
+    std::unique_ptr<FILE, int (*)(FILE*)> log(reason::has_log_sink() ? reason::open_log_stream(reason::LogLevel::Info) : nullptr,
+                                              [](FILE* f) { return f ? std::fclose(f) : 0; });
+    if (log) po.log = log.get();
     auto summary = reason::run_pipeline(config_path, po);
     if (summary_json) *summary_json = reason::capi::dup_string(summary.dump(2));
   });

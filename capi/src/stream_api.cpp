@@ -57,7 +57,9 @@ REASON_API reason_status reason_stream_start(reason_stream** out, const reason_m
     s->lock->stream_opened();
     reason_stream* sp = s.get();
     std::shared_ptr<const reason::Model> m = model->model;
-    sp->worker = std::thread([sp, m, req = std::move(req)]() mutable {
+    const int threads = reason::kernels::thread_cpu_threads();  // the starting thread's own count, if any
+    sp->worker = std::thread([sp, m, threads, req = std::move(req)]() mutable {
+      reason::kernels::ScopedCpuThreads own(threads);
       reason_status status = REASON_OK;
       std::string message;
       reason_finish_reason finish = REASON_FINISH_LENGTH;

@@ -57,18 +57,19 @@ REASON_API int32_t reason_tokenizer_eos_id(const reason_tokenizer* tok) {
   return e ? *e : -1;
 }
 
-REASON_API reason_status reason_tokenizer_apply_chat(char** out_text, const reason_tokenizer* tok,
-                                                     const reason_chat_message* messages, size_t n_messages,
-                                                     int add_generation_prompt, reason_chat_format format) {
+REASON_API reason_status reason_tokenizer_apply_chat_ex(char** out_text, const reason_tokenizer* tok,
+                                                        const reason_chat_message* messages, size_t message_stride,
+                                                        size_t n_messages, int add_generation_prompt,
+                                                        reason_chat_format format) {
   REASON_CHECK_ARG(out_text, "reason_tokenizer_apply_chat", "out_text is NULL");
   REASON_CHECK_ARG(tok && tok->tok, "reason_tokenizer_apply_chat", "tokenizer is NULL");
   REASON_CHECK_ARG(messages || n_messages == 0, "reason_tokenizer_apply_chat", "messages is NULL");
   return guard("reason_tokenizer_apply_chat", [&] {
     std::vector<reason::ChatMessage> msgs;
     for (size_t i = 0; i < n_messages; ++i) {
-      if (!messages[i].role || !messages[i].content)
-        reason::fail(reason::ErrorCode::InvalidArgument, "message {} has a NULL role or content", i);
-      msgs.push_back({messages[i].role, messages[i].content});
+      const reason_chat_message m = reason::capi::array_element(messages, message_stride, i, sizeof(reason_chat_message), "message");
+      if (!m.role || !m.content) reason::fail(reason::ErrorCode::InvalidArgument, "message {} has a NULL role or content", i);
+      msgs.push_back({m.role, m.content});
     }
     reason::ChatFormat f = reason::ChatFormat::None;
     if (format == REASON_CHAT_DEEPSEEK_R1) f = reason::ChatFormat::DeepSeekR1;
@@ -76,6 +77,12 @@ REASON_API reason_status reason_tokenizer_apply_chat(char** out_text, const reas
     else if (format != REASON_CHAT_AUTO) reason::fail(reason::ErrorCode::InvalidArgument, "unknown chat format {}", int(format));
     *out_text = dup_string(reason::apply_chat_template(*tok->tok, msgs, add_generation_prompt != 0, f));
   });
+}
+
+REASON_API reason_status reason_tokenizer_apply_chat(char** out_text, const reason_tokenizer* tok,
+                                                     const reason_chat_message* messages, size_t n_messages,
+                                                     int add_generation_prompt, reason_chat_format format) {
+  return reason_tokenizer_apply_chat_ex(out_text, tok, messages, 0, n_messages, add_generation_prompt, format);
 }
 
 }  // extern "C"

@@ -330,7 +330,20 @@ Backend& cpu_backend() {
   return backend;
 }
 
+namespace {
+thread_local int t_threads = 0;  // the calling thread's own count (0: none)
+}
+
+int set_thread_cpu_threads(int n) {
+  const int prev = t_threads;
+  t_threads = n > 0 ? n : 0;
+  return prev;
+}
+
+int thread_cpu_threads() { return t_threads; }
+
 int cpu_threads() {
+  if (t_threads > 0) return t_threads;
   int n = g_threads.load(std::memory_order_relaxed);
   if (n > 0) return n;
   static const int dflt = [] {

@@ -15,7 +15,10 @@
 #include <mutex>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
+#include "core/log.h"
 #include "dist/communicator.h"
 
 namespace reason {
@@ -124,11 +127,10 @@ class MpiCommunicator final : public Communicator {
       if (done) return;
       if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 100000 ? 1000 : 20));
       if (std::chrono::duration<double>(clock::now() - t0).count() > timeout_s_) {
-        std::fprintf(stderr,
-                     "libreason: rank %d of %d: MPI %s did not complete within %.0f s (REASON_DIST_TIMEOUT_S): another rank "
-                     "died or hangs; aborting the job\n",
-                     rank_, size_, what, timeout_s_);
-        std::fflush(stderr);
+        log_message(LogLevel::Error,
+                    fmt::format("libreason: rank {} of {}: MPI {} did not complete within {:.0f} s (REASON_DIST_TIMEOUT_S): "
+                                "another rank died or hangs; aborting the job",
+                                rank_, size_, what, timeout_s_));
         MPI_Abort(MPI_COMM_WORLD, 3);
       }
     }

@@ -496,7 +496,9 @@ nlohmann::json run_pipeline(const std::string& config_path, const PipelineOption
                         nlohmann::json{{"config", fs::absolute(config_path).string()}, {"config_hash", hash}}.dump(2));
     }
   });
-  if (cfg.threads() > 0) kernels::set_cpu_threads(cfg.threads());
+  // The config's thread count applies to this run's calling thread only (the program's other
+  // threads, and its own count after the run, are left alone).
+  kernels::ScopedCpuThreads run_threads(cfg.threads());
 
   // Synthetic datasets and models initialised from scratch (deterministic; kept across resumes).
   PromptFormat pf;

@@ -1,10 +1,11 @@
 #include "train/data_parallel.h"
 
 #include <algorithm>
-#include <cstdio>
+#include <fmt/format.h>
 #include <numeric>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "reason/kernels/backend.h"
 
 namespace reason {
@@ -23,8 +24,7 @@ void wait_device(const Communicator& c, kernels::DeviceCollective* device) {
   try {
     device->wait(collective_timeout_seconds());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "libreason: rank %d of %d: %s; aborting the job\n", c.rank(), c.size(), e.what());
-    std::fflush(stderr);
+    log_message(LogLevel::Error, fmt::format("libreason: rank {} of {}: {}; aborting the job", c.rank(), c.size(), e.what()));
     abort_job_if_distributed(3);
     throw;
   }

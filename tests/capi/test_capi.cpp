@@ -136,6 +136,17 @@ TEST_CASE("tokenizer through the ABI round-trips and formats chat", "[capi]") {
   REQUIRE(reason_tokenizer_apply_chat(&prompt, tok, msgs, 1, 1, REASON_CHAT_AUTO) == REASON_OK);
   CHECK(std::string(prompt) == "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
   reason_free(prompt);
+  // Messages of a later, larger reason_chat_message (one more member), passed with their stride.
+  struct Later {
+    reason_chat_message m;
+    const char* future;
+  } later[] = {{{"system", "Be brief."}, "x"}, {{"user", "2+2?"}, "y"}};
+  REQUIRE(reason_tokenizer_apply_chat_ex(&prompt, tok, &later[0].m, sizeof(Later), 2, 1, REASON_CHAT_AUTO) == REASON_OK);
+  CHECK(std::string(prompt) ==
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+  reason_free(prompt);
+  CHECK(reason_tokenizer_apply_chat_ex(&prompt, tok, msgs, 4, 1, 1, REASON_CHAT_AUTO) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(reason_last_error()).find("message stride 4") != std::string::npos);
   CHECK(reason_tokenizer_eos_id(tok) == 397);
 }
 

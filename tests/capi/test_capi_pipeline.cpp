@@ -9,7 +9,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "reason.h"
 
@@ -84,6 +88,17 @@ TEST_CASE("reason_pipeline_run with a C reward callback", "[capi][pipeline]") {
   o.n_rewards = 1;
   CHECK(reason_pipeline_check(cfg.c_str(), &o) == REASON_ERR_INVALID_ARGUMENT);
   CHECK_THAT(reason_last_error(), Catch::Contains("rewards[0].name"));
+  // Rewards of a later, larger reason_pipeline_reward, passed with their stride.
+  struct Later {
+    reason_pipeline_reward r;
+    double future;
+  } later{{"judge", judge, &j}, 1.0};
+  o.rewards = &later.r;
+  o.reward_stride = sizeof(Later);
+  CHECK(reason_pipeline_check(cfg.c_str(), &o) == REASON_OK);
+  o.reward_stride = 8;
+  CHECK(reason_pipeline_check(cfg.c_str(), &o) == REASON_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(reason_last_error(), Catch::Contains("opts->rewards stride 8"));
   fs::remove_all(dir);
 }
 
@@ -145,5 +160,61 @@ TEST_CASE("reason_pipeline_run with a C tool callback: multi-turn GRPO rollouts"
   o.n_tools = 0;
   CHECK(reason_pipeline_check(cfg.c_str(), &o) == REASON_ERR_INVALID_ARGUMENT);
   CHECK(std::string(reason_last_error()).find("tool callback 'calc' is not registered") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+namespace {
+
+struct Log {
+  std::mutex mu;
+  std::vector<std::pair<reason_log_level, std::string>> lines;
+};
+
+void on_log(void* user_data, reason_log_level level, const char* message) {
+  auto* l = static_cast<Log*>(user_data);
+  std::lock_guard<std::mutex> lk(l->mu);
+  l->lines.emplace_back(level, message);
+}
+
+}  // namespace
+
+TEST_CASE("a pipeline's reports go to the log callback; its thread count stays its own", "[capi][pipeline][log][threads]") {
+  const fs::path dir = temp_dir();
+  std::ofstream(dir / "p.textproto") << "seed: 3\nthreads: 1\n"
+                                        "prompt_format { template: \"User: {prompt}\\nAssistant:\" }\n"
+                                        "models { name: \"policy\" path: \"" << kBase << "\" }\n"
+                                        "datasets { name: \"heldout\" synthetic { kind: PROBLEMS count: 8 held_out: true } }\n"
+                                        "stages { name: \"ev\" eval { model: \"policy\" dataset: \"heldout\" samples: 1 "
+                                        "sampling { max_new_tokens: 32 } } }\n";
+  Log log;
+  reason_set_log_callback(on_log, &log);
+  reason_set_num_threads(3);  // the program's count: the config's `threads: 1` must not overwrite it
+  reason_pipeline_options o = REASON_PIPELINE_OPTIONS_INIT;
+  o.progress = 1;
+  const std::string cfg = (dir / "p.textproto").string(), out = (dir / "out").string();
+  REQUIRE(reason_pipeline_run(cfg.c_str(), out.c_str(), &o, nullptr) == REASON_OK);
+  reason_set_log_callback(nullptr, nullptr);
+  CHECK(reason_get_num_threads() == 3);
+  bool stage = false;
+  for (const auto& [level, line] : log.lines) {
+    CHECK(level == REASON_LOG_INFO);
+    CHECK(line.find('\n') == std::string::npos);
+    stage = stage || line.find("== stage 1/1: eval 'ev'") != std::string::npos;
+  }
+  CHECK(stage);
+  const size_t n = log.lines.size();
+  REQUIRE(reason_pipeline_run(cfg.c_str(), out.c_str(), &o, nullptr) == REASON_OK);  // callback removed: stderr again
+  CHECK(log.lines.size() == n);
+
+  // A thread's own count applies to that thread's calls only.
+  std::thread t([] {
+    reason_set_thread_num_threads(1);
+    CHECK(reason_get_num_threads() == 1);
+    reason_set_thread_num_threads(0);
+    CHECK(reason_get_num_threads() == 3);
+  });
+  t.join();
+  CHECK(reason_get_num_threads() == 3);
+  reason_set_num_threads(0);
   fs::remove_all(dir);
 }

@@ -444,8 +444,24 @@ Backend& cpu_backend();
 // driver/GPU is present, or when cuBLAS cannot be loaded. The reason is in *why if given.
 Backend* cuda_backend(std::string* why = nullptr);
 
-// Number of worker threads used by CPU ops (OpenMP). set_cpu_threads(0) restores the default.
+// Number of worker threads used by CPU ops (OpenMP) started from the calling thread: that
+// thread's own count when it set one (set_thread_cpu_threads), else the process's
+// (set_cpu_threads; 0 restores the default: all cores or $REASON_NUM_THREADS).
 int cpu_threads();
 void set_cpu_threads(int n);
+// The calling thread's own count (0: none, use the process's). Returns the previous one.
+int set_thread_cpu_threads(int n);
+int thread_cpu_threads();  // 0 when the calling thread has none of its own
+// Sets the calling thread's count for a scope (n <= 0: leaves it as it is).
+class ScopedCpuThreads {
+ public:
+  explicit ScopedCpuThreads(int n) : prev_(n > 0 ? set_thread_cpu_threads(n) : thread_cpu_threads()) {}
+  ~ScopedCpuThreads() { set_thread_cpu_threads(prev_); }
+  ScopedCpuThreads(const ScopedCpuThreads&) = delete;
+  ScopedCpuThreads& operator=(const ScopedCpuThreads&) = delete;
+
+ private:
+  int prev_;
+};
 
 }  // namespace reason::kernels
