@@ -20,7 +20,8 @@ namespace {
 
 const std::string kModel = std::string(REASON_FIXTURES_DIR) + "/dense/qwen2_tied";
 
-std::vector<int32_t> greedy(reason_model* m, const std::vector<int32_t>& prompt, int n) {
+std::vector<int32_t> greedy(reason_model* m, const std::vector<int32_t>& prompt, int n, reason_token_callback cb = nullptr,
+                            void* user = nullptr) {
   reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
   o.temperature = 0;
   o.max_new_tokens = n;
@@ -28,7 +29,7 @@ std::vector<int32_t> greedy(reason_model* m, const std::vector<int32_t>& prompt,
   const int32_t* p = prompt.data();
   size_t len = prompt.size();
   reason_generation* g = nullptr;
-  REQUIRE(reason_generate(&g, m, &p, &len, 1, &o, nullptr, nullptr) == REASON_OK);
+  REQUIRE(reason_generate(&g, m, &p, &len, 1, &o, cb, user) == REASON_OK);
   const reason_completion* c = reason_generation_get(g, 0);
   std::vector<int32_t> out(c->token_ids, c->token_ids + c->n_tokens);
   reason_generation_free(g);
@@ -362,19 +363,7 @@ TEST_CASE("thread rules: a step waits for generations, fails from their callback
   const std::vector<int32_t> before = greedy(m, prompt, 60);
   std::atomic<int> seen{0};
   std::vector<int32_t> during;
-  std::thread gen([&] {
-    reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
-    o.temperature = 0;
-    o.max_new_tokens = 60;
-    o.ignore_eos = 1;
-    const int32_t* p = prompt.data();
-    size_t plen = prompt.size();
-    reason_generation* g = nullptr;
-    REQUIRE(reason_generate(&g, m, &p, &plen, 1, &o, signal_first_token, &seen) == REASON_OK);
-    const reason_completion* c = reason_generation_get(g, 0);
-    during.assign(c->token_ids, c->token_ids + c->n_tokens);
-    reason_generation_free(g);
-  });
+  std::thread gen([&] { during = greedy(m, prompt, 60, signal_first_token, &seen); });
   while (seen.load() < 3) std::this_thread::yield();
   reason_step_metrics met = REASON_STEP_METRICS_INIT;
   for (int i = 0; i < 5; ++i) REQUIRE(reason_trainer_sft_step(&met, tr, &tp, &len, &mp, 1) == REASON_OK);
@@ -389,17 +378,7 @@ TEST_CASE("thread rules: a step waits for generations, fails from their callback
   s.tp = tp;
   s.len = len;
   s.mp = mp;
-  {
-    reason_sampling_options o = REASON_SAMPLING_OPTIONS_INIT;
-    o.temperature = 0;
-    o.max_new_tokens = 6;
-    o.ignore_eos = 1;
-    const int32_t* p = prompt.data();
-    size_t plen = prompt.size();
-    reason_generation* g = nullptr;
-    REQUIRE(reason_generate(&g, m, &p, &plen, 1, &o, step_in_callback, &s) == REASON_OK);
-    reason_generation_free(g);
-  }
+  greedy(m, prompt, 6, step_in_callback, &s);
   CHECK(s.status == REASON_ERR_INVALID_ARGUMENT);
   CHECK(s.message.find("wait for itself") != std::string::npos);
 

@@ -82,20 +82,13 @@ def main():
             if i == 5:
                 break
         stream.close()
-        for _ in range(200):
-            if s.metric('reason_choices_finished_total{finish="abort"}') == 1:
-                break
-            time.sleep(0.05)
+        wait_metric(s, 'reason_choices_finished_total{finish="abort"}', 1)
         check(s.metric('reason_choices_finished_total{finish="abort"}') == 1, "closing the stream cancels the sequence")
     finally:
         check(s.stop() == 0, "SIGTERM exit 0")
         if failures:
             print(s.output()[-3000:])
-    shutil.rmtree(WORK, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print(f"OK: the openai package ({openai.__version__}) against reason serve ({checks[0]} checks)")
+    finish(f"OK: the openai package ({openai.__version__}) against reason serve")
 
 
 main()

@@ -118,3 +118,23 @@ def generate_cli(model, prompt, max_tokens):
     return out.stdout.rstrip("\n")
 
 
+
+
+def wait_metric(s, name, value, tries=200):
+    """Polls the server's /metrics until `name` equals `value` (50 ms apart); returns the last value."""
+    v = None
+    for _ in range(tries):
+        v = s.metric(name)
+        if v == value:
+            break
+        time.sleep(0.05)
+    return v
+
+
+def finish(ok_line):
+    """Removes the work directory and ends the script: the failures, or ok_line with the count."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        sys.exit(1)
+    print(f"{ok_line} ({checks[0]} checks)")
