@@ -1,7 +1,13 @@
 #include "serve/http_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <chrono>
@@ -40,6 +46,59 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   res.set_content(error_body(e).dump(), "application/json");
 }
+
+// Whether the client of a request went away, for handlers that answer at the end (non-streaming
+// completions). cpp-httplib 0.11 cannot tell (later versions have Request::is_connection_closed):
+// this finds the connection's socket among the process's descriptors by its two ends (httplib
+// gives them as the LOCAL_* and REMOTE_* headers) and peeks at it without reading: a client that
+// closed its end leaves the socket readable with nothing to read (or hung up).
+class ClientProbe {
+ public:
+  explicit ClientProbe(const httplib::Request& req) {
+    const std::string local = req.get_header_value("LOCAL_ADDR"), remote = req.get_header_value("REMOTE_ADDR");
+    const int local_port = std::atoi(req.get_header_value("LOCAL_PORT").c_str()), remote_port = req.remote_port;
+    DIR* d = opendir("/proc/self/fd");
+    if (!d) return;
+    while (dirent* e = readdir(d)) {
+      const int fd = std::atoi(e->d_name);
+      struct stat st {};
+      if (e->d_name[0] < '0' || e->d_name[0] > '9' || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+      if (end_of(fd, getsockname) == std::make_pair(local, local_port) && end_of(fd, getpeername) == std::make_pair(remote, remote_port)) {
+        fd_ = fd;
+        break;
+      }
+    }
+    closedir(d);
+  }
+  bool gone() const {
+    if (fd_ < 0) return false;
+    pollfd p{fd_, short(POLLIN | POLLRDHUP), 0};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+    char c;
+    return recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;  // > 0: the client's next request (pipelined)
+  }
+
+ private:
+  static std::pair<std::string, int> end_of(int fd, int (*get)(int, sockaddr*, socklen_t*)) {
+    sockaddr_storage a{};
+    socklen_t n = sizeof a;
+    if (get(fd, reinterpret_cast<sockaddr*>(&a), &n) != 0) return {"", -1};
+    char buf[INET6_ADDRSTRLEN] = "";
+    if (a.ss_family == AF_INET) {
+      auto* v4 = reinterpret_cast<sockaddr_in*>(&a);
+      inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof buf);
+      return {buf, ntohs(v4->sin_port)};
+    }
+    if (a.ss_family == AF_INET6) {
+      auto* v6 = reinterpret_cast<sockaddr_in6*>(&a);
+      inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof buf);
+      return {buf, ntohs(v6->sin6_port)};
+    }
+    return {"", -1};
+  }
+  int fd_ = -1;
+};
 
 // One choice of a completion while it is generated: its text, reasoning split and logprobs.
 struct Choice {
@@ -305,9 +364,16 @@ class Server {
       return;
     }
     ++responding_;
+    const ClientProbe client(req);
+    auto probed = std::chrono::steady_clock::now();
     Job::Event e;
-    while (!c->finished())
-      if (c->job()->pop(e, std::chrono::milliseconds(1000))) c->apply(e);
+    while (!c->finished()) {
+      if (c->job()->pop(e, std::chrono::milliseconds(200))) c->apply(e);
+      if (std::chrono::steady_clock::now() - probed > std::chrono::milliseconds(200)) {  // a few times a second
+        probed = std::chrono::steady_clock::now();
+        if (!c->job()->cancelled() && client.gone()) c->job()->cancel();  // its sequences leave the batch
+      }
+    }
     if (!c->error().empty()) send_error(res, ApiError(500, c->error(), "", "server_error"));
     else res.set_content(c->whole().dump(), "application/json");
     --responding_;

@@ -183,6 +183,21 @@ def test_disconnect_and_drain(long_model):
         check(s.metric("reason_generation_tokens_total") == after and s.metric("reason_batch_size") == 0,
               "nothing generates after the cancel")
         check(after < 8000, f"cancelled after {after} tokens of 8000 (before the disconnect: {before})")
+
+        # The same for a request that is answered at the end (not streamed).
+        c = s.conn()
+        c.request("POST", "/v1/chat/completions", body=json.dumps(chat_body(max_tokens=8000, ignore_eos=True)),
+                  headers={"Content-Type": "application/json"})
+        for _ in range(200):
+            if (s.metric("reason_batch_size") or 0) >= 1:
+                break
+            time.sleep(0.02)
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        check(wait_metric(s, 'reason_choices_finished_total{finish="abort"}', 2) == 2,
+              "a non-streaming client that left cancels its sequence too")
+        time.sleep(0.3)
+        check(s.metric("reason_batch_size") == 0, "nothing generates after that cancel")
         print(f"disconnect: cancelled after {after - before:.0f} more tokens ({before:.0f} before)", flush=True)
 
         # SIGTERM drains: a request in flight completes, a new one is refused, the server exits 0.
