@@ -363,7 +363,11 @@ class Server {
       stream(c, res);
       return;
     }
-    ++responding_;
+    struct Responding {  // counted until the answer is set, whatever happens
+      std::atomic<int>& n;
+      explicit Responding(std::atomic<int>& r) : n(r) { ++n; }
+      ~Responding() { --n; }
+    } responding(responding_);
     const ClientProbe client(req);
     auto probed = std::chrono::steady_clock::now();
     Job::Event e;
@@ -376,7 +380,6 @@ class Server {
     }
     if (!c->error().empty()) send_error(res, ApiError(500, c->error(), "", "server_error"));
     else res.set_content(c->whole().dump(), "application/json");
-    --responding_;
   }
 
   // Server-sent events: a chunk per token and choice, `data: [DONE]` at the end. A client that
