@@ -85,6 +85,8 @@ int version_patch() {
 int binding_version_major() { return REASON_VERSION_MAJOR; }
 std::string status_name(int code) { return reason_status_name(reason_status(code)); }
 void set_num_threads(int n) { reason_set_num_threads(n); }
+void set_thread_num_threads(int n) { reason_set_thread_num_threads(n); }
+int num_threads() { return reason_get_num_threads(); }
 
 void mpi_finalize() { reason_mpi_finalize(); }
 

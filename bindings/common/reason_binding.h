@@ -43,6 +43,10 @@ int version_patch();
 int binding_version_major();
 std::string status_name(int code);
 void set_num_threads(int n);
+// reason_set_thread_num_threads / reason_get_num_threads: the calling thread's own compute
+// threads (0: the process's), and the count that applies to the calling thread.
+void set_thread_num_threads(int n);
+int num_threads();
 // reason_mpi_finalize: ends the MPI world the library started under mpirun (nothing otherwise).
 // For runtimes whose exit skips C atexit handlers (Go's os.Exit); call it last.
 void mpi_finalize();

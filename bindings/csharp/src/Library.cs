@@ -71,6 +71,21 @@ public static class Library {
     NativeSetNumThreads(n);
   }
 
+  /// <summary>CPU threads for the compute of calls made on the calling thread only (0: back to
+  /// the process-wide count); a TokenStream computes with the count of the thread that started it.</summary>
+  public static void SetThreadNumThreads(int n) {
+    EnsureLoaded();
+    NativeSetThreadNumThreads(n);
+  }
+
+  /// <summary>The CPU thread count that applies to calls made on the calling thread.</summary>
+  public static int NumThreads {
+    get {
+      EnsureLoaded();
+      return NativeNumThreads();
+    }
+  }
+
   /// <summary>The C name of a status, e.g. "REASON_ERR_IO".</summary>
   public static string StatusName(Status status) { return StatusNames.Of(status); }
 
@@ -120,6 +135,12 @@ public static class Library {
 
   [MethodImpl(MethodImplOptions.NoInlining)]
   static void NativeSetNumThreads(int n) { Native.reason_native.set_num_threads(n); }
+
+  [MethodImpl(MethodImplOptions.NoInlining)]
+  static void NativeSetThreadNumThreads(int n) { Native.reason_native.set_thread_num_threads(n); }
+
+  [MethodImpl(MethodImplOptions.NoInlining)]
+  static int NativeNumThreads() { return Native.reason_native.num_threads(); }
 
   /// <summary>null when the loaded versions fit these bindings, else the message to throw.</summary>
   internal static string CheckVersions(string nativeVersion, int nativeMajor, int glueMajor) {

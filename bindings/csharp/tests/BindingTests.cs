@@ -66,6 +66,24 @@ public class BindingTests {
   }
 
   [Test]
+  public void ThreadCountOfOneThreadLeavesTheOthersAlone() {
+    Library.SetNumThreads(3);
+    int own = 0, back = 0;
+    var t = new System.Threading.Thread(() => {
+      Library.SetThreadNumThreads(1);
+      own = Library.NumThreads;
+      Library.SetThreadNumThreads(0);
+      back = Library.NumThreads;
+    });
+    t.Start();
+    t.Join();
+    Assert.AreEqual(1, own);
+    Assert.AreEqual(3, back);
+    Assert.AreEqual(3, Library.NumThreads);
+    Library.SetNumThreads(0);
+  }
+
+  [Test]
   public void VersionsMatch() {
     Library.EnsureLoaded();
     Assert.AreEqual(Library.BindingVersion, Library.Version);

@@ -31,6 +31,23 @@ public final class Reason {
     reason_native.set_num_threads(n);
   }
 
+  /**
+   * CPU threads for the compute of calls made on the calling Java thread only (a service that
+   * trains on one thread and serves generations on others gives each its own count); 0 returns
+   * the thread to the process-wide count. A TokenStream computes with the count of the thread
+   * that started it.
+   */
+  public static void setThreadNumThreads(int n) {
+    NativeLibrary.ensureLoaded();
+    reason_native.set_thread_num_threads(n);
+  }
+
+  /** The CPU thread count that applies to calls made on the calling thread. */
+  public static int numThreads() {
+    NativeLibrary.ensureLoaded();
+    return reason_native.num_threads();
+  }
+
   /** Loads and checks the native library now (it is otherwise loaded by the first call). */
   public static void load() {
     NativeLibrary.ensureLoaded();

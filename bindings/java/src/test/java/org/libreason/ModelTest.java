@@ -43,6 +43,24 @@ class ModelTest {
     assertTrue(Reason.nativeLibrary().endsWith("libreason_java.so"), Reason.nativeLibrary());
   }
 
+  @Test
+  void threadCountOfOneThreadLeavesTheOthersAlone() throws InterruptedException {
+    Reason.setNumThreads(3);
+    int[] seen = new int[2];
+    Thread t = new Thread(() -> {
+      Reason.setThreadNumThreads(1);
+      seen[0] = Reason.numThreads();
+      Reason.setThreadNumThreads(0);
+      seen[1] = Reason.numThreads();
+    });
+    t.start();
+    t.join();
+    assertEquals(1, seen[0]);
+    assertEquals(3, seen[1]);
+    assertEquals(3, Reason.numThreads());
+    Reason.setNumThreads(0);
+  }
+
   /** Implementation-Version of the jar that holds Model.class (tests share its package). */
   static String manifestVersion() {
     try (java.util.jar.JarFile jar = new java.util.jar.JarFile(
