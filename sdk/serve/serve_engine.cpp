@@ -97,6 +97,21 @@ void ServeEngine::admit(const std::shared_ptr<Job>& job) {
   prompt_tokens_ += r.prompt.size();
 }
 
+void ServeEngine::job_ended() {
+  std::lock_guard lk(mu_);
+  --jobs_;
+  cv_.notify_all();
+}
+
+void ServeEngine::end_unstarted(Job& job, const std::string& error) {
+  Job::Event e;
+  e.done = true;
+  e.finish = FinishReason::Callback;
+  e.error = error;
+  job.push(std::move(e));
+  job_ended();
+}
+
 void ServeEngine::fail_all(const std::string& message) {
   for (auto& [id, run] : running_) {
     Job::Event e;
@@ -114,7 +129,9 @@ void ServeEngine::fail_all(const std::string& message) {
 
 void ServeEngine::run() {
   auto on_token = [this](const TokenEvent& t) {
-    Running& run = running_.at(t.id);
+    auto found = running_.find(t.id);
+    if (found == running_.end()) return false;  // its job already ended (it is being cancelled)
+    Running& run = found->second;
     Job::Event e;
     e.choice = run.choice;
     e.text = std::string(t.text);
@@ -150,9 +167,7 @@ void ServeEngine::run() {
     }
     if (--choices_left_[run.job.get()] == 0) {
       choices_left_.erase(run.job.get());
-      std::lock_guard lk(mu_);
-      --jobs_;
-      cv_.notify_all();
+      job_ended();
     }
   };
   GenerateOptions go;
@@ -170,27 +185,22 @@ void ServeEngine::run() {
     }
     for (auto& job : incoming) {
       if (job->cancelled()) {  // gone before it started
-        Job::Event e;
-        e.done = true;
-        e.finish = FinishReason::Callback;
-        job->push(std::move(e));
-        std::lock_guard lk(mu_);
-        --jobs_;
-        cv_.notify_all();
+        end_unstarted(*job, "");
         continue;
       }
       try {
         admit(job);
       } catch (const std::exception& ex) {  // the HTTP layer checked the request: not expected
-        for (auto it = running_.begin(); it != running_.end();) it = it->second.job == job ? running_.erase(it) : std::next(it);
+        for (auto it = running_.begin(); it != running_.end();) {
+          if (it->second.job != job) {
+            ++it;
+            continue;
+          }
+          batch_->cancel(it->first);  // choices added before the failure leave the batch
+          it = running_.erase(it);
+        }
         choices_left_.erase(job.get());
-        Job::Event e;
-        e.done = true;
-        e.error = ex.what();
-        job->push(std::move(e));
-        std::lock_guard lk(mu_);
-        --jobs_;
-        cv_.notify_all();
+        end_unstarted(*job, ex.what());
       }
     }
     for (auto& [id, run] : running_)

@@ -87,6 +87,9 @@ class ServeEngine {
   void run();
   void admit(const std::shared_ptr<Job>& job);
   void fail_all(const std::string& message);
+  void job_ended();  // a job in flight ended: one fewer, drain() may wake
+  // A job that ends before any of its choices ran (cancelled while queued, or `error`).
+  void end_unstarted(Job& job, const std::string& error);
   std::shared_ptr<const Model> model_;
   Options opts_;
   std::unique_ptr<BatchScheduler> batch_;
